@@ -1,0 +1,66 @@
+# The project's verbs: run, test, lint, bench. Each sets up what it needs first and
+# skips what is already done.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+# The PostgreSQL run of `make test` uses a fresh test database on this server.
+PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/smartflow
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test test-sqlite test-postgres lint format install install-dev static
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q --upgrade pip
+
+# Stamp files: reinstall only when a requirements file changed.
+$(VENV)/.installed: requirements.txt | $(PY)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+# collectstatic writes the hashed manifest that whitenoise serves; it only copies
+# changed files, so a second run takes well under a second.
+static: $(VENV)/.installed
+	DEBUG=true $(PY) manage.py collectstatic --noinput -v0
+
+# Local use: DEBUG on, SQLite, console email, and the background worker beside the
+# web server (stopped together with Ctrl-C).
+run: static
+	@export DEBUG=$${DEBUG:-true}; \
+	$(PY) manage.py migrate --noinput && \
+	{ $(PY) manage.py db_worker & worker=$$!; \
+	  trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
+	  $(PY) manage.py runserver $(HOST):$(PORT); }
+
+test: test-sqlite test-postgres
+
+test-sqlite: $(VENV)/.installed-dev static
+	env -u DATABASE_URL $(PY) -m pytest $(PYTEST_ARGS)
+
+# Runs when PostgreSQL answers; REQUIRE_POSTGRES=1 (set by CI) turns "not reachable"
+# into a failure instead of a skip.
+test-postgres: $(VENV)/.installed-dev static
+	@if $(PY) -c "import socket; socket.create_connection(('127.0.0.1', 5432), 2)" 2>/dev/null; then \
+		echo "== PostgreSQL run =="; \
+		DATABASE_URL=$(PG_TEST_URL) $(PY) -m pytest $(PYTEST_ARGS); \
+	elif [ -n "$$REQUIRE_POSTGRES" ]; then \
+		echo "PostgreSQL is not reachable on 127.0.0.1:5432 and REQUIRE_POSTGRES is set" >&2; exit 1; \
+	else \
+		echo "== PostgreSQL not reachable on 127.0.0.1:5432: PostgreSQL run skipped =="; \
+	fi
+
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .

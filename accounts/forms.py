@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib.auth.forms import BaseUserCreationForm
+
+from accounts.models import User, normalize_email
+
+
+class _PhoneConsentMixin:
+    """SMS consent only means something with a number to send to."""
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()  # type: ignore[misc]
+        if cleaned.get("sms_opt_in") and not cleaned.get("phone"):
+            self.add_error("phone", "Add a mobile number to receive SMS.")  # type: ignore[attr-defined]
+        return cleaned
+
+
+class SignupForm(_PhoneConsentMixin, BaseUserCreationForm):
+    class Meta:
+        model = User
+        fields = ("email", "phone", "sms_opt_in")
+        labels = {
+            "phone": "Mobile number (optional)",
+            "sms_opt_in": "Send me SMS about my account (you can turn this off at any time)",
+        }
+
+    def clean_email(self) -> str:
+        email = normalize_email(self.cleaned_data["email"])
+        if User.objects.filter(email=email).exists():
+            raise forms.ValidationError(
+                "An account with this email already exists. Log in or reset your password."
+            )
+        return email
+
+
+class ProfileForm(_PhoneConsentMixin, forms.ModelForm):
+    """What a customer may change about themselves. Deliberately not `plan`."""
+
+    class Meta:
+        model = User
+        fields = ("phone", "sms_opt_in")
+        labels = SignupForm.Meta.labels

@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
+from django.contrib.auth.models import PermissionsMixin
+from django.db import models
+from django.db.models.functions import Lower
+from django.utils import timezone
+from phonenumber_field.modelfields import PhoneNumberField
+
+from billing.plans import Plan
+
+
+def normalize_email(email: str) -> str:
+    """The one stored form of an address: trimmed and lower-cased.
+
+    Lower-casing the local part too means `Ann@x.com` and `ann@x.com` are one account,
+    which is what customers expect even though RFC 5321 allows otherwise.
+    """
+    return email.strip().lower()
+
+
+class UserManager(BaseUserManager["User"]):
+    use_in_migrations = True
+
+    def _create_user(self, email: str, password: str | None, **extra: Any) -> User:
+        if not email:
+            raise ValueError("An email address is required.")
+        user = self.model(email=normalize_email(email), **extra)
+        user.set_password(password)  # None gives an unusable password
+        user.save(using=self._db)
+        return user
+
+    def create_user(self, email: str, password: str | None = None, **extra: Any) -> User:
+        extra.setdefault("is_staff", False)
+        extra.setdefault("is_superuser", False)
+        return self._create_user(email, password, **extra)
+
+    def create_superuser(self, email: str, password: str | None = None, **extra: Any) -> User:
+        extra.setdefault("is_staff", True)
+        extra.setdefault("is_superuser", True)
+        if not extra["is_staff"] or not extra["is_superuser"]:
+            raise ValueError("A superuser needs is_staff=True and is_superuser=True.")
+        return self._create_user(email, password, **extra)
+
+    def get_by_natural_key(self, username: str | None) -> User:
+        # Login forms pass what the person typed; match it the way it was stored.
+        return self.get(email=normalize_email(username or ""))
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    """A customer or a member of staff. Logs in with an email address.
+
+    `plan` is written only by billing code (entitlements) and staff tools, never by a
+    form a customer can submit.
+    """
+
+    email = models.EmailField("email address", unique=True)
+    plan = models.CharField(
+        max_length=20, choices=Plan.choices, default=Plan.STARTER, db_index=True
+    )
+    phone = PhoneNumberField(blank=True, help_text="Mobile number, stored in E.164 form.")
+    sms_opt_in = models.BooleanField(
+        "SMS consent",
+        default=False,
+        help_text="The customer agreed to receive SMS from SmartFlow.",
+    )
+    is_staff = models.BooleanField(
+        "staff status", default=False, help_text="Can log into the admin site."
+    )
+    is_active = models.BooleanField("active", default=True)
+    date_joined = models.DateTimeField("joined", default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = UserManager()
+
+    EMAIL_FIELD = "email"
+    USERNAME_FIELD = "email"
+    REQUIRED_FIELDS: list[str] = []
+
+    class Meta:
+        ordering = ["-date_joined"]
+        constraints = [
+            # Belt and braces under normalize_email: no two rows differ only in case,
+            # even if a row is written without going through the manager.
+            models.UniqueConstraint(Lower("email"), name="accounts_user_email_ci_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.email
+
+    def clean(self) -> None:
+        super().clean()
+        self.email = normalize_email(self.email)

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.django_db
+
+
+def test_profile_updates_phone_and_consent(client, customer):
+    client.force_login(customer)
+
+    response = client.post("/profile/", {"phone": "+44 7400 123456", "sms_opt_in": "on"})
+
+    assert response.status_code == 302
+    customer.refresh_from_db()
+    assert str(customer.phone) == "+447400123456"
+    assert customer.sms_opt_in is True
+
+
+def test_profile_post_cannot_set_plan(client, customer):
+    client.force_login(customer)
+
+    client.post("/profile/", {"phone": "", "plan": "launchpack"})
+
+    customer.refresh_from_db()
+    assert customer.plan == "starter"
+
+
+def test_profile_refuses_invalid_phone_and_keeps_old_one(client, customer):
+    customer.phone = "+447911123456"
+    customer.save()
+    client.force_login(customer)
+
+    response = client.post("/profile/", {"phone": "not a number"})
+
+    assert response.status_code == 200
+    assert "Enter a valid phone number" in response.content.decode()
+    customer.refresh_from_db()
+    assert str(customer.phone) == "+447911123456"
+
+
+def test_profile_needs_login(client):
+    assert client.get("/profile/")["Location"] == "/login/?next=/profile/"

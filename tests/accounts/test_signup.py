@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import pytest
+
+from accounts.models import User
+from tests.conftest import PASSWORD
+
+pytestmark = pytest.mark.django_db
+
+
+def _signup(client, **overrides):
+    data = {"email": "Ann@Example.com", "password1": PASSWORD, "password2": PASSWORD}
+    data.update(overrides)
+    return client.post("/signup/", data)
+
+
+def test_signup_creates_user_logs_in_and_redirects_to_dashboard(client):
+    response = _signup(client)
+
+    assert response.status_code == 302
+    assert response["Location"] == "/"
+    user = User.objects.get()
+    assert user.email == "ann@example.com"  # stored normalised
+    assert user.plan == "starter"
+    assert client.get("/").status_code == 200
+
+
+def test_duplicate_email_in_another_case_is_refused(client, customer):
+    response = _signup(client, email="CUSTOMER@example.COM")
+
+    assert response.status_code == 200
+    assert "An account with this email already exists" in response.content.decode()
+    assert User.objects.count() == 1
+
+
+def test_passwords_must_match_and_pass_validators(client):
+    response = _signup(client, password1="12345678", password2="12345678")
+
+    assert response.status_code == 200
+    assert "This password is too common" in response.content.decode()
+    assert not User.objects.exists()
+
+
+def test_invalid_phone_is_refused(client):
+    response = _signup(client, phone="12345")
+
+    assert response.status_code == 200
+    assert "Enter a valid phone number" in response.content.decode()
+    assert not User.objects.exists()
+
+
+def test_phone_is_stored_in_e164(client):
+    _signup(client, phone="07911 123456", sms_opt_in="on")
+
+    user = User.objects.get()
+    assert str(user.phone) == "+447911123456"
+    assert user.sms_opt_in is True
+
+
+def test_sms_consent_defaults_off(client):
+    _signup(client, phone="+447911123456")
+
+    assert User.objects.get().sms_opt_in is False
+
+
+def test_sms_consent_without_phone_is_refused(client):
+    response = _signup(client, sms_opt_in="on")
+
+    assert response.status_code == 200
+    assert "Add a mobile number to receive SMS" in response.content.decode()
+    assert not User.objects.exists()
+
+
+def test_signup_ignores_a_posted_plan(client):
+    _signup(client, plan="launchpack")
+
+    assert User.objects.get().plan == "starter"
+
+
+def test_signup_returns_to_a_safe_next_and_ignores_an_offsite_one(client):
+    assert _signup(client, next="/profile/")["Location"] == "/profile/"
+    client.logout()
+    response = _signup(client, email="bob@example.com", next="https://evil.example/")
+    assert response["Location"] == "/"
+
+
+def test_email_must_be_unique_in_the_database_whatever_the_case(customer):
+    from django.db import IntegrityError, transaction
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        User.objects.bulk_create([User(email="Customer@Example.com")])
