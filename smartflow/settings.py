@@ -55,10 +55,13 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "phonenumber_field",
+    "djstripe",
     "django_tasks",
     "django_tasks_db",
     "accounts",
     "billing",
+    # Its tables always exist; its code runs only when STRIPE_SANDBOX is on (below).
+    "billing.sandbox",
     "onboarding",
 ]
 
@@ -86,6 +89,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "billing.sandbox.context_processors.sandbox",
             ],
         },
     },
@@ -131,9 +135,54 @@ EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.cons
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="no-reply@smartflowsystems.com")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
+# Absolute base URL of the site as customers reach it (links in emails, webhook targets).
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+
+# --- Stripe (dj-stripe) -----------------------------------------------------------------
+STRIPE_LIVE_MODE = env.bool("STRIPE_LIVE_MODE", default=False)
+STRIPE_TEST_SECRET_KEY = env.str("STRIPE_TEST_SECRET_KEY", default="")
+STRIPE_LIVE_SECRET_KEY = env.str("STRIPE_LIVE_SECRET_KEY", default="")
+# Pinned: unset, it would follow whatever stripe-python happens to be installed.
+STRIPE_API_VERSION = "2026-08-26.dahlia"
+DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
+DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"
+DJSTRIPE_WEBHOOK_TOLERANCE = env.int("DJSTRIPE_WEBHOOK_TOLERANCE", default=300)
+
+# The offline Stripe sandbox (billing/sandbox) stands in for Stripe's API when no key is
+# configured. Unset, it is on only for local use (DEBUG on, no secret key); with DEBUG
+# off it must be asked for explicitly, and it never runs beside a live key.
+_sandbox_explicit = env.bool("STRIPE_SANDBOX", default=None)
+_has_stripe_key = bool(STRIPE_LIVE_SECRET_KEY if STRIPE_LIVE_MODE else STRIPE_TEST_SECRET_KEY)
+if _sandbox_explicit is None:
+    STRIPE_SANDBOX = DEBUG and not _has_stripe_key and not STRIPE_LIVE_MODE
+else:
+    STRIPE_SANDBOX = _sandbox_explicit
+if STRIPE_SANDBOX:
+    if STRIPE_LIVE_MODE or STRIPE_LIVE_SECRET_KEY.startswith("sk_live_"):
+        raise ImproperlyConfigured(
+            "STRIPE_SANDBOX cannot run with a live Stripe key or STRIPE_LIVE_MODE on. "
+            "Unset STRIPE_LIVE_SECRET_KEY/STRIPE_LIVE_MODE or turn STRIPE_SANDBOX off."
+        )
+    # dj-stripe validates the key's format on every sync; the sandbox ignores its value.
+    STRIPE_TEST_SECRET_KEY = "sk_test_SmartFlowSandbox000000000000000000"
+# Billing is on when something answers Stripe's API: a real key or the sandbox.
+BILLING_ENABLED = STRIPE_SANDBOX or _has_stripe_key
+BILLING_PAST_DUE_GRACE_DAYS = env.int("BILLING_PAST_DUE_GRACE_DAYS", default=7)
+BILLING_CURRENCY = env.str("BILLING_CURRENCY", default="gbp").lower()
+# Existing Price ids (the original app's variables) win over lookup keys when set.
+STRIPE_PRICE_IDS = {
+    (plan, interval): price_id
+    for plan in ("starter", "flowkit", "launchpack")
+    for interval in ("monthly", "oneoff")
+    if (price_id := env.str(f"STRIPE_PRICE_{plan.upper()}_{interval.upper()}", default=""))
+}
+
 # --- Background tasks -------------------------------------------------------------------
 # Tasks are rows in our own database, so enqueueing joins the caller's transaction.
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+
+# --- Onboarding (email through django-anymail, SMS through Twilio) ----------------------
+# (owned by the onboarding app; see onboarding/)
 
 # --- Internationalisation ---------------------------------------------------------------
 LANGUAGE_CODE = "en-gb"

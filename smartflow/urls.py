@@ -1,9 +1,17 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # dj-stripe's webhook endpoint: /stripe/webhook/<uuid>/
+    path("stripe/", include("djstripe.urls", namespace="djstripe")),
+    path("onboarding/", include("onboarding.urls")),
+    path("", include("billing.urls")),
     path("", include("accounts.urls")),
 ]
+
+if settings.STRIPE_SANDBOX:
+    urlpatterns.insert(0, path("sandbox/", include("billing.sandbox.urls")))

@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from billing.plans import Plan
+
+
+class PlanChange(models.Model):
+    """One row for every change of `User.plan`: the plan's full history.
+
+    Written only by `billing.entitlements.plan_refresh`, never when nothing changed.
+    """
+
+    class Source(models.TextChoices):
+        CHECKOUT = "checkout", "Checkout"
+        SUBSCRIPTION = "subscription", "Subscription"
+        INVOICE = "invoice", "Invoice"
+        REFUND = "refund", "Refund"
+        STAFF = "staff", "Staff"
+        RECONCILE = "reconcile", "Reconcile"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="plan_changes"
+    )
+    old_plan = models.CharField(max_length=20, choices=Plan.choices)
+    new_plan = models.CharField(max_length=20, choices=Plan.choices)
+    source = models.CharField(max_length=20, choices=Source.choices)
+    stripe_event_id = models.CharField(max_length=255, blank=True, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The member of staff who made the change, if any.",
+    )
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.old_plan} -> {self.new_plan} ({self.source})"
+
+
+class PlanOverride(models.Model):
+    """A staff comp: the user has at least `plan` until `expires_at` (or for good).
+
+    Kept as a row (who, when, why, until) so a grant is explained and reversible.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="plan_overrides"
+    )
+    plan = models.CharField(max_length=20, choices=Plan.choices)
+    reason = models.TextField()
+    expires_at = models.DateTimeField(null=True, blank=True)
+    granted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.plan} for {self.user}"
+
+    @staticmethod
+    def active_q(now: timezone.datetime | None = None) -> Q:
+        now = now or timezone.now()
+        return Q(revoked_at__isnull=True) & (Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+
+
+class OneOffPurchase(models.Model):
+    """A paid one-off Checkout: that plan for good, unless refunded.
+
+    Unique per Checkout Session so that the webhook and the success page, fulfilling the
+    same payment, record it once.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="oneoff_purchases"
+    )
+    plan = models.CharField(max_length=20, choices=Plan.choices)
+    checkout_session_id = models.CharField(max_length=255, unique=True)
+    payment_intent_id = models.CharField(max_length=255, blank=True, db_index=True)
+    price_id = models.CharField(max_length=255, blank=True)
+    amount = models.PositiveIntegerField(help_text="In the currency's minor unit.")
+    currency = models.CharField(max_length=3)
+    paid_at = models.DateTimeField(default=timezone.now)
+    refunded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-paid_at"]
+
+    def __str__(self) -> str:
+        return f"{self.plan} one-off for {self.user}"
+
+
+class BillingAlert(models.Model):
+    """Something in Stripe's data that billing could not act on, recorded for staff
+    (e.g. a Price that maps to no plan). Recorded once per kind and object."""
+
+    class Kind(models.TextChoices):
+        UNKNOWN_PRICE = "unknown_price", "Price maps to no plan"
+        NO_USER = "no_user", "No user found for a Stripe object"
+
+    kind = models.CharField(max_length=30, choices=Kind.choices)
+    stripe_id = models.CharField(max_length=255)
+    detail = models.TextField(blank=True)
+    stripe_event_id = models.CharField(max_length=255, blank=True)
+    seen_count = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    resolved = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-last_seen_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "stripe_id"], name="billing_alert_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.stripe_id}"
