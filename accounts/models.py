@@ -9,7 +9,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 from phonenumber_field.modelfields import PhoneNumberField
 
-from billing.plans import Plan
+from billing.plans import Plan, plan_allows
 
 
 def normalize_email(email: str) -> str:
@@ -89,6 +89,10 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def __str__(self) -> str:
         return self.email
+
+    def has_feature(self, name: str) -> bool:
+        """Whether the user's plan includes feature `name` (KeyError if unknown)."""
+        return plan_allows(self.plan, name)
 
     def clean(self) -> None:
         super().clean()

@@ -8,7 +8,7 @@ from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from accounts.forms import ProfileForm, SignupForm
-from billing.plans import PLAN_INFO
+from billing.plans import FEATURE_LABELS, FEATURES, PLAN_INFO
 
 
 def _safe_next(request: HttpRequest) -> str | None:
@@ -34,8 +34,17 @@ def signup(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
-    plan_info = PLAN_INFO[request.user.plan]
-    return render(request, "accounts/dashboard.html", {"plan_info": plan_info})
+    features = [
+        {
+            "name": name,
+            "label": FEATURE_LABELS[name],
+            "required": required,
+            "allowed": request.user.has_feature(name),
+        }
+        for name, required in FEATURES.items()
+    ]
+    context = {"plan_info": PLAN_INFO[request.user.plan], "features": features}
+    return render(request, "accounts/dashboard.html", context)
 
 
 @login_required

@@ -6,3 +6,7 @@ from django.apps import AppConfig
 class BillingConfig(AppConfig):
     name = "billing"
     verbose_name = "Billing"
+
+    def ready(self) -> None:
+        # Connects the Stripe webhook receivers (dj-stripe's signals).
+        from billing import webhooks  # noqa: F401

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import models
 
 
@@ -18,18 +19,32 @@ class Plan(models.TextChoices):
     LAUNCHPACK = "launchpack", "LaunchPack"
 
 
+class Interval(models.TextChoices):
+    MONTHLY = "monthly", "Monthly"
+    ONEOFF = "oneoff", "One-off"
+
+
 @dataclass(frozen=True)
 class PlanInfo:
     plan: Plan
     description: str
+    # What `stripe_catalog` creates, in the currency's minor unit (pence). Customers see
+    # the amounts read back from Stripe, so a price changed in the dashboard shows on
+    # the pricing page after a sync.
+    monthly_amount: int
+    oneoff_amount: int
 
 
 PLAN_INFO: dict[str, PlanInfo] = {
-    Plan.STARTER: PlanInfo(Plan.STARTER, "Online booking with calendar sync and your brand."),
-    Plan.FLOWKIT: PlanInfo(
-        Plan.FLOWKIT, "Everything in Starter, plus SMS reminders and client import."
+    Plan.STARTER: PlanInfo(
+        Plan.STARTER, "Online booking with calendar sync and your brand.", 1900, 19000
     ),
-    Plan.LAUNCHPACK: PlanInfo(Plan.LAUNCHPACK, "Everything in FlowKit, plus the AI concierge."),
+    Plan.FLOWKIT: PlanInfo(
+        Plan.FLOWKIT, "Everything in Starter, plus SMS reminders and client import.", 4900, 49000
+    ),
+    Plan.LAUNCHPACK: PlanInfo(
+        Plan.LAUNCHPACK, "Everything in FlowKit, plus the AI concierge.", 9900, 99000
+    ),
 }
 
 # feature -> the lowest plan that has it
@@ -39,6 +54,14 @@ FEATURES: dict[str, Plan] = {
     "sms_reminders": Plan.FLOWKIT,
     "client_import": Plan.FLOWKIT,
     "ai_concierge": Plan.LAUNCHPACK,
+}
+
+FEATURE_LABELS: dict[str, str] = {
+    "calendar_sync": "Calendar sync",
+    "brand_kit": "Brand kit",
+    "sms_reminders": "SMS reminders",
+    "client_import": "Client import",
+    "ai_concierge": "AI concierge",
 }
 
 _RANK: dict[str, int] = {plan.value: rank for rank, plan in enumerate(Plan)}
@@ -57,3 +80,27 @@ def plan_includes(plan: str, required: str) -> bool:
 def highest_plan(plans: list[str]) -> Plan:
     """The highest of `plans`, or starter when there are none."""
     return Plan(max(plans, key=_RANK.__getitem__, default=Plan.STARTER))
+
+
+def plan_allows(plan: str, feature: str) -> bool:
+    """Whether `plan` has `feature`. Raises KeyError for an unknown feature."""
+    return plan_includes(plan, FEATURES[feature])
+
+
+def lookup_key(plan: str, interval: str) -> str:
+    """The Stripe Price lookup_key of a plan's price, e.g. `flowkit_monthly`."""
+    return f"{plan}_{interval}"
+
+
+def price_plan(*, price_id: str, lookup_key: str | None) -> tuple[Plan, Interval] | None:
+    """Which plan and interval a Stripe Price sells, or None when it sells no plan.
+
+    A Price id configured through STRIPE_PRICE_<PLAN>_<INTERVAL> wins over its lookup_key.
+    """
+    for (plan, interval), configured_id in settings.STRIPE_PRICE_IDS.items():
+        if configured_id == price_id:
+            return Plan(plan), Interval(interval)
+    plan, _, interval = (lookup_key or "").rpartition("_")
+    if plan in Plan.values and interval in Interval.values:
+        return Plan(plan), Interval(interval)
+    return None

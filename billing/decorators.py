@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import reverse
+
+from billing.plans import FEATURES
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def payment_required_response(request: HttpRequest, feature: str) -> JsonResponse:
+    return JsonResponse(
+        {
+            "error": "payment_required",
+            "feature": feature,
+            "plan": request.user.plan,
+            "required_plan": FEATURES[feature],
+            "upgrade_url": reverse("billing:pricing"),
+        },
+        status=402,
+    )
+
+
+def plan_required(
+    feature: str,
+) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """Let the view run only for users whose plan has `feature`: anonymous users log in
+    (or get 401 when they asked for JSON), the rest get 402 with where to upgrade."""
+    if feature not in FEATURES:
+        raise ValueError(f"Unknown feature {feature!r}; add it to billing.plans.FEATURES.")
+
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not request.user.is_authenticated:
+                if _wants_json(request):
+                    return JsonResponse({"error": "authentication_required"}, status=401)
+                return redirect_to_login(request.get_full_path())
+            if not request.user.has_feature(feature):
+                return payment_required_response(request, feature)
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator

@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+from typing import Any
+
+import stripe
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from djstripe.models import Price
+
+from billing.plans import PLAN_INFO, Interval, lookup_key
+from billing.stripe_api import StripeError, api_kwargs
+
+
+class Command(BaseCommand):
+    help = (
+        "Create any missing Stripe Products and Prices for the plans (lookup keys "
+        "<plan>_monthly and <plan>_oneoff) in the configured Stripe account or the sandbox, "
+        "and sync them into dj-stripe. Safe to run twice. --check only reports differences."
+    )
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--check", action="store_true", help="Report, change nothing.")
+
+    def handle(self, *args: Any, check: bool = False, **options: Any) -> None:
+        if not settings.BILLING_ENABLED:
+            raise CommandError(
+                "Stripe is not configured: set STRIPE_TEST_SECRET_KEY or use the sandbox."
+            )
+        currency = settings.BILLING_CURRENCY
+        wanted = {
+            lookup_key(plan, interval): (plan, interval, _amount(plan, interval))
+            for plan in PLAN_INFO
+            for interval in Interval
+        }
+        try:
+            existing = {
+                p["lookup_key"]: p
+                for p in stripe.Price.list(
+                    lookup_keys=list(wanted),
+                    active=True,
+                    expand=["data.product"],
+                    limit=100,
+                    **api_kwargs(),
+                ).auto_paging_iter()
+            }
+            products = self._products()
+            created = differs = 0
+            for key, (plan, interval, amount) in wanted.items():
+                price = existing.get(key)
+                if price is None:
+                    if check:
+                        self.stdout.write(f"missing  {key}")
+                        differs += 1
+                        continue
+                    product = products.get(plan) or self._product_create(plan)
+                    products[plan] = product
+                    price = stripe.Price.create(
+                        product=product["id"],
+                        unit_amount=amount,
+                        currency=currency,
+                        lookup_key=key,
+                        metadata={"plan": plan, "interval": interval},
+                        **(
+                            {"recurring": {"interval": "month"}}
+                            if interval == Interval.MONTHLY
+                            else {}
+                        ),
+                        **api_kwargs(),
+                    )
+                    created += 1
+                    self.stdout.write(f"created  {key}  {price['id']}")
+                elif _differs(price, amount, currency, interval):
+                    differs += 1
+                    self.stdout.write(
+                        f"differs  {key}  {price['id']}: "
+                        f"{price['unit_amount']} {price['currency']} "
+                        f"(expected {amount} {currency}); change it in Stripe if intended"
+                    )
+                if not check:
+                    Price.sync_from_stripe_data(price)
+        except StripeError as exc:
+            raise CommandError(f"Stripe refused: {exc}") from exc
+        verb = "checked" if check else "synced"
+        self.stdout.write(f"{len(wanted)} prices {verb}: {created} created, {differs} differ.")
+
+    def _products(self) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        for product in stripe.Product.list(
+            active=True, limit=100, **api_kwargs()
+        ).auto_paging_iter():
+            plan = (product.get("metadata") or {}).get("plan")
+            if plan in PLAN_INFO and plan not in found:
+                found[plan] = product
+        return found
+
+    def _product_create(self, plan: str) -> dict[str, Any]:
+        info = PLAN_INFO[plan]
+        return stripe.Product.create(
+            name=f"SmartFlow {info.plan.label}",
+            description=info.description,
+            metadata={"plan": plan},
+            **api_kwargs(),
+        )
+
+
+def _amount(plan: str, interval: str) -> int:
+    info = PLAN_INFO[plan]
+    return info.monthly_amount if interval == Interval.MONTHLY else info.oneoff_amount
+
+
+def _differs(price: dict[str, Any], amount: int, currency: str, interval: str) -> bool:
+    recurring = (price.get("recurring") or {}).get("interval")
+    return (
+        price.get("unit_amount") != amount
+        or price.get("currency") != currency
+        or (recurring == "month") != (interval == Interval.MONTHLY)
+    )

@@ -1,0 +1,81 @@
+"""Our side of Stripe's API: keys, versions, and the lookups billing needs.
+
+Every call passes the key and the pinned version explicitly rather than relying on
+stripe-python's globals, so the same code talks to Stripe or to the offline sandbox
+(installed as stripe-python's HTTP client) without a branch.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import stripe
+from django.conf import settings
+from djstripe.models import Customer, Price
+from djstripe.settings import djstripe_settings
+
+from accounts.models import User
+from billing.plans import lookup_key
+
+logger = logging.getLogger(__name__)
+
+# Stripe's error base class: anything the API or the network raised.
+StripeError = stripe.StripeError
+
+
+class PriceMissing(Exception):
+    """No active Stripe Price sells that plan and interval (run `stripe_catalog`)."""
+
+
+def api_kwargs() -> dict[str, Any]:
+    return {
+        "api_key": djstripe_settings.STRIPE_SECRET_KEY,
+        "stripe_version": djstripe_settings.STRIPE_API_VERSION,
+    }
+
+
+def price_find(plan: str, interval: str) -> Price:
+    """The active Price that sells `plan` monthly or once.
+
+    A configured STRIPE_PRICE_<PLAN>_<INTERVAL> id wins; otherwise the synced Price with
+    lookup_key `<plan>_<interval>`, asking Stripe (and syncing) when it is not local yet.
+    """
+    configured = settings.STRIPE_PRICE_IDS.get((plan, interval))
+    if configured:
+        local = Price.objects.filter(id=configured).first()
+        return local or Price.sync_from_stripe_data(
+            stripe.Price.retrieve(configured, expand=["product"], **api_kwargs())
+        )
+    key = lookup_key(plan, interval)
+    local = Price.objects.filter(lookup_key=key, active=True).order_by("-created").first()
+    if local:
+        return local
+    found = stripe.Price.list(
+        lookup_keys=[key], active=True, expand=["data.product"], **api_kwargs()
+    )
+    if not found.data:
+        raise PriceMissing(f"No active Stripe Price has lookup_key {key!r}.")
+    return Price.sync_from_stripe_data(found.data[0])
+
+
+def customer_for(user: User) -> Customer:
+    """The user's dj-stripe Customer, created in Stripe on first use."""
+    customer, _created = Customer.get_or_create(subscriber=user)
+    return customer
+
+
+def live_subscription(user: User) -> dict[str, Any] | None:
+    """The user's subscription that still bills (active, trialing or past_due), if any."""
+    from djstripe.models import Subscription
+
+    data = (
+        Subscription.objects.filter(
+            customer__subscriber=user,
+            stripe_data__status__in=["active", "trialing", "past_due"],
+        )
+        .order_by("-created")
+        .values_list("stripe_data", flat=True)
+        .first()
+    )
+    return data

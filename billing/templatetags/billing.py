@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from django import template
+
+from billing.plans import FEATURE_LABELS, plan_allows
+
+register = template.Library()
+
+_SYMBOLS = {"gbp": "£", "usd": "$", "eur": "€"}
+
+
+@register.filter
+def has_feature(user, name: str) -> bool:
+    """`{% if user|has_feature:"ai_concierge" %}`: the same matrix as the views."""
+    return bool(getattr(user, "is_authenticated", False)) and plan_allows(user.plan, name)
+
+
+@register.filter
+def money(amount: int | None, currency: str) -> str:
+    """Minor units to a price: 4900, "gbp" -> "£49.00"; 4950, "chf" -> "49.50 CHF"."""
+    if amount is None:
+        return ""
+    value = f"{amount / 100:,.2f}"
+    symbol = _SYMBOLS.get((currency or "").lower())
+    return f"{symbol}{value}" if symbol else f"{value} {currency.upper()}"
+
+
+@register.filter
+def feature_label(name: str) -> str:
+    return FEATURE_LABELS.get(name, name.replace("_", " ").capitalize())

@@ -1,0 +1,172 @@
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from djstripe.models import Price
+
+from billing.checkout import (
+    checkout_fulfil,
+    checkout_session_create,
+    portal_session_create,
+    session_for_user,
+    subscription_switch,
+)
+from billing.decorators import plan_required
+from billing.plans import FEATURES, PLAN_INFO, Interval, Plan, lookup_key, price_plan
+from billing.stripe_api import PriceMissing, StripeError, live_subscription
+
+logger = logging.getLogger(__name__)
+
+
+def _problem(request: HttpRequest, message: str, status: int) -> HttpResponse:
+    return render(request, "billing/problem.html", {"message": message}, status=status)
+
+
+def _stripe_failed(request: HttpRequest, exc: Exception) -> HttpResponse:
+    logger.exception(
+        "Stripe call failed for user %s", getattr(request.user, "pk", None), exc_info=exc
+    )
+    return _problem(
+        request,
+        "We could not reach our payment provider. Nothing was charged; "
+        "please try again in a minute.",
+        502,
+    )
+
+
+def _price_table() -> dict[tuple[str, str], Price]:
+    """The synced Prices that sell each plan, by (plan, interval), in one query."""
+    keys = [lookup_key(p, i) for p in Plan.values for i in Interval.values]
+    configured = list(settings.STRIPE_PRICE_IDS.values())
+    table: dict[tuple[str, str], Price] = {}
+    for price in Price.objects.filter(active=True, lookup_key__in=keys) | Price.objects.filter(
+        id__in=configured
+    ):
+        sold = price_plan(price_id=price.id, lookup_key=price.lookup_key)
+        if sold and (sold not in table or price.id in configured):
+            table[sold] = price
+    return table
+
+
+@require_GET
+def pricing(request: HttpRequest) -> HttpResponse:
+    prices = _price_table()
+    plans = [
+        {
+            "info": info,
+            "prices": [(i.value, prices.get((plan, i))) for i in Interval],
+            "features": [f for f, lowest in FEATURES.items() if lowest == plan],
+        }
+        for plan, info in PLAN_INFO.items()
+    ]
+    return render(request, "billing/pricing.html", {"plans": plans})
+
+
+def _choice(request: HttpRequest) -> tuple[str, str] | None:
+    plan, interval = request.POST.get("plan", ""), request.POST.get("interval", "")
+    return (plan, interval) if plan in Plan.values and interval in Interval.values else None
+
+
+@login_required
+@require_POST
+def checkout(request: HttpRequest) -> HttpResponse:
+    choice = _choice(request)
+    if choice is None:
+        return _problem(request, "Choose one of our plans, monthly or one-off.", 400)
+    if not settings.BILLING_ENABLED:
+        return _problem(request, "Payments are not set up on this site yet.", 503)
+    plan, interval = choice
+    try:
+        subscription = live_subscription(request.user)
+        if subscription and interval == Interval.MONTHLY:
+            current = _subscription_plan(subscription)
+            if current == plan:
+                return _see_other(portal_session_create(user=request.user).url)
+            return redirect(f"{reverse('billing:switch')}?plan={plan}")
+        session = checkout_session_create(user=request.user, plan=plan, interval=interval)
+    except PriceMissing:
+        logger.error("No Stripe price for %s %s: run manage.py stripe_catalog", plan, interval)
+        return _problem(request, "That plan cannot be bought right now. Please try later.", 503)
+    except StripeError as exc:
+        return _stripe_failed(request, exc)
+    return _see_other(session.url)
+
+
+def _subscription_plan(subscription: dict) -> str | None:
+    price = subscription["items"]["data"][0]["price"]
+    sold = price_plan(price_id=price["id"], lookup_key=price.get("lookup_key"))
+    return sold[0] if sold else None
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def switch(request: HttpRequest) -> HttpResponse:
+    plan = request.POST.get("plan") or request.GET.get("plan", "")
+    subscription = live_subscription(request.user)
+    if plan not in Plan.values or subscription is None:
+        return _problem(request, "There is no subscription to change to that plan.", 400)
+    if request.method == "POST":
+        try:
+            subscription_switch(user=request.user, subscription=subscription, plan=plan)
+        except (StripeError, PriceMissing) as exc:
+            return _stripe_failed(request, exc)
+        return redirect("accounts:dashboard")
+    current = _subscription_plan(subscription)
+    context = {"current": PLAN_INFO.get(current), "target": PLAN_INFO[plan]}
+    return render(request, "billing/switch.html", context)
+
+
+@login_required
+@require_GET
+def success(request: HttpRequest) -> HttpResponse:
+    session_id = request.GET.get("session_id", "")
+    try:
+        session = session_for_user(session_id=session_id, user=request.user) if session_id else None
+    except StripeError as exc:
+        return _stripe_failed(request, exc)
+    if session is None:
+        return _problem(request, "We could not find that payment.", 404)
+    checkout_fulfil(session=session, user=request.user)
+    request.user.refresh_from_db(fields=["plan"])
+    paid_plan = (session.get("metadata") or {}).get("plan")
+    live = paid_plan in Plan.values and request.user.plan == paid_plan
+    return render(
+        request,
+        "billing/success.html",
+        {"live": live, "plan_info": PLAN_INFO.get(paid_plan), "session": session},
+    )
+
+
+@login_required
+@require_POST
+def portal(request: HttpRequest) -> HttpResponse:
+    if not settings.BILLING_ENABLED:
+        return _problem(request, "Payments are not set up on this site yet.", 503)
+    try:
+        session = portal_session_create(user=request.user)
+    except StripeError as exc:
+        return _stripe_failed(request, exc)
+    return _see_other(session.url)
+
+
+def _see_other(url: str) -> HttpResponse:
+    response = redirect(url)
+    response.status_code = 303
+    return response
+
+
+def _feature_allowed(request: HttpRequest, name: str) -> JsonResponse:
+    return JsonResponse({"feature": name, "allowed": True, "plan": request.user.plan})
+
+
+@require_GET
+def feature(request: HttpRequest, name: str) -> HttpResponse:
+    if name not in FEATURES:
+        return JsonResponse({"error": "unknown_feature", "feature": name}, status=404)
+    return plan_required(name)(_feature_allowed)(request, name)

@@ -1,0 +1,156 @@
+"""Receivers for Stripe's webhooks, called by dj-stripe after it has stored the event and
+synced the object, inside its transaction.
+
+A payload is a trigger, not the truth: each receiver finds the user, re-reads the
+authoritative state and asks entitlements for the plan. All are safe to run twice.
+Unknown objects are logged and answered 200; Stripe errors raise so Stripe retries.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from djstripe.event_handlers import djstripe_receiver
+from djstripe.models import Customer, Event, Session
+from djstripe.settings import djstripe_settings
+
+from accounts.models import User, normalize_email
+from billing.checkout import _subscription_sync, checkout_fulfil
+from billing.entitlements import plan_refresh
+from billing.models import BillingAlert, OneOffPurchase, PlanChange
+
+logger = logging.getLogger(__name__)
+
+
+def _user_find(
+    *, customer_id: str | None, metadata: dict[str, Any] | None, email: str | None, create: bool
+) -> User | None:
+    """The customer's subscriber, else the user named in metadata, else the one with the
+    customer's email; with `create`, a payer with no account gets one (no password yet:
+    the onboarding email carries a set-password link)."""
+    customer = (
+        Customer.objects.select_related("subscriber").filter(id=customer_id).first()
+        if customer_id
+        else None
+    )
+    if customer and customer.subscriber:
+        return customer.subscriber
+    metadata = metadata or {}
+    user_id = metadata.get("app_user_id") or metadata.get(djstripe_settings.SUBSCRIBER_CUSTOMER_KEY)
+    user = User.objects.filter(pk=int(user_id)).first() if str(user_id or "").isdigit() else None
+    email = email or (customer.email if customer else "")
+    if user is None and email:
+        user = User.objects.filter(email=normalize_email(email)).first()
+    if user is None and email and create:
+        user = User.objects.create_user(email)
+        logger.info("Created an account for payer %s (customer %s)", user.pk, customer_id)
+    if (
+        user
+        and customer
+        and not Customer.objects.filter(subscriber=user, livemode=customer.livemode).exists()
+    ):
+        # Link once, so later events find the user by the customer.
+        Customer.objects.filter(pk=customer.pk, subscriber__isnull=True).update(subscriber=user)
+    return user
+
+
+def _no_user(event: Event, stripe_id: str) -> None:
+    logger.warning("Event %s (%s): no user for %s; nothing to do", event.id, event.type, stripe_id)
+    BillingAlert.objects.get_or_create(
+        kind=BillingAlert.Kind.NO_USER,
+        stripe_id=stripe_id,
+        defaults={"detail": f"{event.type} for an unknown customer", "stripe_event_id": event.id},
+    )
+
+
+def _id(value: Any) -> str:
+    return value.get("id", "") if isinstance(value, dict) else (value or "")
+
+
+@djstripe_receiver(
+    [
+        "checkout.session.completed",
+        "checkout.session.async_payment_succeeded",
+        "checkout.session.async_payment_failed",
+    ]
+)
+def on_checkout_session(sender: Any, event: Event, **kwargs: Any) -> None:
+    payload = event.data["object"]
+    synced = Session.objects.filter(id=payload["id"]).values_list("stripe_data", flat=True).first()
+    session = synced or payload
+    user = _user_find(
+        customer_id=_id(session.get("customer")),
+        metadata=session.get("metadata"),
+        email=(session.get("customer_details") or {}).get("email"),
+        create=True,
+    )
+    if user is None:
+        return _no_user(event, payload["id"])
+    checkout_fulfil(session=session, user=user, stripe_event_id=event.id)
+
+
+@djstripe_receiver(
+    [
+        "customer.subscription.created",
+        "customer.subscription.updated",
+        "customer.subscription.deleted",
+    ]
+)
+def on_subscription(sender: Any, event: Event, **kwargs: Any) -> None:
+    # dj-stripe has already re-read the subscription from Stripe, so its row is current
+    # even when this event is older than one already processed.
+    subscription = event.data["object"]
+    user = _user_find(
+        customer_id=_id(subscription.get("customer")),
+        metadata=subscription.get("metadata"),
+        email=None,
+        create=False,
+    )
+    if user is None:
+        return _no_user(event, subscription["id"])
+    plan_refresh(user=user, source=PlanChange.Source.SUBSCRIPTION, stripe_event_id=event.id)
+
+
+@djstripe_receiver(["invoice.paid", "invoice.payment_failed"])
+def on_invoice(sender: Any, event: Event, **kwargs: Any) -> None:
+    invoice = event.data["object"]
+    user = _user_find(
+        customer_id=_id(invoice.get("customer")), metadata=None, email=None, create=False
+    )
+    if user is None:
+        return _no_user(event, invoice["id"])
+    details = (invoice.get("parent") or {}).get("subscription_details") or {}
+    if details.get("subscription"):
+        # The invoice changes the subscription's status; read it now rather than wait
+        # for customer.subscription.updated, which may arrive later or not at all.
+        _subscription_sync(_id(details["subscription"]))
+    plan_refresh(user=user, source=PlanChange.Source.INVOICE, stripe_event_id=event.id)
+
+
+@djstripe_receiver("charge.refunded")
+def on_charge_refunded(sender: Any, event: Event, **kwargs: Any) -> None:
+    charge = event.data["object"]
+    payment_intent = _id(charge.get("payment_intent"))
+    purchase = (
+        OneOffPurchase.objects.select_related("user")
+        .filter(payment_intent_id=payment_intent)
+        .first()
+        if payment_intent
+        else None
+    )
+    user = (
+        purchase.user
+        if purchase
+        else _user_find(
+            customer_id=_id(charge.get("customer")), metadata=None, email=None, create=False
+        )
+    )
+    if user is None:
+        return _no_user(event, charge["id"])
+    if purchase and charge.get("refunded") and purchase.refunded_at is None:
+        # Only a full refund takes the plan away; a partial one is goodwill.
+        from django.utils import timezone
+
+        OneOffPurchase.objects.filter(pk=purchase.pk).update(refunded_at=timezone.now())
+    plan_refresh(user=user, source=PlanChange.Source.REFUND, stripe_event_id=event.id)

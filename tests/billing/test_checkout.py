@@ -1,0 +1,185 @@
+from __future__ import annotations
+
+import pytest
+import stripe
+
+from billing.models import PlanChange
+from tests.billing import stripe_fakes as sf
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def signed_in(client, customer):
+    client.force_login(customer)
+    return client
+
+
+def test_checkout_monthly_creates_a_subscription_session_and_redirects(
+    signed_in, fake_stripe, catalog, customer
+):
+    response = signed_in.post("/billing/checkout/", {"plan": "flowkit", "interval": "monthly"})
+
+    assert response.status_code == 303
+    assert response["Location"] == "https://checkout.stripe.test/pay"
+    [params] = fake_stripe.calls_to("POST", "/v1/checkout/sessions")
+    assert params["mode"] == "subscription"
+    assert params["line_items[0][price]"] == catalog["flowkit_monthly"]["id"]
+    assert params["metadata[djstripe_subscriber]"] == str(customer.pk)
+    assert params["metadata[app_user_id]"] == str(customer.pk)
+    assert params["client_reference_id"] == str(customer.pk)
+    assert params["success_url"].endswith("/billing/success/?session_id={CHECKOUT_SESSION_ID}")
+    assert params["cancel_url"].endswith("/pricing/")
+    assert params["customer"].startswith("cus_")
+
+
+def test_checkout_oneoff_creates_a_payment_session(signed_in, fake_stripe, catalog):
+    signed_in.post("/billing/checkout/", {"plan": "launchpack", "interval": "oneoff"})
+
+    [params] = fake_stripe.calls_to("POST", "/v1/checkout/sessions")
+    assert params["mode"] == "payment"
+    assert params["line_items[0][price]"] == catalog["launchpack_oneoff"]["id"]
+
+
+@pytest.mark.parametrize(
+    "data", [{"plan": "gold", "interval": "monthly"}, {"plan": "flowkit", "interval": "weekly"}, {}]
+)
+def test_checkout_with_a_bad_choice_is_400_and_creates_nothing(
+    signed_in, fake_stripe, catalog, data
+):
+    response = signed_in.post("/billing/checkout/", data)
+
+    assert response.status_code == 400
+    assert "Choose one of our plans" in response.content.decode()
+    assert fake_stripe.calls == []
+
+
+def test_a_stripe_error_shows_a_friendly_page(signed_in, fake_stripe, catalog):
+    fake_stripe.fail = stripe.APIError("boom")
+
+    response = signed_in.post("/billing/checkout/", {"plan": "flowkit", "interval": "monthly"})
+
+    assert response.status_code == 502
+    assert "Nothing was charged" in response.content.decode()
+
+
+def test_a_second_checkout_expires_the_first_open_subscription_session(
+    signed_in, fake_stripe, catalog
+):
+    signed_in.post("/billing/checkout/", {"plan": "flowkit", "interval": "monthly"})
+    first = fake_stripe.calls_to("POST", "/v1/checkout/sessions")[0]
+    first_id = next(
+        o["id"] for o in fake_stripe.objects.values() if o.get("object") == "checkout.session"
+    )
+
+    signed_in.post("/billing/checkout/", {"plan": "launchpack", "interval": "monthly"})
+
+    assert first["mode"] == "subscription"
+    assert fake_stripe.objects[first_id]["status"] == "expired"
+
+
+def test_checkout_needs_login_and_post(client, customer):
+    assert client.post("/billing/checkout/", {"plan": "flowkit", "interval": "monthly"})[
+        "Location"
+    ].startswith("/login/")
+    client.force_login(customer)
+    assert client.get("/billing/checkout/").status_code == 405
+
+
+def _active_subscription(deliver, fake_stripe, payer, prc):
+    sub = sf.subscription(cus=payer, prc=prc)
+    fake_stripe.add(sub)
+    deliver(sf.event("customer.subscription.created", sub))
+    return sub
+
+
+def test_buying_the_plan_you_subscribe_to_sends_you_to_the_portal(
+    signed_in, deliver, fake_stripe, catalog, payer
+):
+    _active_subscription(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+
+    response = signed_in.post("/billing/checkout/", {"plan": "flowkit", "interval": "monthly"})
+
+    assert response.status_code == 303
+    assert response["Location"] == "https://billing.stripe.test/session"
+    assert fake_stripe.calls_to("POST", "/v1/checkout/sessions") == []
+
+
+def test_another_monthly_plan_switches_the_subscription_after_confirmation(
+    signed_in, deliver, fake_stripe, catalog, payer, customer
+):
+    sub = _active_subscription(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+
+    response = signed_in.post("/billing/checkout/", {"plan": "launchpack", "interval": "monthly"})
+    assert response["Location"] == "/billing/switch/?plan=launchpack"
+    page = signed_in.get(response["Location"]).content.decode()
+    assert "FlowKit" in page and "LaunchPack" in page
+
+    signed_in.post("/billing/switch/", {"plan": "launchpack"})
+
+    [params] = fake_stripe.calls_to("POST", f"/v1/subscriptions/{sub['id']}")
+    assert params["items[0][price]"] == catalog["launchpack_monthly"]["id"]
+    assert params["proration_behavior"] == "create_prorations"
+    assert fake_stripe.calls_to("POST", "/v1/checkout/sessions") == []
+    customer.refresh_from_db()
+    assert customer.plan == "launchpack"
+
+
+def test_portal_redirects_to_a_stripe_portal_session(signed_in, fake_stripe):
+    response = signed_in.post("/billing/portal/")
+
+    assert response.status_code == 303
+    assert response["Location"] == "https://billing.stripe.test/session"
+    [params] = fake_stripe.calls_to("POST", "/v1/billing_portal/sessions")
+    assert params["customer"].startswith("cus_")
+    assert signed_in.get("/billing/portal/").status_code == 405
+
+
+def test_success_page_grants_a_paid_session_of_this_user(
+    signed_in, fake_stripe, catalog, payer, customer
+):
+    sub = sf.subscription(cus=payer, prc=catalog["flowkit_monthly"])
+    session = sf.session(cus=payer, mode="subscription", user_id=customer.pk, sub=sub)
+    session["metadata"]["plan"] = "flowkit"
+    fake_stripe.add(sub, session)
+
+    response = signed_in.get(f"/billing/success/?session_id={session['id']}")
+
+    assert response.status_code == 200
+    assert "Your FlowKit plan is live" in response.content.decode()
+    customer.refresh_from_db()
+    assert customer.plan == "flowkit"
+
+
+def test_a_forged_session_id_grants_nothing(signed_in, fake_stripe, customer):
+    response = signed_in.get("/billing/success/?session_id=cs_test_forged")
+
+    assert response.status_code == 404
+    customer.refresh_from_db()
+    assert customer.plan == "starter"
+    assert not PlanChange.objects.exists()
+
+
+def test_someone_elses_paid_session_grants_nothing(
+    signed_in, fake_stripe, catalog, payer, outsider, customer
+):
+    sub = sf.subscription(cus=payer, prc=catalog["launchpack_monthly"])
+    session = sf.session(cus=payer, mode="subscription", user_id=outsider.pk, sub=sub)
+    fake_stripe.add(sub, session)
+
+    assert signed_in.get(f"/billing/success/?session_id={session['id']}").status_code == 404
+    customer.refresh_from_db()
+    assert customer.plan == "starter"
+
+
+def test_an_unpaid_session_shows_activating(signed_in, fake_stripe, catalog, payer, customer):
+    session = sf.session(
+        cus=payer, mode="payment", user_id=customer.pk, status="open", payment_status="unpaid"
+    )
+    session["metadata"]["plan"] = "flowkit"
+    fake_stripe.add(session)
+
+    body = signed_in.get(f"/billing/success/?session_id={session['id']}").content.decode()
+
+    assert "Activating" in body
+    assert 'http-equiv="refresh"' in body

@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+import pytest
+
+from accounts.models import User
+from billing.models import OneOffPurchase, PlanChange
+from tests.billing import stripe_fakes as sf
+
+pytestmark = pytest.mark.django_db
+
+
+def _oneoff_session(fake_stripe, payer, prc, user_id):
+    pi = sf.payment_intent(cus=payer, amount=prc["unit_amount"])
+    ch = sf.charge(cus=payer, pi=pi)
+    session = sf.session(
+        cus=payer,
+        mode="payment",
+        user_id=user_id,
+        payment_intent=pi["id"],
+        amount=prc["unit_amount"],
+    )
+    fake_stripe.add(pi, ch, session)
+    fake_stripe.line_items[session["id"]] = [
+        {
+            "id": sf.new_id("li"),
+            "object": "item",
+            "price": prc,
+            "quantity": 1,
+            "amount_total": prc["unit_amount"],
+            "currency": "gbp",
+            "description": "x",
+        }
+    ]
+    return session, pi, ch
+
+
+def test_subscription_checkout_completed_grants_the_plan(
+    deliver, fake_stripe, catalog, payer, customer
+):
+    sub = sf.subscription(cus=payer, prc=catalog["flowkit_monthly"])
+    session = sf.session(cus=payer, mode="subscription", user_id=customer.pk, sub=sub)
+    fake_stripe.add(sub, session)
+
+    assert deliver(sf.event("checkout.session.completed", session)).status_code == 200
+
+    customer.refresh_from_db()
+    assert customer.plan == "flowkit"
+    assert PlanChange.objects.get().source == "checkout"
+
+
+def test_oneoff_checkout_grants_the_plan_for_good_and_a_refund_takes_it_back(
+    deliver, fake_stripe, catalog, payer, customer
+):
+    session, pi, ch = _oneoff_session(fake_stripe, payer, catalog["launchpack_oneoff"], customer.pk)
+
+    deliver(sf.event("checkout.session.completed", session))
+    customer.refresh_from_db()
+    assert customer.plan == "launchpack"
+    purchase = OneOffPurchase.objects.get()
+    assert (purchase.plan, purchase.amount, purchase.payment_intent_id) == (
+        "launchpack",
+        99000,
+        pi["id"],
+    )
+
+    ch.update(refunded=True, amount_refunded=ch["amount"])
+    assert deliver(sf.event("charge.refunded", ch)).status_code == 200
+
+    customer.refresh_from_db()
+    assert customer.plan == "starter"
+    assert PlanChange.objects.latest("id").source == "refund"
+
+
+def test_a_partial_refund_keeps_the_plan(deliver, fake_stripe, catalog, payer, customer):
+    session, pi, ch = _oneoff_session(fake_stripe, payer, catalog["flowkit_oneoff"], customer.pk)
+    deliver(sf.event("checkout.session.completed", session))
+
+    ch.update(amount_refunded=1000)
+    deliver(sf.event("charge.refunded", ch))
+
+    customer.refresh_from_db()
+    assert customer.plan == "flowkit"
+
+
+def test_unpaid_async_session_grants_nothing_until_it_succeeds(
+    deliver, fake_stripe, catalog, payer, customer
+):
+    session, _pi, _ch = _oneoff_session(fake_stripe, payer, catalog["flowkit_oneoff"], customer.pk)
+    session["payment_status"] = "unpaid"
+
+    deliver(sf.event("checkout.session.completed", session))
+    customer.refresh_from_db()
+    assert customer.plan == "starter"
+
+    session["payment_status"] = "paid"
+    deliver(sf.event("checkout.session.async_payment_succeeded", session))
+    customer.refresh_from_db()
+    assert customer.plan == "flowkit"
+
+
+def test_async_payment_failed_grants_nothing(deliver, fake_stripe, catalog, payer, customer):
+    session, _pi, _ch = _oneoff_session(fake_stripe, payer, catalog["flowkit_oneoff"], customer.pk)
+    session["payment_status"] = "unpaid"
+
+    assert deliver(sf.event("checkout.session.async_payment_failed", session)).status_code == 200
+
+    customer.refresh_from_db()
+    assert customer.plan == "starter"
+    assert not OneOffPurchase.objects.exists()
+
+
+def test_a_payer_without_an_account_gets_one(deliver, fake_stripe, catalog):
+    stranger = sf.customer(email="New.Buyer@Example.com")
+    fake_stripe.add(stranger)
+    session, _pi, _ch = _oneoff_session(fake_stripe, stranger, catalog["flowkit_oneoff"], None)
+
+    assert deliver(sf.event("checkout.session.completed", session)).status_code == 200
+
+    user = User.objects.get(email="new.buyer@example.com")
+    assert user.plan == "flowkit"
+    assert not user.has_usable_password()
+
+
+def test_invoice_paid_and_failed_follow_the_subscription(
+    deliver, fake_stripe, catalog, payer, customer
+):
+    sub = sf.subscription(cus=payer, prc=catalog["flowkit_monthly"], status="incomplete")
+    fake_stripe.add(sub)
+    deliver(sf.event("customer.subscription.created", sub))
+    customer.refresh_from_db()
+    assert customer.plan == "starter"
+
+    sub["status"] = "active"  # Stripe activates the subscription when the invoice is paid
+    paid = sf.invoice(cus=payer, sub=sub)
+    fake_stripe.add(paid)
+    deliver(sf.event("invoice.paid", paid))
+    customer.refresh_from_db()
+    assert customer.plan == "flowkit"
+    assert PlanChange.objects.latest("id").source == "invoice"
+
+    sub["status"] = "unpaid"
+    failed = sf.invoice(cus=payer, sub=sub, status="open")
+    fake_stripe.add(failed)
+    deliver(sf.event("invoice.payment_failed", failed))
+    customer.refresh_from_db()
+    assert customer.plan == "starter"

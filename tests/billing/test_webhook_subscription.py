@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from accounts.models import User
+from billing.models import BillingAlert, PlanChange
+from tests.billing import stripe_fakes as sf
+
+pytestmark = pytest.mark.django_db
+
+
+def _subscribe(fake_stripe, payer, prc, **values):
+    sub = sf.subscription(cus=payer, prc=prc, **values)
+    fake_stripe.add(sub)
+    return sub
+
+
+def test_subscription_created_puts_the_user_on_its_plan(
+    deliver, fake_stripe, catalog, payer, customer
+):
+    sub = _subscribe(fake_stripe, payer, catalog["flowkit_monthly"])
+
+    response = deliver(sf.event("customer.subscription.created", sub))
+
+    assert response.status_code == 200
+    customer.refresh_from_db()
+    assert customer.plan == "flowkit"
+    change = PlanChange.objects.get()
+    assert (change.old_plan, change.new_plan, change.source) == (
+        "starter",
+        "flowkit",
+        "subscription",
+    )
+    assert change.stripe_event_id.startswith("evt_")
+
+
+def test_the_same_event_delivered_twice_changes_the_plan_once(
+    deliver, fake_stripe, catalog, payer, customer
+):
+    event = sf.event(
+        "customer.subscription.created", _subscribe(fake_stripe, payer, catalog["flowkit_monthly"])
+    )
+
+    assert deliver(event).status_code == 200
+    assert deliver(event).status_code == 200
+
+    assert PlanChange.objects.count() == 1
+
+
+def test_deleted_then_a_stale_updated_leaves_starter(
+    deliver, fake_stripe, catalog, payer, customer
+):
+    sub = _subscribe(fake_stripe, payer, catalog["launchpack_monthly"])
+    deliver(sf.event("customer.subscription.created", sub))
+    stale = sf.event("customer.subscription.updated", sub)  # snapshot while still active
+    sub.update(status="canceled", canceled_at=sf.NOW, ended_at=sf.NOW)
+
+    deliver(sf.event("customer.subscription.deleted", sub))
+    deliver(stale)
+
+    customer.refresh_from_db()
+    assert customer.plan == "starter"
+    assert list(PlanChange.objects.order_by("id").values_list("new_plan", flat=True)) == [
+        "launchpack",
+        "starter",
+    ]
+
+
+def test_upgrade_through_an_update_moves_the_plan_up(
+    deliver, fake_stripe, catalog, payer, customer
+):
+    sub = _subscribe(fake_stripe, payer, catalog["flowkit_monthly"])
+    deliver(sf.event("customer.subscription.created", sub))
+    sub["items"]["data"][0]["price"] = catalog["launchpack_monthly"]
+
+    deliver(sf.event("customer.subscription.updated", sub))
+
+    customer.refresh_from_db()
+    assert customer.plan == "launchpack"
+
+
+def test_unknown_price_leaves_the_plan_answers_200_and_is_recorded(
+    deliver, fake_stripe, catalog, payer, customer
+):
+    deliver(
+        sf.event(
+            "customer.subscription.created",
+            _subscribe(fake_stripe, payer, catalog["flowkit_monthly"]),
+        )
+    )
+    stray_product = sf.product(name="Legacy")
+    stray = sf.price(prod=stray_product, lookup_key="legacy_gold")
+    fake_stripe.add(stray_product, stray)
+    sub = _subscribe(fake_stripe, payer, stray)
+
+    response = deliver(sf.event("customer.subscription.created", sub))
+
+    assert response.status_code == 200
+    customer.refresh_from_db()
+    assert customer.plan == "flowkit"
+    alert = BillingAlert.objects.get()
+    assert (alert.kind, alert.stripe_id) == ("unknown_price", stray["id"])
+
+
+def test_past_due_inside_the_grace_period_keeps_the_plan(
+    deliver, fake_stripe, catalog, payer, customer
+):
+    sub = _subscribe(fake_stripe, payer, catalog["flowkit_monthly"])
+    deliver(sf.event("customer.subscription.created", sub))
+    sub["status"] = "past_due"
+    sub["items"]["data"][0]["current_period_start"] = int(
+        (timezone.now() - timedelta(days=6)).timestamp()
+    )
+
+    deliver(sf.event("customer.subscription.updated", sub))
+
+    customer.refresh_from_db()
+    assert customer.plan == "flowkit"
+
+
+def test_past_due_after_the_grace_period_drops_to_starter(
+    deliver, fake_stripe, catalog, payer, customer
+):
+    sub = _subscribe(fake_stripe, payer, catalog["flowkit_monthly"])
+    deliver(sf.event("customer.subscription.created", sub))
+    sub["status"] = "past_due"
+    sub["items"]["data"][0]["current_period_start"] = int(
+        (timezone.now() - timedelta(days=8)).timestamp()
+    )
+
+    deliver(sf.event("customer.subscription.updated", sub))
+
+    customer.refresh_from_db()
+    assert customer.plan == "starter"
+    assert PlanChange.objects.latest("id").reason.startswith("no active subscription")
+
+
+def test_subscription_of_an_unknown_customer_is_recorded_and_answered_200(
+    deliver, fake_stripe, catalog
+):
+    stranger = sf.customer(email="nobody@example.com")
+    fake_stripe.add(stranger)
+    sub = sf.subscription(cus=stranger, prc=catalog["flowkit_monthly"])
+    fake_stripe.add(sub)
+
+    assert deliver(sf.event("customer.subscription.created", sub)).status_code == 200
+
+    assert not User.objects.exists()
+    assert BillingAlert.objects.filter(kind="no_user").exists()
