@@ -36,6 +36,7 @@ static: $(VENV)/.installed
 run: static
 	@export DEBUG=$${DEBUG:-true}; \
 	$(PY) manage.py migrate --noinput && \
+	$(PY) manage.py stripe_catalog --sandbox-only && \
 	{ $(PY) manage.py db_worker & worker=$$!; \
 	  trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
 	  $(PY) manage.py runserver $(HOST):$(PORT); }

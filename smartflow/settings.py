@@ -184,6 +184,11 @@ TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 # --- Onboarding (email through django-anymail, SMS through Twilio) ----------------------
 # (owned by the onboarding app; see onboarding/)
 
+# --- Back-office (admin, roles, login rate limiting) ------------------------------------
+# (owned by the back-office work; see accounts/admin.py and billing/admin.py)
+# Path of the Django admin, without slashes; move it off /admin/ to dodge scanners.
+ADMIN_URL = env.str("ADMIN_URL", default="admin").strip("/")
+
 # --- Internationalisation ---------------------------------------------------------------
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = "UTC"

@@ -5,7 +5,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 urlpatterns = [
-    path("admin/", admin.site.urls),
+    path(f"{settings.ADMIN_URL}/", admin.site.urls),
     # dj-stripe's webhook endpoint: /stripe/webhook/<uuid>/
     path("stripe/", include("djstripe.urls", namespace="djstripe")),
     path("onboarding/", include("onboarding.urls")),

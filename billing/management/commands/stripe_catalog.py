@@ -20,8 +20,18 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--check", action="store_true", help="Report, change nothing.")
+        parser.add_argument(
+            "--sandbox-only",
+            action="store_true",
+            help="Do nothing unless the offline sandbox is on (used by `make run`).",
+        )
 
-    def handle(self, *args: Any, check: bool = False, **options: Any) -> None:
+    def handle(
+        self, *args: Any, check: bool = False, sandbox_only: bool = False, **options: Any
+    ) -> None:
+        if sandbox_only and not settings.STRIPE_SANDBOX:
+            self.stdout.write("Stripe sandbox is off: catalog left alone.")
+            return
         if not settings.BILLING_ENABLED:
             raise CommandError(
                 "Stripe is not configured: set STRIPE_TEST_SECRET_KEY or use the sandbox."
