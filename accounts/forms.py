@@ -26,6 +26,10 @@ class SignupForm(_PhoneConsentMixin, BaseUserCreationForm):
             "phone": "Mobile number (optional)",
             "sms_opt_in": "Send me SMS about my account (you can turn this off at any time)",
         }
+        help_texts = {
+            "phone": "We only text you if you tick the box below.",
+            "sms_opt_in": "",
+        }
 
     def clean_email(self) -> str:
         email = normalize_email(self.cleaned_data["email"])
@@ -43,3 +47,4 @@ class ProfileForm(_PhoneConsentMixin, forms.ModelForm):
         model = User
         fields = ("phone", "sms_opt_in")
         labels = SignupForm.Meta.labels
+        help_texts = SignupForm.Meta.help_texts

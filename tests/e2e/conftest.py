@@ -1,0 +1,121 @@
+"""Browser tests: Playwright for Python driving Debian's Chromium against a live server.
+
+Never downloads a browser: when /usr/bin/chromium is missing, the set-up installs
+Debian's package. Screenshots of key pages go to artifacts/screenshots/ (git-ignored);
+a failing test saves one more and names it in its report.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+def _ensure_chromium() -> None:
+    if Path(CHROMIUM).exists():
+        return
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        pytest.fail(
+            f"{CHROMIUM} is missing; install Debian's chromium package (apt-get install chromium)."
+        )
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, timeout=600)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "chromium"], check=True, env=env, timeout=900
+    )
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    _ensure_chromium()
+    # Playwright's sync API refuses to run inside a running event loop; Django's
+    # async-unsafe checks would also trip on the loop it leaves behind.
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        # launch() gives every run a fresh, empty profile.
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(autouse=True)
+def _plain_static_names(settings) -> None:
+    # The live server answers /static/ through the staticfiles finders, which know the
+    # source names, not the hashed ones the manifest storage would put in pages.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
+
+
+@pytest.fixture
+def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    yield page
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        path = SHOTS / f"FAILED-{_slug(request.node.nodeid)}.png"
+        page.screenshot(path=str(path), full_page=True)
+        request.node.add_report_section("call", "screenshot", f"open {path}")
+    context.close()
+
+
+def shot(page: Page, name: str) -> Path:
+    """Save a screenshot of a key page (artifacts/screenshots/<name>.png)."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{_slug(name)}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def assert_fits(page: Page, width: int) -> None:
+    """No horizontal overflow at `width`, and every button and link can be reached."""
+    page.set_viewport_size({"width": width, "height": 900})
+    overflow = page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0, f"page is {overflow}px wider than a {width}px screen"
+    offenders = page.evaluate(
+        """(width) => [...document.querySelectorAll('button, a.button, input[type=submit]')]
+            .filter(el => el.offsetParent !== null)
+            .map(el => [el.textContent.trim(), el.getBoundingClientRect()])
+            .filter(([, r]) => r.right > width + 1 || r.left < -1 || r.width === 0)
+            .map(([t]) => t)""",
+        width,
+    )
+    assert offenders == [], f"buttons out of reach at {width}px: {offenders}"

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import pytest
+
+from accounts.models import User
+from tests.conftest import PASSWORD
+from tests.e2e.conftest import assert_fits, shot
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_newcomer_signs_up_and_sees_the_starter_dashboard(page, live_server):
+    page.goto(f"{live_server.url}/signup/")
+    page.get_by_label("Email address").fill("newcomer@example.com")
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_label("Password confirmation").fill(PASSWORD)
+    page.get_by_role("button", name="Sign up").click()
+
+    page.wait_for_url(f"{live_server.url}/")
+    assert "Starter" in page.locator(".plan-name").inner_text()
+    assert page.locator('[data-feature="ai_concierge"]').get_attribute("data-allowed") == "false"
+    shot(page, "dashboard-starter")
+    assert User.objects.get().email == "newcomer@example.com"
+    for width in (375, 1280):
+        assert_fits(page, width)
+
+
+def test_a_duplicate_email_shows_the_error_in_the_form(page, live_server, customer):
+    page.goto(f"{live_server.url}/signup/")
+    page.get_by_label("Email address").fill("CUSTOMER@example.com")
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_label("Password confirmation").fill(PASSWORD)
+    page.get_by_role("button", name="Sign up").click()
+
+    assert page.get_by_role("alert").first.is_visible()
+    assert "already exists" in page.content()
