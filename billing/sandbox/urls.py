@@ -1,5 +1,12 @@
 from __future__ import annotations
 
+from django.urls import path
+
+from billing.sandbox import views
+
 app_name = "sandbox"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("checkout/<str:session_id>/", views.checkout, name="checkout"),
+    path("portal/<str:session_id>/", views.portal, name="portal"),
+]

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from django import forms
+
+
+class CardForm(forms.Form):
+    card_number = forms.CharField(
+        label="Card number",
+        max_length=32,
+        widget=forms.TextInput(
+            attrs={
+                "inputmode": "numeric",
+                "autocomplete": "cc-number",
+                "placeholder": "4242 4242 4242 4242",
+            }
+        ),
+    )
+
+
+class PortalActionForm(forms.Form):
+    ACTIONS = [
+        ("cancel_now", "Cancel now"),
+        ("cancel_at_period_end", "Cancel at period end"),
+        ("switch", "Switch plan"),
+    ]
+
+    action = forms.ChoiceField(choices=ACTIONS)
+    subscription = forms.CharField(max_length=255)
+    price = forms.CharField(max_length=255, required=False)
+
+    def clean(self) -> dict[str, str]:
+        data = super().clean()
+        if data.get("action") == "switch" and not data.get("price"):
+            self.add_error("price", "Choose the plan to switch to.")
+        return data

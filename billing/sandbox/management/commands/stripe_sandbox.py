@@ -1,0 +1,133 @@
+"""Drive the offline Stripe sandbox: renewals, failures, refunds, the clock, deliveries."""
+
+from __future__ import annotations
+
+import json
+from argparse import ArgumentParser
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from billing.sandbox import actions, store
+from billing.sandbox.delivery import deliver_pending
+from billing.sandbox.store import StripeError
+
+
+class Command(BaseCommand):
+    help = (
+        "Drive the offline Stripe sandbox (STRIPE_SANDBOX on). Subcommands: "
+        "renew --email E (the renewal is paid), fail --email E (the renewal payment fails: "
+        "past_due), refund --email E (refund the latest charge), delete --email E (cancel "
+        "the subscription now), advance --days N (move the sandbox clock; due subscriptions "
+        "renew, fail with card 4000 0000 0000 0341, or end if set to cancel), load FILE "
+        "(store Stripe objects from JSON: a list or a list envelope), deliver (send pending "
+        "webhook deliveries now). Events are delivered by the task worker (manage.py "
+        "db_worker) unless you run `deliver`."
+    )
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        for name, text in (
+            ("renew", "Renew the customer's subscription now; the payment succeeds."),
+            ("fail", "Renew the customer's subscription now; the payment fails (past_due)."),
+            ("refund", "Refund the customer's latest charge in full."),
+            ("delete", "Cancel the customer's subscription now."),
+        ):
+            cmd = sub.add_parser(name, help=text)
+            cmd.add_argument("--email", required=True, help="The Stripe customer's email.")
+        advance = sub.add_parser("advance", help="Move the sandbox clock on by N days.")
+        advance.add_argument("--days", type=int, required=True)
+        load = sub.add_parser("load", help="Store Stripe objects from a JSON file.")
+        load.add_argument("file", type=Path)
+        sub.add_parser("deliver", help="Attempt every pending webhook delivery now.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if not settings.STRIPE_SANDBOX:
+            raise CommandError("The Stripe sandbox is off (STRIPE_SANDBOX): nothing to drive.")
+        action = options["action"]
+        try:
+            summary = getattr(self, f"_{action}")(**options)
+        except StripeError as exc:
+            raise CommandError(exc.message) from exc
+        self.stdout.write(summary)
+
+    def _subscription(self, email: str) -> dict[str, Any]:
+        customer = actions.customer_by_email(email)
+        return actions.subscription_latest(customer["id"])
+
+    def _renew(self, *, email: str, **_: Any) -> str:
+        sub = actions.subscription_renew(self._subscription(email)["id"], fail=False)
+        if sub["status"] == "canceled":
+            return f"{sub['id']} of {email} was set to cancel at period end: it has ended."
+        return f"Renewed {sub['id']} for {email}: paid, status {sub['status']}, {self._until(sub)}."
+
+    def _fail(self, *, email: str, **_: Any) -> str:
+        sub = actions.subscription_renew(self._subscription(email)["id"], fail=True)
+        if sub["status"] == "canceled":
+            return f"{sub['id']} of {email} was set to cancel at period end: it has ended."
+        return (
+            f"Renewal of {sub['id']} for {email} failed: "
+            f"status {sub['status']}, {self._until(sub)}."
+        )
+
+    def _refund(self, *, email: str, **_: Any) -> str:
+        customer = actions.customer_by_email(email)
+        charges = [
+            c
+            for c in store.all_of("charge")
+            if c["customer"] == customer["id"] and c["status"] == "succeeded"
+        ]
+        if not charges:
+            raise CommandError(f"{email} has no successful charge to refund.")
+        charge = charges[0]
+        if charge["refunded"]:
+            return f"Charge {charge['id']} of {email} is refunded already: nothing to do."
+        refund = actions.refund_create(charge_id=charge["id"])
+        amount = actions.format_amount(refund["amount"], refund["currency"])
+        return f"Refunded {amount} of charge {charge['id']} ({email}): {refund['id']}."
+
+    def _delete(self, *, email: str, **_: Any) -> str:
+        customer = actions.customer_by_email(email)
+        try:
+            sub = actions.subscription_latest(customer["id"])
+        except StripeError:
+            return f"{email} has no live subscription: nothing to cancel."
+        actions.subscription_cancel(sub["id"])
+        return f"Canceled {sub['id']} of {email}."
+
+    def _advance(self, *, days: int, **_: Any) -> str:
+        if days < 1:
+            raise CommandError("--days must be at least 1.")
+        report = actions.clock_advance(days=days)
+        moment = store.ts_datetime(store.now())
+        return (
+            f"Sandbox clock moved {days} day(s) to {moment:%Y-%m-%d %H:%M} UTC: "
+            f"{report.renewed} renewed, {report.failed} failed, {report.canceled} ended."
+        )
+
+    def _load(self, *, file: Path, **_: Any) -> str:
+        try:
+            loaded = json.loads(file.read_text())
+        except (OSError, ValueError) as exc:
+            raise CommandError(f"Cannot read {file}: {exc}") from exc
+        items = loaded.get("data") if isinstance(loaded, dict) else loaded
+        if not isinstance(items, list) or not all(
+            isinstance(o, dict) and o.get("id") and o.get("object") for o in items
+        ):
+            raise CommandError("Expected a list of Stripe objects (each with id and object).")
+        with transaction.atomic():
+            for obj in items:
+                store.save(obj)
+        return f"Loaded {len(items)} object(s) from {file}."
+
+    def _deliver(self, **_: Any) -> str:
+        report = deliver_pending()
+        return f"Delivered {report.succeeded} event(s); {report.failed} attempt(s) failed."
+
+    @staticmethod
+    def _until(sub: dict[str, Any]) -> str:
+        end = max(i["current_period_end"] for i in sub["items"]["data"])
+        return f"period ends {store.ts_datetime(end):%Y-%m-%d}"

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import stripe
+from django.apps import apps
+from django.core.exceptions import ImproperlyConfigured
+
+from billing.sandbox.client import SandboxHTTPClient, sandbox_install
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_sandbox_is_installed_as_stripes_http_client(settings, monkeypatch):
+    monkeypatch.setattr(stripe, "default_http_client", None)
+    monkeypatch.setattr(stripe, "max_network_retries", 2)
+
+    apps.get_app_config("sandbox").ready()
+
+    assert isinstance(stripe.default_http_client, SandboxHTTPClient)
+    assert stripe.max_network_retries == 0
+
+
+def test_sandbox_off_installs_nothing(settings, monkeypatch):
+    settings.STRIPE_SANDBOX = False
+    monkeypatch.setattr(stripe, "default_http_client", None)
+
+    apps.get_app_config("sandbox").ready()
+
+    assert stripe.default_http_client is None
+
+
+@pytest.mark.parametrize(
+    "live",
+    [{"STRIPE_LIVE_MODE": True}, {"STRIPE_LIVE_SECRET_KEY": "sk_live_" + "x" * 30}],
+)
+def test_sandbox_refuses_live_keys(settings, monkeypatch, live):
+    monkeypatch.setattr(stripe, "default_http_client", None)
+    for name, value in live.items():
+        setattr(settings, name, value)
+
+    with pytest.raises(ImproperlyConfigured):
+        sandbox_install()
+
+    assert stripe.default_http_client is None
+
+
+def test_sandbox_off_mounts_no_pages_and_installs_no_client():
+    code = (
+        "import django, stripe; django.setup()\n"
+        "from django.urls import resolve, Resolver404\n"
+        "try:\n    resolve('/sandbox/checkout/cs_test_x/'); mounted = 'mounted'\n"
+        "except Resolver404:\n    mounted = 'unmounted'\n"
+        "print('RESULT', mounted, type(stripe.default_http_client).__name__)"
+    )
+    env = {**os.environ, "STRIPE_SANDBOX": "false", "DJANGO_SETTINGS_MODULE": "smartflow.settings"}
+
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+
+    assert result.returncode == 0, result.stderr
+    result_line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT"))
+    assert result_line.split() == ["RESULT", "unmounted", "NoneType"]

@@ -1,0 +1,195 @@
+from __future__ import annotations
+
+import stripe
+from django.test import Client
+
+from billing.sandbox import store
+from tests.billing.sandbox.conftest import checkout_create, event_types, pay
+
+SUBSCRIPTION_EVENTS = [
+    "customer.subscription.created",
+    "invoice.created",
+    "invoice.finalized",
+    "charge.succeeded",
+    "payment_intent.succeeded",
+    "invoice.paid",
+    "invoice.payment_succeeded",
+    "checkout.session.completed",
+]
+
+
+def _new_events(before: list[str]) -> list[str]:
+    return event_types()[len(before) :]
+
+
+def test_checkout_page_shows_what_is_bought_without_login(client, prices, stripe_customer):
+    session = checkout_create(prices["flowkit_monthly"], stripe_customer.id)
+
+    response = client.get(f"/sandbox/checkout/{session.id}/")
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "SmartFlow Flowkit" in page
+    assert "£49.00" in page
+    assert "per month" in page
+    assert 'name="card_number"' in page
+    assert "http://testserver/pricing/" in page
+
+
+def test_checkout_session_url_points_at_the_sandbox_page(prices, stripe_customer):
+    session = checkout_create(prices["flowkit_oneoff"], stripe_customer.id, mode="payment")
+
+    assert session.url == f"http://testserver/sandbox/checkout/{session.id}/"
+    assert (session.status, session.payment_status) == ("open", "unpaid")
+
+
+def test_one_off_price_is_shown_as_one_off(client, prices, stripe_customer):
+    session = checkout_create(prices["flowkit_oneoff"], stripe_customer.id, mode="payment")
+
+    page = client.get(f"/sandbox/checkout/{session.id}/").content.decode()
+
+    assert "£490.00" in page and "one-off" in page
+
+
+def test_paying_a_subscription_creates_it_and_redirects_to_success(client, prices, stripe_customer):
+    session = checkout_create(
+        prices["flowkit_monthly"],
+        stripe_customer.id,
+        subscription_data={"metadata": {"plan": "flowkit"}},
+    )
+    before = event_types()
+
+    response = pay(client, session.id, "4242424242424242")
+
+    assert response.status_code == 302
+    assert response["Location"] == f"http://testserver/billing/success/?session_id={session.id}"
+    paid = stripe.checkout.Session.retrieve(session.id, expand=["subscription", "line_items"])
+    assert (paid.status, paid.payment_status) == ("complete", "paid")
+    assert paid.line_items.data[0].price.id == prices["flowkit_monthly"].id
+    sub = paid.subscription
+    assert sub.status == "active" and sub.metadata["plan"] == "flowkit"
+    item = sub["items"].data[0]
+    assert item.price.id == prices["flowkit_monthly"].id
+    assert 27 * 86400 <= item.current_period_end - item.current_period_start <= 31 * 86400
+    invoice = stripe.Invoice.retrieve(sub.latest_invoice)
+    assert invoice.status == "paid" and invoice.amount_paid == 4900
+    assert invoice.parent.subscription_details.subscription == sub.id
+    assert invoice.lines.data[0].amount == 4900
+    assert _new_events(before) == SUBSCRIPTION_EVENTS
+
+
+def test_paying_one_off_creates_a_succeeded_payment(client, prices, stripe_customer):
+    session = checkout_create(
+        prices["launchpack_oneoff"],
+        stripe_customer.id,
+        mode="payment",
+        payment_intent_data={"metadata": {"plan": "launchpack"}},
+    )
+    before = event_types()
+
+    pay(client, session.id)
+
+    paid = stripe.checkout.Session.retrieve(session.id, expand=["payment_intent.latest_charge"])
+    assert paid.payment_status == "paid" and paid.subscription is None
+    assert paid.payment_intent.status == "succeeded"
+    assert paid.payment_intent.metadata["plan"] == "launchpack"
+    assert paid.payment_intent.latest_charge.status == "succeeded"
+    assert paid.payment_intent.latest_charge.amount == 99000
+    assert _new_events(before) == [
+        "charge.succeeded",
+        "payment_intent.succeeded",
+        "checkout.session.completed",
+    ]
+
+
+def test_session_without_customer_creates_one_first(client, prices):
+    session = stripe.checkout.Session.create(
+        mode="subscription",
+        customer_email="new@example.com",
+        line_items=[{"price": prices["flowkit_monthly"].id}],
+        success_url="http://testserver/ok/",
+    )
+    before = event_types()
+
+    pay(client, session.id)
+
+    paid = stripe.checkout.Session.retrieve(session.id, expand=["customer"])
+    assert paid.customer.email == "new@example.com"
+    assert _new_events(before)[:2] == ["customer.created", "customer.subscription.created"]
+
+
+def test_declined_card_shows_the_decline_and_creates_nothing(client, prices, stripe_customer):
+    session = checkout_create(prices["flowkit_monthly"], stripe_customer.id)
+    before = event_types()
+
+    response = pay(client, session.id, "4000 0000 0000 0002")
+
+    assert response.status_code == 400
+    assert "Your card was declined" in response.content.decode()
+    assert stripe.checkout.Session.retrieve(session.id).status == "open"
+    assert store.all_of("subscription") == [] and store.all_of("charge") == []
+    assert event_types() == before
+
+
+def test_unknown_card_number_is_refused_clearly(client, prices, stripe_customer):
+    session = checkout_create(prices["flowkit_monthly"], stripe_customer.id)
+
+    response = pay(client, session.id, "1234 5678 9012 3456")
+
+    assert response.status_code == 400
+    assert "accepts only its test cards" in response.content.decode()
+    assert stripe.checkout.Session.retrieve(session.id).status == "open"
+
+
+def test_renewal_failing_card_subscribes_now(client, prices, stripe_customer):
+    session = checkout_create(prices["flowkit_monthly"], stripe_customer.id)
+
+    pay(client, session.id, "4000 0000 0000 0341")
+
+    sub_id = stripe.checkout.Session.retrieve(session.id).subscription
+    assert stripe.Subscription.retrieve(sub_id).status == "active"
+
+
+def test_paying_twice_only_charges_once(client, prices, stripe_customer):
+    session = checkout_create(prices["flowkit_monthly"], stripe_customer.id)
+
+    pay(client, session.id)
+    second = pay(client, session.id)
+
+    assert second.status_code == 302
+    assert len(store.all_of("subscription")) == 1
+
+
+def test_pay_form_is_csrf_protected(prices, stripe_customer):
+    session = checkout_create(prices["flowkit_monthly"], stripe_customer.id)
+
+    response = pay(Client(enforce_csrf_checks=True), session.id)
+
+    assert response.status_code == 403
+    assert stripe.checkout.Session.retrieve(session.id).status == "open"
+
+
+def test_unknown_session_is_404(client, db):
+    assert client.get("/sandbox/checkout/cs_test_nope/").status_code == 404
+
+
+def test_one_off_price_bought_with_a_subscription_is_on_its_first_invoice(
+    client, prices, stripe_customer
+):
+    session = stripe.checkout.Session.create(
+        mode="subscription",
+        customer=stripe_customer.id,
+        line_items=[
+            {"price": prices["flowkit_monthly"].id, "quantity": 1},
+            {"price": prices["flowkit_oneoff"].id, "quantity": 1},
+        ],
+        success_url="http://testserver/ok/",
+    )
+
+    pay(client, session.id)
+
+    paid = stripe.checkout.Session.retrieve(session.id, expand=["invoice"])
+    assert paid.amount_total == 4900 + 49000
+    assert paid.invoice.amount_paid == 4900 + 49000
+    sub = stripe.Subscription.retrieve(paid.subscription)
+    assert [i.price.id for i in sub["items"].data] == [prices["flowkit_monthly"].id]
