@@ -182,7 +182,78 @@ STRIPE_PRICE_IDS = {
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 
 # --- Onboarding (email through django-anymail, SMS through Twilio) ----------------------
-# (owned by the onboarding app; see onboarding/)
+# Email: ANYMAIL_ESP names an anymail backend (sendgrid, postmark, mailgun, amazon_ses,
+# brevo, resend, ...) and then wins over EMAIL_BACKEND; unset, EMAIL_BACKEND (above)
+# applies: console by default, or django.core.mail.backends.smtp.EmailBackend with EMAIL_HOST...
+INSTALLED_APPS += ["anymail"]
+ANYMAIL_ESP = env.str("ANYMAIL_ESP", default="").strip().lower()
+if ANYMAIL_ESP:
+    import importlib.util
+
+    if ANYMAIL_ESP in ("base", "base_requests") or not importlib.util.find_spec(
+        f"anymail.backends.{ANYMAIL_ESP}"
+    ):
+        raise ImproperlyConfigured(
+            f"ANYMAIL_ESP={ANYMAIL_ESP!r} is not an anymail backend; use its module name, "
+            "e.g. sendgrid, postmark, mailgun, amazon_ses, brevo."
+        )
+    EMAIL_BACKEND = f"anymail.backends.{ANYMAIL_ESP}.EmailBackend"
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
+# Django's default is no timeout: a stalled SMTP server would hang the worker.
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
+
+
+def _anymail_value(name: str, raw: str) -> object:
+    # Environment values are strings; anymail wants some as bool, number or dict.
+    import json
+
+    if raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    if raw[:1] in ("{", "["):
+        return json.loads(raw)
+    if name.endswith("_TIMEOUT"):
+        return float(raw)
+    return raw
+
+
+# Every ANYMAIL_<NAME> variable becomes ANYMAIL["<NAME>"], which anymail reads exactly as
+# it would a setting ANYMAIL_<NAME>: so each ESP's documented settings work as variables,
+# e.g. ANYMAIL_POSTMARK_SERVER_TOKEN, ANYMAIL_MAILGUN_SENDER_DOMAIN.
+_ANYMAIL_OWN = {"ANYMAIL_ESP", "ANYMAIL_API_KEY", "ANYMAIL_WEBHOOK_SECRET"}
+ANYMAIL: dict[str, object] = {
+    name.removeprefix("ANYMAIL_"): _anymail_value(name, value)
+    for name, value in sorted(env.ENVIRON.items())
+    if name.startswith("ANYMAIL_") and name not in _ANYMAIL_OWN and value
+}
+# Shorthand for the ESP's main credential, under the name that ESP uses.
+_ESP_CREDENTIAL = {
+    "postmark": "SERVER_TOKEN",
+    "mailersend": "API_TOKEN",
+    "mailtrap": "API_TOKEN",
+    "scaleway": "SECRET_KEY",
+}
+if ANYMAIL_ESP and (_api_key := env.str("ANYMAIL_API_KEY", default="")):
+    _credential = _ESP_CREDENTIAL.get(ANYMAIL_ESP, "API_KEY")
+    ANYMAIL.setdefault(f"{ANYMAIL_ESP.upper()}_{_credential}", _api_key)
+# "user:password" for the tracking webhooks' basic auth; two, comma-separated, while
+# rotating. Unset, the webhooks answer 403 (onboarding/urls.py).
+ANYMAIL["WEBHOOK_SECRET"] = env.list("ANYMAIL_WEBHOOK_SECRET", default=[])
+
+# SMS: on when the account, token and a sender are set; otherwise recorded as skipped.
+TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
+TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
+TWILIO_PHONE_NUMBER = env.str("TWILIO_PHONE_NUMBER", default="")
+TWILIO_MESSAGING_SERVICE_SID = env.str("TWILIO_MESSAGING_SERVICE_SID", default="")
+
+# Transient failures are retried after ONBOARDING_RETRY_SECONDS, doubling each time, up to
+# ONBOARDING_MAX_ATTEMPTS attempts in all.
+ONBOARDING_MAX_ATTEMPTS = env.int("ONBOARDING_MAX_ATTEMPTS", default=5)
+ONBOARDING_RETRY_SECONDS = env.int("ONBOARDING_RETRY_SECONDS", default=60)
 
 # --- Back-office (admin, roles, login rate limiting) ------------------------------------
 # (owned by the back-office work; see accounts/admin.py and billing/admin.py)

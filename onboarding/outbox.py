@@ -1,0 +1,273 @@
+"""The onboarding outbox: queue welcome messages with the activation, send them later.
+
+Queueing writes an OnboardingMessage row and its django-tasks task in the caller's
+transaction: if that rolls back, neither exists; once it commits, the worker
+(`manage.py db_worker`) sends it even if the web process dies. No provider is ever
+called here from a web request or inside someone else's transaction.
+
+The retry rules, in one place (`_outcome_record`):
+- success                      -> sent
+- transient (ProviderError.retry) -> queued again after
+                                  ONBOARDING_RETRY_SECONDS * 2**(attempts-1), until
+                                  ONBOARDING_MAX_ATTEMPTS attempts, then failed
+- permanent                    -> failed at once (21610 also clears sms_opt_in)
+- outcome unknown              -> failed, never repeated: the provider may have the
+                                  message; staff decide (admin "send again")
+- an attempt that started but never recorded an outcome (the worker died mid-call)
+  stays queued with its attempt counted and a last_error saying so, and is not
+  repeated either: its task is stale by then (see onboarding_message_send).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+from django_tasks import task
+
+from accounts.models import User
+from billing.models import PlanChange
+from onboarding import mail, sms
+from onboarding.errors import ProviderError
+from onboarding.models import OnboardingMessage
+from onboarding.welcome import welcome_email_render, welcome_sms_render
+
+logger = logging.getLogger(__name__)
+
+OUTCOME_UNKNOWN = "outcome is unknown: not retried (check before sending again)"
+
+Channel = OnboardingMessage.Channel
+Status = OnboardingMessage.Status
+
+# Forward-only status order: an update never moves a message to a lower rank, so a
+# late "sent" callback cannot overwrite "delivered". Final outcomes share the top rank.
+_RANK: dict[str, int] = {
+    Status.QUEUED: 0,
+    Status.SENT: 1,
+    Status.DELIVERED: 2,
+    Status.UNDELIVERED: 3,
+    Status.FAILED: 3,
+    Status.BOUNCED: 3,
+    Status.COMPLAINED: 3,
+}
+
+
+def sms_skip_reason(user: User) -> str:
+    """Why `user` gets no SMS, or "" when they can get one."""
+    if not user.phone:
+        return "no mobile number on the account"
+    if not user.sms_opt_in:
+        return "the customer has not opted in to SMS (or opted out)"
+    return ""
+
+
+def onboarding_welcome_enqueue(
+    *,
+    user: User,
+    plan_change: PlanChange | None = None,
+    plan: str | None = None,
+    trigger: str | None = None,
+    channels: Iterable[str] = (Channel.EMAIL, Channel.SMS),
+) -> list[OnboardingMessage]:
+    """Queue the welcome email and SMS for one activation; return the rows.
+
+    Pass `plan_change` (the trigger defaults to it, the plan to its new plan) or `plan`
+    and `trigger`. Writes rows and tasks only, in the caller's transaction. Safe to call
+    twice: a message that exists for (user, channel, trigger) is returned, not queued
+    again. An SMS the user cannot receive is recorded as skipped with the reason.
+    """
+    if plan_change is not None:
+        plan = plan or plan_change.new_plan
+        trigger = trigger or f"plan_change:{plan_change.pk}"
+    if not plan or not trigger:
+        raise ValueError("Pass plan_change, or plan and trigger.")
+    messages = []
+    with transaction.atomic():
+        for channel in channels:
+            skip = sms_skip_reason(user) if channel == Channel.SMS else ""
+            message, created = OnboardingMessage.objects.get_or_create(
+                user=user,
+                channel=channel,
+                trigger=trigger,
+                defaults={
+                    "template": OnboardingMessage.Template.WELCOME,
+                    "plan": plan,
+                    "plan_change": plan_change,
+                    "status": Status.SKIPPED if skip else Status.QUEUED,
+                    "last_error": skip,
+                },
+            )
+            if created and not skip:
+                onboarding_message_send.enqueue(message.pk, 1)
+            messages.append(message)
+    return messages
+
+
+def onboarding_message_resend(*, message: OnboardingMessage) -> OnboardingMessage:
+    """Queue `message` again as a new message (staff "send again"), opt-out respected."""
+    base = message.trigger.split("#resend-")[0]
+    previous = OnboardingMessage.objects.filter(
+        user=message.user, channel=message.channel, trigger__startswith=f"{base}#resend-"
+    ).count()
+    [again] = onboarding_welcome_enqueue(
+        user=message.user,
+        plan_change=message.plan_change,
+        plan=message.plan,
+        trigger=f"{base}#resend-{previous + 1}",
+        channels=[message.channel],
+    )
+    return again
+
+
+def _backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=settings.ONBOARDING_RETRY_SECONDS * 2 ** (attempts - 1))
+
+
+@task()
+def onboarding_message_send(message_id: int, attempt: int) -> str:
+    """Attempt number `attempt` of one message; "stale" if it is no longer that attempt's turn."""
+    with transaction.atomic():
+        message = (
+            # Lock the message only: billing locks the user while it queues messages.
+            OnboardingMessage.objects.select_for_update(of=("self",))
+            .select_related("user")
+            .filter(pk=message_id, status=Status.QUEUED, attempts=attempt - 1)
+            .first()
+        )
+        if message is None:
+            return "stale"
+        skip = _skip_reason(message)
+        if skip:
+            _status_set(message, Status.SKIPPED, error=skip)
+            logger.info("Onboarding message %s skipped: %s", message.pk, skip)
+            return Status.SKIPPED
+        # Counted before the provider call, so this task is stale if the worker dies
+        # mid-call: a send whose outcome is unknown is never repeated blindly.
+        message.attempts = attempt
+        message.last_attempt_at = timezone.now()
+        message.next_attempt_at = None
+        message.last_error = f"Attempt {attempt} started; if this stays, its {OUTCOME_UNKNOWN}"
+        message.save(update_fields=["attempts", "last_attempt_at", "next_attempt_at", "last_error"])
+    try:
+        provider_id = _deliver(message)
+    except ProviderError as exc:
+        return _outcome_record(message, error=exc)
+    except Exception as exc:
+        # A bug or an unreadable answer: the provider may have sent it all the same.
+        logger.exception("Onboarding message %s: unexpected error while sending", message.pk)
+        unknown = ProviderError(f"{type(exc).__name__}: {exc}", outcome_unknown=True)
+        return _outcome_record(message, error=unknown)
+    return _outcome_record(message, provider_id=provider_id)
+
+
+def _skip_reason(message: OnboardingMessage) -> str:
+    user = message.user
+    # A refund or a further change before sending makes this welcome wrong; the newer
+    # activation has its own.
+    if user.plan != message.plan:
+        return f"the plan is now {user.get_plan_display()}, not {message.get_plan_display()}"
+    if message.channel == Channel.SMS:
+        if missing := sms.sms_missing_settings():
+            return f"SMS is not configured (set {', '.join(missing)})"
+        return sms_skip_reason(user)
+    return ""
+
+
+def _deliver(message: OnboardingMessage) -> str:
+    user = message.user
+    if message.channel == Channel.EMAIL:
+        email = welcome_email_render(user=user, plan=message.plan)
+        message.recipient = user.email
+        return mail.email_send(
+            to=user.email,
+            subject=email.subject,
+            text=email.text,
+            html=email.html,
+            metadata={"onboarding_message": str(message.pk)},
+            tags=[f"onboarding-{message.template}"],
+        )
+    body = welcome_sms_render(plan=message.plan)
+    message.recipient = str(user.phone)
+    message.segments = sms.sms_segments(body)
+    callback = f"{settings.SITE_URL}{reverse('onboarding:twilio_status')}"
+    return sms.sms_send(to=message.recipient, body=body, status_callback=callback)
+
+
+def _outcome_record(
+    message: OnboardingMessage, *, provider_id: str = "", error: ProviderError | None = None
+) -> str:
+    now = timezone.now()
+    with transaction.atomic():
+        if error is None:
+            message.provider_message_id = provider_id
+            message.sent_at = now
+            message.last_error = ""
+            status = Status.SENT
+        elif error.outcome_unknown:
+            message.last_error = f"The {OUTCOME_UNKNOWN}: {error.reason}"
+            status = Status.FAILED
+        elif error.retry and message.attempts < settings.ONBOARDING_MAX_ATTEMPTS:
+            message.last_error = error.reason
+            message.next_attempt_at = now + _backoff(message.attempts)
+            onboarding_message_send.using(run_after=message.next_attempt_at).enqueue(
+                message.pk, message.attempts + 1
+            )
+            status = Status.QUEUED
+        else:
+            message.last_error = error.reason
+            status = Status.FAILED
+        if isinstance(error, sms.SmsError) and error.opted_out:
+            User.objects.filter(pk=message.user_id).update(sms_opt_in=False)
+        message.status = status
+        message.status_changed_at = now
+        message.save()
+    log = logger.info if error is None else logger.warning
+    log(
+        "Onboarding %s %s to user %s, attempt %s: %s",
+        message.channel,
+        message.pk,
+        message.user_id,
+        message.attempts,
+        status if error is None else f"{status} ({error.reason})",
+    )
+    return status
+
+
+def _status_set(message: OnboardingMessage, status: str, *, error: str = "") -> None:
+    message.status = status
+    message.last_error = error
+    message.status_changed_at = timezone.now()
+    message.save(update_fields=["status", "last_error", "status_changed_at"])
+
+
+def message_status_advance(
+    *,
+    channel: str,
+    provider_message_id: str = "",
+    message_id: int | None = None,
+    status: str,
+    error: str = "",
+) -> bool:
+    """Move a sent message's status forward (never back); True if it changed.
+
+    Found by the provider's id, or by our own id (anymail metadata) when given.
+    """
+    lookup = Q(provider_message_id=provider_message_id) if provider_message_id else Q()
+    if message_id is not None:
+        lookup |= Q(pk=message_id)
+    if not lookup:
+        return False
+    lower = [s for s, rank in _RANK.items() if rank < _RANK[status]]
+    changes: dict[str, object] = {"status": status, "status_changed_at": timezone.now()}
+    if error:
+        changes["last_error"] = error
+    updated = OnboardingMessage.objects.filter(lookup, channel=channel, status__in=lower).update(
+        **changes
+    )
+    return bool(updated)

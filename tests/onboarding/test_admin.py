@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.contrib.contenttypes.models import ContentType
+from django.core import mail
+
+from accounts.models import User
+from billing.plans import Plan
+from onboarding.models import OnboardingMessage
+from tests.onboarding.conftest import activate, run_worker
+
+# The worker runs in-process and closes the connection between tasks, as in production:
+# each test commits for real.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+Status = OnboardingMessage.Status
+CHANGELIST = "/admin/onboarding/onboardingmessage/"
+
+
+def test_messages_are_listed_with_status_attempts_and_error_and_filter_by_status(
+    client, staff_user, buyer
+):
+    activate(buyer, Plan.FLOWKIT)
+    run_worker()
+    client.force_login(staff_user)
+
+    page = client.get(CHANGELIST)
+    skipped = client.get(CHANGELIST, {"status__exact": "skipped", "channel__exact": "sms"})
+
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert "buyer@example.com" in body and "SMS is not configured" in body
+    assert [m.channel for m in skipped.context["cl"].result_list] == ["sms"]
+
+
+def test_send_again_queues_a_new_email_that_the_worker_sends(client, staff_user, buyer):
+    activate(buyer, Plan.FLOWKIT)
+    run_worker()
+    first = OnboardingMessage.objects.get(channel="email")
+    client.force_login(staff_user)
+
+    response = client.post(
+        CHANGELIST, {"action": "send_again", "_selected_action": [first.pk]}, follow=True
+    )
+    run_worker()
+
+    assert "1 message(s) queued to send again." in response.content.decode()
+    assert len(mail.outbox) == 2
+    again = OnboardingMessage.objects.exclude(pk=first.pk).get(channel="email")
+    assert again.status == Status.SENT and again.trigger == f"{first.trigger}#resend-1"
+
+
+def test_send_again_respects_sms_opt_out(client, staff_user, buyer, twilio):
+    activate(buyer, Plan.FLOWKIT)
+    run_worker()
+    buyer.sms_opt_in = False
+    buyer.save()
+    sms = OnboardingMessage.objects.get(channel="sms")
+    client.force_login(staff_user)
+
+    response = client.post(
+        CHANGELIST, {"action": "send_again", "_selected_action": [sms.pk]}, follow=True
+    )
+    run_worker()
+
+    assert "not opted in" in response.content.decode()
+    assert len(twilio.requests) == 1
+    assert OnboardingMessage.objects.filter(channel="sms", status=Status.SKIPPED).count() == 1
+
+
+def test_send_again_needs_the_resend_permission(client, db, buyer):
+    activate(buyer, Plan.FLOWKIT)
+    viewer = User.objects.create_user("viewer@smartflowsystems.com", "pw-viewer-123", is_staff=True)
+    view, _ = Permission.objects.get_or_create(
+        codename="view_onboardingmessage",
+        content_type=ContentType.objects.get_for_model(OnboardingMessage),
+        defaults={"name": "Can view onboarding message"},
+    )
+    viewer.user_permissions.add(view)
+    client.force_login(viewer)
+
+    page = client.get(CHANGELIST)
+
+    assert page.status_code == 200
+    assert "send_again" not in page.content.decode()
+
+
+def test_messages_show_on_the_users_admin_page(client, staff_user, buyer):
+    activate(buyer, Plan.FLOWKIT)
+    client.force_login(staff_user)
+
+    page = client.get(f"/admin/accounts/user/{buyer.pk}/change/")
+
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert 'id="onboarding_messages-group"' in body and "SMS is not configured" not in body
+    assert "Queued" in body
