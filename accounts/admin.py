@@ -1,10 +1,92 @@
+"""The Users admin: find a customer, see why they are on their plan, comp, resync, export.
+
+Staff never edit `plan`: they grant or revoke an override through `billing.overrides`,
+which recomputes the plan and writes the history. Every ability beyond viewing is a
+permission checked on the server (`has_<ability>_permission`), not just a hidden button.
+"""
+
 from __future__ import annotations
 
-from django.contrib import admin
+import csv
+import logging
+from datetime import timedelta
+from typing import Any
+
+import stripe
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.core.exceptions import PermissionDenied
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models.fields.json import KT
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
+from djstripe.models import Customer, Subscription
 
 from accounts.models import User
+from billing.entitlements import plan_compute
+from billing.models import PlanChange, PlanOverride
+from billing.overrides import OverrideInvalid, override_grant, override_revoke
+from billing.plans import Plan
+from billing.resync import billing_resync
+from onboarding.models import OnboardingMessage
+from onboarding.outbox import onboarding_welcome_enqueue
+
+logger = logging.getLogger(__name__)
+
+BILLING_STATUSES = [
+    ("none", "None"),
+    ("active", "Active"),
+    ("trialing", "Trialing"),
+    ("past_due", "Past due"),
+    ("canceled", "Canceled"),
+]
+
+
+def stripe_customer_url(customer_id: str, *, livemode: bool | None) -> str:
+    """The customer's page in Stripe's dashboard (test-mode objects live under /test/)."""
+    prefix = "" if livemode else "test/"
+    return f"https://dashboard.stripe.com/{prefix}customers/{customer_id}"
+
+
+def users_annotate(queryset: QuerySet[User]) -> QuerySet[User]:
+    """Billing status, Stripe customer and last plan change as columns of one query."""
+    latest_sub = Subscription.objects.filter(customer__subscriber=OuterRef("pk")).order_by(
+        "-created"
+    )
+    latest_customer = Customer.objects.filter(subscriber=OuterRef("pk")).order_by("-created")
+    last_change = PlanChange.objects.filter(user=OuterRef("pk")).order_by("-created_at", "-id")
+    return queryset.annotate(
+        billing_status=Subquery(
+            latest_sub.annotate(status=KT("stripe_data__status")).values("status")[:1]
+        ),
+        stripe_customer_id=Subquery(latest_customer.values("id")[:1]),
+        stripe_customer_livemode=Subquery(latest_customer.values("livemode")[:1]),
+        last_plan_change_at=Subquery(last_change.values("created_at")[:1]),
+    )
+
+
+class BillingStatusFilter(admin.SimpleListFilter):
+    title = "billing status"
+    parameter_name = "billing_status"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return BILLING_STATUSES
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[User]) -> QuerySet[User]:
+        value = self.value()
+        if not value:
+            return queryset
+        if value == "none":
+            return queryset.filter(billing_status__isnull=True)
+        return queryset.filter(billing_status=value)
 
 
 class _UserChangeForm(UserChangeForm):
@@ -19,18 +101,113 @@ class _UserCreationForm(AdminUserCreationForm):
         fields = ("email",)
 
 
+class OverrideGrantForm(forms.Form):
+    plan = forms.ChoiceField(choices=Plan.choices, initial=Plan.LAUNCHPACK)
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        error_messages={"required": "Give a reason: it is kept in the plan history."},
+        help_text="Why this customer gets the plan (kept in the plan history).",
+    )
+    days = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=3650,
+        label="For how many days",
+        help_text="Leave empty to keep it until it is revoked.",
+    )
+    notify = forms.BooleanField(
+        required=False, label="Notify the customer", help_text="Send the plan's welcome."
+    )
+
+    def clean_reason(self) -> str:
+        reason = self.cleaned_data["reason"].strip()
+        if not reason:
+            raise forms.ValidationError("Give a reason: it is kept in the plan history.")
+        return reason
+
+
+class _ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class PlanChangeInline(_ReadOnlyInline):
+    model = PlanChange
+    fk_name = "user"
+    verbose_name = "plan change"
+    verbose_name_plural = "Plan history (newest first)"
+    fields = readonly_fields = (
+        "created_at",
+        "old_plan",
+        "new_plan",
+        "source",
+        "actor",
+        "reason",
+        "stripe_event_id",
+    )
+    ordering = ("-created_at", "-id")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[PlanChange]:
+        return super().get_queryset(request).select_related("actor")
+
+
+class PlanOverrideInline(_ReadOnlyInline):
+    model = PlanOverride
+    fk_name = "user"
+    verbose_name = "override"
+    verbose_name_plural = "Overrides (comps)"
+    fields = readonly_fields = (
+        "plan",
+        "reason",
+        "created_at",
+        "granted_by",
+        "expires_at",
+        "revoked_at",
+        "revoked_by",
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[PlanOverride]:
+        return super().get_queryset(request).select_related("granted_by", "revoked_by")
+
+
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
     form = _UserChangeForm
     add_form = _UserCreationForm
-    list_display = ("email", "plan", "is_staff", "date_joined")
-    list_filter = ("plan", "is_staff", "is_superuser", "is_active")
-    search_fields = ("email", "phone")
+    list_display = (
+        "email",
+        "plan",
+        "billing_status_display",
+        "stripe_customer_link",
+        "date_joined",
+        "last_plan_change",
+    )
+    list_filter = ("plan", BillingStatusFilter, "is_staff", "sms_opt_in")
+    search_fields = ("email", "phone", "djstripe_customers__id")
     ordering = ("-date_joined",)
-    readonly_fields = ("date_joined", "last_login", "updated_at")
+    # `plan` is computed by billing.entitlements; staff change it through overrides.
+    readonly_fields = (
+        "plan",
+        "plan_why",
+        "active_overrides",
+        "stripe_customer_link",
+        "date_joined",
+        "last_login",
+        "updated_at",
+    )
     fieldsets = (
         (None, {"fields": ("email", "password")}),
-        ("Plan", {"fields": ("plan",)}),
+        ("Plan", {"fields": ("plan", "plan_why", "active_overrides", "stripe_customer_link")}),
         ("Contact", {"fields": ("phone", "sms_opt_in")}),
         (
             "Permissions",
@@ -47,3 +224,236 @@ class UserAdmin(DjangoUserAdmin):
             },
         ),
     )
+    inlines = [PlanOverrideInline, PlanChangeInline]
+    actions = ["resync_from_stripe", "onboarding_resend", "export_csv"]
+
+    # --- Queries ---------------------------------------------------------------------
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
+        return users_annotate(super().get_queryset(request))
+
+    def get_inlines(self, request: HttpRequest, obj: User | None) -> list[Any]:
+        # History only exists for a saved user; the add page stays Django's.
+        return list(self.inlines) if obj is not None else []
+
+    # --- Columns and read-only fields ------------------------------------------------
+
+    @admin.display(description="billing status", ordering="billing_status")
+    def billing_status_display(self, obj: User) -> str:
+        return getattr(obj, "billing_status", None) or "none"
+
+    @admin.display(description="Stripe customer", ordering="stripe_customer_id")
+    def stripe_customer_link(self, obj: User) -> str:
+        customer_id = getattr(obj, "stripe_customer_id", None)
+        if not customer_id:
+            return "-"
+        url = stripe_customer_url(customer_id, livemode=obj.stripe_customer_livemode)
+        return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>', url, customer_id)
+
+    @admin.display(description="last plan change", ordering="last_plan_change_at")
+    def last_plan_change(self, obj: User) -> Any:
+        return getattr(obj, "last_plan_change_at", None) or "-"
+
+    @admin.display(description="why this plan")
+    def plan_why(self, obj: User) -> str:
+        decision = plan_compute(obj)
+        if decision.plan != obj.plan:
+            return (
+                f"{decision.why} (computed {decision.plan.label}; stored plan differs until "
+                "the next refresh: resync or reconcile_plans)"
+            )
+        return decision.why
+
+    @admin.display(description="active override")
+    def active_overrides(self, obj: User) -> str:
+        active = list(obj.plan_overrides.filter(PlanOverride.active_q()))
+        if not active:
+            return "none"
+        return format_html_join(
+            mark_safe("<br>"),
+            "{} until {}, by {}: {} {}",
+            (
+                (
+                    o.get_plan_display(),
+                    f"{o.expires_at:%Y-%m-%d %H:%M} UTC" if o.expires_at else "revoked",
+                    o.granted_by or "?",
+                    o.reason,
+                    format_html(
+                        '<a href="{}">Revoke…</a>',
+                        reverse("admin:accounts_user_override_revoke", args=[obj.pk, o.pk]),
+                    ),
+                )
+                for o in active
+            ),
+        )
+
+    # --- Permissions beyond Django's four --------------------------------------------
+
+    def has_grant_override_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("billing.grant_override")
+
+    def has_revoke_override_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("billing.revoke_override")
+
+    def has_resync_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("accounts.resync_billing")
+
+    def has_export_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("accounts.export_users")
+
+    def has_resend_onboarding_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("accounts.resend_onboarding")
+
+    # --- Actions ---------------------------------------------------------------------
+
+    @admin.action(description="Resync selected users from Stripe", permissions=["resync"])
+    def resync_from_stripe(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        synced = changed = failed = 0
+        for user in queryset:
+            try:
+                change = billing_resync(user=user, actor=request.user)
+            except stripe.StripeError as exc:
+                failed += 1
+                logger.warning("Resync of user %s failed: %s", user.pk, exc)
+                self.message_user(request, f"{user}: Stripe error: {exc}", messages.ERROR)
+                continue
+            synced += 1
+            changed += change is not None
+        self.message_user(request, f"Resynced {synced} users from Stripe; {changed} changed plan.")
+        if failed:
+            self.message_user(request, f"{failed} could not be resynced.", messages.WARNING)
+
+    @admin.action(
+        description="Send the onboarding (welcome) again", permissions=["resend_onboarding"]
+    )
+    def onboarding_resend(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        # One trigger per click: a double-submitted form queues once, a later click again.
+        trigger = f"staff-resend:{request.user.pk}:{timezone.now():%Y%m%dT%H%M%S}"
+        queued = 0
+        for user in queryset:
+            sent = onboarding_welcome_enqueue(user=user, plan=user.plan, trigger=trigger)
+            queued += sum(m.status == OnboardingMessage.Status.QUEUED for m in sent)
+        self.message_user(request, f"{queued} onboarding message(s) queued.")
+
+    @admin.action(description="Export selected users to CSV", permissions=["export"])
+    def export_csv(self, request: HttpRequest, queryset: QuerySet[User]) -> HttpResponse:
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        stamp = timezone.now().strftime("%Y%m%d-%H%M")
+        response["Content-Disposition"] = f'attachment; filename="users-{stamp}.csv"'
+        writer = csv.writer(response)
+        writer.writerow(["email", "plan", "billing status", "stripe customer", "joined"])
+        for user in queryset:
+            writer.writerow(
+                [
+                    _csv_safe(user.email),
+                    user.plan,
+                    user.billing_status or "none",
+                    user.stripe_customer_id or "",
+                    user.date_joined.isoformat(),
+                ]
+            )
+        return response
+
+    # --- Views: grant and revoke -----------------------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        wrap = self.admin_site.admin_view
+        return [
+            path(
+                "<path:object_id>/override/grant/",
+                wrap(self.override_grant_view),
+                name="accounts_user_override_grant",
+            ),
+            path(
+                "<path:object_id>/override/<int:override_id>/revoke/",
+                wrap(self.override_revoke_view),
+                name="accounts_user_override_revoke",
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        extra_context = {
+            **(extra_context or {}),
+            "can_grant_override": self.has_grant_override_permission(request),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _user_or_404(self, request: HttpRequest, object_id: str) -> User:
+        user = self.get_object(request, unquote(object_id))
+        if user is None:
+            raise Http404("No such user.")
+        return user
+
+    def _page(self, request: HttpRequest, template: str, **context: Any) -> TemplateResponse:
+        context = {**self.admin_site.each_context(request), "opts": self.opts, **context}
+        return TemplateResponse(request, f"admin/accounts/user/{template}", context)
+
+    def override_grant_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        if not self.has_grant_override_permission(request):
+            raise PermissionDenied
+        user = self._user_or_404(request, object_id)
+        form = OverrideGrantForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            days = form.cleaned_data["days"]
+            try:
+                override_grant(
+                    user=user,
+                    plan=form.cleaned_data["plan"],
+                    reason=form.cleaned_data["reason"],
+                    expires_at=timezone.now() + timedelta(days=days) if days else None,
+                    notify=form.cleaned_data["notify"],
+                    actor=request.user,
+                )
+            except OverrideInvalid as exc:
+                form.add_error(None, str(exc))
+            else:
+                user.refresh_from_db(fields=["plan"])
+                self.message_user(request, f"{user} is now on {user.get_plan_display()}.")
+                return HttpResponseRedirect(reverse("admin:accounts_user_change", args=[user.pk]))
+        return self._page(
+            request,
+            "override_grant.html",
+            title=f"Grant a plan to {user}",
+            original=user,
+            form=form,
+            why=plan_compute(user).why,
+        )
+
+    def override_revoke_view(
+        self, request: HttpRequest, object_id: str, override_id: int
+    ) -> HttpResponse:
+        if not self.has_revoke_override_permission(request):
+            raise PermissionDenied
+        user = self._user_or_404(request, object_id)
+        override = get_object_or_404(PlanOverride, pk=override_id, user=user)
+        if request.method == "POST":
+            override_revoke(override=override, actor=request.user)
+            user.refresh_from_db(fields=["plan"])
+            self.message_user(
+                request, f"Override revoked; {user} is now on {user.get_plan_display()}."
+            )
+            return HttpResponseRedirect(reverse("admin:accounts_user_change", args=[user.pk]))
+        return self._page(
+            request,
+            "override_revoke.html",
+            title=f"Revoke {override.get_plan_display()} for {user}?",
+            original=user,
+            override=override,
+        )
+
+
+def _csv_safe(value: str) -> str:
+    # A cell starting with = + - @ is a formula to spreadsheet software.
+    return f"'{value}" if value[:1] in ("=", "+", "-", "@") else value
+
+
+from onboarding.admin import OnboardingMessageInline  # noqa: E402 (owned by onboarding)
+
+UserAdmin.inlines = [*UserAdmin.inlines, OnboardingMessageInline]

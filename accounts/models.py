@@ -81,6 +81,12 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     class Meta:
         ordering = ["-date_joined"]
+        # Back-office abilities beyond Django's add/change/delete/view (see accounts/admin.py).
+        permissions = [
+            ("resync_billing", "Can resync a user's billing from Stripe"),
+            ("export_users", "Can export users to CSV"),
+            ("resend_onboarding", "Can send the onboarding messages again"),
+        ]
         constraints = [
             # Belt and braces under normalize_email: no two rows differ only in case,
             # even if a row is written without going through the manager.

@@ -71,6 +71,11 @@ class PlanOverride(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # Staff grant and revoke through billing.overrides, never by editing rows.
+        permissions = [
+            ("grant_override", "Can grant a plan override (comp)"),
+            ("revoke_override", "Can revoke a plan override (comp)"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.plan} for {self.user}"

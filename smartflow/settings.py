@@ -7,6 +7,7 @@ equal setting names, and every one is listed in `.env.example`.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -46,7 +47,8 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 # --- Applications -----------------------------------------------------------------------
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # Django's admin with SmartFlow's site (accounts/admin_site.py).
+    "accounts.apps.SmartFlowAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -259,6 +261,44 @@ ONBOARDING_RETRY_SECONDS = env.int("ONBOARDING_RETRY_SECONDS", default=60)
 # (owned by the back-office work; see accounts/admin.py and billing/admin.py)
 # Path of the Django admin, without slashes; move it off /admin/ to dodge scanners.
 ADMIN_URL = env.str("ADMIN_URL", default="admin").strip("/")
+
+# Login rate limiting (django-axes) for the customer login and the admin alike: after
+# AXES_FAILURE_LIMIT failures for one username from one IP, that pair is locked out for
+# AXES_COOLOFF_TIME. Its middleware goes last, as axes requires.
+INSTALLED_APPS += ["axes"]
+MIDDLEWARE += ["axes.middleware.AxesMiddleware"]
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+
+
+def _duration(value: str) -> timedelta:
+    # "30m" or "2h"; a bare number is hours, as in django-axes.
+    value = value.strip().lower()
+    try:
+        if value.endswith("m"):
+            return timedelta(minutes=float(value[:-1]))
+        return timedelta(hours=float(value.removesuffix("h")))
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"AXES_COOLOFF_TIME={value!r}: use minutes or hours, e.g. 30m or 1h."
+        ) from None
+
+
+AXES_COOLOFF_TIME = _duration(env.str("AXES_COOLOFF_TIME", default="1h"))
+AXES_RESET_ON_SUCCESS = True
+# Both login forms post the email address in the field "username".
+AXES_USERNAME_FORM_FIELD = "username"
+# Count "Ann@X.com" and "ann@x.com" as one account, as the login itself does.
+AXES_USERNAME_CALLABLE = "accounts.ratelimit.axes_username"
+# Number of reverse proxies in front of the app (0: clients connect directly). The client
+# is the address the outermost of our proxies saw; headers a client sends are ignored.
+AXES_IPWARE_PROXY_COUNT = env.int("AXES_IPWARE_PROXY_COUNT", default=0)
+AXES_CLIENT_IP_CALLABLE = "accounts.ratelimit.client_ip"
+AXES_LOCKOUT_TEMPLATE = "axes/lockout.html"
 
 # --- Internationalisation ---------------------------------------------------------------
 LANGUAGE_CODE = "en-gb"

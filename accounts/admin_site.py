@@ -1,0 +1,131 @@
+"""SmartFlow's admin site: Django's, plus an at-a-glance panel on the index page.
+
+Each part of the panel is shown only to staff allowed to view what it summarises, and
+costs one or two queries whatever the number of rows.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from decimal import Decimal
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.contrib import admin
+from django.db.models import Count, Q
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch, reverse
+
+from billing.plans import Plan
+
+RECENT = 10
+_SUBSCRIBED = ["active", "trialing"]
+# Months per billing interval, to bring every price to a monthly amount.
+_PER_MONTH = {
+    "day": Decimal(365) / 12,
+    "week": Decimal(52) / 12,
+    "month": Decimal(1),
+    "year": Decimal(1) / 12,
+}
+_ZERO_DECIMAL = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx",
+                 "vnd", "vuv", "xaf", "xof", "xpf"}  # fmt: skip
+_SYMBOLS = {"gbp": "£", "usd": "$", "eur": "€"}
+
+
+def mrr_by_currency(subscriptions: list[dict[str, Any]]) -> dict[str, Decimal]:
+    """Monthly recurring revenue of Stripe subscription objects, per currency, in major
+    units (discounts and taxes ignored: this is list-price MRR)."""
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for sub in subscriptions:
+        for item in (sub.get("items") or {}).get("data") or []:
+            price = item.get("price")
+            if not isinstance(price, dict) or not price.get("recurring"):
+                continue
+            recurring = price["recurring"]
+            per_month = _PER_MONTH.get(recurring.get("interval"), Decimal(0)) / Decimal(
+                recurring.get("interval_count") or 1
+            )
+            currency = (price.get("currency") or "").lower()
+            minor = Decimal(price.get("unit_amount") or 0) * Decimal(item.get("quantity") or 1)
+            major = minor if currency in _ZERO_DECIMAL else minor / 100
+            totals[currency] += major * per_month
+    return dict(totals)
+
+
+def money_format(amount: Decimal, currency: str) -> str:
+    symbol = _SYMBOLS.get(currency)
+    value = f"{amount.quantize(Decimal('0.01')):,}"
+    return f"{symbol}{value}" if symbol else f"{value} {currency.upper()}"
+
+
+def _url(name: str, query: str = "") -> str | None:
+    try:
+        return reverse(name) + query
+    except NoReverseMatch:
+        return None
+
+
+def panel_data(request: HttpRequest) -> dict[str, Any]:
+    """What the index page shows at a glance, limited to what `request.user` may view."""
+    from djstripe.models import Subscription, WebhookEventTrigger
+
+    from accounts.models import User
+    from billing.models import BillingAlert, PlanChange
+
+    user = request.user
+    panel: dict[str, Any] = {}
+    if user.has_perm("accounts.view_user"):
+        counts = dict(User.objects.order_by().values_list("plan").annotate(n=Count("pk")))
+        panel["plans"] = [
+            {
+                "label": label,
+                "count": counts.get(value, 0),
+                "url": _url("admin:accounts_user_changelist", f"?plan__exact={value}"),
+            }
+            for value, label in Plan.choices
+        ]
+    if user.has_perm("djstripe.view_subscription"):
+        data = Subscription.objects.filter(
+            livemode=settings.STRIPE_LIVE_MODE, stripe_data__status__in=_SUBSCRIBED
+        ).values_list("stripe_data", flat=True)
+        mrr = mrr_by_currency(list(data))
+        panel["mrr"] = [money_format(v, c) for c, v in sorted(mrr.items())] or [
+            money_format(Decimal(0), settings.BILLING_CURRENCY)
+        ]
+    if user.has_perm("billing.view_planchange"):
+        panel["plan_changes"] = list(PlanChange.objects.select_related("user", "actor")[:RECENT])
+    if user.has_perm("onboarding.view_onboardingmessage"):
+        try:
+            message_model = apps.get_model("onboarding", "OnboardingMessage")
+        except LookupError:
+            message_model = None
+        if message_model is not None:
+            panel["failed_messages"] = message_model.objects.filter(status="failed").count()
+            panel["failed_messages_url"] = _url(
+                "admin:onboarding_onboardingmessage_changelist", "?status__exact=failed"
+            )
+    if user.has_perm("djstripe.view_webhookeventtrigger"):
+        failed = WebhookEventTrigger.objects.filter(Q(processed=False) | ~Q(exception=""))
+        panel["failed_webhooks"] = list(failed.order_by("-created")[:RECENT])
+        panel["failed_webhooks_count"] = failed.count()
+        panel["failed_webhooks_url"] = _url("admin:djstripe_webhookeventtrigger_changelist")
+    if user.has_perm("billing.view_billingalert"):
+        open_alerts = BillingAlert.objects.filter(resolved=False)
+        panel["alerts"] = list(open_alerts[:RECENT])
+        panel["alerts_count"] = open_alerts.count()
+        panel["alerts_url"] = _url("admin:billing_billingalert_changelist", "?resolved__exact=0")
+    return panel
+
+
+class SmartFlowAdminSite(admin.AdminSite):
+    site_header = "SmartFlow back-office"
+    site_title = "SmartFlow back-office"
+    index_title = "At a glance"
+
+    def index(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> TemplateResponse:
+        extra_context = {**(extra_context or {}), "backoffice": panel_data(request)}
+        return super().index(request, extra_context)

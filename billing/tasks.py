@@ -1,0 +1,49 @@
+"""Background tasks of billing (django-tasks, run by `manage.py db_worker`)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.utils import timezone
+from django_tasks import task
+
+from accounts.models import User
+from billing.entitlements import plan_compute, plan_refresh
+from billing.models import PlanChange, PlanOverride
+
+logger = logging.getLogger(__name__)
+
+# How far back a sweep looks for expired overrides. Each grant with an expiry enqueues
+# a sweep for that moment, so this only has to cover a worker that was down for a while;
+# the daily `reconcile_plans` covers everything else.
+SWEEP_LOOKBACK = timedelta(days=7)
+
+
+@task()
+def overrides_sweep() -> int:
+    """Move users whose override expired recently back to the plan they are entitled to.
+
+    Safe to run any number of times (plan_refresh writes only on a change). Returns the
+    number of users whose plan changed.
+    """
+    now = timezone.now()
+    user_ids = (
+        PlanOverride.objects.filter(
+            revoked_at__isnull=True, expires_at__lte=now, expires_at__gt=now - SWEEP_LOOKBACK
+        )
+        .values_list("user_id", flat=True)
+        .distinct()
+    )
+    changed = 0
+    for user in User.objects.filter(pk__in=list(user_ids)):
+        why = plan_compute(user, now=now).why
+        if plan_refresh(
+            user=user,
+            source=PlanChange.Source.RECONCILE,
+            reason=f"staff override expired; now: {why}",
+            notify=False,
+        ):
+            changed += 1
+    logger.info("Override sweep: %s users changed plan", changed)
+    return changed

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import stripe
+from django.apps import apps
+from django.contrib.auth.models import Group
+
+from accounts.models import User
+from tests.billing import stripe_fakes as sf
+from tests.billing.conftest import catalog, deliver, endpoint, payer  # noqa: F401
+from tests.conftest import PASSWORD
+
+_roles = importlib.import_module("accounts.migrations.0003_backoffice_roles")
+
+
+class _FakeStripe(sf.FakeStripe):
+    # Stripe's list endpoints take status=all to mean "every status".
+    def _route(self, method: str, path: str, params: dict[str, str]) -> tuple[int, Any]:
+        if params.get("status") == "all":
+            params = {k: v for k, v in params.items() if k != "status"}
+        return super()._route(method, path, params)
+
+
+@pytest.fixture
+def fake_stripe() -> Iterator[sf.FakeStripe]:
+    previous = stripe.default_http_client
+    fake = _FakeStripe()
+    stripe.default_http_client = fake
+    try:
+        yield fake
+    finally:
+        stripe.default_http_client = previous
+
+
+@pytest.fixture
+def roles(db) -> None:
+    """The groups the data migration creates (tests run with --nomigrations too)."""
+    _roles.roles_create(apps, None)
+
+
+def _member(email: str, group: str) -> User:
+    user = User.objects.create_user(email, PASSWORD, is_staff=True)
+    user.groups.add(Group.objects.get(name=group))
+    return user
+
+
+@pytest.fixture
+def support_user(roles) -> User:
+    return _member("support@smartflowsystems.com", "Support")
+
+
+@pytest.fixture
+def billing_admin(roles) -> User:
+    return _member("billing@smartflowsystems.com", "Billing admin")
+
+
+@pytest.fixture
+def subscribe(deliver, fake_stripe, catalog, payer) -> Callable[..., dict[str, Any]]:  # noqa: F811
+    """Give the `customer` a subscription, delivered as Stripe would."""
+
+    def _subscribe(plan: str = "flowkit", status: str = "active") -> dict[str, Any]:
+        sub = sf.subscription(cus=payer, prc=catalog[f"{plan}_monthly"], status=status)
+        fake_stripe.add(sub)
+        assert deliver(sf.event("customer.subscription.created", sub)).status_code == 200
+        return sub
+
+    return _subscribe
