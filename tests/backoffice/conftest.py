@@ -1,39 +1,19 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-import stripe
 from django.apps import apps
 from django.contrib.auth.models import Group
 
 from accounts.models import User
 from tests.billing import stripe_fakes as sf
-from tests.billing.conftest import catalog, deliver, endpoint, payer  # noqa: F401
+from tests.billing.conftest import catalog, deliver, endpoint, fake_stripe, payer  # noqa: F401
 from tests.conftest import PASSWORD
 
 _roles = importlib.import_module("accounts.migrations.0003_backoffice_roles")
-
-
-class _FakeStripe(sf.FakeStripe):
-    # Stripe's list endpoints take status=all to mean "every status".
-    def _route(self, method: str, path: str, params: dict[str, str]) -> tuple[int, Any]:
-        if params.get("status") == "all":
-            params = {k: v for k, v in params.items() if k != "status"}
-        return super()._route(method, path, params)
-
-
-@pytest.fixture
-def fake_stripe() -> Iterator[sf.FakeStripe]:
-    previous = stripe.default_http_client
-    fake = _FakeStripe()
-    stripe.default_http_client = fake
-    try:
-        yield fake
-    finally:
-        stripe.default_http_client = previous
 
 
 @pytest.fixture

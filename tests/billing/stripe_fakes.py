@@ -398,6 +398,8 @@ def _matches(obj: dict[str, Any], params: dict[str, str]) -> bool:
         if key.startswith("lookup_keys["):
             if obj.get("lookup_key") != value:
                 return False
+        elif key == "status" and value == "all":
+            continue  # Stripe's list endpoints take status=all to mean "every status".
         elif key in ("customer", "status") and obj.get(key) != value:
             return False
     return True
