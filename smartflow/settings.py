@@ -7,6 +7,8 @@ equal setting names, and every one is listed in `.env.example`.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -107,10 +109,20 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # instead of failing on lock upgrade.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000;",
+            "init_command": (
+                "PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000; PRAGMA synchronous=NORMAL;"
+            ),
             "transaction_mode": "IMMEDIATE",
         }
     )
+    # Tests use a file too, not shared-cache memory: live-server, worker and test threads
+    # write at once, which in-memory SQLite answers with "table is locked". One file per
+    # process so that parallel runs never share a database; in RAM (tmpfs) when there is
+    # one, which keeps migrating the test database as fast as in memory.
+    _test_dir = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+    DATABASES["default"]["TEST"] = {
+        "NAME": str(_test_dir / f"smartflow-test-{os.getpid()}.sqlite3")
+    }
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

@@ -1,0 +1,144 @@
+"""Customer journeys through pricing, the sandbox's checkout and portal, and the
+dashboard, against a live server with the task worker delivering Stripe's webhooks."""
+
+from __future__ import annotations
+
+import re
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from playwright.sync_api import Page, expect
+
+from accounts.models import User
+from billing.models import PlanChange
+from tests.conftest import PASSWORD
+from tests.e2e.conftest import assert_fits, shot
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CARD_OK = "4242 4242 4242 4242"
+CARD_DECLINED = "4000 0000 0000 0002"
+
+
+@pytest.fixture
+def shop(live_server, settings, task_worker):
+    """A live site whose Stripe is the sandbox, with the catalog in place."""
+    settings.SITE_URL = live_server.url
+    call_command("stripe_catalog", stdout=StringIO())
+    return live_server.url
+
+
+def _sign_up(page: Page, site: str, email: str) -> None:
+    page.goto(f"{site}/signup/")
+    page.get_by_label("Email address").fill(email)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_label("Password confirmation").fill(PASSWORD)
+    page.get_by_role("button", name="Sign up").click()
+    page.wait_for_url(f"{site}/")
+
+
+def _buy(page: Page, site: str, plan_label: str, *, monthly: bool, card: str) -> None:
+    page.goto(f"{site}/pricing/")
+    name = f"Buy {plan_label} {'monthly' if monthly else 'once'}"
+    page.get_by_role("button", name=name).click()
+    page.wait_for_url(re.compile(r".*/sandbox/checkout/cs_test_\w+/"))
+    shot(page, "checkout")
+    page.get_by_label(re.compile("card number", re.I)).fill(card)
+    page.get_by_role("button", name=re.compile(r"^Pay ")).click()
+
+
+def _feature_status(page: Page, site: str, name: str) -> int:
+    return page.request.get(f"{site}/feature/{name}/").status
+
+
+def _wait_plan(page: Page, site: str, expected: str, *, seconds: float = 20) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        page.goto(f"{site}/")
+        if page.locator(".plan-name").get_attribute("data-plan") == expected:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the dashboard never showed {expected!r}")
+        page.wait_for_timeout(200)
+
+
+def test_newcomer_subscribes_to_flowkit_then_upgrades_to_launchpack_in_the_portal(page, shop):
+    _sign_up(page, shop, "newcomer@example.com")
+    page.goto(f"{shop}/pricing/")
+    shot(page, "pricing")
+    for width in (375, 1280):
+        assert_fits(page, width)
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+    _buy(page, shop, "FlowKit", monthly=True, card=CARD_OK)
+    page.wait_for_url(re.compile(r".*/billing/success/\?session_id=cs_test_\w+"))
+    expect(
+        page.get_by_role("heading", name=re.compile("Your FlowKit plan is live"))
+    ).to_be_visible()
+    shot(page, "success")
+
+    _wait_plan(page, shop, "flowkit")
+    shot(page, "dashboard-flowkit")
+    for width in (375, 1280):
+        assert_fits(page, width)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    assert page.locator('[data-feature="ai_concierge"]').get_attribute("data-allowed") == "false"
+    assert _feature_status(page, shop, "ai_concierge") == 402
+
+    page.goto(f"{shop}/pricing/")
+    page.get_by_role("button", name="Manage billing").click()
+    page.wait_for_url(re.compile(r".*/sandbox/portal/bps_\w+/"))
+    switch_to = page.get_by_label("Switch to")
+    launchpack = switch_to.locator("option", has_text="LaunchPack").get_attribute("value")
+    switch_to.select_option(launchpack)
+    page.get_by_role("button", name="Switch plan").click()
+
+    _wait_plan(page, shop, "launchpack")
+    assert page.locator('[data-feature="ai_concierge"]').get_attribute("data-allowed") == "true"
+    assert _feature_status(page, shop, "ai_concierge") == 200
+    user = User.objects.get(email="newcomer@example.com")
+    history = list(user.plan_changes.order_by("id").values_list("old_plan", "new_plan"))
+    assert history == [("starter", "flowkit"), ("flowkit", "launchpack")]
+
+
+def test_cancelling_in_the_portal_returns_to_starter(page, shop):
+    _sign_up(page, shop, "leaver@example.com")
+    _buy(page, shop, "FlowKit", monthly=True, card=CARD_OK)
+    _wait_plan(page, shop, "flowkit")
+
+    page.goto(f"{shop}/pricing/")
+    page.get_by_role("button", name="Manage billing").click()
+    page.get_by_role("button", name="Cancel now").click()
+
+    _wait_plan(page, shop, "starter")
+    change = PlanChange.objects.latest("id")
+    assert (change.old_plan, change.new_plan, change.source) == (
+        "flowkit",
+        "starter",
+        "subscription",
+    )
+
+
+def test_a_declined_card_shows_the_error_and_leaves_starter(page, shop):
+    _sign_up(page, shop, "declined@example.com")
+
+    _buy(page, shop, "LaunchPack", monthly=True, card=CARD_DECLINED)
+
+    expect(page.get_by_text(re.compile("declined", re.I)).first).to_be_visible()
+    assert "/sandbox/checkout/" in page.url
+    _wait_plan(page, shop, "starter", seconds=1)
+    assert not PlanChange.objects.exists()
+
+
+def test_a_oneoff_purchase_unlocks_the_plan_for_good(page, shop):
+    _sign_up(page, shop, "once@example.com")
+
+    _buy(page, shop, "LaunchPack", monthly=False, card=CARD_OK)
+
+    page.wait_for_url(re.compile(r".*/billing/success/.*"))
+    _wait_plan(page, shop, "launchpack")
+    assert _feature_status(page, shop, "ai_concierge") == 200
+    assert User.objects.get(email="once@example.com").oneoff_purchases.get().plan == "launchpack"
