@@ -32,9 +32,13 @@ DJSTRIPE_SUPERUSER_ONLY = {"apikey", "webhookendpoint"}
 
 def roles_create(apps, schema_editor):
     for app_config in apps.get_app_configs():
+        # create_permissions skips apps without a models module, which every app of a
+        # migration's historical registry is; restore the value afterwards, since tests
+        # call this with the live registry too.
+        models_module = app_config.models_module
         app_config.models_module = True
         create_permissions(app_config, apps=apps, verbosity=0)
-        app_config.models_module = None
+        app_config.models_module = models_module
 
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")

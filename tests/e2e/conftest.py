@@ -11,11 +11,11 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
@@ -81,18 +81,32 @@ def _slug(text: str) -> str:
 
 
 @pytest.fixture
-def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    yield page
+def new_page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Callable[[], Page]]:
+    """Opens a page in a fresh browser context (its own cookies: one person each)."""
+    opened: list[tuple[BrowserContext, Page]] = []
+
+    def open_page() -> Page:
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        context.set_default_timeout(15_000)
+        page = context.new_page()
+        opened.append((context, page))
+        return page
+
+    yield open_page
     failed = getattr(request.node, "rep_call", None)
-    if failed is not None and failed.failed:
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        path = SHOTS / f"FAILED-{_slug(request.node.nodeid)}.png"
-        page.screenshot(path=str(path), full_page=True)
-        request.node.add_report_section("call", "screenshot", f"open {path}")
-    context.close()
+    for number, (context, page) in enumerate(opened, start=1):
+        if failed is not None and failed.failed:
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            suffix = f"-{number}" if len(opened) > 1 else ""
+            path = SHOTS / f"FAILED-{_slug(request.node.nodeid)}{suffix}.png"
+            page.screenshot(path=str(path), full_page=True)
+            request.node.add_report_section("call", f"screenshot{suffix}", f"open {path}")
+        context.close()
+
+
+@pytest.fixture
+def page(new_page: Callable[[], Page]) -> Page:
+    return new_page()
 
 
 def shot(page: Page, name: str) -> Path:

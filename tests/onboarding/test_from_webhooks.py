@@ -1,0 +1,84 @@
+"""From Stripe's webhook to the welcome: once per activation, and never for a rollback."""
+
+from __future__ import annotations
+
+import pytest
+from django.core import mail
+
+from billing.models import PlanChange
+from billing.signals import plan_changed
+from onboarding.models import OnboardingMessage
+from tests.billing import stripe_fakes as sf
+from tests.billing.conftest import catalog, deliver, endpoint, fake_stripe, payer  # noqa: F401
+from tests.onboarding.conftest import run_worker
+
+# The worker runs in-process and closes the connection between tasks, as in production:
+# each test commits for real.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def texting_customer(customer):
+    """The paying customer, with a mobile number and SMS consent."""
+    customer.phone = "+447700900123"
+    customer.sms_opt_in = True
+    customer.save()
+    return customer
+
+
+@pytest.fixture
+def completed_checkout(fake_stripe, catalog, payer, texting_customer):  # noqa: F811
+    """Stripe's `checkout.session.completed` for a FlowKit subscription."""
+    sub = sf.subscription(cus=payer, prc=catalog["flowkit_monthly"])
+    session = sf.session(cus=payer, mode="subscription", user_id=texting_customer.pk, sub=sub)
+    fake_stripe.add(sub, session)
+    return sf.event("checkout.session.completed", session)
+
+
+def test_the_same_webhook_delivered_twice_sends_one_email_and_one_sms(
+    deliver,  # noqa: F811
+    completed_checkout,
+    texting_customer,
+    twilio,
+):
+    assert deliver(completed_checkout).status_code == 200
+    assert deliver(completed_checkout).status_code == 200
+    run_worker()
+
+    assert PlanChange.objects.count() == 1
+    assert len(mail.outbox) == 1
+    assert mail.outbox[0].to == [texting_customer.email]
+    assert len(twilio.requests) == 1
+    assert sorted(OnboardingMessage.objects.values_list("channel", "status")) == [
+        ("email", "sent"),
+        ("sms", "sent"),
+    ]
+
+
+def test_a_webhook_whose_handler_fails_after_the_plan_change_sends_nothing(
+    client,
+    deliver,  # noqa: F811
+    completed_checkout,
+    texting_customer,
+    twilio,
+):
+    def fail_afterwards(**kwargs: object) -> None:
+        raise RuntimeError("handler failed after the plan change")
+
+    # Connected after onboarding's receiver: the welcome is queued, then the handler fails.
+    plan_changed.connect(fail_afterwards, dispatch_uid="test-fail-afterwards")
+    client.raise_request_exception = False
+    try:
+        response = deliver(completed_checkout)
+    finally:
+        plan_changed.disconnect(dispatch_uid="test-fail-afterwards")
+    run_worker()
+
+    # Stripe is told to retry, and the whole activation rolled back with its messages.
+    assert response.status_code == 500
+    texting_customer.refresh_from_db()
+    assert texting_customer.plan == "starter"
+    assert not PlanChange.objects.exists()
+    assert not OnboardingMessage.objects.exists()
+    assert mail.outbox == []
+    assert twilio.requests == []
