@@ -32,9 +32,10 @@ static: $(VENV)/.installed
 	DEBUG=true $(PY) manage.py collectstatic --noinput -v0
 
 # Local use: DEBUG on, SQLite, console email, and the background worker beside the
-# web server (stopped together with Ctrl-C).
+# web server (stopped together with Ctrl-C). SITE_URL follows HOST and PORT so that the
+# sandbox's webhooks and links reach this server.
 run: static
-	@export DEBUG=$${DEBUG:-true}; \
+	@export DEBUG=$${DEBUG:-true} SITE_URL=$${SITE_URL:-http://$(HOST):$(PORT)}; \
 	$(PY) manage.py migrate --noinput && \
 	$(PY) manage.py stripe_catalog --sandbox-only && \
 	{ $(PY) manage.py db_worker & worker=$$!; \
