@@ -35,7 +35,7 @@ def roles_create(apps, schema_editor):
         # create_permissions skips apps without a models module, which every app of a
         # migration's historical registry is; restore the value afterwards, since tests
         # call this with the live registry too.
-        models_module = app_config.models_module
+        models_module = getattr(app_config, "models_module", None)
         app_config.models_module = True
         create_permissions(app_config, apps=apps, verbosity=0)
         app_config.models_module = models_module
