@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import URLPattern, path
+from djstripe import urls as djstripe_urls
 
 from billing import views
 
@@ -13,4 +14,11 @@ urlpatterns = [
     path("billing/success/", views.success, name="success"),
     path("billing/portal/", views.portal, name="portal"),
     path("feature/<str:name>/", views.feature, name="feature"),
+]
+
+# dj-stripe's webhook endpoint (/stripe/webhook/<uuid>/), behind a guard; mounted by
+# smartflow/urls.py under dj-stripe's own namespace, so its URL names stay as they are.
+djstripe_urlpatterns = [
+    URLPattern(p.pattern, views.stripe_webhook_guard(p.callback), p.default_args, p.name)
+    for p in djstripe_urls.urlpatterns
 ]

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -170,3 +174,32 @@ def feature(request: HttpRequest, name: str) -> HttpResponse:
     if name not in FEATURES:
         return JsonResponse({"error": "unknown_feature", "feature": name}, status=404)
     return plan_required(name)(_feature_allowed)(request, name)
+
+
+def stripe_webhook_guard(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """dj-stripe's webhook view, answering 400 before it stores or reads anything to a
+    request Stripe cannot have sent: a body that is not a JSON object, or a
+    Stripe-Signature header that is not ASCII.
+
+    dj-stripe records the request, then parses the body catching only ValueError and
+    checks the signature catching only SignatureVerificationError; so, for requests
+    nobody signed, a deeply nested body (RecursionError), a JSON `null` (TypeError) or
+    a signature with a non-ASCII character (TypeError in hmac.compare_digest) become a
+    500, and on PostgreSQL a NUL byte in the body fails the insert of the record.
+    """
+
+    @wraps(view)
+    def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.headers.get("Stripe-Signature", "").isascii():
+            logger.warning("Stripe webhook %s: signature is not ASCII; refused", request.path)
+            return HttpResponseBadRequest("Bad Stripe-Signature header.")
+        try:
+            event = json.loads(request.body)
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+            event = None
+        if not isinstance(event, dict):
+            logger.warning("Stripe webhook %s: body is not a JSON object; refused", request.path)
+            return HttpResponseBadRequest("The body is not a JSON object.")
+        return view(request, *args, **kwargs)
+
+    return guarded

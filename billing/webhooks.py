@@ -8,12 +8,16 @@ Unknown objects are logged and answered 200; Stripe errors raise so Stripe retri
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Any
 
+from django.db import connection
+from django.dispatch import receiver
 from djstripe.event_handlers import djstripe_receiver
-from djstripe.models import Customer, Event, Session
+from djstripe.models import Customer, Event, Session, WebhookEventTrigger
 from djstripe.settings import djstripe_settings
+from djstripe.signals import webhook_pre_process
 
 from accounts.models import User, normalize_email
 from billing.checkout import _subscription_sync, checkout_fulfil
@@ -21,6 +25,32 @@ from billing.entitlements import plan_refresh
 from billing.models import BillingAlert, OneOffPurchase, PlanChange
 
 logger = logging.getLogger(__name__)
+
+
+@receiver(webhook_pre_process, dispatch_uid="billing_webhook_serialize")
+def webhook_serialize(sender: Any, instance: WebhookEventTrigger, **kwargs: Any) -> None:
+    """Process one customer's webhooks one at a time (held until the transaction ends).
+
+    dj-stripe re-reads each event's object from Stripe and stores what it read. Two
+    deliveries for one customer, processed side by side, can read Stripe before and
+    after a change and store in the other order: the older state last, with the plan
+    computed from it. Under this lock, each delivery reads Stripe after the previous
+    one committed, so the last one stores Stripe's latest state. Runs inside dj-stripe's
+    transaction, after the signature check and before anything is read or written.
+    """
+    if connection.vendor != "postgresql":
+        return  # SQLite: transactions are IMMEDIATE, so writers already go one at a time
+    data = instance.json_body.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(obj, dict):
+        return
+    key = _id(obj.get("id")) if obj.get("object") == "customer" else _id(obj.get("customer"))
+    key = key or _id(obj.get("id"))
+    if not key:
+        return
+    lock = int.from_bytes(hashlib.sha256(f"stripe:{key}".encode()).digest()[:8], "big", signed=True)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock])
 
 
 def _user_find(

@@ -15,21 +15,35 @@ The retry rules, in one place (`_outcome_record`):
                                   message; staff decide (admin "send again")
 - an attempt that started but never recorded an outcome (the worker died mid-call)
   stays queued with its attempt counted and a last_error saying so, and is not
-  repeated either: its task is stale by then (see onboarding_message_send).
+  repeated either: its task is stale by then (see onboarding_message_send); the sweep
+  below marks it failed, outcome unknown, once no provider call can still be running.
+
+Workers that die (`onboarding_outbox_sweep`, run by `manage.py onboarding_sweep` before
+the worker starts and every few minutes from cron): django-tasks-db never runs a task
+again once a worker has claimed it, so a worker killed after claiming a send but before
+its attempt started would leave that message queued forever. The sweep enqueues such a
+message's task again. That is always safe, even when the old task is alive after all: a
+task sends only if it moves `attempts` from n-1 to n under the message's row lock, so of
+two tasks for one attempt exactly one sends and the other finds itself stale. A message
+whose attempt started but never recorded an outcome is never sent again (the provider
+may have it); once the attempt is older than any provider call can take, the sweep marks
+it failed with "the outcome is unknown", where staff see it and can send it again.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
-from django_tasks import task
+from django_tasks import TaskResultStatus, task
+from django_tasks_db.models import DBTaskResult
 
 from accounts.models import User
 from billing.models import PlanChange
@@ -237,6 +251,80 @@ def _outcome_record(
         status if error is None else f"{status} ({error.reason})",
     )
     return status
+
+
+# How long an attempt may go without an outcome before the sweep calls it unknown: far
+# longer than a provider call can take (EMAIL_TIMEOUT, Twilio's 15 s, anymail's timeout).
+ATTEMPT_DEADLINE = timedelta(minutes=15)
+
+
+@dataclass
+class SweepReport:
+    requeued: int = 0
+    outcome_unknown: int = 0
+
+
+def onboarding_outbox_sweep(
+    *, now: datetime | None = None, unknown_after: timedelta = ATTEMPT_DEADLINE
+) -> SweepReport:
+    """Recover the messages a stopped worker left behind (see the module docstring).
+
+    Queued messages whose next attempt has not started and has no task waiting get their
+    task again; attempts started more than `unknown_after` ago without an outcome are
+    marked failed, outcome unknown, and not sent again. Safe to run any number of times,
+    beside running workers.
+    """
+    now = now or timezone.now()
+    report = SweepReport()
+    # A claimed (RUNNING) task does not count as waiting: its worker may be dead, and a
+    # second task for the same attempt is harmless (only one of them can send).
+    waiting = {
+        tuple(args_kwargs["args"])
+        for args_kwargs in DBTaskResult.objects.filter(
+            task_path=onboarding_message_send.module_path, status=TaskResultStatus.READY
+        ).values_list("args_kwargs", flat=True)
+    }
+    not_started = OnboardingMessage.objects.filter(status=Status.QUEUED).filter(
+        Q(attempts=0) | Q(next_attempt_at__isnull=False)
+    )
+    for message_id, attempts, next_attempt_at in not_started.values_list(
+        "pk", "attempts", "next_attempt_at"
+    ):
+        if (message_id, attempts + 1) in waiting:
+            continue
+        onboarding_message_send.using(run_after=next_attempt_at).enqueue(message_id, attempts + 1)
+        report.requeued += 1
+        logger.warning(
+            "Onboarding message %s: send task lost with its worker; attempt %s queued again",
+            message_id,
+            attempts + 1,
+        )
+    cut_off = OnboardingMessage.objects.filter(
+        Q(last_attempt_at__lt=now - unknown_after) | Q(last_attempt_at__isnull=True),
+        status=Status.QUEUED,
+        attempts__gte=1,
+        next_attempt_at__isnull=True,
+    )
+    for message_id, attempts in cut_off.values_list("pk", "attempts"):
+        # Conditional, so that an outcome recorded meanwhile is never overwritten.
+        marked = OnboardingMessage.objects.filter(
+            pk=message_id, status=Status.QUEUED, attempts=attempts, next_attempt_at__isnull=True
+        ).update(
+            status=Status.FAILED,
+            last_error=(
+                f"The {OUTCOME_UNKNOWN}: attempt {attempts} started but its worker stopped "
+                "before recording what the provider answered"
+            ),
+            status_changed_at=now,
+        )
+        if marked:
+            report.outcome_unknown += 1
+            logger.warning(
+                "Onboarding message %s: attempt %s never recorded an outcome; failed, not resent",
+                message_id,
+                attempts,
+            )
+    return report
 
 
 def _status_set(message: OnboardingMessage, status: str, *, error: str = "") -> None:

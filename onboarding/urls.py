@@ -6,7 +6,8 @@ from functools import wraps
 
 from anymail import urls as anymail_urls
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, HttpResponseNotFound
 from django.urls import URLPattern, include, path
 
 from onboarding import views
@@ -24,7 +25,14 @@ def _secret_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpRes
         if not settings.ANYMAIL.get("WEBHOOK_SECRET"):
             logger.warning("anymail webhook %s refused: ANYMAIL_WEBHOOK_SECRET unset", request.path)
             return HttpResponseForbidden("Webhook secret not configured.")
-        return view(request, *args, **kwargs)
+        try:
+            return view(request, *args, **kwargs)
+        except ImproperlyConfigured as exc:
+            # Every ESP's webhook is mounted, and many need settings of their own (a
+            # signing key, boto3) before they can check a request; an ESP this site is
+            # not set up for answers 404 rather than 500 to whoever posts to it.
+            logger.error("anymail webhook %s refused: %s", request.path, exc)
+            return HttpResponseNotFound("This email provider is not set up here.")
 
     return guarded
 

@@ -4,10 +4,12 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
+from billing.urls import djstripe_urlpatterns
+
 urlpatterns = [
     path(f"{settings.ADMIN_URL}/", admin.site.urls),
     # dj-stripe's webhook endpoint: /stripe/webhook/<uuid>/
-    path("stripe/", include("djstripe.urls", namespace="djstripe")),
+    path("stripe/", include((djstripe_urlpatterns, "djstripe"), namespace="djstripe")),
     path("onboarding/", include("onboarding.urls")),
     path("", include("billing.urls")),
     path("", include("accounts.urls")),

@@ -117,12 +117,11 @@ def test_cancelling_in_the_portal_returns_to_starter(page, shop):
     page.get_by_role("button", name="Cancel now").click()
 
     _wait_plan(page, shop, "starter")
+    # Which event records the change depends on delivery order (a late checkout event
+    # recomputes from Stripe too); the change itself must be there.
     change = PlanChange.objects.latest("id")
-    assert (change.old_plan, change.new_plan, change.source) == (
-        "flowkit",
-        "starter",
-        "subscription",
-    )
+    assert (change.old_plan, change.new_plan) == ("flowkit", "starter")
+    assert User.objects.get(email="leaver@example.com").plan == "starter"
 
 
 def test_a_declined_card_shows_the_error_and_leaves_starter(page, shop):

@@ -1,0 +1,97 @@
+"""The reliability suite: concurrent and reordered webhooks, hostile requests, provider
+outages, killed workers, CSRF across the URLconf and the deployment settings.
+
+Stripe is the billing tests' fake at stripe-python's HTTP client (tests/billing), whose
+fixtures are reused here; the live server's request threads share it with the test.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pytest
+import requests
+from django.db import connection
+
+from tests.billing import stripe_fakes as sf
+from tests.billing.conftest import (  # noqa: F401  (fixtures, reused as they are)
+    SECRET,
+    catalog,
+    deliver,
+    endpoint,
+    fake_stripe,
+    payer,
+)
+
+T = TypeVar("T")
+
+
+@pytest.fixture(autouse=True)
+def fast_passwords(settings: Any) -> None:
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed
+
+
+@pytest.fixture
+def postgresql() -> None:
+    """Skip the test on SQLite: it needs transactions that overlap and row locks, as
+    production's PostgreSQL has; SQLite runs one write transaction at a time."""
+    if connection.vendor != "postgresql":
+        pytest.skip(
+            "PostgreSQL only (overlapping transactions, row locks): SQLite runs one write "
+            "transaction at a time; run with DATABASE_URL=postgres://..."
+        )
+
+
+@pytest.fixture
+def webhook_url(live_server: Any, endpoint: Any) -> str:  # noqa: F811
+    """The live server's Stripe webhook URL, the server ready for a crowd.
+
+    Django's test server accepts 10 pending connections, then resets the rest; gunicorn
+    in production queues 2048. Calling listen() again on the listening socket raises the
+    queue, so that 50 deliveries at once are all received, as in production.
+    """
+    live_server.thread.httpd.socket.listen(2048)
+    return f"{live_server.url}/stripe/webhook/{endpoint.djstripe_uuid}/"
+
+
+def together(count: int, action: Callable[[int], T], *, timeout: float = 180) -> list[T]:
+    """Run action(0), ..., action(count - 1) in `count` threads released at once by a
+    barrier; return their results in order (an exception is re-raised)."""
+    barrier = threading.Barrier(count)
+    results: list[Any] = [None] * count
+
+    def run(index: int) -> None:
+        barrier.wait()
+        try:
+            results[index] = action(index)
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test below
+            results[index] = exc
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    assert not any(t.is_alive() for t in threads), "some threads never finished"
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results
+
+
+def post_signed(url: str, event: dict[str, Any], *, secret: str = SECRET) -> int:
+    """Deliver `event` over real HTTP as Stripe does (its own connection, signed body)."""
+    body = json.dumps(event).encode()
+    response = requests.post(
+        url,
+        data=body,
+        headers={
+            "Content-Type": "application/json",
+            "Stripe-Signature": sf.signature(body, secret),
+        },
+        timeout=120,
+    )
+    return response.status_code

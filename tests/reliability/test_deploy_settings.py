@@ -1,0 +1,98 @@
+"""Production-like settings, loaded in a fresh interpreter as gunicorn would load them.
+
+tests/smartflow/test_settings.py covers start-up (the secret key); the HTTP path of a
+forged `X-Djstripe-Webhook-Secret` header with DEBUG off is in
+tests/billing/test_webhook_signature.py. Here: Django's deployment checks pass with the
+variables README's Production section lists, and in a process configured that way the
+header cannot validate a forged event, while with DEBUG on it can: DEBUG is what closes
+that door.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+
+PRODUCTION = {
+    "DEBUG": "false",
+    "SECRET_KEY": "prod-like-" + "k3y-9f8e7d6c5b4a" * 4,
+    "ALLOWED_HOSTS": "app.smartflowsystems.com",
+    "CSRF_TRUSTED_ORIGINS": "https://app.smartflowsystems.com",
+    "SECURE_PROXY_SSL_HEADER": "HTTP_X_FORWARDED_PROTO,https",
+}
+
+
+def _run(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    # Only what production has: nothing of the test run's environment leaks in.
+    base = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=settings.BASE_DIR,
+        env={**base, **PRODUCTION, **env, "DJANGO_SETTINGS_MODULE": "smartflow.settings"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_deploy_checks_pass_with_production_settings():
+    result = _run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"])
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("weakened", "warning"),
+    [({"SECURE_SSL_REDIRECT": "false"}, "security.W008"), ({"DEBUG": "true"}, "security.W018")],
+    ids=["no-https-redirect", "debug-on"],
+)
+def test_deploy_checks_fail_when_a_protection_is_off(weakened, warning):
+    result = _run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], **weakened)
+
+    assert result.returncode != 0
+    assert warning in result.stderr + result.stdout
+
+
+# Validates a forged event the way dj-stripe's webhook view does, without a database:
+# signed with the forger's secret, which the header offers in place of the endpoint's.
+_FORGE = """
+import json
+import django
+django.setup()
+from django.conf import settings
+from djstripe.models import WebhookEndpoint, WebhookEventTrigger
+from tests.billing.stripe_fakes import signature
+
+endpoint = WebhookEndpoint(secret="whsec_the_real_one", djstripe_tolerance=300)
+body = json.dumps({"id": "evt_forged", "livemode": False, "type": "charge.refunded",
+                   "data": {"object": {"id": "ch_x", "object": "charge"}}})
+trigger = WebhookEventTrigger(
+    headers={"Stripe-Signature": signature(body.encode(), "whsec_forger"),
+             "X-Djstripe-Webhook-Secret": "whsec_forger"},
+    body=body,
+    webhook_endpoint=endpoint,
+)
+print(json.dumps({"debug": settings.DEBUG,
+                  "valid": trigger.validate(api_key="", secret=endpoint.secret)}))
+"""
+
+
+def _forged_event_accepted(**env: str) -> dict[str, bool]:
+    result = _run(["-c", _FORGE], **env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_with_production_settings_the_debug_header_cannot_forge_an_event():
+    assert _forged_event_accepted() == {"debug": False, "valid": False}
+
+
+def test_with_debug_on_the_header_would_forge_one():
+    # Why DEBUG must stay off anywhere reachable (README, Real Stripe).
+    assert _forged_event_accepted(DEBUG="true") == {"debug": True, "valid": True}
