@@ -5,10 +5,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # The PostgreSQL run of `make test` uses a fresh test database on this server.
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/smartflow
+# The database `make bench` drops and recreates (its name must contain "bench").
+BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/smartflow_bench
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-sqlite test-postgres lint format install install-dev static
+.PHONY: run test test-sqlite test-postgres lint format install install-dev static bench
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -68,3 +70,8 @@ lint: $(VENV)/.installed-dev
 format: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# Throughput and data-volume figures, each beside its ceiling on the same server, from a
+# fresh bench database; writes bench/RESULTS.md (bench/README.md). Not part of `make test`.
+bench: $(VENV)/.installed-dev static
+	$(PY) bench/run.py --database-url $(BENCH_DATABASE_URL) $(BENCH_ARGS)

@@ -179,6 +179,9 @@ if STRIPE_SANDBOX:
         )
     # dj-stripe validates the key's format on every sync; the sandbox ignores its value.
     STRIPE_TEST_SECRET_KEY = "sk_test_SmartFlowSandbox000000000000000000"
+# Milliseconds the sandbox waits before answering each API request, standing in for
+# Stripe's own latency (`make bench` runs once with 300); 0 answers at once.
+STRIPE_SANDBOX_LATENCY_MS = env.int("STRIPE_SANDBOX_LATENCY_MS", default=0)
 # Billing is on when something answers Stripe's API: a real key or the sandbox.
 BILLING_ENABLED = STRIPE_SANDBOX or _has_stripe_key
 BILLING_PAST_DUE_GRACE_DAYS = env.int("BILLING_PAST_DUE_GRACE_DAYS", default=7)
@@ -311,6 +314,11 @@ AXES_USERNAME_CALLABLE = "accounts.ratelimit.axes_username"
 AXES_IPWARE_PROXY_COUNT = env.int("AXES_IPWARE_PROXY_COUNT", default=0)
 AXES_CLIENT_IP_CALLABLE = "accounts.ratelimit.client_ip"
 AXES_LOCKOUT_TEMPLATE = "axes/lockout.html"
+
+# --- Benchmark ---------------------------------------------------------------------------
+# Mounts /bench/... (bench/urls.py): the ceiling views `make bench` measures the app
+# against. Off unless asked for; nothing in production needs them.
+BENCH_VIEWS = env.bool("BENCH_VIEWS", default=False)
 
 # --- Internationalisation ---------------------------------------------------------------
 LANGUAGE_CODE = "en-gb"

@@ -17,3 +17,7 @@ urlpatterns = [
 
 if settings.STRIPE_SANDBOX:
     urlpatterns.insert(0, path("sandbox/", include("billing.sandbox.urls")))
+
+if settings.BENCH_VIEWS:
+    # Ceiling views for `make bench` only (see bench/README.md).
+    urlpatterns.insert(0, path("bench/", include("bench.urls")))

@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -76,6 +77,9 @@ class SandboxHTTPClient(stripe.HTTPClient):
         from billing.sandbox.api import api_request
         from billing.sandbox.store import new_id
 
+        if settings.STRIPE_SANDBOX_LATENCY_MS > 0:
+            # Stripe's round trip, for measuring how long it holds the caller (make bench).
+            time.sleep(settings.STRIPE_SANDBOX_LATENCY_MS / 1000)
         parts = urlsplit(url)
         params = form_decode(parts.query if method.lower() in ("get", "delete") else post_data)
         request_id = new_id("req")

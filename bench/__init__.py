@@ -1,0 +1,1 @@
+"""`make bench`: SmartFlow measured under load against ceilings on the same server."""
