@@ -7,7 +7,7 @@ The plan is always computed from the facts, never incremented: the highest of
 else starter. `plan_refresh` stores the result on the user and writes the history.
 
 Subscriptions are read from dj-stripe's `stripe_data` (its convenience helpers are
-broken on current API versions: see shared/DJSTRIPE_NOTES.md).
+broken on current API versions: see docs/djstripe.md).
 """
 
 from __future__ import annotations

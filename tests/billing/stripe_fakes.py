@@ -1,6 +1,6 @@
 """A fake of Stripe's HTTP API for billing tests, and builders of Stripe objects.
 
-Objects start from Stripe's own examples (shared/stripe/fixtures3.json) with real
+Objects start from Stripe's own examples (tests/fixtures/stripe/fixtures3.json) with real
 values put in; references to objects a test did not make are cleared, so dj-stripe
 does not go looking for them. The fake is installed as stripe-python's HTTP client:
 the boundary where Stripe really is.
@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import stripe
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "stripe" / "fixtures3.json"
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "stripe" / "fixtures3.json"
 API_VERSION = "2026-08-26.dahlia"
 NOW = int(time.time())
 _counter = itertools.count(1)
