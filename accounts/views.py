@@ -32,8 +32,10 @@ def signup(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/signup.html", {"form": form, "next": _safe_next(request)})
 
 
-@login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
+    """`/`: a visitor gets the landing page, a signed-in customer their dashboard."""
+    if not request.user.is_authenticated:
+        return render(request, "accounts/landing.html")
     features = [
         {
             "name": name,

@@ -12,7 +12,6 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonR
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from djstripe.models import Price
 
 from billing.checkout import (
     checkout_fulfil,
@@ -22,7 +21,7 @@ from billing.checkout import (
     subscription_switch,
 )
 from billing.decorators import plan_required
-from billing.plans import FEATURES, PLAN_INFO, Interval, Plan, lookup_key, price_plan
+from billing.plans import FEATURES, PLAN_INFO, Interval, Plan, price_plan
 from billing.stripe_api import PriceMissing, StripeError, live_subscription
 
 logger = logging.getLogger(__name__)
@@ -44,32 +43,11 @@ def _stripe_failed(request: HttpRequest, exc: Exception) -> HttpResponse:
     )
 
 
-def _price_table() -> dict[tuple[str, str], Price]:
-    """The synced Prices that sell each plan, by (plan, interval), in one query."""
-    keys = [lookup_key(p, i) for p in Plan.values for i in Interval.values]
-    configured = list(settings.STRIPE_PRICE_IDS.values())
-    table: dict[tuple[str, str], Price] = {}
-    for price in Price.objects.filter(active=True, lookup_key__in=keys) | Price.objects.filter(
-        id__in=configured
-    ):
-        sold = price_plan(price_id=price.id, lookup_key=price.lookup_key)
-        if sold and (sold not in table or price.id in configured):
-            table[sold] = price
-    return table
-
-
 @require_GET
 def pricing(request: HttpRequest) -> HttpResponse:
-    prices = _price_table()
-    plans = [
-        {
-            "info": info,
-            "prices": [(i.value, prices.get((plan, i))) for i in Interval],
-            "features": [f for f, lowest in FEATURES.items() if lowest == plan],
-        }
-        for plan, info in PLAN_INFO.items()
-    ]
-    return render(request, "billing/pricing.html", {"plans": plans})
+    # The plan cards come from the `plan_cards` tag (billing/pricing.py), which the
+    # landing page shares.
+    return render(request, "billing/pricing.html")
 
 
 def _choice(request: HttpRequest) -> tuple[str, str] | None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django import template
 
 from billing.plans import FEATURE_LABELS, plan_allows
+from billing.pricing import plan_rows
 
 register = template.Library()
 
@@ -28,3 +29,13 @@ def money(amount: int | None, currency: str) -> str:
 @register.filter
 def feature_label(name: str) -> str:
     return FEATURE_LABELS.get(name, name.replace("_", " ").capitalize())
+
+
+@register.inclusion_tag("billing/_plan_cards.html", takes_context=True)
+def plan_cards(context: template.Context) -> dict:
+    """The three plans with their synced prices and buy (or sign-up) buttons."""
+    return {
+        "plans": plan_rows(),
+        "user": context.get("user"),
+        "csrf_token": context.get("csrf_token"),
+    }

@@ -30,7 +30,8 @@ def test_logout_is_post_only(client, customer):
 
     response = client.post("/logout/")
     assert response.status_code == 302
-    assert client.get("/").status_code == 302  # signed out
+    assert client.get("/profile/").status_code == 302  # signed out
+    assert 'href="/signup/"' in client.get("/").content.decode()  # the landing page again
 
 
 def test_password_change(client, customer):

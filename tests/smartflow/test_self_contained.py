@@ -74,17 +74,20 @@ def test_no_tracked_file_refers_outside_the_repository() -> None:
 
 def test_the_detector_catches_each_way_out() -> None:
     # Proof that the test above can fail: each kind of reference, and its in-tree twin.
+    # The samples are assembled at run time so that this file does not match itself.
     file = PurePosixPath("tests/billing/fakes.py")
+    here = "Path(__file__).resolve()"
+    up = ".." + "/"
     outside = [
-        'FIXTURES = Path(__file__).resolve().parents[3] / "x.json"',
-        "FIXTURES = Path(__file__).resolve().parent.parent.parent.parent / 'x.json'",
-        'open("../../../notes.md")',
+        f"FIXTURES = {here}.parents[{3}] / 'x.json'",
+        f"FIXTURES = {here}{'.parent' * 5} / 'x.json'",
+        f'open("{up * 3}notes.md")',
         "see " + "shar" + "ed/NOTES.md",
     ]
     inside = [
-        'ROOT = Path(__file__).resolve().parents[2]',
-        "HERE = Path(__file__).resolve().parent.parent.parent",
-        'open("../../README.md")',
+        f"ROOT = {here}.parents[2]",
+        f"HERE = {here}{'.parent' * 3}",
+        f'open("{up * 2}README.md")',
         "a shared-cache database; prepared/ folder",
     ]
     assert all(outside_references(file, line) for line in outside)
