@@ -36,14 +36,16 @@ static: $(VENV)/.installed
 # Local use: DEBUG on, SQLite, console email, and the background worker beside the
 # web server (stopped together with Ctrl-C). SITE_URL follows HOST and PORT so that the
 # sandbox's webhooks and links reach this server. The onboarding sweep re-queues welcome
-# messages a worker killed last time had claimed (onboarding/outbox.py).
+# messages a worker killed last time had claimed (onboarding/outbox.py). Once the server
+# answers, run_banner prints the URL, the test cards and how to make a staff login.
 run: static
 	@export DEBUG=$${DEBUG:-true} SITE_URL=$${SITE_URL:-http://$(HOST):$(PORT)}; \
 	$(PY) manage.py migrate --noinput && \
 	$(PY) manage.py stripe_catalog --sandbox-only && \
 	$(PY) manage.py onboarding_sweep && \
 	{ $(PY) manage.py db_worker & worker=$$!; \
-	  trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
+	  $(PY) manage.py run_banner --wait $(HOST):$(PORT) & banner=$$!; \
+	  trap 'kill $$worker $$banner 2>/dev/null' EXIT INT TERM; \
 	  $(PY) manage.py runserver $(HOST):$(PORT); }
 
 test: test-sqlite test-postgres

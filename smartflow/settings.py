@@ -67,6 +67,8 @@ INSTALLED_APPS = [
     # Its tables always exist; its code runs only when STRIPE_SANDBOX is on (below).
     "billing.sandbox",
     "onboarding",
+    # Project-wide management commands (run_banner).
+    "smartflow",
 ]
 
 MIDDLEWARE = [
@@ -376,5 +378,12 @@ LOGGING = {
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
     "loggers": {
         "django": {"handlers": ["stdout"], "level": LOG_LEVEL, "propagate": False},
+        # django-axes announces its version at INFO in every process that starts.
+        "axes": {"handlers": ["stdout"], "level": "WARNING", "propagate": False},
     },
 }
+if STRIPE_SANDBOX:
+    # stripe-python logs every request at INFO with its api.stripe.com URL, which reads
+    # as if real Stripe were being called; the sandbox logs its own short line instead
+    # (billing/sandbox/client.py).
+    LOGGING["loggers"]["stripe"] = {"handlers": ["stdout"], "level": "WARNING", "propagate": False}

@@ -86,7 +86,10 @@ class SandboxHTTPClient(stripe.HTTPClient):
         status, body = api_request(
             method, parts.path, params, dict(headers or {}), request_id=request_id
         )
-        logger.debug("Stripe sandbox: %s %s -> %s", method.upper(), parts.path, status)
+        # One short line per call, in place of stripe-python's own request log (silenced in
+        # sandbox mode by settings.LOGGING), whose api.stripe.com URLs suggest that real
+        # Stripe is being called.
+        logger.info("Stripe sandbox: %s %s -> %s", method.upper(), parts.path, status)
         response_headers = {
             "Content-Type": "application/json",
             "Request-Id": request_id,

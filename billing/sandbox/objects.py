@@ -26,6 +26,17 @@ CARD_OK = "4242424242424242"
 CARD_DECLINED = "4000000000000002"
 CARD_RENEWAL_FAILS = "4000000000000341"
 CARDS = {CARD_OK, CARD_DECLINED, CARD_RENEWAL_FAILS}
+# What each does, in the words the checkout page, the README and `make run` use.
+CARD_NOTES = (
+    (CARD_OK, "pays"),
+    (CARD_DECLINED, "is declined"),
+    (CARD_RENEWAL_FAILS, "pays now, fails at renewal"),
+)
+
+
+def card_display(number: str) -> str:
+    """4242424242424242 -> "4242 4242 4242 4242"."""
+    return " ".join(number[i : i + 4] for i in range(0, len(number), 4))
 
 
 def metadata_merge(old: dict[str, str] | None, new: Any) -> dict[str, str]:
