@@ -293,7 +293,7 @@ def report_write(r: dict[str, Any], path: Path) -> None:
         f"average {r['loadavg_start']:.2f} when the run started",
         f"- **Server**: gunicorn with {r['gunicorn_workers']} sync workers, DEBUG off, "
         "`manage.py db_worker` beside it, PostgreSQL on the same machine, the Stripe "
-        "sandbox (`billing/sandbox/`) standing in for Stripe. Every ceiling is served by "
+        "sandbox (`stripe_sandbox/`) standing in for Stripe. Every ceiling is served by "
         "the same gunicorn (or, for `reconcile_plans`, run the same way) and measured in "
         "the same run, just before its figure or alternating with it.",
         f"- **Load**: `bench/load.py`, a separate Python process ({r['concurrency']} threads, "

@@ -380,7 +380,7 @@ def webhook_profile(sequence: list[str], url_path: str, secret: str) -> list[Eve
 
     from bench.load import signature
 
-    client_logger = logging.getLogger("billing.sandbox.client")
+    client_logger = logging.getLogger("stripe_sandbox.client")
     handler = _StripeCalls()
     level, propagate = client_logger.level, client_logger.propagate
     client_logger.addHandler(handler)
@@ -442,8 +442,8 @@ def phase_stats(since: datetime) -> dict[str, int]:
     """What the server and worker did since `since`, read from the database."""
     from djstripe.models import WebhookEventTrigger
 
-    from billing.sandbox.models import Delivery
     from onboarding.models import OnboardingMessage
+    from stripe_sandbox.models import Delivery
 
     triggers = WebhookEventTrigger.objects.filter(created__gte=since)
     deliveries = Delivery.objects.filter(created_at__gte=since)

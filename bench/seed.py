@@ -24,10 +24,10 @@ from djstripe.models import Customer, Price, Subscription
 from accounts.models import User
 from billing.checkout import checkout_session_create
 from billing.models import OneOffPurchase, PlanChange
-from billing.sandbox import store
-from billing.sandbox.actions import checkout_pay
-from billing.sandbox.models import Delivery, StripeObject
-from billing.sandbox.objects import CARD_OK
+from stripe_sandbox import store
+from stripe_sandbox.actions import checkout_pay
+from stripe_sandbox.models import Delivery, StripeObject
+from stripe_sandbox.objects import CARD_OK
 
 CHUNK = 10_000
 CROWD_DOMAIN = "crowd.bench.smartflow.test"
@@ -261,7 +261,7 @@ def webhook_customers(count: int, *, tag: str, progress: Progress) -> list[list[
             row.data["type"]: row.data
             for row in StripeObject.objects.filter(type="event", inserted_at__gte=started)
         }
-        # The same bytes the sandbox's delivery sends (billing/sandbox/delivery.py).
+        # The same bytes the sandbox's delivery sends (stripe_sandbox/delivery.py).
         sequences.append(
             [json.dumps(store.render(events[kind]), indent=2) for kind in WEBHOOK_EVENTS]
         )

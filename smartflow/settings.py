@@ -64,8 +64,6 @@ INSTALLED_APPS = [
     "django_tasks_db",
     "accounts",
     "billing",
-    # Its tables always exist; its code runs only when STRIPE_SANDBOX is on (below).
-    "billing.sandbox",
     "onboarding",
     # Project-wide management commands (run_banner).
     "smartflow",
@@ -95,7 +93,6 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "billing.sandbox.context_processors.sandbox",
             ],
         },
     },
@@ -164,7 +161,7 @@ DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
 DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"
 DJSTRIPE_WEBHOOK_TOLERANCE = env.int("DJSTRIPE_WEBHOOK_TOLERANCE", default=300)
 
-# The offline Stripe sandbox (billing/sandbox) stands in for Stripe's API when no key is
+# The offline Stripe sandbox (stripe_sandbox) stands in for Stripe's API when no key is
 # configured. Unset, it is on only for local use (DEBUG on, no secret key); with DEBUG
 # off it must be asked for explicitly, and it never runs beside a live key.
 _sandbox_explicit = env.bool("STRIPE_SANDBOX", default=None)
@@ -181,6 +178,13 @@ if STRIPE_SANDBOX:
         )
     # dj-stripe validates the key's format on every sync; the sandbox ignores its value.
     STRIPE_TEST_SECRET_KEY = "sk_test_SmartFlowSandbox000000000000000000"
+    # Installed only when on: its pages, API, clock, deliveries and command (and its
+    # tables) do not exist on a site that talks to real Stripe. Every page then says
+    # "Sandbox: no real payments" (its context processor).
+    INSTALLED_APPS += ["stripe_sandbox"]
+    TEMPLATES[0]["OPTIONS"]["context_processors"].append(
+        "stripe_sandbox.context_processors.sandbox"
+    )
 # Milliseconds the sandbox waits before answering each API request, standing in for
 # Stripe's own latency (`make bench` runs once with 300); 0 answers at once.
 STRIPE_SANDBOX_LATENCY_MS = env.int("STRIPE_SANDBOX_LATENCY_MS", default=0)
@@ -385,5 +389,5 @@ LOGGING = {
 if STRIPE_SANDBOX:
     # stripe-python logs every request at INFO with its api.stripe.com URL, which reads
     # as if real Stripe were being called; the sandbox logs its own short line instead
-    # (billing/sandbox/client.py).
+    # (stripe_sandbox/client.py).
     LOGGING["loggers"]["stripe"] = {"handlers": ["stdout"], "level": "WARNING", "propagate": False}

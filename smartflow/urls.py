@@ -16,7 +16,7 @@ urlpatterns = [
 ]
 
 if settings.STRIPE_SANDBOX:
-    urlpatterns.insert(0, path("sandbox/", include("billing.sandbox.urls")))
+    urlpatterns.insert(0, path("sandbox/", include("stripe_sandbox.urls")))
 
 if settings.BENCH_VIEWS:
     # Ceiling views for `make bench` only (see bench/README.md).

@@ -23,7 +23,7 @@ def banner_lines() -> list[str]:
     url = settings.SITE_URL + "/"
     lines = [f"SmartFlow is running: open {url}", ""]
     if settings.STRIPE_SANDBOX:
-        from billing.sandbox.objects import CARD_NOTES, card_display
+        from stripe_sandbox.objects import CARD_NOTES, card_display
 
         lines += [
             "Payments: the offline Stripe sandbox. Nothing leaves this machine and no real",

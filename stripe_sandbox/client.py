@@ -74,8 +74,8 @@ class SandboxHTTPClient(stripe.HTTPClient):
     ) -> tuple[str, int, Mapping[str, str]]:
         # Imported here: the API modules touch models and tasks, which app loading must
         # not (this client is installed from AppConfig.ready()).
-        from billing.sandbox.api import api_request
-        from billing.sandbox.store import new_id
+        from stripe_sandbox.api import api_request
+        from stripe_sandbox.store import new_id
 
         if settings.STRIPE_SANDBOX_LATENCY_MS > 0:
             # Stripe's round trip, for measuring how long it holds the caller (make bench).

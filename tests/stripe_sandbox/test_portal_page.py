@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import stripe
 
-from billing.sandbox import store
-from tests.billing.sandbox.conftest import event_types
+from stripe_sandbox import store
+from tests.stripe_sandbox.conftest import event_types
 
 RETURN_URL = "http://testserver/dashboard/"
 

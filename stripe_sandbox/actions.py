@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 
 from django.db import transaction
 
-from billing.sandbox import objects, store
-from billing.sandbox.events import changes, event_emit
-from billing.sandbox.objects import CARD_DECLINED, CARD_OK, CARD_RENEWAL_FAILS, CARDS
-from billing.sandbox.store import Obj, StripeError
+from stripe_sandbox import objects, store
+from stripe_sandbox.events import changes, event_emit
+from stripe_sandbox.objects import CARD_DECLINED, CARD_OK, CARD_RENEWAL_FAILS, CARDS
+from stripe_sandbox.store import Obj, StripeError
 
 logger = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """An offline stand-in for Stripe's API, installed as stripe-python's HTTP client when
-settings.STRIPE_SANDBOX is on. See billing/sandbox/README.md."""
+settings.STRIPE_SANDBOX is on. See stripe_sandbox/README.md."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from django.conf import settings
 
 
 class SandboxConfig(AppConfig):
-    name = "billing.sandbox"
+    name = "stripe_sandbox"
     label = "sandbox"
     verbose_name = "Stripe sandbox"
 
     def ready(self) -> None:
         if not settings.STRIPE_SANDBOX:
             return
-        from billing.sandbox.client import sandbox_install
+        from stripe_sandbox.client import sandbox_install
 
         sandbox_install()

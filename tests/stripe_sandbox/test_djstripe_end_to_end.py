@@ -3,10 +3,10 @@ from __future__ import annotations
 import stripe
 from djstripe.models import Charge, Customer, Event, Invoice, Subscription, WebhookEventTrigger
 
-from billing.sandbox.delivery import client_transport, deliver_pending
-from billing.sandbox.events import endpoint_ensure
-from billing.sandbox.models import Delivery
-from tests.billing.sandbox.conftest import checkout_create
+from stripe_sandbox.delivery import client_transport, deliver_pending
+from stripe_sandbox.events import endpoint_ensure
+from stripe_sandbox.models import Delivery
+from tests.stripe_sandbox.conftest import checkout_create
 
 
 def _deliver_all(client) -> None:

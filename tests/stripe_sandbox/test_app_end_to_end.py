@@ -7,7 +7,7 @@ from io import StringIO
 
 from django.core.management import call_command
 
-from billing.sandbox.delivery import client_transport, deliver_pending
+from stripe_sandbox.delivery import client_transport, deliver_pending
 
 
 def _path(url: str) -> str:

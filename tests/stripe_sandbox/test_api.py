@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import stripe
 
-from billing.sandbox.client import form_decode
-from tests.billing.sandbox.conftest import checkout_create, pay
+from stripe_sandbox.client import form_decode
+from tests.stripe_sandbox.conftest import checkout_create, pay
 
 
 def test_form_encoding_is_decoded_into_nested_params():

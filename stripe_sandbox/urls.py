@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from billing.sandbox import views
+from stripe_sandbox import views
 
 app_name = "sandbox"
 

@@ -11,9 +11,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from billing.sandbox import actions, store
-from billing.sandbox.delivery import deliver_pending
-from billing.sandbox.store import StripeError
+from stripe_sandbox import actions, store
+from stripe_sandbox.delivery import deliver_pending
+from stripe_sandbox.store import StripeError
 
 
 class Command(BaseCommand):

@@ -3,8 +3,8 @@ from __future__ import annotations
 import stripe
 from django.test import Client
 
-from billing.sandbox import store
-from tests.billing.sandbox.conftest import checkout_create, event_types, pay
+from stripe_sandbox import store
+from tests.stripe_sandbox.conftest import checkout_create, event_types, pay
 
 SUBSCRIPTION_EVENTS = [
     "customer.subscription.created",

@@ -8,8 +8,8 @@ from typing import Any
 
 from django.conf import settings
 
-from billing.sandbox import store
-from billing.sandbox.store import Obj
+from stripe_sandbox import store
+from stripe_sandbox.store import Obj
 
 ACCOUNT_ID = "acct_1SandboxSmartFlw"
 EMPTY_ADDRESS = {

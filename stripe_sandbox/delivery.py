@@ -27,8 +27,8 @@ from django.utils import timezone
 from django_tasks import task
 from djstripe.models import WebhookEndpoint
 
-from billing.sandbox import store
-from billing.sandbox.models import Delivery
+from stripe_sandbox import store
+from stripe_sandbox.models import Delivery
 
 logger = logging.getLogger(__name__)
 

@@ -9,10 +9,10 @@ import stripe
 from django.core.management import CommandError, call_command
 from djstripe.models import Charge, Customer, Subscription, WebhookEventTrigger
 
-from billing.sandbox import delivery, store
-from billing.sandbox.delivery import client_transport, deliver_pending
-from billing.sandbox.models import Delivery
-from tests.billing.sandbox.conftest import checkout_create, event_types, pay
+from stripe_sandbox import delivery, store
+from stripe_sandbox.delivery import client_transport, deliver_pending
+from stripe_sandbox.models import Delivery
+from tests.stripe_sandbox.conftest import checkout_create, event_types, pay
 
 EMAIL = "customer@example.com"
 

@@ -13,9 +13,9 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from billing.sandbox import actions, store
-from billing.sandbox.forms import CardForm, PortalActionForm
-from billing.sandbox.store import Obj, StripeError
+from stripe_sandbox import actions, store
+from stripe_sandbox.forms import CardForm, PortalActionForm
+from stripe_sandbox.store import Obj, StripeError
 
 
 def _stored_or_404(object_id: str, type: str) -> Obj:

@@ -10,9 +10,9 @@ import stripe
 from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
 
-from billing.sandbox.client import SandboxHTTPClient, sandbox_install
+from stripe_sandbox.client import SandboxHTTPClient, sandbox_install
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_sandbox_is_installed_as_stripes_http_client(settings, monkeypatch):
@@ -66,3 +66,48 @@ def test_sandbox_off_mounts_no_pages_and_installs_no_client():
     assert result.returncode == 0, result.stderr
     result_line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT"))
     assert result_line.split() == ["RESULT", "unmounted", "NoneType"]
+
+
+def test_billing_never_imports_the_sandbox():
+    # Billing talks to "Stripe" through stripe-python only; the sandbox is one thing that
+    # can answer it, installed or not, so billing must work without it.
+    import ast
+
+    offenders = []
+    for path in sorted((ROOT / "billing").rglob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            if any(n == "stripe_sandbox" or n.startswith("stripe_sandbox.") for n in names):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert offenders == []
+
+
+def test_the_sandbox_is_installed_only_when_on():
+    code = (
+        "import django; django.setup()\n"
+        "from django.apps import apps\n"
+        "print('RESULT', apps.is_installed('stripe_sandbox'))"
+    )
+    found = {}
+    for value in ("true", "false"):
+        env = {
+            **os.environ,
+            "STRIPE_SANDBOX": value,
+            "DJANGO_SETTINGS_MODULE": "smartflow.settings",
+        }
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        found[value] = next(line for line in result.stdout.splitlines() if "RESULT" in line)
+    assert found == {"true": "RESULT True", "false": "RESULT False"}

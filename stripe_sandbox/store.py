@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from billing.sandbox.models import SandboxClock, StripeObject
+from stripe_sandbox.models import SandboxClock, StripeObject
 
 Obj = dict[str, Any]
 

@@ -11,9 +11,9 @@ from django.conf import settings
 from django.urls import reverse
 from djstripe.models import WebhookEndpoint
 
-from billing.sandbox import delivery, objects, store
-from billing.sandbox.models import Delivery
-from billing.sandbox.store import Obj
+from stripe_sandbox import delivery, objects, store
+from stripe_sandbox.models import Delivery
+from stripe_sandbox.store import Obj
 
 logger = logging.getLogger(__name__)
 

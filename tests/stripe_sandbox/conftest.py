@@ -6,7 +6,7 @@ import pytest
 import stripe
 
 from accounts.models import User
-from billing.sandbox.client import SandboxHTTPClient
+from stripe_sandbox.client import SandboxHTTPClient
 
 
 @pytest.fixture(autouse=True)
@@ -72,8 +72,8 @@ def checkout_create(
 
 def event_types() -> list[str]:
     """Types of the events emitted so far, in emission order."""
-    from billing.sandbox import store
-    from billing.sandbox.models import Delivery
+    from stripe_sandbox import store
+    from stripe_sandbox.models import Delivery
 
     ids = list(Delivery.objects.order_by("id").values_list("event_id", flat=True))
     return [store.find(i, "event")["type"] for i in dict.fromkeys(ids)]

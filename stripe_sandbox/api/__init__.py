@@ -1,0 +1,18 @@
+"""The sandbox's answer to each Stripe API request: `api_request` routes it to a handler
+in the module of its resource (importing them registers their routes)."""
+
+from __future__ import annotations
+
+from stripe_sandbox.api import (  # noqa: F401  (registers the routes)
+    account,
+    checkout,
+    customers,
+    events,
+    payments,
+    portal,
+    products,
+    subscriptions,
+)
+from stripe_sandbox.api.router import api_request
+
+__all__ = ["api_request"]

@@ -1,0 +1,99 @@
+"""The sandbox's Stripe API for invoices, payments, charges, refunds."""
+
+from __future__ import annotations
+
+from stripe_sandbox import actions, objects, store
+from stripe_sandbox.api.params import (
+    field_equals,
+    filtered,
+    int_param,
+)
+from stripe_sandbox.api.router import ID, route
+from stripe_sandbox.store import Obj
+
+
+@route("GET", f"/invoices/{ID}")
+def invoice_retrieve(params: Obj, id: str) -> Obj:
+    return store.get(id, "invoice")
+
+
+@route("GET", f"/invoices/{ID}/lines")
+def invoice_lines(params: Obj, id: str) -> Obj:
+    return store.paginate(
+        store.get(id, "invoice")["lines"]["data"], params, f"/v1/invoices/{id}/lines"
+    )
+
+
+def _invoice_subscription(invoice: Obj, value: str) -> bool:
+    details = ((invoice.get("parent") or {}).get("subscription_details")) or {}
+    return details.get("subscription") == value
+
+
+@route("GET", "/invoices")
+def invoice_list(params: Obj) -> Obj:
+    return filtered(
+        "invoice",
+        params,
+        "/v1/invoices",
+        customer=field_equals("customer"),
+        status=field_equals("status"),
+        subscription=_invoice_subscription,
+    )
+
+
+@route("GET", f"/payment_intents/{ID}")
+def payment_intent_retrieve(params: Obj, id: str) -> Obj:
+    return store.get(id, "payment_intent")
+
+
+@route("GET", "/payment_intents")
+def payment_intent_list(params: Obj) -> Obj:
+    return filtered(
+        "payment_intent", params, "/v1/payment_intents", customer=field_equals("customer")
+    )
+
+
+@route("GET", f"/charges/{ID}")
+def charge_retrieve(params: Obj, id: str) -> Obj:
+    return store.get(id, "charge")
+
+
+@route("GET", "/charges")
+def charge_list(params: Obj) -> Obj:
+    return filtered(
+        "charge",
+        params,
+        "/v1/charges",
+        customer=field_equals("customer"),
+        payment_intent=field_equals("payment_intent"),
+    )
+
+
+@route("POST", "/refunds")
+def refund_create(params: Obj) -> Obj:
+    amount = (
+        int_param(params, "amount", minimum=1) if params.get("amount") not in (None, "") else None
+    )
+    return actions.refund_create(
+        charge_id=params.get("charge") or None,
+        payment_intent_id=params.get("payment_intent") or None,
+        amount=amount,
+        reason=params.get("reason") or None,
+        metadata=objects.metadata_merge({}, params.get("metadata")),
+    )
+
+
+@route("GET", f"/refunds/{ID}")
+def refund_retrieve(params: Obj, id: str) -> Obj:
+    return store.get(id, "refund")
+
+
+@route("GET", "/refunds")
+def refund_list(params: Obj) -> Obj:
+    return filtered(
+        "refund",
+        params,
+        "/v1/refunds",
+        charge=field_equals("charge"),
+        payment_intent=field_equals("payment_intent"),
+    )
