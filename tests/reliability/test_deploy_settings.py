@@ -59,6 +59,15 @@ def test_deploy_checks_fail_when_a_protection_is_off(weakened, warning):
     assert warning in result.stderr + result.stdout
 
 
+def test_deploy_checks_fail_with_the_sandbox_on():
+    # DEBUG off and STRIPE_SANDBOX=1: any plan for test card 4242.
+    result = _run(["manage.py", "check", "--deploy"], STRIPE_SANDBOX="1")
+
+    assert result.returncode != 0
+    assert "billing.E001" in result.stderr + result.stdout
+    assert "STRIPE_SANDBOX is on" in result.stderr + result.stdout
+
+
 # Validates a forged event the way dj-stripe's webhook view does, without a database:
 # signed with the forger's secret, which the header offers in place of the endpoint's.
 _FORGE = """
