@@ -178,8 +178,14 @@ def feature(request: HttpRequest, name: str) -> HttpResponse:
 
 def stripe_webhook_guard(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """dj-stripe's webhook view, answering 400 before it stores or reads anything to a
-    request Stripe cannot have sent: a body that is not a JSON object, or a
-    Stripe-Signature header that is not ASCII.
+    request Stripe cannot have sent: a body that is not a JSON object, a
+    Stripe-Signature header that is not ASCII, or an X-Djstripe-Webhook-Secret header
+    (unless STRIPE_WEBHOOK_DEBUG_HEADER is on).
+
+    With DEBUG on, dj-stripe verifies the signature against that header's secret
+    instead of the endpoint's, so whoever sends it signs their own events; Stripe never
+    sends it. It is refused whatever DEBUG says, so that turning DEBUG on by mistake
+    does not open that door.
 
     dj-stripe records the request, then parses the body catching only ValueError and
     checks the signature catching only SignatureVerificationError; so, for requests
@@ -190,6 +196,15 @@ def stripe_webhook_guard(view: Callable[..., HttpResponse]) -> Callable[..., Htt
 
     @wraps(view)
     def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if "X-Djstripe-Webhook-Secret" in request.headers and not (
+            settings.STRIPE_WEBHOOK_DEBUG_HEADER
+        ):
+            logger.warning(
+                "Stripe webhook %s: X-Djstripe-Webhook-Secret header refused "
+                "(STRIPE_WEBHOOK_DEBUG_HEADER is off)",
+                request.path,
+            )
+            return HttpResponseBadRequest("X-Djstripe-Webhook-Secret is not accepted.")
         if not request.headers.get("Stripe-Signature", "").isascii():
             logger.warning("Stripe webhook %s: signature is not ASCII; refused", request.path)
             return HttpResponseBadRequest("Bad Stripe-Signature header.")

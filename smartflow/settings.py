@@ -161,6 +161,11 @@ STRIPE_API_VERSION = "2026-08-26.dahlia"
 DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
 DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"
 DJSTRIPE_WEBHOOK_TOLERANCE = env.int("DJSTRIPE_WEBHOOK_TOLERANCE", default=300)
+# With DEBUG on, dj-stripe takes an X-Djstripe-Webhook-Secret header in place of the
+# endpoint's secret (for forwarding with the Stripe CLI), so anyone who reaches the
+# server could sign events with a secret of their own. The webhook guard
+# (billing/views.py) refuses requests carrying it unless this is set explicitly.
+STRIPE_WEBHOOK_DEBUG_HEADER = env.bool("STRIPE_WEBHOOK_DEBUG_HEADER", default=False)
 
 # The offline Stripe sandbox (billing/sandbox) stands in for Stripe's API when no key is
 # configured. Unset, it is on only for local use (DEBUG on, no secret key); with DEBUG

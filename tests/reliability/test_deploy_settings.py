@@ -4,8 +4,9 @@ tests/smartflow/test_settings.py covers start-up (the secret key); the HTTP path
 forged `X-Djstripe-Webhook-Secret` header with DEBUG off is in
 tests/billing/test_webhook_signature.py. Here: Django's deployment checks pass with the
 variables README's Production section lists, and in a process configured that way the
-header cannot validate a forged event, while with DEBUG on it can: DEBUG is what closes
-that door.
+header cannot validate a forged event, while with DEBUG on dj-stripe itself would accept
+it: so the webhook guard refuses the header unless STRIPE_WEBHOOK_DEBUG_HEADER is on
+(tests/billing/test_webhook_signature.py, DEBUG on and off).
 """
 
 from __future__ import annotations
@@ -103,5 +104,6 @@ def test_with_production_settings_the_debug_header_cannot_forge_an_event():
 
 
 def test_with_debug_on_the_header_would_forge_one():
-    # Why DEBUG must stay off anywhere reachable (README, Real Stripe).
+    # Why DEBUG must stay off anywhere reachable (README, Real Stripe), and why the
+    # webhook guard refuses the header before dj-stripe sees it.
     assert _forged_event_accepted(DEBUG="true") == {"debug": True, "valid": True}
