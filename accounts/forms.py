@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from django import forms
+from django.conf import settings
+from django.contrib.auth import forms as auth_forms
 from django.contrib.auth.forms import BaseUserCreationForm
 
 from accounts.models import User, normalize_email
@@ -48,3 +51,20 @@ class ProfileForm(_PhoneConsentMixin, forms.ModelForm):
         fields = ("phone", "sms_opt_in")
         labels = SignupForm.Meta.labels
         help_texts = SignupForm.Meta.help_texts
+
+
+class PasswordResetForm(auth_forms.PasswordResetForm):
+    """Django's "forgot password" form, with the link built from SITE_URL, never from
+    the request: the Host header is the client's to choose (any allowed host, any port),
+    and a link to the wrong place hands the reset token to whoever runs it.
+    """
+
+    def save(self, **kwargs: Any) -> None:  # type: ignore[override]
+        site = urlsplit(settings.SITE_URL)
+        kwargs["domain_override"] = site.netloc
+        kwargs["use_https"] = site.scheme == "https"
+        kwargs["extra_email_context"] = {
+            **(kwargs.get("extra_email_context") or {}),
+            "site_url": settings.SITE_URL,
+        }
+        super().save(**kwargs)
