@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -54,10 +55,21 @@ class ProfileForm(_PhoneConsentMixin, forms.ModelForm):
 
 
 class PasswordResetForm(auth_forms.PasswordResetForm):
-    """Django's "forgot password" form, with the link built from SITE_URL, never from
-    the request: the Host header is the client's to choose (any allowed host, any port),
-    and a link to the wrong place hands the reset token to whoever runs it.
+    """Django's "forgot password" form, with two differences.
+
+    The link is built from SITE_URL, never from the request: the Host header is the
+    client's to choose (any allowed host, any port), and a link to the wrong place
+    hands the reset token to whoever runs it. And accounts without a usable password
+    get the email too: payers the webhook created and staff added without one set
+    their first password this way. The answer is the same whether or not an account
+    exists (PasswordResetView redirects to "sent" either way).
     """
+
+    def get_users(self, email: str) -> Iterable[User]:
+        # Django skips unusable passwords; is_active still counts. Addresses are stored
+        # normalised, so an exact match is the only one (no Unicode case-folding
+        # lookalikes reach someone else's account).
+        return User.objects.filter(email=normalize_email(email), is_active=True)
 
     def save(self, **kwargs: Any) -> None:  # type: ignore[override]
         site = urlsplit(settings.SITE_URL)
