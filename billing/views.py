@@ -11,7 +11,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from djstripe.models import Price
 
 from billing.checkout import (
@@ -58,7 +58,7 @@ def _price_table() -> dict[tuple[str, str], Price]:
     return table
 
 
-@require_GET
+@require_safe
 def pricing(request: HttpRequest) -> HttpResponse:
     prices = _price_table()
     plans = [
@@ -109,7 +109,7 @@ def _subscription_plan(subscription: dict) -> str | None:
 
 
 @login_required
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def switch(request: HttpRequest) -> HttpResponse:
     plan = request.POST.get("plan") or request.GET.get("plan", "")
     subscription = live_subscription(request.user)
@@ -127,7 +127,7 @@ def switch(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-@require_GET
+@require_safe
 def success(request: HttpRequest) -> HttpResponse:
     session_id = request.GET.get("session_id", "")
     try:
@@ -169,7 +169,7 @@ def _feature_allowed(request: HttpRequest, name: str) -> JsonResponse:
     return JsonResponse({"feature": name, "allowed": True, "plan": request.user.plan})
 
 
-@require_GET
+@require_safe
 def feature(request: HttpRequest, name: str) -> HttpResponse:
     if name not in FEATURES:
         return JsonResponse({"error": "unknown_feature", "feature": name}, status=404)
