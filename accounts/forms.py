@@ -4,12 +4,21 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
+import phonenumbers
 from django import forms
 from django.conf import settings
 from django.contrib.auth import forms as auth_forms
 from django.contrib.auth.forms import BaseUserCreationForm
 
 from accounts.models import User, normalize_email
+
+
+def _is_fixed_line(number: phonenumbers.PhoneNumber | str | None) -> bool:
+    # Only numbers phonenumbers knows to be landlines: FIXED_LINE_OR_MOBILE (the US,
+    # Canada...) and unknown types may well receive SMS.
+    return isinstance(number, phonenumbers.PhoneNumber) and (
+        phonenumbers.number_type(number) == phonenumbers.PhoneNumberType.FIXED_LINE
+    )
 
 
 class _PhoneConsentMixin:
@@ -19,6 +28,12 @@ class _PhoneConsentMixin:
         cleaned = super().clean()  # type: ignore[misc]
         if cleaned.get("sms_opt_in") and not cleaned.get("phone"):
             self.add_error("phone", "Add a mobile number to receive SMS.")  # type: ignore[attr-defined]
+        if cleaned.get("sms_opt_in") and _is_fixed_line(cleaned.get("phone")):
+            self.add_error(  # type: ignore[attr-defined]
+                "phone",
+                "This is a landline number, which cannot receive SMS. "
+                "Enter a mobile number, or untick SMS.",
+            )
         return cleaned
 
 
