@@ -27,3 +27,20 @@ def sandbox_off_in_deployment(**kwargs: Any) -> list[checks.CheckMessage]:
             id="billing.E001",
         )
     ]
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def webhook_debug_header_off_in_deployment(**kwargs: Any) -> list[checks.CheckMessage]:
+    """STRIPE_WEBHOOK_DEBUG_HEADER lets the webhook pass X-Djstripe-Webhook-Secret on to
+    dj-stripe, which with DEBUG on takes it in place of the endpoint's secret."""
+    if not settings.STRIPE_WEBHOOK_DEBUG_HEADER:
+        return []
+    return [
+        checks.Warning(
+            "STRIPE_WEBHOOK_DEBUG_HEADER is on: should DEBUG ever be on too, anyone can sign "
+            "Stripe webhook events with a secret of their own (X-Djstripe-Webhook-Secret).",
+            hint="Unset STRIPE_WEBHOOK_DEBUG_HEADER; it is for Stripe CLI forwarding on a "
+            "development machine only.",
+            id="billing.W001",
+        )
+    ]

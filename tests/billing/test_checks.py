@@ -30,3 +30,11 @@ def test_plain_check_leaves_the_sandbox_alone(settings):
     settings.STRIPE_SANDBOX = True
 
     assert not [m for m in checks.run_checks(tags=[checks.Tags.security]) if m.id == "billing.E001"]
+
+
+def test_deploy_check_warns_while_the_webhook_debug_header_is_accepted(settings):
+    settings.STRIPE_WEBHOOK_DEBUG_HEADER = True
+
+    warnings = checks.run_checks(include_deployment_checks=True, tags=[checks.Tags.security])
+
+    assert "billing.W001" in [m.id for m in warnings]
