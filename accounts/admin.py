@@ -33,7 +33,13 @@ from djstripe.models import Customer, Subscription
 from accounts.models import User
 from billing.entitlements import plan_compute
 from billing.models import PlanChange, PlanOverride
-from billing.overrides import OverrideInvalid, override_grant, override_revoke
+from billing.overrides import (
+    OverrideForbidden,
+    OverrideInvalid,
+    override_allowed,
+    override_grant,
+    override_revoke,
+)
 from billing.plans import Plan
 from billing.resync import billing_resync
 from onboarding.models import OnboardingMessage
@@ -379,9 +385,11 @@ class UserAdmin(DjangoUserAdmin):
         form_url: str = "",
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
+        user = self.get_object(request, unquote(object_id))
         extra_context = {
             **(extra_context or {}),
-            "can_grant_override": self.has_grant_override_permission(request),
+            "can_grant_override": self.has_grant_override_permission(request)
+            and (user is None or override_allowed(actor=request.user, user=user)),
         }
         return super().change_view(request, object_id, form_url, extra_context)
 
@@ -391,6 +399,13 @@ class UserAdmin(DjangoUserAdmin):
             raise Http404("No such user.")
         return user
 
+    def _override_target(self, request: HttpRequest, object_id: str) -> User:
+        # Checked before the form is shown, and again by billing.overrides on submit.
+        user = self._user_or_404(request, object_id)
+        if not override_allowed(actor=request.user, user=user):
+            raise PermissionDenied("Only a superuser can comp a staff account or your own.")
+        return user
+
     def _page(self, request: HttpRequest, template: str, **context: Any) -> TemplateResponse:
         context = {**self.admin_site.each_context(request), "opts": self.opts, **context}
         return TemplateResponse(request, f"admin/accounts/user/{template}", context)
@@ -398,7 +413,7 @@ class UserAdmin(DjangoUserAdmin):
     def override_grant_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         if not self.has_grant_override_permission(request):
             raise PermissionDenied
-        user = self._user_or_404(request, object_id)
+        user = self._override_target(request, object_id)
         form = OverrideGrantForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             days = form.cleaned_data["days"]
@@ -411,6 +426,8 @@ class UserAdmin(DjangoUserAdmin):
                     notify=form.cleaned_data["notify"],
                     actor=request.user,
                 )
+            except OverrideForbidden as exc:
+                raise PermissionDenied(str(exc)) from exc
             except OverrideInvalid as exc:
                 form.add_error(None, str(exc))
             else:
@@ -431,10 +448,13 @@ class UserAdmin(DjangoUserAdmin):
     ) -> HttpResponse:
         if not self.has_revoke_override_permission(request):
             raise PermissionDenied
-        user = self._user_or_404(request, object_id)
+        user = self._override_target(request, object_id)
         override = get_object_or_404(PlanOverride, pk=override_id, user=user)
         if request.method == "POST":
-            override_revoke(override=override, actor=request.user)
+            try:
+                override_revoke(override=override, actor=request.user)
+            except OverrideForbidden as exc:
+                raise PermissionDenied(str(exc)) from exc
             user.refresh_from_db(fields=["plan"])
             self.message_user(
                 request, f"Override revoked; {user} is now on {user.get_plan_display()}."

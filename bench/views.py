@@ -13,7 +13,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 from djstripe.models import WebhookEndpoint
 
 from accounts.models import User
@@ -41,7 +41,7 @@ def webhook_signature_only(request: HttpRequest, endpoint_uuid: uuid.UUID) -> Ht
 
 
 @login_required
-@require_GET
+@require_safe
 def constant_json(request: HttpRequest) -> JsonResponse:
     """What /feature/<name>/ costs without the plan check: a session, a user, JSON."""
     return JsonResponse({"feature": "constant", "allowed": True})

@@ -8,5 +8,6 @@ class BillingConfig(AppConfig):
     verbose_name = "Billing"
 
     def ready(self) -> None:
-        # Connects the Stripe webhook receivers (dj-stripe's signals).
-        from billing import webhooks  # noqa: F401
+        # Registers the system checks and connects the Stripe webhook receivers
+        # (dj-stripe's signals).
+        from billing import checks, webhooks  # noqa: F401

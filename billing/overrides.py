@@ -28,6 +28,29 @@ class OverrideInvalid(ValueError):
     """A grant that cannot be made as asked (no reason, unknown plan, expiry in the past)."""
 
 
+class OverrideForbidden(PermissionError):
+    """`actor` may not grant or revoke an override for that user (see override_allowed)."""
+
+
+def override_allowed(*, actor: User, user: User) -> bool:
+    """Whether `actor` may grant, revoke or extend an override on `user`'s account.
+
+    A member of staff never comps themselves or a colleague (a Support member could
+    otherwise give their own account LaunchPack): only a superuser can, and the plan
+    history then shows which one.
+    """
+    if actor.is_superuser:
+        return True
+    return actor.pk != user.pk and not (user.is_staff or user.is_superuser)
+
+
+def _require_allowed(*, actor: User, user: User) -> None:
+    if not override_allowed(actor=actor, user=user):
+        raise OverrideForbidden(
+            "Only a superuser can change an override on a staff account or on your own."
+        )
+
+
 def override_grant(
     *,
     user: User,
@@ -40,8 +63,10 @@ def override_grant(
     """Comp `user` at least `plan` until `expires_at` (None: until revoked).
 
     Writes the PlanOverride and, when the plan changes, a PlanChange (source "staff",
-    `actor`, `reason`); `notify` asks onboarding to tell the customer.
+    `actor`, `reason`); `notify` asks onboarding to tell the customer. Raises
+    OverrideForbidden when `override_allowed` says no.
     """
+    _require_allowed(actor=actor, user=user)
     reason = (reason or "").strip()
     if not reason:
         raise OverrideInvalid("Give a reason: it is shown in the plan history.")
@@ -66,10 +91,12 @@ def override_grant(
 def override_revoke(*, override: PlanOverride, actor: User) -> PlanChange | None:
     """End `override` now and recompute the plan; returns the PlanChange, if any.
 
-    Revoking an override that is already revoked changes nothing.
+    Revoking an override that is already revoked changes nothing. Raises
+    OverrideForbidden when `override_allowed` says no.
     """
     with transaction.atomic():
         locked = PlanOverride.objects.select_for_update().select_related("user").get(pk=override.pk)
+        _require_allowed(actor=actor, user=locked.user)
         if locked.revoked_at is not None:
             return None
         locked.revoked_at = timezone.now()

@@ -11,7 +11,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from billing.checkout import (
     checkout_fulfil,
@@ -43,7 +43,7 @@ def _stripe_failed(request: HttpRequest, exc: Exception) -> HttpResponse:
     )
 
 
-@require_GET
+@require_safe
 def pricing(request: HttpRequest) -> HttpResponse:
     # The plan cards come from the `plan_cards` tag (billing/pricing.py), which the
     # landing page shares.
@@ -87,7 +87,7 @@ def _subscription_plan(subscription: dict) -> str | None:
 
 
 @login_required
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def switch(request: HttpRequest) -> HttpResponse:
     plan = request.POST.get("plan") or request.GET.get("plan", "")
     subscription = live_subscription(request.user)
@@ -105,7 +105,7 @@ def switch(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-@require_GET
+@require_safe
 def success(request: HttpRequest) -> HttpResponse:
     session_id = request.GET.get("session_id", "")
     try:
@@ -147,7 +147,7 @@ def _feature_allowed(request: HttpRequest, name: str) -> JsonResponse:
     return JsonResponse({"feature": name, "allowed": True, "plan": request.user.plan})
 
 
-@require_GET
+@require_safe
 def feature(request: HttpRequest, name: str) -> HttpResponse:
     if name not in FEATURES:
         return JsonResponse({"error": "unknown_feature", "feature": name}, status=404)
@@ -156,8 +156,14 @@ def feature(request: HttpRequest, name: str) -> HttpResponse:
 
 def stripe_webhook_guard(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """dj-stripe's webhook view, answering 400 before it stores or reads anything to a
-    request Stripe cannot have sent: a body that is not a JSON object, or a
-    Stripe-Signature header that is not ASCII.
+    request Stripe cannot have sent: a body that is not a JSON object, a
+    Stripe-Signature header that is not ASCII, or an X-Djstripe-Webhook-Secret header
+    (unless STRIPE_WEBHOOK_DEBUG_HEADER is on).
+
+    With DEBUG on, dj-stripe verifies the signature against that header's secret
+    instead of the endpoint's, so whoever sends it signs their own events; Stripe never
+    sends it. It is refused whatever DEBUG says, so that turning DEBUG on by mistake
+    does not open that door.
 
     dj-stripe records the request, then parses the body catching only ValueError and
     checks the signature catching only SignatureVerificationError; so, for requests
@@ -168,6 +174,15 @@ def stripe_webhook_guard(view: Callable[..., HttpResponse]) -> Callable[..., Htt
 
     @wraps(view)
     def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if "X-Djstripe-Webhook-Secret" in request.headers and not (
+            settings.STRIPE_WEBHOOK_DEBUG_HEADER
+        ):
+            logger.warning(
+                "Stripe webhook %s: X-Djstripe-Webhook-Secret header refused "
+                "(STRIPE_WEBHOOK_DEBUG_HEADER is off)",
+                request.path,
+            )
+            return HttpResponseBadRequest("X-Djstripe-Webhook-Secret is not accepted.")
         if not request.headers.get("Stripe-Signature", "").isascii():
             logger.warning("Stripe webhook %s: signature is not ASCII; refused", request.path)
             return HttpResponseBadRequest("Bad Stripe-Signature header.")

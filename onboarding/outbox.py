@@ -206,11 +206,25 @@ def _deliver(message: OnboardingMessage) -> str:
             metadata={"onboarding_message": str(message.pk)},
             tags=[f"onboarding-{message.template}"],
         )
-    body = welcome_sms_render(plan=message.plan)
     message.recipient = str(user.phone)
+    body = welcome_sms_render(plan=message.plan, opt_out_notice=_first_sms_to(message))
     message.segments = sms.sms_segments(body)
     callback = f"{settings.SITE_URL}{reverse('onboarding:twilio_status')}"
     return sms.sms_send(to=message.recipient, body=body, status_callback=callback)
+
+
+def _first_sms_to(message: OnboardingMessage) -> bool:
+    # Carriers require the first SMS to a number to say how to opt out; "first" means no
+    # earlier SMS to that number was taken by Twilio (whoever's account it was on).
+    return not (
+        OnboardingMessage.objects.filter(
+            channel=Channel.SMS,
+            recipient=message.recipient,
+            status__in=[Status.SENT, Status.DELIVERED],
+        )
+        .exclude(pk=message.pk)
+        .exists()
+    )
 
 
 def _outcome_record(

@@ -75,7 +75,8 @@ def welcome_email_render(*, user: User, plan: str) -> Email:
     )
 
 
-def welcome_sms_render(*, plan: str) -> str:
-    """The welcome SMS for `plan`."""
-    context = {"plan_name": Plan(plan).label}
+def welcome_sms_render(*, plan: str, opt_out_notice: bool = False) -> str:
+    """The welcome SMS for `plan`; with `opt_out_notice` (the first SMS to a number, as
+    carriers require) it ends by saying how to opt out."""
+    context = {"plan_name": Plan(plan).label, "opt_out_notice": opt_out_notice}
     return render_to_string("onboarding/welcome_sms.txt", context).strip()

@@ -11,8 +11,10 @@ import os
 import tempfile
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -59,6 +61,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "phonenumber_field",
+    # Content-Security-Policy (its system checks; the header comes from its middleware).
+    "csp",
     "djstripe",
     "django_tasks",
     "django_tasks_db",
@@ -78,6 +82,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
 ]
 
 ROOT_URLCONF = "smartflow.urls"
@@ -160,6 +165,11 @@ STRIPE_API_VERSION = "2026-08-26.dahlia"
 DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
 DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"
 DJSTRIPE_WEBHOOK_TOLERANCE = env.int("DJSTRIPE_WEBHOOK_TOLERANCE", default=300)
+# With DEBUG on, dj-stripe takes an X-Djstripe-Webhook-Secret header in place of the
+# endpoint's secret (for forwarding with the Stripe CLI), so anyone who reaches the
+# server could sign events with a secret of their own. The webhook guard
+# (billing/views.py) refuses requests carrying it unless this is set explicitly.
+STRIPE_WEBHOOK_DEBUG_HEADER = env.bool("STRIPE_WEBHOOK_DEBUG_HEADER", default=False)
 
 # The offline Stripe sandbox (stripe_sandbox) stands in for Stripe's API when no key is
 # configured. Unset, it is on only for local use (DEBUG on, no secret key); with DEBUG
@@ -361,6 +371,31 @@ if _proxy_header:
     SECURE_PROXY_SSL_HEADER = (_proxy_header[0], _proxy_header[1])
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp): scripts, styles, images and fonts from our own
+# origin only, so no inline script or style anywhere (templates use static files; the
+# Django admin needs none). Forms may post to us and be redirected on to Stripe's
+# Checkout and Billing Portal, or to SITE_URL (the sandbox's pages); browsers check
+# form-action along the redirects too.
+_site = urlsplit(SITE_URL)
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "frame-ancestors": [NONE],
+        "form-action": [
+            SELF,
+            f"{_site.scheme}://{_site.netloc}",
+            "https://checkout.stripe.com",
+            "https://billing.stripe.com",
+        ],
+    },
+}
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 

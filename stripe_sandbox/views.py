@@ -35,7 +35,7 @@ def _line_view(price: Obj, quantity: int) -> dict[str, Any]:
     }
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def checkout(request: HttpRequest, session_id: str) -> HttpResponse:
     session = _stored_or_404(session_id, "checkout.session")
     if session["status"] == "complete":
@@ -96,7 +96,7 @@ def _portal_act(portal: Obj, data: PortalActionForm) -> None:
         actions.subscription_switch(sub_id, price_id=data.cleaned_data["price"])
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def portal(request: HttpRequest, session_id: str) -> HttpResponse:
     portal_session = _stored_or_404(session_id, "billing_portal.session")
     if request.method == "POST":

@@ -5,6 +5,7 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from djstripe.models import APIKey, Customer, WebhookEndpoint
 
 from billing.models import PlanChange, PlanOverride
+from billing.overrides import override_grant
 from tests.billing import stripe_fakes as sf
 
 pytestmark = pytest.mark.django_db
@@ -73,6 +74,59 @@ def test_support_can_grant_and_revoke_a_comp(client, support_user, customer):
         ("starter", support_user.pk),
         ("flowkit", support_user.pk),
     ]
+
+
+def _grant_page(user) -> str:
+    return f"/admin/accounts/user/{user.pk}/override/grant/"
+
+
+def _grant_post(client, user):
+    return client.post(_grant_page(user), {"plan": "launchpack", "reason": "Why not", "days": ""})
+
+
+def test_support_cannot_comp_their_own_account(client, support_user):
+    client.force_login(support_user)
+
+    change_page = client.get(f"/admin/accounts/user/{support_user.pk}/change/")
+    form = client.get(_grant_page(support_user))
+    grant = _grant_post(client, support_user)
+
+    assert _grant_page(support_user) not in change_page.content.decode()
+    assert (form.status_code, grant.status_code) == (403, 403)
+    support_user.refresh_from_db()
+    assert support_user.plan == "starter"
+    assert not PlanOverride.objects.exists()
+    assert not PlanChange.objects.exists()
+
+
+def test_staff_cannot_comp_or_uncomp_a_colleague(client, support_user, billing_admin, staff_user):
+    comp = override_grant(
+        user=billing_admin, plan="flowkit", reason="Trial", expires_at=None, notify=False,
+        actor=staff_user,
+    )  # fmt: skip
+    client.force_login(support_user)
+
+    grant = _grant_post(client, billing_admin)
+    revoke = client.post(f"/admin/accounts/user/{billing_admin.pk}/override/{comp.pk}/revoke/")
+
+    assert (grant.status_code, revoke.status_code) == (403, 403)
+    comp.refresh_from_db()
+    assert comp.revoked_at is None
+    assert PlanOverride.objects.count() == 1
+    billing_admin.refresh_from_db()
+    assert billing_admin.plan == "flowkit"
+
+
+def test_a_superuser_can_comp_staff_and_the_history_says_who(client, support_user, staff_user):
+    client.force_login(staff_user)
+
+    assert client.get(_grant_page(support_user)).status_code == 200
+    assert _grant_post(client, support_user).status_code == 302
+
+    support_user.refresh_from_db()
+    assert support_user.plan == "launchpack"
+    change = PlanChange.objects.get(user=support_user)
+    assert (change.new_plan, change.actor, change.reason) == ("launchpack", staff_user, "Why not")
 
 
 @pytest.mark.parametrize("model", ["apikey", "webhookendpoint"])

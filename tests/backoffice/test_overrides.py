@@ -4,13 +4,15 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
+from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
+from accounts.models import User
 from billing.entitlements import plan_compute
 from billing.models import PlanChange, PlanOverride
-from billing.overrides import OverrideInvalid, override_grant, override_revoke
+from billing.overrides import OverrideForbidden, OverrideInvalid, override_grant, override_revoke
 from billing.signals import plan_changed
 from billing.tasks import overrides_sweep
 
@@ -139,3 +141,31 @@ def test_revoking_a_lower_comp_keeps_the_higher_grant(customer, staff_user):
 
     customer.refresh_from_db()
     assert customer.plan == "launchpack"
+
+
+def test_staff_member_cannot_grant_to_themselves(roles):
+    support = User.objects.create_user("s@smartflowsystems.com", is_staff=True)
+    support.groups.add(Group.objects.get(name="Support"))
+
+    with pytest.raises(OverrideForbidden):
+        _grant(support, support)
+
+    support.refresh_from_db()
+    assert support.plan == "starter"
+    assert not PlanOverride.objects.exists()
+
+
+def test_staff_member_cannot_extend_or_revoke_a_colleagues_comp(roles, staff_user):
+    support = User.objects.create_user("s@smartflowsystems.com", is_staff=True)
+    colleague = User.objects.create_user("c@smartflowsystems.com", is_staff=True)
+    override = _grant(colleague, staff_user)  # a superuser may
+
+    with pytest.raises(OverrideForbidden):
+        _grant(colleague, support, expires_at=None)
+    with pytest.raises(OverrideForbidden):
+        override_revoke(override=override, actor=support)
+
+    override.refresh_from_db()
+    assert override.revoked_at is None
+    assert PlanOverride.objects.filter(user=colleague).count() == 1
+    assert list(PlanChange.objects.values_list("actor", flat=True)) == [staff_user.pk]

@@ -137,3 +137,10 @@ def test_customers_original_acceptance(deliver, fake_stripe, catalog, payer, cus
     with connection.cursor() as cursor:
         cursor.execute("SELECT plan FROM accounts_user WHERE id = %s", [customer.pk])
         assert cursor.fetchone() == ("launchpack",)
+
+
+@pytest.mark.parametrize(("plan", "status"), [("launchpack", 200), ("starter", 402)])
+def test_head_is_answered_like_get(client, customer, plan, status):
+    client.force_login(_on_plan(customer, plan))
+
+    assert client.head("/feature/ai_concierge/").status_code == status

@@ -36,3 +36,10 @@ def test_pricing_without_synced_prices_says_unavailable(client):
     body = client.get("/pricing/").content.decode()
 
     assert "not available right now" in body
+
+
+def test_pricing_answers_head_like_get(client, synced):
+    response = client.head("/pricing/")
+
+    assert response.status_code == 200
+    assert response.content == b""

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
-from djstripe.models import Event
+from djstripe.models import Event, WebhookEventTrigger
 
 from billing.models import PlanChange
 from tests.billing import stripe_fakes as sf
@@ -55,13 +56,10 @@ def test_a_valid_signature_is_accepted(deliver, event, customer):
     assert customer.plan == "launchpack"
 
 
-def test_debug_header_cannot_forge_an_event(client, endpoint, event, customer, settings):
-    # dj-stripe lets X-Djstripe-Webhook-Secret replace the secret when DEBUG is on.
-    settings.DEBUG = False
-    import json
-
+def _forge(client, endpoint, event):
+    """An event signed with the forger's own secret, offered in dj-stripe's DEBUG header."""
     body = json.dumps(event).encode()
-    response = client.post(
+    return client.post(
         f"/stripe/webhook/{endpoint.djstripe_uuid}/",
         body,
         content_type="application/json",
@@ -69,5 +67,26 @@ def test_debug_header_cannot_forge_an_event(client, endpoint, event, customer, s
         HTTP_X_DJSTRIPE_WEBHOOK_SECRET="whsec_forger",
     )
 
+
+@pytest.mark.parametrize("debug", [False, True], ids=["debug-off", "debug-on"])
+def test_debug_header_cannot_forge_an_event(client, endpoint, event, customer, settings, debug):
+    # dj-stripe lets X-Djstripe-Webhook-Secret replace the secret when DEBUG is on.
+    settings.DEBUG = debug
+
+    response = _forge(client, endpoint, event)
+
     assert response.status_code == 400
     assert _nothing_changed(customer)
+    assert not WebhookEventTrigger.objects.exists()
+
+
+def test_debug_header_works_only_when_asked_for_with_debug_on(
+    client, endpoint, event, customer, settings
+):
+    # Forwarding with the Stripe CLI on a laptop: both switches on, explicitly.
+    settings.DEBUG = True
+    settings.STRIPE_WEBHOOK_DEBUG_HEADER = True
+
+    assert _forge(client, endpoint, event).status_code == 200
+    customer.refresh_from_db()
+    assert customer.plan == "launchpack"

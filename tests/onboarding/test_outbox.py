@@ -119,12 +119,31 @@ def test_sms_goes_to_the_opted_in_number_with_a_status_callback(buyer, twilio):
     assert request["data"] == {
         "To": "+447700900123",
         "From": TWILIO_FROM,
-        "Body": "SmartFlow: Your 'FlowKit' plan is live. Check your dashboard to finish setup 🎯",
+        "Body": (
+            "SmartFlow: Your 'FlowKit' plan is live. Check your dashboard to finish setup 🎯 "
+            "Reply STOP to opt out."  # the first SMS to this number
+        ),
         "StatusCallback": f"{SITE_URL}/onboarding/twilio/status/",
     }
     message = sms_of(buyer)
     assert message.status == Status.SENT and message.provider_message_id.startswith("SM")
     assert message.segments == 2
+
+
+def test_only_the_first_sms_to_a_number_carries_the_opt_out_line(buyer, twilio):
+    activate(buyer, Plan.FLOWKIT)
+    run_worker()
+    buyer.refresh_from_db()
+    activate(buyer, Plan.LAUNCHPACK)
+    run_worker()
+    # Another account with the same number: still not the number's first SMS.
+    other = User.objects.create_user("other@example.com", phone=buyer.phone, sms_opt_in=True)
+    activate(other, Plan.FLOWKIT)
+    run_worker()
+
+    bodies = [r["data"]["Body"] for r in twilio.requests]
+    assert [b.endswith(" Reply STOP to opt out.") for b in bodies] == [True, False, False]
+    assert "'LaunchPack' plan is live" in bodies[1]
 
 
 def test_messaging_service_is_used_when_configured(buyer, twilio, settings):

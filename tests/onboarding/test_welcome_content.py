@@ -90,10 +90,18 @@ def test_sms_text_names_the_plan():
     )
 
 
-def test_welcome_sms_is_ucs2_and_takes_two_segments():
+def test_first_sms_to_a_number_says_how_to_opt_out():
+    assert welcome_sms_render(plan=Plan.FLOWKIT, opt_out_notice=True) == (
+        "SmartFlow: Your 'FlowKit' plan is live. Check your dashboard to finish setup 🎯 "
+        "Reply STOP to opt out."
+    )
+
+
+@pytest.mark.parametrize("opt_out_notice", [False, True])
+def test_welcome_sms_is_ucs2_and_takes_two_segments(opt_out_notice):
     # The emoji forces UCS-2: 70 code units fit one segment, and the text is longer.
     for plan in Plan:
-        text = welcome_sms_render(plan=plan)
+        text = welcome_sms_render(plan=plan, opt_out_notice=opt_out_notice)
         assert 70 < len(text.encode("utf-16-le")) // 2 <= 2 * 67
         assert sms_segments(text) == 2
 

@@ -4,8 +4,9 @@ tests/smartflow/test_settings.py covers start-up (the secret key); the HTTP path
 forged `X-Djstripe-Webhook-Secret` header with DEBUG off is in
 tests/billing/test_webhook_signature.py. Here: Django's deployment checks pass with the
 variables README's Production section lists, and in a process configured that way the
-header cannot validate a forged event, while with DEBUG on it can: DEBUG is what closes
-that door.
+header cannot validate a forged event, while with DEBUG on dj-stripe itself would accept
+it: so the webhook guard refuses the header unless STRIPE_WEBHOOK_DEBUG_HEADER is on
+(tests/billing/test_webhook_signature.py, DEBUG on and off).
 """
 
 from __future__ import annotations
@@ -59,6 +60,15 @@ def test_deploy_checks_fail_when_a_protection_is_off(weakened, warning):
     assert warning in result.stderr + result.stdout
 
 
+def test_deploy_checks_fail_with_the_sandbox_on():
+    # DEBUG off and STRIPE_SANDBOX=1: any plan for test card 4242.
+    result = _run(["manage.py", "check", "--deploy"], STRIPE_SANDBOX="1")
+
+    assert result.returncode != 0
+    assert "billing.E001" in result.stderr + result.stdout
+    assert "STRIPE_SANDBOX is on" in result.stderr + result.stdout
+
+
 # Validates a forged event the way dj-stripe's webhook view does, without a database:
 # signed with the forger's secret, which the header offers in place of the endpoint's.
 _FORGE = """
@@ -94,5 +104,6 @@ def test_with_production_settings_the_debug_header_cannot_forge_an_event():
 
 
 def test_with_debug_on_the_header_would_forge_one():
-    # Why DEBUG must stay off anywhere reachable (README, Real Stripe).
+    # Why DEBUG must stay off anywhere reachable (README, Real Stripe), and why the
+    # webhook guard refuses the header before dj-stripe sees it.
     assert _forged_event_accepted(DEBUG="true") == {"debug": True, "valid": True}
