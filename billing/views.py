@@ -129,6 +129,10 @@ def switch(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def success(request: HttpRequest) -> HttpResponse:
+    # Checked before any Stripe call: with billing off there is no key, and stripe-python
+    # would still go out to api.stripe.com (and retry) before failing.
+    if not settings.BILLING_ENABLED:
+        return _problem(request, "Payments are not set up on this site yet.", 503)
     session_id = request.GET.get("session_id", "")
     try:
         session = session_for_user(session_id=session_id, user=request.user) if session_id else None
