@@ -29,6 +29,7 @@ from accounts.models import User
 from billing.models import BillingAlert, OneOffPurchase, PlanChange, PlanOverride
 from billing.plans import Plan, plan_includes, plan_rank, price_plan
 from billing.signals import plan_changed
+from billing.stripe_layout import subscription_period
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def _subscription_grant(sub: dict[str, Any], now: datetime) -> tuple[Grant | Non
     elif status == "past_due":
         # A renewal is attempted when the new period starts, so the period start is
         # when the payment failed. Stripe's smart retries may take longer than our grace.
-        started = max((_ts(i.get("current_period_start")) for i in items), default=None)
+        started = _ts(subscription_period(sub)[0])
         grace_days = settings.BILLING_PAST_DUE_GRACE_DAYS
         if started is None or now > started + timedelta(days=grace_days):
             return None, []

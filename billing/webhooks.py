@@ -26,6 +26,7 @@ from billing.checkout import _subscription_sync, checkout_fulfil
 from billing.entitlements import plan_refresh
 from billing.models import BillingAlert, OneOffPurchase, PlanChange
 from billing.stripe_api import api_kwargs
+from billing.stripe_layout import invoice_subscription_id
 
 logger = logging.getLogger(__name__)
 
@@ -153,11 +154,11 @@ def on_invoice(sender: Any, event: Event, **kwargs: Any) -> None:
     )
     if user is None:
         return _no_user(event, invoice["id"])
-    details = (invoice.get("parent") or {}).get("subscription_details") or {}
-    if details.get("subscription"):
+    subscription_id = invoice_subscription_id(invoice)
+    if subscription_id:
         # The invoice changes the subscription's status; read it now rather than wait
         # for customer.subscription.updated, which may arrive later or not at all.
-        _subscription_sync(_id(details["subscription"]))
+        _subscription_sync(subscription_id)
     plan_refresh(user=user, source=PlanChange.Source.INVOICE, stripe_event_id=event.id)
 
 

@@ -19,6 +19,7 @@ from billing.sandbox import objects, store
 from billing.sandbox.events import changes, event_emit
 from billing.sandbox.objects import CARD_DECLINED, CARD_OK, CARD_RENEWAL_FAILS, CARDS
 from billing.sandbox.store import Obj, StripeError
+from billing.stripe_layout import subscription_period
 
 logger = logging.getLogger(__name__)
 
@@ -195,11 +196,10 @@ def _subscription_save(sub: Obj) -> Obj:
 
 
 def _period(sub: Obj) -> tuple[int, int]:
-    items = sub["items"]["data"]
-    return (
-        min(i["current_period_start"] for i in items),
-        max(i["current_period_end"] for i in items),
-    )
+    start, end = subscription_period(sub)
+    if start is None or end is None:  # the sandbox gives every subscription a period
+        raise ValueError(f"Subscription {sub['id']} has no current period.")
+    return start, end
 
 
 # --- Checkout ---------------------------------------------------------------------------
@@ -493,7 +493,7 @@ def _proration_invoice(sub: Obj, old_prices: dict[str, Obj]) -> Obj:
     for item in sub["items"]["data"]:
         if item["id"] not in old_prices:
             continue
-        start, end = item["current_period_start"], item["current_period_end"]
+        start, end = period
         fraction = max(0.0, min(1.0, (end - ts) / max(end - start, 1)))
         for price, sign, label in (
             (old_prices[item["id"]], -1, "Unused time on"),

@@ -16,6 +16,7 @@ from billing.sandbox import actions, objects, store
 from billing.sandbox.events import changes, current_request, event_emit
 from billing.sandbox.models import IdempotentRequest, StripeObject
 from billing.sandbox.store import Obj, StripeError, virtual
+from billing.stripe_layout import invoice_subscription_id
 
 logger = logging.getLogger(__name__)
 
@@ -625,8 +626,7 @@ def invoice_lines(params: Obj, id: str) -> Obj:
 
 
 def _invoice_subscription(invoice: Obj, value: str) -> bool:
-    details = ((invoice.get("parent") or {}).get("subscription_details")) or {}
-    return details.get("subscription") == value
+    return invoice_subscription_id(invoice) == value
 
 
 @route("GET", "/invoices")

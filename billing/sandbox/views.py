@@ -16,6 +16,7 @@ from django.views.decorators.http import require_http_methods
 from billing.sandbox import actions, store
 from billing.sandbox.forms import CardForm, PortalActionForm
 from billing.sandbox.store import Obj, StripeError
+from billing.stripe_layout import subscription_period
 
 
 def _stored_or_404(object_id: str, type: str) -> Obj:
@@ -71,7 +72,7 @@ def _portal_subscriptions(customer_id: str) -> list[dict[str, Any]]:
             {
                 "sub": sub,
                 "line": _line_view(item["price"], item["quantity"]),
-                "period_end": store.ts_datetime(item["current_period_end"]),
+                "period_end": store.ts_datetime(subscription_period(sub)[1] or 0),
                 "choices": [
                     (p["id"], _line_view(p, 1))
                     for p in switchable

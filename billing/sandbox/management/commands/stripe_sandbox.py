@@ -14,6 +14,7 @@ from django.db import transaction
 from billing.sandbox import actions, store
 from billing.sandbox.delivery import deliver_pending
 from billing.sandbox.store import StripeError
+from billing.stripe_layout import subscription_period
 
 
 class Command(BaseCommand):
@@ -129,5 +130,5 @@ class Command(BaseCommand):
 
     @staticmethod
     def _until(sub: dict[str, Any]) -> str:
-        end = max(i["current_period_end"] for i in sub["items"]["data"])
+        end = subscription_period(sub)[1] or 0
         return f"period ends {store.ts_datetime(end):%Y-%m-%d}"
