@@ -13,7 +13,9 @@ class _PhoneConsentMixin:
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()  # type: ignore[misc]
-        if cleaned.get("sms_opt_in") and not cleaned.get("phone"):
+        # A number typed but invalid already has its error; this one is for no number.
+        phone_invalid = "phone" in self.errors  # type: ignore[attr-defined]
+        if cleaned.get("sms_opt_in") and not cleaned.get("phone") and not phone_invalid:
             self.add_error("phone", "Add a mobile number to receive SMS.")  # type: ignore[attr-defined]
         return cleaned
 
@@ -30,6 +32,12 @@ class SignupForm(_PhoneConsentMixin, BaseUserCreationForm):
             "phone": "We only text you if you tick the box below.",
             "sms_opt_in": "",
         }
+
+    def validate_password_for_user(
+        self, user: User, password_field_name: str = "password1"
+    ) -> None:
+        # Django puts strength errors under the confirmation; they are about the password.
+        super().validate_password_for_user(user, password_field_name=password_field_name)
 
     def clean_email(self) -> str:
         email = normalize_email(self.cleaned_data["email"])

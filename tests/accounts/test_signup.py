@@ -57,6 +57,33 @@ def test_phone_is_stored_in_e164(client):
     assert user.sms_opt_in is True
 
 
+def test_an_invalid_phone_with_sms_ticked_gets_one_error_under_the_phone(client):
+    response = _signup(client, phone="12345", sms_opt_in="on")
+
+    errors = response.context["form"].errors
+    assert list(errors) == ["phone"]
+    [message] = errors["phone"]
+    assert message.startswith("Enter a valid phone number")
+    assert "Add a mobile number" not in response.content.decode()
+    assert not User.objects.exists()
+
+
+def test_password_strength_errors_are_under_the_password_not_the_confirmation(client):
+    response = _signup(client, password1="12345678", password2="12345678")
+
+    errors = response.context["form"].errors
+    assert "This password is too common." in errors["password1"]
+    assert "password2" not in errors
+
+
+def test_a_mismatched_confirmation_is_the_only_error_under_the_confirmation(client):
+    response = _signup(client, password2=PASSWORD + "x")
+
+    errors = response.context["form"].errors
+    assert list(errors) == ["password2"]
+    assert errors["password2"] == ["The two password fields didn’t match."]
+
+
 def test_sms_consent_defaults_off(client):
     _signup(client, phone="+447911123456")
 
