@@ -4,8 +4,11 @@ from typing import Any
 
 from django import forms
 from django.contrib.auth.forms import BaseUserCreationForm
+from django.db import IntegrityError, transaction
 
 from accounts.models import User, normalize_email
+
+EMAIL_TAKEN = "An account with this email already exists. Log in or reset your password."
 
 
 class _PhoneConsentMixin:
@@ -42,10 +45,21 @@ class SignupForm(_PhoneConsentMixin, BaseUserCreationForm):
     def clean_email(self) -> str:
         email = normalize_email(self.cleaned_data["email"])
         if User.objects.filter(email=email).exists():
-            raise forms.ValidationError(
-                "An account with this email already exists. Log in or reset your password."
-            )
+            raise forms.ValidationError(EMAIL_TAKEN)
         return email
+
+    def account_create(self) -> User | None:
+        """Save the new account, or return None with the "already exists" error on the
+        form when a simultaneous signup took the address after `clean_email` looked."""
+        try:
+            with transaction.atomic():
+                return self.save()
+        except IntegrityError:
+            # The unique constraints on the address caught what the check could not see.
+            if not User.objects.filter(email__iexact=self.cleaned_data["email"]).exists():
+                raise
+            self.add_error("email", EMAIL_TAKEN)
+            return None
 
 
 class ProfileForm(_PhoneConsentMixin, forms.ModelForm):

@@ -116,3 +116,52 @@ def test_email_must_be_unique_in_the_database_whatever_the_case(customer):
 
     with pytest.raises(IntegrityError), transaction.atomic():
         User.objects.bulk_create([User(email="Customer@Example.com")])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_simultaneous_signups_of_one_new_address_make_one_account_and_one_form_error(
+    settings,
+):
+    """Two requests, each on its own thread and database connection, both past the
+    "already exists" check before either inserts: as two browsers at the same moment."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection, connections, transaction
+    from django.test import Client
+
+    if connection.vendor != "postgresql":
+        pytest.skip(
+            "PostgreSQL only: it takes a table lock to hold both inserts back until both "
+            "checks have run; SQLite's in-memory test database cannot be shared that way"
+        )
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed
+
+    def signup(email: str):
+        try:
+            return _signup(Client(), email=email)
+        finally:
+            connections.close_all()  # this thread's own connection
+
+    with ThreadPoolExecutor(2) as pool:
+        with transaction.atomic(), connection.cursor() as cursor:
+            # Inserts wait behind this lock; the reads of the checks do not.
+            cursor.execute("LOCK TABLE accounts_user IN SHARE ROW EXCLUSIVE MODE")
+            futures = [pool.submit(signup, email) for email in ("a@x.test", "A@x.test")]
+            deadline = time.monotonic() + 60
+            waiting = 0
+            while waiting < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+                cursor.execute(
+                    "SELECT count(*) FROM pg_locks WHERE NOT granted"
+                    " AND relation = 'accounts_user'::regclass"
+                )
+                waiting = cursor.fetchone()[0]
+            assert waiting == 2, "both signups should be waiting to insert"
+        responses = [future.result(timeout=60) for future in futures]
+
+    assert sorted(r.status_code for r in responses) == [200, 302]
+    [loser] = [r for r in responses if r.status_code == 200]
+    assert list(loser.context["form"].errors) == ["email"]
+    assert "An account with this email already exists" in loser.content.decode()
+    assert User.objects.get().email == "a@x.test"
