@@ -111,6 +111,8 @@ def _subscription_plan(subscription: dict) -> str | None:
 @login_required
 @require_http_methods(["GET", "POST"])
 def switch(request: HttpRequest) -> HttpResponse:
+    if not settings.BILLING_ENABLED:  # a subscription synced before billing was turned off
+        return _problem(request, "Payments are not set up on this site yet.", 503)
     plan = request.POST.get("plan") or request.GET.get("plan", "")
     subscription = live_subscription(request.user)
     if plan not in Plan.values or subscription is None:
