@@ -9,6 +9,7 @@ costs one or two queries whatever the number of rows.
 from __future__ import annotations
 
 from collections import defaultdict
+from contextlib import nullcontext
 from decimal import Decimal
 from typing import Any
 
@@ -62,9 +63,13 @@ class ChangeListFallback:
     """
 
     def get_changelist_instance(self, request: HttpRequest) -> ChangeList:
+        using = router.db_for_read(self.model)  # type: ignore[attr-defined]
+        # Inside a transaction, a savepoint keeps it usable after a value the database
+        # refuses (DataError). Outside one, as requests run here, a refused query spoils
+        # nothing, and on SQLite a BEGIN would take the write lock for a read.
+        in_transaction = transaction.get_connection(using).in_atomic_block
         try:
-            # A savepoint, so that a value the database refuses leaves the connection usable.
-            with transaction.atomic(using=router.db_for_read(self.model)):  # type: ignore[attr-defined]
+            with transaction.atomic(using=using) if in_transaction else nullcontext():
                 return super().get_changelist_instance(request)  # type: ignore[misc]
         except (IncorrectLookupParameters, ValidationError, ValueError, OverflowError, DataError):
             dropped = sorted(k for k in request.GET if k not in _NOT_FILTERS)

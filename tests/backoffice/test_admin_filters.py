@@ -88,3 +88,16 @@ def test_a_valid_filter_still_filters(client, staff_user):
 
     assert response.status_code == 200
     assert NOTICE not in response.content.decode()
+
+
+def test_a_value_the_database_refuses_shows_the_list_with_a_message(client, staff_user):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's own check of the value (SQLite has no regex of its own)")
+    client.force_login(staff_user)
+
+    response = client.get("/admin/onboarding/onboardingmessage/", {"recipient__regex": "("})
+
+    assert response.status_code == 200
+    assert NOTICE in response.content.decode()
