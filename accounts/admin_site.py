@@ -1,4 +1,6 @@
-"""SmartFlow's admin site: Django's, plus an at-a-glance panel on the index page.
+"""SmartFlow's admin site: Django's, plus an at-a-glance panel on the index page, and
+change lists that survive filter values they cannot apply (`ChangeListFallback`, given
+to every ModelAdmin registered on the site: ours, dj-stripe's and the other apps').
 
 Each part of the panel is shown only to staff allowed to view what it summarises, and
 costs one or two queries whatever the number of rows.
@@ -7,12 +9,24 @@ costs one or two queries whatever the number of rows.
 from __future__ import annotations
 
 from collections import defaultdict
+from contextlib import nullcontext
 from decimal import Decimal
 from typing import Any
 
 from django.apps import apps
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import (
+    IS_FACETS_VAR,
+    IS_POPUP_VAR,
+    ORDER_VAR,
+    SEARCH_VAR,
+    TO_FIELD_VAR,
+    ChangeList,
+)
+from django.core.exceptions import ValidationError
+from django.db import DataError, router, transaction
 from django.db.models import Count, Q
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
@@ -32,6 +46,45 @@ _PER_MONTH = {
 _ZERO_DECIMAL = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx",
                  "vnd", "vuv", "xaf", "xof", "xpf"}  # fmt: skip
 _SYMBOLS = {"gbp": "£", "usd": "$", "eur": "€"}
+
+
+# Query parameters that are not filters: kept when the filters are dropped.
+_NOT_FILTERS = {SEARCH_VAR, ORDER_VAR, IS_POPUP_VAR, TO_FIELD_VAR, IS_FACETS_VAR}
+
+
+class ChangeListFallback:
+    """A change list whose filter values cannot be applied shows the list without its
+    filters and a message saying so, never a 500.
+
+    Django's date hierarchy builds its bounds in Python, so a year past 9999
+    (`?created_at__year=999999999999`) raises OverflowError or ValueError outside its
+    own error handling, and other malformed values (`?created_at__gte=soon`, a month
+    13, a page that does not exist) are sent to `?e=1` without a word of why.
+    """
+
+    def get_changelist_instance(self, request: HttpRequest) -> ChangeList:
+        using = router.db_for_read(self.model)  # type: ignore[attr-defined]
+        # Inside a transaction, a savepoint keeps it usable after a value the database
+        # refuses (DataError). Outside one, as requests run here, a refused query spoils
+        # nothing, and on SQLite a BEGIN would take the write lock for a read.
+        in_transaction = transaction.get_connection(using).in_atomic_block
+        try:
+            with transaction.atomic(using=using) if in_transaction else nullcontext():
+                return super().get_changelist_instance(request)  # type: ignore[misc]
+        except (IncorrectLookupParameters, ValidationError, ValueError, OverflowError, DataError):
+            dropped = sorted(k for k in request.GET if k not in _NOT_FILTERS)
+            if not dropped:
+                raise
+        kept = request.GET.copy()
+        for key in dropped:
+            del kept[key]
+        request.GET = kept
+        messages.warning(
+            request,
+            f"These filters could not be applied (a value out of range or malformed), so "
+            f"the list is shown without them: {', '.join(dropped)[:200]}.",
+        )
+        return super().get_changelist_instance(request)  # type: ignore[misc]
 
 
 def mrr_by_currency(subscriptions: list[dict[str, Any]]) -> dict[str, Decimal]:
@@ -123,6 +176,16 @@ class SmartFlowAdminSite(admin.AdminSite):
     site_header = "SmartFlow back-office"
     site_title = "SmartFlow back-office"
     index_title = "At a glance"
+
+    def register(
+        self, model_or_iterable: Any, admin_class: type[Any] | None = None, **options: Any
+    ) -> None:
+        # Here rather than in each ModelAdmin, so that none is left out: third-party
+        # ones have date hierarchies too (axes' attempt_time).
+        admin_class = admin_class or admin.ModelAdmin
+        if not issubclass(admin_class, ChangeListFallback):
+            admin_class = type(admin_class.__name__, (ChangeListFallback, admin_class), {})
+        super().register(model_or_iterable, admin_class, **options)
 
     def index(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None

@@ -9,8 +9,11 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth import forms as auth_forms
 from django.contrib.auth.forms import BaseUserCreationForm
+from django.db import IntegrityError, transaction
 
 from accounts.models import User, normalize_email
+
+EMAIL_TAKEN = "An account with this email already exists. Log in or reset your password."
 
 
 def _is_fixed_line(number: phonenumbers.PhoneNumber | str | None) -> bool:
@@ -26,7 +29,9 @@ class _PhoneConsentMixin:
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()  # type: ignore[misc]
-        if cleaned.get("sms_opt_in") and not cleaned.get("phone"):
+        # A number typed but invalid already has its error; this one is for no number.
+        phone_invalid = "phone" in self.errors  # type: ignore[attr-defined]
+        if cleaned.get("sms_opt_in") and not cleaned.get("phone") and not phone_invalid:
             self.add_error("phone", "Add a mobile number to receive SMS.")  # type: ignore[attr-defined]
         if cleaned.get("sms_opt_in") and _is_fixed_line(cleaned.get("phone")):
             self.add_error(  # type: ignore[attr-defined]
@@ -50,13 +55,30 @@ class SignupForm(_PhoneConsentMixin, BaseUserCreationForm):
             "sms_opt_in": "",
         }
 
+    def validate_password_for_user(
+        self, user: User, password_field_name: str = "password1"
+    ) -> None:
+        # Django puts strength errors under the confirmation; they are about the password.
+        super().validate_password_for_user(user, password_field_name=password_field_name)
+
     def clean_email(self) -> str:
         email = normalize_email(self.cleaned_data["email"])
         if User.objects.filter(email=email).exists():
-            raise forms.ValidationError(
-                "An account with this email already exists. Log in or reset your password."
-            )
+            raise forms.ValidationError(EMAIL_TAKEN)
         return email
+
+    def account_create(self) -> User | None:
+        """Save the new account, or return None with the "already exists" error on the
+        form when a simultaneous signup took the address after `clean_email` looked."""
+        try:
+            with transaction.atomic():
+                return self.save()
+        except IntegrityError:
+            # The unique constraints on the address caught what the check could not see.
+            if not User.objects.filter(email__iexact=self.cleaned_data["email"]).exists():
+                raise
+            self.add_error("email", EMAIL_TAKEN)
+            return None
 
 
 class ProfileForm(_PhoneConsentMixin, forms.ModelForm):

@@ -29,6 +29,7 @@ from accounts.models import User
 from billing.models import BillingAlert, OneOffPurchase, PlanChange, PlanOverride
 from billing.plans import Plan, plan_includes, plan_rank, price_plan
 from billing.signals import plan_changed
+from billing.stripe_layout import subscription_period
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def _subscription_grant(sub: dict[str, Any], now: datetime) -> tuple[Grant | Non
     elif status == "past_due":
         # A renewal is attempted when the new period starts, so the period start is
         # when the payment failed. Stripe's smart retries may take longer than our grace.
-        started = max((_ts(i.get("current_period_start")) for i in items), default=None)
+        started = _ts(subscription_period(sub)[0])
         grace_days = settings.BILLING_PAST_DUE_GRACE_DAYS
         if started is None or now > started + timedelta(days=grace_days):
             return None, []
@@ -181,7 +182,8 @@ def plan_refresh(
 
     Safe to run any number of times. The user row is locked so that concurrent webhooks
     for one customer decide one after the other. `notify` defaults to "an upgrade that a
-    payment caused"; staff pass it explicitly.
+    payment caused, to a plan the user never reached by paying before"; staff pass it
+    explicitly.
     """
     with transaction.atomic():
         locked = User.objects.select_for_update().get(pk=user.pk)
@@ -191,6 +193,12 @@ def plan_refresh(
         if decision.plan == locked.plan:
             return None
         old_plan = locked.plan
+        if notify is None:
+            notify = (
+                source in _PAYMENT_SOURCES
+                and not plan_includes(old_plan, decision.plan)
+                and not _reached_by_paying(locked, decision.plan)
+            )
         locked.plan = decision.plan
         locked.save(update_fields=["plan", "updated_at"])
         change = PlanChange.objects.create(
@@ -202,8 +210,6 @@ def plan_refresh(
             actor=actor,
             reason=reason or decision.why,
         )
-        if notify is None:
-            notify = source in _PAYMENT_SOURCES and not plan_includes(old_plan, decision.plan)
         logger.info(
             "Plan of user %s: %s -> %s (%s, %s)",
             locked.pk,
@@ -221,3 +227,10 @@ _PAYMENT_SOURCES = {
     PlanChange.Source.SUBSCRIPTION,
     PlanChange.Source.INVOICE,
 }
+
+
+def _reached_by_paying(user: User, plan: str) -> bool:
+    """Whether a payment already put `user` on `plan` once: the plan coming back (a
+    retried renewal after a failed-payment downgrade, a new subscription after a
+    cancellation) is not a new activation, so it is not welcomed again."""
+    return PlanChange.objects.filter(user=user, new_plan=plan, source__in=_PAYMENT_SOURCES).exists()

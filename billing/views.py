@@ -89,6 +89,8 @@ def _subscription_plan(subscription: dict) -> str | None:
 @login_required
 @require_http_methods(["GET", "HEAD", "POST"])
 def switch(request: HttpRequest) -> HttpResponse:
+    if not settings.BILLING_ENABLED:  # a subscription synced before billing was turned off
+        return _problem(request, "Payments are not set up on this site yet.", 503)
     plan = request.POST.get("plan") or request.GET.get("plan", "")
     subscription = live_subscription(request.user)
     if plan not in Plan.values or subscription is None:
@@ -107,6 +109,10 @@ def switch(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_safe
 def success(request: HttpRequest) -> HttpResponse:
+    # Checked before any Stripe call: with billing off there is no key, and stripe-python
+    # would still go out to api.stripe.com (and retry) before failing.
+    if not settings.BILLING_ENABLED:
+        return _problem(request, "Payments are not set up on this site yet.", 503)
     session_id = request.GET.get("session_id", "")
     try:
         session = session_for_user(session_id=session_id, user=request.user) if session_id else None

@@ -12,10 +12,12 @@ import hashlib
 import logging
 from typing import Any
 
+import stripe
 from django.db import connection
 from django.dispatch import receiver
+from django.utils import timezone
 from djstripe.event_handlers import djstripe_receiver
-from djstripe.models import Customer, Event, Session, WebhookEventTrigger
+from djstripe.models import Charge, Customer, Event, Session, WebhookEventTrigger
 from djstripe.settings import djstripe_settings
 from djstripe.signals import webhook_pre_process
 
@@ -23,6 +25,8 @@ from accounts.models import User, normalize_email
 from billing.checkout import _subscription_sync, checkout_fulfil
 from billing.entitlements import plan_refresh
 from billing.models import BillingAlert, OneOffPurchase, PlanChange
+from billing.stripe_api import api_kwargs
+from billing.stripe_layout import invoice_subscription_id
 
 logger = logging.getLogger(__name__)
 
@@ -150,17 +154,23 @@ def on_invoice(sender: Any, event: Event, **kwargs: Any) -> None:
     )
     if user is None:
         return _no_user(event, invoice["id"])
-    details = (invoice.get("parent") or {}).get("subscription_details") or {}
-    if details.get("subscription"):
+    subscription_id = invoice_subscription_id(invoice)
+    if subscription_id:
         # The invoice changes the subscription's status; read it now rather than wait
         # for customer.subscription.updated, which may arrive later or not at all.
-        _subscription_sync(_id(details["subscription"]))
+        _subscription_sync(subscription_id)
     plan_refresh(user=user, source=PlanChange.Source.INVOICE, stripe_event_id=event.id)
 
 
 @djstripe_receiver("charge.refunded")
 def on_charge_refunded(sender: Any, event: Event, **kwargs: Any) -> None:
-    charge = event.data["object"]
+    payload = event.data["object"]
+    # Whether it was refunded is Stripe's word, not the payload's: dj-stripe has just
+    # re-read the charge and stored it.
+    charge = (
+        Charge.objects.filter(id=payload["id"]).values_list("stripe_data", flat=True).first()
+        or stripe.Charge.retrieve(payload["id"], **api_kwargs()).to_dict()
+    )
     payment_intent = _id(charge.get("payment_intent"))
     purchase = (
         OneOffPurchase.objects.select_related("user")
@@ -180,7 +190,5 @@ def on_charge_refunded(sender: Any, event: Event, **kwargs: Any) -> None:
         return _no_user(event, charge["id"])
     if purchase and charge.get("refunded") and purchase.refunded_at is None:
         # Only a full refund takes the plan away; a partial one is goodwill.
-        from django.utils import timezone
-
         OneOffPurchase.objects.filter(pk=purchase.pk).update(refunded_at=timezone.now())
     plan_refresh(user=user, source=PlanChange.Source.REFUND, stripe_event_id=event.id)

@@ -40,3 +40,14 @@ def test_profile_refuses_invalid_phone_and_keeps_old_one(client, customer):
 
 def test_profile_needs_login(client):
     assert client.get("/profile/")["Location"] == "/login/?next=/profile/"
+
+
+def test_profile_with_an_invalid_phone_and_sms_ticked_gets_one_error(client, customer):
+    client.force_login(customer)
+
+    response = client.post("/profile/", {"phone": "not a number", "sms_opt_in": "on"})
+
+    assert response.status_code == 200
+    assert list(response.context["form"].errors) == ["phone"]
+    assert len(response.context["form"].errors["phone"]) == 1
+    assert "Add a mobile number" not in response.content.decode()

@@ -57,6 +57,33 @@ def test_phone_is_stored_in_e164(client):
     assert user.sms_opt_in is True
 
 
+def test_an_invalid_phone_with_sms_ticked_gets_one_error_under_the_phone(client):
+    response = _signup(client, phone="12345", sms_opt_in="on")
+
+    errors = response.context["form"].errors
+    assert list(errors) == ["phone"]
+    [message] = errors["phone"]
+    assert message.startswith("Enter a valid phone number")
+    assert "Add a mobile number" not in response.content.decode()
+    assert not User.objects.exists()
+
+
+def test_password_strength_errors_are_under_the_password_not_the_confirmation(client):
+    response = _signup(client, password1="12345678", password2="12345678")
+
+    errors = response.context["form"].errors
+    assert "This password is too common." in errors["password1"]
+    assert "password2" not in errors
+
+
+def test_a_mismatched_confirmation_is_the_only_error_under_the_confirmation(client):
+    response = _signup(client, password2=PASSWORD + "x")
+
+    errors = response.context["form"].errors
+    assert list(errors) == ["password2"]
+    assert errors["password2"] == ["The two password fields didn’t match."]
+
+
 def test_sms_consent_defaults_off(client):
     _signup(client, phone="+447911123456")
 
@@ -89,3 +116,52 @@ def test_email_must_be_unique_in_the_database_whatever_the_case(customer):
 
     with pytest.raises(IntegrityError), transaction.atomic():
         User.objects.bulk_create([User(email="Customer@Example.com")])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_simultaneous_signups_of_one_new_address_make_one_account_and_one_form_error(
+    settings,
+):
+    """Two requests, each on its own thread and database connection, both past the
+    "already exists" check before either inserts: as two browsers at the same moment."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection, connections, transaction
+    from django.test import Client
+
+    if connection.vendor != "postgresql":
+        pytest.skip(
+            "PostgreSQL only: it takes a table lock to hold both inserts back until both "
+            "checks have run; SQLite's in-memory test database cannot be shared that way"
+        )
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed
+
+    def signup(email: str):
+        try:
+            return _signup(Client(), email=email)
+        finally:
+            connections.close_all()  # this thread's own connection
+
+    with ThreadPoolExecutor(2) as pool:
+        with transaction.atomic(), connection.cursor() as cursor:
+            # Inserts wait behind this lock; the reads of the checks do not.
+            cursor.execute("LOCK TABLE accounts_user IN SHARE ROW EXCLUSIVE MODE")
+            futures = [pool.submit(signup, email) for email in ("a@x.test", "A@x.test")]
+            deadline = time.monotonic() + 60
+            waiting = 0
+            while waiting < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+                cursor.execute(
+                    "SELECT count(*) FROM pg_locks WHERE NOT granted"
+                    " AND relation = 'accounts_user'::regclass"
+                )
+                waiting = cursor.fetchone()[0]
+            assert waiting == 2, "both signups should be waiting to insert"
+        responses = [future.result(timeout=60) for future in futures]
+
+    assert sorted(r.status_code for r in responses) == [200, 302]
+    [loser] = [r for r in responses if r.status_code == 200]
+    assert list(loser.context["form"].errors) == ["email"]
+    assert "An account with this email already exists" in loser.content.decode()
+    assert User.objects.get().email == "a@x.test"

@@ -183,3 +183,33 @@ def test_an_unpaid_session_shows_activating(signed_in, fake_stripe, catalog, pay
 
     assert "Activating" in body
     assert 'http-equiv="refresh"' in body
+
+
+def test_success_page_with_billing_off_is_503_and_calls_nobody(
+    signed_in, fake_stripe, settings, monkeypatch
+):
+    import socket
+
+    settings.BILLING_ENABLED = False
+    connects: list[object] = []
+    monkeypatch.setattr(socket.socket, "connect", lambda sock, address: connects.append(address))
+
+    response = signed_in.get("/billing/success/?session_id=cs_test_anything")
+
+    assert response.status_code == 503
+    assert "Payments are not set up on this site yet" in response.content.decode()
+    assert fake_stripe.calls == []  # stripe-python sent no request...
+    assert connects == []  # ...and nothing else opened a connection either
+
+
+def test_switching_with_billing_off_is_503_and_calls_nobody(
+    signed_in, deliver, fake_stripe, catalog, payer, settings
+):
+    _active_subscription(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    settings.BILLING_ENABLED = False
+    fake_stripe.calls.clear()
+
+    response = signed_in.post("/billing/switch/", {"plan": "launchpack"})
+
+    assert response.status_code == 503
+    assert fake_stripe.calls == []

@@ -82,6 +82,36 @@ def test_a_partial_refund_keeps_the_plan(deliver, fake_stripe, catalog, payer, c
     assert customer.plan == "flowkit"
 
 
+def test_a_refund_the_payload_claims_but_stripe_denies_keeps_the_plan(
+    deliver, fake_stripe, catalog, payer, customer
+):
+    session, _pi, ch = _oneoff_session(fake_stripe, payer, catalog["flowkit_oneoff"], customer.pk)
+    deliver(sf.event("checkout.session.completed", session))
+
+    # Stripe's charge (what dj-stripe re-reads) stays unrefunded; only the payload lies.
+    claimed = {**ch, "refunded": True, "amount_refunded": ch["amount"]}
+    assert deliver(sf.event("charge.refunded", claimed)).status_code == 200
+
+    customer.refresh_from_db()
+    assert customer.plan == "flowkit"
+    assert OneOffPurchase.objects.get().refunded_at is None
+
+
+def test_a_refund_stripe_reports_takes_the_plan_even_if_the_payload_says_otherwise(
+    deliver, fake_stripe, catalog, payer, customer
+):
+    session, _pi, ch = _oneoff_session(fake_stripe, payer, catalog["flowkit_oneoff"], customer.pk)
+    deliver(sf.event("checkout.session.completed", session))
+
+    stale = dict(ch)  # the payload as it was before the refund
+    ch.update(refunded=True, amount_refunded=ch["amount"])
+    assert deliver(sf.event("charge.refunded", stale)).status_code == 200
+
+    customer.refresh_from_db()
+    assert customer.plan == "starter"
+    assert OneOffPurchase.objects.get().refunded_at is not None
+
+
 def test_unpaid_async_session_grants_nothing_until_it_succeeds(
     deliver, fake_stripe, catalog, payer, customer
 ):

@@ -150,3 +150,48 @@ def test_subscription_of_an_unknown_customer_is_recorded_and_answered_200(
 
     assert not User.objects.exists()
     assert BillingAlert.objects.filter(kind="no_user").exists()
+
+
+def _old_layout(sub, *, period_start):
+    """`sub` as API versions before 2025-03-31.basil lay it out: the period on the
+    subscription, none on its items."""
+    for item in sub["items"]["data"]:
+        item.pop("current_period_start", None)
+        item.pop("current_period_end", None)
+    sub.update(current_period_start=period_start, current_period_end=period_start + 30 * 86400)
+    return sub
+
+
+def test_past_due_in_the_old_layout_keeps_the_plan_inside_the_grace_period(
+    deliver, fake_stripe, catalog, payer, customer
+):
+    sub = _subscribe(fake_stripe, payer, catalog["flowkit_monthly"])
+    deliver(sf.event("customer.subscription.created", sub))
+    _old_layout(sub, period_start=int((timezone.now() - timedelta(days=6)).timestamp()))
+    sub["status"] = "past_due"
+
+    deliver(sf.event("customer.subscription.updated", sub))
+
+    customer.refresh_from_db()
+    assert customer.plan == "flowkit"
+
+
+def test_an_old_layout_invoice_resyncs_its_subscription(
+    deliver, fake_stripe, catalog, payer, customer
+):
+    failed_at = int((timezone.now() - timedelta(days=9)).timestamp())
+    sub = _subscribe(fake_stripe, payer, catalog["flowkit_monthly"], status="past_due")
+    _old_layout(sub, period_start=failed_at)
+    deliver(sf.event("customer.subscription.updated", sub))
+    customer.refresh_from_db()
+    assert customer.plan == "starter"  # past the grace period
+
+    sub["status"] = "active"  # the retried payment went through; Stripe says so
+    invoice = sf.invoice(cus=payer, sub=sub)
+    invoice.update(parent=None, subscription=sub["id"])  # the old layout
+    fake_stripe.add(invoice)
+    assert deliver(sf.event("invoice.paid", invoice)).status_code == 200
+
+    customer.refresh_from_db()
+    assert customer.plan == "flowkit"
+    assert PlanChange.objects.latest("id").source == "invoice"

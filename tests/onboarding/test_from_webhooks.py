@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.core import mail
+from django.utils import timezone
 
 from billing.models import PlanChange
 from billing.signals import plan_changed
@@ -82,3 +85,37 @@ def test_a_webhook_whose_handler_fails_after_the_plan_change_sends_nothing(
     assert not OnboardingMessage.objects.exists()
     assert mail.outbox == []
     assert twilio.requests == []
+
+
+def test_a_plan_restored_after_a_failed_payment_is_not_welcomed_again(
+    deliver,  # noqa: F811
+    fake_stripe,  # noqa: F811
+    catalog,  # noqa: F811
+    payer,  # noqa: F811
+    completed_checkout,
+    texting_customer,
+    twilio,
+):
+    deliver(completed_checkout)
+    sub = fake_stripe.objects[completed_checkout["data"]["object"]["subscription"]]
+    # The renewal failed nine days ago: past the grace period, the plan goes...
+    sub["status"] = "past_due"
+    sub["items"]["data"][0]["current_period_start"] = int(
+        (timezone.now() - timedelta(days=9)).timestamp()
+    )
+    deliver(sf.event("customer.subscription.updated", sub))
+    texting_customer.refresh_from_db()
+    assert texting_customer.plan == "starter"
+    # ...and comes back when a retry pays the invoice.
+    sub["status"] = "active"
+    invoice = sf.invoice(cus=payer, sub=sub)
+    fake_stripe.add(invoice)
+    deliver(sf.event("invoice.paid", invoice))
+    run_worker()
+
+    texting_customer.refresh_from_db()
+    assert texting_customer.plan == "flowkit"
+    assert PlanChange.objects.filter(new_plan="flowkit").count() == 2
+    assert len(mail.outbox) == 1  # the welcome of the first activation only
+    assert len(twilio.requests) == 1
+    assert OnboardingMessage.objects.count() == 2  # one email, one SMS
