@@ -1,9 +1,10 @@
-"""A fake of Stripe's HTTP API for billing tests, and builders of Stripe objects.
+"""Stripe for billing tests (the offline sandbox, recorded) and builders of Stripe objects.
 
 Objects start from Stripe's own examples (tests/fixtures/stripe/fixtures3.json) with real
 values put in; references to objects a test did not make are cleared, so dj-stripe
-does not go looking for them. The fake is installed as stripe-python's HTTP client:
-the boundary where Stripe really is.
+does not go looking for them. `FakeStripe` is the offline sandbox installed as
+stripe-python's HTTP client (the boundary where Stripe really is), with objects a test
+stores in it and a record of every call.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import stripe
+
+from stripe_sandbox import store
+from stripe_sandbox.client import SandboxHTTPClient
+from stripe_sandbox.models import StripeObject
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "stripe" / "fixtures3.json"
 API_VERSION = "2026-08-26.dahlia"
@@ -251,7 +256,9 @@ def charge(*, cus: dict, pi: dict, refunded: bool = False, id: str | None = None
 
 
 def event(kind: str, obj: dict, *, id: str | None = None, previous: dict | None = None) -> dict:
-    data: dict[str, Any] = {"object": copy.deepcopy(obj)}
+    # Stripe never sends the sandbox's private bookkeeping (keys starting with "_").
+    public = {k: v for k, v in obj.items() if not k.startswith("_")}
+    data: dict[str, Any] = {"object": copy.deepcopy(public)}
     if previous is not None:
         data["previous_attributes"] = previous
     return {
@@ -273,137 +280,81 @@ def signature(payload: bytes, secret: str, *, timestamp: int | None = None) -> s
     return f"t={t},v1={mac}"
 
 
-_COLLECTIONS = {
-    "customers": "cus",
-    "subscriptions": "sub",
-    "invoices": "in",
-    "charges": "ch",
-    "payment_intents": "pi",
-    "prices": "price",
-    "products": "prod",
-    "checkout/sessions": "cs_test",
-    "events": "evt",
-    "refunds": "re",
-}
-
-
-class FakeStripe(stripe.HTTPClient):
-    """Answers stripe-python's requests from `objects`; records every call in `calls`."""
+class FakeStripe(SandboxHTTPClient):
+    """The offline sandbox as stripe-python's HTTP client, with what tests need on top:
+    every call recorded in `calls`, objects stored with `add` (so a test can put Stripe
+    in exactly the state it describes, e.g. a past_due subscription), and `fail` to make
+    Stripe answer 500. The sandbox answers everything else, so the suite has one model
+    of Stripe (stripe_sandbox/)."""
 
     name = "fake-stripe"
 
     def __init__(self) -> None:
         super().__init__()
-        self.objects: dict[str, dict[str, Any]] = {}
-        self.line_items: dict[str, list[dict[str, Any]]] = {}
         self.calls: list[tuple[str, str, dict[str, Any]]] = []
         self.fail: stripe.StripeError | None = None
+        # The dicts tests added, with what was last stored for each: a test that edits
+        # one (say `sub["status"] = "canceled"`) changes Stripe's copy, as it did when
+        # the fake held the very dict, and the sandbox's own changes flow back into it.
+        self._added: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
 
     def add(self, *objs: dict[str, Any]) -> None:
         for obj in objs:
-            self.objects[obj["id"]] = obj
+            store.save(copy.deepcopy(obj))
+            self._added[obj["id"]] = (obj, copy.deepcopy(obj))
+
+    @property
+    def objects(self) -> _StoredObjects:
+        self._push()
+        return _StoredObjects(self)
 
     def calls_to(self, method: str, prefix: str) -> list[dict[str, Any]]:
         return [p for m, path, p in self.calls if m == method and path.startswith(prefix)]
 
-    def close(self) -> None:
-        pass
-
     def request(self, method, url, headers, post_data=None, *, _usage=None):  # noqa: ANN001
         parts = urlsplit(url)
         params = dict(parse_qsl(parts.query)) | dict(parse_qsl(post_data or ""))
-        path = parts.path.removeprefix("/v1/")
-        self.calls.append((method.upper(), "/v1/" + path, params))
+        self.calls.append((method.upper(), parts.path, params))
         if self.fail is not None:
             return json.dumps({"error": {"type": "api_error", "message": str(self.fail)}}), 500, {}
-        status, body = self._route(method.upper(), path, params)
-        return json.dumps(body), status, {"request-id": "req_fake"}
+        self._push()
+        try:
+            return super().request(method, url, headers, post_data, _usage=_usage)
+        finally:
+            self._pull()
 
-    def _route(self, method: str, path: str, params: dict[str, str]) -> tuple[int, Any]:
-        if path == "account":
-            return 200, _base("account", id="acct_fake", type="standard", settings=None)
-        if m := re.fullmatch(r"products/([^/]+)/features", path):
-            return 200, self._list([], f"/v1/products/{m[1]}/features")
-        if m := re.fullmatch(r"checkout/sessions/([^/]+)/line_items", path):
-            return 200, self._list(self.line_items.get(m[1], []), path)
-        if method == "POST" and path == "customers":
-            obj = customer(email=params.get("email", ""), metadata=_metadata(params))
-            self.add(obj)
-            return 200, obj
-        if method == "POST" and path == "checkout/sessions":
-            obj = {
-                "id": new_id("cs_test"),
-                "object": "checkout.session",
-                "mode": params.get("mode"),
-                "url": "https://checkout.stripe.test/pay",
-                "customer": params.get("customer"),
-                "metadata": _metadata(params),
-                "status": "open",
-            }
-            self.add(obj)
-            return 200, obj
-        if method == "POST" and path == "billing_portal/sessions":
-            return 200, {
-                "id": new_id("bps"),
-                "object": "billing_portal.session",
-                "url": "https://billing.stripe.test/session",
-                "customer": params.get("customer"),
-            }
-        if method == "GET" and path in _COLLECTIONS:
-            kind = _fixtures_kind(path)
-            data = [
-                o for o in self.objects.values() if o.get("object") == kind and _matches(o, params)
-            ]
-            return 200, self._list(data, "/v1/" + path)
-        for collection in sorted(_COLLECTIONS, key=len, reverse=True):
-            if path.startswith(collection + "/"):
-                obj_id = path[len(collection) + 1 :].split("/")[0]
-                obj = self.objects.get(obj_id)
-                if obj is None:
-                    return 404, {
-                        "error": {
-                            "type": "invalid_request_error",
-                            "code": "resource_missing",
-                            "message": f"No such object: '{obj_id}'",
-                            "param": "id",
-                        }
-                    }
-                if method == "POST":
-                    self._update(obj, path, params)
-                return 200, obj
-        return 400, {
-            "error": {"type": "invalid_request_error", "message": f"fake: no route {path}"}
-        }
+    def _push(self) -> None:
+        for obj, stored in self._added.values():
+            if obj != stored:
+                store.save(copy.deepcopy(obj))
+                self._added[obj["id"]] = (obj, copy.deepcopy(obj))
 
-    def _update(self, obj: dict[str, Any], path: str, params: dict[str, str]) -> None:
-        obj.setdefault("metadata", {}).update(_metadata(params))
-        if path.endswith("/expire"):
-            obj["status"] = "expired"
-        if price_id := params.get("items[0][price]"):
-            obj["items"]["data"][0]["price"] = self.objects[price_id]
-
-    @staticmethod
-    def _list(data: list[dict[str, Any]], url: str) -> dict[str, Any]:
-        return {"object": "list", "data": data, "has_more": False, "url": url}
+    def _pull(self) -> None:
+        for object_id, (obj, stored) in list(self._added.items()):
+            current = store.find(object_id)
+            if current is not None and current != stored:
+                obj.clear()
+                obj.update(copy.deepcopy(current))
+                self._added[object_id] = (obj, copy.deepcopy(current))
 
 
-def _fixtures_kind(path: str) -> str:
-    return {"checkout/sessions": "checkout.session", "payment_intents": "payment_intent"}.get(
-        path, path.rstrip("s")
-    )
+class _StoredObjects:
+    """`fake.objects[id]`: what the sandbox stores for `id`, as a dict the test may edit
+    (its edits reach the sandbox before the next call); assigning stores an object."""
 
+    def __init__(self, fake: FakeStripe) -> None:
+        self.fake = fake
 
-def _matches(obj: dict[str, Any], params: dict[str, str]) -> bool:
-    for key, value in params.items():
-        if key.startswith("lookup_keys["):
-            if obj.get("lookup_key") != value:
-                return False
-        elif key == "status" and value == "all":
-            continue  # Stripe's list endpoints take status=all to mean "every status".
-        elif key in ("customer", "status") and obj.get(key) != value:
-            return False
-    return True
+    def __getitem__(self, object_id: str) -> dict[str, Any]:
+        if object_id not in self.fake._added:
+            obj = store.find(object_id)
+            if obj is None:
+                raise KeyError(object_id)
+            self.fake._added[object_id] = (obj, copy.deepcopy(obj))
+        return self.fake._added[object_id][0]
 
+    def __setitem__(self, object_id: str, obj: dict[str, Any]) -> None:
+        self.fake.add({**obj, "id": object_id})
 
-def _metadata(params: dict[str, str]) -> dict[str, str]:
-    return {k[len("metadata[") : -1]: v for k, v in params.items() if k.startswith("metadata[")}
+    def values(self) -> list[dict[str, Any]]:
+        return [row.data for row in StripeObject.objects.order_by("pk")]

@@ -21,7 +21,8 @@ def test_checkout_monthly_creates_a_subscription_session_and_redirects(
     response = signed_in.post("/billing/checkout/", {"plan": "flowkit", "interval": "monthly"})
 
     assert response.status_code == 303
-    assert response["Location"] == "https://checkout.stripe.test/pay"
+    [session] = [o for o in fake_stripe.objects.values() if o["object"] == "checkout.session"]
+    assert response["Location"] == session["url"]  # the (sandbox's) hosted checkout page
     [params] = fake_stripe.calls_to("POST", "/v1/checkout/sessions")
     assert params["mode"] == "subscription"
     assert params["line_items[0][price]"] == catalog["flowkit_monthly"]["id"]
@@ -101,7 +102,8 @@ def test_buying_the_plan_you_subscribe_to_sends_you_to_the_portal(
     response = signed_in.post("/billing/checkout/", {"plan": "flowkit", "interval": "monthly"})
 
     assert response.status_code == 303
-    assert response["Location"] == "https://billing.stripe.test/session"
+    [portal] = [o for o in fake_stripe.objects.values() if o["object"] == "billing_portal.session"]
+    assert response["Location"] == portal["url"]
     assert fake_stripe.calls_to("POST", "/v1/checkout/sessions") == []
 
 
@@ -129,7 +131,8 @@ def test_portal_redirects_to_a_stripe_portal_session(signed_in, fake_stripe):
     response = signed_in.post("/billing/portal/")
 
     assert response.status_code == 303
-    assert response["Location"] == "https://billing.stripe.test/session"
+    [portal] = [o for o in fake_stripe.objects.values() if o["object"] == "billing_portal.session"]
+    assert response["Location"] == portal["url"]
     [params] = fake_stripe.calls_to("POST", "/v1/billing_portal/sessions")
     assert params["customer"].startswith("cus_")
     assert signed_in.get("/billing/portal/").status_code == 405

@@ -19,8 +19,8 @@ def _oneoff_session(fake_stripe, payer, prc, user_id):
         payment_intent=pi["id"],
         amount=prc["unit_amount"],
     )
-    fake_stripe.add(pi, ch, session)
-    fake_stripe.line_items[session["id"]] = [
+    # What the session sold, as the sandbox keeps it (its /line_items answer).
+    session["_line_items"] = [
         {
             "id": sf.new_id("li"),
             "object": "item",
@@ -31,6 +31,7 @@ def _oneoff_session(fake_stripe, payer, prc, user_id):
             "description": "x",
         }
     ]
+    fake_stripe.add(pi, ch, session)
     return session, pi, ch
 
 
