@@ -17,8 +17,11 @@ from typing import Any
 import pytest
 import stripe
 from django.core.management import call_command
+from djstripe.models import Customer, InvoiceItem, WebhookEventTrigger
 
 from stripe_sandbox import store
+from stripe_sandbox.delivery import client_transport, deliver_pending
+from stripe_sandbox.events import endpoint_ensure
 from stripe_sandbox.objects import CARD_DECLINED, CARD_OK
 from tests.stripe_sandbox.conftest import checkout_create, pay
 
@@ -279,3 +282,24 @@ def test_cancel_at_period_end_collects_the_pending_prorations_then(flowkit, pric
     final = stripe.Invoice.retrieve(sub.latest_invoice)
     assert _amounts(final.lines.data) == [-2450, 4950] and final.amount_paid == 2500
     assert stripe.InvoiceItem.list(customer=flowkit.customer, pending=True).data == []
+
+
+def test_djstripe_syncs_the_proration_events(clock, client, customer, prices):
+    endpoint_ensure()
+    djstripe_customer, _ = Customer.get_or_create(subscriber=customer)
+    session = checkout_create(prices["flowkit_monthly"], djstripe_customer.id)
+    pay(client, session.id)
+    sub = stripe.Subscription.retrieve(stripe.checkout.Session.retrieve(session.id).subscription)
+    clock.now = HALFWAY
+    _to_launchpack(sub, prices)
+    _advance(15)
+
+    report = deliver_pending(transport=client_transport(client))
+
+    triggers = WebhookEventTrigger.objects.all()
+    assert report.failed == 0
+    assert all(t.processed and not t.exception for t in triggers), [
+        (t.event_id, t.exception) for t in triggers if not t.processed
+    ]
+    synced = InvoiceItem.objects.filter(customer=djstripe_customer)
+    assert sorted(ii.stripe_data["amount"] for ii in synced) == [-2450, 4950]
