@@ -303,3 +303,44 @@ def test_djstripe_syncs_the_proration_events(clock, client, customer, prices):
     ]
     synced = InvoiceItem.objects.filter(customer=djstripe_customer)
     assert sorted(ii.stripe_data["amount"] for ii in synced) == [-2450, 4950]
+
+
+def test_a_quantity_change_prorates_the_extra_seats(flowkit, prices, clock):
+    clock.now = HALFWAY
+    item = flowkit["items"].data[0]
+
+    stripe.Subscription.modify(flowkit.id, items=[{"id": item.id, "quantity": 3}])
+
+    pending = stripe.InvoiceItem.list(customer=flowkit.customer, pending=True).data
+    assert sorted((ii.amount, ii.quantity) for ii in pending) == [(-2450, 1), (7350, 3)]
+    assert {ii.description for ii in pending} == {
+        "Unused time on SmartFlow Flowkit after 16 Apr 2027",
+        "Remaining time on 3 × SmartFlow Flowkit after 16 Apr 2027",
+    }
+
+
+def test_a_proration_date_outside_the_period_is_refused(flowkit, prices, clock):
+    clock.now = HALFWAY
+
+    with pytest.raises(stripe.InvalidRequestError) as exc:
+        _to_launchpack(flowkit, prices, proration_date=MAY_1 + 1)
+
+    assert exc.value.param == "proration_date"
+    assert stripe.Subscription.retrieve(flowkit.id)["items"].data[0].price.id == (
+        prices["flowkit_monthly"].id
+    )
+
+
+def test_a_deleted_pending_item_is_not_billed(flowkit, prices, clock):
+    clock.now = HALFWAY
+    _to_launchpack(flowkit, prices)
+    credit = min(
+        stripe.InvoiceItem.list(customer=flowkit.customer, pending=True).data,
+        key=lambda ii: ii.amount,
+    )
+
+    assert stripe.InvoiceItem.delete(credit.id).deleted is True
+    _advance(15)
+
+    renewal = stripe.Invoice.retrieve(stripe.Subscription.retrieve(flowkit.id).latest_invoice)
+    assert _amounts(renewal.lines.data) == [4950, 9900]
