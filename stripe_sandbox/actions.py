@@ -12,11 +12,14 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 from django.db import transaction
 
 from stripe_sandbox import objects, store
 from stripe_sandbox.events import changes, event_emit
+from stripe_sandbox.models import StripeObject
 from stripe_sandbox.objects import CARD_DECLINED, CARD_OK, CARD_RENEWAL_FAILS, CARDS
 from stripe_sandbox.store import Obj, StripeError
 
@@ -338,7 +341,11 @@ def subscription_renew(sub_id: str, *, fail: bool | None = None) -> Obj:
     with transaction.atomic():
         sub = _live_subscription(sub_id)
         if sub["cancel_at_period_end"]:
-            return subscription_cancel(sub_id)
+            # Pending prorations are collected at the end of the period (issue 12, #4).
+            canceled = subscription_cancel(sub_id)
+            if pending_items(sub_id):
+                _final_invoice(canceled)
+            return canceled
         customer = store.get(sub["customer"], "customer")
         fails = (sub.get("_card") == CARD_RENEWAL_FAILS) if fail is None else fail
         before = copy.deepcopy(sub)
@@ -353,6 +360,7 @@ def subscription_renew(sub_id: str, *, fail: bool | None = None) -> Obj:
         invoice["lines"]["data"] = [
             _item_line(invoice, sub, item, period) for item in sub["items"]["data"]
         ]
+        pending_items_bill(invoice, sub)  # pending prorations go on the renewal (issue 12, #4)
         _invoice_totals(invoice)
         sub["latest_invoice"] = invoice["id"]
         _subscription_save(sub)
@@ -409,7 +417,8 @@ def subscription_cancel_at_period_end(sub_id: str, *, cancel: bool = True) -> Ob
 
 
 def subscription_update(sub_id: str, params: Obj) -> Obj:
-    """POST /v1/subscriptions/{id}: metadata, description, cancel_at_period_end, items."""
+    """POST /v1/subscriptions/{id}: metadata, description, cancel_at_period_end, items,
+    with Stripe's `proration_behavior`, `proration_date` and `payment_behavior`."""
     with transaction.atomic():
         sub = _live_subscription(sub_id)
         before = copy.deepcopy(sub)
@@ -422,17 +431,23 @@ def subscription_update(sub_id: str, params: Obj) -> Obj:
             sub["cancel_at_period_end"] = cancel
             sub["cancel_at"] = _period(sub)[1] if cancel else None
             sub["canceled_at"] = store.now() if cancel else None
-        proration = params.get("proration_behavior") or "create_prorations"
-        if proration not in {"create_prorations", "always_invoice", "none"}:
+        proration = _proration_behavior(params.get("proration_behavior"))
+        payment_behavior = params.get("payment_behavior") or "allow_incomplete"
+        if payment_behavior not in PAYMENT_BEHAVIORS:
             raise StripeError(
-                f"Invalid proration_behavior: {proration}", param="proration_behavior"
+                f"Invalid payment_behavior: {payment_behavior}", param="payment_behavior"
             )
-        old_prices = _switch_items(sub, params.get("items") or [])
+        ts = _proration_date(sub, params.get("proration_date"), param="proration_date")
+        changed = _switch_items(sub, params.get("items") or [])
+        if changed and (proration, payment_behavior) == PAY_FIRST:
+            return _update_if_paid(sub, before, changed, ts=ts)
         if changes(before, sub):
             _subscription_save(sub)
             event_emit("customer.subscription.updated", sub, previous=changes(before, sub))
-        if old_prices and proration != "none":
-            _proration_invoice(sub, old_prices)
+        if changed and proration != "none":
+            _proration_items_create(sub, changed, ts=ts)
+            if proration == "always_invoice":
+                _proration_invoice(sub)
         return sub
 
 
@@ -446,9 +461,14 @@ def subscription_switch(sub_id: str, *, price_id: str) -> Obj:
     )
 
 
-def _switch_items(sub: Obj, items: list[Obj]) -> dict[str, Obj]:
-    """Apply `items[i][id]` + `items[i][price]`; returns {item id: old price} of changed items."""
-    old_prices: dict[str, Obj] = {}
+# What an item was before a change: {item id: (old price, old quantity)}.
+Changed = dict[str, tuple[Obj, int]]
+
+
+def _switch_items(sub: Obj, items: list[Obj]) -> Changed:
+    """Apply `items[i][id]` + `items[i][price]`/`[quantity]`; returns the changed items'
+    old price and quantity."""
+    changed: Changed = {}
     by_id = {item["id"]: item for item in sub["items"]["data"]}
     for index, change in enumerate(items):
         item = by_id.get(change.get("id", ""))
@@ -458,6 +478,7 @@ def _switch_items(sub: Obj, items: list[Obj]) -> dict[str, Obj]:
                 param=f"items[{index}][id]",
                 code="resource_missing",
             )
+        old = (item["price"], item["quantity"])
         if change.get("price") and change["price"] != item["price"]["id"]:
             price = store.find(change["price"], "price")
             if price is None or not price.get("recurring"):
@@ -475,53 +496,408 @@ def _switch_items(sub: Obj, items: list[Obj]) -> dict[str, Obj]:
                     "All prices on a subscription must have the same currency.",
                     param=f"items[{index}][price]",
                 )
-            old_prices[item["id"]] = item["price"]
             item["price"] = price
             item["plan"] = objects.plan_of(price)
         if change.get("quantity"):
             item["quantity"] = int(change["quantity"])
-    return old_prices
+        if (item["price"]["id"], item["quantity"]) != (old[0]["id"], old[1]):
+            changed[item["id"]] = old
+    return changed
 
 
-def _proration_invoice(sub: Obj, old_prices: dict[str, Obj]) -> Obj:
-    """Credit the unused time of the old prices, charge the rest of the period at the new."""
-    customer = store.get(sub["customer"], "customer")
-    ts = store.now()
-    period = _period(sub)
-    invoice = _invoice_new(customer, sub, reason="subscription_update", period=(ts, period[1]))
+# --- Prorations -------------------------------------------------------------------------
+#
+# As Stripe's "Prorations" guide describes them: a change mid-period credits the unused
+# time on the old price and charges the remaining time on the new one, "calculated down to
+# the second" from the proration date (default: now on the sandbox clock) and the item's
+# current period. Each is an invoice item (`proration: true`) of its own, rounded to the
+# currency's minor unit on its own (half away from zero). `create_prorations` leaves them
+# pending (`invoice: null`) for the next invoice; `always_invoice` bills them at once.
+
+PRORATION_BEHAVIORS = {"create_prorations", "always_invoice", "none"}
+PAYMENT_BEHAVIORS = {
+    "allow_incomplete",
+    "default_incomplete",
+    "error_if_incomplete",
+    "pending_if_incomplete",
+}
+# Only an update that invoices now can wait for its payment ("Pending updates").
+PAY_FIRST = ("always_invoice", "pending_if_incomplete")
+# "Pending updates reference" (Expiration): the trial end or the current period end,
+# whichever comes first, but never more than 23 hours after the update call.
+PENDING_UPDATE_SECONDS = 23 * 3600
+
+
+def _proration_behavior(value: str | None) -> str:
+    behavior = value or "create_prorations"
+    if behavior not in PRORATION_BEHAVIORS:
+        raise StripeError(f"Invalid proration_behavior: {behavior}", param="proration_behavior")
+    return behavior
+
+
+def _proration_date(sub: Obj, value: Any, *, param: str) -> int:
+    """The moment prorations are computed for: `proration_date` if given (it must fall in
+    the current period, as Stripe requires), else now on the sandbox clock."""
+    if value in (None, ""):
+        return store.now()
+    try:
+        ts = int(value)
+    except (TypeError, ValueError) as exc:
+        raise StripeError(f"Invalid integer: {value}", param=param) from exc
+    start, end = _period(sub)
+    if not start <= ts <= end:
+        raise StripeError(
+            "The proration date must be within the subscription's current period.", param=param
+        )
+    return ts
+
+
+def prorated(amount: int, *, remaining: int, total: int) -> int:
+    """`amount` for `remaining` of `total` seconds, in the minor unit, half away from zero.
+
+    FlowKit £49.00 (4900) with 15 of 30 days left: 2450."""
+    if total <= 0:
+        return 0
+    remaining = max(0, min(remaining, total))
+    exact = Decimal(amount) * Decimal(remaining) / Decimal(total)
+    return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def _proration_items(sub: Obj, changed: Changed, *, ts: int) -> list[Obj]:
+    """The credit and debit invoice items of each changed item, unsaved."""
+    made: list[Obj] = []
     when = datetime.fromtimestamp(ts, tz=UTC).strftime("%d %b %Y")
     for item in sub["items"]["data"]:
-        if item["id"] not in old_prices:
+        if item["id"] not in changed:
             continue
+        old_price, old_quantity = changed[item["id"]]
         start, end = item["current_period_start"], item["current_period_end"]
-        fraction = max(0.0, min(1.0, (end - ts) / max(end - start, 1)))
-        for price, sign, label in (
-            (old_prices[item["id"]], -1, "Unused time on"),
-            (item["price"], 1, "Remaining time on"),
+        for price, quantity, sign, label in (
+            (old_price, old_quantity, -1, "Unused time on"),
+            (item["price"], item["quantity"], 1, "Remaining time on"),
         ):
-            invoice["lines"]["data"].append(
-                objects.invoice_line(
-                    invoice_id=invoice["id"],
+            amount = prorated(
+                price["unit_amount"] * quantity, remaining=end - ts, total=end - start
+            )
+            what = product_name(price) if quantity == 1 else f"{quantity} × {product_name(price)}"
+            made.append(
+                objects.invoice_item(
+                    customer_id=sub["customer"],
                     price_obj=price,
-                    quantity=item["quantity"],
-                    amount=sign * round(price["unit_amount"] * item["quantity"] * fraction),
+                    quantity=quantity,
+                    amount=sign * amount,
                     period=(ts, end),
                     subscription_id=sub["id"],
                     subscription_item_id=item["id"],
-                    description=f"{label} {product_name(price)} after {when}",
-                    proration=True,
+                    description=f"{label} {what} after {when}",
                 )
             )
+    return made
+
+
+def _proration_items_create(sub: Obj, changed: Changed, *, ts: int) -> list[Obj]:
+    made = _proration_items(sub, changed, ts=ts)
+    for ii in made:
+        store.save(ii)
+        event_emit("invoiceitem.created", ii)
+    return made
+
+
+def pending_items(sub_id: str) -> list[Obj]:
+    """The subscription's invoice items no invoice has billed yet, oldest first."""
+    items = store.select(
+        "invoiceitem",
+        lambda ii: (
+            ii["invoice"] is None
+            and ((ii.get("parent") or {}).get("subscription_details") or {}).get("subscription")
+            == sub_id
+        ),
+    )
+    return sorted(items, key=lambda ii: (ii["date"], ii["amount"]))
+
+
+def invoice_item_delete(ii: Obj) -> Obj:
+    """DELETE /v1/invoiceitems/{id} of a pending item: it is billed by no invoice."""
+    StripeObject.objects.filter(pk=ii["id"]).delete()
+    event_emit("invoiceitem.deleted", ii)
+    return {"id": ii["id"], "object": "invoiceitem", "deleted": True}
+
+
+def _invoice_item_line(invoice: Obj, ii: Obj) -> Obj:
+    """The line an invoice bills an invoice item with (Stripe's proration lines name the
+    subscription item and the invoice item in `parent.subscription_item_details`)."""
+    details = ii["parent"]["subscription_details"]
+    price = store.find(ii["pricing"]["price_details"]["price"], "price") or {
+        "id": ii["pricing"]["price_details"]["price"],
+        "currency": ii["currency"],
+        "product": ii["pricing"]["price_details"]["product"],
+        "unit_amount_decimal": ii["pricing"]["unit_amount_decimal"],
+    }
+    line = objects.invoice_line(
+        invoice_id=invoice["id"],
+        price_obj=price,
+        quantity=ii["quantity"],
+        amount=ii["amount"],
+        period=(ii["period"]["start"], ii["period"]["end"]),
+        subscription_id=details["subscription"],
+        subscription_item_id=details["subscription_item"],
+        description=ii["description"],
+        proration=ii["proration"],
+    )
+    line["parent"]["subscription_item_details"]["invoice_item"] = ii["id"]
+    line["discountable"] = ii["discountable"]
+    line["pricing"]["unit_amount_decimal"] = ii["pricing"]["unit_amount_decimal"]
+    return line
+
+
+def pending_items_bill(invoice: Obj, sub: Obj, *, save: bool = True) -> None:
+    """Put the subscription's pending invoice items on `invoice` (before its totals are
+    computed); with `save`, they are marked as billed by it."""
+    for ii in pending_items(sub["id"]):
+        invoice["lines"]["data"].append(_invoice_item_line(invoice, ii))
+        if save:
+            ii["invoice"] = invoice["id"]
+            store.save(ii)
+
+
+def _proration_invoice(
+    sub: Obj, *, reason: str = "subscription_update", past_due_on_failure: bool = True
+) -> Obj:
+    """Invoice the subscription's pending prorations now and charge the card on file
+    (`always_invoice`). A declined card leaves the invoice open and, as with Stripe's
+    default `allow_incomplete`, the subscription `past_due`."""
+    customer = store.get(sub["customer"], "customer")
+    ts = store.now()
+    invoice = _invoice_new(customer, sub, reason=reason, period=(ts, ts))
+    pending_items_bill(invoice, sub)
     _invoice_totals(invoice)
     store.save(invoice)
     event_emit("invoice.created", invoice)
     # A plan change is paid now with the card on file; 0341 only fails at renewal.
     card = sub.get("_card") or CARD_OK
+    succeed = card != CARD_DECLINED
     _invoice_collect(
-        invoice, customer=customer, card=card, succeed=True, description="Subscription update"
+        invoice, customer=customer, card=card, succeed=succeed, description="Subscription update"
     )
+    before = copy.deepcopy(sub)
     sub["latest_invoice"] = invoice["id"]
+    if past_due_on_failure and invoice["status"] == "open" and sub["status"] == "active":
+        sub["status"] = "past_due"
     _subscription_save(sub)
+    if sub["status"] != before["status"]:
+        event_emit("customer.subscription.updated", sub, previous=changes(before, sub))
+    return invoice
+
+
+def _update_if_paid(sub: Obj, before: Obj, changed: Changed, *, ts: int) -> Obj:
+    """`payment_behavior=pending_if_incomplete` ("Pending updates"): invoice the change now;
+    apply it only if that invoice is paid, else keep the old items and record the change
+    as `pending_update` (the invoice stays open; paying it applies the update)."""
+    new_items = copy.deepcopy(sub["items"]["data"])
+    _proration_items_create(sub, changed, ts=ts)
+    sub["items"] = copy.deepcopy(before["items"])
+    invoice = _proration_invoice(sub, past_due_on_failure=False)
+    sub = store.get(sub["id"], "subscription")
+    if invoice["status"] == "paid":
+        sub["items"]["data"] = new_items
+        _subscription_save(sub)
+        event_emit("customer.subscription.updated", sub, previous=changes(before, sub))
+        return sub
+    end = _period(sub)[1]
+    sub["pending_update"] = {
+        "billing_cycle_anchor": None,
+        "expires_at": min(store.now() + PENDING_UPDATE_SECONDS, end, sub.get("trial_end") or end),
+        "subscription_items": new_items,
+        "trial_end": None,
+        "trial_from_plan": None,
+    }
+    _subscription_save(sub)
+    event_emit("customer.subscription.updated", sub, previous=changes(before, sub))
+    return sub
+
+
+def pending_update_settle(invoice: Obj) -> Obj | None:
+    """After `invoice` is paid: apply the pending update it was raised for, if any and not
+    expired (customer.subscription.updated, customer.subscription.pending_update_applied).
+    Whatever pays an open invoice (a retry, the hosted invoice page) calls this."""
+    details = (invoice.get("parent") or {}).get("subscription_details") or {}
+    sub = store.find(details.get("subscription") or "", "subscription")
+    if not sub or not sub.get("pending_update") or sub["latest_invoice"] != invoice["id"]:
+        return None
+    if sub["pending_update"]["expires_at"] < store.now():
+        return None
+    before = copy.deepcopy(sub)
+    sub["items"]["data"] = sub["pending_update"]["subscription_items"]
+    sub["pending_update"] = None
+    if sub["status"] == "past_due":
+        sub["status"] = "active"
+    _subscription_save(sub)
+    event_emit("customer.subscription.updated", sub, previous=changes(before, sub))
+    event_emit("customer.subscription.pending_update_applied", sub)
+    return sub
+
+
+def pending_updates_expire() -> int:
+    """Discard every pending update whose `expires_at` has passed on the clock: its invoice
+    is voided ("Pending updates reference", Expiration). Returns how many."""
+    expired = 0
+    for sub in store.all_of("subscription"):
+        pending = sub.get("pending_update")
+        if not pending or pending["expires_at"] > store.now():
+            continue
+        with transaction.atomic():
+            sub = store.get(sub["id"], "subscription", lock=True)
+            invoice = store.find(sub["latest_invoice"] or "", "invoice")
+            if invoice and invoice["status"] == "open":
+                invoice["status"] = "void"
+                invoice["amount_remaining"] = 0
+                invoice["next_payment_attempt"] = None
+                invoice["status_transitions"]["voided_at"] = store.now()
+                store.save(invoice)
+                event_emit("invoice.voided", invoice)
+            before = copy.deepcopy(sub)
+            sub["pending_update"] = None
+            _subscription_save(sub)
+            event_emit("customer.subscription.updated", sub, previous=changes(before, sub))
+            event_emit("customer.subscription.pending_update_expired", sub)
+            expired += 1
+    return expired
+
+
+def invoice_pay(invoice_id: str) -> Obj:
+    """POST /v1/invoices/{id}/pay: charge an open invoice with the subscription's card.
+    A decline answers Stripe's 402 `card_declined` and changes nothing."""
+    with transaction.atomic():
+        invoice = store.get(invoice_id, "invoice", lock=True)
+        if invoice["status"] != "open":
+            raise StripeError(f"Invoice is already {invoice['status']}.", code="invoice_not_open")
+        details = (invoice.get("parent") or {}).get("subscription_details") or {}
+        sub = store.find(details.get("subscription") or "", "subscription") or {}
+        card = sub.get("_card") or CARD_OK
+        if card == CARD_DECLINED:
+            raise StripeError(
+                "Your card was declined.", status=402, type="card_error", code="card_declined"
+            )
+        customer = store.get(invoice["customer"], "customer")
+        _emit_payment(
+            *_payment(
+                customer_id=customer["id"],
+                amount=invoice["amount_remaining"],
+                currency=invoice["currency"],
+                card=card,
+                succeed=True,
+                description="Payment for Invoice",
+            )
+        )
+        invoice["attempted"] = True
+        invoice["attempt_count"] += 1
+        invoice["status"] = "paid"
+        invoice["amount_paid"] = invoice["amount_due"]
+        invoice["amount_remaining"] = 0
+        invoice["next_payment_attempt"] = None
+        invoice["status_transitions"]["paid_at"] = store.now()
+        store.save(invoice)
+        event_emit("invoice.paid", invoice)
+        event_emit("invoice.payment_succeeded", invoice)
+        pending_update_settle(invoice)
+        return invoice
+
+
+def subscription_cancel_now(sub_id: str, *, invoice_now: bool, prorate: bool) -> Obj:
+    """DELETE /v1/subscriptions/{id} with Stripe's `prorate` and `invoice_now`.
+
+    Per Stripe's API reference ("Cancel a subscription"): `prorate` creates a proration
+    invoice item crediting the unused time until the period end; `invoice_now` generates a
+    final invoice with the un-invoiced pending prorations (so none stay pending). Without
+    `invoice_now` the pending invoice items stay on the customer, uninvoiced.
+    """
+    with transaction.atomic():
+        sub = _live_subscription(sub_id)
+        ts = store.now()
+        if prorate:
+            items = sub["items"]["data"]
+            credits: Changed = {item["id"]: (item["price"], item["quantity"]) for item in items}
+            for ii in _proration_items(sub, credits, ts=ts):
+                if ii["amount"] < 0:  # the credit only: nothing is charged after cancellation
+                    store.save(ii)
+                    event_emit("invoiceitem.created", ii)
+        sub = subscription_cancel(sub_id)
+        if invoice_now and pending_items(sub_id):
+            _final_invoice(sub)
+        return store.get(sub_id, "subscription")
+
+
+def _final_invoice(sub: Obj) -> Obj:
+    """The invoice that bills the pending prorations of a subscription that ends. A credit
+    larger than the charges leaves `amount_due` 0 and a negative `ending_balance`."""
+    return _proration_invoice(sub, reason="subscription_cycle")
+
+
+def invoice_preview(params: Obj) -> Obj:
+    """POST /v1/invoices/create_preview: what Stripe would invoice next for a subscription,
+    optionally after `subscription_details[items]` changes, computed without saving or
+    charging anything.
+
+    With `proration_behavior=always_invoice` the preview is the invoice the change would
+    create now (its prorations); otherwise it is the next renewal invoice, with the pending
+    and previewed prorations and the next period at the new prices.
+    """
+    details = params.get("subscription_details") or {}
+    sub_id = params.get("subscription")
+    if not sub_id:
+        raise StripeError("Missing required param: subscription.", param="subscription")
+    sub = copy.deepcopy(store.get(sub_id, "subscription", kind="subscription"))
+    if params.get("customer") and params["customer"] != sub["customer"]:
+        raise StripeError(
+            f"The subscription {sub_id} does not belong to {params['customer']}.",
+            param="customer",
+        )
+    proration = _proration_behavior(details.get("proration_behavior"))
+    ts = _proration_date(
+        sub, details.get("proration_date"), param="subscription_details[proration_date]"
+    )
+    changed = _switch_items(sub, details.get("items") or [])
+    customer = copy.deepcopy(store.get(sub["customer"], "customer"))
+    previewed = _proration_items(sub, changed, ts=ts) if proration != "none" else []
+    if proration == "always_invoice":
+        invoice = objects.invoice(
+            customer_obj=customer,
+            currency=sub["currency"],
+            subscription_obj=sub,
+            billing_reason="subscription_update",
+            period=(ts, ts),
+        )
+    else:
+        start, end = _period(sub)
+        for item in sub["items"]["data"]:
+            recurring = item["price"]["recurring"]
+            item["current_period_start"] = item["current_period_end"]
+            item["current_period_end"] = store.month_add(
+                item["current_period_start"], recurring["interval"], recurring["interval_count"]
+            )
+        invoice = objects.invoice(
+            customer_obj=customer,
+            currency=sub["currency"],
+            subscription_obj=sub,
+            billing_reason="upcoming",
+            period=(start, end),
+        )
+    invoice["id"] = store.new_id("upcoming_in")
+    invoice["number"] = None
+    invoice["lines"]["url"] = f"/v1/invoices/{invoice['id']}/lines"
+    pending_items_bill(invoice, sub, save=False)
+    for ii in previewed:
+        invoice["lines"]["data"].append(_invoice_item_line(invoice, ii))
+    if proration != "always_invoice":
+        period = _period(sub)
+        for item in sub["items"]["data"]:
+            invoice["lines"]["data"].append(_item_line(invoice, sub, item, period))
+        invoice["created"] = invoice["period_end"]
+        invoice["next_payment_attempt"] = invoice["period_end"]
+    for line in invoice["lines"]["data"]:
+        line["invoice"] = invoice["id"]
+    _invoice_totals(invoice)
+    invoice["subscription_proration_date"] = ts
     return invoice
 
 
@@ -602,6 +978,7 @@ class AdvanceReport:
 def clock_advance(*, days: int) -> AdvanceReport:
     """Move the sandbox clock on; renew (or end) every subscription whose period ended."""
     store.clock_advance(days * 86400)
+    pending_updates_expire()
     report = AdvanceReport()
     for sub in store.all_of("subscription"):
         # At most a few years of periods per call, however far the clock moved.

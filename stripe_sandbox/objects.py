@@ -4,6 +4,7 @@ pinned API version (periods on subscription items, invoice.parent, price.lookup_
 from __future__ import annotations
 
 import secrets
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -353,6 +354,56 @@ def invoice_line(
         "quantity": quantity,
         "subtotal": amount,
         "taxes": [],
+    }
+
+
+def invoice_item(
+    *,
+    customer_id: str,
+    price_obj: Obj,
+    quantity: int,
+    amount: int,
+    period: tuple[int, int],
+    subscription_id: str,
+    subscription_item_id: str,
+    description: str,
+) -> Obj:
+    """A pending proration invoice item (`invoice: null` until an invoice bills it)."""
+    return {
+        "id": store.new_id("ii"),
+        "object": "invoiceitem",
+        "amount": amount,
+        "currency": price_obj["currency"],
+        "customer": customer_id,
+        "customer_account": None,
+        "date": store.now(),
+        "description": description,
+        # Stripe: "Always false for prorations".
+        "discountable": False,
+        "discounts": [],
+        "invoice": None,
+        "livemode": False,
+        "metadata": {},
+        "net_amount": amount,
+        "parent": {
+            "type": "subscription_details",
+            "subscription_details": {
+                "subscription": subscription_id,
+                "subscription_item": subscription_item_id,
+            },
+        },
+        "period": {"start": period[0], "end": period[1]},
+        "pricing": {
+            "type": "price_details",
+            "price_details": {"price": price_obj["id"], "product": price_obj["product"]},
+            "unit_amount_decimal": format(Decimal(amount) / Decimal(quantity or 1), "f"),
+        },
+        "proration": True,
+        "proration_details": {"credited_items": None, "discount_amounts": []},
+        "quantity": quantity,
+        "quantity_decimal": str(quantity),
+        "tax_rates": [],
+        "test_clock": None,
     }
 
 

@@ -8,6 +8,7 @@ from stripe_sandbox.api import (  # noqa: F401  (registers the routes)
     checkout,
     customers,
     events,
+    invoicing,
     payments,
     portal,
     products,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from stripe_sandbox import actions, store
 from stripe_sandbox.api.params import (
+    as_bool,
     required,
 )
 from stripe_sandbox.api.router import ID, route
@@ -22,7 +23,11 @@ def subscription_update(params: Obj, id: str) -> Obj:
 
 @route("DELETE", f"/subscriptions/{ID}")
 def subscription_cancel(params: Obj, id: str) -> Obj:
-    return actions.subscription_cancel(id)
+    return actions.subscription_cancel_now(
+        id,
+        invoice_now=as_bool(params.get("invoice_now")),
+        prorate=as_bool(params.get("prorate")),
+    )
 
 
 @route("GET", "/subscriptions")
