@@ -301,6 +301,13 @@ def invoice_retry(invoice_id: str) -> str:
         customer = store.get(invoice["customer"], "customer")
         sub_id = _subscription_id(invoice)
         sub = store.find(sub_id, "subscription") if sub_id else None
+        if sub is not None and sub["status"] not in actions.LIVE:
+            # The subscription ended meanwhile (canceled): its invoice is no longer retried.
+            before = copy.deepcopy(invoice)
+            invoice["next_payment_attempt"] = None
+            store.save(invoice)
+            event_emit("invoice.updated", invoice, previous=changes(before, invoice))
+            return FAILED
         invoice["_retries"] = invoice.get("_retries", 0) + 1
         outcome = invoice_attempt(invoice, customer=customer, card=card_of(customer, sub))
         if outcome == PAID:
@@ -312,8 +319,8 @@ def invoice_retry(invoice_id: str) -> str:
 
 def _dunning_end(sub: Obj) -> None:
     end = settings.STRIPE_SANDBOX_DUNNING_END
-    if sub["status"] not in actions.LIVE:
-        return
+    if sub["status"] != "past_due":
+        return  # paid meanwhile (a later renewal went through): nothing to end
     if end == "cancel":
         actions.subscription_cancel(sub["id"], reason="payment_failed")
     elif end == "unpaid":

@@ -487,3 +487,18 @@ def test_advance_takes_hours_and_refuses_nothing_to_do(subscribed):
     assert summary.startswith("Sandbox clock moved 5 hour(s)") and "0 retried" in summary
     with pytest.raises(Exception, match="--days"):
         _run("advance")
+
+
+def test_a_canceled_subscription_s_open_invoice_is_not_retried(client, prices, stripe_customer):
+    sub_id = _subscribe(client, prices, stripe_customer.id, CARD_RENEWAL_FAILS)
+    renewal = _period_end(sub_id)
+    _advance_to(renewal)
+    invoice = _latest_invoice(sub_id)
+    stripe.Subscription.delete(sub_id)
+
+    report = _advance_to(renewal + 3 * DAY)
+
+    assert report.recovered == 0
+    invoice = stripe.Invoice.retrieve(invoice.id)
+    assert invoice.attempt_count == 1 and invoice.next_payment_attempt is None
+    assert event_types()[-1] == "invoice.updated"
