@@ -502,3 +502,22 @@ def test_a_canceled_subscription_s_open_invoice_is_not_retried(client, prices, s
     invoice = stripe.Invoice.retrieve(invoice.id)
     assert invoice.attempt_count == 1 and invoice.next_payment_attempt is None
     assert event_types()[-1] == "invoice.updated"
+
+
+def test_dunning_settings_are_checked_at_start_up():
+    from tests.smartflow.test_settings import _start
+
+    bad_days = _start(DEBUG="true", STRIPE_SANDBOX_RETRY_DAYS="3,soon")
+    bad_end = _start(DEBUG="true", STRIPE_SANDBOX_DUNNING_END="forgive")
+
+    assert "STRIPE_SANDBOX_RETRY_DAYS must be comma-separated whole days" in bad_days.stderr
+    assert "STRIPE_SANDBOX_DUNNING_END must be cancel, unpaid or past_due" in bad_end.stderr
+
+
+def test_the_checkout_page_lists_the_3ds_cards(client, prices, stripe_customer):
+    session = checkout_create(prices["flowkit_monthly"], stripe_customer.id)
+
+    page = client.get(f"/sandbox/checkout/{session.id}/").content.decode()
+
+    assert "4000 0027 6000 3184" in page and "3-D Secure on every payment" in page
+    assert "4000 0025 0000 3155" in page
