@@ -1,8 +1,9 @@
 """What happens at the sandbox's "Stripe": payments, renewals, cancellations, refunds.
 
 Each workflow changes the stored objects and emits the events Stripe would, in one
-transaction. Event order (documented in README.md) follows what Stripe sends, minus
-the intermediate states the sandbox does not model (e.g. an `incomplete` subscription).
+transaction. Event order (documented in README.md) follows what Stripe sends. What
+happens after a payment over time (3-D Secure, dunning, paying open invoices, incomplete
+subscriptions, the clock) is in collection.py.
 """
 
 from __future__ import annotations
