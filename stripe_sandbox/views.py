@@ -163,7 +163,9 @@ def portal(request: HttpRequest, session_id: str) -> HttpResponse:
 
 
 def _invoice_view(invoice: Obj) -> dict[str, Any]:
-    money = lambda amount: actions.format_amount(amount, invoice["currency"])  # noqa: E731
+    def money(amount: int) -> str:
+        return actions.format_amount(amount, invoice["currency"])
+
     pi = store.find(invoice.get("_payment_intent") or "", "payment_intent") or {}
     return {
         "invoice": invoice,
