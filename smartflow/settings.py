@@ -198,6 +198,22 @@ if STRIPE_SANDBOX:
 # Milliseconds the sandbox waits before answering each API request, standing in for
 # Stripe's own latency (`make bench` runs once with 300); 0 answers at once.
 STRIPE_SANDBOX_LATENCY_MS = env.int("STRIPE_SANDBOX_LATENCY_MS", default=0)
+# The sandbox's dunning, like Stripe's custom retry schedule: a failed renewal is retried
+# this many days after the previous attempt (one number per retry); after the last failed
+# retry the subscription is canceled, marked unpaid, or left past_due.
+try:
+    STRIPE_SANDBOX_RETRY_DAYS = [
+        int(days) for days in env.list("STRIPE_SANDBOX_RETRY_DAYS", default=["3", "5", "7"])
+    ]
+except ValueError as exc:
+    raise ImproperlyConfigured(
+        "STRIPE_SANDBOX_RETRY_DAYS must be comma-separated whole days, e.g. 3,5,7."
+    ) from exc
+if any(days < 1 for days in STRIPE_SANDBOX_RETRY_DAYS):
+    raise ImproperlyConfigured("STRIPE_SANDBOX_RETRY_DAYS: each retry is at least 1 day later.")
+STRIPE_SANDBOX_DUNNING_END = env.str("STRIPE_SANDBOX_DUNNING_END", default="cancel")
+if STRIPE_SANDBOX_DUNNING_END not in {"cancel", "unpaid", "past_due"}:
+    raise ImproperlyConfigured("STRIPE_SANDBOX_DUNNING_END must be cancel, unpaid or past_due.")
 # Billing is on when something answers Stripe's API: a real key or the sandbox.
 BILLING_ENABLED = STRIPE_SANDBOX or _has_stripe_key
 BILLING_PAST_DUE_GRACE_DAYS = env.int("BILLING_PAST_DUE_GRACE_DAYS", default=7)

@@ -1,8 +1,9 @@
 """What happens at the sandbox's "Stripe": payments, renewals, cancellations, refunds.
 
 Each workflow changes the stored objects and emits the events Stripe would, in one
-transaction. Event order (documented in README.md) follows what Stripe sends, minus
-the intermediate states the sandbox does not model (e.g. an `incomplete` subscription).
+transaction. Event order (documented in README.md) follows what Stripe sends. What
+happens after a payment over time (3-D Secure, dunning, paying open invoices, incomplete
+subscriptions, the clock) is in collection.py.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import copy
 import logging
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -20,7 +20,7 @@ from django.db import transaction
 from stripe_sandbox import objects, store
 from stripe_sandbox.events import changes, event_emit
 from stripe_sandbox.models import StripeObject
-from stripe_sandbox.objects import CARD_DECLINED, CARD_OK, CARD_RENEWAL_FAILS, CARDS
+from stripe_sandbox.objects import CARD_DECLINED, CARD_OK
 from stripe_sandbox.store import Obj, StripeError
 
 logger = logging.getLogger(__name__)
@@ -143,12 +143,9 @@ def _invoice_collect(
 ) -> tuple[Obj, Obj] | None:
     """Finalize `invoice` and try to collect it: invoice.finalized, the payment's events,
     then invoice.paid + invoice.payment_succeeded or invoice.payment_failed."""
-    ts = store.now()
-    invoice["status"] = "open"
-    invoice["effective_at"] = ts
-    invoice["status_transitions"]["finalized_at"] = ts
-    store.save(invoice)
-    event_emit("invoice.finalized", invoice)
+    from stripe_sandbox import collection
+
+    collection.invoice_finalize(invoice)
     payment = None
     if invoice["amount_due"] > 0:
         payment = _payment(
@@ -208,18 +205,25 @@ def _period(sub: Obj) -> tuple[int, int]:
 # --- Checkout ---------------------------------------------------------------------------
 
 
-def checkout_pay(*, session_id: str, card_number: str) -> str:
+def checkout_pay(*, session_id: str, card_number: str, authenticated: bool | None = None) -> str:
     """Pay checkout session `session_id` with a test card; returns the success URL.
 
     4242 4242 4242 4242 pays, 4000 0000 0000 0341 pays now but fails at renewal,
     4000 0000 0000 0002 is declined (nothing is created, the session stays open).
+    The 3-D Secure cards (3184, 3155) raise AuthenticationRequired until the customer
+    approves (`authenticated=True`) or fails (`False`: nothing is created) the step.
     """
-    card = card_normalize(card_number)
-    if card not in CARDS:
-        raise PaymentError(
-            "The sandbox accepts only its test cards: 4242 4242 4242 4242 (pays), "
-            "4000 0000 0000 0341 (pays, renewal fails), 4000 0000 0000 0002 (declined)."
-        )
+    from stripe_sandbox import collection
+
+    card = collection.card_check(card_number)
+    if collection.needs_authentication(card, on_session=True):
+        if authenticated is None:
+            raise collection.AuthenticationRequired("Your bank asks you to authenticate.")
+        if not authenticated:
+            raise PaymentError(
+                "We are unable to authenticate your payment method. Please choose a "
+                "different payment method and try again."
+            )
     with transaction.atomic():
         session = store.get(session_id, "checkout.session", lock=True)
         if session["status"] == "complete":
@@ -231,6 +235,9 @@ def checkout_pay(*, session_id: str, card_number: str) -> str:
         customer = store.find(session["customer"], "customer") if session["customer"] else None
         if customer is None:
             customer = customer_create({"email": session.get("customer_email")})
+        # The card paid with is kept for later payments (the customer's default).
+        customer["_card"] = card
+        store.save(customer)
         if session["mode"] == "subscription":
             sub, invoice = _checkout_subscription(session, customer, card)
             session["subscription"] = sub["id"]
@@ -347,7 +354,6 @@ def subscription_renew(sub_id: str, *, fail: bool | None = None) -> Obj:
                 _final_invoice(canceled)
             return canceled
         customer = store.get(sub["customer"], "customer")
-        fails = (sub.get("_card") == CARD_RENEWAL_FAILS) if fail is None else fail
         before = copy.deepcopy(sub)
         for item in sub["items"]["data"]:
             recurring = item["price"]["recurring"]
@@ -367,19 +373,10 @@ def subscription_renew(sub_id: str, *, fail: bool | None = None) -> Obj:
         event_emit("customer.subscription.updated", sub, previous=changes(before, sub))
         store.save(invoice)
         event_emit("invoice.created", invoice)
-        _invoice_collect(
-            invoice,
-            customer=customer,
-            card=sub.get("_card") or CARD_OK,
-            succeed=not fails,
-            description="Subscription update",
-        )
-        status = "past_due" if fails else "active"
-        if sub["status"] != status:
-            before = copy.deepcopy(sub)
-            sub["status"] = status
-            _subscription_save(sub)
-            event_emit("customer.subscription.updated", sub, previous=changes(before, sub))
+        from stripe_sandbox import collection
+
+        # Paid, declined (past_due, retried on the clock) or waiting for 3-D Secure.
+        collection.renewal_collect(sub, invoice, customer, decline=fail)
         return sub
 
 
@@ -764,45 +761,6 @@ def pending_updates_expire() -> int:
     return expired
 
 
-def invoice_pay(invoice_id: str) -> Obj:
-    """POST /v1/invoices/{id}/pay: charge an open invoice with the subscription's card.
-    A decline answers Stripe's 402 `card_declined` and changes nothing."""
-    with transaction.atomic():
-        invoice = store.get(invoice_id, "invoice", lock=True)
-        if invoice["status"] != "open":
-            raise StripeError(f"Invoice is already {invoice['status']}.", code="invoice_not_open")
-        details = (invoice.get("parent") or {}).get("subscription_details") or {}
-        sub = store.find(details.get("subscription") or "", "subscription") or {}
-        card = sub.get("_card") or CARD_OK
-        if card == CARD_DECLINED:
-            raise StripeError(
-                "Your card was declined.", status=402, type="card_error", code="card_declined"
-            )
-        customer = store.get(invoice["customer"], "customer")
-        _emit_payment(
-            *_payment(
-                customer_id=customer["id"],
-                amount=invoice["amount_remaining"],
-                currency=invoice["currency"],
-                card=card,
-                succeed=True,
-                description="Payment for Invoice",
-            )
-        )
-        invoice["attempted"] = True
-        invoice["attempt_count"] += 1
-        invoice["status"] = "paid"
-        invoice["amount_paid"] = invoice["amount_due"]
-        invoice["amount_remaining"] = 0
-        invoice["next_payment_attempt"] = None
-        invoice["status_transitions"]["paid_at"] = store.now()
-        store.save(invoice)
-        event_emit("invoice.paid", invoice)
-        event_emit("invoice.payment_succeeded", invoice)
-        pending_update_settle(invoice)
-        return invoice
-
-
 def subscription_cancel_now(sub_id: str, *, invoice_now: bool, prorate: bool) -> Obj:
     """DELETE /v1/subscriptions/{id} with Stripe's `prorate` and `invoice_now`.
 
@@ -968,31 +926,14 @@ def refund_create(
 # --- The clock --------------------------------------------------------------------------
 
 
-@dataclass
-class AdvanceReport:
-    renewed: int = 0
-    failed: int = 0
-    canceled: int = 0
+def clock_advance(*, days: int = 0, hours: int = 0) -> Any:
+    """Move the sandbox clock on; what falls due on the way happens at its own time
+    (renewals, period-end cancellations, retries, expiries: collection.clock_advance)."""
+    from stripe_sandbox import collection
 
-
-def clock_advance(*, days: int) -> AdvanceReport:
-    """Move the sandbox clock on; renew (or end) every subscription whose period ended."""
-    store.clock_advance(days * 86400)
+    report = collection.clock_advance(days * 86400 + hours * 3600)
+    # Pending updates (payment_behavior=pending_if_incomplete) 23 hours old lapse.
     pending_updates_expire()
-    report = AdvanceReport()
-    for sub in store.all_of("subscription"):
-        # At most a few years of periods per call, however far the clock moved.
-        for _ in range(120):
-            sub = store.get(sub["id"], "subscription")
-            if sub["status"] not in LIVE or _period(sub)[1] > store.now():
-                break
-            renewed = subscription_renew(sub["id"])
-            if renewed["status"] == "canceled":
-                report.canceled += 1
-            elif renewed["status"] == "past_due":
-                report.failed += 1
-            else:
-                report.renewed += 1
     return report
 
 

@@ -26,13 +26,26 @@ EMPTY_ADDRESS = {
 CARD_OK = "4242424242424242"
 CARD_DECLINED = "4000000000000002"
 CARD_RENEWAL_FAILS = "4000000000000341"
-CARDS = {CARD_OK, CARD_DECLINED, CARD_RENEWAL_FAILS}
+# 3-D Secure: authentication on every payment, or only when the card is set up.
+CARD_3DS_ALWAYS = "4000002760003184"
+CARD_3DS_ONCE = "4000002500003155"
+CARDS = {CARD_OK, CARD_DECLINED, CARD_RENEWAL_FAILS, CARD_3DS_ALWAYS, CARD_3DS_ONCE}
 # What each does, in the words the checkout page, the README and `make run` use.
 CARD_NOTES = (
     (CARD_OK, "pays"),
     (CARD_DECLINED, "is declined"),
     (CARD_RENEWAL_FAILS, "pays now, fails at renewal"),
+    (CARD_3DS_ALWAYS, "3-D Secure on every payment"),
+    (CARD_3DS_ONCE, "3-D Secure once, then renewals pay"),
 )
+# Stripe's test PaymentMethod ids (`default_payment_method=pm_card_visa`...) and their cards.
+TEST_PAYMENT_METHODS = {
+    "pm_card_visa": CARD_OK,
+    "pm_card_chargeDeclined": CARD_DECLINED,
+    "pm_card_chargeCustomerFail": CARD_RENEWAL_FAILS,
+    "pm_card_authenticationRequired": CARD_3DS_ALWAYS,
+    "pm_card_authenticationRequiredOnSetup": CARD_3DS_ONCE,
+}
 
 
 def card_display(number: str) -> str:
@@ -700,4 +713,46 @@ def event(
         "pending_webhooks": 0,
         "request": {"id": request_id, "idempotency_key": idempotency_key},
         "type": type,
+    }
+
+
+def payment_method(*, card: str, customer_id: str | None) -> Obj:
+    """A card PaymentMethod for one of the test cards, attached to `customer_id`."""
+    return {
+        "id": store.new_id("pm"),
+        "object": "payment_method",
+        "allow_redisplay": "unspecified",
+        "billing_details": {
+            "address": EMPTY_ADDRESS,
+            "email": None,
+            "name": None,
+            "phone": None,
+            "tax_id": None,
+        },
+        "card": {
+            "brand": "visa",
+            "checks": {
+                "address_line1_check": None,
+                "address_postal_code_check": None,
+                "cvc_check": "pass",
+            },
+            "country": "US",
+            "display_brand": "visa",
+            "exp_month": 12,
+            "exp_year": 2034,
+            "fingerprint": "SandboxCard" + card[-4:],
+            "funding": "credit",
+            "generated_from": None,
+            "last4": card[-4:],
+            "networks": {"available": ["visa"], "preferred": None},
+            "regulated_status": "unregulated",
+            "three_d_secure_usage": {"supported": True},
+            "wallet": None,
+        },
+        "created": store.now(),
+        "customer": customer_id,
+        "livemode": False,
+        "metadata": {},
+        "type": "card",
+        "_card": card,
     }

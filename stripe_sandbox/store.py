@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import secrets
 import string
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -71,9 +73,26 @@ def clock_offset() -> int:
     return clock.offset_seconds if clock else 0
 
 
+# While the clock runs through what fell due, each step happens at its own moment.
+_frozen: contextvars.ContextVar[int | None] = contextvars.ContextVar("sandbox_now", default=None)
+
+
 def now() -> int:
     """The sandbox's unix time: real time plus the offset of `stripe_sandbox advance`."""
-    return int(time.time()) + clock_offset()
+    frozen = _frozen.get()
+    return frozen if frozen is not None else int(time.time()) + clock_offset()
+
+
+@contextlib.contextmanager
+def clock_at(ts: int) -> Iterator[int]:
+    """Within the block, `now()` is `ts` (the clock moved there first)."""
+    moment = max(ts, now())
+    clock_set(moment)
+    token = _frozen.set(moment)
+    try:
+        yield moment
+    finally:
+        _frozen.reset(token)
 
 
 def clock_advance(seconds: int) -> int:
@@ -81,6 +100,13 @@ def clock_advance(seconds: int) -> int:
     clock.offset_seconds += seconds
     clock.save(update_fields=["offset_seconds"])
     return clock.offset_seconds
+
+
+def clock_set(ts: int) -> int:
+    """Move the clock on to unix time `ts` (never back); returns the sandbox's time."""
+    if ts > now():
+        clock_advance(ts - now())
+    return now()
 
 
 def month_add(ts: int, interval: str = "month", count: int = 1) -> int:

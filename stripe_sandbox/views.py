@@ -1,4 +1,5 @@
-"""The sandbox's stand-ins for Stripe's hosted pages: Checkout and the customer portal.
+"""The sandbox's stand-ins for Stripe's hosted pages: Checkout, the customer portal and
+the hosted invoice page (with its printable version).
 
 Like Stripe's, they are reachable by whoever holds the URL (the id is the secret), so
 they need no login; forms are CSRF protected like every other page of the site.
@@ -13,7 +14,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from stripe_sandbox import actions, store
+from stripe_sandbox import actions, collection, objects, store
 from stripe_sandbox.forms import CardForm, PortalActionForm
 from stripe_sandbox.store import Obj, StripeError
 
@@ -41,16 +42,24 @@ def checkout(request: HttpRequest, session_id: str) -> HttpResponse:
     if session["status"] == "complete":
         return redirect(actions.success_url(session))
     form = CardForm(request.POST or None)
+    authenticate = False
     if request.method == "POST" and form.is_valid():
+        answer = request.POST.get("authenticate")
         try:
             return redirect(
                 actions.checkout_pay(
-                    session_id=session_id, card_number=form.cleaned_data["card_number"]
+                    session_id=session_id,
+                    card_number=form.cleaned_data["card_number"],
+                    authenticated=None if answer is None else answer == "approve",
                 )
             )
+        except collection.AuthenticationRequired:
+            authenticate = True  # 3-D Secure: the bank's step, then pay or not
         except actions.PaymentError as exc:
             form.add_error("card_number", str(exc))
     context = {
+        "authenticate": authenticate,
+        "cards": [(objects.card_display(n), note) for n, note in objects.CARD_NOTES],
         "session": session,
         "lines": [_line_view(li["price"], li["quantity"]) for li in session.get("_line_items", [])],
         "total": actions.format_amount(session["amount_total"], session["currency"]),
@@ -96,9 +105,34 @@ def _portal_act(portal: Obj, data: PortalActionForm) -> None:
         actions.subscription_switch(sub_id, price_id=data.cleaned_data["price"])
 
 
+def _card_update(request: HttpRequest, portal_session: Obj) -> bool:
+    """The portal's "Update card": the new card becomes the customer's default."""
+    form = CardForm(request.POST)
+    try:
+        if not form.is_valid():
+            raise actions.PaymentError("Enter a card number.")
+        card = collection.card_check(form.cleaned_data["card_number"])
+        if card == objects.CARD_DECLINED:
+            raise actions.PaymentError("Your card was declined.")
+    except actions.PaymentError as exc:
+        messages.error(request, str(exc))
+        return False
+    collection.customer_card_set(portal_session["customer"], card)
+    messages.success(request, f"Card ending {card[-4:]} saved: it pays what is due from now on.")
+    return True
+
+
+def _card_view(customer: Obj) -> str | None:
+    card = customer.get("_card")
+    return f"Visa ending {card[-4:]}" if card else None
+
+
 @require_http_methods(["GET", "HEAD", "POST"])
 def portal(request: HttpRequest, session_id: str) -> HttpResponse:
     portal_session = _stored_or_404(session_id, "billing_portal.session")
+    if request.method == "POST" and request.POST.get("action") == "update_card":
+        _card_update(request, portal_session)
+        return redirect(request.path)
     if request.method == "POST":
         form = PortalActionForm(request.POST)
         if form.is_valid():
@@ -109,9 +143,98 @@ def portal(request: HttpRequest, session_id: str) -> HttpResponse:
                 messages.error(request, exc.message)
         else:
             messages.error(request, "Choose an action (and a plan to switch to).")
+    customer = store.find(portal_session["customer"], "customer") or {}
     context = {
         "portal": portal_session,
-        "customer": store.find(portal_session["customer"], "customer") or {},
+        "customer": customer,
+        "card": _card_view(customer),
+        "card_form": CardForm(),
         "rows": _portal_subscriptions(portal_session["customer"]),
+        "open_invoices": [
+            _invoice_view(i)
+            for i in store.all_of("invoice")
+            if i["customer"] == portal_session["customer"] and i["status"] == "open"
+        ],
     }
     return render(request, "sandbox/portal.html", context)
+
+
+# --- The hosted invoice page ------------------------------------------------------------
+
+
+def _invoice_view(invoice: Obj) -> dict[str, Any]:
+    def money(amount: int) -> str:
+        return actions.format_amount(amount, invoice["currency"])
+
+    pi = store.find(invoice.get("_payment_intent") or "", "payment_intent") or {}
+    return {
+        "invoice": invoice,
+        "lines": [
+            {
+                "description": line["description"],
+                "amount": money(line["amount"]),
+                "start": store.ts_datetime(line["period"]["start"]),
+                "end": store.ts_datetime(line["period"]["end"]),
+            }
+            for line in invoice["lines"]["data"]
+        ],
+        "total": money(invoice["total"]),
+        "amount_due": money(invoice["amount_due"]),
+        "amount_remaining": money(invoice["amount_remaining"]),
+        "created": store.ts_datetime(invoice["created"]),
+        "paid_at": store.ts_datetime(invoice["status_transitions"]["paid_at"]),
+        "next_attempt": store.ts_datetime(invoice.get("next_payment_attempt")),
+        "needs_authentication": invoice["status"] == "open"
+        and pi.get("status") == "requires_action",
+        "declined": invoice["status"] == "open" and bool(pi.get("last_payment_error")),
+        "url": invoice.get("hosted_invoice_url"),
+    }
+
+
+def _invoice_act(request: HttpRequest, invoice: Obj) -> None:
+    action = request.POST.get("action")
+    if action == "authenticate_fail":
+        collection.authentication_fail(invoice["id"])
+        messages.error(request, "Authentication failed: the invoice is still unpaid.")
+        return
+    card = None
+    if action == "pay_card":
+        form = CardForm(request.POST)
+        if not form.is_valid():
+            raise actions.PaymentError("Enter a card number.")
+        card = collection.card_check(form.cleaned_data["card_number"])
+    outcome = collection.invoice_pay(
+        invoice["id"],
+        card=card,
+        # A card typed in now is being set up (3155 asks for 3-D Secure); the saved one not.
+        on_session=card is not None,
+        authenticated=action == "authenticate_approve",
+    )
+    if outcome == collection.PAID:
+        messages.success(request, "Payment received: the invoice is paid.")
+    elif outcome == collection.FAILED:
+        messages.error(request, "Your card was declined.")
+
+
+@require_http_methods(["GET", "POST"])
+def invoice(request: HttpRequest, invoice_id: str) -> HttpResponse:
+    stored = _stored_or_404(invoice_id, "invoice")
+    if stored["status"] == "draft":
+        raise Http404("This invoice is not finalized yet")
+    if request.method == "POST":
+        try:
+            _invoice_act(request, stored)
+        except (actions.PaymentError, StripeError) as exc:
+            messages.error(request, getattr(exc, "message", str(exc)))
+        return redirect(request.path)
+    customer = store.find(stored["customer"], "customer") or {}
+    context = {**_invoice_view(stored), "card": _card_view(customer), "form": CardForm()}
+    return render(request, "sandbox/invoice.html", context)
+
+
+def invoice_pdf(request: HttpRequest, invoice_id: str) -> HttpResponse:
+    """The printable invoice: an HTML page styled for print (Stripe's is a PDF file)."""
+    stored = _stored_or_404(invoice_id, "invoice")
+    if stored["status"] == "draft":
+        raise Http404("This invoice is not finalized yet")
+    return render(request, "sandbox/invoice_pdf.html", _invoice_view(stored))

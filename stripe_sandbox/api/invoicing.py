@@ -1,5 +1,5 @@
-"""The sandbox's Stripe API for invoice items (pending prorations), the invoice preview
-and paying an open invoice."""
+"""The sandbox's Stripe API for invoice items (pending prorations) and the invoice
+preview. Paying an open invoice is in api/payments.py."""
 
 from __future__ import annotations
 
@@ -12,11 +12,6 @@ from stripe_sandbox.store import Obj, StripeError
 @route("POST", "/invoices/create_preview")
 def invoice_create_preview(params: Obj) -> Obj:
     return actions.invoice_preview(params)
-
-
-@route("POST", f"/invoices/{ID}/pay")
-def invoice_pay(params: Obj, id: str) -> Obj:
-    return actions.invoice_pay(id)
 
 
 def _invoice_is(ii: Obj, value: str) -> bool:

@@ -2,19 +2,47 @@
 
 from __future__ import annotations
 
-from stripe_sandbox import actions, objects, store
+from stripe_sandbox import actions, collection, objects, store
 from stripe_sandbox.api.params import (
     field_equals,
     filtered,
     int_param,
 )
 from stripe_sandbox.api.router import ID, route
-from stripe_sandbox.store import Obj
+from stripe_sandbox.store import Obj, StripeError
 
 
 @route("GET", f"/invoices/{ID}")
 def invoice_retrieve(params: Obj, id: str) -> Obj:
     return store.get(id, "invoice")
+
+
+@route("POST", f"/invoices/{ID}/pay")
+def invoice_pay(params: Obj, id: str) -> Obj:
+    """Pay an open invoice now (off-session, as a server call is), with `payment_method`
+    or the customer's default card; a decline is Stripe's 402 card_error."""
+    card = None
+    if pm_id := params.get("payment_method"):
+        card = collection.card_from_payment_method(pm_id, param="payment_method")
+    outcome = collection.invoice_pay(id, card=card, on_session=False)
+    if outcome == collection.FAILED:
+        raise StripeError(
+            "Your card was declined.", status=402, type="card_error", code="card_declined"
+        )
+    if outcome == collection.ACTION_REQUIRED:
+        raise StripeError(
+            "This payment requires authentication: the customer completes it on the "
+            "hosted invoice page.",
+            status=402,
+            type="card_error",
+            code="invoice_payment_intent_requires_action",
+        )
+    return store.get(id, "invoice")
+
+
+@route("GET", f"/payment_methods/{ID}")
+def payment_method_retrieve(params: Obj, id: str) -> Obj:
+    return store.get(id, "payment_method")
 
 
 @route("GET", f"/invoices/{ID}/lines")

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from stripe_sandbox import actions, store
+from stripe_sandbox import actions, collection, store
 from stripe_sandbox.api.params import (
     as_bool,
     required,
 )
 from stripe_sandbox.api.router import ID, route
 from stripe_sandbox.store import Obj
+
+
+@route("POST", "/subscriptions")
+def subscription_create(params: Obj) -> Obj:
+    return collection.subscription_create(params)
 
 
 @route("GET", f"/subscriptions/{ID}")

@@ -26,6 +26,8 @@ def test_the_banner_says_where_to_go_and_what_to_try(settings):
     assert "4242 4242 4242 4242" in text and "pays" in text
     assert "4000 0000 0000 0002" in text and "is declined" in text
     assert "4000 0000 0000 0341" in text and "fails at renewal" in text
+    assert "4000 0027 6000 3184" in text and "3-D Secure on every payment" in text
+    assert "4000 0025 0000 3155" in text
     assert "createsuperuser" in text
     assert "DJANGO_SUPERUSER_EMAIL=" in text and "DJANGO_SUPERUSER_PASSWORD=" in text
     assert "http://127.0.0.1:8123/admin/" in text

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from stripe_sandbox import actions, store
+from stripe_sandbox import actions, collection, store
 from stripe_sandbox.delivery import deliver_pending
 from stripe_sandbox.store import StripeError
 
@@ -21,8 +21,10 @@ class Command(BaseCommand):
         "Drive the offline Stripe sandbox (STRIPE_SANDBOX on). Subcommands: "
         "renew --email E (the renewal is paid), fail --email E (the renewal payment fails: "
         "past_due), refund --email E (refund the latest charge), delete --email E (cancel "
-        "the subscription now), advance --days N (move the sandbox clock; due subscriptions "
-        "renew, fail with card 4000 0000 0000 0341, or end if set to cancel), load FILE "
+        "the subscription now), advance --days N / --hours N (move the sandbox clock; what "
+        "falls due happens at its own time: renewals, retries of failed invoices and the "
+        "end of dunning, period-end cancellations, expiry of incomplete subscriptions), "
+        "pay-invoice --email E (pay the customer's open invoice with their card), load FILE "
         "(store Stripe objects from JSON: a list or a list envelope), deliver (send pending "
         "webhook deliveries now). Events are delivered by the task worker (manage.py "
         "db_worker) unless you run `deliver`."
@@ -38,8 +40,13 @@ class Command(BaseCommand):
         ):
             cmd = sub.add_parser(name, help=text)
             cmd.add_argument("--email", required=True, help="The Stripe customer's email.")
-        advance = sub.add_parser("advance", help="Move the sandbox clock on by N days.")
-        advance.add_argument("--days", type=int, required=True)
+        advance = sub.add_parser("advance", help="Move the sandbox clock on by N days/hours.")
+        advance.add_argument("--days", type=int, default=0)
+        advance.add_argument("--hours", type=int, default=0)
+        pay = sub.add_parser(
+            "pay-invoice", help="Pay the customer's open invoice with their default card."
+        )
+        pay.add_argument("--email", required=True, help="The Stripe customer's email.")
         load = sub.add_parser("load", help="Store Stripe objects from a JSON file.")
         load.add_argument("file", type=Path)
         sub.add_parser("deliver", help="Attempt every pending webhook delivery now.")
@@ -49,7 +56,7 @@ class Command(BaseCommand):
             raise CommandError("The Stripe sandbox is off (STRIPE_SANDBOX): nothing to drive.")
         action = options["action"]
         try:
-            summary = getattr(self, f"_{action}")(**options)
+            summary = getattr(self, f"_{action.replace('-', '_')}")(**options)
         except StripeError as exc:
             raise CommandError(exc.message) from exc
         self.stdout.write(summary)
@@ -98,15 +105,38 @@ class Command(BaseCommand):
         actions.subscription_cancel(sub["id"])
         return f"Canceled {sub['id']} of {email}."
 
-    def _advance(self, *, days: int, **_: Any) -> str:
-        if days < 1:
-            raise CommandError("--days must be at least 1.")
-        report = actions.clock_advance(days=days)
+    def _advance(self, *, days: int, hours: int, **_: Any) -> str:
+        if days < 0 or hours < 0 or days + hours == 0:
+            raise CommandError("Give --days N and/or --hours N (at least one, none negative).")
+        report = actions.clock_advance(days=days, hours=hours)
         moment = store.ts_datetime(store.now())
-        return (
-            f"Sandbox clock moved {days} day(s) to {moment:%Y-%m-%d %H:%M} UTC: "
-            f"{report.renewed} renewed, {report.failed} failed, {report.canceled} ended."
+        moved = " and ".join(
+            text for n, text in ((days, f"{days} day(s)"), (hours, f"{hours} hour(s)")) if n
         )
+        return (
+            f"Sandbox clock moved {moved} to {moment:%Y-%m-%d %H:%M} UTC: "
+            f"{report.renewed} renewed, {report.failed} failed, {report.canceled} ended, "
+            f"{report.retried} retried ({report.recovered} recovered), "
+            f"{report.expired} expired."
+        )
+
+    def _pay_invoice(self, *, email: str, **_: Any) -> str:
+        customer = actions.customer_by_email(email)
+        try:
+            invoice = collection.invoice_open_of(customer["id"])
+        except StripeError:
+            return f"{email} has no open invoice: nothing to pay."
+        amount = actions.format_amount(invoice["amount_remaining"], invoice["currency"])
+        # The customer's saved card, off-session: 3184 still asks for 3-D Secure.
+        outcome = collection.invoice_pay(invoice["id"], on_session=False)
+        if outcome == collection.PAID:
+            return f"Paid invoice {invoice['id']} of {email}: {amount}."
+        if outcome == collection.ACTION_REQUIRED:
+            return (
+                f"Invoice {invoice['id']} of {email} ({amount}) needs 3-D Secure: "
+                f"the customer approves it at {invoice['hosted_invoice_url']}"
+            )
+        return f"Payment of invoice {invoice['id']} of {email} ({amount}) was declined."
 
     def _load(self, *, file: Path, **_: Any) -> str:
         try:
