@@ -8,6 +8,7 @@ equal setting names, and every one is listed in `.env.example`.
 from __future__ import annotations
 
 import os
+import secrets
 import tempfile
 from datetime import timedelta
 from pathlib import Path
@@ -188,6 +189,20 @@ if STRIPE_SANDBOX:
 # Milliseconds the sandbox waits before answering each API request, standing in for
 # Stripe's own latency (`make bench` runs once with 300); 0 answers at once.
 STRIPE_SANDBOX_LATENCY_MS = env.int("STRIPE_SANDBOX_LATENCY_MS", default=0)
+# How the sandbox delivers webhooks: "stripe" as Stripe does (at least once, in no
+# guaranteed order: each after a random short delay, some twice, failures retried for up
+# to three days on the sandbox clock); "ordered" one by one in the order they happened,
+# for debugging. The randomness follows STRIPE_SANDBOX_SEED (unset: a random one, logged
+# at start-up), so that a run can be replayed.
+STRIPE_SANDBOX_DELIVERY = env.str("STRIPE_SANDBOX_DELIVERY", default="stripe").lower()
+if STRIPE_SANDBOX_DELIVERY not in {"stripe", "ordered"}:
+    raise ImproperlyConfigured(
+        f"STRIPE_SANDBOX_DELIVERY must be stripe or ordered, not {STRIPE_SANDBOX_DELIVERY!r}."
+    )
+_seed = env.str("STRIPE_SANDBOX_SEED", default="").strip()
+if _seed and not _seed.isdigit():
+    raise ImproperlyConfigured(f"STRIPE_SANDBOX_SEED must be a whole number, not {_seed!r}.")
+STRIPE_SANDBOX_SEED = int(_seed) if _seed else secrets.randbelow(1_000_000)
 # Billing is on when something answers Stripe's API: a real key or the sandbox.
 BILLING_ENABLED = STRIPE_SANDBOX or _has_stripe_key
 BILLING_PAST_DUE_GRACE_DAYS = env.int("BILLING_PAST_DUE_GRACE_DAYS", default=7)

@@ -30,6 +30,11 @@ def banner_lines() -> list[str]:
             "money moves. Test cards for its checkout page:",
             *(f"  {card_display(number):<21} {note}" for number, note in CARD_NOTES),
         ]
+        if settings.STRIPE_SANDBOX_DELIVERY == "stripe":
+            lines += [
+                "Webhooks arrive as Stripe sends them: late, out of order, some twice",
+                f"(seed {settings.STRIPE_SANDBOX_SEED}; STRIPE_SANDBOX_DELIVERY=ordered to debug).",
+            ]
     elif settings.BILLING_ENABLED:
         mode = "LIVE" if settings.STRIPE_LIVE_MODE else "test mode"
         lines.append(f"Payments: real Stripe ({mode}), with the key from the environment.")
