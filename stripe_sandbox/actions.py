@@ -597,15 +597,17 @@ class AdvanceReport:
     renewed: int = 0
     failed: int = 0
     canceled: int = 0
+    settled: int = 0  # bank debits (stripe_sandbox/bank_debits.py)
     retries: int = 0  # webhook retries now due (stripe_sandbox/delivery.py)
 
 
 def clock_advance(*, days: int) -> AdvanceReport:
     """Move the sandbox clock on; renew (or end) every subscription whose period ended."""
-    from stripe_sandbox import delivery
+    from stripe_sandbox import bank_debits, delivery
 
     store.clock_advance(days * 86400)
     report = AdvanceReport()
+    report.settled = bank_debits.settle_due()
     report.retries = delivery.retries_due()
     for sub in store.all_of("subscription"):
         # At most a few years of periods per call, however far the clock moved.

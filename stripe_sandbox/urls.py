@@ -8,5 +8,10 @@ app_name = "sandbox"
 
 urlpatterns = [
     path("checkout/<str:session_id>/", views.checkout, name="checkout"),
+    path(
+        "checkout/<str:session_id>/bank-debit/",
+        views.checkout_bank_debit,
+        name="checkout_bank_debit",
+    ),
     path("portal/<str:session_id>/", views.portal, name="portal"),
 ]

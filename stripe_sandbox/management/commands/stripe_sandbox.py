@@ -115,7 +115,8 @@ class Command(BaseCommand):
         return (
             f"Sandbox clock moved {days} day(s) to {moment:%Y-%m-%d %H:%M} UTC: "
             f"{report.renewed} renewed, {report.failed} failed, {report.canceled} ended, "
-            f"{report.retries} webhook {'retry' if report.retries == 1 else 'retries'} due."
+            f"{report.settled} bank debit(s) settled, {report.retries} webhook "
+            f"{'retry' if report.retries == 1 else 'retries'} due."
         )
 
     def _load(self, *, file: Path, **_: Any) -> str:
