@@ -154,3 +154,13 @@ def test_the_plan_goes_live_only_when_the_debit_succeeds(
     customer.refresh_from_db()
 
     assert customer.plan == plan_after
+
+
+def test_make_runs_banner_lists_the_test_bank_accounts(settings):
+    from smartflow.management.commands.run_banner import banner_lines
+
+    text = "\n".join(banner_lines())
+
+    assert "sort code 10-88-00" in text
+    assert f"{SUCCEEDS}" in text and f"{FAILS}" in text
+    assert "stripe_sandbox advance --days 3" in text
