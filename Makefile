@@ -38,8 +38,11 @@ static: $(VENV)/.installed
 # sandbox's webhooks and links reach this server. The onboarding sweep re-queues welcome
 # messages a worker killed last time had claimed (onboarding/outbox.py). Once the server
 # answers, run_banner prints the URL, the test cards and how to make a staff login.
+# One STRIPE_SANDBOX_SEED for the web server and the worker (random unless given; the
+# banner prints it) so that the sandbox's delivery choices can be replayed.
 run: static
-	@export DEBUG=$${DEBUG:-true} SITE_URL=$${SITE_URL:-http://$(HOST):$(PORT)}; \
+	@export DEBUG=$${DEBUG:-true} SITE_URL=$${SITE_URL:-http://$(HOST):$(PORT)} \
+	  STRIPE_SANDBOX_SEED=$${STRIPE_SANDBOX_SEED:-$$($(PY) -c 'import secrets; print(secrets.randbelow(10**6))')}; \
 	$(PY) manage.py migrate --noinput && \
 	$(PY) manage.py stripe_catalog --sandbox-only && \
 	$(PY) manage.py onboarding_sweep && \

@@ -127,7 +127,16 @@ def success(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "billing/success.html",
-        {"live": live, "plan_info": PLAN_INFO.get(paid_plan), "session": session},
+        {
+            "live": live,
+            # A delayed payment method (bank debit): complete but unpaid for days, so no
+            # refreshing; the plan goes live on checkout.session.async_payment_succeeded.
+            "processing": not live
+            and session.get("status") == "complete"
+            and session.get("payment_status") == "unpaid",
+            "plan_info": PLAN_INFO.get(paid_plan),
+            "session": session,
+        },
     )
 
 

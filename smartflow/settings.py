@@ -8,6 +8,7 @@ equal setting names, and every one is listed in `.env.example`.
 from __future__ import annotations
 
 import os
+import secrets
 import tempfile
 from datetime import timedelta
 from pathlib import Path
@@ -214,6 +215,20 @@ if any(days < 1 for days in STRIPE_SANDBOX_RETRY_DAYS):
 STRIPE_SANDBOX_DUNNING_END = env.str("STRIPE_SANDBOX_DUNNING_END", default="cancel")
 if STRIPE_SANDBOX_DUNNING_END not in {"cancel", "unpaid", "past_due"}:
     raise ImproperlyConfigured("STRIPE_SANDBOX_DUNNING_END must be cancel, unpaid or past_due.")
+# How the sandbox delivers webhooks: "stripe" as Stripe does (at least once, in no
+# guaranteed order: each after a random short delay, some twice, failures retried for up
+# to three days on the sandbox clock); "ordered" one by one in the order they happened,
+# for debugging. The randomness follows STRIPE_SANDBOX_SEED (unset: a random one, logged
+# at start-up), so that a run can be replayed.
+STRIPE_SANDBOX_DELIVERY = env.str("STRIPE_SANDBOX_DELIVERY", default="stripe").lower()
+if STRIPE_SANDBOX_DELIVERY not in {"stripe", "ordered"}:
+    raise ImproperlyConfigured(
+        f"STRIPE_SANDBOX_DELIVERY must be stripe or ordered, not {STRIPE_SANDBOX_DELIVERY!r}."
+    )
+_seed = env.str("STRIPE_SANDBOX_SEED", default="").strip()
+if _seed and not _seed.isdigit():
+    raise ImproperlyConfigured(f"STRIPE_SANDBOX_SEED must be a whole number, not {_seed!r}.")
+STRIPE_SANDBOX_SEED = int(_seed) if _seed else secrets.randbelow(1_000_000)
 # Billing is on when something answers Stripe's API: a real key or the sandbox.
 BILLING_ENABLED = STRIPE_SANDBOX or _has_stripe_key
 BILLING_PAST_DUE_GRACE_DAYS = env.int("BILLING_PAST_DUE_GRACE_DAYS", default=7)

@@ -929,11 +929,13 @@ def refund_create(
 def clock_advance(*, days: int = 0, hours: int = 0) -> Any:
     """Move the sandbox clock on; what falls due on the way happens at its own time
     (renewals, period-end cancellations, retries, expiries: collection.clock_advance)."""
-    from stripe_sandbox import collection
+    from stripe_sandbox import bank_debits, collection, delivery
 
     report = collection.clock_advance(days * 86400 + hours * 3600)
     # Pending updates (payment_behavior=pending_if_incomplete) 23 hours old lapse.
     pending_updates_expire()
+    report.settled = bank_debits.settle_due()  # bank debits three days old
+    report.retries = delivery.retries_due()  # webhook retries now due
     return report
 
 

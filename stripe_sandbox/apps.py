@@ -15,6 +15,15 @@ class SandboxConfig(AppConfig):
     def ready(self) -> None:
         if not settings.STRIPE_SANDBOX:
             return
+        import logging
+
         from stripe_sandbox.client import sandbox_install
 
         sandbox_install()
+        # Always said, so that a surprising run can be replayed with the same seed.
+        logging.getLogger("stripe_sandbox").info(
+            "Stripe sandbox: webhook delivery %s, seed %s (STRIPE_SANDBOX_SEED=%s replays it)",
+            settings.STRIPE_SANDBOX_DELIVERY,
+            settings.STRIPE_SANDBOX_SEED,
+            settings.STRIPE_SANDBOX_SEED,
+        )

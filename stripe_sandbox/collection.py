@@ -534,6 +534,8 @@ class ClockReport:
     retried: int = 0
     recovered: int = 0
     expired: int = 0
+    settled: int = 0  # bank debits (stripe_sandbox/bank_debits.py)
+    retries: int = 0  # webhook retries now due (stripe_sandbox/delivery.py)
 
 
 def _due(limit: int) -> tuple[int, str, str] | None:

@@ -12,7 +12,6 @@ from django.urls import reverse
 from djstripe.models import WebhookEndpoint
 
 from stripe_sandbox import delivery, objects, store
-from stripe_sandbox.models import Delivery
 from stripe_sandbox.store import Obj
 
 logger = logging.getLogger(__name__)
@@ -99,9 +98,7 @@ def event_emit(type: str, obj: Obj, *, previous: Obj | None = None) -> Obj:
     ]
     event["pending_webhooks"] = len(endpoints)
     store.save(event)
-    for endpoint in endpoints:
-        row = Delivery.objects.create(event_id=event["id"], endpoint_id=endpoint.id)
-        delivery.delivery_run.enqueue(row.pk, 1)
+    delivery.deliveries_queue(event, [endpoint.id for endpoint in endpoints])
     logger.info("Stripe sandbox: event %s %s", event["id"], type)
     return event
 

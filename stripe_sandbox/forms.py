@@ -17,6 +17,21 @@ class CardForm(forms.Form):
     )
 
 
+class BankDebitForm(forms.Form):
+    """Bacs Direct Debit details (the sandbox's test account numbers)."""
+
+    sort_code = forms.CharField(
+        label="Sort code",
+        max_length=16,
+        widget=forms.TextInput(attrs={"inputmode": "numeric", "placeholder": "10-88-00"}),
+    )
+    account_number = forms.CharField(
+        label="Account number",
+        max_length=16,
+        widget=forms.TextInput(attrs={"inputmode": "numeric", "placeholder": "00012345"}),
+    )
+
+
 class PortalActionForm(forms.Form):
     ACTIONS = [
         ("cancel_now", "Cancel now"),

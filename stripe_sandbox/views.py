@@ -14,8 +14,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from stripe_sandbox import actions, collection, objects, store
-from stripe_sandbox.forms import CardForm, PortalActionForm
+from stripe_sandbox import actions, bank_debits, collection, objects, store
+from stripe_sandbox.forms import BankDebitForm, CardForm, PortalActionForm
 from stripe_sandbox.store import Obj, StripeError
 
 
@@ -65,8 +65,46 @@ def checkout(request: HttpRequest, session_id: str) -> HttpResponse:
         "total": actions.format_amount(session["amount_total"], session["currency"]),
         "form": form,
         "open": session["status"] == "open",
+        **_bank_debit_context(session, BankDebitForm()),
     }
     return render(request, "sandbox/checkout.html", context, status=400 if form.errors else 200)
+
+
+def _bank_debit_context(session: Obj, form: BankDebitForm) -> dict[str, Any]:
+    return {
+        "bank_form": form,
+        "bank_debit": session["currency"] == "gbp",  # Bacs takes GBP only
+        "bank_accounts": bank_debits.ACCOUNT_NOTES,
+    }
+
+
+@require_http_methods(["POST"])
+def checkout_bank_debit(request: HttpRequest, session_id: str) -> HttpResponse:
+    """Pay by Bacs Direct Debit: the session completes unpaid, the bank answers later."""
+    session = _stored_or_404(session_id, "checkout.session")
+    if session["status"] == "complete":
+        return redirect(actions.success_url(session))
+    form = BankDebitForm(request.POST)
+    if form.is_valid():
+        try:
+            return redirect(
+                bank_debits.checkout_pay_bank_debit(
+                    session_id=session_id,
+                    sort_code=form.cleaned_data["sort_code"],
+                    account_number=form.cleaned_data["account_number"],
+                )
+            )
+        except actions.PaymentError as exc:
+            form.add_error("account_number", str(exc))
+    context = {
+        "session": session,
+        "lines": [_line_view(li["price"], li["quantity"]) for li in session.get("_line_items", [])],
+        "total": actions.format_amount(session["amount_total"], session["currency"]),
+        "form": CardForm(),
+        "open": session["status"] == "open",
+        **_bank_debit_context(session, form),
+    }
+    return render(request, "sandbox/checkout.html", context, status=400)
 
 
 def _portal_subscriptions(customer_id: str) -> list[dict[str, Any]]:

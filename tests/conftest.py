@@ -1,10 +1,47 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from accounts.models import User
 
 PASSWORD = "correct-horse-battery-staple-42"
+
+# The seed of the sandbox's delivery choices in the suites that run with Stripe's
+# delivery (tests/e2e, tests/reliability): fixed, so that a failure can be replayed;
+# STRIPE_SANDBOX_SEED=N tries another (a failing test prints the one it ran with).
+DELIVERY_SEED = int(os.environ.get("STRIPE_SANDBOX_SEED") or 1212)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return (
+        f"stripe sandbox: tests/e2e and tests/reliability deliver webhooks as Stripe does "
+        f"(STRIPE_SANDBOX_DELIVERY=stripe), seed {DELIVERY_SEED}"
+    )
+
+
+@pytest.fixture
+def stripe_delivery(settings) -> int:
+    """Webhooks delivered as Stripe delivers them (late, unordered, some twice) with the
+    fixed seed; returns it."""
+    settings.STRIPE_SANDBOX_DELIVERY = "stripe"
+    settings.STRIPE_SANDBOX_SEED = DELIVERY_SEED
+    return DELIVERY_SEED
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport:
+    report = yield
+    if report.failed and "stripe_delivery" in getattr(item, "fixturenames", ()):
+        report.sections.append(
+            (
+                "stripe sandbox delivery",
+                f"STRIPE_SANDBOX_DELIVERY=stripe, seed {DELIVERY_SEED}: replay with "
+                f"STRIPE_SANDBOX_SEED={DELIVERY_SEED}",
+            )
+        )
+    return report
 
 
 @pytest.fixture

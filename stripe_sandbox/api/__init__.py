@@ -7,6 +7,7 @@ from stripe_sandbox.api import (  # noqa: F401  (registers the routes)
     account,
     checkout,
     customers,
+    disputes,
     events,
     invoicing,
     payments,

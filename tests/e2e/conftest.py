@@ -44,6 +44,12 @@ def _ensure_chromium() -> None:
     )
 
 
+@pytest.fixture(autouse=True)
+def _stripe_delivery(stripe_delivery: int) -> None:
+    """These journeys run with webhooks delivered as Stripe delivers them
+    (tests/conftest.py: stripe_delivery; a failure prints the seed)."""
+
+
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     _ensure_chromium()

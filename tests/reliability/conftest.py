@@ -30,6 +30,12 @@ T = TypeVar("T")
 
 
 @pytest.fixture(autouse=True)
+def _stripe_delivery(stripe_delivery: int) -> None:
+    """These journeys run with webhooks delivered as Stripe delivers them
+    (tests/conftest.py: stripe_delivery; a failure prints the seed)."""
+
+
+@pytest.fixture(autouse=True)
 def fast_passwords(settings: Any) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed
 

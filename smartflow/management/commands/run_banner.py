@@ -30,6 +30,18 @@ def banner_lines() -> list[str]:
             "money moves. Test cards for its checkout page:",
             *(f"  {card_display(number):<21} {note}" for number, note in CARD_NOTES),
         ]
+        from stripe_sandbox.bank_debits import ACCOUNT_NOTES
+
+        lines += [
+            "Bacs Direct Debit on the same page, sort code 10-88-00 (answered 3 days later",
+            "on the sandbox clock: .venv/bin/python manage.py stripe_sandbox advance --days 3):",
+            *(f"  {number:<21} {note.split(' 3 days')[0]}" for number, note in ACCOUNT_NOTES),
+        ]
+        if settings.STRIPE_SANDBOX_DELIVERY == "stripe":
+            lines += [
+                "Webhooks arrive as Stripe sends them: late, out of order, some twice",
+                f"(seed {settings.STRIPE_SANDBOX_SEED}; STRIPE_SANDBOX_DELIVERY=ordered to debug).",
+            ]
     elif settings.BILLING_ENABLED:
         mode = "LIVE" if settings.STRIPE_LIVE_MODE else "test mode"
         lines.append(f"Payments: real Stripe ({mode}), with the key from the environment.")

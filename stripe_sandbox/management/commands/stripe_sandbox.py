@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from stripe_sandbox import actions, collection, store
+from stripe_sandbox import actions, collection, disputes, store
 from stripe_sandbox.delivery import deliver_pending
 from stripe_sandbox.store import StripeError
 
@@ -26,7 +26,8 @@ class Command(BaseCommand):
         "end of dunning, period-end cancellations, expiry of incomplete subscriptions), "
         "pay-invoice --email E (pay the customer's open invoice with their card), load FILE "
         "(store Stripe objects from JSON: a list or a list envelope), deliver (send pending "
-        "webhook deliveries now). Events are delivered by the task worker (manage.py "
+        "webhook deliveries now), dispute --email E [--close won|lost] (open a dispute on "
+        "the latest charge, or close it). Events are delivered by the task worker (manage.py "
         "db_worker) unless you run `deliver`."
     )
 
@@ -50,6 +51,14 @@ class Command(BaseCommand):
         load = sub.add_parser("load", help="Store Stripe objects from a JSON file.")
         load.add_argument("file", type=Path)
         sub.add_parser("deliver", help="Attempt every pending webhook delivery now.")
+        dispute = sub.add_parser(
+            "dispute",
+            help="Open a dispute on the customer's latest charge, or with --close decide it.",
+        )
+        dispute.add_argument("--email", required=True, help="The Stripe customer's email.")
+        dispute.add_argument(
+            "--close", choices=["won", "lost"], help="Close the open dispute: won or lost."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not settings.STRIPE_SANDBOX:
@@ -117,7 +126,8 @@ class Command(BaseCommand):
             f"Sandbox clock moved {moved} to {moment:%Y-%m-%d %H:%M} UTC: "
             f"{report.renewed} renewed, {report.failed} failed, {report.canceled} ended, "
             f"{report.retried} retried ({report.recovered} recovered), "
-            f"{report.expired} expired."
+            f"{report.expired} expired, {report.settled} bank debit(s) settled, "
+            f"{report.retries} webhook {'retry' if report.retries == 1 else 'retries'} due."
         )
 
     def _pay_invoice(self, *, email: str, **_: Any) -> str:
@@ -156,6 +166,34 @@ class Command(BaseCommand):
     def _deliver(self, **_: Any) -> str:
         report = deliver_pending()
         return f"Delivered {report.succeeded} event(s); {report.failed} attempt(s) failed."
+
+    def _dispute(self, *, email: str, close: str | None = None, **_: Any) -> str:
+        customer = actions.customer_by_email(email)
+        charges = [
+            c
+            for c in store.all_of("charge")
+            if c["customer"] == customer["id"] and c["status"] == "succeeded"
+        ]
+        if not charges:
+            raise CommandError(f"{email} has no successful charge to dispute.")
+        charge = charges[0]
+        if close is None:
+            dispute, new = disputes.dispute_open(charge["id"])
+            amount = actions.format_amount(dispute["amount"], dispute["currency"])
+            if not new:
+                return f"Charge {charge['id']} of {email} is disputed already: {dispute['id']}."
+            return (
+                f"Opened dispute {dispute['id']} ({amount}, {dispute['reason']}) on charge "
+                f"{charge['id']} of {email}: needs_response."
+            )
+        found = [d for c in charges for d in disputes.disputes_of(c["id"])]
+        if not found:
+            raise CommandError(f"{email} has no dispute to close.")
+        open_ = [d for d in found if d["status"] in disputes.OPEN]
+        dispute, changed = disputes.dispute_close((open_ or found)[0]["id"], outcome=close)
+        if not changed:
+            return f"Dispute {dispute['id']} of {email} is {dispute['status']} already."
+        return f"Closed dispute {dispute['id']} on charge {dispute['charge']} of {email}: {close}."
 
     @staticmethod
     def _until(sub: dict[str, Any]) -> str:
