@@ -538,13 +538,20 @@ class ClockReport:
     retries: int = 0  # webhook retries now due (stripe_sandbox/delivery.py)
 
 
+def _bank_debit_started(sub: Obj) -> bool:
+    # Started by a bank debit in Checkout: it waits for the bank's answer (days), not for
+    # the 23-hour expiry of a card payment left incomplete (stripe_sandbox/bank_debits.py).
+    methods = (sub.get("payment_settings") or {}).get("payment_method_types") or []
+    return "bacs_debit" in methods
+
+
 def _due(limit: int) -> tuple[int, str, str] | None:
     """The earliest thing the clock owes at or before `limit`: (when, kind, id)."""
     due: list[tuple[int, str, str]] = []
     for sub in store.all_of("subscription"):
         if sub["status"] in actions.LIVE:
             due.append((actions._period(sub)[1], "period_end", sub["id"]))
-        elif sub["status"] == "incomplete":
+        elif sub["status"] == "incomplete" and not _bank_debit_started(sub):
             due.append((sub["created"] + INCOMPLETE_SECONDS, "incomplete", sub["id"]))
     for invoice in store.all_of("invoice"):
         if invoice["status"] == "open" and invoice.get("next_payment_attempt"):
