@@ -150,7 +150,8 @@ def checkout_session_create(params: Obj) -> Obj:
         "subscription": None,
         "success_url": success,
         "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
-        "ui_mode": "hosted",
+        # This version's value for Stripe's hosted page (earlier versions said "hosted").
+        "ui_mode": "hosted_page",
         "url": checkout_url(session_id),
         "wallet_options": None,
         "_line_items": items,
