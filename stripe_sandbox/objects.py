@@ -403,7 +403,6 @@ def invoice(
         "automatically_finalizes_at": None,
         "billing_reason": billing_reason,
         "collection_method": "charge_automatically",
-        "confirmation_secret": None,
         "created": ts,
         "currency": currency,
         "custom_fields": None,

@@ -9,7 +9,7 @@ from stripe_sandbox.api.params import (
     int_param,
 )
 from stripe_sandbox.api.router import ID, route
-from stripe_sandbox.store import Obj
+from stripe_sandbox.store import Obj, virtual
 
 
 @route("GET", f"/invoices/{ID}")
@@ -22,6 +22,13 @@ def invoice_lines(params: Obj, id: str) -> Obj:
     return store.paginate(
         store.get(id, "invoice")["lines"]["data"], params, f"/v1/invoices/{id}/lines"
     )
+
+
+@virtual("invoice", "confirmation_secret")
+def _invoice_confirmation_secret(invoice: Obj) -> Obj | None:
+    """Sent only on expand[]: the client secret of the invoice's payment intent."""
+    pi = store.find(invoice.get("_payment_intent") or "", "payment_intent")
+    return {"client_secret": pi["client_secret"], "type": "payment_intent"} if pi else None
 
 
 def _invoice_subscription(invoice: Obj, value: str) -> bool:
