@@ -139,13 +139,15 @@ def _scenario(client: Any) -> None:
     gone = stripe.Customer.create(email="gone@example.com")
     stripe.Customer.delete(gone.id)
 
-    # Subscriptions through Checkout: one that renews, one whose renewals fail.
+    # Subscriptions through Checkout: one that renews, two whose renewals fail.
     session = checkout_create(monthly, ada.id)
     stripe.checkout.Session.retrieve(session.id, expand=["line_items", "total_details.breakdown"])
     stripe.checkout.Session.list_line_items(session.id)
     pay(client, session.id)
     failing = checkout_create(monthly, bob.id)
     pay(client, failing.id, "4000 0000 0000 0341")
+    carol = stripe.Customer.create(email="carol@example.com")
+    pay(client, checkout_create(monthly, carol.id).id, "4000 0000 0000 0341")
     # A one-off payment by a new customer, a declined card, and an expired session.
     oneoff_session = stripe.checkout.Session.create(
         mode="payment",
@@ -186,13 +188,13 @@ def _scenario(client: Any) -> None:
     stripe.Refund.retrieve(refund.id)
     stripe.Refund.list(charge=charges.data[0].id)
 
-    # The clock: Ada's renewal pays, Bob's fails (past_due); Ada then cancels at period
-    # end, which the next renewal carries out; Bob's subscription is cancelled now.
+    # The clock: Ada's renewal pays, Bob's and Carol's fail (past_due). Bob's subscription
+    # is then cancelled at once, Ada's at period end, which the next renewal carries out;
+    # Carol's is left to whatever the sandbox does with unpaid renewals over a month.
     actions.clock_advance(days=32)
+    stripe.Subscription.cancel(stripe.Subscription.list(customer=bob.id).data[0].id)
     stripe.Subscription.modify(sub_id, cancel_at_period_end=True)
     actions.clock_advance(days=32)
-    bob_sub = stripe.Subscription.list(customer=bob.id).data[0]
-    stripe.Subscription.cancel(bob_sub.id)
 
     events = stripe.Event.list(limit=100)
     stripe.Event.retrieve(events.data[0].id)
