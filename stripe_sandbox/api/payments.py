@@ -9,7 +9,7 @@ from stripe_sandbox.api.params import (
     int_param,
 )
 from stripe_sandbox.api.router import ID, route
-from stripe_sandbox.store import Obj, virtual
+from stripe_sandbox.store import Obj
 
 
 @route("GET", f"/invoices/{ID}")
@@ -24,7 +24,7 @@ def invoice_lines(params: Obj, id: str) -> Obj:
     )
 
 
-@virtual("invoice", "confirmation_secret")
+@store.virtual("invoice", "confirmation_secret")
 def _invoice_confirmation_secret(invoice: Obj) -> Obj | None:
     """Sent only on expand[]: the client secret of the invoice's payment intent."""
     pi = store.find(invoice.get("_payment_intent") or "", "payment_intent")
