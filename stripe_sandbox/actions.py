@@ -156,6 +156,8 @@ def _invoice_collect(
             succeed=succeed,
             description=description,
         )
+        # What the includable invoice.confirmation_secret reads.
+        invoice["_payment_intent"] = payment[0]["id"]
         _emit_payment(*payment)
     invoice["attempted"] = True
     invoice["attempt_count"] += 1

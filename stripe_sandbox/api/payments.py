@@ -52,6 +52,13 @@ def invoice_lines(params: Obj, id: str) -> Obj:
     )
 
 
+@store.virtual("invoice", "confirmation_secret")
+def _invoice_confirmation_secret(invoice: Obj) -> Obj | None:
+    """Sent only on expand[]: the client secret of the invoice's payment intent."""
+    pi = store.find(invoice.get("_payment_intent") or "", "payment_intent")
+    return {"client_secret": pi["client_secret"], "type": "payment_intent"} if pi else None
+
+
 def _invoice_subscription(invoice: Obj, value: str) -> bool:
     details = ((invoice.get("parent") or {}).get("subscription_details")) or {}
     return details.get("subscription") == value

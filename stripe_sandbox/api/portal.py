@@ -29,6 +29,7 @@ def portal_session_create(params: Obj) -> Obj:
             "configuration": "bpc_sandbox",
             "created": store.now(),
             "customer": customer_id,
+            "customer_account": None,
             "flow": None,
             "livemode": False,
             "locale": params.get("locale") or None,
