@@ -769,6 +769,7 @@ def payment_method(*, card: str, customer_id: str | None) -> Obj:
         },
         "created": store.now(),
         "customer": customer_id,
+        "customer_account": None,
         "livemode": False,
         "metadata": {},
         "type": "card",

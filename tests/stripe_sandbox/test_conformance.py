@@ -291,6 +291,153 @@ def test_every_object_and_event_matches_the_pinned_api_version(client):
     assert not violations, "shapes that differ from the pinned API version:\n" + _report(violations)
 
 
+# The event types of what happens after the first payment (dunning, 3-D Secure,
+# prorations, pending updates, incomplete subscriptions, bank debits, disputes).
+LIFECYCLE_EVENT_TYPES = {
+    "charge.dispute.closed",
+    "charge.dispute.created",
+    "charge.dispute.funds_reinstated",
+    "charge.dispute.funds_withdrawn",
+    "charge.dispute.updated",
+    "charge.pending",
+    "checkout.session.async_payment_failed",
+    "checkout.session.async_payment_succeeded",
+    "customer.subscription.pending_update_expired",
+    "invoice.payment_action_required",
+    "invoice.voided",
+    "invoiceitem.created",
+    "payment_intent.processing",
+    "payment_intent.requires_action",
+    "payment_method.attached",
+}
+
+
+def _lifecycle_scenario(client: Any) -> None:
+    """After the first payment: each later workflow once, so its objects and events are
+    checked like the first payment's."""
+    flowkit = stripe.Product.create(name="SmartFlow FlowKit")
+    monthly = stripe.Price.create(
+        product=flowkit.id, unit_amount=4900, currency="gbp", recurring={"interval": "month"}
+    )
+    bigger = stripe.Price.create(
+        product=flowkit.id, unit_amount=9900, currency="gbp", recurring={"interval": "month"}
+    )
+    oneoff = stripe.Price.create(product=flowkit.id, unit_amount=49000, currency="gbp")
+
+    # Prorations left pending, then previewed; a pending update whose payment is declined.
+    dee = stripe.Customer.create(email="dee@example.com")
+    pay(client, checkout_create(monthly, dee.id).id)
+    sub = stripe.Subscription.list(customer=dee.id).data[0]
+    item = sub["items"].data[0]
+    stripe.Subscription.modify(
+        sub.id, items=[{"id": item.id, "price": bigger.id}], proration_behavior="create_prorations"
+    )
+    pending = stripe.InvoiceItem.list(customer=dee.id, pending=True)
+    stripe.InvoiceItem.retrieve(pending.data[0].id)
+    stripe.Invoice.create_preview(
+        subscription=sub.id,
+        subscription_details={
+            "items": [{"id": item.id, "price": monthly.id}],
+            "proration_behavior": "always_invoice",
+        },
+    )
+    eve = stripe.Customer.create(email="eve@example.com")
+    declined = stripe.Subscription.create(
+        customer=eve.id,
+        items=[{"price": monthly.id}],
+        default_payment_method="pm_card_visa",
+    )
+    store_sub = store.get(declined.id, "subscription")
+    store_sub["_card"] = objects.CARD_DECLINED
+    store.save(store_sub)
+    stripe.Subscription.modify(
+        declined.id,
+        items=[{"id": declined["items"].data[0].id, "price": bigger.id}],
+        proration_behavior="always_invoice",
+        payment_behavior="pending_if_incomplete",
+    )
+
+    # 3-D Secure: approved in Checkout, then needed again at renewal; an incomplete
+    # subscription created through the API that expires.
+    fay = stripe.Customer.create(email="fay@example.com")
+    secure = checkout_create(monthly, fay.id)
+    pay(client, secure.id, "4000 0027 6000 3184")
+    client.post(
+        f"/sandbox/checkout/{secure.id}/",
+        {"card_number": "4000 0027 6000 3184", "authenticate": "approve"},
+    )
+    gus = stripe.Customer.create(email="gus@example.com")
+    stripe.Subscription.create(
+        customer=gus.id,
+        items=[{"price": monthly.id}],
+        default_payment_method="pm_card_chargeDeclined",
+    )
+
+    # A one-off bought by bank debit that settles, a subscription whose debit fails.
+    hal = stripe.Customer.create(email="hal@example.com")
+    by_bank = stripe.checkout.Session.create(
+        mode="payment",
+        customer=hal.id,
+        line_items=[{"price": oneoff.id, "quantity": 1}],
+        success_url="http://testserver/billing/success/",
+    )
+    client.post(
+        f"/sandbox/checkout/{by_bank.id}/bank-debit/",
+        {"sort_code": "10-88-00", "account_number": "00012345"},
+    )
+    failing_bank = checkout_create(monthly, hal.id)
+    client.post(
+        f"/sandbox/checkout/{failing_bank.id}/bank-debit/",
+        {"sort_code": "10-88-00", "account_number": "33333335"},
+    )
+
+    # Disputes: one won, one lost.
+    from stripe_sandbox import disputes
+
+    for email, outcome in (("dee@example.com", "won"), ("fay@example.com", "lost")):
+        customer_id = stripe.Customer.list(email=email).data[0].id
+        charge = stripe.Charge.list(customer=customer_id).data[0]
+        dispute, _ = disputes.dispute_open(charge.id)
+        stripe.Dispute.retrieve(dispute["id"])
+        disputes.dispute_close(dispute["id"], outcome=outcome)
+    stripe.Dispute.list()
+
+    # A card updated in the portal; then a month on the clock: renewals (one waiting for
+    # 3-D Secure), the pending update lapses, the bank debits settle, the dunning runs.
+    portal = stripe.billing_portal.Session.create(customer=eve.id, return_url="http://testserver/")
+    client.post(
+        f"/sandbox/portal/{portal.id}/",
+        {"action": "update_card", "card_number": "4242 4242 4242 4242"},
+    )
+    default_card = stripe.Customer.retrieve(eve.id).invoice_settings.default_payment_method
+    stripe.PaymentMethod.retrieve(default_card)
+    actions.clock_advance(days=32)
+    actions.clock_advance(days=20)
+    for invoice in stripe.Invoice.list(status="open").data:
+        stripe.Invoice.retrieve(invoice.id)
+
+
+@pytest.mark.django_db
+def test_every_object_and_event_after_the_first_payment_matches_too(client):
+    recorder = RecordingClient()
+    stripe.default_http_client = recorder
+
+    _lifecycle_scenario(client)
+    found = conformance(recorder.answers)
+
+    emitted = {event["type"] for event in found["events"]}
+    assert emitted >= LIFECYCLE_EVENT_TYPES, (
+        f"not produced: {sorted(LIFECYCLE_EVENT_TYPES - emitted)}"
+    )
+    violations = found["violations"]
+    print(
+        f"\nconformance after the first payment: {found['answered']} answered objects, "
+        f"{found['stored']} stored objects, {len(found['events'])} events "
+        f"({len(emitted)} types), {len(violations)} violations"
+    )
+    assert not violations, "shapes that differ from the pinned API version:\n" + _report(violations)
+
+
 # --- The schema reader itself, on objects with one known flaw each ---------------------------
 
 
