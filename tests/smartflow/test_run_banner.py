@@ -80,3 +80,22 @@ def test_in_sandbox_mode_stripe_python_logs_only_warnings_and_the_sandbox_one_li
     lines = [r.getMessage() for r in caplog.records]
     assert not [line for line in lines if "api.stripe.com" in line]
     assert "Stripe sandbox: GET /v1/account -> 200" in lines
+
+
+@pytest.mark.django_db
+def test_the_banner_waits_until_the_sandboxs_pending_webhooks_are_delivered(monkeypatch):
+    # Otherwise the worker's lines for the catalogue's webhooks scroll the banner away.
+    from smartflow.management.commands import run_banner
+    from stripe_sandbox.models import Delivery
+
+    pending = Delivery.objects.create(event_id="evt_banner", endpoint_id="we_banner")
+    naps: list[float] = []
+
+    def nap(seconds: float) -> None:
+        naps.append(seconds)
+        Delivery.objects.filter(pk=pending.pk).update(state=Delivery.State.SUCCEEDED)
+
+    monkeypatch.setattr(run_banner.time, "sleep", nap)
+    run_banner.Command()._quiet()
+
+    assert naps == [0.5]  # waited once, then saw nothing left to deliver

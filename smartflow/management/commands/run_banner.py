@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import socket
 import time
+from datetime import timedelta
 from typing import Any
 from urllib.error import URLError
 from urllib.request import urlopen
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
 
 CONSOLE_EMAIL = "django.core.mail.backends.console.EmailBackend"
 
@@ -81,7 +83,24 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["wait"]:
             self._wait(options["wait"], options["timeout"])
+            self._quiet()
         self.stdout.write("\n" + framed(banner_lines()) + "\n")
+
+    def _quiet(self, *, seconds: float = 60.0) -> None:
+        # The catalogue make run syncs leaves a dozen sandbox webhooks for the worker,
+        # whose log lines would bury the banner: print it once they are delivered.
+        if not settings.STRIPE_SANDBOX:
+            return
+        from stripe_sandbox.models import Delivery
+
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            soon = timezone.now() + timedelta(seconds=10)
+            if not Delivery.objects.filter(
+                state=Delivery.State.PENDING, next_attempt_at__lte=soon
+            ).exists():
+                return
+            time.sleep(0.5)
 
     def _wait(self, address: str, timeout: float) -> None:
         host, _, port = address.rpartition(":")
