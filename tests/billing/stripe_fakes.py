@@ -23,10 +23,6 @@ from urllib.parse import parse_qsl, urlsplit
 
 import stripe
 
-from stripe_sandbox import store
-from stripe_sandbox.client import SandboxHTTPClient
-from stripe_sandbox.models import StripeObject
-
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "stripe" / "fixtures3.json"
 API_VERSION = "2026-08-26.dahlia"
 NOW = int(time.time())
@@ -280,7 +276,7 @@ def signature(payload: bytes, secret: str, *, timestamp: int | None = None) -> s
     return f"t={t},v1={mac}"
 
 
-class FakeStripe(SandboxHTTPClient):
+class FakeStripe(stripe.HTTPClient):
     """The offline sandbox as stripe-python's HTTP client, with what tests need on top:
     every call recorded in `calls`, objects stored with `add` (so a test can put Stripe
     in exactly the state it describes, e.g. a past_due subscription), and `fail` to make
@@ -290,7 +286,12 @@ class FakeStripe(SandboxHTTPClient):
     name = "fake-stripe"
 
     def __init__(self) -> None:
+        # Imported here: the builders above serve processes without the sandbox installed
+        # (the production-settings tests sign events with them).
+        from stripe_sandbox.client import SandboxHTTPClient
+
         super().__init__()
+        self._sandbox = SandboxHTTPClient()
         self.calls: list[tuple[str, str, dict[str, Any]]] = []
         self.fail: stripe.StripeError | None = None
         # The dicts tests added, with what was last stored for each: a test that edits
@@ -298,7 +299,12 @@ class FakeStripe(SandboxHTTPClient):
         # the fake held the very dict, and the sandbox's own changes flow back into it.
         self._added: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
 
+    def close(self) -> None:
+        pass
+
     def add(self, *objs: dict[str, Any]) -> None:
+        from stripe_sandbox import store
+
         for obj in objs:
             store.save(copy.deepcopy(obj))
             self._added[obj["id"]] = (obj, copy.deepcopy(obj))
@@ -319,17 +325,21 @@ class FakeStripe(SandboxHTTPClient):
             return json.dumps({"error": {"type": "api_error", "message": str(self.fail)}}), 500, {}
         self._push()
         try:
-            return super().request(method, url, headers, post_data, _usage=_usage)
+            return self._sandbox.request(method, url, headers, post_data, _usage=_usage)
         finally:
             self._pull()
 
     def _push(self) -> None:
+        from stripe_sandbox import store
+
         for obj, stored in self._added.values():
             if obj != stored:
                 store.save(copy.deepcopy(obj))
                 self._added[obj["id"]] = (obj, copy.deepcopy(obj))
 
     def _pull(self) -> None:
+        from stripe_sandbox import store
+
         for object_id, (obj, stored) in list(self._added.items()):
             current = store.find(object_id)
             if current is not None and current != stored:
@@ -346,6 +356,8 @@ class _StoredObjects:
         self.fake = fake
 
     def __getitem__(self, object_id: str) -> dict[str, Any]:
+        from stripe_sandbox import store
+
         if object_id not in self.fake._added:
             obj = store.find(object_id)
             if obj is None:
@@ -357,4 +369,6 @@ class _StoredObjects:
         self.fake.add({**obj, "id": object_id})
 
     def values(self) -> list[dict[str, Any]]:
+        from stripe_sandbox.models import StripeObject
+
         return [row.data for row in StripeObject.objects.order_by("pk")]
