@@ -357,6 +357,12 @@ def subscription_renew(sub_id: str, *, fail: bool | None = None) -> Obj:
             return canceled
         customer = store.get(sub["customer"], "customer")
         before = copy.deepcopy(sub)
+        from stripe_sandbox import schedules
+
+        # A schedule's next phase starts here: its prices are the ones this renewal bills.
+        if schedules.phase_transition(sub) == "cancel":
+            _subscription_save(sub)
+            return subscription_cancel(sub_id)
         for item in sub["items"]["data"]:
             recurring = item["price"]["recurring"]
             item["current_period_start"] = item["current_period_end"]
@@ -387,6 +393,10 @@ def subscription_cancel(sub_id: str, *, reason: str = "cancellation_requested") 
     with transaction.atomic():
         sub = _live_subscription(sub_id)
         ts = store.now()
+        if sub.get("schedule"):
+            from stripe_sandbox import schedules
+
+            schedules.schedule_canceled(store.get(sub["schedule"], "subscription_schedule"))
         sub["status"] = "canceled"
         sub["canceled_at"] = sub.get("canceled_at") or ts
         sub["ended_at"] = ts
@@ -425,6 +435,10 @@ def subscription_update(sub_id: str, params: Obj) -> Obj:
             sub["metadata"] = objects.metadata_merge(sub["metadata"], params["metadata"])
         if "description" in params:
             sub["description"] = params["description"] or None
+        if sub.get("schedule") and ("cancel_at_period_end" in params or "cancel_at" in params):
+            from stripe_sandbox import schedules
+
+            raise schedules.managed_error(sub)
         if "cancel_at_period_end" in params:
             cancel = str(params["cancel_at_period_end"]).lower() == "true"
             sub["cancel_at_period_end"] = cancel

@@ -13,6 +13,7 @@ from stripe_sandbox.api import (  # noqa: F401  (registers the routes)
     payments,
     portal,
     products,
+    schedules,
     subscriptions,
 )
 from stripe_sandbox.api.router import api_request
