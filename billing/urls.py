@@ -13,6 +13,11 @@ urlpatterns = [
     path("billing/switch/", views.switch, name="switch"),
     path("billing/success/", views.success, name="success"),
     path("billing/portal/", views.portal, name="portal"),
+    path("billing/", views.account, name="account"),
+    path("billing/downgrade/", views.downgrade, name="downgrade"),
+    path("billing/downgrade/cancel/", views.downgrade_undo, name="downgrade_cancel"),
+    path("billing/cancel/", views.cancel, name="cancel"),
+    path("billing/resume/", views.resume, name="resume"),
     path("feature/<str:name>/", views.feature, name="feature"),
 ]
 

@@ -21,8 +21,26 @@ from billing.checkout import (
     subscription_switch,
 )
 from billing.decorators import plan_required
-from billing.plans import FEATURES, PLAN_INFO, Interval, Plan, price_plan
-from billing.stripe_api import PriceMissing, StripeError, live_subscription
+from billing.history import billing_history
+from billing.outlook import Outlook, outlook_for
+from billing.period_end import (
+    ChangeRefused,
+    cancellation_set,
+    downgrade_cancel,
+    downgrade_check,
+    downgrade_choices,
+    downgrade_schedule,
+)
+from billing.plans import (
+    FEATURE_LABELS,
+    FEATURES,
+    PLAN_INFO,
+    Interval,
+    Plan,
+    plan_allows,
+    price_plan,
+)
+from billing.stripe_api import PriceMissing, StripeError, live_subscription, price_find
 
 logger = logging.getLogger(__name__)
 
@@ -211,3 +229,120 @@ def stripe_webhook_guard(view: Callable[..., HttpResponse]) -> Callable[..., Htt
         return view(request, *args, **kwargs)
 
     return guarded
+
+
+# --- The billing page and changes at the period end (billing/outlook.py, period_end.py) ---
+
+
+@login_required
+@require_safe
+def account(request: HttpRequest) -> HttpResponse:
+    """`/billing/`: plan, what comes next, card, invoices, purchases and refunds, all
+    from the synced rows: no Stripe call."""
+    outlook = outlook_for(request.user)
+    context = {
+        "outlook": outlook,
+        "history": billing_history(request.user),
+        "downgrades": downgrade_choices(outlook),
+        "plan_info": PLAN_INFO[request.user.plan],
+    }
+    return render(request, "billing/account.html", context)
+
+
+def _period_end_guard(request: HttpRequest) -> Outlook | HttpResponse:
+    """The user's own live subscription's outlook, or the page that says why not."""
+    if not settings.BILLING_ENABLED:
+        return _problem(request, "Payments are not set up on this site yet.", 503)
+    outlook = outlook_for(request.user)
+    if outlook is None:
+        return _problem(request, "You have no subscription to change.", 409)
+    return outlook
+
+
+def _lost_features(plan: str | None, target: str) -> list[str]:
+    return [
+        FEATURE_LABELS[name]
+        for name in FEATURES
+        if plan and plan_allows(plan, name) and not plan_allows(target, name)
+    ]
+
+
+@login_required
+@require_http_methods(["GET", "HEAD", "POST"])
+def downgrade(request: HttpRequest) -> HttpResponse:
+    """`/billing/downgrade/?plan=flowkit`: confirm, then move to a lower paid plan at the
+    end of the paid period (a Subscription Schedule)."""
+    outlook = _period_end_guard(request)
+    if isinstance(outlook, HttpResponse):
+        return outlook
+    plan = request.POST.get("plan") or request.GET.get("plan", "")
+    try:
+        target = downgrade_check(outlook=outlook, plan=plan)
+        if request.method == "POST":
+            downgrade_schedule(user=request.user, outlook=outlook, plan=target)
+            return redirect("billing:account")
+        price = price_find(target, Interval.MONTHLY).stripe_data
+    except ChangeRefused as refused:
+        return _problem(request, refused.message, refused.status)
+    except (StripeError, PriceMissing) as exc:
+        return _stripe_failed(request, exc)
+    context = {
+        "outlook": outlook,
+        "target": target,
+        "price": price,
+        "lost": _lost_features(outlook.plan, target),
+    }
+    return render(request, "billing/downgrade.html", context)
+
+
+@login_required
+@require_POST
+def downgrade_undo(request: HttpRequest) -> HttpResponse:
+    """`/billing/downgrade/cancel/`: keep the current plan (the schedule is released)."""
+    outlook = _period_end_guard(request)
+    if isinstance(outlook, HttpResponse):
+        return outlook
+    try:
+        downgrade_cancel(user=request.user, outlook=outlook)
+    except ChangeRefused as refused:
+        return _problem(request, refused.message, refused.status)
+    except StripeError as exc:
+        return _stripe_failed(request, exc)
+    return redirect("billing:account")
+
+
+@login_required
+@require_http_methods(["GET", "HEAD", "POST"])
+def cancel(request: HttpRequest) -> HttpResponse:
+    """`/billing/cancel/`: confirm (the date, what is lost), then cancel at the period end."""
+    outlook = _period_end_guard(request)
+    if isinstance(outlook, HttpResponse):
+        return outlook
+    try:
+        if outlook.kind == "cancels":
+            raise ChangeRefused("Your subscription is already set to end at the period end.")
+        if request.method == "POST":
+            cancellation_set(user=request.user, outlook=outlook, cancel=True)
+            return redirect("billing:account")
+    except ChangeRefused as refused:
+        return _problem(request, refused.message, refused.status)
+    except StripeError as exc:
+        return _stripe_failed(request, exc)
+    context = {"outlook": outlook, "lost": _lost_features(outlook.plan, Plan.STARTER)}
+    return render(request, "billing/cancel.html", context)
+
+
+@login_required
+@require_POST
+def resume(request: HttpRequest) -> HttpResponse:
+    """`/billing/resume/`: undo a cancellation at the period end."""
+    outlook = _period_end_guard(request)
+    if isinstance(outlook, HttpResponse):
+        return outlook
+    try:
+        cancellation_set(user=request.user, outlook=outlook, cancel=False)
+    except ChangeRefused as refused:
+        return _problem(request, refused.message, refused.status)
+    except StripeError as exc:
+        return _stripe_failed(request, exc)
+    return redirect("billing:account")

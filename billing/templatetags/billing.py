@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 from django import template
 
+from billing.outlook import long_date as _long_date
+from billing.outlook import outlook_for
 from billing.plans import FEATURE_LABELS, plan_allows
 from billing.pricing import plan_rows
 
@@ -39,3 +43,16 @@ def plan_cards(context: template.Context) -> dict:
         "user": context.get("user"),
         "csrf_token": context.get("csrf_token"),
     }
+
+
+@register.filter
+def long_date(moment: datetime | None) -> str:
+    """`{{ invoice.date|long_date }}`: "1 February 2027"."""
+    return _long_date(moment) if moment else ""
+
+
+@register.inclusion_tag("billing/_outlook.html")
+def subscription_outlook(user) -> dict:
+    """What comes next for the user's subscription (billing/outlook.py), in one line."""
+    authenticated = bool(getattr(user, "is_authenticated", False))
+    return {"outlook": outlook_for(user) if authenticated else None}

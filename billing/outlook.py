@@ -1,0 +1,172 @@
+"""What is coming next for a customer's subscription, in words.
+
+One rule, read by the dashboard and the billing page alike: a subscription set to cancel
+at the period end "Cancels on <date>"; one whose schedule moves it to another price at
+the period end "Changes to <Plan> on <date>"; otherwise it renews on the period end for
+its items' price. Read from dj-stripe's synced rows (`stripe_data`), never from Stripe,
+so a page that shows it makes no Stripe call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from djstripe.models import Price, SubscriptionSchedule
+
+from accounts.models import User
+from billing.plans import Plan, price_plan
+from billing.stripe_api import live_subscription
+from billing.stripe_layout import subscription_period
+
+Kind = Literal["renews", "cancels", "changes"]
+
+STATUS_WORDS = {
+    "active": "Active",
+    "trialing": "On a free trial",
+    "past_due": "Payment overdue: we are retrying your card",
+    "unpaid": "Unpaid",
+    "incomplete": "Waiting for the first payment",
+    "incomplete_expired": "Never started: the first payment did not go through",
+    "canceled": "Cancelled",
+    "paused": "Paused",
+}
+
+
+@dataclass(frozen=True)
+class Outlook:
+    """The customer's subscription and what happens to it at the end of this period."""
+
+    subscription_id: str
+    status: str
+    plan: Plan | None  # the plan the subscription sells now
+    kind: Kind
+    on: datetime | None  # the end of the current period
+    amount: int | None  # the next payment, minor units (None when it cancels)
+    currency: str
+    schedule_id: str | None  # an active schedule managing the subscription
+    next_plan: Plan | None = None  # for "changes"
+
+    @property
+    def status_words(self) -> str:
+        return STATUS_WORDS.get(self.status, self.status.replace("_", " ").capitalize())
+
+    @property
+    def plan_label(self) -> str:
+        return Plan(self.plan).label if self.plan else "Unknown plan"
+
+    @property
+    def next_plan_label(self) -> str:
+        return Plan(self.next_plan).label if self.next_plan else ""
+
+    def sentence(self) -> str:
+        """ "Cancels on 1 February 2027", "Changes to FlowKit on 1 February 2027",
+        "Renews on 1 February 2027"."""
+        when = long_date(self.on) if self.on else "the end of the period"
+        if self.kind == "cancels":
+            return f"Cancels on {when}"
+        if self.kind == "changes":
+            return f"Changes to {self.next_plan_label} on {when}"
+        return f"Renews on {when}"
+
+
+def long_date(moment: datetime) -> str:
+    """1 February 2027 (no leading zero, the month in words, in UTC like Stripe's)."""
+    moment = moment.astimezone(UTC)
+    return f"{moment.day} {moment:%B %Y}"
+
+
+def _ts(value: Any) -> datetime | None:
+    return datetime.fromtimestamp(int(value), tz=UTC) if value else None
+
+
+def _price_plan(price: Mapping[str, Any]) -> Plan | None:
+    sold = price_plan(price_id=price.get("id", ""), lookup_key=price.get("lookup_key"))
+    return sold[0] if sold else None
+
+
+def _items_amount(items: list[Mapping[str, Any]]) -> int | None:
+    amounts = [(i.get("price") or {}).get("unit_amount") for i in items]
+    if any(a is None for a in amounts):
+        return None
+    return sum(int(a) * int(i.get("quantity") or 1) for a, i in zip(amounts, items, strict=True))
+
+
+def planned_phase(
+    schedule: Mapping[str, Any] | None, *, period_end: int | None
+) -> Mapping[str, Any] | None:
+    """The phase of an active schedule that starts at the end of the current period."""
+    if not schedule or schedule.get("status") != "active" or period_end is None:
+        return None
+    return next(
+        (p for p in schedule.get("phases") or [] if p.get("start_date") == period_end), None
+    )
+
+
+def subscription_outlook(
+    subscription: Mapping[str, Any],
+    *,
+    schedule: Mapping[str, Any] | None = None,
+    prices: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Outlook:
+    """The outlook of one subscription (its `stripe_data`), given its schedule's and the
+    prices the schedule names. Pure: reads nothing, writes nothing."""
+    items = (subscription.get("items") or {}).get("data") or []
+    plans = [p for i in items if (p := _price_plan(i.get("price") or {}))]
+    period_end = subscription_period(subscription)[1]
+    active_schedule = schedule if schedule and schedule.get("status") == "active" else None
+    common = {
+        "subscription_id": subscription.get("id", ""),
+        "schedule_id": (active_schedule or {}).get("id"),
+        "status": subscription.get("status", ""),
+        "plan": plans[0] if plans else None,
+        "on": _ts(period_end),
+        "currency": subscription.get("currency") or "",
+    }
+    if subscription.get("cancel_at_period_end") or subscription.get("cancel_at"):
+        at = subscription.get("cancel_at") or period_end
+        return Outlook(**{**common, "on": _ts(at)}, kind="cancels", amount=None)
+    phase = planned_phase(schedule, period_end=period_end)
+    if phase:
+        phase_items = [
+            {
+                "price": dict((prices or {}).get(_id(i.get("price")), {"id": _id(i.get("price"))})),
+                "quantity": i.get("quantity"),
+            }
+            for i in phase.get("items") or []
+        ]
+        next_plans = [p for i in phase_items if (p := _price_plan(i["price"]))]
+        next_plan = next_plans[0] if next_plans else None
+        if next_plan and next_plan != common["plan"]:
+            return Outlook(
+                **common,
+                kind="changes",
+                amount=_items_amount(phase_items),
+                next_plan=next_plan,
+            )
+    return Outlook(**common, kind="renews", amount=_items_amount(items))
+
+
+def _id(value: Any) -> str:
+    return (value.get("id") or "") if isinstance(value, Mapping) else (value or "")
+
+
+def outlook_for(user: User) -> Outlook | None:
+    """The outlook of `user`'s live subscription from the synced rows, or None."""
+    subscription = live_subscription(user)
+    if subscription is None:
+        return None
+    schedule = None
+    if schedule_id := _id(subscription.get("schedule")):
+        schedule = (
+            SubscriptionSchedule.objects.filter(id=schedule_id)
+            .values_list("stripe_data", flat=True)
+            .first()
+        )
+    prices: dict[str, Mapping[str, Any]] = {}
+    if schedule:
+        ids = {_id(i.get("price")) for p in schedule.get("phases") or [] for i in p["items"]}
+        prices = dict(Price.objects.filter(id__in=ids).values_list("id", "stripe_data"))
+    return subscription_outlook(subscription, schedule=schedule, prices=prices)
