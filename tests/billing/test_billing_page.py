@@ -1,0 +1,126 @@
+"""The customer's billing page (/billing/): plan, what comes next, card, invoices,
+one-off purchases and refunds, from dj-stripe's synced rows without a Stripe call."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from djstripe.models import Subscription
+
+from billing.models import OneOffPurchase
+from stripe_sandbox import collection, store
+from stripe_sandbox.delivery import client_transport, deliver_pending
+
+pytestmark = pytest.mark.django_db
+
+
+def _path(url: str) -> str:
+    return url.removeprefix("http://testserver")
+
+
+def _deliver(client) -> None:
+    assert deliver_pending(transport=client_transport(client)).failed == 0
+
+
+def _long(ts: int) -> str:
+    moment = datetime.fromtimestamp(ts, tz=UTC)
+    return f"{moment.day} {moment:%B %Y}"
+
+
+@pytest.fixture
+def subscribed(client, customer, fake_stripe, settings):
+    """A FlowKit subscriber who paid in the sandbox's Checkout, renewed once, and got
+    part of the renewal refunded; every webhook delivered."""
+    settings.SITE_URL = "http://testserver"
+    call_command("stripe_catalog", stdout=StringIO())
+    client.force_login(customer)
+    checkout = client.post("/billing/checkout/", {"plan": "flowkit", "interval": "monthly"})
+    client.post(_path(checkout["Location"]), {"card_number": "4242 4242 4242 4242"})
+    _deliver(client)
+    sub = Subscription.objects.get().stripe_data
+    collection.clock_advance(sub["items"]["data"][0]["current_period_end"] - store.now() + 60)
+    call_command("stripe_sandbox", "refund", "--email", customer.email, stdout=StringIO())
+    _deliver(client)
+    return client
+
+
+def test_the_billing_page_makes_no_stripe_call(subscribed, fake_stripe):
+    fake_stripe.calls.clear()
+
+    response = subscribed.get("/billing/")
+
+    assert response.status_code == 200
+    assert fake_stripe.calls == []
+
+
+def test_the_billing_page_lists_every_invoice_with_its_links(subscribed):
+    invoices = [i for i in store.all_of("invoice")]
+
+    page = subscribed.get("/billing/").content.decode()
+
+    assert len(invoices) == 2
+    for invoice in invoices:
+        assert invoice["number"] in page
+        assert f'href="{invoice["hosted_invoice_url"]}"' in page
+        assert f'href="{invoice["invoice_pdf"]}"' in page
+        assert _long(invoice["status_transitions"]["finalized_at"]) in page
+    assert page.count("£49.00") >= 2
+    assert page.count('data-status="paid"') == 2
+
+
+def test_the_billing_page_shows_plan_next_payment_and_card(subscribed):
+    sub = Subscription.objects.get().stripe_data
+    period_end = sub["items"]["data"][0]["current_period_end"]
+
+    page = subscribed.get("/billing/").content.decode()
+
+    assert "FlowKit" in page and "Active" in page
+    assert f"Renews on {_long(period_end)}" in page
+    assert "next payment £49.00" in page
+    assert "Visa ending 4242, expires 12/2034" in page
+    assert 'action="/billing/portal/"' in page and "Manage billing" in page
+
+
+def test_the_billing_page_lists_refunds_and_one_off_purchases(subscribed, customer):
+    OneOffPurchase.objects.create(
+        user=customer,
+        plan="launchpack",
+        checkout_session_id="cs_test_oneoff",
+        amount=99000,
+        currency="gbp",
+    )
+
+    page = subscribed.get("/billing/").content.decode()
+
+    assert re.search(r"<strong>Refund</strong>", page)
+    assert "−£49.00" in page
+    assert "LaunchPack</strong>, one-off" in page and "£990.00" in page
+
+
+def test_a_customer_sees_only_their_own_billing(subscribed, client, outsider):
+    client.force_login(outsider)
+
+    page = client.get("/billing/").content.decode()
+
+    assert "No invoices yet." in page and "No card on file." in page
+    assert "Manage billing" in page
+
+
+def test_the_card_updated_in_the_portal_is_the_card_on_file(subscribed, customer):
+    customer_id = store.all_of("customer")[0]["id"]
+    collection.customer_card_set(customer_id, "4000000000000341")
+    _deliver(subscribed)
+
+    page = subscribed.get("/billing/").content.decode()
+
+    assert "Visa ending 0341" in page
+
+
+def test_navigation_and_dashboard_link_to_the_billing_page(subscribed):
+    dashboard = subscribed.get("/").content.decode()
+
+    assert dashboard.count('href="/billing/"') == 2  # the navigation and the plan card
