@@ -309,6 +309,10 @@ LIFECYCLE_EVENT_TYPES = {
     "payment_intent.processing",
     "payment_intent.requires_action",
     "payment_method.attached",
+    "subscription_schedule.canceled",
+    "subscription_schedule.created",
+    "subscription_schedule.released",
+    "subscription_schedule.updated",
 }
 
 
@@ -401,6 +405,37 @@ def _lifecycle_scenario(client: Any) -> None:
         stripe.Dispute.retrieve(dispute["id"])
         disputes.dispute_close(dispute["id"], outcome=outcome)
     stripe.Dispute.list()
+
+    # Subscription schedules: a downgrade at the period end (the clock below moves it on
+    # and, a month later, completes it), one released, one cancelled.
+    for email in ("ida@example.com", "jo@example.com", "kit@example.com"):
+        buyer = stripe.Customer.create(email=email)
+        pay(client, checkout_create(bigger, buyer.id).id)
+        scheduled = stripe.Subscription.list(customer=buyer.id).data[0]
+        schedule = stripe.SubscriptionSchedule.create(from_subscription=scheduled.id)
+        phase = schedule.phases[0]
+        stripe.SubscriptionSchedule.modify(
+            schedule.id,
+            end_behavior="release",
+            proration_behavior="none",
+            phases=[
+                {
+                    "items": [{"price": bigger.id, "quantity": 1}],
+                    "start_date": phase.start_date,
+                    "end_date": phase.end_date,
+                },
+                {
+                    "items": [{"price": monthly.id, "quantity": 1}],
+                    "duration": {"interval": "month", "interval_count": 1},
+                },
+            ],
+        )
+        stripe.SubscriptionSchedule.retrieve(schedule.id)
+        if email == "jo@example.com":
+            stripe.SubscriptionSchedule.release(schedule.id)
+        elif email == "kit@example.com":
+            stripe.SubscriptionSchedule.cancel(schedule.id)
+    stripe.SubscriptionSchedule.list()
 
     # A card updated in the portal; then a month on the clock: renewals (one waiting for
     # 3-D Secure), the pending update lapses, the bank debits settle, the dunning runs.
