@@ -103,9 +103,11 @@ def card_on_file(customer: Customer, subscriptions: list[Mapping[str, Any]]) -> 
     candidates = [_id(s.get("default_payment_method")) for s in subscriptions]
     settings = (customer.stripe_data or {}).get("invoice_settings") or {}
     candidates.append(_id(settings.get("default_payment_method")))
-    for pm_id in filter(None, candidates):
-        data = PaymentMethod.objects.filter(id=pm_id).values_list("stripe_data", flat=True).first()
-        if data and (card := _card(data.get("card"))):
+    # The newest of them: a card updated in the portal is newer than Checkout's, and
+    # becomes the default of both the customer and their subscriptions.
+    methods = PaymentMethod.objects.filter(id__in=[c for c in candidates if c]).order_by("-created")
+    for data in methods.values_list("stripe_data", flat=True):
+        if card := _card(data.get("card")):
             return card
     charges = Charge.objects.filter(customer=customer, stripe_data__status="succeeded").order_by(
         "-created"

@@ -68,6 +68,7 @@ def _payment(
     succeed: bool,
     description: str,
     metadata: dict[str, str] | None = None,
+    payment_method: str | None = None,
 ) -> tuple[Obj, Obj]:
     """A PaymentIntent and its charge, saved; the caller emits their events in order."""
     pi = objects.payment_intent(
@@ -78,6 +79,8 @@ def _payment(
         description=description,
     )
     charge = objects.charge(pi=pi, card=card, succeeded=succeed)
+    if payment_method:
+        pi["payment_method"] = charge["payment_method"] = payment_method
     pi["latest_charge"] = charge["id"]
     if succeed:
         pi["status"] = "succeeded"
@@ -139,7 +142,13 @@ def _invoice_totals(invoice: Obj) -> None:
 
 
 def _invoice_collect(
-    invoice: Obj, *, customer: Obj, card: str, succeed: bool, description: str
+    invoice: Obj,
+    *,
+    customer: Obj,
+    card: str,
+    succeed: bool,
+    description: str,
+    payment_method: str | None = None,
 ) -> tuple[Obj, Obj] | None:
     """Finalize `invoice` and try to collect it: invoice.finalized, the payment's events,
     then invoice.paid + invoice.payment_succeeded or invoice.payment_failed."""
@@ -155,6 +164,7 @@ def _invoice_collect(
             card=card,
             succeed=succeed,
             description=description,
+            payment_method=payment_method,
         )
         # What the includable invoice.confirmation_secret reads.
         invoice["_payment_intent"] = payment[0]["id"]
@@ -284,6 +294,11 @@ def _checkout_subscription(session: Obj, customer: Obj, card: str) -> tuple[Obj,
         metadata=session.get("_subscription_metadata", {}),
         card=card,
     )
+    # Checkout saves the card as a PaymentMethod attached to the customer and makes it
+    # the subscription's default payment method (what its charges name, too).
+    pm = store.save(objects.payment_method(card=card, customer_id=customer["id"]))
+    event_emit("payment_method.attached", pm)
+    sub["default_payment_method"] = pm["id"]
     for li in session.get("_line_items", []):
         if li["price"].get("recurring"):
             sub["items"]["data"].append(
@@ -323,7 +338,12 @@ def _checkout_subscription(session: Obj, customer: Obj, card: str) -> tuple[Obj,
     sub["latest_invoice"] = invoice["id"]
     _subscription_save(sub)
     _invoice_collect(
-        invoice, customer=customer, card=card, succeed=True, description="Subscription creation"
+        invoice,
+        customer=customer,
+        card=card,
+        succeed=True,
+        description="Subscription creation",
+        payment_method=pm["id"],
     )
     return sub, invoice
 

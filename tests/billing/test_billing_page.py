@@ -124,3 +124,32 @@ def test_navigation_and_dashboard_link_to_the_billing_page(subscribed):
     dashboard = subscribed.get("/").content.decode()
 
     assert dashboard.count('href="/billing/"') == 2  # the navigation and the plan card
+
+
+def test_checkouts_card_is_synced_as_a_payment_method(subscribed):
+    from djstripe.models import PaymentMethod
+
+    sub = Subscription.objects.get().stripe_data
+
+    method = PaymentMethod.objects.get(id=sub["default_payment_method"])
+    assert method.stripe_data["card"]["last4"] == "4242"
+
+
+def test_a_one_off_buyers_card_is_read_from_the_charge(client, customer, fake_stripe, settings):
+    settings.SITE_URL = "http://testserver"
+    call_command("stripe_catalog", stdout=StringIO())
+    client.force_login(customer)
+    checkout = client.post("/billing/checkout/", {"plan": "flowkit", "interval": "oneoff"})
+    client.post(_path(checkout["Location"]), {"card_number": "4000 0025 0000 3155"})
+    client.post(
+        _path(checkout["Location"]),
+        {"card_number": "4000 0025 0000 3155", "authenticate": "approve"},
+    )
+    _deliver(client)
+    fake_stripe.calls.clear()
+
+    page = client.get("/billing/").content.decode()
+
+    assert "Visa ending 3155" in page
+    assert "FlowKit</strong>, one-off" in page and "£490.00" in page
+    assert fake_stripe.calls == []

@@ -7,6 +7,7 @@ from stripe_sandbox import store
 from tests.stripe_sandbox.conftest import checkout_create, event_types, pay
 
 SUBSCRIPTION_EVENTS = [
+    "payment_method.attached",
     "customer.subscription.created",
     "invoice.created",
     "invoice.finalized",
@@ -115,7 +116,11 @@ def test_session_without_customer_creates_one_first(client, prices):
 
     paid = stripe.checkout.Session.retrieve(session.id, expand=["customer"])
     assert paid.customer.email == "new@example.com"
-    assert _new_events(before)[:2] == ["customer.created", "customer.subscription.created"]
+    assert _new_events(before)[:3] == [
+        "customer.created",
+        "payment_method.attached",
+        "customer.subscription.created",
+    ]
 
 
 def test_declined_card_shows_the_decline_and_creates_nothing(client, prices, stripe_customer):
