@@ -77,9 +77,14 @@ def downgrade_schedule(*, user: User, outlook: Outlook, plan: str) -> dict[str, 
     """Move `user`'s subscription to `plan` (lower) at the end of the current period."""
     target = downgrade_check(outlook=outlook, plan=plan)
     price = price_find(target, Interval.MONTHLY)
-    schedule = stripe.SubscriptionSchedule.create(
-        from_subscription=outlook.subscription_id, **api_kwargs()
-    )
+    if outlook.schedule_id:
+        # A schedule with nothing planned (say, an earlier attempt that failed halfway):
+        # Stripe allows one per subscription, so it is the one to plan with.
+        schedule = stripe.SubscriptionSchedule.retrieve(outlook.schedule_id, **api_kwargs())
+    else:
+        schedule = stripe.SubscriptionSchedule.create(
+            from_subscription=outlook.subscription_id, **api_kwargs()
+        )
     current = schedule["phases"][0]
     schedule = stripe.SubscriptionSchedule.modify(
         schedule["id"],

@@ -241,3 +241,22 @@ def test_posts_need_the_csrf_token(customer, launchpack):
 
     assert strict.post("/billing/cancel/").status_code == 403
     assert strict.post("/billing/downgrade/", {"plan": "flowkit"}).status_code == 403
+
+
+def test_a_schedule_left_with_nothing_planned_is_reused(
+    signed_in, launchpack, fake_stripe, deliver, catalog
+):
+    # What a downgrade that failed between Stripe's two calls leaves: a schedule that
+    # only holds the current phase.
+    schedule = stripe.SubscriptionSchedule.create(
+        from_subscription=launchpack["id"], api_key="sk_test_" + "x" * 24
+    )
+    deliver(sf.event("customer.subscription.updated", fake_stripe.objects[launchpack["id"]]))
+    deliver(sf.event("subscription_schedule.created", fake_stripe.objects[schedule.id]))
+
+    response = signed_in.post("/billing/downgrade/", {"plan": "flowkit"})
+
+    assert response.status_code == 302
+    assert SubscriptionSchedule.objects.get().id == schedule.id
+    phases = fake_stripe.objects[schedule.id]["phases"]
+    assert phases[1]["items"][0]["price"] == catalog["flowkit_monthly"]["id"]
