@@ -104,6 +104,9 @@ def test_a_downgrade_waits_for_the_period_end(page, shop):  # noqa: F811
     page.goto(f"{shop}/billing/")
     page.get_by_role("link", name="Move to FlowKit at the period end").click()
     expect(page.get_by_text(f"until {_long(end)}")).to_be_visible()
+    for width in (375, 1280):
+        assert_fits(page, width)
+    page.set_viewport_size({"width": 1280, "height": 900})
     shot(page, "billing-downgrade-confirm")
     page.get_by_role("button", name=f"Move to FlowKit on {_long(end)}").click()
     page.wait_for_url(f"{shop}/billing/")
