@@ -121,7 +121,9 @@ def test_when_stripe_gives_up_the_plan_drops_to_starter(
 
     invoice["next_payment_attempt"] = None
     sub["status"] = status
-    kind = "customer.subscription.deleted" if status == "canceled" else "customer.subscription.updated"
+    kind = (
+        "customer.subscription.deleted" if status == "canceled" else "customer.subscription.updated"
+    )
     deliver(sf.event(kind, sub))
 
     customer.refresh_from_db()
