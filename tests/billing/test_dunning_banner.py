@@ -32,9 +32,7 @@ def failing(deliver, fake_stripe, catalog, payer, customer):
         created=_at(-1) - 3600,
         attempted=True,
         attempt_count=1,
-        next_payment_attempt=int(
-            timezone.make_aware(timezone.datetime(2031, 1, 4, 12)).timestamp()
-        ),
+        next_payment_attempt=int(datetime(2031, 1, 4, 12, tzinfo=UTC).timestamp()),
         hosted_invoice_url="https://invoice.stripe.test/in_failing",
         status_transitions={"finalized_at": _at(-1), "paid_at": None, "voided_at": None},
     )
