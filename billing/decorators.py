@@ -6,16 +6,34 @@ from typing import Any
 
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 from django.urls import reverse
 
-from billing.plans import FEATURES
+from billing.plans import FEATURE_LABELS, FEATURES, PLAN_INFO, Plan
 
 
 def _wants_json(request: HttpRequest) -> bool:
     return "application/json" in request.headers.get("Accept", "")
 
 
-def payment_required_response(request: HttpRequest, feature: str) -> JsonResponse:
+def _wants_html(request: HttpRequest) -> bool:
+    # A browser asks for text/html; API clients (application/json, or no Accept at all)
+    # keep the JSON answer they always had.
+    return "text/html" in request.headers.get("Accept", "") and not _wants_json(request)
+
+
+def payment_required_response(request: HttpRequest, feature: str) -> HttpResponse:
+    """402: a short page for a person (the feature, the plan that has it, where to
+    upgrade), the JSON body for programs."""
+    if _wants_html(request):
+        required = FEATURES[feature]
+        context = {
+            "feature_label": FEATURE_LABELS.get(feature, feature),
+            "required_plan": Plan(required).label,
+            "required_info": PLAN_INFO.get(required),
+            "current_plan": Plan(request.user.plan).label,
+        }
+        return render(request, "billing/payment_required.html", context, status=402)
     return JsonResponse(
         {
             "error": "payment_required",

@@ -1,7 +1,9 @@
 """Which plan a user has, and why.
 
 The plan is always computed from the facts, never incremented: the highest of
-  (a) a subscription that is active or trialing, or past_due within the grace period,
+  (a) a subscription that is active or trialing, or past_due while Stripe still retries
+      its open invoice, within the grace period after the first failed attempt
+      (billing/dunning.py: counted on Stripe's clock),
   (b) a paid, unrefunded one-off purchase (that plan for good),
   (c) an active staff override,
 else starter. `plan_refresh` stores the result on the user and writes the history.
@@ -16,7 +18,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -26,10 +28,10 @@ from django.utils import timezone
 from djstripe.models import Subscription
 
 from accounts.models import User
+from billing.dunning import grace_remaining, invoices_load, stripe_now_load
 from billing.models import BillingAlert, OneOffPurchase, PlanChange, PlanOverride
 from billing.plans import Plan, plan_includes, plan_rank, price_plan
 from billing.signals import plan_changed
-from billing.stripe_layout import subscription_period
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +51,9 @@ class Decision:
     # Prices on live subscriptions that sell no known plan: the plan is then kept as it
     # is rather than guessed (and staff are told).
     unknown_prices: list[str] = field(default_factory=list)
+    # A failed renewal keeps the plan for this long yet (on our clock): the plan is to be
+    # decided again then, webhook or not.
+    recheck_in: timedelta | None = None
 
 
 @dataclass
@@ -58,27 +63,40 @@ class Facts:
     subscriptions: list[dict[str, Any]] = field(default_factory=list)
     oneoffs: list[OneOffPurchase] = field(default_factory=list)
     overrides: list[PlanOverride] = field(default_factory=list)
+    # The latest invoices of past_due subscriptions, by id, and the newest Stripe time
+    # known for the customer (billing/dunning.py).
+    invoices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stripe_now: datetime | None = None
 
 
-def _ts(value: Any) -> datetime | None:
-    return datetime.fromtimestamp(int(value), tz=UTC) if value else None
-
-
-def _subscription_grant(sub: dict[str, Any], now: datetime) -> tuple[Grant | None, list[str]]:
+def _subscription_grant(
+    sub: dict[str, Any], now: datetime, facts: Facts
+) -> tuple[Grant | None, list[str], timedelta | None]:
     status = sub.get("status")
     items = (sub.get("items") or {}).get("data") or []
+    left = None
     if status in LIVE_STATUSES:
         why_status = status
     elif status == "past_due":
-        # A renewal is attempted when the new period starts, so the period start is
-        # when the payment failed. Stripe's smart retries may take longer than our grace.
-        started = _ts(subscription_period(sub)[0])
+        # Kept while Stripe still retries the renewal, and at most the grace period after
+        # its first failed attempt, both read from Stripe's invoice; "now" is the later of
+        # our clock and Stripe's newest time for this customer (billing/dunning.py says
+        # why). A subscription whose invoice is not synced yet is not given the benefit.
+        invoice_id = sub.get("latest_invoice")
+        invoice_id = invoice_id.get("id") if isinstance(invoice_id, dict) else invoice_id
+        invoice = facts.invoices.get(invoice_id or "")
+        left = (
+            grace_remaining(invoice=invoice, now=now, stripe_now=facts.stripe_now)
+            if invoice
+            else None
+        )
+        if left is None:
+            return None, [], None
         grace_days = settings.BILLING_PAST_DUE_GRACE_DAYS
-        if started is None or now > started + timedelta(days=grace_days):
-            return None, []
-        why_status = f"past_due, in the {grace_days}-day grace period"
+        why_status = f"past_due, Stripe retrying, in the {grace_days}-day grace period"
     else:
-        return None, []
+        # canceled, unpaid (Stripe gave up), incomplete, incomplete_expired, paused
+        return None, [], None
 
     plans: list[Plan] = []
     unknown: list[str] = []
@@ -92,9 +110,9 @@ def _subscription_grant(sub: dict[str, Any], now: datetime) -> tuple[Grant | Non
         else:
             plans.append(sold[0])
     if not plans:
-        return None, unknown
+        return None, unknown, None
     best = max(plans, key=plan_rank)
-    return Grant(best, f"subscription {sub.get('id')} ({why_status})"), unknown
+    return Grant(best, f"subscription {sub.get('id')} ({why_status})"), unknown, left
 
 
 def plan_decide(*, facts: Facts, current: str, now: datetime | None = None) -> Decision:
@@ -102,11 +120,14 @@ def plan_decide(*, facts: Facts, current: str, now: datetime | None = None) -> D
     now = now or timezone.now()
     grants: list[Grant] = []
     unknown: list[str] = []
+    recheck: list[timedelta] = []
     for sub in facts.subscriptions:
-        grant, sub_unknown = _subscription_grant(sub, now)
+        grant, sub_unknown, left = _subscription_grant(sub, now, facts)
         unknown += sub_unknown
         if grant:
             grants.append(grant)
+        if grant and left is not None:
+            recheck.append(left)
     for purchase in facts.oneoffs:
         if purchase.refunded_at is None:
             grants.append(
@@ -126,23 +147,47 @@ def plan_decide(*, facts: Facts, current: str, now: datetime | None = None) -> D
         return Decision(Plan.STARTER, "no active subscription, purchase or override")
     # Ties go to the first grant: subscriptions, then purchases, then overrides.
     best = max(grants, key=lambda g: plan_rank(g.plan))
-    return Decision(best.plan, best.why, unknown)
+    return Decision(best.plan, best.why, unknown, min(recheck) if recheck else None)
 
 
 def facts_load(user_ids: Iterable[int]) -> dict[int, Facts]:
-    """Load the facts of many users in three queries, whatever their number."""
+    """Load the facts of many users in three queries, whatever their number (five when
+    some are past_due: their latest invoices, and Stripe's newest time for them)."""
     ids = list(user_ids)
     facts: dict[int, Facts] = defaultdict(Facts)
     subscriptions = Subscription.objects.filter(customer__subscriber_id__in=ids).values_list(
         "customer__subscriber_id", "stripe_data"
     )
+    past_due: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for user_id, data in subscriptions:
         facts[user_id].subscriptions.append(data)
+        if data.get("status") == "past_due":
+            past_due[user_id].append(data)
+    if past_due:
+        invoices = invoices_load(
+            _stripe_id(sub.get("latest_invoice")) for subs in past_due.values() for sub in subs
+        )
+        newest = stripe_now_load(
+            _stripe_id(sub.get("customer")) for subs in past_due.values() for sub in subs
+        )
+        for user_id, subs in past_due.items():
+            for sub in subs:
+                invoice = invoices.get(_stripe_id(sub.get("latest_invoice")))
+                if invoice:
+                    facts[user_id].invoices[invoice["id"]] = invoice
+                known = newest.get(_stripe_id(sub.get("customer")))
+                before = facts[user_id].stripe_now
+                if known and (before is None or known > before):
+                    facts[user_id].stripe_now = known
     for purchase in OneOffPurchase.objects.filter(user_id__in=ids, refunded_at__isnull=True):
         facts[purchase.user_id].oneoffs.append(purchase)
     for override in PlanOverride.objects.filter(PlanOverride.active_q(), user_id__in=ids):
         facts[override.user_id].overrides.append(override)
     return facts
+
+
+def _stripe_id(value: Any) -> str:
+    return value.get("id", "") if isinstance(value, dict) else (value or "")
 
 
 def plan_compute(user: User, *, now: datetime | None = None) -> Decision:
@@ -189,6 +234,8 @@ def plan_refresh(
         locked = User.objects.select_for_update().get(pk=user.pk)
         decision = plan_compute(locked)
         unknown_prices_record(decision.unknown_prices, stripe_event_id=stripe_event_id)
+        if decision.recheck_in is not None:
+            _grace_end_schedule(user_id=locked.pk, delay=decision.recheck_in)
         user.plan = decision.plan
         if decision.plan == locked.plan:
             return None
@@ -220,6 +267,16 @@ def plan_refresh(
         )
         plan_changed.send(sender=PlanChange, plan_change=change, notify=notify)
         return change
+
+
+def _grace_end_schedule(*, user_id: int, delay: timedelta) -> None:
+    """Decide again when the failed-payment grace runs out, so the plan drops then even
+    if no webhook comes. Enqueued in this transaction (the task row rolls back with it)."""
+    from billing.tasks import plan_grace_recheck  # billing.tasks imports this module
+
+    # A second past the end, so that the recheck is not a hair early.
+    run_after = timezone.now() + delay + timedelta(seconds=1)
+    plan_grace_recheck.using(run_after=run_after).enqueue(user_id)
 
 
 _PAYMENT_SOURCES = {

@@ -47,3 +47,21 @@ def overrides_sweep() -> int:
             changed += 1
     logger.info("Override sweep: %s users changed plan", changed)
     return changed
+
+
+@task()
+def plan_grace_recheck(user_id: int) -> bool:
+    """Decide `user_id`'s plan again when the grace of a failed renewal runs out
+    (enqueued by plan_refresh for that moment), so the plan drops then even when no
+    webhook arrives. Safe to run any number of times, early or late: plan_refresh decides
+    from the facts and writes only on a change. Returns whether the plan changed."""
+    user = User.objects.filter(pk=user_id).first()
+    if user is None:
+        return False
+    why = plan_compute(user).why
+    change = plan_refresh(
+        user=user,
+        source=PlanChange.Source.RECONCILE,
+        reason=f"failed-payment grace period ended; now: {why}",
+    )
+    return change is not None

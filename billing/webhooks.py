@@ -17,7 +17,15 @@ from django.db import connection
 from django.dispatch import receiver
 from django.utils import timezone
 from djstripe.event_handlers import djstripe_receiver
-from djstripe.models import Charge, Customer, Event, Session, WebhookEventTrigger
+from djstripe.models import (
+    Charge,
+    Customer,
+    Event,
+    Invoice,
+    Session,
+    Subscription,
+    WebhookEventTrigger,
+)
 from djstripe.settings import djstripe_settings
 from djstripe.signals import webhook_pre_process
 
@@ -143,7 +151,24 @@ def on_subscription(sender: Any, event: Event, **kwargs: Any) -> None:
     )
     if user is None:
         return _no_user(event, subscription["id"])
+    _dunning_invoice_sync(subscription["id"])
     plan_refresh(user=user, source=PlanChange.Source.SUBSCRIPTION, stripe_event_id=event.id)
+
+
+def _dunning_invoice_sync(subscription_id: str) -> None:
+    """A past_due subscription keeps its plan only while Stripe retries its latest
+    invoice (billing/entitlements.py), so that invoice is read now: its own events may
+    arrive after this one, and the plan would drop and come back meanwhile."""
+    synced = (
+        Subscription.objects.filter(id=subscription_id)
+        .values_list("stripe_data", flat=True)
+        .first()
+    )
+    invoice_id = _id((synced or {}).get("latest_invoice"))
+    if not synced or synced.get("status") != "past_due" or not invoice_id:
+        return
+    data = stripe.Invoice.retrieve(invoice_id, **api_kwargs())
+    Invoice.sync_from_stripe_data(data, api_key=djstripe_settings.STRIPE_SECRET_KEY)
 
 
 @djstripe_receiver(["invoice.paid", "invoice.payment_failed"])

@@ -99,6 +99,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                # The failed-payment banner on every page (billing/dunning.py).
+                "billing.context_processors.dunning",
             ],
         },
     },

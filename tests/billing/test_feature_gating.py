@@ -144,3 +144,54 @@ def test_head_is_answered_like_get(client, customer, plan, status):
     client.force_login(_on_plan(customer, plan))
 
     assert client.head("/feature/ai_concierge/").status_code == status
+
+
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+def test_a_browser_gets_a_402_page_with_the_feature_the_plan_and_an_upgrade_button(
+    client, customer
+):
+    client.force_login(_on_plan(customer, "flowkit"))
+
+    response = client.get("/feature/ai_concierge/", HTTP_ACCEPT=BROWSER_ACCEPT)
+
+    assert response.status_code == 402
+    assert response["Content-Type"].startswith("text/html")
+    body = response.content.decode()
+    assert "<h1" in body and "AI concierge is part of LaunchPack" in body
+    assert "You are on FlowKit." in body
+    assert '<a class="button" href="/pricing/">Upgrade to LaunchPack</a>' in body
+
+
+def test_a_json_client_keeps_the_json_402_even_when_it_also_accepts_html(client, customer):
+    client.force_login(_on_plan(customer, "starter"))
+
+    response = client.get(
+        "/feature/sms_reminders/", HTTP_ACCEPT="application/json, text/html;q=0.5"
+    )
+
+    assert response.status_code == 402
+    assert response.json() == {
+        "error": "payment_required",
+        "feature": "sms_reminders",
+        "plan": "starter",
+        "required_plan": "flowkit",
+        "upgrade_url": "/pricing/",
+    }
+
+
+def test_the_decorator_answers_browsers_with_the_page_too(customer, rf: RequestFactory):
+    @plan_required("client_import")
+    def view(request):
+        from django.http import HttpResponse
+
+        return HttpResponse("ok")
+
+    request = rf.get("/x", HTTP_ACCEPT=BROWSER_ACCEPT)
+    request.user = _on_plan(customer, "starter")
+
+    response = view(request)
+
+    assert response.status_code == 402
+    assert "Client import is part of FlowKit" in response.content.decode()

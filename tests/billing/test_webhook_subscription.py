@@ -12,6 +12,20 @@ from tests.billing import stripe_fakes as sf
 pytestmark = pytest.mark.django_db
 
 
+def _failing_invoice(fake_stripe, payer, sub, *, days_ago: float) -> dict:
+    """The open renewal invoice Stripe is retrying, its first attempt `days_ago`."""
+    failed = int((timezone.now() - timedelta(days=days_ago)).timestamp())
+    invoice = sf.invoice(cus=payer, sub=sub, status="open")
+    invoice.update(
+        attempt_count=1,
+        next_payment_attempt=failed + 9 * 86400,
+        status_transitions={"finalized_at": failed, "paid_at": None, "voided_at": None},
+    )
+    fake_stripe.add(invoice)
+    sub["latest_invoice"] = invoice["id"]
+    return invoice
+
+
 def _subscribe(fake_stripe, payer, prc, **values):
     sub = sf.subscription(cus=payer, prc=prc, **values)
     fake_stripe.add(sub)
@@ -111,9 +125,7 @@ def test_past_due_inside_the_grace_period_keeps_the_plan(
     sub = _subscribe(fake_stripe, payer, catalog["flowkit_monthly"])
     deliver(sf.event("customer.subscription.created", sub))
     sub["status"] = "past_due"
-    sub["items"]["data"][0]["current_period_start"] = int(
-        (timezone.now() - timedelta(days=6)).timestamp()
-    )
+    _failing_invoice(fake_stripe, payer, sub, days_ago=6)
 
     deliver(sf.event("customer.subscription.updated", sub))
 
@@ -127,9 +139,7 @@ def test_past_due_after_the_grace_period_drops_to_starter(
     sub = _subscribe(fake_stripe, payer, catalog["flowkit_monthly"])
     deliver(sf.event("customer.subscription.created", sub))
     sub["status"] = "past_due"
-    sub["items"]["data"][0]["current_period_start"] = int(
-        (timezone.now() - timedelta(days=8)).timestamp()
-    )
+    _failing_invoice(fake_stripe, payer, sub, days_ago=8)
 
     deliver(sf.event("customer.subscription.updated", sub))
 
@@ -169,6 +179,8 @@ def test_past_due_in_the_old_layout_keeps_the_plan_inside_the_grace_period(
     deliver(sf.event("customer.subscription.created", sub))
     _old_layout(sub, period_start=int((timezone.now() - timedelta(days=6)).timestamp()))
     sub["status"] = "past_due"
+    invoice = _failing_invoice(fake_stripe, payer, sub, days_ago=6)
+    invoice.update(parent=None, subscription=sub["id"])  # the old layout
 
     deliver(sf.event("customer.subscription.updated", sub))
 

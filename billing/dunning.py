@@ -1,0 +1,190 @@
+"""Whether a customer is in dunning (a renewal payment failing or waiting for 3-D Secure),
+what they owe, when Stripe tries again, what they should do, and how long the plan is kept.
+
+Read from dj-stripe's synced rows (Subscription, Invoice, PaymentIntent, Event), never
+from Stripe, so the banner on every page and the staff pages can ask cheaply. The grace
+of a failed renewal is counted on Stripe's clock, from Stripe's timestamps:
+
+- The first failed attempt is the invoice's `status_transitions.finalized_at`: Stripe
+  finalizes an automatically collected invoice when it attempts the payment, and the
+  sandbox does the same (its `effective_at` equals it; `created` is the fallback, an hour
+  earlier at most).
+- "Now" is the later of our clock and the newest Stripe time we know for the customer
+  (the `created` of the newest stored event about them). Against real Stripe the two
+  clocks agree; against the sandbox, whose clock `stripe_sandbox advance` moves ahead of
+  ours, every event it sends carries its own time, so a retry on day 8 ends a 7-day grace
+  whatever our clock says. Comparing Stripe times with Stripe times gives the sandbox and
+  Stripe the same answer; taking the later of the two keeps a late or replayed old event
+  from bringing back a grace that already ran out (the newest time never goes back).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from django.conf import settings
+from django.db.models import Max
+from django.utils import timezone
+from djstripe.models import Event, Invoice, PaymentIntent, Subscription
+
+from billing.templatetags.billing import money
+
+FAILED, ACTION_REQUIRED = "failed", "action_required"
+# Statuses in which Stripe is still collecting a renewal (retrying, or waiting for the
+# customer): `unpaid` and `canceled` are Stripe giving up.
+DUNNING_STATUSES = {"past_due"}
+
+
+def _ts(value: Any) -> datetime | None:
+    return datetime.fromtimestamp(int(value), tz=UTC) if value else None
+
+
+def _id(value: Any) -> str:
+    return value.get("id", "") if isinstance(value, Mapping) else (value or "")
+
+
+def first_failure_at(invoice: Mapping[str, Any]) -> datetime | None:
+    """When Stripe first tried (and failed) to collect `invoice`, on Stripe's clock."""
+    transitions = invoice.get("status_transitions") or {}
+    return _ts(transitions.get("finalized_at") or invoice.get("created"))
+
+
+def grace_ends_at(invoice: Mapping[str, Any]) -> datetime | None:
+    """BILLING_PAST_DUE_GRACE_DAYS after the first failed attempt, on Stripe's clock."""
+    first = first_failure_at(invoice)
+    return first + timedelta(days=settings.BILLING_PAST_DUE_GRACE_DAYS) if first else None
+
+
+def still_retrying(invoice: Mapping[str, Any] | None) -> bool:
+    """Stripe will attempt this open invoice again (it has a `next_payment_attempt`)."""
+    return bool(invoice and invoice.get("status") == "open" and invoice.get("next_payment_attempt"))
+
+
+def decision_now(*, now: datetime, stripe_now: datetime | None) -> datetime:
+    """The moment a grace is judged at: the later of our clock and Stripe's newest time."""
+    return max(now, stripe_now) if stripe_now else now
+
+
+def stripe_now_load(customer_ids: Iterable[str]) -> dict[str, datetime]:
+    """The newest Stripe time known per customer: the `created` of their newest stored
+    event. One query; callers ask only for customers in dunning (few)."""
+    ids = [c for c in customer_ids if c]
+    if not ids:
+        return {}
+    rows = (
+        Event.objects.filter(data__object__customer__in=ids)
+        .values("data__object__customer")
+        .annotate(latest=Max("created"))
+    )
+    return {row["data__object__customer"]: row["latest"] for row in rows if row["latest"]}
+
+
+def invoices_load(invoice_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Synced invoices by id, in one query."""
+    ids = [i for i in invoice_ids if i]
+    if not ids:
+        return {}
+    return dict(Invoice.objects.filter(id__in=ids).values_list("id", "stripe_data"))
+
+
+@dataclass(frozen=True)
+class Dunning:
+    """A customer's failing renewal and what they should do about it."""
+
+    user_id: int
+    kind: Literal["failed", "action_required"]
+    subscription_id: str
+    invoice_id: str
+    amount: int  # minor units still due
+    currency: str
+    attempt_count: int
+    first_failed_at: datetime | None
+    next_attempt_at: datetime | None  # None: Stripe will not try again by itself
+    grace_ends_at: datetime | None
+    hosted_invoice_url: str
+
+    @property
+    def amount_display(self) -> str:
+        return money(self.amount, self.currency)
+
+    @property
+    def needs_authentication(self) -> bool:
+        return self.kind == ACTION_REQUIRED
+
+
+def dunning_load(user_ids: Iterable[int]) -> dict[int, Dunning]:
+    """The dunning state of many users: one query for those not in dunning (nearly
+    everyone), three for those who are, whatever their number."""
+    ids = list(user_ids)
+    subs = list(
+        Subscription.objects.filter(
+            customer__subscriber_id__in=ids, stripe_data__status__in=sorted(DUNNING_STATUSES)
+        ).values_list("customer__subscriber_id", "stripe_data")
+    )
+    if not subs:
+        return {}
+    invoices = invoices_load(_id(sub.get("latest_invoice")) for _, sub in subs)
+    open_invoices = {k: v for k, v in invoices.items() if v.get("status") == "open"}
+    customers = {invoice.get("customer") for invoice in open_invoices.values()}
+    waiting = _waiting_for_authentication(customers)
+    found: dict[int, Dunning] = {}
+    for user_id, sub in subs:
+        invoice = open_invoices.get(_id(sub.get("latest_invoice")))
+        if invoice is None or user_id in found:
+            continue
+        first = first_failure_at(invoice)
+        since = waiting.get(invoice["customer"], [])
+        authenticate = any(created >= (first or created) for created in since)
+        found[user_id] = Dunning(
+            user_id=user_id,
+            kind=ACTION_REQUIRED if authenticate else FAILED,
+            subscription_id=sub.get("id", ""),
+            invoice_id=invoice["id"],
+            amount=int(invoice.get("amount_remaining") or invoice.get("amount_due") or 0),
+            currency=invoice.get("currency") or settings.BILLING_CURRENCY,
+            attempt_count=int(invoice.get("attempt_count") or 0),
+            first_failed_at=first,
+            next_attempt_at=_ts(invoice.get("next_payment_attempt")),
+            grace_ends_at=grace_ends_at(invoice),
+            hosted_invoice_url=invoice.get("hosted_invoice_url") or "",
+        )
+    return found
+
+
+def _waiting_for_authentication(customer_ids: set[str]) -> dict[str, list[datetime]]:
+    """When each customer's PaymentIntents now waiting for 3-D Secure were created.
+    (On this API version an invoice no longer names its PaymentIntent: `invoice.payments`.
+    A PaymentIntent of the customer waiting since the invoice's attempt is its one.)"""
+    ids = [c for c in customer_ids if c]
+    if not ids:
+        return {}
+    waiting: dict[str, list[datetime]] = {}
+    rows = PaymentIntent.objects.filter(
+        customer_id__in=ids, stripe_data__status="requires_action"
+    ).values_list("customer_id", "stripe_data")
+    for customer_id, pi in rows:
+        created = _ts(pi.get("created"))
+        if created:
+            waiting.setdefault(customer_id, []).append(created)
+    return waiting
+
+
+def dunning_for(user: Any) -> Dunning | None:
+    """`user`'s failing renewal, or None (anonymous users and everyone paid up)."""
+    if not getattr(user, "is_authenticated", False):
+        return None
+    return dunning_load([user.pk]).get(user.pk)
+
+
+def grace_remaining(
+    *, invoice: Mapping[str, Any], now: datetime | None = None, stripe_now: datetime | None = None
+) -> timedelta | None:
+    """How long the plan is still kept for this failing invoice (None: not kept)."""
+    ends = grace_ends_at(invoice)
+    if not still_retrying(invoice) or ends is None:
+        return None
+    left = ends - decision_now(now=now or timezone.now(), stripe_now=stripe_now)
+    return left if left > timedelta(0) else None

@@ -1,0 +1,147 @@
+"""The banner every page shows a customer whose renewal failed or waits for 3-D Secure:
+what happened, the amount, the next retry, one button; from synced data, no Stripe call."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.utils import timezone
+
+from billing.dunning import dunning_for
+from tests.billing import stripe_fakes as sf
+
+pytestmark = pytest.mark.django_db
+
+DAY = 86400
+
+
+def _at(days: float) -> int:
+    return int((timezone.now() + timedelta(days=days)).timestamp())
+
+
+@pytest.fixture
+def failing(deliver, fake_stripe, catalog, payer, customer):
+    """A FlowKit renewal of £49.00 that failed a day ago; Stripe retries on day 2."""
+    sub = sf.subscription(cus=payer, prc=catalog["flowkit_monthly"])
+    fake_stripe.add(sub)
+    deliver(sf.event("customer.subscription.created", sub))
+    invoice = sf.invoice(cus=payer, sub=sub, status="open")
+    invoice.update(
+        created=_at(-1) - 3600,
+        attempted=True,
+        attempt_count=1,
+        next_payment_attempt=int(datetime(2031, 1, 4, 12, tzinfo=UTC).timestamp()),
+        hosted_invoice_url="https://invoice.stripe.test/in_failing",
+        status_transitions={"finalized_at": _at(-1), "paid_at": None, "voided_at": None},
+    )
+    fake_stripe.add(invoice)
+    sub.update(status="past_due", latest_invoice=invoice["id"])
+    deliver(sf.event("customer.subscription.updated", sub))
+    deliver(sf.event("invoice.payment_failed", invoice))
+    return {"sub": sub, "invoice": invoice}
+
+
+def _banner(client) -> str:
+    html = client.get("/").content.decode()
+    found = re.search(r'<section class="dunning-banner".*?</section>', html, re.S)
+    return found.group(0) if found else ""
+
+
+def test_a_failed_renewal_shows_what_happened_the_amount_the_retry_and_update_card(
+    client, customer, failing
+):
+    client.force_login(customer)
+
+    banner = _banner(client)
+
+    assert "Your payment of £49.00 failed." in banner
+    assert "We will try again on 4 January 2031." in banner
+    assert 'action="/billing/portal/"' in banner and 'name="csrfmiddlewaretoken"' in banner
+    assert ">Update card</button>" in banner
+    assert "Confirm payment" not in banner
+
+
+def test_every_page_shows_it(client, customer, failing):
+    client.force_login(customer)
+
+    for url in ("/", "/pricing/", "/profile/"):
+        assert 'class="dunning-banner"' in client.get(url).content.decode(), url
+
+
+def test_a_renewal_waiting_for_authentication_links_to_the_hosted_invoice(
+    client, deliver, fake_stripe, payer, customer, failing
+):
+    pi = sf.payment_intent(cus=payer, amount=4900)
+    pi.update(status="requires_action", created=_at(-1))
+    fake_stripe.add(pi)
+    deliver(sf.event("payment_intent.requires_action", pi))
+    client.force_login(customer)
+
+    banner = _banner(client)
+
+    assert "Your bank asks you to confirm your payment of £49.00." in banner
+    assert (
+        '<a class="button dunning-action" href="https://invoice.stripe.test/in_failing">' in banner
+    )
+    assert "Confirm payment" in banner
+    assert "Update card" not in banner
+
+
+def test_an_older_authentication_does_not_count_for_a_new_failure(
+    client, deliver, fake_stripe, payer, customer, failing
+):
+    pi = sf.payment_intent(cus=payer, amount=4900)
+    pi.update(status="requires_action", created=_at(-40))  # last month's, abandoned
+    fake_stripe.add(pi)
+    deliver(sf.event("payment_intent.requires_action", pi))
+    client.force_login(customer)
+
+    assert "Your payment of £49.00 failed." in _banner(client)
+
+
+def test_no_stripe_call_and_few_queries(
+    client, fake_stripe, customer, failing, django_assert_max_num_queries
+):
+    client.force_login(customer)
+    before = len(fake_stripe.calls)
+
+    assert _banner(client)
+    with django_assert_max_num_queries(3):
+        assert dunning_for(customer) is not None
+
+    assert len(fake_stripe.calls) == before
+
+
+def test_paid_up_customers_cost_one_query_and_see_no_banner(
+    client, deliver, fake_stripe, catalog, payer, customer, django_assert_num_queries
+):
+    sub = sf.subscription(cus=payer, prc=catalog["flowkit_monthly"])
+    fake_stripe.add(sub)
+    deliver(sf.event("customer.subscription.created", sub))
+    client.force_login(customer)
+
+    with django_assert_num_queries(1):
+        assert dunning_for(customer) is None
+    assert _banner(client) == ""
+
+
+def test_a_paid_invoice_ends_the_banner(client, deliver, customer, failing):
+    failing["invoice"].update(status="paid", next_payment_attempt=None, amount_remaining=0)
+    failing["sub"]["status"] = "active"
+    deliver(sf.event("invoice.paid", failing["invoice"]))
+    client.force_login(customer)
+
+    assert _banner(client) == ""
+
+
+def test_anonymous_visitors_and_the_sandbox_pages_show_no_banner(client, customer, failing):
+    assert _banner(client) == ""  # anonymous
+
+    client.force_login(customer)
+    response = client.get(f"/sandbox/invoice/{failing['invoice']['id']}/")
+
+    assert response.status_code == 200
+    assert "£49.00" in response.content.decode()  # the sandbox's hosted invoice page
+    assert 'class="dunning-banner"' not in response.content.decode()

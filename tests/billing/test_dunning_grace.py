@@ -1,0 +1,225 @@
+"""The plan of a failed renewal: kept while Stripe retries, at most the grace period
+after the first failed attempt counted on Stripe's clock, then dropped, webhook or not."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
+
+from billing.models import PlanChange
+from billing.tasks import plan_grace_recheck
+from tests.billing import stripe_fakes as sf
+
+pytestmark = pytest.mark.django_db
+
+DAY = 86400
+
+
+def _ago(days: float) -> int:
+    return int((timezone.now() - timedelta(days=days)).timestamp())
+
+
+def _subscribed(deliver, fake_stripe, payer, prc):
+    sub = sf.subscription(cus=payer, prc=prc)
+    fake_stripe.add(sub)
+    deliver(sf.event("customer.subscription.created", sub))
+    return sub
+
+
+def _renewal_failed(fake_stripe, payer, sub, *, at: int, next_attempt: int | None) -> dict:
+    """Stripe's state after a renewal failed at `at` (Unix, Stripe's clock)."""
+    invoice = sf.invoice(cus=payer, sub=sub, status="open")
+    invoice.update(
+        created=at - 3600,
+        attempted=True,
+        attempt_count=1,
+        next_payment_attempt=next_attempt,
+        billing_reason="subscription_cycle",
+        hosted_invoice_url=f"https://invoice.stripe.test/{invoice['id']}",
+        status_transitions={
+            "finalized_at": at,
+            "marked_uncollectible_at": None,
+            "paid_at": None,
+            "voided_at": None,
+        },
+    )
+    fake_stripe.add(invoice)
+    sub.update(status="past_due", latest_invoice=invoice["id"])
+    return invoice
+
+
+def _event_at(kind: str, obj: dict, at: int) -> dict:
+    event = sf.event(kind, obj)
+    event["created"] = at
+    return event
+
+
+def test_kept_while_stripe_retries_inside_the_grace_period(
+    deliver, fake_stripe, catalog, payer, customer
+):
+    sub = _subscribed(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    _renewal_failed(fake_stripe, payer, sub, at=_ago(6), next_attempt=_ago(-1))
+
+    deliver(sf.event("customer.subscription.updated", sub))
+
+    customer.refresh_from_db()
+    assert customer.plan == "flowkit"
+
+
+def test_dropped_after_the_grace_period_though_stripe_still_retries(
+    deliver, fake_stripe, catalog, payer, customer
+):
+    sub = _subscribed(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    _renewal_failed(fake_stripe, payer, sub, at=_ago(7.01), next_attempt=_ago(-1))
+
+    deliver(sf.event("customer.subscription.updated", sub))
+
+    customer.refresh_from_db()
+    assert customer.plan == "starter"
+
+
+def test_dropped_when_stripe_no_longer_retries_even_inside_the_grace_period(
+    deliver, fake_stripe, catalog, payer, customer
+):
+    sub = _subscribed(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    _renewal_failed(fake_stripe, payer, sub, at=_ago(1), next_attempt=None)
+
+    deliver(sf.event("customer.subscription.updated", sub))
+
+    customer.refresh_from_db()
+    assert customer.plan == "starter"
+
+
+def test_the_grace_is_counted_from_the_first_failure_not_the_period_start(
+    deliver, fake_stripe, catalog, payer, customer
+):
+    # The period started 20 days ago (a renewal can be attempted late, or a proration
+    # invoice fail mid-period); the payment failed 2 days ago.
+    sub = sf.subscription(cus=payer, prc=catalog["flowkit_monthly"], period_start=_ago(20))
+    fake_stripe.add(sub)
+    deliver(sf.event("customer.subscription.created", sub))
+    _renewal_failed(fake_stripe, payer, sub, at=_ago(2), next_attempt=_ago(-1))
+
+    deliver(sf.event("customer.subscription.updated", sub))
+
+    customer.refresh_from_db()
+    assert customer.plan == "flowkit"
+
+
+@pytest.mark.parametrize("status", ["canceled", "unpaid"])
+def test_when_stripe_gives_up_the_plan_drops_to_starter(
+    deliver, fake_stripe, catalog, payer, customer, status
+):
+    sub = _subscribed(deliver, fake_stripe, payer, catalog["launchpack_monthly"])
+    invoice = _renewal_failed(fake_stripe, payer, sub, at=_ago(1), next_attempt=_ago(-2))
+    deliver(sf.event("customer.subscription.updated", sub))
+    customer.refresh_from_db()
+    assert customer.plan == "launchpack"
+
+    invoice["next_payment_attempt"] = None
+    sub["status"] = status
+    kind = (
+        "customer.subscription.deleted" if status == "canceled" else "customer.subscription.updated"
+    )
+    deliver(sf.event(kind, sub))
+
+    customer.refresh_from_db()
+    assert customer.plan == "starter"
+
+
+def test_sandbox_clock_ahead_of_ours_the_grace_ends_on_stripes_clock(
+    deliver, fake_stripe, catalog, payer, customer
+):
+    # The sandbox clock was advanced 40 days: its renewal failed "in our future", and
+    # its retry 8 days later says the grace is over, though our clock says it has not
+    # even started.
+    failed = _ago(-40)
+    sub = _subscribed(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    invoice = _renewal_failed(fake_stripe, payer, sub, at=failed, next_attempt=failed + 3 * DAY)
+    deliver(_event_at("customer.subscription.updated", sub, failed))
+    customer.refresh_from_db()
+    assert customer.plan == "flowkit"
+
+    invoice.update(attempt_count=2, next_payment_attempt=failed + 15 * DAY)
+    deliver(_event_at("invoice.payment_failed", invoice, failed + 8 * DAY))
+
+    customer.refresh_from_db()
+    assert customer.plan == "starter"
+
+
+def test_a_late_old_event_does_not_bring_back_a_grace_that_ran_out(
+    deliver, fake_stripe, catalog, payer, customer
+):
+    failed = _ago(-40)
+    sub = _subscribed(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    invoice = _renewal_failed(fake_stripe, payer, sub, at=failed, next_attempt=failed + 3 * DAY)
+    invoice.update(attempt_count=2, next_payment_attempt=failed + 15 * DAY)
+    deliver(_event_at("invoice.payment_failed", invoice, failed + 8 * DAY))
+    customer.refresh_from_db()
+    assert customer.plan == "starter"
+
+    # Delivered late: the subscription's own event from the day it failed.
+    deliver(_event_at("customer.subscription.updated", sub, failed))
+
+    customer.refresh_from_db()
+    assert customer.plan == "starter"
+    assert PlanChange.objects.filter(user=customer).count() == 2
+
+
+def _rechecks(customer) -> list[DBTaskResult]:
+    return [
+        t
+        for t in DBTaskResult.objects.filter(task_path__endswith="plan_grace_recheck")
+        if t.args_kwargs["args"] == [customer.pk]
+    ]
+
+
+def test_the_plan_drops_at_the_grace_end_with_no_webhook(
+    deliver, fake_stripe, catalog, payer, customer, monkeypatch
+):
+    failed = _ago(6)
+    sub = _subscribed(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    _renewal_failed(fake_stripe, payer, sub, at=failed, next_attempt=_ago(-1))
+    deliver(sf.event("customer.subscription.updated", sub))
+    customer.refresh_from_db()
+    assert customer.plan == "flowkit"
+
+    grace_end = datetime.fromtimestamp(failed, tz=UTC) + timedelta(days=7)
+    (recheck,) = _rechecks(customer)
+    assert abs(recheck.run_after - grace_end) < timedelta(seconds=5)
+    # A recheck that runs early changes nothing ...
+    assert plan_grace_recheck.call(customer.pk) is False
+    # ... and the one at the grace end, with no webhook since, ends the plan.
+    later = recheck.run_after
+    monkeypatch.setattr(timezone, "now", lambda: later)
+    assert plan_grace_recheck.call(customer.pk) is True
+
+    customer.refresh_from_db()
+    assert customer.plan == "starter"
+    change = PlanChange.objects.latest("id")
+    assert change.reason.startswith("failed-payment grace period ended")
+
+
+def test_the_recheck_is_timed_on_stripes_clock_when_it_runs_ahead(
+    deliver, fake_stripe, catalog, payer, customer
+):
+    failed = _ago(-40)
+    sub = _subscribed(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    _renewal_failed(fake_stripe, payer, sub, at=failed, next_attempt=failed + 3 * DAY)
+
+    deliver(_event_at("customer.subscription.updated", sub, failed + 2 * DAY))
+
+    # 5 days of grace are left on Stripe's clock: the recheck is 5 days from our now.
+    (recheck,) = _rechecks(customer)
+    assert abs(recheck.run_after - (timezone.now() + timedelta(days=5))) < timedelta(seconds=30)
+
+
+def test_an_active_subscription_schedules_no_recheck(
+    deliver, fake_stripe, catalog, payer, customer
+):
+    _subscribed(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+
+    assert _rechecks(customer) == []
