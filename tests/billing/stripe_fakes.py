@@ -149,6 +149,8 @@ def subscription(
         discounts=[],
         canceled_at=NOW if status == "canceled" else None,
         ended_at=NOW if status == "canceled" else None,
+        # Stripe's example has one; a subscription nobody changed has none.
+        pending_update=None,
     )
 
 
