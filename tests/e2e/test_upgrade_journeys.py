@@ -77,9 +77,7 @@ def test_the_upgrade_page_shows_the_amount_due_and_the_invoice_bills_it_now(page
     assert history == [("starter", "flowkit"), ("flowkit", "launchpack")]
 
 
-def test_an_upgrade_with_a_card_that_then_fails_keeps_the_old_plan_and_says_what_to_do(
-    page, shop
-):
+def test_an_upgrade_with_a_card_that_then_fails_keeps_the_old_plan_and_says_what_to_do(page, shop):
     email = "declined-upgrade@example.com"
     _subscribe_flowkit(page, shop, email, CARD_FAILS_LATER)
     quoted = _open_upgrade(page, shop)
