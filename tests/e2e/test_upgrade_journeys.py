@@ -21,6 +21,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 CARD_OK = "4242 4242 4242 4242"
 CARD_FAILS_LATER = "4000 0000 0000 0341"  # pays in Checkout, every later charge fails
+CARD_3DS_ALWAYS = "4000 0027 6000 3184"  # asks for 3-D Secure on every payment
 
 
 @pytest.fixture
@@ -103,6 +104,29 @@ def test_an_upgrade_with_a_card_that_then_fails_keeps_the_old_plan_and_says_what
     page.get_by_label(re.compile("card number", re.I)).fill(CARD_OK)
     page.get_by_role("button", name="Pay with this card").click()
     _wait_plan(page, shop, "launchpack")
+
+
+def test_an_upgrade_needing_authentication_is_confirmed_on_the_hosted_invoice_page(page, shop):
+    email = "secure-upgrade@example.com"
+    _sign_up(page, shop, email)
+    _buy(page, shop, "FlowKit", monthly=True, card=CARD_3DS_ALWAYS)
+    page.get_by_role("button", name="Complete authentication").click()
+    page.wait_for_url(re.compile(r".*/billing/success/.*"))
+    _wait_plan(page, shop, "flowkit")
+    _open_upgrade(page, shop)
+
+    page.get_by_role("button", name=re.compile(r"^Pay £.* and upgrade$")).click()
+
+    page.wait_for_url(re.compile(r".*/billing/switch/pending/"))
+    expect(page.get_by_text("Your bank wants you to confirm this payment")).to_be_visible()
+    _wait_plan(page, shop, "flowkit", seconds=1)
+    page.goto(f"{shop}/billing/switch/pending/")
+    page.get_by_role("link", name="Confirm the payment").click()
+    page.wait_for_url(re.compile(r".*/sandbox/invoice/in_\w+/"))
+    page.get_by_role("button", name="Complete authentication").click()
+    _wait_plan(page, shop, "launchpack")
+    [invoice] = _subscription_invoices(email)
+    assert invoice["status"] == "paid"
 
 
 def test_a_starter_customer_is_never_offered_starter(page, shop):
