@@ -7,10 +7,13 @@ it is idempotent, so whichever comes second changes nothing.
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import dataclass
 from typing import Any
 
 import stripe
 from django.conf import settings
+from django.core import signing
 from django.db import transaction
 from django.urls import reverse
 from djstripe.models import Subscription
@@ -19,8 +22,10 @@ from djstripe.settings import djstripe_settings
 from accounts.models import User
 from billing.entitlements import plan_refresh, unknown_prices_record
 from billing.models import OneOffPurchase, PlanChange
-from billing.plans import Interval, price_plan
+from billing.offers import subscription_plan
+from billing.plans import Interval, plan_rank, price_plan
 from billing.stripe_api import api_kwargs, customer_for, price_find
+from billing.stripe_layout import subscription_period
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +114,32 @@ def _oneoff_record(*, session: dict[str, Any], user: User, stripe_event_id: str)
         return
 
 
+def _subscriptions_end_after_oneoff(*, session_id: str, user: User) -> None:
+    """A paid one-off that is at least the subscription's plan leaves the subscription
+    nothing to sell: it stops at the end of the period already paid for (the pricing page
+    said so before payment). Idempotent: a subscription already set to end is left alone."""
+    purchase = OneOffPurchase.objects.filter(checkout_session_id=session_id).first()
+    if purchase is None or purchase.refunded_at is not None:
+        return
+    for sub in Subscription.objects.filter(
+        customer__subscriber=user, stripe_data__status__in=["active", "trialing", "past_due"]
+    ):
+        data = sub.stripe_data
+        sold = subscription_plan(data)
+        if data.get("cancel_at_period_end") or sold is None:
+            continue
+        if plan_rank(sold) > plan_rank(purchase.plan):
+            continue
+        updated = stripe.Subscription.modify(data["id"], cancel_at_period_end=True, **api_kwargs())
+        Subscription.sync_from_stripe_data(updated, api_key=djstripe_settings.STRIPE_SECRET_KEY)
+        logger.info(
+            "Subscription %s of user %s ends at period end: one-off %s bought",
+            data["id"],
+            user.pk,
+            purchase.plan,
+        )
+
+
 def checkout_fulfil(
     *, session: dict[str, Any], user: User, stripe_event_id: str = ""
 ) -> PlanChange | None:
@@ -124,27 +155,164 @@ def checkout_fulfil(
             elif session.get("subscription"):
                 sub = session["subscription"]
                 _subscription_sync(sub["id"] if isinstance(sub, dict) else sub)
+        if session.get("mode") == "payment":
+            _subscriptions_end_after_oneoff(session_id=session["id"], user=user)
     return plan_refresh(
         user=user, source=PlanChange.Source.CHECKOUT, stripe_event_id=stripe_event_id
     )
 
 
-def subscription_switch(
-    *, user: User, subscription: dict[str, Any], plan: str
-) -> PlanChange | None:
-    """Move the user's subscription to `plan`'s monthly price, prorated, in place: a
-    customer never ends up with two subscriptions."""
+@dataclass(frozen=True)
+class SwitchQuote:
+    """What an upgrade costs now: Stripe's preview of the invoice the switch would make."""
+
+    amount_due: int
+    currency: str
+    proration_date: int
+
+
+def _switch_items(subscription: dict[str, Any], plan: str) -> list[dict[str, Any]]:
     price = price_find(plan, Interval.MONTHLY)
-    item = subscription["items"]["data"][0]
-    updated = stripe.Subscription.modify(
-        subscription["id"],
-        items=[{"id": item["id"], "price": price.id}],
-        proration_behavior="create_prorations",
+    return [{"id": subscription["items"]["data"][0]["id"], "price": price.id}]
+
+
+def _now_in_period(subscription: dict[str, Any]) -> int:
+    """Now, as a proration date: Stripe requires one inside the current period. Against a
+    real account now always is; a sandbox whose clock was moved on has periods elsewhere."""
+    start, end = subscription_period(subscription)
+    return max(start or 0, min(int(time.time()), end or int(time.time())))
+
+
+def switch_preview(
+    *, subscription: dict[str, Any], plan: str, proration_date: int | None = None
+) -> SwitchQuote:
+    """Stripe's preview of the invoice an upgrade to `plan` would charge now, prorated to
+    `proration_date` (now by default). Saves and charges nothing."""
+    when = proration_date or _now_in_period(subscription)
+    preview = stripe.Invoice.create_preview(
+        customer=subscription["customer"],
+        subscription=subscription["id"],
+        subscription_details={
+            "items": _switch_items(subscription, plan),
+            "proration_behavior": "always_invoice",
+            "proration_date": when,
+        },
         **api_kwargs(),
     )
+    return SwitchQuote(preview["amount_due"], preview["currency"], when)
+
+
+# How long a quoted amount can be accepted: the charge is prorated to the quote's moment,
+# so an old quote would bill time already used on the old plan at the old price.
+QUOTE_SECONDS = 30 * 60
+_QUOTE_SALT = "billing.switch.quote"
+
+
+def quote_sign(*, subscription_id: str, plan: str, proration_date: int) -> str:
+    """The hidden field that carries the quoted proration date to the POST, signed so
+    that nobody picks another moment (a cheaper charge) than the one they were shown."""
+    return signing.dumps([subscription_id, plan, proration_date], salt=_QUOTE_SALT)
+
+
+def quote_read(token: str, *, subscription_id: str, plan: str) -> int | None:
+    """The proration date of a quote for this subscription and plan, or None when the
+    token is missing, forged, for something else, or older than QUOTE_SECONDS."""
+    try:
+        sub_id, quoted_plan, when = signing.loads(token, salt=_QUOTE_SALT, max_age=QUOTE_SECONDS)
+    except (signing.BadSignature, ValueError, TypeError):
+        return None
+    if (sub_id, quoted_plan) != (subscription_id, plan) or not isinstance(when, int):
+        return None
+    return when
+
+
+@dataclass(frozen=True)
+class SwitchResult:
+    change: PlanChange | None
+    # The upgrade waits for its invoice (declined, or the bank wants authentication):
+    # the subscription keeps its old items until it is paid (Stripe's pending updates).
+    pending: bool
+
+
+def subscription_switch(
+    *, user: User, subscription: dict[str, Any], plan: str, proration_date: int | None = None
+) -> SwitchResult:
+    """Upgrade the user's subscription to `plan`'s monthly price in place (a customer
+    never ends up with two subscriptions), charging the prorated difference now.
+
+    `always_invoice` bills the difference at once and `pending_if_incomplete` applies the
+    new price only once that invoice is paid, so nobody uses a higher plan on credit.
+    `proration_date` is the one the customer was quoted (switch_preview), so the charge
+    equals the amount they saw.
+    """
+    params: dict[str, Any] = {
+        "items": _switch_items(subscription, plan),
+        "proration_behavior": "always_invoice",
+        "payment_behavior": "pending_if_incomplete",
+    }
+    if proration_date:
+        params["proration_date"] = proration_date
+    updated = stripe.Subscription.modify(subscription["id"], **params, **api_kwargs())
     with transaction.atomic():
         Subscription.sync_from_stripe_data(updated, api_key=djstripe_settings.STRIPE_SECRET_KEY)
-        return plan_refresh(user=user, source=PlanChange.Source.SUBSCRIPTION)
+        change = plan_refresh(user=user, source=PlanChange.Source.SUBSCRIPTION)
+    pending = bool(updated.get("pending_update"))
+    logger.info(
+        "Subscription %s of user %s to %s: %s",
+        subscription["id"],
+        user.pk,
+        plan,
+        "waiting for payment" if pending else "paid and applied",
+    )
+    return SwitchResult(change, pending)
+
+
+@dataclass(frozen=True)
+class PendingSwitch:
+    """An upgrade waiting for its invoice, and what the customer must do about it."""
+
+    plan: str | None
+    amount_due: int
+    currency: str
+    hosted_invoice_url: str
+    expires_at: int
+    needs_authentication: bool
+
+
+def switch_pending(*, subscription_id: str) -> PendingSwitch | None:
+    """Stripe's current view of an upgrade still waiting for payment, or None (paid and
+    applied, or lapsed)."""
+    sub = stripe.Subscription.retrieve(
+        subscription_id, expand=["latest_invoice"], **api_kwargs()
+    ).to_dict()
+    pending = sub.get("pending_update")
+    invoice = sub.get("latest_invoice")
+    if not pending or not isinstance(invoice, dict) or invoice.get("status") != "open":
+        return None
+    items = pending.get("subscription_items") or []
+    price = (items[0].get("price") or {}) if items else {}
+    sold = price_plan(price_id=price.get("id", ""), lookup_key=price.get("lookup_key"))
+    return PendingSwitch(
+        plan=sold[0] if sold else None,
+        amount_due=invoice["amount_due"],
+        currency=invoice["currency"],
+        hosted_invoice_url=invoice.get("hosted_invoice_url") or "",
+        expires_at=pending["expires_at"],
+        needs_authentication=_waits_for_authentication(invoice),
+    )
+
+
+def _waits_for_authentication(invoice: dict[str, Any]) -> bool:
+    """Whether the invoice's latest payment waits for 3-D Secure (rather than declined).
+
+    This API version links an invoice to its PaymentIntent only through
+    `invoice.payments`; the customer's newest PaymentIntent for the invoice's amount,
+    made since it was created, is that payment."""
+    intents = stripe.PaymentIntent.list(customer=invoice["customer"], limit=5, **api_kwargs())
+    for intent in intents.data:
+        if intent["created"] >= invoice["created"] and intent["amount"] == invoice["amount_due"]:
+            return intent["status"] == "requires_action"
+    return False
 
 
 def portal_session_create(*, user: User) -> stripe.billing_portal.Session:

@@ -30,14 +30,20 @@ class PlanInfo:
     description: str
     # What `stripe_catalog` creates, in the currency's minor unit (pence). Customers see
     # the amounts read back from Stripe, so a price changed in the dashboard shows on
-    # the pricing page after a sync.
-    monthly_amount: int
-    oneoff_amount: int
+    # the pricing page after a sync. None: the plan is free and not sold.
+    monthly_amount: int | None
+    oneoff_amount: int | None
+
+    @property
+    def sold(self) -> bool:
+        return self.monthly_amount is not None
 
 
 PLAN_INFO: dict[str, PlanInfo] = {
+    # Every account starts on Starter for free. Prices that sell it (STRIPE_PRICE_STARTER_*,
+    # starter_*) may still exist in a Stripe account and keep mapping to it (price_plan).
     Plan.STARTER: PlanInfo(
-        Plan.STARTER, "Online booking with calendar sync and your brand.", 1900, 19000
+        Plan.STARTER, "Online booking with calendar sync and your brand.", None, None
     ),
     Plan.FLOWKIT: PlanInfo(
         Plan.FLOWKIT, "Everything in Starter, plus SMS reminders and client import.", 4900, 49000

@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings
 from djstripe.models import Price
 
+from billing.offers import Offer
 from billing.plans import FEATURES, PLAN_INFO, Interval, Plan, lookup_key, price_plan
 
 
@@ -24,14 +25,21 @@ def price_table() -> dict[tuple[str, str], Price]:
     return table
 
 
-def plan_rows() -> list[dict[str, Any]]:
-    """One row per plan, lowest first: its info, its (interval, Price or None) pairs and
-    the features it is the first plan to include."""
+def plan_rows(offers: dict[tuple[str, str], Offer] | None = None) -> list[dict[str, Any]]:
+    """One row per plan, lowest first: its info, its (interval, Price or None, Offer or
+    None) triples and the features it is the first plan to include. A free plan has no
+    prices (Starter is not sold, even where a Stripe account still has Prices for it).
+    `offers` (billing.offers.offers_for) are what a signed-in user may buy."""
     prices = price_table()
+    offers = offers or {}
     return [
         {
             "info": info,
-            "prices": [(i.value, prices.get((plan, i))) for i in Interval],
+            "prices": [
+                (i.value, prices.get((plan, i)), offers.get((plan, i.value)))
+                for i in Interval
+                if info.sold
+            ],
             "features": [f for f, lowest in FEATURES.items() if lowest == plan],
         }
         for plan, info in PLAN_INFO.items()

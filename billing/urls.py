@@ -11,6 +11,7 @@ urlpatterns = [
     path("pricing/", views.pricing, name="pricing"),
     path("billing/checkout/", views.checkout, name="checkout"),
     path("billing/switch/", views.switch, name="switch"),
+    path("billing/switch/pending/", views.switch_waiting, name="switch_pending"),
     path("billing/success/", views.success, name="success"),
     path("billing/portal/", views.portal, name="portal"),
     path("billing/", views.account, name="account"),

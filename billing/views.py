@@ -17,11 +17,16 @@ from billing.checkout import (
     checkout_fulfil,
     checkout_session_create,
     portal_session_create,
+    quote_read,
+    quote_sign,
     session_for_user,
     subscription_switch,
+    switch_pending,
+    switch_preview,
 )
 from billing.decorators import plan_required
 from billing.history import billing_history
+from billing.offers import Kind, NotAnUpgrade, offer_check
 from billing.outlook import Outlook, outlook_for
 from billing.period_end import (
     ChangeRefused,
@@ -83,12 +88,12 @@ def checkout(request: HttpRequest) -> HttpResponse:
         return _problem(request, "Payments are not set up on this site yet.", 503)
     plan, interval = choice
     try:
-        subscription = live_subscription(request.user)
-        if subscription and interval == Interval.MONTHLY:
-            current = _subscription_plan(subscription)
-            if current == plan:
-                return _see_other(portal_session_create(user=request.user).url)
-            return redirect(f"{reverse('billing:switch')}?plan={plan}")
+        offer = offer_check(user=request.user, plan=plan, interval=interval)
+    except NotAnUpgrade as exc:
+        return _problem(request, str(exc), 409)
+    if offer.kind == Kind.SWITCH:  # never a second subscription
+        return redirect(f"{reverse('billing:switch')}?plan={plan}")
+    try:
         session = checkout_session_create(user=request.user, plan=plan, interval=interval)
     except PriceMissing:
         logger.error("No Stripe price for %s %s: run manage.py stripe_catalog", plan, interval)
@@ -113,15 +118,66 @@ def switch(request: HttpRequest) -> HttpResponse:
     subscription = live_subscription(request.user)
     if plan not in Plan.values or subscription is None:
         return _problem(request, "There is no subscription to change to that plan.", 400)
+    try:
+        offer_check(user=request.user, plan=plan, interval=Interval.MONTHLY)
+    except NotAnUpgrade as exc:
+        return _problem(request, str(exc), 409)
     if request.method == "POST":
-        try:
-            subscription_switch(user=request.user, subscription=subscription, plan=plan)
-        except (StripeError, PriceMissing) as exc:
-            return _stripe_failed(request, exc)
-        return redirect("accounts:dashboard")
-    current = _subscription_plan(subscription)
-    context = {"current": PLAN_INFO.get(current), "target": PLAN_INFO[plan]}
+        return _switch_confirmed(request, subscription, plan)
+    try:
+        quote = switch_preview(subscription=subscription, plan=plan)
+    except (StripeError, PriceMissing) as exc:
+        return _stripe_failed(request, exc)
+    context = {
+        "current": PLAN_INFO.get(_subscription_plan(subscription) or ""),
+        "target": PLAN_INFO[plan],
+        "quote": quote,
+        "quote_token": quote_sign(
+            subscription_id=subscription["id"], plan=plan, proration_date=quote.proration_date
+        ),
+    }
     return render(request, "billing/switch.html", context)
+
+
+def _switch_confirmed(request: HttpRequest, subscription: dict, plan: str) -> HttpResponse:
+    when = quote_read(request.POST.get("quote", ""), subscription_id=subscription["id"], plan=plan)
+    if when is None:
+        return _problem(
+            request,
+            "The amount we showed you is no longer valid. Nothing was charged: open the "
+            "upgrade again to see today's amount.",
+            400,
+        )
+    try:
+        result = subscription_switch(
+            user=request.user, subscription=subscription, plan=plan, proration_date=when
+        )
+    except (StripeError, PriceMissing) as exc:
+        return _stripe_failed(request, exc)
+    if result.pending:
+        return redirect("billing:switch_pending")
+    return redirect("accounts:dashboard")
+
+
+@login_required
+@require_safe
+def switch_waiting(request: HttpRequest) -> HttpResponse:
+    """An upgrade that waits for its payment: what happened and what to do."""
+    if not settings.BILLING_ENABLED:
+        return _problem(request, "Payments are not set up on this site yet.", 503)
+    subscription = live_subscription(request.user)
+    try:
+        pending = subscription and switch_pending(subscription_id=subscription["id"])
+    except StripeError as exc:
+        return _stripe_failed(request, exc)
+    if not pending:  # paid (the plan went up) or lapsed: the dashboard says which plan
+        return redirect("accounts:dashboard")
+    context = {
+        "pending": pending,
+        "current": PLAN_INFO.get(request.user.plan),
+        "target": PLAN_INFO.get(pending.plan or ""),
+    }
+    return render(request, "billing/switch_pending.html", context)
 
 
 @login_required

@@ -706,11 +706,17 @@ def _proration_invoice(
     _invoice_totals(invoice)
     store.save(invoice)
     event_emit("invoice.created", invoice)
-    # A plan change is paid now with the card on file; 0341 only fails at renewal.
-    card = sub.get("_card") or CARD_OK
-    succeed = card != CARD_DECLINED
-    _invoice_collect(
-        invoice, customer=customer, card=card, succeed=succeed, description="Subscription update"
+    # A plan change is paid now, off-session, with the card on file, as any payment after
+    # the card was set up: 0341 (attaches, then every charge fails) and 0002 are declined,
+    # 3184 waits for 3-D Secure (invoice.payment_action_required).
+    from stripe_sandbox import collection
+
+    collection.invoice_finalize(invoice)
+    collection.invoice_attempt(
+        invoice,
+        customer=customer,
+        card=collection.card_of(customer, sub) or CARD_OK,
+        description="Subscription update",
     )
     before = copy.deepcopy(sub)
     sub["latest_invoice"] = invoice["id"]

@@ -34,7 +34,7 @@ CARDS = {CARD_OK, CARD_DECLINED, CARD_RENEWAL_FAILS, CARD_3DS_ALWAYS, CARD_3DS_O
 CARD_NOTES = (
     (CARD_OK, "pays"),
     (CARD_DECLINED, "is declined"),
-    (CARD_RENEWAL_FAILS, "pays now, fails at renewal"),
+    (CARD_RENEWAL_FAILS, "pays now, fails at renewal and on every later charge"),
     (CARD_3DS_ALWAYS, "3-D Secure on every payment"),
     (CARD_3DS_ONCE, "3-D Secure once, then renewals pay"),
 )

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django import template
 
+from billing.offers import offers_for
 from billing.outlook import long_date as _long_date
 from billing.outlook import outlook_for
 from billing.plans import FEATURE_LABELS, plan_allows
@@ -37,10 +38,14 @@ def feature_label(name: str) -> str:
 
 @register.inclusion_tag("billing/_plan_cards.html", takes_context=True)
 def plan_cards(context: template.Context) -> dict:
-    """The three plans with their synced prices and buy (or sign-up) buttons."""
+    """The three plans with their synced prices and, for a signed-in user, a button for
+    each purchase that would raise their plan (billing.offers); sign-up buttons for
+    visitors."""
+    user = context.get("user")
+    signed_in = bool(getattr(user, "is_authenticated", False))
     return {
-        "plans": plan_rows(),
-        "user": context.get("user"),
+        "plans": plan_rows(offers_for(user) if signed_in else None),
+        "user": user,
         "csrf_token": context.get("csrf_token"),
     }
 
@@ -56,3 +61,11 @@ def subscription_outlook(user) -> dict:
     """What comes next for the user's subscription (billing/outlook.py), in one line."""
     authenticated = bool(getattr(user, "is_authenticated", False))
     return {"outlook": outlook_for(user) if authenticated else None}
+
+
+@register.filter
+def unix_date(value: int | None) -> str:
+    """A Unix time from Stripe as "2 December 2026, 14:05 UTC"."""
+    if not value:
+        return ""
+    return datetime.fromtimestamp(int(value), tz=UTC).strftime("%-d %B %Y, %H:%M UTC")

@@ -149,6 +149,10 @@ def subscription(
         discounts=[],
         canceled_at=NOW if status == "canceled" else None,
         ended_at=NOW if status == "canceled" else None,
+        # Stripe's example has these set; a subscription nobody changed has neither.
+        pending_update=None,
+        cancel_at_period_end=False,
+        cancel_at=None,
     )
 
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 import stripe
 
@@ -94,17 +96,17 @@ def _active_subscription(deliver, fake_stripe, payer, prc):
     return sub
 
 
-def test_buying_the_plan_you_subscribe_to_sends_you_to_the_portal(
+def test_buying_the_plan_you_subscribe_to_again_is_409_and_creates_nothing(
     signed_in, deliver, fake_stripe, catalog, payer
 ):
     _active_subscription(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    fake_stripe.calls.clear()
 
     response = signed_in.post("/billing/checkout/", {"plan": "flowkit", "interval": "monthly"})
 
-    assert response.status_code == 303
-    [portal] = [o for o in fake_stripe.objects.values() if o["object"] == "billing_portal.session"]
-    assert response["Location"] == portal["url"]
-    assert fake_stripe.calls_to("POST", "/v1/checkout/sessions") == []
+    assert response.status_code == 409
+    assert "You already have FlowKit" in response.content.decode()
+    assert [c for c in fake_stripe.calls if c[0] == "POST"] == []
 
 
 def test_another_monthly_plan_switches_the_subscription_after_confirmation(
@@ -116,12 +118,13 @@ def test_another_monthly_plan_switches_the_subscription_after_confirmation(
     assert response["Location"] == "/billing/switch/?plan=launchpack"
     page = signed_in.get(response["Location"]).content.decode()
     assert "FlowKit" in page and "LaunchPack" in page
+    quote = re.search(r'name="quote" value="([^"]+)"', page).group(1)
 
-    signed_in.post("/billing/switch/", {"plan": "launchpack"})
+    signed_in.post("/billing/switch/", {"plan": "launchpack", "quote": quote})
 
     [params] = fake_stripe.calls_to("POST", f"/v1/subscriptions/{sub['id']}")
     assert params["items[0][price]"] == catalog["launchpack_monthly"]["id"]
-    assert params["proration_behavior"] == "create_prorations"
+    assert params["proration_behavior"] == "always_invoice"
     assert fake_stripe.calls_to("POST", "/v1/checkout/sessions") == []
     customer.refresh_from_db()
     assert customer.plan == "launchpack"

@@ -13,8 +13,9 @@ from billing.stripe_api import StripeError, api_kwargs
 
 class Command(BaseCommand):
     help = (
-        "Create any missing Stripe Products and Prices for the plans (lookup keys "
-        "<plan>_monthly and <plan>_oneoff) in the configured Stripe account or the sandbox, "
+        "Create any missing Stripe Products and Prices for the plans that are sold (lookup "
+        "keys <plan>_monthly and <plan>_oneoff; Starter is free and gets none) in the "
+        "configured Stripe account or the sandbox, "
         "and sync them into dj-stripe. Safe to run twice. --check only reports differences."
     )
 
@@ -39,7 +40,8 @@ class Command(BaseCommand):
         currency = settings.BILLING_CURRENCY
         wanted = {
             lookup_key(plan, interval): (plan, interval, _amount(plan, interval))
-            for plan in PLAN_INFO
+            for plan, info in PLAN_INFO.items()
+            if info.sold
             for interval in Interval
         }
         try:
@@ -115,7 +117,9 @@ class Command(BaseCommand):
 
 def _amount(plan: str, interval: str) -> int:
     info = PLAN_INFO[plan]
-    return info.monthly_amount if interval == Interval.MONTHLY else info.oneoff_amount
+    amount = info.monthly_amount if interval == Interval.MONTHLY else info.oneoff_amount
+    assert amount is not None, f"{plan} is not sold"
+    return amount
 
 
 def _differs(price: dict[str, Any], amount: int, currency: str, interval: str) -> bool:

@@ -1,0 +1,221 @@
+"""Selling only what changes something: the pricing page and the server agree."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from djstripe.models import Price
+
+from billing.models import OneOffPurchase
+from tests.billing import stripe_fakes as sf
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def synced(catalog):
+    # Starter Prices exist in this account (they map old subscriptions) but are not sold.
+    for prc in catalog.values():
+        Price.sync_from_stripe_data(prc)
+
+
+@pytest.fixture
+def signed_in(client, customer):
+    client.force_login(customer)
+    return client
+
+
+def _buy_buttons(body: str) -> set[tuple[str, str]]:
+    """The (plan, interval) pairs the page's checkout forms would post."""
+    forms = re.findall(
+        r'action="/billing/checkout/">.*?name="plan" value="(\w+)">.*?name="interval" '
+        r'value="(\w+)">',
+        body,
+        re.S,
+    )
+    return set(forms)
+
+
+def _oneoff(customer, plan: str) -> OneOffPurchase:
+    purchase = OneOffPurchase.objects.create(
+        user=customer,
+        plan=plan,
+        checkout_session_id=sf.new_id("cs_test"),
+        amount=49000,
+        currency="gbp",
+    )
+    customer.plan = plan
+    customer.save()
+    return purchase
+
+
+def _subscribe(deliver, fake_stripe, payer, prc) -> dict:
+    sub = sf.subscription(cus=payer, prc=prc)
+    fake_stripe.add(sub)
+    deliver(sf.event("customer.subscription.created", sub))
+    return sub
+
+
+def test_visitors_see_starter_as_free_with_no_starter_price(client, synced):
+    body = client.get("/pricing/").content.decode()
+
+    starter = body[body.index('id="plan-starter"') : body.index('id="plan-flowkit"')]
+    assert "<strong>Free</strong>" in starter
+    assert "£19.00" not in body and "£190.00" not in body
+    assert "Sign up free" in starter
+
+
+def test_the_landing_page_says_free_for_starter(client, synced):
+    body = client.get("/").content.decode()
+
+    assert "<strong>Free</strong>" in body and "£19.00" not in body
+
+
+def test_a_starter_customer_is_never_offered_starter(signed_in, synced):
+    body = signed_in.get("/pricing/").content.decode()
+
+    assert _buy_buttons(body) == {
+        ("flowkit", "monthly"),
+        ("flowkit", "oneoff"),
+        ("launchpack", "monthly"),
+        ("launchpack", "oneoff"),
+    }
+    starter = body[body.index('id="plan-starter"') : body.index('id="plan-flowkit"')]
+    assert "Your plan" in starter and "<strong>Free</strong>" in starter
+
+
+def test_a_oneoff_flowkit_owner_is_offered_only_launchpack(signed_in, synced, customer):
+    _oneoff(customer, "flowkit")
+
+    body = signed_in.get("/pricing/").content.decode()
+
+    assert _buy_buttons(body) == {("launchpack", "monthly"), ("launchpack", "oneoff")}
+    assert body.count("Your plan") == 1
+    assert "You have this plan." in body
+
+
+def test_a_subscriber_is_offered_a_switch_and_told_a_oneoff_ends_the_subscription(
+    signed_in, synced, deliver, fake_stripe, catalog, payer
+):
+    sub = _subscribe(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+
+    body = signed_in.get("/pricing/").content.decode()
+
+    assert _buy_buttons(body) == {("launchpack", "oneoff")}  # never a second subscription
+    assert 'href="/billing/switch/?plan=launchpack"' in body
+    assert "Switch to LaunchPack" in body
+    assert "Switch to FlowKit" not in body
+    end = sub["items"]["data"][0]["current_period_end"]
+    from datetime import UTC, datetime
+
+    day = datetime.fromtimestamp(end, tz=UTC)
+    assert (
+        "Your monthly subscription will be cancelled at the end of its current period, "
+        f"on {day.day} {day:%B %Y}, once this payment goes through"
+    ) in body
+
+
+def test_a_launchpack_subscriber_is_offered_nothing(
+    signed_in, synced, deliver, fake_stripe, catalog, payer
+):
+    _subscribe(deliver, fake_stripe, payer, catalog["launchpack_monthly"])
+
+    body = signed_in.get("/pricing/").content.decode()
+
+    assert _buy_buttons(body) == set()
+    assert "Switch to" not in body
+
+
+@pytest.mark.parametrize(
+    "plan, interval",
+    [("starter", "monthly"), ("starter", "oneoff")],
+)
+def test_posting_a_starter_checkout_is_409(signed_in, fake_stripe, catalog, plan, interval):
+    response = signed_in.post("/billing/checkout/", {"plan": plan, "interval": interval})
+
+    assert response.status_code == 409
+    assert "Starter is our free plan" in response.content.decode()
+    assert fake_stripe.calls_to("POST", "/v1/checkout/sessions") == []
+
+
+@pytest.mark.parametrize(
+    "plan, interval",
+    [("flowkit", "monthly"), ("flowkit", "oneoff"), ("starter", "monthly")],
+)
+def test_a_oneoff_owner_posting_a_plan_they_have_gets_409(
+    signed_in, fake_stripe, catalog, customer, plan, interval
+):
+    _oneoff(customer, "flowkit")
+
+    response = signed_in.post("/billing/checkout/", {"plan": plan, "interval": interval})
+
+    assert response.status_code == 409
+    assert fake_stripe.calls_to("POST", "/v1/checkout/sessions") == []
+
+
+def test_a_oneoff_owner_whose_plan_is_stored_lower_still_cannot_rebuy_it(
+    signed_in, fake_stripe, catalog, customer
+):
+    # What they own counts, even before the stored plan catches up.
+    _oneoff(customer, "launchpack")
+    customer.plan = "starter"
+    customer.save()
+
+    response = signed_in.post("/billing/checkout/", {"plan": "flowkit", "interval": "oneoff"})
+
+    assert response.status_code == 409
+    assert "You already have LaunchPack" in response.content.decode()
+
+
+def test_a_oneoff_owner_may_buy_a_higher_plan(signed_in, fake_stripe, catalog, customer):
+    _oneoff(customer, "flowkit")
+
+    response = signed_in.post("/billing/checkout/", {"plan": "launchpack", "interval": "oneoff"})
+
+    assert response.status_code == 303
+    [params] = fake_stripe.calls_to("POST", "/v1/checkout/sessions")
+    assert params["line_items[0][price]"] == catalog["launchpack_oneoff"]["id"]
+
+
+@pytest.mark.parametrize(
+    "plan, interval",
+    [("flowkit", "monthly"), ("flowkit", "oneoff"), ("launchpack", "oneoff")],
+)
+def test_a_launchpack_subscriber_posting_anything_gets_409(
+    signed_in, deliver, fake_stripe, catalog, payer, plan, interval
+):
+    _subscribe(deliver, fake_stripe, payer, catalog["launchpack_monthly"])
+    fake_stripe.calls.clear()
+
+    response = signed_in.post("/billing/checkout/", {"plan": plan, "interval": interval})
+
+    assert response.status_code == 409
+    assert [c for c in fake_stripe.calls if c[0] == "POST"] == []
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_switching_down_or_sideways_is_409_and_changes_nothing(
+    signed_in, deliver, fake_stripe, catalog, payer, customer, method
+):
+    sub = _subscribe(deliver, fake_stripe, payer, catalog["launchpack_monthly"])
+    fake_stripe.calls.clear()
+
+    for plan in ("flowkit", "launchpack", "starter"):
+        response = getattr(signed_in, method)("/billing/switch/", {"plan": plan})
+        assert response.status_code == 409, plan
+
+    assert fake_stripe.calls_to("POST", f"/v1/subscriptions/{sub['id']}") == []
+    assert fake_stripe.calls_to("POST", "/v1/invoices/create_preview") == []
+    customer.refresh_from_db()
+    assert customer.plan == "launchpack"
+
+
+def test_a_staff_override_counts_as_what_the_user_has(signed_in, fake_stripe, catalog, customer):
+    customer.plan = "launchpack"  # e.g. a comp; the stored plan is the current plan
+    customer.save()
+
+    response = signed_in.post("/billing/checkout/", {"plan": "flowkit", "interval": "monthly"})
+
+    assert response.status_code == 409
+    assert "which includes everything in FlowKit" in response.content.decode()

@@ -1,0 +1,192 @@
+"""Upgrading a subscription: quoted from Stripe's preview, charged now, applied once paid."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import stripe
+from django.core import signing
+
+from billing.models import PlanChange
+from billing.stripe_api import api_kwargs
+from tests.billing import stripe_fakes as sf
+
+pytestmark = pytest.mark.django_db
+
+HALF_A_MONTH = 15 * 86400
+CARD_FAILS_LATER = "4000000000000341"
+CARD_3DS_ALWAYS = "4000002760003184"
+
+
+@pytest.fixture
+def signed_in(client, customer):
+    client.force_login(customer)
+    return client
+
+
+def _subscribe(deliver, fake_stripe, payer, prc, *, card: str | None = None) -> dict:
+    """A FlowKit subscription half-way through its month, paid by `card`."""
+    sub = sf.subscription(cus=payer, prc=prc, period_start=sf.NOW - HALF_A_MONTH)
+    if card:
+        sub["_card"] = card  # the sandbox's record of the subscription's card
+    fake_stripe.add(sub)
+    deliver(sf.event("customer.subscription.created", sub))
+    return sub
+
+
+def _quote(page: str) -> str:
+    return re.search(r'name="quote" value="([^"]+)"', page).group(1)
+
+
+def test_the_confirmation_page_shows_stripes_amount_due_now(
+    signed_in, deliver, fake_stripe, catalog, payer
+):
+    sub = _subscribe(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+
+    page = signed_in.get("/billing/switch/?plan=launchpack").content.decode()
+
+    [params] = fake_stripe.calls_to("POST", "/v1/invoices/create_preview")
+    assert params["customer"] == payer["id"]
+    assert params["subscription"] == sub["id"]
+    assert params["subscription_details[items][0][id]"] == sub["items"]["data"][0]["id"]
+    assert params["subscription_details[items][0][price]"] == catalog["launchpack_monthly"]["id"]
+    assert params["subscription_details[proration_behavior]"] == "always_invoice"
+    when = int(params["subscription_details[proration_date]"])
+    # Half a month of LaunchPack (9900) less half a month of FlowKit (4900): about £25.
+    preview = stripe.Invoice.create_preview(
+        customer=payer["id"],
+        subscription=sub["id"],
+        subscription_details={
+            "items": [
+                {"id": sub["items"]["data"][0]["id"], "price": catalog["launchpack_monthly"]["id"]}
+            ],
+            "proration_behavior": "always_invoice",
+            "proration_date": when,
+        },
+        **api_kwargs(),
+    )
+    assert 2400 < preview["amount_due"] < 2600
+    amount = f"£{preview['amount_due'] / 100:.2f}"
+    assert f'Due now: <strong data-amount-due="{preview["amount_due"]}">{amount}</strong>' in page
+    assert f"Pay {amount} and upgrade" in page
+
+
+def test_an_upgrade_is_charged_now_at_the_quoted_amount_and_then_applied(
+    signed_in, deliver, fake_stripe, catalog, payer, customer
+):
+    sub = _subscribe(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    page = signed_in.get("/billing/switch/?plan=launchpack").content.decode()
+    quoted = int(re.search(r'data-amount-due="(\d+)"', page).group(1))
+    [preview] = fake_stripe.calls_to("POST", "/v1/invoices/create_preview")
+
+    response = signed_in.post("/billing/switch/", {"plan": "launchpack", "quote": _quote(page)})
+
+    assert response.status_code == 302 and response["Location"] == "/"
+    [params] = fake_stripe.calls_to("POST", f"/v1/subscriptions/{sub['id']}")
+    assert params == {
+        "items[0][id]": sub["items"]["data"][0]["id"],
+        "items[0][price]": catalog["launchpack_monthly"]["id"],
+        "proration_behavior": "always_invoice",
+        "payment_behavior": "pending_if_incomplete",
+        "proration_date": preview["subscription_details[proration_date]"],
+    }
+    [invoice] = stripe.Invoice.list(subscription=sub["id"], **api_kwargs()).data
+    assert invoice["billing_reason"] == "subscription_update"
+    assert (invoice["status"], invoice["amount_paid"]) == ("paid", quoted)
+    customer.refresh_from_db()
+    assert customer.plan == "launchpack"
+    assert PlanChange.objects.get(new_plan="launchpack").old_plan == "flowkit"
+
+
+def test_a_declined_upgrade_keeps_the_old_plan_and_says_update_the_card(
+    signed_in, deliver, fake_stripe, catalog, payer, customer
+):
+    sub = _subscribe(deliver, fake_stripe, payer, catalog["flowkit_monthly"], card=CARD_FAILS_LATER)
+    page = signed_in.get("/billing/switch/?plan=launchpack").content.decode()
+
+    response = signed_in.post("/billing/switch/", {"plan": "launchpack", "quote": _quote(page)})
+
+    assert response["Location"] == "/billing/switch/pending/"
+    customer.refresh_from_db()
+    assert customer.plan == "flowkit"
+    stored = fake_stripe.objects[sub["id"]]
+    assert stored["items"]["data"][0]["price"]["id"] == catalog["flowkit_monthly"]["id"]
+    assert stored["pending_update"] is not None
+    waiting = signed_in.get("/billing/switch/pending/").content.decode()
+    assert "You are still on <strong>FlowKit</strong>" in waiting
+    assert "Your card was declined" in waiting
+    assert 'action="/billing/portal/"' in waiting and "Update your card" in waiting
+
+
+def test_an_upgrade_needing_authentication_links_the_hosted_invoice(
+    signed_in, deliver, fake_stripe, catalog, payer, customer
+):
+    sub = _subscribe(deliver, fake_stripe, payer, catalog["flowkit_monthly"], card=CARD_3DS_ALWAYS)
+    page = signed_in.get("/billing/switch/?plan=launchpack").content.decode()
+    signed_in.post("/billing/switch/", {"plan": "launchpack", "quote": _quote(page)})
+
+    waiting = signed_in.get("/billing/switch/pending/").content.decode()
+
+    invoice = fake_stripe.objects[fake_stripe.objects[sub["id"]]["latest_invoice"]]
+    assert invoice["status"] == "open"
+    assert "Your bank wants you to confirm this payment" in waiting
+    assert f'href="{invoice["hosted_invoice_url"]}">Confirm the payment' in waiting
+    customer.refresh_from_db()
+    assert customer.plan == "flowkit"
+
+
+@pytest.mark.parametrize(
+    "quote",
+    [
+        "",
+        "forged",
+        # A quote for another plan or subscription, or one signed without our secret.
+        signing.dumps(["sub_other", "launchpack", sf.NOW], salt="billing.switch.quote"),
+        signing.dumps(["x", "launchpack", sf.NOW], salt="another.salt"),
+    ],
+)
+def test_a_switch_without_a_valid_quote_is_400_and_charges_nothing(
+    signed_in, deliver, fake_stripe, catalog, payer, customer, quote
+):
+    sub = _subscribe(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+
+    response = signed_in.post("/billing/switch/", {"plan": "launchpack", "quote": quote})
+
+    assert response.status_code == 400
+    assert "Nothing was charged" in response.content.decode()
+    assert fake_stripe.calls_to("POST", f"/v1/subscriptions/{sub['id']}") == []
+    customer.refresh_from_db()
+    assert customer.plan == "flowkit"
+
+
+def test_a_quote_for_another_plan_cannot_be_reused(
+    signed_in, deliver, fake_stripe, catalog, payer, settings
+):
+    sub = _subscribe(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    token = signing.dumps([sub["id"], "flowkit", sf.NOW], salt="billing.switch.quote")
+
+    response = signed_in.post("/billing/switch/", {"plan": "launchpack", "quote": token})
+
+    assert response.status_code == 400
+
+
+def test_an_expired_quote_is_refused(signed_in, deliver, fake_stripe, catalog, payer, monkeypatch):
+    sub = _subscribe(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    page = signed_in.get("/billing/switch/?plan=launchpack").content.decode()
+    monkeypatch.setattr("billing.checkout.QUOTE_SECONDS", -1)
+
+    response = signed_in.post("/billing/switch/", {"plan": "launchpack", "quote": _quote(page)})
+
+    assert response.status_code == 400
+    assert fake_stripe.calls_to("POST", f"/v1/subscriptions/{sub['id']}") == []
+
+
+def test_the_pending_page_without_a_pending_upgrade_goes_to_the_dashboard(
+    signed_in, deliver, fake_stripe, catalog, payer
+):
+    _subscribe(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+
+    response = signed_in.get("/billing/switch/pending/")
+
+    assert response.status_code == 302 and response["Location"] == "/"
