@@ -7,6 +7,7 @@ from email import message_from_bytes, policy
 import pytest
 import requests
 from anymail.exceptions import AnymailRecipientsRefused
+from django.conf import settings
 from django.core import mail
 from django.db import transaction
 from django_tasks_db.models import DBTaskResult
@@ -84,10 +85,14 @@ def test_worker_sends_the_welcome_email_once(buyer):
     assert "You're on the 'LaunchPack' plan." in sent.body
     html, mimetype = sent.alternatives[0]
     assert mimetype == "text/html" and "AI concierge" in html
-    # Emoji and arrows survive MIME encoding.
+    # Replies reach a person (SUPPORT_EMAIL), not the no-reply sender.
+    assert sent.from_email == settings.DEFAULT_FROM_EMAIL
+    assert sent.reply_to == [settings.SUPPORT_EMAIL]
+    # Emoji and curly quotes survive MIME encoding.
     parsed = message_from_bytes(sent.message().as_bytes(), policy=policy.default)
+    assert parsed["Reply-To"] == settings.SUPPORT_EMAIL
     text_part = next(p for p in parsed.walk() if p.get_content_type() == "text/plain")
-    assert "👋" in text_part.get_content() and "Settings → Calendar" in text_part.get_content()
+    assert "👋" in text_part.get_content() and "Here’s what to do next" in text_part.get_content()
     message = email_of(buyer)
     assert message.status == Status.SENT and message.attempts == 1
     assert message.provider_message_id == "0" and message.recipient == "buyer@example.com"
