@@ -62,6 +62,8 @@ def notice_context(message: OnboardingMessage) -> dict[str, Any]:
         return date_long(int(value)) if value else ""
 
     plan_after = facts.get("plan_after")
+    refunded, paid = facts.get("amount_refunded"), facts.get("charge_amount")
+    part = "whole" if refunded == paid else "rest" if facts.get("full") else "part"
     return {
         "plan_name": Plan(message.plan).label,
         "old_plan_name": Plan(facts["old_plan"]).label if facts.get("old_plan") else "",
@@ -70,7 +72,7 @@ def notice_context(message: OnboardingMessage) -> dict[str, Any]:
         "amount_paid": amount("amount_paid"),
         "amount_refunded": amount("amount_refunded"),
         "charge_amount": amount("charge_amount"),
-        "full": bool(facts.get("full")),
+        "part": part,  # of the payment this refund gives back: whole, the rest, part
         "next_attempt_on": day("next_payment_attempt"),
         "ends_on": day("ends_at"),
         "reason": facts.get("reason", ""),
@@ -97,3 +99,38 @@ def notice_sms_render(message: OnboardingMessage, *, opt_out_notice: bool = Fals
     saying how to opt out (the first SMS to a number)."""
     context = notice_context(message) | {"opt_out_notice": opt_out_notice}
     return render_to_string(f"onboarding/{message.template}_sms.txt", context).strip()
+
+
+def message_summary(message: OnboardingMessage) -> str:
+    """One line for staff: what the message said, e.g. "£49.00 due, invoice in_123,
+    next retry 4 December 2026" (the admin's list and the user's page)."""
+    facts = message.context or {}
+    if message.template == Template.WELCOME:
+        until = facts.get("until")
+        return f"{message.get_plan_display()}" + (
+            f", comp until {date_long(until)}" if until else ""
+        )
+    words = notice_context(message)
+    parts: list[str] = []
+    for key, label in (
+        ("amount_due", "due"),
+        ("amount_paid", "paid"),
+        ("amount_refunded", "refunded"),
+    ):
+        if words[key]:
+            parts.append(f"{words[key]} {label}")
+    if words["old_plan_name"]:
+        parts.append(
+            f"{words['old_plan_name']} ended"
+            + (f" ({facts['reason']})" if facts.get("reason") else "")
+        )
+    for key in ("invoice_id", "charge_id"):
+        if facts.get(key):
+            parts.append(f"{key.split('_')[0]} {facts[key]}")
+    if facts.get("attempt_count"):
+        parts.append(f"attempt {facts['attempt_count']}")
+    if words["next_attempt_on"]:
+        parts.append(f"next retry {words['next_attempt_on']}")
+    if words["ends_on"]:
+        parts.append(f"ends {words['ends_on']}")
+    return ", ".join(parts)
