@@ -395,3 +395,79 @@ def test_an_attempt_cut_off_mid_send_is_not_repeated(buyer):
     assert onboarding_message_send.call(message.pk, 1) == "stale"
     assert mail.outbox == []
     assert email_of(buyer).status == Status.QUEUED
+
+
+def _notice(user, kind: str, key: str = "in_1:1", **context: object) -> None:
+    from billing.signals import customer_notice
+
+    base = {"invoice_id": "in_1", "attempt_count": 1, "amount_due": 4900, "currency": "gbp"}
+    customer_notice.send(
+        sender=None,
+        user=user,
+        kind=kind,
+        key=key,
+        stripe_event_id="evt_1",
+        context=base | context,
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "texted"),
+    [
+        ("payment_failed", True),
+        ("payment_action_required", True),
+        ("payment_recovered", False),
+        ("refund", False),
+    ],
+)
+def test_only_payments_to_act_on_are_texted_and_only_to_opted_in_numbers(
+    buyer, customer, twilio, kind, texted
+):
+    _notice(buyer, kind, hosted_invoice_url="https://invoice.stripe.test/i/1")
+    customer.phone = "+447700900456"  # a number, but no consent
+    customer.save()
+    _notice(customer, kind)
+    run_worker()
+
+    assert [r["data"]["To"] for r in twilio.requests] == (["+447700900123"] if texted else [])
+    assert len(mail.outbox) == 2
+    sms = OnboardingMessage.objects.filter(user=customer, channel="sms").first()
+    assert (sms is not None) == texted
+    if texted:
+        assert sms.status == Status.SKIPPED and "not opted in" in sms.last_error
+
+
+def test_the_same_notice_twice_sends_once(buyer):
+    _notice(buyer, "payment_failed")
+    _notice(buyer, "payment_failed")
+    _notice(buyer, "payment_failed", key="in_1:2", attempt_count=2)
+    run_worker()
+
+    assert [m.subject for m in mail.outbox] == ["Your SmartFlow payment failed"] * 2
+
+
+def test_plan_ended_is_told_when_a_subscription_takes_a_paid_plan_back_to_starter(buyer):
+    activate(buyer, Plan.FLOWKIT)
+    run_worker()
+    mail.outbox.clear()
+
+    activate(buyer, Plan.STARTER, notify=False, source="subscription")
+    activate(buyer, Plan.FLOWKIT, notify=False, source="invoice")
+    run_worker()
+    # No longer true when the worker got to it: the plan came back first.
+    [ended] = OnboardingMessage.objects.filter(template="plan_ended")
+    assert ended.status == Status.SKIPPED
+    activate(buyer, Plan.STARTER, notify=False, source="staff")  # a revoke: staff explain
+    activate(buyer, Plan.FLOWKIT, notify=False, source="invoice")
+    activate(buyer, Plan.STARTER, notify=False, source="refund")  # the refund email says it
+    run_worker()
+    assert mail.outbox == []
+    assert OnboardingMessage.objects.filter(template="plan_ended").count() == 1
+
+    activate(buyer, Plan.LAUNCHPACK, notify=False, source="subscription")
+    activate(buyer, Plan.STARTER, notify=False, source="invoice")
+    run_worker()
+    [sent] = mail.outbox
+    assert sent.subject == "Your SmartFlow plan has ended"
+    assert "Your SmartFlow 'LaunchPack' plan has ended." in sent.body
+    assert sent.reply_to == [settings.SUPPORT_EMAIL]
