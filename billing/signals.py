@@ -1,4 +1,4 @@
-"""Billing's one domain signal.
+"""Billing's domain signals: `plan_changed` (below) and `customer_notice` (further down).
 
 `plan_changed` is sent by `billing.entitlements.plan_refresh` inside the transaction that
 wrote the `PlanChange`, once per change, never when nothing changed. Receivers must only
