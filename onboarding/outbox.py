@@ -150,6 +150,10 @@ def customer_notice_enqueue(
     """Queue the email (and, for a payment to act on, the SMS) of one billing notice
     (billing.signals.customer_notice); return the rows. Once per (kind, key): a
     duplicate delivery of the event that caused it returns the rows already queued."""
+    if kind not in Template.values or kind == Template.WELCOME:
+        # A kind billing learnt before the outbox did: logged, never a failed webhook.
+        logger.error("Customer notice %r for user %s has no message; not sent", kind, user.pk)
+        return []
     template = Template(kind)
     channels = [Channel.EMAIL, Channel.SMS] if template in SMS_TEMPLATES else [Channel.EMAIL]
     return _enqueue(

@@ -471,3 +471,30 @@ def test_plan_ended_is_told_when_a_subscription_takes_a_paid_plan_back_to_starte
     assert sent.subject == "Your SmartFlow plan has ended"
     assert "Your SmartFlow 'LaunchPack' plan has ended." in sent.body
     assert sent.reply_to == [settings.SUPPORT_EMAIL]
+
+
+def test_a_notice_of_a_kind_without_a_message_is_logged_not_raised(buyer, caplog):
+    _notice(buyer, "dispute_opened")
+
+    assert not OnboardingMessage.objects.exists()
+    assert "'dispute_opened'" in caplog.text and "has no message" in caplog.text
+
+
+def test_a_comp_with_an_expiry_is_welcomed_with_its_end_date(buyer, staff_user):
+    from datetime import UTC, datetime
+
+    from billing.overrides import override_grant
+
+    until = datetime(2030, 3, 1, 9, tzinfo=UTC)
+    override_grant(
+        user=buyer,
+        plan=Plan.LAUNCHPACK,
+        reason="Conference prize",
+        expires_at=until,
+        notify=True,
+        actor=staff_user,
+    )
+    run_worker()
+
+    [sent] = [m for m in mail.outbox if m.subject == "Your SmartFlow plan is live"]
+    assert "Your 'LaunchPack' plan runs until 1 March 2030." in sent.body
