@@ -33,6 +33,12 @@ from accounts.models import User, normalize_email
 from billing.checkout import _subscription_sync, checkout_fulfil
 from billing.entitlements import plan_refresh
 from billing.models import BillingAlert, OneOffPurchase, PlanChange
+from billing.notices import (
+    charge_refunded_notify,
+    invoice_paid_notify,
+    invoice_trouble_notify,
+    subscription_updated_notify,
+)
 from billing.stripe_api import api_kwargs
 from billing.stripe_layout import invoice_subscription_id
 
@@ -217,3 +223,64 @@ def on_charge_refunded(sender: Any, event: Event, **kwargs: Any) -> None:
         # Only a full refund takes the plan away; a partial one is goodwill.
         OneOffPurchase.objects.filter(pk=purchase.pk).update(refunded_at=timezone.now())
     plan_refresh(user=user, source=PlanChange.Source.REFUND, stripe_event_id=event.id)
+
+
+# --- Telling the customer (billing.notices) ----------------------------------------------
+# Connected after the receivers above, so they run after them for the same event (Django
+# calls receivers in the order they were connected): the plan is refreshed and the
+# subscription synced before the notice reads them.
+
+
+@djstripe_receiver(["invoice.payment_failed", "invoice.payment_action_required"])
+def on_invoice_trouble_notice(sender: Any, event: Event, **kwargs: Any) -> None:
+    invoice = event.data["object"]
+    user = _user_find(
+        customer_id=_id(invoice.get("customer")), metadata=None, email=None, create=False
+    )
+    if user is None:
+        return _no_user(event, invoice["id"])
+    invoice_trouble_notify(user=user, event=event)
+
+
+@djstripe_receiver("invoice.paid")
+def on_invoice_paid_notice(sender: Any, event: Event, **kwargs: Any) -> None:
+    invoice = event.data["object"]
+    user = _user_find(
+        customer_id=_id(invoice.get("customer")), metadata=None, email=None, create=False
+    )
+    if user is not None:  # on_invoice has recorded the unknown customer
+        invoice_paid_notify(user=user, event=event)
+
+
+@djstripe_receiver("customer.subscription.updated")
+def on_subscription_notice(sender: Any, event: Event, **kwargs: Any) -> None:
+    subscription = event.data["object"]
+    user = _user_find(
+        customer_id=_id(subscription.get("customer")),
+        metadata=subscription.get("metadata"),
+        email=None,
+        create=False,
+    )
+    if user is not None:  # on_subscription has recorded the unknown customer
+        subscription_updated_notify(user=user, event=event)
+
+
+@djstripe_receiver("charge.refunded")
+def on_charge_refunded_notice(sender: Any, event: Event, **kwargs: Any) -> None:
+    charge = event.data["object"]
+    purchase = (
+        OneOffPurchase.objects.select_related("user")
+        .filter(payment_intent_id=_id(charge.get("payment_intent")))
+        .first()
+        if _id(charge.get("payment_intent"))
+        else None
+    )
+    user = (
+        purchase.user
+        if purchase
+        else _user_find(
+            customer_id=_id(charge.get("customer")), metadata=None, email=None, create=False
+        )
+    )
+    if user is not None:  # on_charge_refunded has recorded the unknown customer
+        charge_refunded_notify(user=user, event=event)

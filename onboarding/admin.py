@@ -5,15 +5,18 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from onboarding.models import OnboardingMessage
+from onboarding.notices import message_summary
 from onboarding.outbox import onboarding_message_resend
 
 _FIELDS = (
     "user",
     "channel",
     "template",
+    "context_summary",
     "plan",
     "plan_change",
     "trigger",
+    "stripe_event_id",
     "status",
     "recipient",
     "provider_message_id",
@@ -30,9 +33,25 @@ _FIELDS = (
 
 @admin.register(OnboardingMessage)
 class OnboardingMessageAdmin(admin.ModelAdmin):
-    list_display = ("user", "channel", "plan", "status", "attempts", "short_error", "created_at")
-    list_filter = ("status", "channel", "plan")
-    search_fields = ("user__email", "provider_message_id", "recipient", "trigger")
+    list_display = (
+        "user",
+        "template",
+        "context_summary",
+        "channel",
+        "plan",
+        "status",
+        "attempts",
+        "short_error",
+        "created_at",
+    )
+    list_filter = ("status", "template", "channel", "plan")
+    search_fields = (
+        "user__email",
+        "provider_message_id",
+        "recipient",
+        "trigger",
+        "stripe_event_id",
+    )
     list_select_related = ("user",)
     readonly_fields = _FIELDS
     fields = _FIELDS
@@ -48,6 +67,10 @@ class OnboardingMessageAdmin(admin.ModelAdmin):
 
     def has_resend_onboarding_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("accounts.resend_onboarding")
+
+    @admin.display(description="about")
+    def context_summary(self, obj: OnboardingMessage) -> str:
+        return message_summary(obj)
 
     @admin.display(description="last error")
     def short_error(self, obj: OnboardingMessage) -> str:
@@ -72,7 +95,16 @@ class OnboardingMessageInline(admin.TabularInline):
 
     model = OnboardingMessage
     fk_name = "user"
-    fields = ("created_at", "channel", "plan", "status", "attempts", "last_error")
+    fields = (
+        "created_at",
+        "template",
+        "context_summary",
+        "channel",
+        "plan",
+        "status",
+        "attempts",
+        "last_error",
+    )
     readonly_fields = fields
     extra = 0
     show_change_link = True
@@ -86,3 +118,7 @@ class OnboardingMessageInline(admin.TabularInline):
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+    @admin.display(description="about")
+    def context_summary(self, obj: OnboardingMessage) -> str:
+        return message_summary(obj)

@@ -10,8 +10,11 @@ class OnboardingConfig(AppConfig):
     def ready(self) -> None:
         from anymail.signals import tracking
 
-        from billing.signals import plan_changed
+        from billing.signals import customer_notice, plan_changed
         from onboarding import receivers
 
         plan_changed.connect(receivers.plan_changed_receive, dispatch_uid="onboarding_welcome")
+        customer_notice.connect(
+            receivers.customer_notice_receive, dispatch_uid="onboarding_customer_notice"
+        )
         tracking.connect(receivers.email_tracking_receive, dispatch_uid="onboarding_tracking")

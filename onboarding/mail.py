@@ -23,14 +23,26 @@ class MailError(ProviderError):
 
 
 def email_send(
-    *, to: str, subject: str, text: str, html: str, metadata: dict[str, str], tags: list[str]
+    *,
+    to: str,
+    subject: str,
+    text: str,
+    html: str,
+    metadata: dict[str, str],
+    tags: list[str],
+    reply_to: str = "",
 ) -> str:
     """Send one email; return the provider's message id ("" when the backend has none).
+    Replies go to `reply_to` when given (SUPPORT_EMAIL: a person, not the sender).
 
     Raises MailError, classified for the retry rules.
     """
     message = AnymailMessage(
-        subject=subject, body=text, from_email=settings.DEFAULT_FROM_EMAIL, to=[to]
+        subject=subject,
+        body=text,
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[to],
+        reply_to=[reply_to] if reply_to else None,
     )
     message.attach_alternative(html, "text/html")
     # Both come back on the ESP's tracking webhooks; other backends ignore them.

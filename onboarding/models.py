@@ -8,11 +8,14 @@ from billing.plans import Plan
 
 
 class OnboardingMessage(models.Model):
-    """One message to one customer on one channel, answering one trigger (an activation).
+    """One message to one customer on one channel, answering one trigger: an activation
+    (the welcome) or a moment billing tells the customer about (a failed payment, a
+    refund...; billing.signals.customer_notice).
 
     Written in the transaction that caused it, together with the task that sends it, so
-    it exists exactly when the activation does. The unique constraint on (user, channel,
-    trigger) is what makes "welcomed exactly once per activation" hold.
+    it exists exactly when its cause does. The unique constraint on (user, channel,
+    trigger) is what makes "told exactly once per activation, attempt or event" hold.
+    The text is rendered at send time from `template` and `context`.
     """
 
     class Channel(models.TextChoices):
@@ -21,6 +24,12 @@ class OnboardingMessage(models.Model):
 
     class Template(models.TextChoices):
         WELCOME = "welcome", "Welcome to the plan"
+        PAYMENT_FAILED = "payment_failed", "Payment failed"
+        PAYMENT_ACTION_REQUIRED = "payment_action_required", "Payment needs authentication"
+        PAYMENT_RECOVERED = "payment_recovered", "Payment received after a failure"
+        CANCELLATION_SCHEDULED = "cancellation_scheduled", "Cancellation scheduled"
+        PLAN_ENDED = "plan_ended", "Plan ended"
+        REFUND = "refund", "Refund"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -47,7 +56,18 @@ class OnboardingMessage(models.Model):
     )
     trigger = models.CharField(
         max_length=100,
-        help_text='What the message answers, e.g. "plan_change:42" or a staff resend.',
+        help_text=(
+            'What the message answers, e.g. "plan_change:42", '
+            '"payment_failed:in_123:2" or a staff resend.'
+        ),
+    )
+    context = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Facts the message is rendered from (amounts in minor units, Unix times).",
+    )
+    stripe_event_id = models.CharField(
+        max_length=255, blank=True, help_text="The Stripe event that caused it, if any."
     )
     status = models.CharField(
         max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True

@@ -1,4 +1,8 @@
-"""The onboarding outbox: queue welcome messages with the activation, send them later.
+"""The customer-messages outbox: queue each message with what caused it, send it later.
+
+What is queued: the welcome (an activation, billing's plan_changed), "your plan has
+ended" (plan_changed to Starter), and billing's notices (billing.signals.customer_notice:
+a failed or unauthenticated payment, a recovery, a cancellation, a refund).
 
 Queueing writes an OnboardingMessage row and its django-tasks task in the caller's
 transaction: if that rolls back, neither exists; once it commits, the worker
@@ -32,10 +36,12 @@ it failed with "the outcome is unknown", where staff see it and can send it agai
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -46,10 +52,12 @@ from django_tasks import TaskResultStatus, task
 from django_tasks_db.models import DBTaskResult
 
 from accounts.models import User
-from billing.models import PlanChange
+from billing.models import PlanChange, PlanOverride
+from billing.notices import notice_stale_reason
 from onboarding import mail, sms
 from onboarding.errors import ProviderError
 from onboarding.models import OnboardingMessage
+from onboarding.notices import SMS_TEMPLATES, notice_email_render, notice_sms_render
 from onboarding.welcome import welcome_email_render, welcome_sms_render
 
 logger = logging.getLogger(__name__)
@@ -58,6 +66,7 @@ OUTCOME_UNKNOWN = "outcome is unknown: not retried (check before sending again)"
 
 Channel = OnboardingMessage.Channel
 Status = OnboardingMessage.Status
+Template = OnboardingMessage.Template
 
 # Forward-only status order: an update never moves a message to a lower rank, so a
 # late "sent" callback cannot overwrite "delivered". Final outcomes share the top rank.
@@ -88,19 +97,109 @@ def onboarding_welcome_enqueue(
     plan: str | None = None,
     trigger: str | None = None,
     channels: Iterable[str] = (Channel.EMAIL, Channel.SMS),
+    context: dict[str, Any] | None = None,
 ) -> list[OnboardingMessage]:
     """Queue the welcome email and SMS for one activation; return the rows.
 
     Pass `plan_change` (the trigger defaults to it, the plan to its new plan) or `plan`
     and `trigger`. Writes rows and tasks only, in the caller's transaction. Safe to call
     twice: a message that exists for (user, channel, trigger) is returned, not queued
-    again. An SMS the user cannot receive is recorded as skipped with the reason.
+    again. An SMS the user cannot receive is recorded as skipped with the reason. A staff
+    comp that expires says until when it runs (`context["until"]`).
     """
     if plan_change is not None:
         plan = plan or plan_change.new_plan
         trigger = trigger or f"plan_change:{plan_change.pk}"
+        if context is None:
+            context = _comp_context(plan_change)
     if not plan or not trigger:
         raise ValueError("Pass plan_change, or plan and trigger.")
+    return _enqueue(
+        user=user,
+        template=Template.WELCOME,
+        plan=plan,
+        trigger=trigger,
+        channels=channels,
+        plan_change=plan_change,
+        context=context or {},
+    )
+
+
+def _comp_context(plan_change: PlanChange) -> dict[str, Any]:
+    if plan_change.source != PlanChange.Source.STAFF:
+        return {}
+    override = (
+        PlanOverride.objects.filter(PlanOverride.active_q(), user_id=plan_change.user_id)
+        .filter(plan=plan_change.new_plan)
+        .order_by("-created_at")
+        .first()
+    )
+    if override is None or override.expires_at is None:
+        return {}
+    return {"until": int(override.expires_at.timestamp())}
+
+
+def customer_notice_enqueue(
+    *,
+    user: User,
+    kind: str,
+    key: str,
+    stripe_event_id: str = "",
+    context: dict[str, Any],
+) -> list[OnboardingMessage]:
+    """Queue the email (and, for a payment to act on, the SMS) of one billing notice
+    (billing.signals.customer_notice); return the rows. Once per (kind, key): a
+    duplicate delivery of the event that caused it returns the rows already queued."""
+    if kind not in Template.values or kind == Template.WELCOME:
+        # A kind billing learnt before the outbox did: logged, never a failed webhook.
+        logger.error("Customer notice %r for user %s has no message; not sent", kind, user.pk)
+        return []
+    template = Template(kind)
+    channels = [Channel.EMAIL, Channel.SMS] if template in SMS_TEMPLATES else [Channel.EMAIL]
+    return _enqueue(
+        user=user,
+        template=template,
+        plan=user.plan,
+        trigger=_trigger(f"{kind}:{key}"),
+        channels=channels,
+        context=context,
+        stripe_event_id=stripe_event_id,
+    )
+
+
+def plan_ended_enqueue(*, plan_change: PlanChange, reason: str) -> list[OnboardingMessage]:
+    """Queue "your plan has ended" for a change from a paid plan to Starter; `reason` is
+    "payment_failed", "cancelled" or "" (billing.notices.plan_end_reason)."""
+    return _enqueue(
+        user=plan_change.user,
+        template=Template.PLAN_ENDED,
+        plan=plan_change.new_plan,
+        trigger=f"plan_ended:plan_change:{plan_change.pk}",
+        channels=[Channel.EMAIL],
+        plan_change=plan_change,
+        context={"old_plan": plan_change.old_plan, "reason": reason},
+        stripe_event_id=plan_change.stripe_event_id,
+    )
+
+
+def _trigger(value: str) -> str:
+    # Stripe ids are short, but the column is 100 characters: a longer key stays unique.
+    if len(value) <= 100:
+        return value
+    return f"{value[:59]}#{hashlib.sha256(value.encode()).hexdigest()[:40]}"
+
+
+def _enqueue(
+    *,
+    user: User,
+    template: str,
+    plan: str,
+    trigger: str,
+    channels: Iterable[str],
+    context: dict[str, Any],
+    plan_change: PlanChange | None = None,
+    stripe_event_id: str = "",
+) -> list[OnboardingMessage]:
     messages = []
     with transaction.atomic():
         for channel in channels:
@@ -110,9 +209,11 @@ def onboarding_welcome_enqueue(
                 channel=channel,
                 trigger=trigger,
                 defaults={
-                    "template": OnboardingMessage.Template.WELCOME,
+                    "template": template,
                     "plan": plan,
                     "plan_change": plan_change,
+                    "context": context,
+                    "stripe_event_id": stripe_event_id,
                     "status": Status.SKIPPED if skip else Status.QUEUED,
                     "last_error": skip,
                 },
@@ -129,12 +230,15 @@ def onboarding_message_resend(*, message: OnboardingMessage) -> OnboardingMessag
     previous = OnboardingMessage.objects.filter(
         user=message.user, channel=message.channel, trigger__startswith=f"{base}#resend-"
     ).count()
-    [again] = onboarding_welcome_enqueue(
+    [again] = _enqueue(
         user=message.user,
-        plan_change=message.plan_change,
+        template=message.template,
         plan=message.plan,
-        trigger=f"{base}#resend-{previous + 1}",
+        trigger=_trigger(f"{base}#resend-{previous + 1}"),
         channels=[message.channel],
+        plan_change=message.plan_change,
+        context=message.context,
+        stripe_event_id=message.stripe_event_id,
     )
     return again
 
@@ -182,10 +286,13 @@ def onboarding_message_send(message_id: int, attempt: int) -> str:
 
 def _skip_reason(message: OnboardingMessage) -> str:
     user = message.user
-    # A refund or a further change before sending makes this welcome wrong; the newer
-    # activation has its own.
-    if user.plan != message.plan:
+    # A refund or a further change before sending makes a welcome or "ended" wrong; the
+    # newer change has its own message.
+    if message.template in (Template.WELCOME, Template.PLAN_ENDED) and user.plan != message.plan:
         return f"the plan is now {user.get_plan_display()}, not {message.get_plan_display()}"
+    # A payment failure paid meanwhile, a cancellation undone: no longer true.
+    if stale := notice_stale_reason(kind=message.template, context=message.context or {}):
+        return stale
     if message.channel == Channel.SMS:
         if missing := sms.sms_missing_settings():
             return f"SMS is not configured (set {', '.join(missing)})"
@@ -195,19 +302,32 @@ def _skip_reason(message: OnboardingMessage) -> str:
 
 def _deliver(message: OnboardingMessage) -> str:
     user = message.user
+    welcome = message.template == Template.WELCOME
     if message.channel == Channel.EMAIL:
-        email = welcome_email_render(user=user, plan=message.plan)
+        email = (
+            welcome_email_render(
+                user=user, plan=message.plan, until=(message.context or {}).get("until")
+            )
+            if welcome
+            else notice_email_render(message)
+        )
         message.recipient = user.email
         return mail.email_send(
             to=user.email,
             subject=email.subject,
             text=email.text,
             html=email.html,
+            reply_to=settings.SUPPORT_EMAIL,
             metadata={"onboarding_message": str(message.pk)},
             tags=[f"onboarding-{message.template}"],
         )
     message.recipient = str(user.phone)
-    body = welcome_sms_render(plan=message.plan, opt_out_notice=_first_sms_to(message))
+    opt_out_notice = _first_sms_to(message)
+    body = (
+        welcome_sms_render(plan=message.plan, opt_out_notice=opt_out_notice)
+        if welcome
+        else notice_sms_render(message, opt_out_notice=opt_out_notice)
+    )
     message.segments = sms.sms_segments(body)
     callback = f"{settings.SITE_URL}{reverse('onboarding:twilio_status')}"
     return sms.sms_send(to=message.recipient, body=body, status_callback=callback)

@@ -1,5 +1,5 @@
 """Signal receivers, connected in OnboardingConfig.ready(): billing's plan_changed and
-anymail's tracking (delivery events from the email provider's webhooks)."""
+customer_notice, and anymail's tracking (delivery events from the email provider's webhooks)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,17 @@ from typing import Any
 
 from anymail.signals import AnymailTrackingEvent, EventType
 
+from accounts.models import User
 from billing.models import PlanChange
+from billing.notices import plan_end_reason
+from billing.plans import Plan
 from onboarding.models import OnboardingMessage
-from onboarding.outbox import message_status_advance, onboarding_welcome_enqueue
+from onboarding.outbox import (
+    customer_notice_enqueue,
+    message_status_advance,
+    onboarding_welcome_enqueue,
+    plan_ended_enqueue,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -25,12 +33,41 @@ _TRACKED: dict[str, str] = {
 }
 
 
+# A paid plan that drops to Starter for these reasons has ended for the customer; a
+# staff revoke is explained by staff, and a refund by its own message.
+_ENDING_SOURCES = {PlanChange.Source.SUBSCRIPTION, PlanChange.Source.INVOICE}
+
+
 def plan_changed_receive(*, plan_change: PlanChange, notify: bool, **kwargs: Any) -> None:
-    """Queue the welcome for an activation billing asks us to announce.
+    """Queue the welcome for an activation billing asks us to announce, and "your plan
+    has ended" when a subscription's end takes a paid plan back to Starter.
 
     Runs inside billing's transaction: database writes only (see outbox)."""
     if notify:
         onboarding_welcome_enqueue(user=plan_change.user, plan_change=plan_change)
+    elif (
+        plan_change.new_plan == Plan.STARTER
+        and plan_change.old_plan != Plan.STARTER
+        and plan_change.source in _ENDING_SOURCES
+    ):
+        plan_ended_enqueue(plan_change=plan_change, reason=plan_end_reason(plan_change.user))
+
+
+def customer_notice_receive(
+    *,
+    user: User,
+    kind: str,
+    key: str,
+    stripe_event_id: str,
+    context: dict[str, Any],
+    **kwargs: Any,
+) -> None:
+    """Queue what billing tells the customer (billing.signals.customer_notice).
+
+    Runs inside billing's transaction: database writes only (see outbox)."""
+    customer_notice_enqueue(
+        user=user, kind=kind, key=key, stripe_event_id=stripe_event_id, context=context
+    )
 
 
 def email_tracking_receive(*, event: AnymailTrackingEvent, esp_name: str, **kwargs: Any) -> None:

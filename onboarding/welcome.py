@@ -7,6 +7,7 @@ Plans are never named here: what a plan unlocks comes from billing.plans.FEATURE
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.contrib.auth.tokens import default_token_generator
@@ -21,13 +22,22 @@ from billing.plans import FEATURE_LABELS, FEATURES, PLAN_INFO, Plan, plan_allows
 SUBJECT = "Your SmartFlow plan is live"
 
 # The customer's next steps (their wording), each shown when the plan has the feature
-# it sets up, in this order.
+# it sets up, in this order, each linking to where it is done here: the feature's entry
+# on the dashboard (its `id`, templates/accounts/dashboard.html), or the profile, where
+# the mobile number and SMS consent are set.
 NEXT_STEPS: list[tuple[str, str]] = [
-    ("calendar_sync", "Connect your Google Calendar (Settings → Calendar)"),
+    ("calendar_sync", "Connect your Google Calendar"),
     ("brand_kit", "Add your brand details (logo, colours)"),
-    ("sms_reminders", "Turn on SMS reminders (Settings → Notifications)"),
+    ("sms_reminders", "Turn on SMS reminders"),
     ("client_import", "(Optional) Import your client list"),
 ]
+_STEP_ON_PROFILE = {"sms_reminders"}
+
+
+@dataclass(frozen=True)
+class Step:
+    text: str
+    url: str
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,12 @@ class Email:
 
 def _absolute(path: str) -> str:
     return f"{settings.SITE_URL}{path}"
+
+
+def date_long(timestamp: int) -> str:
+    """A Unix time as the customer reads a date: 1 February 2027 (UTC, Stripe's clock)."""
+    day = datetime.fromtimestamp(int(timestamp), tz=UTC)
+    return f"{day.day} {day:%B %Y}"
 
 
 def set_password_url(user: User) -> str:
@@ -53,21 +69,34 @@ def set_password_url(user: User) -> str:
     return _absolute(path)
 
 
-def welcome_context(*, user: User, plan: str) -> dict[str, object]:
+def _step_url(feature: str) -> str:
+    if feature in _STEP_ON_PROFILE:
+        return _absolute(reverse("accounts:profile"))
+    return _absolute(f"{reverse('accounts:dashboard')}#feature-{feature}")
+
+
+def welcome_context(*, user: User, plan: str, until: int | None = None) -> dict[str, object]:
+    """`until`: the Unix time a staff comp runs to (None: a paid plan, or a comp for good)."""
     return {
         "plan_name": Plan(plan).label,
         "plan_description": PLAN_INFO[plan].description,
         "features": [FEATURE_LABELS[f] for f in FEATURES if plan_allows(plan, f)],
-        "steps": [text for feature, text in NEXT_STEPS if plan_allows(plan, feature)],
+        "steps": [
+            Step(text, _step_url(feature))
+            for feature, text in NEXT_STEPS
+            if plan_allows(plan, feature)
+        ],
+        "until": date_long(until) if until else "",
         "dashboard_url": _absolute(reverse("accounts:dashboard")),
         # Accounts the webhook made for a payer have no password yet.
         "set_password_url": "" if user.has_usable_password() else set_password_url(user),
     }
 
 
-def welcome_email_render(*, user: User, plan: str) -> Email:
-    """The welcome email for `user` on `plan`, as plain text and HTML."""
-    context = welcome_context(user=user, plan=plan)
+def welcome_email_render(*, user: User, plan: str, until: int | None = None) -> Email:
+    """The welcome email for `user` on `plan`, as plain text and HTML; `until` is when a
+    staff comp ends."""
+    context = welcome_context(user=user, plan=plan, until=until)
     return Email(
         subject=SUBJECT,
         text=render_to_string("onboarding/welcome_email.txt", context),

@@ -155,6 +155,9 @@ AUTH_PASSWORD_VALIDATORS = [
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="no-reply@smartflowsystems.com")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Reply-To of every customer email: where "reply to this email" reaches a person. Unset
+# (or empty), support@smartflowsystems.com: never the no-reply sender.
+SUPPORT_EMAIL = env.str("SUPPORT_EMAIL", default="") or "support@smartflowsystems.com"
 
 # Absolute base URL of the site as customers reach it (links in emails, webhook targets).
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")

@@ -13,6 +13,11 @@ from billing.pricing import plan_rows
 register = template.Library()
 
 _SYMBOLS = {"gbp": "£", "usd": "$", "eur": "€"}
+# Stripe's zero-decimal currencies: amounts are whole units, not hundredths.
+_ZERO_DECIMAL = frozenset(
+    {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga"}
+    | {"pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"}
+)
 
 
 @register.filter
@@ -23,10 +28,12 @@ def has_feature(user, name: str) -> bool:
 
 @register.filter
 def money(amount: int | None, currency: str) -> str:
-    """Minor units to a price: 4900, "gbp" -> "£49.00"; 4950, "chf" -> "49.50 CHF"."""
+    """Minor units to a price: 4900, "gbp" -> "£49.00"; 4950, "chf" -> "49.50 CHF";
+    4900, "jpy" -> "4,900 JPY"."""
     if amount is None:
         return ""
-    value = f"{amount / 100:,.2f}"
+    zero_decimal = (currency or "").lower() in _ZERO_DECIMAL
+    value = f"{amount:,}" if zero_decimal else f"{amount / 100:,.2f}"
     symbol = _SYMBOLS.get((currency or "").lower())
     return f"{symbol}{value}" if symbol else f"{value} {currency.upper()}"
 

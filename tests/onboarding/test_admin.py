@@ -96,3 +96,49 @@ def test_messages_show_on_the_users_admin_page(client, staff_user, buyer):
     body = page.content.decode()
     assert 'id="onboarding_messages-group"' in body and "SMS is not configured" not in body
     assert "Queued" in body
+
+
+def _payment_failed(user: User) -> OnboardingMessage:
+    from billing.signals import Notice, customer_notice
+
+    customer_notice.send(
+        sender=Notice,
+        user=user,
+        kind=Notice.PAYMENT_FAILED,
+        key="in_admin1:1",
+        stripe_event_id="evt_admin1",
+        context={
+            "invoice_id": "in_admin1",
+            "attempt_count": 1,
+            "amount_due": 4900,
+            "currency": "gbp",
+            "next_payment_attempt": 1796126400,  # 1 December 2026, 12:00 UTC
+            "hosted_invoice_url": "https://invoice.stripe.test/i/admin1",
+        },
+    )
+    return OnboardingMessage.objects.get(channel="email", template="payment_failed")
+
+
+def test_a_payment_failed_message_shows_what_it_said(client, staff_user, buyer):
+    message = _payment_failed(buyer)
+    client.force_login(staff_user)
+
+    listed = client.get(CHANGELIST, {"template__exact": "payment_failed"}).content.decode()
+    detail = client.get(f"{CHANGELIST}{message.pk}/change/").content.decode()
+
+    summary = "£49.00 due, invoice in_admin1, attempt 1, next retry 1 December 2026"
+    assert "Payment failed" in listed and summary in listed
+    assert summary in detail and "evt_admin1" in detail
+
+
+def test_send_again_of_a_payment_failed_sends_the_same_words(client, staff_user, buyer):
+    first = _payment_failed(buyer)
+    run_worker()
+    client.force_login(staff_user)
+
+    client.post(CHANGELIST, {"action": "send_again", "_selected_action": [first.pk]})
+    run_worker()
+
+    assert [m.subject for m in mail.outbox] == ["Your SmartFlow payment failed"] * 2
+    assert mail.outbox[0].body == mail.outbox[1].body
+    assert "We will try again on 1 December 2026." in mail.outbox[1].body

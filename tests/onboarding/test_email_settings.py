@@ -117,3 +117,27 @@ def test_every_provider_the_readme_lists_is_a_backend_of_the_pinned_anymail():
     assert {"sendgrid", "brevo", "mailgun", "postmark", "amazon_ses", "mailtrap"} <= named
     missing = [n for n in sorted(named) if not importlib.util.find_spec(f"anymail.backends.{n}")]
     assert missing == [], f"the README lists providers anymail does not have: {missing}"
+
+
+def _support_email(**env: str) -> str:
+    clean = {k: v for k, v in os.environ.items() if k != "SUPPORT_EMAIL"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from django.conf import settings as s; print(s.SUPPORT_EMAIL)",
+        ],
+        cwd=ROOT,
+        env={**clean, **env, "DEBUG": "true", "DJANGO_SETTINGS_MODULE": "smartflow.settings"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_replies_go_to_support_email_or_to_the_support_address_not_no_reply():
+    assert _support_email(SUPPORT_EMAIL="help@example.com") == "help@example.com"
+    assert _support_email() == "support@smartflowsystems.com"
+    assert _support_email(SUPPORT_EMAIL="") == "support@smartflowsystems.com"

@@ -118,4 +118,8 @@ def test_a_plan_restored_after_a_failed_payment_is_not_welcomed_again(
     assert PlanChange.objects.filter(new_plan="flowkit").count() == 2
     assert len(mail.outbox) == 1  # the welcome of the first activation only
     assert len(twilio.requests) == 1
-    assert OnboardingMessage.objects.count() == 2  # one email, one SMS
+    welcome = OnboardingMessage.objects.filter(template="welcome")
+    assert welcome.count() == 2  # one email, one SMS
+    # The plan ended past the grace period, but was back before "ended" went out.
+    [ended] = OnboardingMessage.objects.filter(template="plan_ended")
+    assert ended.status == "skipped" and "the plan is now FlowKit" in ended.last_error

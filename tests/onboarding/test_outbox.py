@@ -7,6 +7,7 @@ from email import message_from_bytes, policy
 import pytest
 import requests
 from anymail.exceptions import AnymailRecipientsRefused
+from django.conf import settings
 from django.core import mail
 from django.db import transaction
 from django_tasks_db.models import DBTaskResult
@@ -84,10 +85,14 @@ def test_worker_sends_the_welcome_email_once(buyer):
     assert "You're on the 'LaunchPack' plan." in sent.body
     html, mimetype = sent.alternatives[0]
     assert mimetype == "text/html" and "AI concierge" in html
-    # Emoji and arrows survive MIME encoding.
+    # Replies reach a person (SUPPORT_EMAIL), not the no-reply sender.
+    assert sent.from_email == settings.DEFAULT_FROM_EMAIL
+    assert sent.reply_to == [settings.SUPPORT_EMAIL]
+    # Emoji and curly quotes survive MIME encoding.
     parsed = message_from_bytes(sent.message().as_bytes(), policy=policy.default)
+    assert parsed["Reply-To"] == settings.SUPPORT_EMAIL
     text_part = next(p for p in parsed.walk() if p.get_content_type() == "text/plain")
-    assert "👋" in text_part.get_content() and "Settings → Calendar" in text_part.get_content()
+    assert "👋" in text_part.get_content() and "Here’s what to do next" in text_part.get_content()
     message = email_of(buyer)
     assert message.status == Status.SENT and message.attempts == 1
     assert message.provider_message_id == "0" and message.recipient == "buyer@example.com"
@@ -390,3 +395,106 @@ def test_an_attempt_cut_off_mid_send_is_not_repeated(buyer):
     assert onboarding_message_send.call(message.pk, 1) == "stale"
     assert mail.outbox == []
     assert email_of(buyer).status == Status.QUEUED
+
+
+def _notice(user, kind: str, key: str = "in_1:1", **context: object) -> None:
+    from billing.signals import customer_notice
+
+    base = {"invoice_id": "in_1", "attempt_count": 1, "amount_due": 4900, "currency": "gbp"}
+    customer_notice.send(
+        sender=None,
+        user=user,
+        kind=kind,
+        key=key,
+        stripe_event_id="evt_1",
+        context=base | context,
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "texted"),
+    [
+        ("payment_failed", True),
+        ("payment_action_required", True),
+        ("payment_recovered", False),
+        ("refund", False),
+    ],
+)
+def test_only_payments_to_act_on_are_texted_and_only_to_opted_in_numbers(
+    buyer, customer, twilio, kind, texted
+):
+    _notice(buyer, kind, hosted_invoice_url="https://invoice.stripe.test/i/1")
+    customer.phone = "+447700900456"  # a number, but no consent
+    customer.save()
+    _notice(customer, kind)
+    run_worker()
+
+    assert [r["data"]["To"] for r in twilio.requests] == (["+447700900123"] if texted else [])
+    assert len(mail.outbox) == 2
+    sms = OnboardingMessage.objects.filter(user=customer, channel="sms").first()
+    assert (sms is not None) == texted
+    if texted:
+        assert sms.status == Status.SKIPPED and "not opted in" in sms.last_error
+
+
+def test_the_same_notice_twice_sends_once(buyer):
+    _notice(buyer, "payment_failed")
+    _notice(buyer, "payment_failed")
+    _notice(buyer, "payment_failed", key="in_1:2", attempt_count=2)
+    run_worker()
+
+    assert [m.subject for m in mail.outbox] == ["Your SmartFlow payment failed"] * 2
+
+
+def test_plan_ended_is_told_when_a_subscription_takes_a_paid_plan_back_to_starter(buyer):
+    activate(buyer, Plan.FLOWKIT)
+    run_worker()
+    mail.outbox.clear()
+
+    activate(buyer, Plan.STARTER, notify=False, source="subscription")
+    activate(buyer, Plan.FLOWKIT, notify=False, source="invoice")
+    run_worker()
+    # No longer true when the worker got to it: the plan came back first.
+    [ended] = OnboardingMessage.objects.filter(template="plan_ended")
+    assert ended.status == Status.SKIPPED
+    activate(buyer, Plan.STARTER, notify=False, source="staff")  # a revoke: staff explain
+    activate(buyer, Plan.FLOWKIT, notify=False, source="invoice")
+    activate(buyer, Plan.STARTER, notify=False, source="refund")  # the refund email says it
+    run_worker()
+    assert mail.outbox == []
+    assert OnboardingMessage.objects.filter(template="plan_ended").count() == 1
+
+    activate(buyer, Plan.LAUNCHPACK, notify=False, source="subscription")
+    activate(buyer, Plan.STARTER, notify=False, source="invoice")
+    run_worker()
+    [sent] = mail.outbox
+    assert sent.subject == "Your SmartFlow plan has ended"
+    assert "Your SmartFlow 'LaunchPack' plan has ended." in sent.body
+    assert sent.reply_to == [settings.SUPPORT_EMAIL]
+
+
+def test_a_notice_of_a_kind_without_a_message_is_logged_not_raised(buyer, caplog):
+    _notice(buyer, "dispute_opened")
+
+    assert not OnboardingMessage.objects.exists()
+    assert "'dispute_opened'" in caplog.text and "has no message" in caplog.text
+
+
+def test_a_comp_with_an_expiry_is_welcomed_with_its_end_date(buyer, staff_user):
+    from datetime import UTC, datetime
+
+    from billing.overrides import override_grant
+
+    until = datetime(2030, 3, 1, 9, tzinfo=UTC)
+    override_grant(
+        user=buyer,
+        plan=Plan.LAUNCHPACK,
+        reason="Conference prize",
+        expires_at=until,
+        notify=True,
+        actor=staff_user,
+    )
+    run_worker()
+
+    [sent] = [m for m in mail.outbox if m.subject == "Your SmartFlow plan is live"]
+    assert "Your 'LaunchPack' plan runs until 1 March 2030." in sent.body

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from accounts.models import User
@@ -36,8 +38,11 @@ def test_email_text_names_the_plan_what_it_unlocks_and_the_next_steps(buyer, pla
     assert f"You're on the '{plan.label}' plan." in email.text
     for feature in UNLOCKS[plan]:
         assert f"- {feature}\n" in email.text
-    assert "1) Connect your Google Calendar (Settings → Calendar)" in email.text
-    assert "2) Add your brand details (logo, colours)" in email.text
+    assert f"1) Connect your Google Calendar: {SITE_URL}/#feature-calendar_sync\n" in email.text
+    assert f"2) Add your brand details (logo, colours): {SITE_URL}/#feature-brand_kit\n" in (
+        email.text
+    )
+    assert "Settings →" not in email.text
     for step in LOCKED_STEPS[plan]:
         assert step not in email.text
     assert f"Your dashboard: {SITE_URL}/\n" in email.text
@@ -51,10 +56,10 @@ def test_flowkit_email_text_lists_all_four_steps_in_the_customers_words(buyer):
 
     assert (
         "Here’s what to do next:\n"
-        "1) Connect your Google Calendar (Settings → Calendar)\n"
-        "2) Add your brand details (logo, colours)\n"
-        "3) Turn on SMS reminders (Settings → Notifications)\n"
-        "4) (Optional) Import your client list\n"
+        f"1) Connect your Google Calendar: {SITE_URL}/#feature-calendar_sync\n"
+        f"2) Add your brand details (logo, colours): {SITE_URL}/#feature-brand_kit\n"
+        f"3) Turn on SMS reminders: {SITE_URL}/profile/\n"
+        f"4) (Optional) Import your client list: {SITE_URL}/#feature-client_import\n"
     ) in text
 
 
@@ -66,7 +71,11 @@ def test_email_html_has_the_same_content_and_a_dashboard_link(buyer, plan):
     assert f"You're on the <strong>'{plan.label}'</strong> plan." in html
     for feature in UNLOCKS[plan]:
         assert f"<li>{feature}</li>" in html
-    assert "<li>Connect your Google Calendar (Settings → Calendar)</li>" in html
+    assert (
+        f'<li><a href="{SITE_URL}/#feature-calendar_sync" style="color:#0b63ce">'
+        "Connect your Google Calendar</a></li>"
+    ) in html
+    assert "Settings →" not in html
     assert f'href="{SITE_URL}/"' in html
     assert "— Team SmartFlow" in html
     assert "password" not in html
@@ -128,3 +137,25 @@ def test_welcome_sms_is_ucs2_and_takes_two_segments(opt_out_notice):
 )
 def test_segments_are_counted_per_encoding(text, segments):
     assert sms_segments(text) == segments
+
+
+def test_each_step_links_to_a_place_on_the_dashboard_that_exists(buyer, client):
+    # The anchors are the feature entries' ids on the dashboard the customer lands on.
+    client.force_login(buyer)
+    dashboard = client.get("/").content.decode()
+    text = welcome_email_render(user=buyer, plan=Plan.LAUNCHPACK).text
+
+    for anchor in ("calendar_sync", "brand_kit", "client_import"):
+        assert f"{SITE_URL}/#feature-{anchor}\n" in text
+        assert f'id="feature-{anchor}"' in dashboard
+    assert client.get("/profile/").status_code == 200
+
+
+def test_a_comp_with_an_expiry_says_until_when_it_runs(buyer):
+    until = int(datetime(2027, 3, 1, 12, tzinfo=UTC).timestamp())
+
+    email = welcome_email_render(user=buyer, plan=Plan.FLOWKIT, until=until)
+
+    assert "Your 'FlowKit' plan runs until 1 March 2027." in email.text
+    assert "runs until 1 March 2027." in email.html
+    assert "runs until" not in welcome_email_render(user=buyer, plan=Plan.FLOWKIT).text

@@ -1,0 +1,219 @@
+"""Which Stripe events the customer is told about, and whether that is still true.
+
+Called from the webhook receivers (billing/webhooks.py), inside dj-stripe's transaction,
+after dj-stripe has re-read the event's object from Stripe and stored it. Each function
+decides from that synced copy, not from the payload alone: Stripe delivers late, twice and
+out of order, so a `invoice.payment_failed` may arrive after the invoice was paid, and
+must then tell nobody anything. What is told goes out as `billing.signals.customer_notice`
+(the outbox in `onboarding` listens), keyed so that a duplicate delivery tells it once.
+
+`notice_stale_reason` asks the same question again when the message is about to be sent
+(the worker may run minutes later): a payment failure paid meanwhile is not sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import stripe
+from djstripe.models import Event, Invoice, Subscription
+
+from accounts.models import User
+from billing.entitlements import LIVE_STATUSES
+from billing.signals import Notice, customer_notice
+from billing.stripe_api import api_kwargs
+from billing.stripe_layout import invoice_subscription_id, subscription_period
+
+logger = logging.getLogger(__name__)
+
+# Statuses of a subscription that still bills: a failed payment can still be fixed.
+_BILLING_STATUSES = LIVE_STATUSES | {"past_due", "unpaid", "incomplete"}
+_TROUBLE_EVENTS = ["invoice.payment_failed", "invoice.payment_action_required"]
+
+
+def _invoice_current(invoice_id: str) -> dict[str, Any]:
+    synced = Invoice.objects.filter(id=invoice_id).values_list("stripe_data", flat=True).first()
+    return synced or stripe.Invoice.retrieve(invoice_id, **api_kwargs()).to_dict()
+
+
+def _subscription_current(subscription_id: str) -> dict[str, Any] | None:
+    if not subscription_id:
+        return None
+    return (
+        Subscription.objects.filter(id=subscription_id)
+        .values_list("stripe_data", flat=True)
+        .first()
+    )
+
+
+def _notify(*, user: User, kind: Notice, key: str, event: Event, context: dict[str, Any]) -> None:
+    logger.info("Notice %s (%s) for user %s from %s", kind, key, user.pk, event.id)
+    customer_notice.send(
+        sender=Notice,
+        user=user,
+        kind=kind,
+        key=key,
+        stripe_event_id=event.id,
+        context=context,
+    )
+
+
+def _skip(event: Event, why: str) -> None:
+    logger.info("Event %s (%s): nobody told: %s", event.id, event.type, why)
+
+
+def invoice_trouble_notify(*, user: User, event: Event) -> None:
+    """`invoice.payment_failed` / `invoice.payment_action_required` of a subscription
+    invoice with an amount: tell the customer, once per attempt, while the invoice is
+    still open and that attempt is still the latest."""
+    payload = event.data["object"]
+    kind = (
+        Notice.PAYMENT_FAILED
+        if event.type == "invoice.payment_failed"
+        else Notice.PAYMENT_ACTION_REQUIRED
+    )
+    invoice = _invoice_current(payload["id"])
+    subscription_id = invoice_subscription_id(invoice)
+    if not subscription_id or not invoice.get("amount_due"):
+        return _skip(event, "not a subscription invoice with an amount")
+    if invoice.get("status") != "open":
+        return _skip(event, f"the invoice is {invoice.get('status')} now")
+    attempt = int(payload.get("attempt_count") or 0)
+    if int(invoice.get("attempt_count") or 0) > attempt:
+        return _skip(event, f"attempt {attempt} is not the latest; the later one is told")
+    sub = _subscription_current(subscription_id)
+    if sub is not None and sub.get("status") not in _BILLING_STATUSES:
+        return _skip(event, f"the subscription is {sub.get('status')}")
+    context = {
+        "invoice_id": invoice["id"],
+        "subscription_id": subscription_id,
+        "attempt_count": attempt,
+        "amount_due": invoice.get("amount_remaining") or invoice["amount_due"],
+        "currency": invoice.get("currency") or "",
+        "next_payment_attempt": invoice.get("next_payment_attempt"),
+        "hosted_invoice_url": invoice.get("hosted_invoice_url") or "",
+    }
+    _notify(user=user, kind=kind, key=f"{invoice['id']}:{attempt}", event=event, context=context)
+
+
+def invoice_paid_notify(*, user: User, event: Event) -> None:
+    """`invoice.paid` after an earlier failed or unauthenticated attempt, with the
+    subscription active again: "payment received", once per invoice."""
+    invoice = _invoice_current(event.data["object"]["id"])
+    subscription_id = invoice_subscription_id(invoice)
+    if not subscription_id or invoice.get("status") != "paid":
+        return
+    # Stripe counts only automatic retries in attempt_count, so a customer who paid on
+    # the hosted page after one failure still has 1: the stored failure events say it.
+    failed_before = (
+        int(invoice.get("attempt_count") or 0) > 1
+        or Event.objects.filter(type__in=_TROUBLE_EVENTS, data__object__id=invoice["id"]).exists()
+    )
+    if not failed_before:
+        return
+    sub = _subscription_current(subscription_id)
+    if sub is None or sub.get("status") not in LIVE_STATUSES:
+        return _skip(event, "paid, but the subscription is not active")
+    context = {
+        "invoice_id": invoice["id"],
+        "subscription_id": subscription_id,
+        "amount_paid": invoice.get("amount_paid") or 0,
+        "currency": invoice.get("currency") or "",
+    }
+    _notify(
+        user=user, kind=Notice.PAYMENT_RECOVERED, key=invoice["id"], event=event, context=context
+    )
+
+
+def _cancel_scheduled(sub: dict[str, Any]) -> bool:
+    return bool(sub.get("cancel_at_period_end") or sub.get("cancel_at"))
+
+
+def _ends_at(sub: dict[str, Any]) -> int | None:
+    return sub.get("cancel_at") or subscription_period(sub)[1]
+
+
+def subscription_updated_notify(*, user: User, event: Event) -> None:
+    """`customer.subscription.updated` that turned a cancellation on (at period end or at
+    a date): "your plan will end on", once per such event, if it is still scheduled."""
+    previous = event.data.get("previous_attributes") or {}
+    payload = event.data["object"]
+    turned_on = ("cancel_at_period_end" in previous or "cancel_at" in previous) and not (
+        previous.get("cancel_at_period_end") or previous.get("cancel_at")
+    )
+    if not (turned_on and _cancel_scheduled(payload)):
+        return
+    sub = _subscription_current(payload["id"])
+    if sub is None or not _cancel_scheduled(sub) or sub.get("status") not in LIVE_STATUSES:
+        return _skip(event, "the cancellation is no longer scheduled")
+    context = {"subscription_id": sub["id"], "ends_at": _ends_at(sub)}
+    _notify(
+        user=user, kind=Notice.CANCELLATION_SCHEDULED, key=event.id, event=event, context=context
+    )
+
+
+def charge_refunded_notify(*, user: User, event: Event) -> None:
+    """`charge.refunded`: "your refund", once per event, with the amount of this refund
+    (the event's amount_refunded less the one before it: partial refunds add up)."""
+    payload = event.data["object"]
+    previous = event.data.get("previous_attributes") or {}
+    total = int(payload.get("amount_refunded") or 0)
+    amount = total - int(previous.get("amount_refunded") or 0)
+    if amount <= 0:
+        return _skip(event, "no amount refunded by this event")
+    user.refresh_from_db(fields=["plan"])
+    context = {
+        "charge_id": payload["id"],
+        "amount_refunded": amount,
+        "total_refunded": total,
+        "charge_amount": int(payload.get("amount") or 0),
+        "currency": payload.get("currency") or "",
+        "full": bool(payload.get("refunded")),
+        "plan_after": user.plan,
+    }
+    _notify(user=user, kind=Notice.REFUND, key=event.id, event=event, context=context)
+
+
+def plan_end_reason(user: User) -> str:
+    """Why `user`'s subscription plan ended, as far as the synced subscriptions say:
+    "payment_failed" (Stripe gave up collecting), "cancelled", or "" (not known)."""
+    sub = (
+        Subscription.objects.filter(customer__subscriber=user)
+        .order_by("-created")
+        .values_list("stripe_data", flat=True)
+        .first()
+    )
+    if not sub:
+        return ""
+    status = sub.get("status")
+    details = sub.get("cancellation_details") or {}
+    if status in ("past_due", "unpaid", "incomplete_expired") or (
+        status == "canceled" and details.get("reason") == "payment_failed"
+    ):
+        return "payment_failed"
+    return "cancelled" if status == "canceled" else ""
+
+
+def notice_stale_reason(*, kind: str, context: dict[str, Any]) -> str:
+    """Why a queued notice is no longer true and must not be sent, or "".
+
+    Reads dj-stripe's synced rows only (the outbox's worker calls it before sending).
+    """
+    if kind in (Notice.PAYMENT_FAILED, Notice.PAYMENT_ACTION_REQUIRED):
+        invoice = (
+            Invoice.objects.filter(id=context.get("invoice_id", ""))
+            .values_list("stripe_data", flat=True)
+            .first()
+        )
+        if invoice and invoice.get("status") != "open":
+            return f"the invoice is {invoice.get('status')} now"
+        if invoice and int(invoice.get("attempt_count") or 0) > int(
+            context.get("attempt_count") or 0
+        ):
+            return "a later payment attempt replaced this one"
+    if kind == Notice.CANCELLATION_SCHEDULED:
+        sub = _subscription_current(context.get("subscription_id", ""))
+        if sub and not _cancel_scheduled(sub):
+            return "the cancellation was undone"
+    return ""
