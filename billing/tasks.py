@@ -59,9 +59,11 @@ def plan_grace_recheck(user_id: int) -> bool:
     if user is None:
         return False
     why = plan_compute(user).why
+    # Source INVOICE: the unpaid renewal invoice ends the plan, as its own webhook would
+    # have, so the customer is told "Your SmartFlow plan has ended" (onboarding/receivers.py).
     change = plan_refresh(
         user=user,
-        source=PlanChange.Source.RECONCILE,
+        source=PlanChange.Source.INVOICE,
         reason=f"failed-payment grace period ended; now: {why}",
     )
     return change is not None

@@ -11,6 +11,7 @@ from django_tasks_db.models import DBTaskResult
 
 from billing.models import PlanChange
 from billing.tasks import plan_grace_recheck
+from onboarding.models import OnboardingMessage
 from tests.billing import stripe_fakes as sf
 
 pytestmark = pytest.mark.django_db
@@ -201,6 +202,9 @@ def test_the_plan_drops_at_the_grace_end_with_no_webhook(
     assert customer.plan == "starter"
     change = PlanChange.objects.latest("id")
     assert change.reason.startswith("failed-payment grace period ended")
+    # The customer is told, as when the invoice's own webhook ends the plan.
+    ended = OnboardingMessage.objects.get(user=customer, channel="email", plan_change=change)
+    assert ended.template == OnboardingMessage.Template.PLAN_ENDED
 
 
 def test_the_recheck_is_timed_on_stripes_clock_when_it_runs_ahead(
