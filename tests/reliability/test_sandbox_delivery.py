@@ -69,8 +69,13 @@ def test_a_customers_life_under_unordered_duplicated_delivery(client, settings, 
     _run("stripe_sandbox", "renew", "--email", user.email)
     plans.append(_deliver(client, user))
 
-    # Cancelled at once, and a one-off FlowKit purchase bought right after.
+    # Cancelled at once, then a one-off FlowKit purchase. The app sells only what raises
+    # the plan (billing/offers.py), so the purchase waits until the cancellation's webhooks
+    # have reached it: before that, it still sees LaunchPack and answers 409.
     actions.subscription_cancel(sub_id)
+    refused = client.post("/billing/checkout/", {"plan": "flowkit", "interval": "oneoff"})
+    assert refused.status_code == 409
+    plans.append(_deliver(client, user))
     checkout = client.post("/billing/checkout/", {"plan": "flowkit", "interval": "oneoff"})
     session_id = checkout["Location"].rstrip("/").split("/")[-1]
     client.post(f"/sandbox/checkout/{session_id}/", {"card_number": "4242 4242 4242 4242"})
@@ -80,7 +85,7 @@ def test_a_customers_life_under_unordered_duplicated_delivery(client, settings, 
     _run("stripe_sandbox", "refund", "--email", user.email)
     plans.append(_deliver(client, user))
 
-    assert plans == ["launchpack", "launchpack", "launchpack", "flowkit", "starter"]
+    assert plans == ["launchpack", "launchpack", "launchpack", "starter", "flowkit", "starter"]
     rows = list(Delivery.objects.values_list("event_id", flat=True))
     assert len(rows) > len(set(rows)), "no event was delivered twice: not Stripe's delivery"
     triggers = WebhookEventTrigger.objects.all()
