@@ -61,10 +61,19 @@ class Outlook:
     def next_plan_label(self) -> str:
         return Plan(self.next_plan).label if self.next_plan else ""
 
+    @property
+    def overdue(self) -> bool:
+        """The period has renewed but its payment has not come in."""
+        return self.status in {"past_due", "unpaid"} and self.kind == "renews"
+
     def sentence(self) -> str:
         """ "Cancels on 1 February 2027", "Changes to FlowKit on 1 February 2027",
         "Renews on 1 February 2027"."""
         when = long_date(self.on) if self.on else "the end of the period"
+        if self.overdue:
+            # The period has renewed but its payment has not come in: "Renews on" the
+            # next date would tell the customer all is well (the banner says what to do).
+            return "Payment overdue"
         if self.kind == "cancels":
             return f"Cancels on {when}"
         if self.kind == "changes":
