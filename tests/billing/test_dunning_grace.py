@@ -227,3 +227,22 @@ def test_an_active_subscription_schedules_no_recheck(
     _subscribed(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
 
     assert _rechecks(customer) == []
+
+
+def test_a_late_event_of_an_older_invoice_does_not_end_a_plan_in_grace(
+    deliver, fake_stripe, catalog, payer, customer
+):
+    # The first invoice's invoice.paid arrives after the renewal failed but before any
+    # of the renewal's own events: the subscription it re-reads is past_due on an
+    # invoice the app has not seen yet. That invoice is read too, so the plan is kept
+    # (and nobody is told their plan ended).
+    sub = _subscribed(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    first = sf.invoice(cus=payer, sub=sub, status="paid")
+    fake_stripe.add(first)
+    _renewal_failed(fake_stripe, payer, sub, at=_ago(1), next_attempt=_ago(-2))
+
+    deliver(sf.event("invoice.paid", first))
+
+    customer.refresh_from_db()
+    assert customer.plan == "flowkit"
+    assert not PlanChange.objects.filter(user=customer, new_plan="starter").exists()

@@ -77,6 +77,22 @@ def _until(page: Page, site: str, done: Callable[[], bool], what: str, seconds: 
         page.wait_for_timeout(250)
 
 
+def _mails(mailoutbox, to: str, subject: str) -> list:
+    return [m for m in mailoutbox if m.to == [to] and m.subject == subject]
+
+
+def _mail_arrives(mailoutbox, to: str, subject: str, seconds: float = 30):
+    """The one email with `subject` to `to`, once the worker has sent it."""
+    deadline = time.monotonic() + seconds
+    while not _mails(mailoutbox, to, subject):
+        if time.monotonic() > deadline:
+            sent = [(m.to, m.subject) for m in mailoutbox]
+            raise AssertionError(f"no email {subject!r} to {to}; sent: {sent}")
+        time.sleep(0.1)
+    (mail,) = _mails(mailoutbox, to, subject)
+    return mail
+
+
 def _subscription(email: str) -> dict:
     customer = Customer.objects.get(subscriber=User.objects.get(email=email))
     (sub,) = [s for s in store.all_of("subscription") if s["customer"] == customer.id]
@@ -88,7 +104,9 @@ def _renew(email: str) -> None:
     collection.clock_advance(actions._period(_subscription(email))[1] - store.now() + 60)
 
 
-def test_a_failed_renewal_shows_the_banner_and_a_new_card_in_the_portal_recovers_it(page, shop):
+def test_a_failed_renewal_shows_the_banner_and_a_new_card_in_the_portal_recovers_it(
+    page, shop, mailoutbox
+):
     email = "failing@example.com"
     _subscribe(page, shop, email, CARD_RENEWAL_FAILS)
     assert _banner(page).count() == 0
@@ -100,6 +118,8 @@ def test_a_failed_renewal_shows_the_banner_and_a_new_card_in_the_portal_recovers
     expect(banner).to_contain_text("Your payment of £49.00 failed.")
     expect(banner).to_contain_text(re.compile(r"We will try again on \d{1,2} \w+ \d{4}\."))
     assert _plan(page) == "flowkit"  # kept while Stripe retries
+    failed = _mail_arrives(mailoutbox, email, "Your SmartFlow payment failed")
+    assert "£49.00" in failed.body
     for width in (375, 1280):
         assert_fits(page, width)
     page.set_viewport_size({"width": 1280, "height": 900})
@@ -118,9 +138,13 @@ def test_a_failed_renewal_shows_the_banner_and_a_new_card_in_the_portal_recovers
     _until(page, shop, lambda: _banner(page).count() == 0, "the banner gone")
     assert _plan(page) == "flowkit"
     assert _subscription(email)["status"] == "active"
+    _mail_arrives(mailoutbox, email, "Payment received: your SmartFlow plan is active")
+    # Deliveries were late, shuffled and some twice: still one email per event.
+    assert len(_mails(mailoutbox, email, "Your SmartFlow payment failed")) == 1
+    assert len(_mails(mailoutbox, email, "Your SmartFlow plan has ended")) == 0
 
 
-def test_without_a_new_card_the_plan_ends_when_stripe_gives_up(page, shop, settings):
+def test_without_a_new_card_the_plan_ends_when_stripe_gives_up(page, shop, settings, mailoutbox):
     # A grace longer than Stripe's retries (3 + 5 + 7 days): what ends the plan here is
     # Stripe cancelling the subscription after its last retry.
     settings.BILLING_PAST_DUE_GRACE_DAYS = 30
@@ -128,14 +152,18 @@ def test_without_a_new_card_the_plan_ends_when_stripe_gives_up(page, shop, setti
     _subscribe(page, shop, email, CARD_RENEWAL_FAILS)
     _renew(email)
     _until(page, shop, lambda: _banner(page).count() == 1, "the failed-payment banner")
+    # The clock moves days in seconds here; a customer has the email long before the
+    # next retry, so the journey waits for it too.
+    _mail_arrives(mailoutbox, email, "Your SmartFlow payment failed")
 
-    collection.clock_advance(4 * DAY)  # the first retry fails too
+    collection.clock_advance(4 * DAY)  # the first retry fails too: told again
     _until(
         page,
         shop,
-        lambda: "We will try again on" in (_banner(page).text_content() or ""),
-        "the next retry",
+        lambda: len(_mails(mailoutbox, email, "Your SmartFlow payment failed")) == 2,
+        "the second failed-payment email",
     )
+    assert "We will try again on" in (_banner(page).text_content() or "")
     assert _plan(page) == "flowkit"
 
     collection.clock_advance(12 * DAY)  # the last retry fails: Stripe cancels
@@ -143,9 +171,13 @@ def test_without_a_new_card_the_plan_ends_when_stripe_gives_up(page, shop, setti
     _until(page, shop, lambda: _plan(page) == "starter", "the plan back on Starter")
     assert _subscription(email)["status"] == "canceled"
     assert _banner(page).count() == 0
+    ended = _mail_arrives(mailoutbox, email, "Your SmartFlow plan has ended")
+    assert "because we could not take the payment" in ended.body
+    # The last attempt's failure is not told as "we will try again": the end is.
+    assert len(_mails(mailoutbox, email, "Your SmartFlow payment failed")) == 2
 
 
-def test_the_plan_ends_at_the_grace_end_on_stripes_clock(page, shop):
+def test_the_plan_ends_at_the_grace_end_on_stripes_clock(page, shop, mailoutbox):
     # The default 7 days: Stripe's second retry (day 8 on its clock, far ahead of ours)
     # comes after the grace, so the plan ends then although Stripe still retries.
     email = "graceful@example.com"
@@ -158,9 +190,11 @@ def test_the_plan_ends_at_the_grace_end_on_stripes_clock(page, shop):
     _until(page, shop, lambda: _plan(page) == "starter", "the plan back on Starter")
     assert _subscription(email)["status"] == "past_due"
     expect(_banner(page)).to_contain_text("Your payment of £49.00 failed.")
+    ended = _mail_arrives(mailoutbox, email, "Your SmartFlow plan has ended")
+    assert "because we could not take the payment" in ended.body
 
 
-def test_a_3d_secure_renewal_is_confirmed_on_the_hosted_invoice_page(page, shop):
+def test_a_3d_secure_renewal_is_confirmed_on_the_hosted_invoice_page(page, shop, mailoutbox):
     email = "secure@example.com"
     _subscribe(page, shop, email, CARD_3DS)
 
@@ -175,6 +209,9 @@ def test_a_3d_secure_renewal_is_confirmed_on_the_hosted_invoice_page(page, shop)
     banner = _banner(page)
     expect(banner).to_contain_text("Your bank asks you to confirm your payment of £49.00.")
     assert banner.get_by_role("button").count() == 0  # one action: the link
+    confirm = _mail_arrives(mailoutbox, email, "Please confirm your SmartFlow payment")
+    link = banner.get_by_role("link", name="Confirm payment").get_attribute("href")
+    assert link and link in confirm.body  # the same hosted invoice page
     shot(page, "dunning-banner-3ds")
     banner.get_by_role("link", name="Confirm payment").click()
     page.wait_for_url(re.compile(r".*/sandbox/invoice/in_\w+/"))
