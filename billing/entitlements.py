@@ -4,7 +4,8 @@ The plan is always computed from the facts, never incremented: the highest of
   (a) a subscription that is active or trialing, or past_due while Stripe still retries
       its open invoice, within the grace period after the first failed attempt
       (billing/dunning.py: counted on Stripe's clock),
-  (b) a paid, unrefunded one-off purchase (that plan for good),
+  (b) a paid, unrefunded one-off purchase (that plan for good) not under an open or
+      lost dispute,
   (c) an active staff override,
 else starter. `plan_refresh` stores the result on the user and writes the history.
 
@@ -129,7 +130,7 @@ def plan_decide(*, facts: Facts, current: str, now: datetime | None = None) -> D
         if grant and left is not None:
             recheck.append(left)
     for purchase in facts.oneoffs:
-        if purchase.refunded_at is None:
+        if purchase.counts:
             grants.append(
                 Grant(Plan(purchase.plan), f"one-off purchase {purchase.checkout_session_id}")
             )
