@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import stripe
-from djstripe.models import Charge, Customer, Dispute, Invoice, PaymentIntent, Subscription
+from djstripe.models import Charge, Customer, Dispute, Invoice, PaymentIntent, Refund, Subscription
 
 from stripe_sandbox.disputes import dispute_open
 
@@ -54,7 +54,11 @@ def sandbox_made(client, fake_stripe, settings, customer) -> dict[str, Any]:
         PaymentIntent.sync_from_stripe_data(
             stripe.PaymentIntent.retrieve(charge.payment_intent, **key), api_key=key["api_key"]
         )
-    dispute, _ = dispute_open(charge.id)
+    refund = stripe.Refund.create(
+        charge=charge.id, amount=100, reason="requested_by_customer", **key
+    )
+    Refund.sync_from_stripe_data(refund, api_key=key["api_key"])
+    dispute, _ = dispute_open(charge.id)  # on the £48.00 not refunded
     Dispute.sync_from_stripe_data(
         stripe.Dispute.retrieve(dispute["id"], **key), api_key=key["api_key"]
     )
@@ -64,6 +68,8 @@ def sandbox_made(client, fake_stripe, settings, customer) -> dict[str, Any]:
         "charge": charge,
         "payment_intent": {"id": charge.payment_intent},
         "dispute": dispute,
+        "refund": refund,
+        "customer": cus,
     }
 
 
@@ -75,6 +81,8 @@ def sandbox_made(client, fake_stripe, settings, customer) -> dict[str, Any]:
         (Charge, "charge"),
         (PaymentIntent, "payment_intent"),
         (Dispute, "dispute"),
+        (Refund, "refund"),
+        (Customer, "customer"),
     ],
 )
 def test_djstripe_admins_open_on_sandbox_objects(client, staff_user, sandbox_made, model, key):

@@ -67,8 +67,11 @@ def test_the_timeline_shows_invoices_payments_failures_authentications_and_dispu
     )
     assert any(r.startswith("authentication:") and "£99.00" in r for r in rows)
     assert any(
-        r.startswith("dispute:") and "fraudulent" in r and "needs response" in r and "£49.00" in r
+        r.startswith("dispute:") and "fraudulent" in r and "needs response" in r and "£48.00" in r
         for r in rows
+    )
+    assert any(
+        r.startswith("refund:") and "requested by customer" in r and "£1.00" in r for r in rows
     )
     assert any(r.startswith("purchase:") and "LaunchPack" in r and "£990.00" in r for r in rows)
     assert "4900" not in text and "9900" not in text  # never minor units
