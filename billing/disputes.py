@@ -12,6 +12,7 @@ gone); won, it counts again (OneOffPurchase.counts).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,6 +60,23 @@ def dispute_payment_intent(dispute: dict[str, Any]) -> str:
         or stripe.Charge.retrieve(charge_id, **api_kwargs()).to_dict()
     )
     return _id(charge.get("payment_intent"))
+
+
+def disputes_load(payment_intent_ids: Iterable[str]) -> dict[str, str]:
+    """The status of the newest synced dispute of each PaymentIntent, in one query."""
+    ids = sorted(set(payment_intent_ids))
+    if not ids:
+        return {}
+    newest: dict[str, tuple[int, str]] = {}
+    rows = Dispute.objects.filter(stripe_data__payment_intent__in=ids).values_list(
+        "stripe_data", flat=True
+    )
+    for data in rows:
+        key = _id(data.get("payment_intent"))
+        created = int(data.get("created") or 0)
+        if key not in newest or created >= newest[key][0]:
+            newest[key] = (created, data.get("status") or "")
+    return {key: status for key, (_, status) in newest.items()}
 
 
 def purchase_dispute_apply(purchase: OneOffPurchase, dispute: dict[str, Any]) -> None:

@@ -131,3 +131,17 @@ def test_a_dispute_on_a_subscription_payment_alerts_staff_and_keeps_the_plan(
     alert = BillingAlert.objects.get(kind="dispute")
     assert "£49.00 disputed on a payment" in alert.detail
     assert "product not received" in alert.detail
+
+
+def test_a_dispute_synced_before_the_purchase_was_recorded_still_stops_it(
+    deliver, fake_stripe, catalog, payer, customer
+):
+    session, pi, ch = _oneoff_session(fake_stripe, payer, catalog["launchpack_oneoff"], customer.pk)
+    dispute = _open(fake_stripe, ch)
+    deliver(sf.event("charge.dispute.created", dispute))  # before checkout.session.completed
+
+    deliver(sf.event("checkout.session.completed", session))
+
+    customer.refresh_from_db()
+    assert customer.plan == "starter"
+    assert BillingAlert.objects.filter(kind="dispute").count() == 1
