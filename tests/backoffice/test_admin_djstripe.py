@@ -7,7 +7,17 @@ from typing import Any
 
 import pytest
 import stripe
-from djstripe.models import Charge, Customer, Dispute, Invoice, PaymentIntent, Refund, Subscription
+from djstripe.models import (
+    Charge,
+    Customer,
+    Dispute,
+    Invoice,
+    PaymentIntent,
+    Price,
+    Product,
+    Refund,
+    Subscription,
+)
 
 from stripe_sandbox.disputes import dispute_open
 
@@ -70,6 +80,8 @@ def sandbox_made(client, fake_stripe, settings, customer) -> dict[str, Any]:
         "dispute": dispute,
         "refund": refund,
         "customer": cus,
+        "price": price,
+        "product": product,
     }
 
 
@@ -83,6 +95,8 @@ def sandbox_made(client, fake_stripe, settings, customer) -> dict[str, Any]:
         (Dispute, "dispute"),
         (Refund, "refund"),
         (Customer, "customer"),
+        (Price, "price"),
+        (Product, "product"),
     ],
 )
 def test_djstripe_admins_open_on_sandbox_objects(client, staff_user, sandbox_made, model, key):
