@@ -42,6 +42,7 @@ from billing.overrides import (
 )
 from billing.plans import Plan
 from billing.resync import billing_resync
+from billing.timeline import payment_timeline
 from onboarding.models import OnboardingMessage
 from onboarding.outbox import onboarding_welcome_enqueue
 
@@ -390,6 +391,7 @@ class UserAdmin(DjangoUserAdmin):
             **(extra_context or {}),
             "can_grant_override": self.has_grant_override_permission(request)
             and (user is None or override_allowed(actor=request.user, user=user)),
+            "payment_timeline": payment_timeline(user) if user is not None else [],
         }
         return super().change_view(request, object_id, form_url, extra_context)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from contextlib import nullcontext
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -164,12 +165,96 @@ def panel_data(request: HttpRequest) -> dict[str, Any]:
         panel["failed_webhooks"] = list(failed.order_by("-created")[:RECENT])
         panel["failed_webhooks_count"] = failed.count()
         panel["failed_webhooks_url"] = _url("admin:djstripe_webhookeventtrigger_changelist")
+    if user.has_perm("djstripe.view_subscription") and user.has_perm("djstripe.view_invoice"):
+        panel["dunning"], panel["dunning_count"] = dunning_rows()
+    if user.has_perm("djstripe.view_dispute"):
+        panel["disputes"], panel["disputes_count"] = open_disputes()
     if user.has_perm("billing.view_billingalert"):
         open_alerts = BillingAlert.objects.filter(resolved=False)
         panel["alerts"] = list(open_alerts[:RECENT])
         panel["alerts_count"] = open_alerts.count()
         panel["alerts_url"] = _url("admin:billing_billingalert_changelist", "?resolved__exact=0")
     return panel
+
+
+def dunning_rows() -> tuple[list[dict[str, Any]], int]:
+    """Customers whose renewal is failing or waiting for 3-D Secure (past_due with an open
+    invoice), what they owe and when Stripe retries, most urgent first. Who is in dunning
+    is billing.dunning's answer, the same one the customer's banner gives."""
+    from djstripe.models import Subscription
+
+    from accounts.models import User
+    from billing.dunning import DUNNING_STATUSES, dunning_load
+    from billing.templatetags.billing import money
+
+    candidates = Subscription.objects.filter(
+        livemode=settings.STRIPE_LIVE_MODE,
+        stripe_data__status__in=sorted(DUNNING_STATUSES),
+        customer__subscriber__isnull=False,
+    ).values_list("customer__subscriber_id", flat=True)
+    found = dunning_load(set(candidates))
+    far = datetime.max.replace(tzinfo=UTC)
+    ordered = sorted(found.values(), key=lambda d: d.next_attempt_at or far)
+    emails = dict(
+        User.objects.filter(pk__in=[d.user_id for d in ordered[:RECENT]]).values_list("pk", "email")
+    )
+    rows = [
+        {
+            "email": emails.get(d.user_id, "?"),
+            "url": _url_args("admin:accounts_user_change", d.user_id),
+            "amount": money(d.amount, d.currency),
+            "what": "needs authentication" if d.needs_authentication else "payment failed",
+            "attempts": d.attempt_count,
+            "next_attempt_at": d.next_attempt_at,
+            "grace_ends_at": d.grace_ends_at,
+        }
+        for d in ordered[:RECENT]
+    ]
+    return rows, len(found)
+
+
+def open_disputes() -> tuple[list[dict[str, Any]], int]:
+    """Disputes the bank has not decided yet, oldest evidence deadline first."""
+    from djstripe.models import Dispute
+
+    from billing.disputes import OPEN_STATUSES
+    from billing.templatetags.billing import money
+
+    disputes = Dispute.objects.filter(
+        livemode=settings.STRIPE_LIVE_MODE, stripe_data__status__in=sorted(OPEN_STATUSES)
+    )
+    rows = []
+    for dispute in disputes.select_related("charge__customer__subscriber").order_by(
+        "stripe_data__evidence_details__due_by"
+    )[:RECENT]:
+        data = dispute.stripe_data
+        subscriber = (
+            dispute.charge.customer.subscriber
+            if dispute.charge and dispute.charge.customer
+            else None
+        )
+        due = (data.get("evidence_details") or {}).get("due_by")
+        rows.append(
+            {
+                "id": data.get("id"),
+                "email": getattr(subscriber, "email", "") or "unknown customer",
+                "url": _url_args("admin:accounts_user_change", subscriber.pk)
+                if subscriber
+                else None,
+                "amount": money(data.get("amount"), data.get("currency") or ""),
+                "reason": str(data.get("reason") or "").replace("_", " "),
+                "status": str(data.get("status") or "").replace("_", " "),
+                "due_by": datetime.fromtimestamp(int(due), tz=UTC) if due else None,
+            }
+        )
+    return rows, disputes.count()
+
+
+def _url_args(name: str, *args: Any) -> str | None:
+    try:
+        return reverse(name, args=args)
+    except NoReverseMatch:
+        return None
 
 
 class SmartFlowAdminSite(admin.AdminSite):

@@ -7,18 +7,22 @@ Plans are changed from the user page (accounts/admin.py) through billing.overrid
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from django.apps import apps
+from django.conf import settings
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, path
+from django.utils.html import format_html, format_html_join
 from djstripe.admin import admin as djstripe_admin  # noqa: F401  (registers dj-stripe's first)
-from djstripe.models import APIKey, WebhookEndpoint
+from djstripe.models import APIKey, Invoice, WebhookEndpoint
 
 from billing.models import BillingAlert, OneOffPurchase, PlanChange, PlanOverride
+from billing.templatetags.billing import money
 
 
 class _ReadOnlyAdmin(admin.ModelAdmin):
@@ -148,3 +152,181 @@ def _djstripe_admins_restrict() -> None:
 
 
 _djstripe_admins_restrict()
+
+
+# --- Invoices ---------------------------------------------------------------------------
+
+
+class _InvoiceStatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(s, s.replace("_", " ").capitalize()) for s in INVOICE_STATUSES]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> QuerySet[Invoice]:
+        value = self.value()
+        return queryset.filter(stripe_data__status=value) if value in INVOICE_STATUSES else queryset
+
+
+INVOICE_STATUSES = ("draft", "open", "paid", "uncollectible", "void")
+
+
+def _ts(value: Any) -> datetime | None:
+    return datetime.fromtimestamp(int(value), tz=UTC) if value else None
+
+
+class InvoiceAdmin(admin.ModelAdmin):
+    """Invoices as dj-stripe synced them, read-only for everyone, with no Stripe call.
+
+    Replaces dj-stripe's own, which reads fields this API version no longer has (`paid`
+    went in 2025-03-31.basil: `status == "paid"` says it) and crashes on list and detail.
+    Everything shown comes from `stripe_data`.
+    """
+
+    list_display = (
+        "number",
+        "customer_email",
+        "status",
+        "amounts",
+        "created_on",
+        "period",
+    )
+    list_filter = (_InvoiceStatusFilter, "livemode")
+    search_fields = (
+        "id",
+        "stripe_data__number",
+        "customer__id",
+        "customer__subscriber__email",
+        "stripe_data__customer_email",
+    )
+    list_select_related = ("customer__subscriber",)
+    date_hierarchy = "created"
+    ordering = ("-created",)
+    fields = readonly_fields = (
+        "id",
+        "number",
+        "customer_email",
+        "status",
+        "amount_due",
+        "amount_paid",
+        "amount_remaining",
+        "attempt_count",
+        "next_payment_attempt",
+        "billing_reason",
+        "period",
+        "created",
+        "links",
+        "livemode",
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        return {}  # dj-stripe's actions sync from Stripe
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        # dj-stripe's Invoice.__str__ shows pence as pounds: the page names it itself.
+        invoice = self.get_object(request, object_id)
+        title = self.invoice_title(invoice) if invoice else ""
+        extra_context = {**(extra_context or {}), "subtitle": title, "invoice_title": title}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def invoice_title(self, obj: Invoice) -> str:
+        return (
+            f"Invoice {self.number(obj)} for {self.amount_due(obj)} "
+            f"({self.status(obj) or 'unknown status'})"
+        )
+
+    def _money(self, obj: Invoice, key: str) -> str:
+        data = obj.stripe_data
+        return money(data.get(key), data.get("currency") or settings.BILLING_CURRENCY)
+
+    @admin.display(description="number")
+    def number(self, obj: Invoice) -> str:
+        return obj.stripe_data.get("number") or "(draft)"
+
+    @admin.display(description="customer", ordering="customer__subscriber__email")
+    def customer_email(self, obj: Invoice) -> str:
+        subscriber = obj.customer.subscriber if obj.customer else None
+        return (
+            getattr(subscriber, "email", "")
+            or obj.stripe_data.get("customer_email")
+            or obj.stripe_data.get("customer")
+            or ""
+        )
+
+    @admin.display(description="status")
+    def status(self, obj: Invoice) -> str:
+        return str(obj.stripe_data.get("status") or "")
+
+    @admin.display(description="due / paid")
+    def amounts(self, obj: Invoice) -> str:
+        # One column for both: the list fits at 1280 px with the sidebar open.
+        return f"{self._money(obj, 'amount_due')} / {self._money(obj, 'amount_paid')}"
+
+    @admin.display(description="amount due")
+    def amount_due(self, obj: Invoice) -> str:
+        return self._money(obj, "amount_due")
+
+    @admin.display(description="amount paid")
+    def amount_paid(self, obj: Invoice) -> str:
+        return self._money(obj, "amount_paid")
+
+    @admin.display(description="amount remaining")
+    def amount_remaining(self, obj: Invoice) -> str:
+        return self._money(obj, "amount_remaining")
+
+    @admin.display(description="attempts")
+    def attempt_count(self, obj: Invoice) -> int:
+        return int(obj.stripe_data.get("attempt_count") or 0)
+
+    @admin.display(description="next retry")
+    def next_payment_attempt(self, obj: Invoice) -> datetime | None:
+        return _ts(obj.stripe_data.get("next_payment_attempt"))
+
+    @admin.display(description="billing reason")
+    def billing_reason(self, obj: Invoice) -> str:
+        return str(obj.stripe_data.get("billing_reason") or "")
+
+    @admin.display(description="created", ordering="created")
+    def created_on(self, obj: Invoice) -> str:
+        # A date: the list fits at 1280 px with the sidebar open (the detail has the time).
+        return f"{obj.created:%Y-%m-%d}" if obj.created else ""
+
+    @admin.display(description="period")
+    def period(self, obj: Invoice) -> str:  # safe HTML
+        start = _ts(obj.stripe_data.get("period_start"))
+        end = _ts(obj.stripe_data.get("period_end"))
+        if not start or not end:
+            return ""
+        # On two lines: the list fits at 1280 px with the sidebar open.
+        return format_html("{}<br>to {}", f"{start:%Y-%m-%d}", f"{end:%Y-%m-%d}")
+
+    @admin.display(description="Stripe pages")
+    def links(self, obj: Invoice) -> str:
+        hosted = obj.stripe_data.get("hosted_invoice_url")
+        pdf = obj.stripe_data.get("invoice_pdf")
+        parts = [
+            format_html('<a href="{}" rel="noopener" target="_blank">{}</a>', url, label)
+            for url, label in ((hosted, "Hosted invoice"), (pdf, "PDF"))
+            if url
+        ]
+        return format_html_join(" · ", "{}", ((p,) for p in parts)) if parts else "—"
+
+
+admin.site.unregister(Invoice)
+admin.site.register(Invoice, InvoiceAdmin)

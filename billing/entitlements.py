@@ -4,7 +4,8 @@ The plan is always computed from the facts, never incremented: the highest of
   (a) a subscription that is active or trialing, or past_due while Stripe still retries
       its open invoice, within the grace period after the first failed attempt
       (billing/dunning.py: counted on Stripe's clock),
-  (b) a paid, unrefunded one-off purchase (that plan for good),
+  (b) a paid, unrefunded one-off purchase (that plan for good) not under an open or
+      lost dispute,
   (c) an active staff override,
 else starter. `plan_refresh` stores the result on the user and writes the history.
 
@@ -28,6 +29,7 @@ from django.utils import timezone
 from djstripe.models import Subscription
 
 from accounts.models import User
+from billing.disputes import disputes_load
 from billing.dunning import grace_remaining, invoices_load, stripe_now_load
 from billing.models import BillingAlert, OneOffPurchase, PlanChange, PlanOverride
 from billing.plans import Plan, plan_includes, plan_rank, price_plan
@@ -129,7 +131,7 @@ def plan_decide(*, facts: Facts, current: str, now: datetime | None = None) -> D
         if grant and left is not None:
             recheck.append(left)
     for purchase in facts.oneoffs:
-        if purchase.refunded_at is None:
+        if purchase.counts:
             grants.append(
                 Grant(Plan(purchase.plan), f"one-off purchase {purchase.checkout_session_id}")
             )
@@ -152,7 +154,8 @@ def plan_decide(*, facts: Facts, current: str, now: datetime | None = None) -> D
 
 def facts_load(user_ids: Iterable[int]) -> dict[int, Facts]:
     """Load the facts of many users in three queries, whatever their number (five when
-    some are past_due: their latest invoices, and Stripe's newest time for them)."""
+    some are past_due: their latest invoices, and Stripe's newest time for them; one more
+    when some have one-off purchases: their disputes)."""
     ids = list(user_ids)
     facts: dict[int, Facts] = defaultdict(Facts)
     subscriptions = Subscription.objects.filter(customer__subscriber_id__in=ids).values_list(
@@ -179,7 +182,13 @@ def facts_load(user_ids: Iterable[int]) -> dict[int, Facts]:
                 before = facts[user_id].stripe_now
                 if known and (before is None or known > before):
                     facts[user_id].stripe_now = known
-    for purchase in OneOffPurchase.objects.filter(user_id__in=ids, refunded_at__isnull=True):
+    oneoffs = list(OneOffPurchase.objects.filter(user_id__in=ids, refunded_at__isnull=True))
+    disputes = disputes_load(p.payment_intent_id for p in oneoffs if p.payment_intent_id)
+    for purchase in oneoffs:
+        if purchase.payment_intent_id in disputes:
+            # Stripe's word as dj-stripe synced it, even when the dispute's events came
+            # before the purchase was recorded (billing/disputes.py).
+            purchase.dispute_status = disputes[purchase.payment_intent_id]
         facts[purchase.user_id].oneoffs.append(purchase)
     for override in PlanOverride.objects.filter(PlanOverride.active_q(), user_id__in=ids):
         facts[override.user_id].overrides.append(override)

@@ -21,6 +21,7 @@ class PlanChange(models.Model):
         REFUND = "refund", "Refund"
         STAFF = "staff", "Staff"
         RECONCILE = "reconcile", "Reconcile"
+        DISPUTE = "dispute", "Dispute"
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="plan_changes"
@@ -104,12 +105,26 @@ class OneOffPurchase(models.Model):
     currency = models.CharField(max_length=3)
     paid_at = models.DateTimeField(default=timezone.now)
     refunded_at = models.DateTimeField(null=True, blank=True)
+    # The payment's dispute (chargeback), as Stripe last said: while it is open or once
+    # it is lost the purchase grants nothing; won (or an inquiry closed) restores it.
+    dispute_id = models.CharField(max_length=255, blank=True, db_index=True)
+    dispute_status = models.CharField(max_length=40, blank=True)
+    disputed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-paid_at"]
 
+    # Dispute statuses under which the purchase still counts (Stripe's: won, an inquiry
+    # closed without a chargeback, a chargeback prevented); any other is open or lost.
+    DISPUTE_SETTLED_FOR_US = frozenset({"", "won", "warning_closed", "prevented"})
+
     def __str__(self) -> str:
         return f"{self.plan} one-off for {self.user}"
+
+    @property
+    def counts(self) -> bool:
+        """Whether this purchase grants its plan: paid, not refunded, not disputed away."""
+        return self.refunded_at is None and self.dispute_status in self.DISPUTE_SETTLED_FOR_US
 
 
 class BillingAlert(models.Model):
@@ -119,6 +134,7 @@ class BillingAlert(models.Model):
     class Kind(models.TextChoices):
         UNKNOWN_PRICE = "unknown_price", "Price maps to no plan"
         NO_USER = "no_user", "No user found for a Stripe object"
+        DISPUTE = "dispute", "Payment disputed (chargeback)"
 
     kind = models.CharField(max_length=30, choices=Kind.choices)
     stripe_id = models.CharField(max_length=255)

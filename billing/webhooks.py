@@ -22,6 +22,7 @@ from djstripe.models import (
     Customer,
     Event,
     Invoice,
+    PaymentIntent,
     Session,
     Subscription,
     WebhookEventTrigger,
@@ -31,6 +32,13 @@ from djstripe.signals import webhook_pre_process
 
 from accounts.models import User, normalize_email
 from billing.checkout import _subscription_sync, checkout_fulfil
+from billing.disputes import (
+    DISPUTE_EVENTS,
+    dispute_alert_record,
+    dispute_current,
+    dispute_payment_intent,
+    purchase_dispute_apply,
+)
 from billing.entitlements import plan_refresh
 from billing.models import BillingAlert, OneOffPurchase, PlanChange
 from billing.notices import (
@@ -287,3 +295,43 @@ def on_charge_refunded_notice(sender: Any, event: Event, **kwargs: Any) -> None:
     )
     if user is not None:  # on_charge_refunded has recorded the unknown customer
         charge_refunded_notify(user=user, event=event)
+
+
+# --- Disputes (billing.disputes) ---------------------------------------------------------
+
+
+@djstripe_receiver(DISPUTE_EVENTS)
+def on_charge_dispute(sender: Any, event: Event, **kwargs: Any) -> None:
+    """Any dispute event: record the dispute's current state (dj-stripe has just re-read
+    it) on its one-off purchase, recompute the plan and tell staff. The same for every
+    event type, so duplicates and any order end in the state Stripe holds."""
+    payload = event.data["object"]
+    if payload.get("object") != "dispute":
+        return
+    dispute = dispute_current(payload["id"])
+    payment_intent = dispute_payment_intent(dispute)
+    purchase = (
+        OneOffPurchase.objects.select_related("user")
+        .filter(payment_intent_id=payment_intent)
+        .first()
+        if payment_intent
+        else None
+    )
+    user = purchase.user if purchase else None
+    if user is None and payment_intent:
+        customer_id = _id(
+            PaymentIntent.objects.filter(id=payment_intent)
+            .values_list("stripe_data__customer", flat=True)
+            .first()
+        )
+        user = _user_find(customer_id=customer_id, metadata=None, email=None, create=False)
+    dispute_alert_record(
+        dispute,
+        who=user.email if user else "an unknown customer",
+        purchase=purchase,
+        stripe_event_id=event.id,
+    )
+    if purchase:
+        purchase_dispute_apply(purchase, dispute)
+    if user is not None:
+        plan_refresh(user=user, source=PlanChange.Source.DISPUTE, stripe_event_id=event.id)

@@ -58,7 +58,7 @@ def _dispute(charge: Obj, reason: str) -> Obj:
     ts = store.now()
     card = (charge.get("payment_method_details") or {}).get("card") or {}
     return {
-        "id": store.new_id("dp"),
+        "id": store.new_id("du"),  # Stripe names disputes du_...
         "object": "dispute",
         "amount": charge["amount_captured"] - charge["amount_refunded"],
         "balance_transactions": [],  # the sandbox keeps no balance
