@@ -119,7 +119,7 @@ def _subscriptions_end_after_oneoff(*, session_id: str, user: User) -> None:
     nothing to sell: it stops at the end of the period already paid for (the pricing page
     said so before payment). Idempotent: a subscription already set to end is left alone."""
     purchase = OneOffPurchase.objects.filter(checkout_session_id=session_id).first()
-    if purchase is None or purchase.refunded_at is not None:
+    if purchase is None or not purchase.counts:
         return
     for sub in Subscription.objects.filter(
         customer__subscriber=user, stripe_data__status__in=["active", "trialing", "past_due"]

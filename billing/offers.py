@@ -72,7 +72,8 @@ def subscription_plan(subscription: dict[str, Any]) -> Plan | None:
 def holdings_of(user: User) -> Holdings:
     subscription = live_subscription(user)
     oneoffs = OneOffPurchase.objects.filter(user=user, refunded_at__isnull=True)
-    oneoff_plans = list(oneoffs.values_list("plan", flat=True))
+    # A purchase disputed away (open or lost) is not something the user owns any more.
+    oneoff_plans = [purchase.plan for purchase in oneoffs if purchase.counts]
     return Holdings(
         plan=Plan(user.plan),
         subscription=subscription,

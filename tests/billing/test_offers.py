@@ -219,3 +219,18 @@ def test_a_staff_override_counts_as_what_the_user_has(signed_in, fake_stripe, ca
 
     assert response.status_code == 409
     assert "which includes everything in FlowKit" in response.content.decode()
+
+
+def test_a_oneoff_lost_to_a_dispute_is_not_owned_any_more(
+    signed_in, fake_stripe, catalog, customer
+):
+    # The plan went back to Starter when the dispute was lost; the customer may buy again.
+    purchase = _oneoff(customer, "flowkit")
+    OneOffPurchase.objects.filter(pk=purchase.pk).update(dispute_id="du_1", dispute_status="lost")
+    customer.plan = "starter"
+    customer.save()
+
+    response = signed_in.post("/billing/checkout/", {"plan": "flowkit", "interval": "oneoff"})
+
+    assert response.status_code == 303
+    assert len(fake_stripe.calls_to("POST", "/v1/checkout/sessions")) == 1
