@@ -153,7 +153,10 @@ def test_a_failure_reported_after_the_invoice_was_paid_tells_only_the_recovery(c
     ).exists()
 
 
-def test_stripe_giving_up_ends_the_plan_with_one_message(client, customer):
+def test_stripe_giving_up_ends_the_plan_with_one_message(client, customer, settings):
+    # A grace longer than Stripe's retries (3 + 5 + 7 days), so that what ends the plan is
+    # Stripe giving up, not the grace (billing/dunning.py).
+    settings.BILLING_PAST_DUE_GRACE_DAYS = 30
     _subscribe(client, customer, CARD_RENEWAL_FAILS)
     _send(client)
 
