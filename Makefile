@@ -35,8 +35,8 @@ static: $(VENV)/.installed
 
 # Local use: DEBUG on, SQLite, console email, and the background worker beside the
 # web server (stopped together with Ctrl-C). SITE_URL follows HOST and PORT so that the
-# sandbox's webhooks and links reach this server. The onboarding sweep re-queues welcome
-# messages a worker killed last time had claimed (onboarding/outbox.py). Once the server
+# sandbox's webhooks and links reach this server. The worker (`manage.py worker`) queues
+# again what a worker killed last time had claimed (smartflow/workers.py). Once the server
 # answers, run_banner prints the URL, the test cards and how to make a staff login.
 # One STRIPE_SANDBOX_SEED for the web server and the worker (random unless given; the
 # banner prints it) so that the sandbox's delivery choices can be replayed.
@@ -45,8 +45,7 @@ run: static
 	  STRIPE_SANDBOX_SEED=$${STRIPE_SANDBOX_SEED:-$$($(PY) -c 'import secrets; print(secrets.randbelow(10**6))')}; \
 	$(PY) manage.py migrate --noinput && \
 	$(PY) manage.py stripe_catalog --sandbox-only && \
-	$(PY) manage.py onboarding_sweep && \
-	{ $(PY) manage.py db_worker & worker=$$!; \
+	{ $(PY) manage.py worker & worker=$$!; \
 	  $(PY) manage.py run_banner --wait $(HOST):$(PORT) & banner=$$!; \
 	  trap 'kill $$worker $$banner 2>/dev/null' EXIT INT TERM; \
 	  $(PY) manage.py runserver $(HOST):$(PORT); }

@@ -121,6 +121,39 @@ def _url(name: str, query: str = "") -> str | None:
         return None
 
 
+def _background_work() -> dict[str, Any]:
+    """The task backlog and each running worker's heartbeat (smartflow/workers.py)."""
+    from django.utils import timezone
+
+    from smartflow.workers import STALE_SECONDS, queue_state
+
+    state = queue_state()
+    now = timezone.now()
+    return {
+        "backlog": state.backlog,
+        "running": state.running,
+        "oldest_age": _age(state.oldest_age.total_seconds()) if state.oldest_age else None,
+        "workers": [
+            {
+                "id": beat.worker_id,
+                "where": f"{beat.hostname}:{beat.pid}",
+                "age": _age((now - beat.last_seen_at).total_seconds()),
+                "stale": (now - beat.last_seen_at).total_seconds() > STALE_SECONDS,
+            }
+            for beat in state.workers
+        ],
+    }
+
+
+def _age(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h"
+
+
 def panel_data(request: HttpRequest) -> dict[str, Any]:
     """What the index page shows at a glance, limited to what `request.user` may view."""
     from djstripe.models import Subscription, WebhookEventTrigger
@@ -148,6 +181,8 @@ def panel_data(request: HttpRequest) -> dict[str, Any]:
         panel["mrr"] = [money_format(v, c) for c, v in sorted(mrr.items())] or [
             money_format(Decimal(0), settings.BILLING_CURRENCY)
         ]
+    if user.has_perm("smartflow.view_workerheartbeat"):
+        panel["work"] = _background_work()
     if user.has_perm("billing.view_planchange"):
         panel["plan_changes"] = list(PlanChange.objects.select_related("user", "actor")[:RECENT])
     if user.has_perm("onboarding.view_onboardingmessage"):

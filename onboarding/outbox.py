@@ -6,7 +6,7 @@ a failed or unauthenticated payment, a recovery, a cancellation, a refund).
 
 Queueing writes an OnboardingMessage row and its django-tasks task in the caller's
 transaction: if that rolls back, neither exists; once it commits, the worker
-(`manage.py db_worker`) sends it even if the web process dies. No provider is ever
+(`manage.py worker`) sends it even if the web process dies. No provider is ever
 called here from a web request or inside someone else's transaction.
 
 The retry rules, in one place (`_outcome_record`):
@@ -22,8 +22,9 @@ The retry rules, in one place (`_outcome_record`):
   repeated either: its task is stale by then (see onboarding_message_send); the sweep
   below marks it failed, outcome unknown, once no provider call can still be running.
 
-Workers that die (`onboarding_outbox_sweep`, run by `manage.py onboarding_sweep` before
-the worker starts and every few minutes from cron): django-tasks-db never runs a task
+Workers that die (`onboarding_outbox_sweep`, run by every `manage.py worker` at start and
+every minute, see smartflow/workers.py; `manage.py onboarding_sweep` runs it by hand;
+the worker also queues again any task a dead worker had claimed): django-tasks-db never runs a task
 again once a worker has claimed it, so a worker killed after claiming a send but before
 its attempt started would leave that message queued forever. The sweep enqueues such a
 message's task again. That is always safe, even when the old task is alive after all: a

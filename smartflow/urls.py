@@ -5,8 +5,10 @@ from django.contrib import admin
 from django.urls import include, path
 
 from billing.urls import djstripe_urlpatterns
+from smartflow.health import healthz
 
 urlpatterns = [
+    path("healthz", healthz, name="healthz"),
     path(f"{settings.ADMIN_URL}/", admin.site.urls),
     # dj-stripe's webhook endpoint: /stripe/webhook/<uuid>/
     path("stripe/", include((djstripe_urlpatterns, "djstripe"), namespace="djstripe")),

@@ -186,3 +186,41 @@ def test_killed_workers_lose_no_message_and_send_none_twice(workers, staff_user)
         "bob@example.com": "flowkit",
         "cat@example.com": "flowkit",
     }
+
+
+def test_a_killed_workers_claimed_task_is_run_again_by_the_next_worker(workers, staff_user):
+    """`manage.py worker` (with a heartbeat) dies holding a claimed task; once its
+    heartbeat is stale, the next `manage.py worker` queues the task again at start and
+    runs it: no cron, no sweep by hand."""
+    from smartflow.models import WorkerHeartbeat
+
+    dan = User.objects.create_user("dan@example.com")
+    ledger = Path(workers.env["RELIABILITY_LEDGER"])
+    message = _welcome(dan, "flowkit", staff_user)
+    with transaction.atomic():
+        OnboardingMessage.objects.select_for_update().get(pk=message.pk)
+        first = workers.start("worker", "--worker-id", "doomed", "--interval", "0.05")
+        _until(
+            lambda: _send_task(message).status == "RUNNING" and _someone_waits_for_a_row_lock(),
+            "the worker has claimed Dan's send and waits for his message",
+        )
+        workers.kill(first)
+    assert WorkerHeartbeat.objects.get(worker_id="doomed").stopped_at is None  # no goodbye
+    # Time passes: the dead worker's heartbeat is three minutes old.
+    WorkerHeartbeat.objects.filter(worker_id="doomed").update(
+        last_seen_at=timezone.now() - timedelta(minutes=3)
+    )
+
+    second = workers.start("worker", "--worker-id", "heir", "--interval", "0.05")
+    _until(
+        lambda: OnboardingMessage.objects.get(pk=message.pk).status == Status.SENT,
+        "the next worker has sent Dan's welcome",
+    )
+    os.kill(second.pid, signal.SIGTERM)  # a graceful stop records it
+    second.wait(timeout=30)
+
+    assert Counter(ledger_read(ledger)) == Counter([str(message.pk)])  # once
+    task = _send_task(message)
+    assert task.status == "SUCCESSFUL" and task.worker_ids == ["doomed", "heir"]
+    assert "was claimed by worker doomed, which stopped: queued again" in workers.log(second)
+    assert WorkerHeartbeat.objects.get(worker_id="heir").stopped_at is not None

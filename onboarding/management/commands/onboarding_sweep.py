@@ -13,7 +13,8 @@ class Command(BaseCommand):
         "task was claimed by a worker that died before the attempt started is queued "
         "again; an attempt that started but never recorded the provider's answer is never "
         "sent again, and after 15 minutes is marked failed ('the outcome is unknown') for "
-        "staff. Run it before starting `db_worker` and every few minutes from cron. Safe "
+        "staff. Every `manage.py worker` runs it at start and every minute; this runs it by "
+        "hand. Safe "
         "to run any number of times, beside running workers."
     )
 

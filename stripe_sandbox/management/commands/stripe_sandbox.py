@@ -28,7 +28,7 @@ class Command(BaseCommand):
         "(store Stripe objects from JSON: a list or a list envelope), deliver (send pending "
         "webhook deliveries now), dispute --email E [--close won|lost] (open a dispute on "
         "the latest charge, or close it). Events are delivered by the task worker (manage.py "
-        "db_worker) unless you run `deliver`."
+        "worker) unless you run `deliver`."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+from django.utils.crypto import get_random_string
+from django_tasks_db.management.commands.db_worker import valid_interval
+
+from smartflow.workers import HeartbeatWorker
+
+
+class Command(BaseCommand):
+    help = (
+        "Run background tasks (django-tasks-db's worker) with a heartbeat. At start and "
+        "every minute it queues again the tasks claimed by workers whose heartbeat "
+        "stopped (smartflow/workers.py), and runs the onboarding outbox sweep. Run as many "
+        "as you like, on any machine that reaches the database."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--queue-name",
+            nargs="?",
+            default="*",
+            help="The queues to process (comma separated; * for all). Default: *",
+        )
+        parser.add_argument(
+            "--interval",
+            nargs="?",
+            default=1,
+            type=valid_interval,
+            help="Seconds to wait between checks for new tasks. Default: 1",
+        )
+        parser.add_argument(
+            "--worker-id",
+            nargs="?",
+            default="",
+            help="This worker's id (unique among the running ones). Default: random",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        worker = HeartbeatWorker(
+            queue_names=options["queue_name"].split(","),
+            interval=options["interval"],
+            batch=False,
+            backend_name="default",
+            startup_delay=True,
+            max_tasks=None,
+            worker_id=options["worker_id"] or get_random_string(32),
+            excluded_queue_names=[],
+        )
+        worker.configure_signals()
+        worker.run()

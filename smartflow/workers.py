@@ -1,0 +1,171 @@
+"""Crash-safe background workers: django-tasks-db's worker with a heartbeat, and the
+recovery of tasks a dead worker had claimed.
+
+django-tasks-db marks a task RUNNING when a worker claims it and never looks at it again:
+a worker killed mid-task (deploy, OOM, a lost machine) leaves it RUNNING for ever. Every
+`manage.py worker` records a heartbeat (a WorkerHeartbeat row, every HEARTBEAT_SECONDS,
+from its own thread so that a long task does not stop it) and, at start and every
+RECOVER_SECONDS, puts back in the queue the RUNNING tasks whose worker's heartbeat is
+older than STALE_SECONDS (or, for a worker that never had one, such as a plain
+`db_worker`, tasks started more than UNKNOWN_WORKER_SECONDS ago).
+
+Running a task again is safe for every task the project enqueues, each for its own reason:
+- `onboarding.outbox.onboarding_message_send`: sends only if it moves the message's
+  `attempts` from n-1 to n under the row lock, so of two runs one sends; an attempt that
+  started and never recorded its outcome is not repeated (the outbox sweep, also run
+  here, marks it "outcome unknown" for staff).
+- `stripe_sandbox.delivery.delivery_run`: a webhook delivered twice is what Stripe does
+  too; the app processes an event id once (dj-stripe's WebhookEventTrigger and our
+  receivers are idempotent).
+- `billing.tasks.overrides_sweep`, `billing.tasks.plan_grace_recheck`: recompute plans
+  from the facts and write only on a change.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import close_old_connections, connection
+from django.db.models import Min
+from django.utils import timezone
+from django_tasks import TaskResultStatus
+from django_tasks_db.management.commands.db_worker import Worker
+from django_tasks_db.models import DBTaskResult, get_date_max
+
+from smartflow.models import WorkerHeartbeat
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 15
+RECOVER_SECONDS = 60
+# Four missed heartbeats: long enough for a pause under load, short enough that work
+# left by a dead worker waits about two minutes.
+STALE_SECONDS = 120
+# No task of ours runs for long (a provider call has a 30-second timeout), so a task a
+# worker without a heartbeat started 15 minutes ago is not running any more.
+UNKNOWN_WORKER_SECONDS = 15 * 60
+
+
+def heartbeat(worker_id: str, *, now: datetime | None = None) -> None:
+    now = now or timezone.now()
+    updated = WorkerHeartbeat.objects.filter(worker_id=worker_id).update(
+        last_seen_at=now, stopped_at=None
+    )
+    if not updated:
+        WorkerHeartbeat.objects.create(
+            worker_id=worker_id,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            started_at=now,
+            last_seen_at=now,
+        )
+
+
+def orphans_requeue(*, now: datetime | None = None) -> list[str]:
+    """Put back in the queue the RUNNING tasks whose worker is gone; their ids."""
+    now = now or timezone.now()
+    stale = now - timedelta(seconds=STALE_SECONDS)
+    beats = dict(WorkerHeartbeat.objects.values_list("worker_id", "last_seen_at"))
+    requeued = []
+    for task_result in DBTaskResult.objects.filter(status=TaskResultStatus.RUNNING):
+        worker_id = task_result.worker_ids[-1] if task_result.worker_ids else ""
+        seen = beats.get(worker_id)
+        if seen is not None:
+            gone = seen < stale
+        else:
+            started = task_result.started_at
+            gone = started is None or started < now - timedelta(seconds=UNKNOWN_WORKER_SECONDS)
+        if not gone:
+            continue
+        # Only if still RUNNING by that worker: it may have finished meanwhile.
+        # (a new claim changes started_at).
+        if DBTaskResult.objects.filter(
+            pk=task_result.pk, status=TaskResultStatus.RUNNING, started_at=task_result.started_at
+        ).update(status=TaskResultStatus.READY, started_at=None, run_after=now):
+            logger.warning(
+                "Task %s (%s) was claimed by worker %s, which stopped: queued again",
+                task_result.pk,
+                task_result.task_path,
+                worker_id or "?",
+            )
+            requeued.append(str(task_result.pk))
+    return requeued
+
+
+def recover(*, now: datetime | None = None) -> list[str]:
+    """Everything a worker does about dead workers, once."""
+    from onboarding.outbox import onboarding_outbox_sweep
+
+    requeued = orphans_requeue(now=now)
+    onboarding_outbox_sweep()
+    return requeued
+
+
+@dataclass(frozen=True)
+class QueueState:
+    backlog: int  # ready to run now
+    oldest_ready_at: datetime | None
+    running: int
+    workers: list[WorkerHeartbeat]
+
+    @property
+    def oldest_age(self) -> timedelta | None:
+        return timezone.now() - self.oldest_ready_at if self.oldest_ready_at else None
+
+
+def queue_state() -> QueueState:
+    """The backlog, its oldest task and each worker's last heartbeat (admin, /healthz)."""
+    ready = DBTaskResult.objects.ready()
+    # A task is due from its run_after, or from when it was enqueued if it had none
+    # (django-tasks-db stores "none" as the largest date).
+    now_due = ready.filter(run_after=get_date_max()).aggregate(at=Min("enqueued_at"))["at"]
+    later_due = ready.exclude(run_after=get_date_max()).aggregate(at=Min("run_after"))["at"]
+    dues = [at for at in (now_due, later_due) if at is not None]
+    return QueueState(
+        backlog=ready.count(),
+        oldest_ready_at=min(dues) if dues else None,
+        running=DBTaskResult.objects.filter(status=TaskResultStatus.RUNNING).count(),
+        workers=list(WorkerHeartbeat.objects.filter(stopped_at__isnull=True)[:20]),
+    )
+
+
+class HeartbeatWorker(Worker):
+    """django-tasks-db's Worker with a heartbeat thread that also recovers orphans."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="worker-heartbeat", daemon=True)
+
+    def _beat(self) -> None:
+        last_recover = timezone.now().timestamp()  # run() has just recovered
+        while not self._stop.is_set():
+            try:
+                heartbeat(self.worker_id)
+                now = timezone.now().timestamp()
+                if now - last_recover >= RECOVER_SECONDS:
+                    recover()
+                    last_recover = now
+            except Exception:  # the database is away: try again at the next beat
+                logger.exception("Worker %s: heartbeat failed", self.worker_id)
+            finally:
+                close_old_connections()
+            self._stop.wait(HEARTBEAT_SECONDS)
+        connection.close()
+
+    def run(self) -> None:
+        heartbeat(self.worker_id)
+        recover()
+        self._thread.start()
+        try:
+            super().run()
+        finally:
+            self._stop.set()
+            WorkerHeartbeat.objects.filter(worker_id=self.worker_id).update(
+                stopped_at=timezone.now()
+            )
