@@ -135,6 +135,7 @@ class BillingAlert(models.Model):
         UNKNOWN_PRICE = "unknown_price", "Price maps to no plan"
         NO_USER = "no_user", "No user found for a Stripe object"
         DISPUTE = "dispute", "Payment disputed (chargeback)"
+        LIVEMODE_MISMATCH = "livemode_mismatch", "Webhook event in the wrong mode"
 
     kind = models.CharField(max_length=30, choices=Kind.choices)
     stripe_id = models.CharField(max_length=255)

@@ -6,11 +6,14 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+import stripe
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.db.models import F
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from billing.checkout import (
@@ -26,6 +29,7 @@ from billing.checkout import (
 )
 from billing.decorators import plan_required
 from billing.history import billing_history
+from billing.models import BillingAlert
 from billing.offers import Kind, NotAnUpgrade, offer_check
 from billing.outlook import Outlook, outlook_for
 from billing.period_end import (
@@ -243,6 +247,58 @@ def feature(request: HttpRequest, name: str) -> HttpResponse:
     return plan_required(name)(_feature_allowed)(request, name)
 
 
+def _livemode_mismatch(request: HttpRequest, event: dict[str, Any], uuid: Any) -> bool:
+    """Whether a correctly signed event is of the other mode than its endpoint (a live
+    event replayed to a test endpoint, or the reverse): refused and shown to staff.
+
+    dj-stripe checks the signature but not the mode. The check here runs only on a
+    signature that verifies against the endpoint's secret, so nobody who lacks that secret
+    can raise alerts; an unsigned request goes on to dj-stripe, which refuses it."""
+    from djstripe.models import WebhookEndpoint
+
+    endpoint = WebhookEndpoint.objects.filter(djstripe_uuid=uuid).first() if uuid else None
+    if endpoint is None or not endpoint.secret or "livemode" not in event:
+        return False
+    if bool(event["livemode"]) == bool(endpoint.livemode):
+        return False
+    try:
+        stripe.WebhookSignature.verify_header(
+            request.body.decode(),
+            request.headers.get("Stripe-Signature", ""),
+            endpoint.secret,
+            endpoint.djstripe_tolerance,
+        )
+    except (stripe.SignatureVerificationError, UnicodeDecodeError):
+        return False
+    event_id = str(event.get("id") or "?")[:255]
+    mode = "live" if event["livemode"] else "test"
+    logger.warning(
+        "Stripe webhook %s: %s event %s refused by the %s endpoint %s",
+        request.path,
+        mode,
+        event_id,
+        "live" if endpoint.livemode else "test",
+        endpoint.id,
+    )
+    alert, created = BillingAlert.objects.get_or_create(
+        kind=BillingAlert.Kind.LIVEMODE_MISMATCH,
+        stripe_id=event_id,
+        defaults={
+            "detail": (
+                f"A {mode}-mode event ({event.get('type', '?')}) was signed for the "
+                f"{'live' if endpoint.livemode else 'test'} endpoint {endpoint.id}: refused "
+                "(400). A replayed payload, or an endpoint registered in the wrong mode."
+            ),
+            "stripe_event_id": event_id,
+        },
+    )
+    if not created:
+        BillingAlert.objects.filter(pk=alert.pk).update(
+            seen_count=F("seen_count") + 1, last_seen_at=timezone.now()
+        )
+    return True
+
+
 def stripe_webhook_guard(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """dj-stripe's webhook view, answering 400 before it stores or reads anything to a
     request Stripe cannot have sent: a body that is not a JSON object, a
@@ -282,6 +338,8 @@ def stripe_webhook_guard(view: Callable[..., HttpResponse]) -> Callable[..., Htt
         if not isinstance(event, dict):
             logger.warning("Stripe webhook %s: body is not a JSON object; refused", request.path)
             return HttpResponseBadRequest("The body is not a JSON object.")
+        if _livemode_mismatch(request, event, kwargs.get("uuid")):
+            return HttpResponseBadRequest("The event's livemode is not this endpoint's.")
         return view(request, *args, **kwargs)
 
     return guarded
