@@ -50,7 +50,10 @@ run: static
 	  trap 'kill $$worker $$banner 2>/dev/null' EXIT INT TERM; \
 	  $(PY) manage.py runserver $(HOST):$(PORT); }
 
-test: test-sqlite test-postgres
+# SQLite and PostgreSQL side by side (one per core), each run's output printed whole when
+# it ends; the set-up they share (venv, static files) is built once, before either starts.
+test: $(VENV)/.installed-dev static
+	@$(MAKE) --no-print-directory -j2 --output-sync=target test-sqlite test-postgres
 
 test-sqlite: $(VENV)/.installed-dev static
 	env -u DATABASE_URL $(PY) -m pytest $(PYTEST_ARGS)
