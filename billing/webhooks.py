@@ -111,6 +111,29 @@ def _user_find(
     return user
 
 
+def _invoice_user(invoice: dict[str, Any]) -> User | None:
+    return _user_find(
+        customer_id=_id(invoice.get("customer")), metadata=None, email=None, create=False
+    )
+
+
+def _charge_purchase_and_user(charge: dict[str, Any]) -> tuple[OneOffPurchase | None, User | None]:
+    """The one-off a charge paid for, if any, and whose it is (else the customer's user)."""
+    payment_intent = _id(charge.get("payment_intent"))
+    purchase = (
+        OneOffPurchase.objects.select_related("user")
+        .filter(payment_intent_id=payment_intent)
+        .first()
+        if payment_intent
+        else None
+    )
+    if purchase:
+        return purchase, purchase.user
+    return None, _user_find(
+        customer_id=_id(charge.get("customer")), metadata=None, email=None, create=False
+    )
+
+
 def _no_user(event: Event, stripe_id: str) -> None:
     logger.warning("Event %s (%s): no user for %s; nothing to do", event.id, event.type, stripe_id)
     BillingAlert.objects.get_or_create(
@@ -188,9 +211,7 @@ def _dunning_invoice_sync(subscription_id: str) -> None:
 @djstripe_receiver(["invoice.paid", "invoice.payment_failed"])
 def on_invoice(sender: Any, event: Event, **kwargs: Any) -> None:
     invoice = event.data["object"]
-    user = _user_find(
-        customer_id=_id(invoice.get("customer")), metadata=None, email=None, create=False
-    )
+    user = _invoice_user(invoice)
     if user is None:
         return _no_user(event, invoice["id"])
     subscription_id = invoice_subscription_id(invoice)
@@ -213,21 +234,7 @@ def on_charge_refunded(sender: Any, event: Event, **kwargs: Any) -> None:
         Charge.objects.filter(id=payload["id"]).values_list("stripe_data", flat=True).first()
         or stripe.Charge.retrieve(payload["id"], **api_kwargs()).to_dict()
     )
-    payment_intent = _id(charge.get("payment_intent"))
-    purchase = (
-        OneOffPurchase.objects.select_related("user")
-        .filter(payment_intent_id=payment_intent)
-        .first()
-        if payment_intent
-        else None
-    )
-    user = (
-        purchase.user
-        if purchase
-        else _user_find(
-            customer_id=_id(charge.get("customer")), metadata=None, email=None, create=False
-        )
-    )
+    purchase, user = _charge_purchase_and_user(charge)
     if user is None:
         return _no_user(event, charge["id"])
     if purchase and charge.get("refunded") and purchase.refunded_at is None:
@@ -245,9 +252,7 @@ def on_charge_refunded(sender: Any, event: Event, **kwargs: Any) -> None:
 @djstripe_receiver(["invoice.payment_failed", "invoice.payment_action_required"])
 def on_invoice_trouble_notice(sender: Any, event: Event, **kwargs: Any) -> None:
     invoice = event.data["object"]
-    user = _user_find(
-        customer_id=_id(invoice.get("customer")), metadata=None, email=None, create=False
-    )
+    user = _invoice_user(invoice)
     if user is None:
         return _no_user(event, invoice["id"])
     invoice_trouble_notify(user=user, event=event)
@@ -256,9 +261,7 @@ def on_invoice_trouble_notice(sender: Any, event: Event, **kwargs: Any) -> None:
 @djstripe_receiver("invoice.paid")
 def on_invoice_paid_notice(sender: Any, event: Event, **kwargs: Any) -> None:
     invoice = event.data["object"]
-    user = _user_find(
-        customer_id=_id(invoice.get("customer")), metadata=None, email=None, create=False
-    )
+    user = _invoice_user(invoice)
     if user is not None:  # on_invoice has recorded the unknown customer
         invoice_paid_notify(user=user, event=event)
 
@@ -279,20 +282,7 @@ def on_subscription_notice(sender: Any, event: Event, **kwargs: Any) -> None:
 @djstripe_receiver("charge.refunded")
 def on_charge_refunded_notice(sender: Any, event: Event, **kwargs: Any) -> None:
     charge = event.data["object"]
-    purchase = (
-        OneOffPurchase.objects.select_related("user")
-        .filter(payment_intent_id=_id(charge.get("payment_intent")))
-        .first()
-        if _id(charge.get("payment_intent"))
-        else None
-    )
-    user = (
-        purchase.user
-        if purchase
-        else _user_find(
-            customer_id=_id(charge.get("customer")), metadata=None, email=None, create=False
-        )
-    )
+    user = _charge_purchase_and_user(charge)[1]
     if user is not None:  # on_charge_refunded has recorded the unknown customer
         charge_refunded_notify(user=user, event=event)
 
