@@ -34,8 +34,14 @@ _TRACKED: dict[str, str] = {
 
 
 # A paid plan that drops to Starter for these reasons has ended for the customer; a
-# staff revoke is explained by staff, and a refund by its own message.
-_ENDING_SOURCES = {PlanChange.Source.SUBSCRIPTION, PlanChange.Source.INVOICE}
+# staff revoke is explained by staff, and a refund by its own message. Checkout counts:
+# a late checkout.session.completed can be the event that recomputes the plan after the
+# subscription ended (its grace ran out, or Stripe gave up).
+_ENDING_SOURCES = {
+    PlanChange.Source.CHECKOUT,
+    PlanChange.Source.SUBSCRIPTION,
+    PlanChange.Source.INVOICE,
+}
 
 
 def plan_changed_receive(*, plan_change: PlanChange, notify: bool, **kwargs: Any) -> None:
