@@ -136,6 +136,7 @@ class BillingAlert(models.Model):
         NO_USER = "no_user", "No user found for a Stripe object"
         DISPUTE = "dispute", "Payment disputed (chargeback)"
         LIVEMODE_MISMATCH = "livemode_mismatch", "Webhook event in the wrong mode"
+        WEBHOOK_FAILED = "webhook_failed", "Webhook event not processed"
 
     kind = models.CharField(max_length=30, choices=Kind.choices)
     stripe_id = models.CharField(max_length=255)
@@ -154,3 +155,60 @@ class BillingAlert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.stripe_id}"
+
+
+class WebhookDelivery(models.Model):
+    """One Stripe event as received on a webhook endpoint, and where its processing
+    stands (billing/webhook_queue.py). One row per event id: a duplicate delivery only
+    counts here. The body is dj-stripe's WebhookEventTrigger row of the first delivery.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Waiting to be processed"
+        PROCESSED = "processed", "Processed"
+        FAILED = "failed", "Failed (not retried)"
+        GAVE_UP = "gave_up", "Gave up after retrying for three days"
+
+    event_id = models.CharField(max_length=255, unique=True)
+    event_type = models.CharField(max_length=255)
+    livemode = models.BooleanField(default=False)
+    # The Stripe customer (else object) whose events are processed one at a time.
+    customer_key = models.CharField(max_length=255, blank=True)
+    trigger = models.ForeignKey(
+        "djstripe.WebhookEventTrigger", null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    state = models.CharField(
+        max_length=20, choices=State.choices, default=State.PENDING, db_index=True
+    )
+    deliveries = models.PositiveIntegerField(default=1, help_text="Times Stripe delivered it.")
+    attempts = models.PositiveIntegerField(default=0, help_text="Processing attempts that failed.")
+    received_at = models.DateTimeField(default=timezone.now)
+    last_delivered_at = models.DateTimeField(default=timezone.now)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # Failures are retried until then (three days after receipt, or after "process again").
+    retry_until = models.DateTimeField(null=True, blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    # Set by "process again" in the admin: run the handlers even if the event is stored.
+    reprocess = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-received_at"]
+        verbose_name_plural = "webhook deliveries"
+        indexes = [models.Index(fields=["state", "received_at"], name="billing_delivery_backlog")]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.event_id} ({self.get_state_display()})"
+
+
+class WebhookSecretPrevious(models.Model):
+    """An endpoint's signing secret before `billing_webhook --rotate-secret`, still
+    accepted until `expires_at` (Stripe keeps signing with the old one for up to 24 h
+    after a roll, and deliveries in flight carry it)."""
+
+    endpoint = models.ForeignKey("djstripe.WebhookEndpoint", on_delete=models.CASCADE)
+    secret = models.CharField(max_length=255)
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"previous secret of {self.endpoint_id} until {self.expires_at:%Y-%m-%d %H:%M}"

@@ -67,3 +67,13 @@ def plan_grace_recheck(user_id: int) -> bool:
         reason=f"failed-payment grace period ended; now: {why}",
     )
     return change is not None
+
+
+@task()
+def webhook_process(delivery_id: int) -> str:
+    """Process one acknowledged Stripe webhook delivery (billing/webhook_queue.py). Safe
+    to run again, also after a worker died in it: the delivery is marked processed in the
+    transaction that processed it, and a processed one is left alone."""
+    from billing.webhook_queue import delivery_process
+
+    return delivery_process(delivery_id)

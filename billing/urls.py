@@ -1,7 +1,6 @@
 from __future__ import annotations
 
-from django.urls import URLPattern, path
-from djstripe import urls as djstripe_urls
+from django.urls import path
 
 from billing import views
 
@@ -22,9 +21,10 @@ urlpatterns = [
     path("feature/<str:name>/", views.feature, name="feature"),
 ]
 
-# dj-stripe's webhook endpoint (/stripe/webhook/<uuid>/), behind a guard; mounted by
-# smartflow/urls.py under dj-stripe's own namespace, so its URL names stay as they are.
+# The webhook endpoint at dj-stripe's URL and name (/stripe/webhook/<uuid>/, named
+# djstripe:djstripe_webhook_by_uuid, which dj-stripe's models and the sandbox reverse),
+# served by our acknowledging view instead of dj-stripe's processing one (see
+# billing/webhook_queue.py); mounted by smartflow/urls.py under dj-stripe's namespace.
 djstripe_urlpatterns = [
-    URLPattern(p.pattern, views.stripe_webhook_guard(p.callback), p.default_args, p.name)
-    for p in djstripe_urls.urlpatterns
+    path("webhook/<uuid:uuid>/", views.stripe_webhook, name="djstripe_webhook_by_uuid"),
 ]

@@ -1,20 +1,19 @@
 """Receivers for Stripe's webhooks, called by dj-stripe after it has stored the event and
-synced the object, inside its transaction.
+synced the object, inside the worker's transaction (billing/webhook_queue.py), under the
+customer's lock.
 
 A payload is a trigger, not the truth: each receiver finds the user, re-reads the
 authoritative state and asks entitlements for the plan. All are safe to run twice.
-Unknown objects are logged and answered 200; Stripe errors raise so Stripe retries.
+Unknown objects are logged and left; Stripe errors raise, so the worker retries the event
+(or, for an object deleted at Stripe, records it for staff).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from typing import Any
 
 import stripe
-from django.db import connection
-from django.dispatch import receiver
 from django.utils import timezone
 from djstripe.event_handlers import djstripe_receiver
 from djstripe.models import (
@@ -25,10 +24,8 @@ from djstripe.models import (
     PaymentIntent,
     Session,
     Subscription,
-    WebhookEventTrigger,
 )
 from djstripe.settings import djstripe_settings
-from djstripe.signals import webhook_pre_process
 
 from accounts.models import User, normalize_email
 from billing.checkout import _subscription_sync, checkout_fulfil
@@ -51,32 +48,6 @@ from billing.stripe_api import api_kwargs
 from billing.stripe_layout import invoice_subscription_id
 
 logger = logging.getLogger(__name__)
-
-
-@receiver(webhook_pre_process, dispatch_uid="billing_webhook_serialize")
-def webhook_serialize(sender: Any, instance: WebhookEventTrigger, **kwargs: Any) -> None:
-    """Process one customer's webhooks one at a time (held until the transaction ends).
-
-    dj-stripe re-reads each event's object from Stripe and stores what it read. Two
-    deliveries for one customer, processed side by side, can read Stripe before and
-    after a change and store in the other order: the older state last, with the plan
-    computed from it. Under this lock, each delivery reads Stripe after the previous
-    one committed, so the last one stores Stripe's latest state. Runs inside dj-stripe's
-    transaction, after the signature check and before anything is read or written.
-    """
-    if connection.vendor != "postgresql":
-        return  # SQLite: transactions are IMMEDIATE, so writers already go one at a time
-    data = instance.json_body.get("data")
-    obj = data.get("object") if isinstance(data, dict) else None
-    if not isinstance(obj, dict):
-        return
-    key = _id(obj.get("id")) if obj.get("object") == "customer" else _id(obj.get("customer"))
-    key = key or _id(obj.get("id"))
-    if not key:
-        return
-    lock = int.from_bytes(hashlib.sha256(f"stripe:{key}".encode()).digest()[:8], "big", signed=True)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock])
 
 
 def _user_find(

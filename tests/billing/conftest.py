@@ -9,6 +9,7 @@ import stripe
 from djstripe.models import WebhookEndpoint
 
 from accounts.models import User
+from billing.webhook_queue import process_due
 from tests.billing import stripe_fakes as sf
 
 SECRET = "whsec_test_secret_for_billing_tests"
@@ -61,7 +62,8 @@ def endpoint(db) -> WebhookEndpoint:
 
 @pytest.fixture
 def deliver(client, endpoint: WebhookEndpoint) -> Callable[..., Any]:
-    """POST an event to dj-stripe's real endpoint, signed as Stripe signs it."""
+    """POST an event to the real endpoint, signed as Stripe signs it, then process what
+    it acknowledged as a worker would (`process=False`: acknowledge only)."""
 
     def _deliver(
         event: dict[str, Any],
@@ -70,6 +72,7 @@ def deliver(client, endpoint: WebhookEndpoint) -> Callable[..., Any]:
         timestamp: int | None = None,
         tamper: Callable[[bytes], bytes] | None = None,
         signed: bool = True,
+        process: bool = True,
     ):
         body = json.dumps(event).encode()
         headers = {}
@@ -77,12 +80,15 @@ def deliver(client, endpoint: WebhookEndpoint) -> Callable[..., Any]:
             headers["HTTP_STRIPE_SIGNATURE"] = sf.signature(body, secret, timestamp=timestamp)
         if tamper:
             body = tamper(body)
-        return client.post(
+        response = client.post(
             f"/stripe/webhook/{endpoint.djstripe_uuid}/",
             body,
             content_type="application/json",
             **headers,
         )
+        if process:
+            process_due()
+        return response
 
     return _deliver
 

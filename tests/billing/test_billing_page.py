@@ -13,7 +13,8 @@ from djstripe.models import Subscription
 
 from billing.models import OneOffPurchase
 from stripe_sandbox import collection, store
-from stripe_sandbox.delivery import client_transport, deliver_pending
+from stripe_sandbox.delivery import deliver_pending
+from tests.sandbox_app import app_transport
 
 pytestmark = pytest.mark.django_db
 
@@ -23,7 +24,7 @@ def _path(url: str) -> str:
 
 
 def _deliver(client) -> None:
-    assert deliver_pending(transport=client_transport(client)).failed == 0
+    assert deliver_pending(transport=app_transport(client)).failed == 0
 
 
 def _long(ts: int) -> str:

@@ -6,6 +6,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from djstripe.models import WebhookEndpoint
 
+from billing.webhook_queue import process_due
+
 pytestmark = pytest.mark.django_db
 
 
@@ -63,5 +65,6 @@ def test_the_printed_endpoint_accepts_events_signed_with_the_secret(
     )
 
     assert response.status_code == 200
+    process_due()
     customer.refresh_from_db()
     assert customer.plan == "flowkit"

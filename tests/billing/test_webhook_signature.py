@@ -7,6 +7,7 @@ import pytest
 from djstripe.models import Event, WebhookEventTrigger
 
 from billing.models import PlanChange
+from billing.webhook_queue import process_due
 from tests.billing import stripe_fakes as sf
 
 pytestmark = pytest.mark.django_db
@@ -88,5 +89,6 @@ def test_debug_header_works_only_when_asked_for_with_debug_on(
     settings.STRIPE_WEBHOOK_DEBUG_HEADER = True
 
     assert _forge(client, endpoint, event).status_code == 200
+    process_due()
     customer.refresh_from_db()
     assert customer.plan == "launchpack"

@@ -19,9 +19,10 @@ from accounts.models import User
 from onboarding.models import OnboardingMessage
 from stripe_sandbox import actions, collection, store
 from stripe_sandbox.client import SandboxHTTPClient
-from stripe_sandbox.delivery import client_transport, deliver_pending
+from stripe_sandbox.delivery import deliver_pending
 from stripe_sandbox.models import Delivery
 from tests.onboarding.conftest import SITE_URL, run_worker
+from tests.sandbox_app import app_transport
 
 # The worker closes its connection between tasks, as in production: commit for real.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -43,7 +44,7 @@ def sandbox(settings, monkeypatch, stripe_delivery):
 
 
 def _deliver(client) -> None:
-    report = deliver_pending(transport=client_transport(client))
+    report = deliver_pending(transport=app_transport(client))
     assert report.failed == 0
 
 

@@ -8,8 +8,9 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from billing.models import PlanChange
+from billing.models import PlanChange, WebhookDelivery
 from billing.signals import plan_changed
+from billing.webhook_queue import process_due
 from onboarding.models import OnboardingMessage
 from tests.billing import stripe_fakes as sf
 from tests.billing.conftest import catalog, deliver, endpoint, fake_stripe, payer  # noqa: F401
@@ -77,14 +78,27 @@ def test_a_webhook_whose_handler_fails_after_the_plan_change_sends_nothing(
         plan_changed.disconnect(dispatch_uid="test-fail-afterwards")
     run_worker()
 
-    # Stripe is told to retry, and the whole activation rolled back with its messages.
-    assert response.status_code == 500
+    # Acknowledged; the processing rolled back with its messages, and waits for a retry.
+    assert response.status_code == 200
+    delivery = WebhookDelivery.objects.get()
+    assert (delivery.state, delivery.attempts) == ("pending", 1)
+    assert "handler failed after the plan change" in delivery.last_error
+    assert delivery.next_attempt_at is not None
     texting_customer.refresh_from_db()
     assert texting_customer.plan == "starter"
     assert not PlanChange.objects.exists()
     assert not OnboardingMessage.objects.exists()
     assert mail.outbox == []
     assert twilio.requests == []
+
+    # The retry, once the handler is fixed, activates the plan and welcomes once.
+    WebhookDelivery.objects.update(next_attempt_at=None)
+    assert process_due() == 1
+    run_worker()
+    texting_customer.refresh_from_db()
+    assert texting_customer.plan == "flowkit"
+    assert PlanChange.objects.count() == 1
+    assert OnboardingMessage.objects.filter(channel="email").count() == 1
 
 
 def test_a_plan_restored_after_a_failed_payment_is_not_welcomed_again(

@@ -18,9 +18,10 @@ from djstripe.models import WebhookEventTrigger
 from accounts.models import User
 from stripe_sandbox import actions
 from stripe_sandbox.client import SandboxHTTPClient
-from stripe_sandbox.delivery import client_transport, deliver_pending
+from stripe_sandbox.delivery import deliver_pending
 from stripe_sandbox.models import Delivery
 from tests.conftest import DELIVERY_SEED, PASSWORD
+from tests.sandbox_app import app_transport
 
 pytestmark = pytest.mark.django_db
 
@@ -40,7 +41,7 @@ def _run(*args: str) -> None:
 
 
 def _deliver(client, user: User) -> str:
-    report = deliver_pending(transport=client_transport(client))
+    report = deliver_pending(transport=app_transport(client))
     assert report.failed == 0
     user.refresh_from_db()
     return user.plan

@@ -7,7 +7,8 @@ from io import StringIO
 
 from django.core.management import call_command
 
-from stripe_sandbox.delivery import client_transport, deliver_pending
+from stripe_sandbox.delivery import deliver_pending
+from tests.sandbox_app import app_transport
 
 
 def _path(url: str) -> str:
@@ -15,7 +16,7 @@ def _path(url: str) -> str:
 
 
 def _deliver(client) -> None:
-    assert deliver_pending(transport=client_transport(client)).failed == 0
+    assert deliver_pending(transport=app_transport(client)).failed == 0
 
 
 def test_subscribing_and_cancelling_runs_offline_end_to_end(client, customer):

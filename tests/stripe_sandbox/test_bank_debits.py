@@ -10,7 +10,8 @@ import pytest
 import stripe
 from django.core.management import call_command
 
-from stripe_sandbox.delivery import client_transport, deliver_pending
+from stripe_sandbox.delivery import deliver_pending
+from tests.sandbox_app import app_transport
 from tests.stripe_sandbox.conftest import checkout_create, event_types
 
 SUCCEEDS, FAILS = "00012345", "33333335"
@@ -134,7 +135,7 @@ def test_the_plan_goes_live_only_when_the_debit_succeeds(
 ):
     settings.STRIPE_SANDBOX_DELIVERY = delivery
     settings.STRIPE_SANDBOX_SEED = 1212
-    transport = client_transport(client)
+    transport = app_transport(client)
     call_command("stripe_catalog", stdout=StringIO())
     client.force_login(customer)
     checkout = client.post("/billing/checkout/", {"plan": "flowkit", "interval": interval})

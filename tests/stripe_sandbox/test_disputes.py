@@ -10,7 +10,8 @@ import stripe
 from django.core.management import CommandError, call_command
 from djstripe.models import Dispute, WebhookEventTrigger
 
-from stripe_sandbox.delivery import client_transport, deliver_pending
+from stripe_sandbox.delivery import deliver_pending
+from tests.sandbox_app import app_transport
 from tests.stripe_sandbox.conftest import event_types
 
 EMAIL = "customer@example.com"
@@ -110,7 +111,7 @@ def test_no_charge_no_dispute(stripe_customer):
 
 
 def test_dispute_events_are_processed_by_djstripe(client, subscribed):
-    transport = client_transport(client)
+    transport = app_transport(client)
     deliver_pending(transport=transport)
     _run("dispute", "--email", EMAIL)
     _run("dispute", "--email", EMAIL, "--close", "won")

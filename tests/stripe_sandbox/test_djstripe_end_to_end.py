@@ -3,14 +3,15 @@ from __future__ import annotations
 import stripe
 from djstripe.models import Charge, Customer, Event, Invoice, Subscription, WebhookEventTrigger
 
-from stripe_sandbox.delivery import client_transport, deliver_pending
+from stripe_sandbox.delivery import deliver_pending
 from stripe_sandbox.events import endpoint_ensure
 from stripe_sandbox.models import Delivery
+from tests.sandbox_app import app_transport
 from tests.stripe_sandbox.conftest import checkout_create
 
 
 def _deliver_all(client) -> None:
-    report = deliver_pending(transport=client_transport(client))
+    report = deliver_pending(transport=app_transport(client))
     failures = list(
         Delivery.objects.exclude(state=Delivery.State.SUCCEEDED).values_list(
             "event_id", "last_error"

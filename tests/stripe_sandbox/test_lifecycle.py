@@ -13,8 +13,9 @@ from django.core.management import call_command
 from djstripe.models import Customer, WebhookEventTrigger
 
 from stripe_sandbox import collection, store
-from stripe_sandbox.delivery import client_transport, deliver_pending
+from stripe_sandbox.delivery import deliver_pending
 from stripe_sandbox.models import Delivery
+from tests.sandbox_app import app_transport
 from tests.stripe_sandbox.conftest import checkout_create, event_types, pay
 
 EMAIL = "customer@example.com"
@@ -190,7 +191,7 @@ def test_djstripe_processes_dunning_and_card_update_events(client, customer, pri
     collection.customer_card_set(djstripe_customer.id, "4242424242424242")
     _advance_to(store.now() + 3 * DAY)
 
-    report = deliver_pending(transport=client_transport(client))
+    report = deliver_pending(transport=app_transport(client))
 
     assert report.failed == 0, list(Delivery.objects.values_list("event_id", "last_error"))
     failed = [t for t in WebhookEventTrigger.objects.all() if not t.processed or t.exception]

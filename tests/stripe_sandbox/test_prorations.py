@@ -20,9 +20,10 @@ from django.core.management import call_command
 from djstripe.models import Customer, InvoiceItem, WebhookEventTrigger
 
 from stripe_sandbox import store
-from stripe_sandbox.delivery import client_transport, deliver_pending
+from stripe_sandbox.delivery import deliver_pending
 from stripe_sandbox.events import endpoint_ensure
 from stripe_sandbox.objects import CARD_DECLINED, CARD_OK
+from tests.sandbox_app import app_transport
 from tests.stripe_sandbox.conftest import checkout_create, pay
 
 APRIL_1 = int(datetime(2027, 4, 1, tzinfo=UTC).timestamp())
@@ -294,7 +295,7 @@ def test_djstripe_syncs_the_proration_events(clock, client, customer, prices):
     _to_launchpack(sub, prices)
     _advance(15)
 
-    report = deliver_pending(transport=client_transport(client))
+    report = deliver_pending(transport=app_transport(client))
 
     triggers = WebhookEventTrigger.objects.all()
     assert report.failed == 0

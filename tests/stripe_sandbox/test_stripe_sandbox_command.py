@@ -10,8 +10,9 @@ from django.core.management import CommandError, call_command
 from djstripe.models import Charge, Customer, Subscription, WebhookEventTrigger
 
 from stripe_sandbox import delivery, store
-from stripe_sandbox.delivery import client_transport, deliver_pending
+from stripe_sandbox.delivery import deliver_pending
 from stripe_sandbox.models import Delivery
+from tests.sandbox_app import app_transport
 from tests.stripe_sandbox.conftest import checkout_create, event_types, pay
 
 EMAIL = "customer@example.com"
@@ -200,7 +201,7 @@ def test_djstripe_follows_failure_and_refund(client, customer, prices):
 
     _run("fail", "--email", EMAIL)
     _run("refund", "--email", EMAIL)
-    report = deliver_pending(transport=client_transport(client))
+    report = deliver_pending(transport=app_transport(client))
 
     assert report.failed == 0, list(Delivery.objects.values_list("event_id", "last_error"))
     assert all(t.processed and not t.exception for t in WebhookEventTrigger.objects.all())

@@ -1,0 +1,407 @@
+"""Stripe's webhooks: acknowledged at once, processed by the workers.
+
+Stripe asks for a 2xx "before any complex logic" and retries what is not acknowledged
+within its timeout; processing in the request (dj-stripe's way) makes Stripe's own API
+latency our acknowledgement time, and a renewal day queues deliveries behind each other
+until they time out and come again. So:
+
+- **Acknowledge** (`acknowledge`, from the view): the signature is checked against the
+  endpoint's secret, or a previous one still inside its rotation window; then, in ONE
+  transaction, the body is stored as dj-stripe's WebhookEventTrigger, a WebhookDelivery
+  row is made for the event id, and a `billing.tasks.webhook_process` task is queued
+  (django-tasks-db: a row in the same database, so the three commit or vanish together).
+  A duplicate delivery of a known event id only counts (`deliveries`). No Stripe call.
+- **Process** (`delivery_process`, in a worker): one transaction per event holding the
+  customer's advisory lock (PostgreSQL), inside which dj-stripe's own machinery runs
+  (`WebhookEventTrigger.process`: re-read the object from Stripe, sync, our receivers in
+  billing/webhooks.py). The delivery is marked processed in that same transaction, so a
+  worker killed half-way leaves it pending and the task is run again (smartflow/
+  workers.py); a second run of a processed delivery does nothing.
+- **Fail**: a transient failure (Stripe unreachable, 5xx, rate limited, the customer's
+  lock not free within LOCK_TIMEOUT, a deadlock, any error we do not know to be
+  permanent) is retried with exponential backoff for RETRY_FOR after the event was first
+  received, as Stripe itself would have retried; a permanent one (`resource_missing`: the
+  object was deleted at Stripe) and a delivery that ran out of retries become a
+  BillingAlert with the event and stay for staff, who can process them again from the
+  admin (`process_again`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import stripe
+from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db.models import F, Min
+from django.http import HttpRequest
+from django.utils import timezone
+from djstripe.models import Event, WebhookEndpoint, WebhookEventTrigger
+from djstripe.models.webhooks import get_remote_ip
+from djstripe.settings import djstripe_settings
+
+from billing.models import BillingAlert, WebhookDelivery, WebhookSecretPrevious
+
+logger = logging.getLogger(__name__)
+
+# Stripe retries an unacknowledged live-mode event "for up to three days with an
+# exponential back off"; a failed processing is retried for as long, so that nothing
+# Stripe would have got through is dropped by acknowledging early.
+RETRY_FOR = timedelta(days=3)
+RETRY_FIRST = timedelta(seconds=5)  # then 10 s, 20 s, ... doubling
+RETRY_MAX = timedelta(hours=1)  # between two attempts: 3 days is ~80 attempts
+# How long a worker waits for the customer's lock (another worker processing one of the
+# customer's events) before it gives the event back to the queue for later.
+LOCK_TIMEOUT = timedelta(seconds=10)
+
+
+class PermanentFailure(Exception):
+    """Processing can never succeed: record it for staff, do not retry."""
+
+
+@dataclass(frozen=True)
+class Acknowledged:
+    delivery_id: int
+    duplicate: bool
+
+
+# --- Acknowledge ------------------------------------------------------------------------
+
+
+def signature_valid(endpoint: WebhookEndpoint, body: str, header: str) -> bool:
+    """Whether `header` signs `body` with the endpoint's secret, or with a previous
+    secret still inside its rotation window (read only when the current one fails)."""
+    tolerance = endpoint.djstripe_tolerance
+
+    def verifies(secret: str) -> bool:
+        try:
+            stripe.WebhookSignature.verify_header(body, header, secret, tolerance)
+        except stripe.SignatureVerificationError:
+            return False
+        return True
+
+    if endpoint.secret and verifies(endpoint.secret):
+        return True
+    previous = WebhookSecretPrevious.objects.filter(
+        endpoint=endpoint, expires_at__gt=timezone.now()
+    ).values_list("secret", flat=True)
+    return any(verifies(secret) for secret in previous)
+
+
+def customer_key(event: dict[str, Any]) -> str:
+    """Whose events are processed one at a time: the Stripe customer of the event's
+    object (the object itself for a customer), else the object."""
+    data = event.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(obj, dict):
+        return ""
+    key = obj.get("id") if obj.get("object") == "customer" else obj.get("customer")
+    if isinstance(key, dict):  # an expanded customer
+        key = key.get("id")
+    if not isinstance(key, str) or not key:
+        key = obj.get("id")
+    return key[:255] if isinstance(key, str) else ""
+
+
+def acknowledge(
+    request: HttpRequest, *, endpoint: WebhookEndpoint, event: dict[str, Any]
+) -> Acknowledged:
+    """Store a verified delivery and queue its processing, in one transaction. A
+    duplicate of a stored event id is counted and queues nothing."""
+    from billing.tasks import webhook_process
+
+    event_id = str(event["id"])[:255]
+    now = timezone.now()
+    for last_try in (False, True):
+        try:
+            with transaction.atomic():
+                if duplicate := _duplicate_count(event_id, now):
+                    return Acknowledged(duplicate, True)
+                trigger = WebhookEventTrigger.objects.create(
+                    headers=dict(request.headers),
+                    body=request.body.decode(request.encoding or "utf-8"),
+                    remote_ip=get_remote_ip(request),
+                    valid=True,
+                    stripe_trigger_account_id=endpoint.djstripe_owner_account_id,
+                    webhook_endpoint=endpoint,
+                )
+                delivery = WebhookDelivery.objects.create(
+                    event_id=event_id,
+                    event_type=str(event.get("type") or "")[:255],
+                    livemode=bool(event.get("livemode")),
+                    customer_key=customer_key(event),
+                    trigger=trigger,
+                    received_at=now,
+                    last_delivered_at=now,
+                    retry_until=now + RETRY_FOR,
+                )
+                webhook_process.enqueue(delivery.pk)
+        except IntegrityError:
+            # The same event, delivered at the same moment, committed first: once more,
+            # and the duplicate check finds it. (No savepoint on the common path.)
+            if last_try:
+                raise
+            continue
+        return Acknowledged(delivery.pk, False)
+    raise AssertionError("unreachable")
+
+
+def _duplicate_count(event_id: str, now: datetime) -> int:
+    """Count one more delivery of a stored event; its delivery's id, or 0 if new."""
+    updated = WebhookDelivery.objects.filter(event_id=event_id).update(
+        deliveries=F("deliveries") + 1, last_delivered_at=now
+    )
+    if not updated:
+        return 0
+    pk = WebhookDelivery.objects.filter(event_id=event_id).values_list("pk", flat=True).first()
+    return int(pk or 0)
+
+
+# --- Process ----------------------------------------------------------------------------
+
+
+def _lock_id(key: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"stripe:{key}".encode()).digest()[:8], "big", signed=True)
+
+
+def customer_lock(key: str) -> None:
+    """Hold `key`'s advisory lock until the transaction ends (PostgreSQL), waiting at
+    most LOCK_TIMEOUT (then OperationalError: the event is retried later).
+
+    dj-stripe re-reads each event's object from Stripe and stores what it read. Two
+    events of one customer processed side by side can read Stripe before and after a
+    change and store in the other order: the older state last, with the plan computed
+    from it. Under this lock each one reads Stripe after the previous one committed, so
+    the last stores Stripe's latest state. SQLite needs none: its IMMEDIATE transactions
+    already let one writer in at a time.
+    """
+    if connection.vendor != "postgresql" or not key:
+        return
+    timeout_ms = int(LOCK_TIMEOUT.total_seconds() * 1000)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('lock_timeout')")
+        (previous,) = cursor.fetchone()
+        cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{timeout_ms}ms"])
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_lock_id(key)])
+        # Only this wait is bounded, not dj-stripe's own row locks after it.
+        cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous])
+
+
+def _api_key(trigger: WebhookEventTrigger) -> str:
+    account = trigger.stripe_trigger_account
+    endpoint = trigger.webhook_endpoint
+    livemode = bool(endpoint.livemode) if endpoint else bool(trigger.json_body.get("livemode"))
+    return (account.default_api_key if account else None) or (
+        djstripe_settings.get_default_api_key(livemode)
+    )
+
+
+def delivery_process(delivery_id: int) -> str:
+    """Process one delivery (the worker's task). Returns what happened: "processed",
+    "done already", "not due", "retry", "failed" or "gave up"."""
+    delivery = (
+        WebhookDelivery.objects.select_related(
+            "trigger__webhook_endpoint", "trigger__stripe_trigger_account"
+        )
+        .filter(pk=delivery_id)
+        .first()
+    )
+    if delivery is None or delivery.state != WebhookDelivery.State.PENDING:
+        return "done already"
+    if delivery.next_attempt_at and delivery.next_attempt_at > timezone.now():
+        return "not due"  # a retry is planned; its own task runs it then
+    try:
+        with transaction.atomic():
+            customer_lock(delivery.customer_key)
+            # Under the lock: another worker may have processed it while this one waited.
+            current = (
+                WebhookDelivery.objects.select_for_update()
+                .filter(pk=delivery.pk, state=WebhookDelivery.State.PENDING)
+                .values_list("reprocess", flat=True)
+                .first()
+            )
+            if current is None:
+                return "done already"
+            _event_process(delivery, reprocess=bool(current))
+            WebhookDelivery.objects.filter(pk=delivery.pk).update(
+                state=WebhookDelivery.State.PROCESSED,
+                processed_at=timezone.now(),
+                next_attempt_at=None,
+                reprocess=False,
+            )
+    except Exception as exc:  # noqa: BLE001 - every failure is recorded and decided below
+        return _failed(delivery.pk, exc)
+    logger.info("Stripe event %s (%s) processed", delivery.event_id, delivery.event_type)
+    return "processed"
+
+
+def _event_process(delivery: WebhookDelivery, *, reprocess: bool) -> None:
+    trigger = delivery.trigger
+    if trigger is None:
+        raise PermanentFailure("The delivery's body is gone (its WebhookEventTrigger was deleted).")
+    stored = Event.objects.filter(id=delivery.event_id).first() if reprocess else None
+    if stored is not None:
+        # "Process again" of a stored event: dj-stripe's handlers re-read the object from
+        # Stripe and sync it; ours then decide again. Both are safe to run twice.
+        stored.invoke_webhook_handlers()
+        trigger.event = stored
+    else:
+        trigger.process(save=False, api_key=_api_key(trigger))
+    trigger.processed = True
+    trigger.exception = ""
+    trigger.traceback = ""
+    trigger.save(update_fields=["event", "processed", "exception", "traceback", "updated"])
+
+
+def failure_permanent(exc: BaseException) -> bool:
+    """Whether processing failed for good: the object is gone at Stripe, or we said so.
+    Anything else may pass later (Stripe back, a lock free, a fix deployed) and is
+    retried for as long as Stripe would have retried it."""
+    if isinstance(exc, PermanentFailure):
+        return True
+    return isinstance(exc, stripe.InvalidRequestError) and exc.code == "resource_missing"
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Exponential backoff after the `attempts`-th failure, with jitter (±20 %) so a
+    backlog retried after an outage does not come back all at once."""
+    base = min(RETRY_FIRST * (2 ** max(attempts - 1, 0)), RETRY_MAX)
+    return base * random.uniform(0.8, 1.2)
+
+
+def _failed(delivery_id: int, exc: Exception) -> str:
+    from billing.tasks import webhook_process
+
+    now = timezone.now()
+    error = f"{type(exc).__name__}: {exc}"[:2000]
+    lock_timeout = isinstance(exc, OperationalError) and "lock timeout" in str(exc)
+    with transaction.atomic():
+        delivery = WebhookDelivery.objects.select_for_update().filter(pk=delivery_id).first()
+        if delivery is None or delivery.state != WebhookDelivery.State.PENDING:
+            return "done already"
+        delivery.attempts += 1
+        delivery.last_error = error
+        if failure_permanent(exc):
+            delivery.state = WebhookDelivery.State.FAILED
+            outcome = "failed"
+        elif now >= (delivery.retry_until or delivery.received_at + RETRY_FOR):
+            delivery.state = WebhookDelivery.State.GAVE_UP
+            outcome = "gave up"
+        else:
+            outcome = "retry"
+            # Of two tasks failing for one delivery (a retry and a "process again"), the
+            # second finds the next attempt already planned and plans none.
+            if delivery.next_attempt_at is None or delivery.next_attempt_at <= now:
+                delivery.next_attempt_at = now + retry_delay(delivery.attempts)
+                webhook_process.using(run_after=delivery.next_attempt_at).enqueue(delivery.pk)
+        delivery.save()
+        if outcome != "retry":
+            _alert(delivery, permanent=outcome == "failed")
+    if outcome == "retry":
+        log = logger.info if lock_timeout else logger.warning
+        log(
+            "Stripe event %s (%s) attempt %s failed, retried at %s: %s",
+            delivery.event_id,
+            delivery.event_type,
+            delivery.attempts,
+            delivery.next_attempt_at,
+            error,
+            exc_info=not lock_timeout,
+        )
+    else:
+        logger.error(
+            "Stripe event %s (%s) not processed (%s): %s",
+            delivery.event_id,
+            delivery.event_type,
+            outcome,
+            error,
+            exc_info=exc,
+        )
+    return outcome
+
+
+def _alert(delivery: WebhookDelivery, *, permanent: bool) -> None:
+    why = (
+        "failed for good and is not retried"
+        if permanent
+        else f"was retried for {RETRY_FOR.days} days and never succeeded"
+    )
+    detail = (
+        f"{delivery.event_type} {why} ({delivery.attempts} attempts). Last error: "
+        f'{delivery.last_error} Fix the cause, then use "Process again" on the webhook '
+        "delivery."
+    )
+    alert, created = BillingAlert.objects.get_or_create(
+        kind=BillingAlert.Kind.WEBHOOK_FAILED,
+        stripe_id=delivery.event_id,
+        defaults={"detail": detail, "stripe_event_id": delivery.event_id},
+    )
+    if not created:
+        BillingAlert.objects.filter(pk=alert.pk).update(
+            detail=detail,
+            seen_count=F("seen_count") + 1,
+            last_seen_at=timezone.now(),
+            resolved=False,
+        )
+
+
+# --- Staff and operators ----------------------------------------------------------------
+
+
+def process_again(deliveries: Iterable[WebhookDelivery]) -> int:
+    """Queue deliveries to be processed (again) now: failed ones, those that gave up,
+    pending ones waiting for a retry, and processed ones (their handlers run again, which
+    re-reads Stripe). Returns how many were queued."""
+    from billing.tasks import webhook_process
+
+    queued = 0
+    with transaction.atomic():
+        for delivery in deliveries:
+            stored = delivery.state == WebhookDelivery.State.PROCESSED
+            WebhookDelivery.objects.filter(pk=delivery.pk).update(
+                state=WebhookDelivery.State.PENDING,
+                reprocess=stored or F("reprocess"),
+                next_attempt_at=None,
+                attempts=0 if delivery.state != WebhookDelivery.State.PENDING else F("attempts"),
+                retry_until=timezone.now() + RETRY_FOR,
+            )
+            webhook_process.enqueue(delivery.pk)
+            queued += 1
+    return queued
+
+
+def backlog() -> tuple[int, datetime | None]:
+    """How many deliveries wait to be processed, and when the oldest was received."""
+    pending = WebhookDelivery.objects.filter(state=WebhookDelivery.State.PENDING)
+    stats = pending.aggregate(oldest=Min("received_at"))
+    return pending.count(), stats["oldest"]
+
+
+def process_due(*, limit: int | None = None) -> int:
+    """Process, here and now, every pending delivery that is due (oldest first): what a
+    worker would do, for `manage.py billing_webhooks_process` and tests. Returns how
+    many were processed."""
+    now = timezone.now()
+    processed = 0
+    while True:
+        ids = list(
+            WebhookDelivery.objects.filter(state=WebhookDelivery.State.PENDING)
+            .exclude(next_attempt_at__gt=now)
+            .order_by("received_at", "pk")
+            .values_list("pk", flat=True)[:100]
+        )
+        progressed = False
+        for pk in ids:
+            outcome = delivery_process(pk)
+            if outcome == "processed":
+                processed += 1
+                progressed = True
+            if limit is not None and processed >= limit:
+                return processed
+        if not progressed:
+            return processed

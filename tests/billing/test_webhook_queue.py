@@ -1,0 +1,219 @@
+"""The webhook endpoint acknowledges; the worker processes (billing/webhook_queue.py)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import stripe
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
+from djstripe.models import Event, WebhookEventTrigger
+
+from billing import webhook_queue
+from billing.models import BillingAlert, PlanChange, WebhookDelivery
+from billing.webhook_queue import delivery_process, process_again, process_due
+from tests.billing import stripe_fakes as sf
+
+pytestmark = pytest.mark.django_db
+
+TASK = "billing.tasks.webhook_process"
+
+
+@pytest.fixture
+def created(fake_stripe, catalog, payer) -> dict:
+    """customer.subscription.created for a FlowKit subscription Stripe knows."""
+    sub = sf.subscription(cus=payer, prc=catalog["flowkit_monthly"])
+    fake_stripe.add(sub)
+    return sf.event("customer.subscription.created", sub)
+
+
+def _tasks() -> list[DBTaskResult]:
+    return list(DBTaskResult.objects.filter(task_path=TASK).order_by("enqueued_at"))
+
+
+def test_the_endpoint_stores_and_queues_and_calls_no_one(deliver, created, fake_stripe, customer):
+    fake_stripe.calls.clear()
+
+    response = deliver(created, process=False)
+
+    assert response.status_code == 200
+    delivery = WebhookDelivery.objects.get()
+    assert (delivery.event_id, delivery.event_type, delivery.state) == (
+        created["id"],
+        "customer.subscription.created",
+        "pending",
+    )
+    assert delivery.customer_key == created["data"]["object"]["customer"]
+    assert delivery.trigger.valid and delivery.trigger.body
+    assert [t.args_kwargs["args"] for t in _tasks()] == [[delivery.pk]]
+    # No Stripe call, nothing processed: the plan waits for the worker.
+    assert fake_stripe.calls == []
+    assert not Event.objects.exists()
+    customer.refresh_from_db()
+    assert customer.plan == "starter"
+
+    assert process_due() == 1
+    customer.refresh_from_db()
+    assert customer.plan == "flowkit"
+    delivery.refresh_from_db()
+    assert delivery.state == "processed" and delivery.processed_at is not None
+    assert delivery.trigger.processed and delivery.trigger.event_id == created["id"]
+
+
+def test_the_acknowledgement_is_a_handful_of_statements(deliver, created):
+    with CaptureQueriesContext(connection) as queries:
+        assert deliver(created, process=False).status_code == 200
+
+    # The endpoint, the duplicate check, the trigger, the delivery, the task (and the
+    # transaction around the last four: here a savepoint in the test's transaction).
+    sql = [q["sql"] for q in queries.captured_queries]
+    assert len(sql) <= 7, "\n".join(sql)
+    assert not any("djstripe_event" in s or "accounts_user" in s for s in sql)
+
+
+def test_a_duplicate_delivery_is_counted_and_processed_once(deliver, created, customer):
+    for _ in range(3):
+        assert deliver(created, process=False).status_code == 200
+
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.deliveries == 3
+    assert len(_tasks()) == 1
+    assert WebhookEventTrigger.objects.count() == 1
+    assert process_due() == 1
+    assert deliver(created).status_code == 200  # after processing: still once
+    assert PlanChange.objects.count() == 1
+    assert WebhookDelivery.objects.get().deliveries == 4
+
+
+def test_a_failure_to_queue_stores_nothing_so_stripe_retries(client, deliver, created, monkeypatch):
+    class Broken:
+        def enqueue(self, *args: object) -> None:
+            raise RuntimeError("task table unavailable")
+
+    monkeypatch.setattr("billing.tasks.webhook_process", Broken())
+    client.raise_request_exception = False
+
+    assert deliver(created, process=False).status_code == 500
+    assert not WebhookDelivery.objects.exists()
+    assert not WebhookEventTrigger.objects.exists()
+
+
+def test_stripe_down_is_retried_with_growing_waits_then_processed(
+    deliver, created, fake_stripe, customer
+):
+    fake_stripe.fail = stripe.APIError("Stripe is down")
+    deliver(created)  # acknowledged, and the worker's first attempt fails
+
+    delivery = WebhookDelivery.objects.get()
+    assert (delivery.state, delivery.attempts) == ("pending", 1)
+    assert "Stripe is down" in delivery.last_error
+    first_wait = delivery.next_attempt_at - timezone.now()
+    assert timedelta(seconds=3) < first_wait <= timedelta(seconds=6)
+    retry = _tasks()[-1]
+    assert (
+        retry.args_kwargs["args"] == [delivery.pk] and retry.run_after == delivery.next_attempt_at
+    )
+    # Not due yet: the queue's own task for it (or a drain) leaves it alone.
+    assert delivery_process(delivery.pk) == "not due"
+
+    WebhookDelivery.objects.update(next_attempt_at=timezone.now())
+    assert delivery_process(delivery.pk) == "retry"
+    delivery.refresh_from_db()
+    assert delivery.attempts == 2
+    assert delivery.next_attempt_at - timezone.now() > first_wait  # doubled (±20 %)
+
+    fake_stripe.fail = None
+    WebhookDelivery.objects.update(next_attempt_at=timezone.now())
+    assert delivery_process(delivery.pk) == "processed"
+    customer.refresh_from_db()
+    assert customer.plan == "flowkit"
+    assert PlanChange.objects.count() == 1
+    assert not BillingAlert.objects.exists()
+
+
+def test_the_backoff_doubles_to_an_hour_at_most() -> None:
+    waits = [webhook_queue.retry_delay(n) for n in (1, 2, 3, 10, 40)]
+    assert timedelta(seconds=4) <= waits[0] <= timedelta(seconds=6)
+    assert timedelta(seconds=8) <= waits[1] <= timedelta(seconds=12)
+    assert timedelta(seconds=16) <= waits[2] <= timedelta(seconds=24)
+    assert waits[3] > timedelta(minutes=30)
+    assert waits[4] <= timedelta(hours=1.2)
+
+
+def test_an_object_deleted_at_stripe_is_an_alert_and_not_retried(deliver, catalog, customer):
+    # A subscription of a customer Stripe no longer knows: its re-read is a 404.
+    gone = sf.customer(email=customer.email)
+    sub = sf.subscription(cus=gone, prc=catalog["flowkit_monthly"])  # never added
+    event = sf.event("customer.subscription.updated", sub)
+
+    assert deliver(event).status_code == 200
+
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.state == "failed" and delivery.attempts == 1
+    assert "No such" in delivery.last_error
+    alert = BillingAlert.objects.get(kind=BillingAlert.Kind.WEBHOOK_FAILED)
+    assert alert.stripe_event_id == event["id"]
+    assert "not retried" in alert.detail
+    assert len(_tasks()) == 1  # the first, no retry
+
+
+def test_after_three_days_of_failures_it_gives_up_with_an_alert(deliver, created, fake_stripe):
+    fake_stripe.fail = stripe.APIError("Stripe is down")
+    deliver(created)
+    WebhookDelivery.objects.update(
+        next_attempt_at=timezone.now(), retry_until=timezone.now() - timedelta(seconds=1)
+    )
+
+    assert delivery_process(WebhookDelivery.objects.get().pk) == "gave up"
+
+    assert WebhookDelivery.objects.get().state == "gave_up"
+    assert "three days" in BillingAlert.objects.get(kind="webhook_failed").detail.replace(
+        "3 days", "three days"
+    )
+
+
+def test_process_again_runs_a_failed_delivery_once_fixed(deliver, created, fake_stripe, customer):
+    fake_stripe.fail = stripe.APIError("Stripe is down")
+    deliver(created)
+    WebhookDelivery.objects.update(
+        next_attempt_at=timezone.now(), retry_until=timezone.now() - timedelta(seconds=1)
+    )
+    delivery_process(WebhookDelivery.objects.get().pk)
+    fake_stripe.fail = None
+
+    assert process_again(WebhookDelivery.objects.all()) == 1
+    delivery = WebhookDelivery.objects.get()
+    assert (delivery.state, delivery.attempts, delivery.next_attempt_at) == ("pending", 0, None)
+    assert delivery.retry_until > timezone.now() + timedelta(days=2)
+    assert process_due() == 1
+    customer.refresh_from_db()
+    assert customer.plan == "flowkit"
+
+
+def test_process_again_of_a_processed_event_syncs_and_decides_again(
+    deliver, created, fake_stripe, customer
+):
+    deliver(created)
+    customer.refresh_from_db()
+    assert customer.plan == "flowkit"
+    # Stripe's subscription changed, and the webhook saying so was lost.
+    fake_stripe.objects[created["data"]["object"]["id"]]["status"] = "canceled"
+
+    process_again(WebhookDelivery.objects.all())
+    assert process_due() == 1
+
+    customer.refresh_from_db()
+    assert customer.plan == "starter"
+    assert WebhookDelivery.objects.get().reprocess is False
+    assert Event.objects.count() == 1
+
+
+def test_a_processed_delivery_is_left_alone_by_a_second_task(deliver, created, fake_stripe):
+    deliver(created)
+    fake_stripe.calls.clear()
+
+    assert delivery_process(WebhookDelivery.objects.get().pk) == "done already"
+    assert fake_stripe.calls == []
