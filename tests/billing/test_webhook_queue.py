@@ -217,3 +217,26 @@ def test_a_processed_delivery_is_left_alone_by_a_second_task(deliver, created, f
 
     assert delivery_process(WebhookDelivery.objects.get().pk) == "done already"
     assert fake_stripe.calls == []
+
+
+def test_the_success_page_makes_the_plan_live_while_the_queue_is_behind(
+    client, deliver, fake_stripe, catalog, payer, customer
+):
+    sub = sf.subscription(cus=payer, prc=catalog["flowkit_monthly"])
+    session = sf.session(cus=payer, mode="subscription", user_id=customer.pk, sub=sub)
+    session["metadata"]["plan"] = "flowkit"
+    fake_stripe.add(sub, session)
+    assert (
+        deliver(sf.event("checkout.session.completed", session), process=False).status_code == 200
+    )
+    assert WebhookDelivery.objects.get().state == "pending"  # no worker has run yet
+
+    client.force_login(customer)
+    page = client.get(f"/billing/success/?session_id={session['id']}").content.decode()
+
+    assert "Your FlowKit plan is live" in page
+    customer.refresh_from_db()
+    assert customer.plan == "flowkit"
+    # The worker catches up: the same checkout, no second change and no second welcome.
+    assert process_due() == 1
+    assert PlanChange.objects.count() == 1
