@@ -375,6 +375,33 @@ def process_again(deliveries: Iterable[WebhookDelivery]) -> int:
     return queued
 
 
+def failed_tasks_requeue(*, now: datetime | None = None) -> int:
+    """Queue again the processing tasks that failed outright, for the worker's recovery
+    (smartflow/workers.py). `delivery_process` records every failure of the processing
+    itself; a task fails only when that record could not be written either (the
+    database went away mid-way), which leaves its delivery pending with no retry
+    planned. Run again, a task whose delivery is done returns "done already"."""
+    from django_tasks import TaskResultStatus
+    from django_tasks_db.models import DBTaskResult
+
+    now = now or timezone.now()
+    requeued = DBTaskResult.objects.filter(
+        status=TaskResultStatus.FAILED,
+        task_path="billing.tasks.webhook_process",
+        finished_at__gte=now - RETRY_FOR,
+    ).update(
+        status=TaskResultStatus.READY,
+        started_at=None,
+        finished_at=None,
+        run_after=now + RETRY_FIRST,
+        exception_class_path="",
+        traceback="",
+    )
+    if requeued:
+        logger.warning("%s webhook processing tasks had failed outright: queued again", requeued)
+    return requeued
+
+
 def backlog() -> tuple[int, datetime | None]:
     """How many deliveries wait to be processed, and when the oldest was received."""
     pending = WebhookDelivery.objects.filter(state=WebhookDelivery.State.PENDING)

@@ -99,9 +99,11 @@ def orphans_requeue(*, now: datetime | None = None) -> list[str]:
 
 def recover(*, now: datetime | None = None) -> list[str]:
     """Everything a worker does about dead workers, once."""
+    from billing.webhook_queue import failed_tasks_requeue
     from onboarding.outbox import onboarding_outbox_sweep
 
     requeued = orphans_requeue(now=now)
+    failed_tasks_requeue(now=now)
     onboarding_outbox_sweep()
     return requeued
 

@@ -240,3 +240,37 @@ def test_the_success_page_makes_the_plan_live_while_the_queue_is_behind(
     # The worker catches up: the same checkout, no second change and no second welcome.
     assert process_due() == 1
     assert PlanChange.objects.count() == 1
+
+
+def test_a_task_that_failed_outright_is_queued_again_by_the_recovery(
+    deliver, created, monkeypatch, customer
+):
+    from django_tasks import TaskResultStatus
+
+    from smartflow.workers import recover
+
+    deliver(created, process=False)
+    [task] = _tasks()
+    delivery = WebhookDelivery.objects.get()
+
+    # The database went away while the failure was being recorded: the task fails.
+    def database_gone(*args: object) -> str:
+        raise webhook_queue.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(webhook_queue, "_failed", database_gone)
+    monkeypatch.setattr(webhook_queue, "_event_process", database_gone)
+    with pytest.raises(webhook_queue.OperationalError):
+        delivery_process(delivery.pk)
+    DBTaskResult.objects.filter(pk=task.pk).update(
+        status=TaskResultStatus.FAILED, finished_at=timezone.now()
+    )
+    monkeypatch.undo()
+
+    recover(now=timezone.now())
+
+    task.refresh_from_db()
+    assert task.status == TaskResultStatus.READY
+    assert WebhookDelivery.objects.get().state == "pending"
+    assert delivery_process(delivery.pk) == "processed"
+    customer.refresh_from_db()
+    assert customer.plan == "flowkit"
