@@ -7,22 +7,35 @@ Plans are changed from the user page (accounts/admin.py) through billing.overrid
 
 from __future__ import annotations
 
+import json
+from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
 
 from django.apps import apps
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
-from django.urls import URLPattern, path
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.defaultfilters import truncatechars
+from django.urls import URLPattern, path, reverse
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
+from django.views.decorators.http import require_POST
 from djstripe.admin import admin as djstripe_admin  # noqa: F401  (registers dj-stripe's first)
 from djstripe.models import APIKey, Invoice, WebhookEndpoint
 
-from billing.models import BillingAlert, OneOffPurchase, PlanChange, PlanOverride
+from billing.models import (
+    BillingAlert,
+    OneOffPurchase,
+    PlanChange,
+    PlanOverride,
+    WebhookDelivery,
+)
 from billing.templatetags.billing import money
+from billing.webhook_queue import process_again
 
 
 class _ReadOnlyAdmin(admin.ModelAdmin):
@@ -91,6 +104,138 @@ class BillingAlertAdmin(admin.ModelAdmin):
     @admin.action(description="Mark selected alerts resolved", permissions=["change"])
     def resolve(self, request: HttpRequest, queryset: QuerySet[BillingAlert]) -> None:
         self.message_user(request, f"{queryset.update(resolved=True)} alerts resolved.")
+
+
+# --- Webhook deliveries -----------------------------------------------------------------
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(_ReadOnlyAdmin):
+    """Stripe's deliveries and where their processing stands (billing/webhook_queue.py).
+
+    Nobody adds or edits a row: the endpoint and the workers write them. Staff with
+    `billing.process_again` queue one or many again (after fixing what made them fail, or
+    to re-read Stripe for a processed one), from the list or the detail page; each
+    request is written to the row's History.
+    """
+
+    list_display = (
+        "event_type",
+        "event_id",
+        "customer_key_display",
+        "state",
+        "deliveries",
+        "attempts",
+        "received_at",
+        "next_attempt_at",
+        "processed_at",
+        "short_error",
+    )
+    list_filter = ("state", "event_type")
+    search_fields = ("event_id", "customer_key")
+    ordering = ("-received_at", "-pk")
+    fields = readonly_fields = (
+        "event_id",
+        "event_type",
+        "livemode",
+        "customer_key",
+        "state",
+        "deliveries",
+        "attempts",
+        "received_at",
+        "last_delivered_at",
+        "next_attempt_at",
+        "retry_until",
+        "processed_at",
+        "last_error",
+        "alerts",
+        "body",
+    )
+    actions = ["process_again_action"]
+
+    def has_process_again_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # A custom permission (billing/migrations/0006): "view" alone only reads.
+        return request.user.has_perm("billing.process_again")
+
+    @admin.display(description="Stripe customer", ordering="customer_key")
+    def customer_key_display(self, obj: WebhookDelivery) -> str:
+        return obj.customer_key
+
+    @admin.display(description="last error")
+    def short_error(self, obj: WebhookDelivery) -> str:
+        return truncatechars(obj.last_error, 60)
+
+    @admin.display(description="body (as Stripe sent it)")
+    def body(self, obj: WebhookDelivery) -> str:  # safe HTML
+        raw = obj.trigger.body if obj.trigger else ""
+        if not raw:
+            return "— (the stored body is gone)"
+        with suppress(ValueError):  # not JSON: shown as stored
+            raw = json.dumps(json.loads(raw), indent=2, ensure_ascii=False)
+        return format_html('<pre class="webhook-body">{}</pre>', raw)
+
+    @admin.display(description="billing alerts")
+    def alerts(self, obj: WebhookDelivery) -> str:  # safe HTML
+        found = list(BillingAlert.objects.filter(stripe_event_id=obj.event_id).order_by("pk"))
+        if not found:
+            return "—"
+        return format_html_join(
+            ", ",
+            '<a href="{}">{}</a>',
+            ((reverse("admin:billing_billingalert_change", args=[a.pk]), str(a)) for a in found),
+        )
+
+    @admin.action(description="Process again", permissions=["process_again"])
+    def process_again_action(
+        self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]
+    ) -> None:
+        deliveries = list(queryset)
+        queued = process_again(deliveries)
+        for delivery in deliveries:
+            self.log_change(request, delivery, _process_again_message(delivery))
+        self.message_user(request, f"{queued} webhook deliveries queued to be processed again.")
+
+    def get_urls(self) -> list[URLPattern]:
+        return [
+            path(
+                "<path:object_id>/process-again/",
+                self.admin_site.admin_view(self.process_again_view),
+                name="billing_webhookdelivery_process_again",
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        extra_context = {
+            **(extra_context or {}),
+            "can_process_again": self.has_process_again_permission(request),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @method_decorator(require_POST)
+    def process_again_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        # admin_view (get_urls) has checked staff and CSRF; the permission is checked here.
+        if not self.has_process_again_permission(request):
+            raise PermissionDenied
+        delivery = self.get_object(request, unquote(object_id))
+        if delivery is None:
+            raise Http404("No such webhook delivery.")
+        process_again([delivery])
+        self.log_change(request, delivery, _process_again_message(delivery))
+        self.message_user(request, f"{delivery.event_id} queued to be processed again.")
+        return HttpResponseRedirect(
+            reverse("admin:billing_webhookdelivery_change", args=[delivery.pk])
+        )
+
+
+def _process_again_message(delivery: WebhookDelivery) -> str:
+    return f"Process again (was: {delivery.get_state_display()})"
 
 
 # --- dj-stripe --------------------------------------------------------------------------

@@ -14,12 +14,14 @@ from tests.billing.conftest import catalog, deliver, endpoint, fake_stripe, paye
 from tests.conftest import PASSWORD
 
 _roles = importlib.import_module("accounts.migrations.0003_backoffice_roles")
+_delivery_perms = importlib.import_module("billing.migrations.0006_webhookdelivery_process_again")
 
 
 @pytest.fixture
 def roles(db) -> None:
-    """The groups the data migration creates (tests run with --nomigrations too)."""
+    """The groups the data migrations create (tests run with --nomigrations too)."""
     _roles.roles_create(apps, None)
+    _delivery_perms.permissions_grant(apps, None)
 
 
 def _member(email: str, group: str) -> User:
