@@ -3,7 +3,7 @@ change lists that survive filter values they cannot apply (`ChangeListFallback`,
 to every ModelAdmin registered on the site: ours, dj-stripe's and the other apps').
 
 Each part of the panel is shown only to staff allowed to view what it summarises, and
-costs one or two queries whatever the number of rows.
+costs one to three queries whatever the number of rows.
 """
 
 from __future__ import annotations
@@ -145,6 +145,27 @@ def _background_work() -> dict[str, Any]:
     }
 
 
+def _webhook_backlog() -> dict[str, Any]:
+    """Stripe deliveries waiting for a worker, the oldest one's age, and those that
+    failed or gave up (billing/webhook_queue.py): three queries."""
+    from django.utils import timezone
+
+    from billing.models import WebhookDelivery
+    from billing.webhook_queue import backlog
+
+    pending, oldest = backlog()
+    stuck = WebhookDelivery.State.FAILED, WebhookDelivery.State.GAVE_UP
+    failed = WebhookDelivery.objects.filter(state__in=stuck).count()
+    changelist = "admin:billing_webhookdelivery_changelist"
+    return {
+        "pending": pending,
+        "oldest_age": _age((timezone.now() - oldest).total_seconds()) if oldest else None,
+        "pending_url": _url(changelist, "?state__exact=pending"),
+        "failed": failed,
+        "failed_url": _url(changelist, f"?state__in={','.join(stuck)}"),
+    }
+
+
 def _age(seconds: float) -> str:
     seconds = int(seconds)
     if seconds < 120:
@@ -183,6 +204,8 @@ def panel_data(request: HttpRequest) -> dict[str, Any]:
         ]
     if user.has_perm("smartflow.view_workerheartbeat"):
         panel["work"] = _background_work()
+    if user.has_perm("billing.view_webhookdelivery"):
+        panel["webhooks"] = _webhook_backlog()
     if user.has_perm("billing.view_planchange"):
         panel["plan_changes"] = list(PlanChange.objects.select_related("user", "actor")[:RECENT])
     if user.has_perm("onboarding.view_onboardingmessage"):

@@ -33,7 +33,8 @@ def test_the_index_shows_users_per_plan_mrr_and_what_needs_attention(
     )  # fmt: skip
     client.force_login(staff_user)
 
-    with django_assert_max_num_queries(20):
+    # 20, and three for the Stripe webhook backlog (Background work).
+    with django_assert_max_num_queries(23):
         response = client.get("/admin/")
 
     panel = response.context["backoffice"]
@@ -73,3 +74,42 @@ def test_mrr_is_monthly_normalised_and_counts_quantity():
     )
 
     assert total == {"gbp": Decimal("98") + Decimal("100") + Decimal("10")}
+
+
+def _delivery(n: int, state: str) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from billing.models import WebhookDelivery
+
+    WebhookDelivery.objects.create(
+        event_id=f"evt_{state}_{n}",
+        event_type="invoice.paid",
+        state=state,
+        received_at=timezone.now() - timedelta(minutes=n + 3),
+    )
+
+
+def test_background_work_shows_the_webhook_backlog_and_links_the_failures(client, billing_admin):
+    for n, state in enumerate(["pending", "pending", "failed", "gave_up", "processed"]):
+        _delivery(n, state)
+    client.force_login(billing_admin)
+
+    page = client.get("/admin/").content.decode()
+
+    assert '<td id="webhook-backlog">2, oldest received 4 min ago</td>' in page
+    assert '<strong class="errornote">2</strong>' in page
+    failures = "/admin/billing/webhookdelivery/?state__in=failed,gave_up"
+    assert f'href="{failures}"' in page
+    listed = client.get(failures).context["cl"]
+    assert sorted(d.state for d in listed.result_list) == ["failed", "gave_up"]
+
+
+def test_staff_who_may_not_view_deliveries_see_no_webhook_backlog(client, support_user):
+    _delivery(0, "failed")
+    client.force_login(support_user)
+
+    page = client.get("/admin/").content.decode()
+
+    assert "webhook-backlog" not in page and "webhook-failed" not in page
