@@ -1,0 +1,197 @@
+"""Queued Stripe webhooks (billing/webhook_queue.py) under concurrency and outages: the
+endpoint only acknowledges, workers (django-tasks-db's, in threads: they share the fake
+Stripe with the test) process each delivery once, under the customer's lock.
+
+PostgreSQL only where transactions must overlap (the `postgresql` fixture); the outage
+test runs on SQLite too.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import stripe
+from django.core import mail
+from django.db import connection, transaction
+from django.utils import timezone
+from django_tasks_db.management.commands.db_worker import Worker
+from djstripe.models import Event, WebhookEventTrigger
+
+from accounts.models import User
+from billing import webhook_queue
+from billing.models import PlanChange, WebhookDelivery
+from onboarding.models import OnboardingMessage
+from tests.billing import stripe_fakes as sf
+from tests.reliability.conftest import post_signed, together
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+Pending = WebhookDelivery.State.PENDING
+
+
+@contextmanager
+def workers(count: int) -> Iterator[list[Worker]]:
+    """`count` real django-tasks-db workers, each in its own thread and connection."""
+    started = [
+        Worker(
+            queue_names=["*"],
+            interval=0.05,
+            batch=False,
+            backend_name="default",
+            startup_delay=False,
+            max_tasks=None,
+            worker_id=f"test-worker-{n}",
+            excluded_queue_names=[],
+        )
+        for n in range(count)
+    ]
+
+    def run(worker: Worker) -> None:
+        try:
+            worker.run()
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(w,), daemon=True) for w in started]
+    for thread in threads:
+        thread.start()
+    try:
+        yield started
+    finally:
+        for worker in started:
+            worker.running = False
+        for thread in threads:
+            thread.join(timeout=60)
+
+
+def _until(condition: Callable[[], Any], what: str, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.05)
+
+
+def _checkout(fake_stripe: sf.FakeStripe, catalog: dict[str, Any], number: int) -> tuple:
+    plan = ("flowkit", "launchpack")[number % 2]
+    user = User.objects.create_user(f"buyer{number}@example.com")
+    cus = sf.customer(email=user.email, metadata={"djstripe_subscriber": str(user.pk)})
+    sub = sf.subscription(cus=cus, prc=catalog[f"{plan}_monthly"])
+    session = sf.session(cus=cus, mode="subscription", user_id=user.pk, sub=sub)
+    fake_stripe.add(cus, sub, session)
+    return user, plan, sf.event("checkout.session.completed", session)
+
+
+def test_fifty_simultaneous_duplicates_are_acknowledged_and_processed_once_by_four_workers(
+    postgresql, webhook_url, fake_stripe, catalog, payer, customer
+):
+    sub = sf.subscription(cus=payer, prc=catalog["flowkit_monthly"])
+    session = sf.session(cus=payer, mode="subscription", user_id=customer.pk, sub=sub)
+    fake_stripe.add(sub, session)
+    event = sf.event("checkout.session.completed", session)
+
+    with workers(4):
+        statuses = together(50, lambda _: post_signed(webhook_url, event))
+        _until(
+            lambda: OnboardingMessage.objects.filter(user=customer, status="sent").exists(),
+            "the delivery is processed and the welcome sent",
+        )
+
+    assert statuses == [200] * 50
+    [delivery] = WebhookDelivery.objects.all()
+    assert (delivery.event_id, delivery.deliveries) == (event["id"], 50)
+    assert (delivery.state, delivery.attempts) == (WebhookDelivery.State.PROCESSED, 0)
+    # One body stored, one event, one plan change, one message, one email.
+    assert WebhookEventTrigger.objects.count() == 1
+    assert Event.objects.filter(id=event["id"]).count() == 1
+    customer.refresh_from_db()
+    assert customer.plan == "flowkit"
+    assert PlanChange.objects.filter(user=customer).count() == 1
+    assert OnboardingMessage.objects.filter(user=customer, channel="email").count() == 1
+    assert [m.to for m in mail.outbox] == [[customer.email]]
+
+
+def test_a_delivery_whose_customer_is_locked_too_long_is_rescheduled_then_processed(
+    postgresql, deliver, fake_stripe, catalog, monkeypatch
+):
+    """Another worker holds the customer's lock longer than LOCK_TIMEOUT: the delivery
+    goes back to the queue with a retry planned instead of waiting for ever."""
+    monkeypatch.setattr(webhook_queue, "LOCK_TIMEOUT", timedelta(milliseconds=200))
+    user, plan, event = _checkout(fake_stripe, catalog, 1)
+    assert deliver(event, process=False).status_code == 200
+    delivery = WebhookDelivery.objects.get(event_id=event["id"])
+    outcome: list[str] = []
+
+    with transaction.atomic():  # the test's connection stands for the other worker
+        webhook_queue.customer_lock(delivery.customer_key)
+        worker = threading.Thread(
+            target=lambda: (
+                outcome.append(webhook_queue.delivery_process(delivery.pk)),
+                connection.close(),
+            ),
+            daemon=True,
+        )
+        worker.start()
+        worker.join(timeout=30)
+        assert not worker.is_alive(), "the worker waited for the lock beyond LOCK_TIMEOUT"
+
+    assert outcome == ["retry"]
+    delivery.refresh_from_db()
+    assert (delivery.state, delivery.attempts) == (Pending, 1)
+    assert delivery.next_attempt_at is not None and delivery.next_attempt_at > timezone.now()
+    assert "lock timeout" in delivery.last_error
+    user.refresh_from_db()
+    assert user.plan == "starter"
+
+    # The retry comes due: processed, once.
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())
+    assert webhook_queue.delivery_process(delivery.pk) == "processed"
+    user.refresh_from_db()
+    assert user.plan == plan
+    assert PlanChange.objects.filter(user=user).count() == 1
+
+
+def _retries_due() -> None:
+    WebhookDelivery.objects.filter(state=Pending).update(next_attempt_at=timezone.now())
+
+
+def test_stripe_unreachable_then_back_every_event_processed_once(deliver, fake_stripe, catalog):
+    """Stripe answers 500 for a while: every delivery is acknowledged, retried with a
+    growing backoff, and processed once when Stripe is back; nothing lost, nothing
+    twice, Stripe's redeliveries meanwhile included."""
+    bought = [_checkout(fake_stripe, catalog, n) for n in range(4)]
+    fake_stripe.fail = stripe.APIConnectionError("Stripe is unreachable")
+
+    for _, _, event in bought:
+        assert deliver(event).status_code == 200  # acknowledged; processing fails
+    first = {d.pk: d.next_attempt_at for d in WebhookDelivery.objects.all()}
+    assert [(d.state, d.attempts) for d in WebhookDelivery.objects.all()] == [(Pending, 1)] * 4
+    assert all(at is not None and at > timezone.now() for at in first.values())
+
+    _retries_due()
+    for _, _, event in bought:  # Stripe redelivers; the retry fails again
+        assert deliver(event).status_code == 200
+    second = {d.pk: d for d in WebhookDelivery.objects.all()}
+    assert all((d.state, d.attempts, d.deliveries) == (Pending, 2, 2) for d in second.values())
+    # Backoff: the second wait (10 s ± 20 %) is longer than the first (5 s ± 20 %).
+    assert all(d.next_attempt_at - timezone.now() > timedelta(seconds=7) for d in second.values())
+    assert PlanChange.objects.count() == 0
+
+    fake_stripe.fail = None
+    _retries_due()
+    assert webhook_queue.process_due() == 4
+    assert webhook_queue.process_due() == 0
+    for _, _, event in bought:  # a late redelivery changes nothing
+        assert deliver(event).status_code == 200
+
+    assert set(WebhookDelivery.objects.values_list("state", flat=True)) == {"processed"}
+    plans = {user.email: plan for user, plan, _ in bought}
+    assert dict(User.objects.filter(email__in=plans).values_list("email", "plan")) == plans
+    changes = PlanChange.objects.values_list("user__email", "new_plan")
+    assert sorted(changes) == sorted(plans.items())
+    assert OnboardingMessage.objects.filter(channel="email").count() == 4
