@@ -3,16 +3,18 @@
     .venv/bin/python bench/run.py [--database-url URL] [--out bench/RESULTS.md]
 
 PostgreSQL, gunicorn (2 sync workers, as in production), the task worker
-(`manage.py db_worker`) and the Stripe sandbox standing in for Stripe, with DEBUG off.
+(`manage.py worker`) and the Stripe sandbox standing in for Stripe, with DEBUG off.
 The database (default smartflow_bench) is dropped and created afresh; the dev and test
 databases are refused. Logs and working files go to bench/out/ (git-ignored). The load
 generator (bench/load.py) is a separate process on the same machine.
 
 Phases: reset and migrate; seed (crowd users with a plan history, new webhook customers
-paying in the sandbox); start the server; webhooks (Stripe answering at once), gating,
-admin; restart with the sandbox answering after 300 ms, webhooks again; stop; then
-reconcile_plans and its ceiling in fresh processes. Progress goes to stdout; the table
-goes to --out.
+paying in the sandbox, renewal customers for the storm); one customer's events
+acknowledged and processed in-process (statements, Stripe calls); start the server;
+webhook acknowledgement (Stripe answering at once), gating, admin; restart with the
+sandbox answering after 300 ms, acknowledgement again; the renewal storm with 4, 2 and 1
+workers; stop; then reconcile_plans and its ceiling in fresh processes. Progress goes to
+stdout; the table goes to --out.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import json
 import logging
 import os
 import platform
+import re
 import signal
 import socket
 import subprocess
@@ -46,6 +49,8 @@ DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/smartflow_bench"
 PROTECTED = {"smartflow", "smartflow_rel", "smartflow_test", "postgres", "template0", "template1"}
 HOST = "127.0.0.1"
 CONCURRENCY = 8
+STORM_CONCURRENCY = 16
+STORM_RENEWALS = 2  # invoice.paid deliveries per storm customer
 CEILING_EVENTS = 3000
 SLOW_STRIPE_MS = 300
 GUNICORN_WORKERS = 2
@@ -139,11 +144,12 @@ def manage(env: dict[str, str], *args: str) -> None:
 
 @dataclass
 class Server:
-    """gunicorn and the task worker, started together."""
+    """gunicorn and `workers` task workers (`manage.py worker`), started together."""
 
     env: dict[str, str]
     port: int
     name: str
+    workers: int = 1
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def start(self) -> None:
@@ -155,12 +161,8 @@ class Server:
             "--bind",
             f"{HOST}:{self.port}",
         ]
-        worker = [PY, "manage.py", "db_worker"]
-        for label, command in (("gunicorn", gunicorn), ("worker", worker)):
-            log = (OUT / f"{label}-{self.name}.log").open("ab")
-            self.processes.append(
-                subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=log)
-            )
+        self.processes.append(_spawn(gunicorn, self.env, f"gunicorn-{self.name}.log"))
+        self.workers_start(self.workers)
         deadline = time.monotonic() + 60
         while not self._answers():
             if any(p.poll() is not None for p in self.processes):
@@ -168,6 +170,21 @@ class Server:
             if time.monotonic() > deadline:
                 raise SystemExit("The server did not answer within 60 s.")
             time.sleep(0.2)
+
+    def workers_start(self, count: int) -> None:
+        for n in range(count):
+            command = [PY, "manage.py", "worker", "--worker-id", f"bench-{self.name}-{n}"]
+            self.processes.append(_spawn(command, self.env, f"worker-{self.name}.log"))
+
+    def workers_stop(self) -> None:
+        """Stop the task workers (each finishes its current task), not gunicorn."""
+        workers = self.processes[1:]
+        for process in workers:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in workers:
+            _reap(process)
+        del self.processes[1:]
 
     def _answers(self) -> bool:
         try:
@@ -181,17 +198,26 @@ class Server:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
         for process in self.processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            _reap(process)
         self.processes.clear()
 
 
+def _spawn(command: list[str], env: dict[str, str], log_name: str) -> subprocess.Popen[bytes]:
+    log = (OUT / log_name).open("ab")
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
+
+
+def _reap(process: subprocess.Popen[bytes]) -> None:
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @contextmanager
-def serving(env: dict[str, str], port: int, name: str) -> Iterator[Server]:
-    server = Server(env=env, port=port, name=name)
+def serving(env: dict[str, str], port: int, name: str, workers: int = 1) -> Iterator[Server]:
+    server = Server(env=env, port=port, name=name, workers=workers)
     try:
         server.start()
         yield server
@@ -322,8 +348,16 @@ def queries_per_page(email: str, paths: list[str]) -> dict[str, PageQueries]:
 @dataclass
 class EventProfile:
     type: str
-    # SQL statements by who sent them (see _Attribution).
+    # The acknowledgement (the endpoint's request): SQL statements by who sent them (see
+    # _Attribution), Stripe calls, time.
+    ack_queries: dict[str, int]
+    ack_stripe_calls: list[str]
+    ack_ms: float
+    # The processing in the worker (`delivery_process`).
     queries: dict[str, int]
+    # The worker's statements on dj-stripe's APIKey and Account tables: the lookups
+    # dj-stripe repeats for every object it syncs (billing/stripe_cache.py).
+    key_account_queries: int
     stripe_calls: list[str]
     ms: float
 
@@ -348,12 +382,16 @@ class _Attribution:
     TRANSACTION = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE SAVEPOINT")
     VENV, BENCH = str(ROOT / ".venv"), str(ROOT / "bench")
 
+    KEY_ACCOUNT = re.compile(r'(?:FROM|INTO|UPDATE)\s+"djstripe_(?:apikey|account)"', re.I)
+
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
+        self.key_account = 0
 
     def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
         who = self._who(sql)
         self.counts[who] = self.counts.get(who, 0) + 1
+        self.key_account += bool(self.KEY_ACCOUNT.search(sql))
         return execute(sql, params, many, context)
 
     def _who(self, sql: str) -> str:
@@ -372,13 +410,22 @@ class _Attribution:
         return "django"
 
 
-def webhook_profile(sequence: list[str], url_path: str, secret: str) -> list[EventProfile]:
-    """Deliver one new customer's events in-process, through dj-stripe's real endpoint:
-    the SQL statements and Stripe API calls each one costs."""
+def webhook_profile(
+    sequence: list[str], url_path: str, secret: str, *, cache: bool = True
+) -> list[EventProfile]:
+    """Deliver one new customer's events in-process through the real endpoint (which
+    acknowledges), then process each delivery as a worker does (`delivery_process`): the
+    SQL statements and Stripe API calls of each step. `cache=False` measures processing
+    without billing/stripe_cache.py's per-event Account cache (the "before")."""
+    from contextlib import nullcontext
+    from unittest import mock
+
     from django.db import connection
     from django.test import Client
 
     from bench.load import signature
+    from billing import webhook_queue
+    from billing.models import WebhookDelivery
 
     client_logger = logging.getLogger("stripe_sandbox.client")
     handler = _StripeCalls()
@@ -386,28 +433,44 @@ def webhook_profile(sequence: list[str], url_path: str, secret: str) -> list[Eve
     client_logger.addHandler(handler)
     client_logger.setLevel(logging.DEBUG)
     client_logger.propagate = False
+    uncached = mock.patch.object(webhook_queue, "account_cache", nullcontext)
     profiles = []
     try:
         client = Client()
         for text in sequence:
             payload = text.encode()
+            event = json.loads(text)
             handler.calls = []
-            attribution = _Attribution()
+            ack = _Attribution()
             started = time.perf_counter()
-            with connection.execute_wrapper(attribution):
+            with connection.execute_wrapper(ack):
                 response = client.post(
                     url_path,
                     data=payload,
                     content_type="application/json",
                     headers={"Stripe-Signature": signature(secret, payload, int(time.time()))},
                 )
-            ms = (time.perf_counter() - started) * 1000
+            ack_ms = (time.perf_counter() - started) * 1000
             if response.status_code != 200:
                 raise SystemExit(f"Profiled webhook answered {response.status_code}")
+            ack_calls = list(handler.calls)
+            delivery = WebhookDelivery.objects.get(event_id=event["id"])
+            handler.calls = []
+            work = _Attribution()
+            started = time.perf_counter()
+            with connection.execute_wrapper(work), nullcontext() if cache else uncached:
+                outcome = webhook_queue.delivery_process(delivery.pk)
+            ms = (time.perf_counter() - started) * 1000
+            if outcome != "processed":
+                raise SystemExit(f"Profiled delivery of {event['type']}: {outcome}")
             profiles.append(
                 EventProfile(
-                    type=json.loads(text)["type"],
-                    queries=attribution.counts,
+                    type=event["type"],
+                    ack_queries=ack.counts,
+                    ack_stripe_calls=ack_calls,
+                    ack_ms=ack_ms,
+                    queries=work.counts,
+                    key_account_queries=work.key_account,
                     stripe_calls=list(handler.calls),
                     ms=ms,
                 )
@@ -442,18 +505,113 @@ def phase_stats(since: datetime) -> dict[str, int]:
     """What the server and worker did since `since`, read from the database."""
     from djstripe.models import WebhookEventTrigger
 
+    from billing.models import WebhookDelivery
     from onboarding.models import OnboardingMessage
     from stripe_sandbox.models import Delivery
 
     triggers = WebhookEventTrigger.objects.filter(created__gte=since)
     deliveries = Delivery.objects.filter(created_at__gte=since)
+    received = WebhookDelivery.objects.filter(received_at__gte=since)
     return {
         "triggers": triggers.count(),
         "triggers_unprocessed": triggers.filter(processed=False).count(),
+        "webhook_deliveries": received.count(),
+        "webhook_deliveries_processed": received.filter(
+            state=WebhookDelivery.State.PROCESSED
+        ).count(),
         "worker_deliveries": deliveries.count(),
         "worker_deliveries_ok": deliveries.filter(state=Delivery.State.SUCCEEDED).count(),
         "onboarding_messages": OnboardingMessage.objects.filter(created_at__gte=since).count(),
     }
+
+
+def events_renamed(sequences: list[list[str]], tag: str) -> list[list[str]]:
+    """The same deliveries under new event ids (`<id>_<tag>`): each storm run's events are
+    new to the app and processed in full (dj-stripe re-reads the invoice by its own id)."""
+    renamed = []
+    for sequence in sequences:
+        events = [json.loads(text) for text in sequence]
+        for event in events:
+            event["id"] = f"{event['id']}_{tag}"
+        renamed.append([json.dumps(event, indent=2) for event in events])
+    return renamed
+
+
+def storm_wait(tag: str, total: int, deadline: float) -> None:
+    """Wait until the run's `total` deliveries are all out of pending, or `deadline`."""
+    from django.db import connection
+
+    from billing.models import WebhookDelivery
+
+    runs = WebhookDelivery.objects.filter(event_id__endswith=f"_{tag}")
+    while time.monotonic() < deadline:
+        done = runs.exclude(state=WebhookDelivery.State.PENDING).count()
+        if done >= total:
+            break
+        time.sleep(0.5)
+    connection.close()
+
+
+def storm_stats(tag: str, total: int) -> dict[str, Any]:
+    """What a storm run's deliveries became: states, the time from the first
+    acknowledgement to the last processing, and each one's acknowledgement-to-processed
+    time (WebhookDelivery.processed_at - received_at)."""
+    from django.db.models import Count
+
+    from bench.load import percentile
+    from billing.models import WebhookDelivery
+
+    runs = WebhookDelivery.objects.filter(event_id__endswith=f"_{tag}")
+    states = dict(runs.values_list("state").annotate(n=Count("pk")).values_list("state", "n"))
+    times = list(runs.values_list("received_at", "processed_at", "attempts"))
+    first = min((r for r, _, _ in times), default=None)
+    done = sorted(p for _, p, _ in times if p is not None)
+    waits = sorted((p - r).total_seconds() for r, p, _ in times if p is not None)
+    processed = len(done)
+    span = (done[-1] - first).total_seconds() if done and first else float("nan")
+    return {
+        "total": total,
+        "stored": len(times),
+        "states": states,
+        "processed": processed,
+        "retried": sum(1 for _, _, attempts in times if attempts),
+        "drained": processed == total,
+        # First acknowledgement to the last event processed (so far, if not drained).
+        "span_s": span,
+        "per_second": processed / span if processed and span == span and span > 0 else 0.0,
+        "wait_s": {
+            "p50": percentile(waits, 50),
+            "p99": percentile(waits, 99),
+            "max": waits[-1] if waits else float("nan"),
+        },
+    }
+
+
+def workers_ready(prefix: str, count: int, timeout: float = 90) -> None:
+    """Wait until `count` running workers whose id starts with `prefix` sent a heartbeat."""
+    from django.db import connection
+
+    from smartflow.models import WorkerHeartbeat
+
+    deadline = time.monotonic() + timeout
+    beating = WorkerHeartbeat.objects.filter(worker_id__startswith=prefix, stopped_at=None)
+    while beating.count() < count and time.monotonic() < deadline:
+        time.sleep(0.2)
+    connection.close()
+
+
+def tasks_drop() -> int:
+    """Drop the tasks a capped storm run left queued (its unprocessed deliveries stay
+    pending, with no task): the next run's workers must only do the next run's work."""
+    from django.db import connection
+    from django_tasks import TaskResultStatus
+    from django_tasks_db.models import DBTaskResult
+
+    dropped, _ = DBTaskResult.objects.filter(
+        status__in=[TaskResultStatus.READY, TaskResultStatus.RUNNING]
+    ).delete()
+    connection.close()
+    return dropped
 
 
 def log_problems(name: str) -> list[str]:
@@ -479,6 +637,10 @@ class Args:
     slow_webhook_customers: int
     gating_seconds: float
     admin_requests: int
+    storm_customers: int
+    storm_workers: str
+    storm_sample_s: float
+    storm_timeout_s: float
     port: int
 
 
@@ -500,6 +662,27 @@ def args_parse() -> Args:
     )
     parser.add_argument("--gating-seconds", type=float, default=10.0)
     parser.add_argument("--admin-requests", type=int, default=7, help="timed per admin page")
+    parser.add_argument(
+        "--storm-customers",
+        type=int,
+        default=1000,
+        help=f"renewal storm: customers, {STORM_RENEWALS} invoice.paid deliveries each",
+    )
+    parser.add_argument(
+        "--storm-workers",
+        default="4,2,1",
+        help="renewal storm: worker counts, one run each; the first runs to the end",
+    )
+    parser.add_argument(
+        "--storm-sample-s",
+        type=float,
+        default=30.0,
+        help="renewal storm: the runs after the first stop after this long (their rate is "
+        "measured and the drain time extrapolated); 0 runs every one to the end",
+    )
+    parser.add_argument(
+        "--storm-timeout-s", type=float, default=900.0, help="renewal storm: a run's limit"
+    )
     parser.add_argument("--port", type=int, default=0, help="default: a free port")
     ns = parser.parse_args()
     return Args(**vars(ns))
@@ -522,6 +705,7 @@ def main() -> int:
         "concurrency": CONCURRENCY,
         "gunicorn_workers": GUNICORN_WORKERS,
         "slow_stripe_ms": SLOW_STRIPE_MS,
+        "storm_concurrency": STORM_CONCURRENCY,
         "loadavg_start": os.getloadavg()[0],
     }
 
@@ -563,7 +747,14 @@ def main() -> int:
     say("seeding new webhook customers (checkout paid in the sandbox)")
     fast_sequences = seed.webhook_customers(args.webhook_customers, tag="fast", progress=say)
     slow_sequences = seed.webhook_customers(args.slow_webhook_customers, tag="slow", progress=say)
-    warmup_sequence, profile_sequence = seed.webhook_customers(2, tag="profile", progress=say)
+    warmup_sequence, before_sequence, profile_sequence = seed.webhook_customers(
+        3, tag="profile", progress=say
+    )
+    say(f"seeding {args.storm_customers:,} renewal-storm customers, renewed {STORM_RENEWALS}×")
+    # One more, whose renewals are profiled in-process like the new customers' events.
+    *storm_sequences, renewal_sequence = seed.renewal_customers(
+        args.storm_customers + 1, renewals=STORM_RENEWALS, progress=say
+    )
     superuser = User.objects.create_superuser("staff@bench.smartflow.test", None)
     gating_user = User.objects.create_user("launchpack@bench.smartflow.test", None)
     override_grant(
@@ -583,35 +774,61 @@ def main() -> int:
     )
     webhook_path = f"/stripe/webhook/{endpoint.djstripe_uuid}/"
     ceiling_path = f"/bench/webhook/{endpoint.djstripe_uuid}/"
-    say("profiling one customer's webhooks in-process (queries, Stripe calls)")
+    say("profiling one customer's webhooks in-process (ack, then the worker's processing)")
     # The first requests of a process load templates and caches: one customer unmeasured.
     webhook_profile(warmup_sequence, webhook_path, endpoint.secret)
+    # Another customer without the per-event Account cache: the "before".
+    profile_uncached = webhook_profile(before_sequence, webhook_path, endpoint.secret, cache=False)
     profile = webhook_profile(profile_sequence, webhook_path, endpoint.secret)
+    renewal_profile = webhook_profile(renewal_sequence, webhook_path, endpoint.secret)
     discarded = seed.deliveries_discard()
     say(f"discarded {discarded} fixture deliveries: the load generator sends those events")
     fast_file, slow_file = OUT / "payloads-fast.json", OUT / "payloads-slow.json"
     fast_file.write_text(json.dumps(fast_sequences))
     slow_file.write_text(json.dumps(slow_sequences))
+    storm_counts = [int(n) for n in args.storm_workers.split(",") if n.strip()]
+    storm_files = {}
+    for index, workers in enumerate(storm_counts):
+        tag = f"w{workers}r{index}"
+        storm_files[tag] = OUT / f"payloads-storm-{tag}.json"
+        storm_files[tag].write_text(json.dumps(events_renamed(storm_sequences, tag)))
+    storm_total = sum(len(sequence) for sequence in storm_sequences)
     staff_cookie = session_cookie(superuser.email)
     gating_cookie = session_cookie(gating_user.email)
     results["data"] = {
         "crowd": vars(crowd),
         "profile": [vars(p) for p in profile],
+        "profile_uncached": [vars(p) for p in profile_uncached],
+        "profile_renewals": [vars(p) for p in renewal_profile],
     }
     connections.close_all()
 
-    def webhooks(payloads: Path, count: int, label: str) -> dict[str, Any]:
+    def webhooks(server: Server, payloads: Path, count: int, label: str) -> dict[str, Any]:
         common = {"mode": "sequences", "port": port, "secret": endpoint.secret}
         common.update(payloads=str(payloads), concurrency=CONCURRENCY)
         # The ceiling is fast: the same sequences several times over, for a steady rate.
         repeat = max(1, -(-CEILING_EVENTS // (count * 3)))
         say(f"{label}: ceiling (signature-only view), {count * 3 * repeat} events")
         ceiling = _trim(load({**common, "path": ceiling_path, "repeat": repeat}))
+        # The acknowledgement on its own, with no worker sharing the machine's cores (the
+        # same events under other ids; their tasks are dropped, never processed): how
+        # much of the figure's distance from the ceiling is the worker's CPU.
+        server.workers_stop()
+        alone_file = payloads.with_name(f"{payloads.stem}-alone.json")
+        alone_file.write_text(json.dumps(events_renamed(json.loads(payloads.read_text()), "alone")))
+        say(f"{label}: the webhook endpoint with no worker running, {count * 3} events")
+        alone = _trim(load({**common, "path": webhook_path, "payloads": str(alone_file)}))
+        tasks_drop()
+        server.workers_start(1)
         since = timezone.now()
-        say(f"{label}: dj-stripe endpoint, {count * 3} events")
+        say(f"{label}: the webhook endpoint (acknowledge), {count * 3} events")
         figure = _trim(load({**common, "path": webhook_path}))
-        worker_drain()
-        return {"ceiling": ceiling, "figure": figure, "stats": phase_stats(since)}
+        say(f"{label}: waiting for the worker to process them")
+        drain_started = time.monotonic()
+        worker_drain(timeout=args.storm_timeout_s)
+        figure["drain_after_s"] = time.monotonic() - drain_started
+        stats = phase_stats(since)
+        return {"ceiling": ceiling, "figure": figure, "alone": alone, "stats": stats}
 
     def warm(cookie: str, paths: list[str]) -> None:
         # Unmeasured requests, enough for every gunicorn worker to have served each path.
@@ -634,10 +851,12 @@ def main() -> int:
     ]
     real_admin, bare_admin = "/admin/accounts/user/", "/bench/admin/accounts/user/"
 
-    say(f"starting gunicorn ({GUNICORN_WORKERS} workers) and the task worker on :{port}")
-    with serving(fast_env, port, "fast"):
+    say(f"starting gunicorn ({GUNICORN_WORKERS} workers) and a task worker on :{port}")
+    with serving(fast_env, port, "fast") as server:
         with phase("webhooks, Stripe instant"):
-            results["webhooks_fast"] = webhooks(fast_file, args.webhook_customers, "webhooks")
+            results["webhooks_fast"] = webhooks(
+                server, fast_file, args.webhook_customers, "webhooks"
+            )
 
         gating_paths = ["/bench/constant/", "/feature/ai_concierge/"]
         warm(gating_cookie, gating_paths)
@@ -690,12 +909,54 @@ def main() -> int:
     results["problems_fast"] = log_problems("fast")
 
     say(f"restarting with the Stripe sandbox answering after {SLOW_STRIPE_MS} ms")
-    with serving(slow_env, port, "slow"), phase(f"webhooks, Stripe +{SLOW_STRIPE_MS} ms"):
+    with (
+        serving(slow_env, port, "slow") as server,
+        phase(f"webhooks, Stripe +{SLOW_STRIPE_MS} ms"),
+    ):
         results["webhooks_slow"] = webhooks(
-            slow_file, args.slow_webhook_customers, f"webhooks, Stripe +{SLOW_STRIPE_MS} ms"
+            server, slow_file, args.slow_webhook_customers, f"webhooks, Stripe +{SLOW_STRIPE_MS} ms"
         )
     results["problems_slow"] = log_problems("slow")
     connection.close()
+
+    # Renewal storm: gunicorn alone, then each run's workers started just before its
+    # deliveries are sent (as in production, they process while the acknowledgements go
+    # on), stopped after it; a run has its own event ids (events_renamed).
+    results["storm"] = []
+    with serving(slow_env, port, "storm", workers=0) as server, phase("renewal storm"):
+        for index, (tag, path) in enumerate(storm_files.items()):
+            workers = storm_counts[index]
+            cap = args.storm_timeout_s
+            if index and args.storm_sample_s:
+                cap = min(cap, args.storm_sample_s)
+            say(
+                f"renewal storm, {workers} worker(s): {storm_total} invoice.paid at "
+                f"c={STORM_CONCURRENCY}, Stripe +{SLOW_STRIPE_MS} ms (limit {cap:g} s)"
+            )
+            server.workers_start(workers)
+            # Workers up before the first delivery: their start-up (Django, a first
+            # heartbeat) is not part of the storm.
+            workers_ready("bench-storm-", workers)
+            started = time.monotonic()
+            ack = _trim(
+                load(
+                    {"mode": "sequences", "port": port, "secret": endpoint.secret}
+                    | {"payloads": str(path), "concurrency": STORM_CONCURRENCY}
+                    | {"path": webhook_path}
+                )
+            )
+            storm_wait(tag, storm_total, started + cap)
+            server.workers_stop()
+            run = {"workers": workers, "cap_s": cap, "timeout_s": args.storm_timeout_s}
+            run |= {"ack": ack, **storm_stats(tag, storm_total)}
+            run["tasks_dropped"] = tasks_drop()
+            connection.close()
+            say(
+                f"  {run['processed']}/{storm_total} processed in {run['span_s']:.0f} s "
+                f"({run['per_second']:.1f}/s)"
+            )
+            results["storm"].append(run)
+    results["problems_storm"] = log_problems("storm")
 
     say("reconcile_plans: ceiling (bare scan of every user), then the command")
     with phase("reconcile_plans"):

@@ -25,7 +25,7 @@ from accounts.models import User
 from billing.checkout import checkout_session_create
 from billing.models import OneOffPurchase, PlanChange
 from stripe_sandbox import store
-from stripe_sandbox.actions import checkout_pay
+from stripe_sandbox.actions import checkout_pay, subscription_renew
 from stripe_sandbox.models import Delivery, StripeObject
 from stripe_sandbox.objects import CARD_OK
 
@@ -267,6 +267,39 @@ def webhook_customers(count: int, *, tag: str, progress: Progress) -> list[list[
         )
         if (n + 1) % 50 == 0:
             progress(f"{tag}: {n + 1}/{count} customers paid")
+    return sequences
+
+
+def renewal_customers(count: int, *, renewals: int, progress: Progress) -> list[list[str]]:
+    """`count` new customers who pay a monthly plan in the sandbox's checkout and whose
+    subscriptions the sandbox then renews `renewals` times (a new period, invoiced and
+    paid, as on a renewal day); returns, per customer, the payloads of the renewals'
+    `invoice.paid` events, as the sandbox delivers them. The checkout's own events are
+    not sent: the storm is renewals only (dj-stripe re-reads the invoice and syncs the
+    subscription it does not know yet, which is what a backlog replay would do)."""
+    sequences: list[list[str]] = []
+    for n in range(count):
+        user = User.objects.create_user(f"renew{n:04d}@webhooks.bench.smartflow.test")
+        session = checkout_session_create(
+            user=user, plan=("flowkit", "launchpack")[n % 2], interval="monthly"
+        )
+        started = timezone.now()
+        checkout_pay(session_id=session.id, card_number=CARD_OK)
+        created = StripeObject.objects.get(
+            type="event", inserted_at__gte=started, data__type="customer.subscription.created"
+        )
+        sub_id = created.data["data"]["object"]["id"]
+        payloads = []
+        for _ in range(renewals):
+            renewed = timezone.now()
+            subscription_renew(sub_id)
+            paid = StripeObject.objects.get(
+                type="event", inserted_at__gte=renewed, data__type="invoice.paid"
+            )
+            payloads.append(json.dumps(store.render(paid.data), indent=2))
+        sequences.append(payloads)
+        if (n + 1) % 100 == 0:
+            progress(f"renewals: {n + 1}/{count} customers renewed {renewals} times")
     return sequences
 
 

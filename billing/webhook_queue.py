@@ -46,6 +46,7 @@ from djstripe.models.webhooks import get_remote_ip
 from djstripe.settings import djstripe_settings
 
 from billing.models import BillingAlert, WebhookDelivery, WebhookSecretPrevious
+from billing.stripe_cache import account_cache
 
 logger = logging.getLogger(__name__)
 
@@ -227,7 +228,10 @@ def delivery_process(delivery_id: int) -> str:
             )
             if current is None:
                 return "done already"
-            _event_process(delivery, reprocess=bool(current))
+            # dj-stripe finds the API key's Account for every object it syncs; within
+            # one event it is the same one (billing/stripe_cache.py).
+            with account_cache():
+                _event_process(delivery, reprocess=bool(current))
             WebhookDelivery.objects.filter(pk=delivery.pk).update(
                 state=WebhookDelivery.State.PROCESSED,
                 processed_at=timezone.now(),
