@@ -111,7 +111,7 @@ def test_a_subscriber_is_offered_a_switch_and_told_a_oneoff_ends_the_subscriptio
 
     day = datetime.fromtimestamp(end, tz=UTC)
     assert (
-        "Your monthly subscription will be cancelled at the end of its current period, "
+        "Your subscription will be cancelled at the end of its current period, "
         f"on {day.day} {day:%B %Y}, once this payment goes through"
     ) in body
 
