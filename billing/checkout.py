@@ -23,7 +23,7 @@ from accounts.models import User
 from billing.entitlements import plan_refresh, unknown_prices_record
 from billing.models import OneOffPurchase, PlanChange
 from billing.offers import subscription_plan, trial_days
-from billing.plans import Interval, plan_rank, price_plan
+from billing.plans import RECURRING, Interval, plan_rank, price_plan
 from billing.stripe_api import api_kwargs, customer_for, price_find
 from billing.stripe_layout import subscription_period
 
@@ -37,10 +37,11 @@ def checkout_session_create(*, user: User, plan: str, interval: str) -> stripe.c
 
     Any earlier open subscription Session of the user is expired first, under a lock on
     the user row, so that two tabs or a double click can never produce two paid
-    subscriptions.
+    subscriptions. A customer's first subscription starts with BILLING_TRIAL_DAYS free
+    days (billing.offers.trial_days), Checkout collecting the card up front.
     """
     price = price_find(plan, interval)
-    mode = "subscription" if interval == Interval.MONTHLY else "payment"
+    mode = "subscription" if interval in RECURRING else "payment"
     metadata = {
         djstripe_settings.SUBSCRIBER_CUSTOMER_KEY: str(user.pk),
         "app_user_id": str(user.pk),
