@@ -128,10 +128,12 @@ def trial_days(user: User) -> int:
     no trial and does not count."""
     if settings.BILLING_TRIAL_DAYS <= 0:
         return 0
-    had = (
-        Subscription.objects.filter(customer__subscriber=user)
-        .exclude(stripe_data__status="incomplete_expired", stripe_data__trial_start=None)
-        .exists()
+    subscriptions = Subscription.objects.filter(customer__subscriber=user).values_list(
+        "stripe_data", flat=True
+    )
+    had = any(
+        data.get("trial_start") or data.get("status") != "incomplete_expired"
+        for data in subscriptions
     )
     return 0 if had else settings.BILLING_TRIAL_DAYS
 

@@ -119,10 +119,12 @@ def test_a_second_subscription_gets_no_trial(client, customer):
     client.post("/billing/cancel/")
     _advance(client, 15)  # the trial ends, the subscription with it
     ended = Subscription.objects.get(id=first.id).stripe_data["status"]
+    told = _trial_emails(customer)
 
     second = _buy(client).subscription
 
     assert ended == "canceled"
+    assert told == []  # cancelled during the trial: nothing will be charged, nothing said
     assert second.status == "active"
     assert second.trial_end is None
     assert stripe.Invoice.retrieve(second.latest_invoice).amount_paid == 4900
