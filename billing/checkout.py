@@ -22,8 +22,8 @@ from djstripe.settings import djstripe_settings
 from accounts.models import User
 from billing.entitlements import plan_refresh, unknown_prices_record
 from billing.models import OneOffPurchase, PlanChange
-from billing.offers import subscription_plan
-from billing.plans import Interval, plan_rank, price_plan
+from billing.offers import subscription_plan, trial_days
+from billing.plans import RECURRING, Interval, plan_rank, price_plan
 from billing.stripe_api import api_kwargs, customer_for, price_find
 from billing.stripe_layout import subscription_period
 
@@ -37,10 +37,11 @@ def checkout_session_create(*, user: User, plan: str, interval: str) -> stripe.c
 
     Any earlier open subscription Session of the user is expired first, under a lock on
     the user row, so that two tabs or a double click can never produce two paid
-    subscriptions.
+    subscriptions. A customer's first subscription starts with BILLING_TRIAL_DAYS free
+    days (billing.offers.trial_days), Checkout collecting the card up front.
     """
     price = price_find(plan, interval)
-    mode = "subscription" if interval == Interval.MONTHLY else "payment"
+    mode = "subscription" if interval in RECURRING else "payment"
     metadata = {
         djstripe_settings.SUBSCRIBER_CUSTOMER_KEY: str(user.pk),
         "app_user_id": str(user.pk),
@@ -58,14 +59,20 @@ def checkout_session_create(*, user: User, plan: str, interval: str) -> stripe.c
         "success_url": success_url,
         "cancel_url": settings.SITE_URL + reverse("billing:pricing"),
     }
-    if mode == "subscription":
-        params["subscription_data"] = {"metadata": metadata}
-    else:
+    if mode == "payment":
         params["payment_intent_data"] = {"metadata": metadata}
     with transaction.atomic():
         User.objects.select_for_update().filter(pk=user.pk).first()
         customer = customer_for(user)
         if mode == "subscription":
+            params["subscription_data"] = {"metadata": metadata}
+            # Decided under the user's lock, from the synced subscriptions: never from
+            # what the page showed (billing.offers.trial_days).
+            if days := trial_days(user):
+                params["subscription_data"]["trial_period_days"] = days
+                # Stripe's default too; said so that a card is always taken for the
+                # charge at the trial's end.
+                params["payment_method_collection"] = "always"
             _expire_open_subscription_sessions(customer.id)
         session = stripe.checkout.Session.create(customer=customer.id, **params, **api_kwargs())
     logger.info("Checkout session %s for user %s: %s %s", session.id, user.pk, plan, interval)
@@ -171,8 +178,10 @@ class SwitchQuote:
     proration_date: int
 
 
-def _switch_items(subscription: dict[str, Any], plan: str) -> list[dict[str, Any]]:
-    price = price_find(plan, Interval.MONTHLY)
+def _switch_items(
+    subscription: dict[str, Any], plan: str, interval: str = Interval.MONTHLY
+) -> list[dict[str, Any]]:
+    price = price_find(plan, interval)
     return [{"id": subscription["items"]["data"][0]["id"], "price": price.id}]
 
 
@@ -184,16 +193,22 @@ def _now_in_period(subscription: dict[str, Any]) -> int:
 
 
 def switch_preview(
-    *, subscription: dict[str, Any], plan: str, proration_date: int | None = None
+    *,
+    subscription: dict[str, Any],
+    plan: str,
+    interval: str = Interval.MONTHLY,
+    proration_date: int | None = None,
 ) -> SwitchQuote:
-    """Stripe's preview of the invoice an upgrade to `plan` would charge now, prorated to
-    `proration_date` (now by default). Saves and charges nothing."""
+    """Stripe's preview of the invoice an upgrade to `plan` (`interval`) would charge
+    now, prorated to `proration_date` (now by default). Saves and charges nothing. To
+    annual from monthly, Stripe resets the billing cycle to now: the preview is the
+    year's price less the unused part of the month."""
     when = proration_date or _now_in_period(subscription)
     preview = stripe.Invoice.create_preview(
         customer=subscription["customer"],
         subscription=subscription["id"],
         subscription_details={
-            "items": _switch_items(subscription, plan),
+            "items": _switch_items(subscription, plan, interval),
             "proration_behavior": "always_invoice",
             "proration_date": when,
         },
@@ -208,22 +223,28 @@ QUOTE_SECONDS = 30 * 60
 _QUOTE_SALT = "billing.switch.quote"
 
 
-def quote_sign(*, subscription_id: str, plan: str, proration_date: int) -> str:
+def quote_sign(
+    *, subscription_id: str, plan: str, proration_date: int, interval: str = Interval.MONTHLY
+) -> str:
     """The hidden field that carries the quoted proration date to the POST, signed so
     that nobody picks another moment (a cheaper charge) than the one they were shown."""
-    return signing.dumps([subscription_id, plan, proration_date], salt=_QUOTE_SALT)
+    return signing.dumps([subscription_id, plan, interval, proration_date], salt=_QUOTE_SALT)
 
 
-def quote_read(token: str, *, subscription_id: str, plan: str) -> int | None:
-    """The proration date of a quote for this subscription and plan, or None when the
-    token is missing, forged, for something else, or older than QUOTE_SECONDS."""
+def quote_read(
+    token: str, *, subscription_id: str, plan: str, interval: str = Interval.MONTHLY
+) -> int | None:
+    """The proration date of a quote for this subscription, plan and interval, or None
+    when the token is missing, forged, for something else, or older than QUOTE_SECONDS."""
     try:
-        sub_id, quoted_plan, when = signing.loads(token, salt=_QUOTE_SALT, max_age=QUOTE_SECONDS)
+        sub_id, quoted_plan, quoted_interval, when = signing.loads(
+            token, salt=_QUOTE_SALT, max_age=QUOTE_SECONDS
+        )
     except (signing.BadSignature, ValueError, TypeError):
         return None
-    if (sub_id, quoted_plan) != (subscription_id, plan) or not isinstance(when, int):
+    if (sub_id, quoted_plan, quoted_interval) != (subscription_id, plan, interval):
         return None
-    return when
+    return when if isinstance(when, int) else None
 
 
 @dataclass(frozen=True)
@@ -235,9 +256,14 @@ class SwitchResult:
 
 
 def subscription_switch(
-    *, user: User, subscription: dict[str, Any], plan: str, proration_date: int | None = None
+    *,
+    user: User,
+    subscription: dict[str, Any],
+    plan: str,
+    interval: str = Interval.MONTHLY,
+    proration_date: int | None = None,
 ) -> SwitchResult:
-    """Upgrade the user's subscription to `plan`'s monthly price in place (a customer
+    """Upgrade the user's subscription to `plan`'s `interval` price in place (a customer
     never ends up with two subscriptions), charging the prorated difference now.
 
     `always_invoice` bills the difference at once and `pending_if_incomplete` applies the
@@ -246,7 +272,7 @@ def subscription_switch(
     equals the amount they saw.
     """
     params: dict[str, Any] = {
-        "items": _switch_items(subscription, plan),
+        "items": _switch_items(subscription, plan, interval),
         "proration_behavior": "always_invoice",
         "payment_behavior": "pending_if_incomplete",
     }
@@ -258,10 +284,11 @@ def subscription_switch(
         change = plan_refresh(user=user, source=PlanChange.Source.SUBSCRIPTION)
     pending = bool(updated.get("pending_update"))
     logger.info(
-        "Subscription %s of user %s to %s: %s",
+        "Subscription %s of user %s to %s %s: %s",
         subscription["id"],
         user.pk,
         plan,
+        interval,
         "waiting for payment" if pending else "paid and applied",
     )
     return SwitchResult(change, pending)

@@ -153,6 +153,44 @@ def subscription_updated_notify(*, user: User, event: Event) -> None:
     )
 
 
+def _items_amount(sub: dict[str, Any]) -> int | None:
+    total = 0
+    for item in (sub.get("items") or {}).get("data") or []:
+        amount = (item.get("price") or {}).get("unit_amount")
+        if amount is None:
+            return None
+        total += int(amount) * int(item.get("quantity") or 1)
+    return total
+
+
+def _trial_ending(sub: dict[str, Any] | None) -> bool:
+    return bool(sub and sub.get("status") == "trialing" and not _cancel_scheduled(sub))
+
+
+def trial_will_end_notify(*, user: User, event: Event) -> None:
+    """`customer.subscription.trial_will_end` (three days before): "your trial ends on",
+    with what is charged then, once per trial, while the subscription is still on that
+    trial and not set to end (a customer who cancelled is charged nothing)."""
+    sub = _subscription_current(event.data["object"]["id"])
+    if not _trial_ending(sub):
+        return _skip(event, "the subscription is not on a trial that goes on to be paid")
+    price = ((sub.get("items") or {}).get("data") or [{}])[0].get("price") or {}
+    context = {
+        "subscription_id": sub["id"],
+        "trial_end": sub.get("trial_end"),
+        "amount": _items_amount(sub),
+        "currency": sub.get("currency") or "",
+        "interval": (price.get("recurring") or {}).get("interval") or "month",
+    }
+    _notify(
+        user=user,
+        kind=Notice.TRIAL_ENDING,
+        key=f"{sub['id']}:{sub.get('trial_end')}",
+        event=event,
+        context=context,
+    )
+
+
 def charge_refunded_notify(*, user: User, event: Event) -> None:
     """`charge.refunded`: "your refund", once per event, with the amount of this refund
     (the event's amount_refunded less the one before it: partial refunds add up)."""
@@ -212,6 +250,10 @@ def notice_stale_reason(*, kind: str, context: dict[str, Any]) -> str:
             context.get("attempt_count") or 0
         ):
             return "a later payment attempt replaced this one"
+    if kind == Notice.TRIAL_ENDING:
+        sub = _subscription_current(context.get("subscription_id", ""))
+        if sub and not _trial_ending(sub):
+            return "the trial ended or was cancelled meanwhile"
     if kind == Notice.CANCELLATION_SCHEDULED:
         sub = _subscription_current(context.get("subscription_id", ""))
         if sub and not _cancel_scheduled(sub):

@@ -8,6 +8,11 @@ offers and what the server accepts cannot drift apart:
   override) and everything they already own (a live subscription, an unrefunded one-off).
 - A subscriber buys a higher monthly plan by switching their subscription, never with a
   second one; a higher one-off ends the subscription at the end of its paid period.
+- Between recurring prices (`change_timing`, also the rule of billing/period_end.py): a
+  higher plan, or monthly to annual on the same plan, is an upgrade charged now; annual to
+  monthly, or a lower plan, waits for the end of the period already paid for.
+- A customer's first subscription starts with BILLING_TRIAL_DAYS free days, once ever
+  (`trial_days`).
 """
 
 from __future__ import annotations
@@ -17,16 +22,33 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from django.conf import settings
+from djstripe.models import Subscription
+
 from accounts.models import User
 from billing.models import OneOffPurchase
-from billing.plans import PLAN_INFO, Interval, Plan, highest_plan, plan_rank, price_plan
+from billing.plans import (
+    PLAN_INFO,
+    RECURRING,
+    Interval,
+    Plan,
+    highest_plan,
+    plan_rank,
+    price_plan,
+    recurring_interval,
+)
 from billing.stripe_api import live_subscription
 from billing.stripe_layout import subscription_period
 
 
 class Kind(StrEnum):
     CHECKOUT = "checkout"  # a new Stripe Checkout Session
-    SWITCH = "switch"  # the user's subscription moves to the plan's monthly price
+    SWITCH = "switch"  # the user's subscription moves to the plan's price now (an upgrade)
+
+
+class Timing(StrEnum):
+    NOW = "now"  # an upgrade: charged now, prorated (billing/checkout.py)
+    PERIOD_END = "period_end"  # at the end of the paid period (billing/period_end.py)
 
 
 @dataclass(frozen=True)
@@ -51,6 +73,7 @@ class Holdings:
     subscription: dict[str, Any] | None
     subscription_plan: Plan | None
     oneoff_plan: Plan | None
+    subscription_interval: Interval | None = None
 
     @property
     def floor(self) -> Plan:
@@ -69,6 +92,52 @@ def subscription_plan(subscription: dict[str, Any]) -> Plan | None:
     return highest_plan(plans) if plans else None
 
 
+def subscription_interval(subscription: dict[str, Any]) -> Interval | None:
+    """Monthly or annual: what the subscription's (first) item bills at, or None."""
+    items = (subscription.get("items") or {}).get("data") or []
+    return recurring_interval(items[0].get("price")) if items else None
+
+
+def change_timing(*, plan: str, interval: str, to_plan: str, to_interval: str) -> Timing | None:
+    """When a subscription on `plan` (`interval`) may move to `to_plan` (`to_interval`),
+    both recurring: now (an upgrade, charged at once) or at the end of the paid period;
+    None when it would change nothing.
+
+    A higher plan is an upgrade, except from annual to monthly: a paid year is never
+    cut short (Stripe would credit the unused months as balance, not money back), so
+    that waits for the year's end like annual to monthly on the same plan. Monthly to
+    annual on the same plan is an upgrade: the year is charged now, the unused month
+    credited. A lower plan waits for the period end."""
+    if (plan, interval) == (to_plan, to_interval):
+        return None
+    if interval == Interval.ANNUAL and to_interval == Interval.MONTHLY:
+        return Timing.PERIOD_END
+    if plan_rank(to_plan) > plan_rank(plan):
+        return Timing.NOW
+    if plan_rank(to_plan) == plan_rank(plan):
+        return Timing.NOW  # monthly -> annual (annual -> monthly is handled above)
+    return Timing.PERIOD_END
+
+
+def trial_days(user: User) -> int:
+    """The free days a Checkout subscription of `user` starts with: BILLING_TRIAL_DAYS
+    for a customer's first subscription, else 0. Decided from the subscriptions dj-stripe
+    has synced (every one Stripe ever made for the customer, whatever its status), so a
+    customer who cancelled during or after a trial never gets a second one; a
+    subscription that never started (its first payment failed: incomplete_expired) had
+    no trial and does not count."""
+    if settings.BILLING_TRIAL_DAYS <= 0:
+        return 0
+    subscriptions = Subscription.objects.filter(customer__subscriber=user).values_list(
+        "stripe_data", flat=True
+    )
+    had = any(
+        data.get("trial_start") or data.get("status") != "incomplete_expired"
+        for data in subscriptions
+    )
+    return 0 if had else settings.BILLING_TRIAL_DAYS
+
+
 def holdings_of(user: User) -> Holdings:
     subscription = live_subscription(user)
     oneoffs = OneOffPurchase.objects.filter(user=user, refunded_at__isnull=True)
@@ -79,6 +148,7 @@ def holdings_of(user: User) -> Holdings:
         subscription=subscription,
         subscription_plan=subscription_plan(subscription) if subscription else None,
         oneoff_plan=highest_plan(oneoff_plans) if oneoff_plans else None,
+        subscription_interval=subscription_interval(subscription) if subscription else None,
     )
 
 
@@ -87,6 +157,9 @@ def offer_check(*, user: User, plan: str, interval: str, holdings: Holdings | No
     if not PLAN_INFO[plan].sold:
         raise NotAnUpgrade(f"{Plan(plan).label} is our free plan: there is nothing to buy.")
     held = holdings or holdings_of(user)
+    if _interval_upgrade(held, plan, interval):
+        _not_while_trialing(held)
+        return Offer(Plan(plan), Interval(interval), Kind.SWITCH)
     if plan_rank(plan) <= plan_rank(held.floor):
         have = held.floor.label
         if plan == held.floor:
@@ -97,11 +170,50 @@ def offer_check(*, user: User, plan: str, interval: str, holdings: Holdings | No
         )
     if held.subscription is None:
         return Offer(Plan(plan), Interval(interval), Kind.CHECKOUT)
-    if interval == Interval.MONTHLY:
-        return Offer(Plan(plan), Interval(interval), Kind.SWITCH)
+    if interval in RECURRING:
+        return _switch_offer(held, Plan(plan), Interval(interval))
     end = subscription_period(held.subscription)[1]
     ends_at = datetime.fromtimestamp(int(end), tz=UTC) if end else None
     return Offer(Plan(plan), Interval(interval), Kind.CHECKOUT, ends_subscription_at=ends_at)
+
+
+def _interval_upgrade(held: Holdings, plan: str, interval: str) -> bool:
+    """Monthly to annual on the plan the subscription sells (and nothing higher owned)."""
+    return (
+        held.subscription is not None
+        and held.subscription_plan == plan == held.floor
+        and held.subscription_interval is not None
+        and interval in RECURRING
+        and change_timing(
+            plan=plan, interval=held.subscription_interval, to_plan=plan, to_interval=interval
+        )
+        == Timing.NOW
+    )
+
+
+def _switch_offer(held: Holdings, plan: Plan, interval: Interval) -> Offer:
+    current_plan = held.subscription_plan or held.plan
+    current_interval = held.subscription_interval or Interval.MONTHLY
+    timing = change_timing(
+        plan=current_plan, interval=current_interval, to_plan=plan, to_interval=interval
+    )
+    if timing != Timing.NOW:
+        raise NotAnUpgrade(
+            f"You pay yearly: {plan.label} monthly can start when your paid year ends "
+            f"(from the billing page), or switch to {plan.label} yearly now."
+        )
+    _not_while_trialing(held)
+    return Offer(plan, interval, Kind.SWITCH)
+
+
+def _not_while_trialing(held: Holdings) -> None:
+    # An upgrade charges the prorated difference now; during a free trial there is
+    # nothing to prorate against, and charging would end the trial the customer chose.
+    if (held.subscription or {}).get("status") == "trialing":
+        raise NotAnUpgrade(
+            "Your free trial is still running: you can change plan once it has ended, "
+            "or cancel it from the billing page."
+        )
 
 
 def offers_for(user: User) -> dict[tuple[str, str], Offer]:

@@ -1,9 +1,10 @@
 """What is coming next for a customer's subscription, in words.
 
 One rule, read by the dashboard and the billing page alike: a subscription set to cancel
-at the period end "Cancels on <date>"; one whose schedule moves it to another price at
-the period end "Changes to <Plan> on <date>"; otherwise it renews on the period end for
-its items' price. Read from dj-stripe's synced rows (`stripe_data`), never from Stripe,
+at the period end "Cancels on <date>"; one on a free trial "Trial ends on <date>" (then
+its price); one whose schedule moves it to another price at the period end "Changes to
+<Plan> on <date>"; otherwise it renews on the period end for its items' price, monthly
+or yearly. Read from dj-stripe's synced rows (`stripe_data`), never from Stripe,
 so a page that shows it makes no Stripe call.
 """
 
@@ -17,11 +18,11 @@ from typing import Any, Literal
 from djstripe.models import Price, SubscriptionSchedule
 
 from accounts.models import User
-from billing.plans import Plan, price_plan
+from billing.plans import Interval, Plan, price_plan, recurring_interval
 from billing.stripe_api import live_subscription
 from billing.stripe_layout import subscription_period
 
-Kind = Literal["renews", "cancels", "changes"]
+Kind = Literal["renews", "cancels", "changes", "trial"]
 
 STATUS_WORDS = {
     "active": "Active",
@@ -48,6 +49,8 @@ class Outlook:
     currency: str
     schedule_id: str | None  # an active schedule managing the subscription
     next_plan: Plan | None = None  # for "changes"
+    interval: Interval | None = None  # what the items bill at now: monthly or annual
+    next_interval: Interval | None = None  # for "changes"
 
     @property
     def status_words(self) -> str:
@@ -60,6 +63,16 @@ class Outlook:
     @property
     def next_plan_label(self) -> str:
         return Plan(self.next_plan).label if self.next_plan else ""
+
+    @property
+    def per(self) -> str:
+        """What the next payment pays for: "year" or "month" ("£490.00/year")."""
+        interval = self.next_interval if self.kind == "changes" else self.interval
+        return "year" if interval == Interval.ANNUAL else "month"
+
+    @property
+    def interval_words(self) -> str:
+        return "yearly" if self.interval == Interval.ANNUAL else "monthly"
 
     @property
     def overdue(self) -> bool:
@@ -76,7 +89,11 @@ class Outlook:
             return "Payment overdue"
         if self.kind == "cancels":
             return f"Cancels on {when}"
+        if self.kind == "trial":
+            return f"Trial ends on {when}"
         if self.kind == "changes":
+            if self.next_plan == self.plan:  # annual -> monthly on the same plan
+                return f"Changes to {self.next_plan_label} monthly on {when}"
             return f"Changes to {self.next_plan_label} on {when}"
         return f"Renews on {when}"
 
@@ -94,6 +111,11 @@ def _ts(value: Any) -> datetime | None:
 def _price_plan(price: Mapping[str, Any]) -> Plan | None:
     sold = price_plan(price_id=price.get("id", ""), lookup_key=price.get("lookup_key"))
     return sold[0] if sold else None
+
+
+def _price_interval(price: Mapping[str, Any]) -> Interval | None:
+    # The Price's own `recurring` says how often it bills, whatever its lookup key.
+    return recurring_interval(dict(price)) if price.get("recurring") else None
 
 
 def _items_amount(items: list[Mapping[str, Any]]) -> int | None:
@@ -124,6 +146,7 @@ def subscription_outlook(
     prices the schedule names. Pure: reads nothing, writes nothing."""
     items = (subscription.get("items") or {}).get("data") or []
     plans = [p for i in items if (p := _price_plan(i.get("price") or {}))]
+    intervals = [_price_interval(i.get("price") or {}) for i in items]
     period_end = subscription_period(subscription)[1]
     active_schedule = schedule if schedule and schedule.get("status") == "active" else None
     common = {
@@ -133,10 +156,15 @@ def subscription_outlook(
         "plan": plans[0] if plans else None,
         "on": _ts(period_end),
         "currency": subscription.get("currency") or "",
+        "interval": intervals[0] if intervals else None,
     }
     if subscription.get("cancel_at_period_end") or subscription.get("cancel_at"):
         at = subscription.get("cancel_at") or period_end
         return Outlook(**{**common, "on": _ts(at)}, kind="cancels", amount=None)
+    if subscription.get("status") == "trialing":
+        # The trial's end is when the first payment is taken, at the items' price.
+        at = subscription.get("trial_end") or period_end
+        return Outlook(**{**common, "on": _ts(at)}, kind="trial", amount=_items_amount(items))
     phase = planned_phase(schedule, period_end=period_end)
     if phase:
         phase_items = [
@@ -148,12 +176,16 @@ def subscription_outlook(
         ]
         next_plans = [p for i in phase_items if (p := _price_plan(i["price"]))]
         next_plan = next_plans[0] if next_plans else None
-        if next_plan and next_plan != common["plan"]:
+        next_interval = _price_interval(phase_items[0]["price"]) if phase_items else None
+        # A price the sync has not brought yet says nothing of its interval: the plan's.
+        next_interval = next_interval or common["interval"]
+        if next_plan and (next_plan, next_interval) != (common["plan"], common["interval"]):
             return Outlook(
                 **common,
                 kind="changes",
                 amount=_items_amount(phase_items),
                 next_plan=next_plan,
+                next_interval=next_interval,
             )
     return Outlook(**common, kind="renews", amount=_items_amount(items))
 

@@ -1,5 +1,6 @@
 """Changes that take effect at the end of the paid period: a downgrade to a lower paid
-plan, and cancellation (with resume until then).
+plan, annual to monthly (billing.offers.change_timing is the rule of which changes wait),
+and cancellation (with resume until then).
 
 A downgrade is done as Stripe recommends: a Subscription Schedule made from the
 subscription, whose phases are the current price until `current_period_end`, then the
@@ -24,8 +25,9 @@ from djstripe.models import Subscription, SubscriptionSchedule
 from djstripe.settings import djstripe_settings
 
 from accounts.models import User
+from billing.offers import Timing, change_timing
 from billing.outlook import Outlook
-from billing.plans import Interval, Plan, plan_rank
+from billing.plans import RECURRING, Interval, Plan
 from billing.stripe_api import api_kwargs, price_find
 
 logger = logging.getLogger(__name__)
@@ -40,25 +42,44 @@ class ChangeRefused(Exception):
         self.status = status
 
 
-def downgrade_choices(outlook: Outlook | None) -> list[Plan]:
-    """The lower paid plans the subscription could move to at the period end now."""
+def downgrade_choices(outlook: Outlook | None) -> list[tuple[Plan, Interval]]:
+    """The (plan, interval) prices the subscription could move to at the period end now:
+    lower paid plans at its own interval, and its plan monthly when it pays yearly."""
     if outlook is None or outlook.plan is None or outlook.kind != "renews":
         return []
     if outlook.status not in {"active", "trialing"}:
         return []
-    return [p for p in Plan if p != Plan.STARTER and plan_rank(p) < plan_rank(outlook.plan)]
+    current = outlook.interval or Interval.MONTHLY
+    return [
+        (plan, interval)
+        for plan in Plan
+        for interval in RECURRING
+        if plan != Plan.STARTER
+        and (interval == current or plan == outlook.plan)
+        and change_timing(plan=outlook.plan, interval=current, to_plan=plan, to_interval=interval)
+        == Timing.PERIOD_END
+    ]
 
 
-def downgrade_check(*, outlook: Outlook, plan: str) -> Plan:
-    """The lower paid plan the subscription may move to at the period end, or refused."""
-    if plan not in Plan.values:
+def downgrade_check(
+    *, outlook: Outlook, plan: str, interval: str = Interval.MONTHLY
+) -> tuple[Plan, Interval]:
+    """The price (a lower paid plan, or monthly instead of yearly) the subscription may
+    move to at the period end, or refused."""
+    if plan not in Plan.values or interval not in RECURRING:
         raise ChangeRefused("Choose one of our plans.", status=400)
     target = Plan(plan)
     if target == Plan.STARTER:
         raise ChangeRefused(
             "Starter is our free plan: to move to it, cancel at the end of the period."
         )
-    if outlook.plan is None or plan_rank(target) >= plan_rank(outlook.plan):
+    current = outlook.interval or Interval.MONTHLY
+    timing = (
+        change_timing(plan=outlook.plan, interval=current, to_plan=target, to_interval=interval)
+        if outlook.plan
+        else None
+    )
+    if timing != Timing.PERIOD_END:
         raise ChangeRefused(
             f"{target.label} is not lower than your plan: see the pricing page to upgrade."
         )
@@ -70,13 +91,16 @@ def downgrade_check(*, outlook: Outlook, plan: str) -> Plan:
         )
     if outlook.status not in {"active", "trialing"}:
         raise ChangeRefused("Your subscription cannot be changed until its payment is settled.")
-    return target
+    return target, Interval(interval)
 
 
-def downgrade_schedule(*, user: User, outlook: Outlook, plan: str) -> dict[str, Any]:
-    """Move `user`'s subscription to `plan` (lower) at the end of the current period."""
-    target = downgrade_check(outlook=outlook, plan=plan)
-    price = price_find(target, Interval.MONTHLY)
+def downgrade_schedule(
+    *, user: User, outlook: Outlook, plan: str, interval: str = Interval.MONTHLY
+) -> dict[str, Any]:
+    """Move `user`'s subscription to `plan` (lower, or the same plan monthly instead of
+    yearly) at the end of the current period."""
+    target, interval = downgrade_check(outlook=outlook, plan=plan, interval=interval)
+    price = price_find(target, interval)
     if outlook.schedule_id:
         # A schedule with nothing planned (say, an earlier attempt that failed halfway):
         # Stripe allows one per subscription, so it is the one to plan with.
@@ -101,17 +125,18 @@ def downgrade_schedule(*, user: User, outlook: Outlook, plan: str) -> dict[str, 
             },
             {
                 "items": [{"price": price.id, "quantity": 1}],
-                "duration": {"interval": "month", "interval_count": 1},
+                "duration": {"interval": RECURRING[interval], "interval_count": 1},
                 "proration_behavior": "none",
             },
         ],
         **api_kwargs(),
     )
     logger.info(
-        "User %s: %s -> %s at the period end (schedule %s)",
+        "User %s: %s -> %s %s at the period end (schedule %s)",
         user.pk,
         outlook.plan,
         target,
+        interval,
         schedule["id"],
     )
     _sync(outlook.subscription_id, schedule)

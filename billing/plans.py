@@ -22,6 +22,13 @@ class Plan(models.TextChoices):
 class Interval(models.TextChoices):
     MONTHLY = "monthly", "Monthly"
     ONEOFF = "oneoff", "One-off"
+    ANNUAL = "annual", "Annual"
+
+
+# The intervals a subscription bills at, and Stripe's `recurring.interval` for each.
+RECURRING: dict[str, str] = {Interval.MONTHLY: "month", Interval.ANNUAL: "year"}
+# A year costs ten months: two months free against paying monthly.
+ANNUAL_MONTHS = 10
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,18 @@ class PlanInfo:
     @property
     def sold(self) -> bool:
         return self.monthly_amount is not None
+
+    @property
+    def annual_amount(self) -> int | None:
+        return self.monthly_amount * ANNUAL_MONTHS if self.monthly_amount is not None else None
+
+    def amount(self, interval: str) -> int | None:
+        """What `stripe_catalog` creates for `interval`, in minor units."""
+        return {
+            Interval.MONTHLY: self.monthly_amount,
+            Interval.ANNUAL: self.annual_amount,
+            Interval.ONEOFF: self.oneoff_amount,
+        }[Interval(interval)]
 
 
 PLAN_INFO: dict[str, PlanInfo] = {
@@ -91,6 +110,16 @@ def highest_plan(plans: list[str]) -> Plan:
 def plan_allows(plan: str, feature: str) -> bool:
     """Whether `plan` has `feature`. Raises KeyError for an unknown feature."""
     return plan_includes(plan, FEATURES[feature])
+
+
+def recurring_interval(price: dict | None) -> Interval | None:
+    """The interval a Stripe Price (or its `recurring`) bills at: monthly, annual, or None
+    for a one-time price or one we do not sell (every three months, say)."""
+    recurring = (price or {}).get("recurring") or {}
+    if int(recurring.get("interval_count") or 1) != 1:
+        return None
+    by_stripe = {stripe: Interval(ours) for ours, stripe in RECURRING.items()}
+    return by_stripe.get(recurring.get("interval") or "")
 
 
 def lookup_key(plan: str, interval: str) -> str:

@@ -29,6 +29,7 @@ class Notice(StrEnum):
     PAYMENT_RECOVERED = "payment_recovered"
     CANCELLATION_SCHEDULED = "cancellation_scheduled"
     REFUND = "refund"
+    TRIAL_ENDING = "trial_ending"
 
 
 # Billing's second domain signal: something happened to the customer's money or plan that

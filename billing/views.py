@@ -45,11 +45,13 @@ from billing.plans import (
     FEATURE_LABELS,
     FEATURES,
     PLAN_INFO,
+    RECURRING,
     Interval,
     Plan,
     plan_allows,
     price_plan,
 )
+from billing.pricing import pricing_interval
 from billing.stripe_api import PriceMissing, StripeError, live_subscription, price_find
 from billing.webhook_queue import acknowledge, signature_valid
 
@@ -75,8 +77,9 @@ def _stripe_failed(request: HttpRequest, exc: Exception) -> HttpResponse:
 @require_safe
 def pricing(request: HttpRequest) -> HttpResponse:
     # The plan cards come from the `plan_cards` tag (billing/pricing.py), which the
-    # landing page shares.
-    return render(request, "billing/pricing.html")
+    # landing page shares; `?interval=annual` shows the yearly prices (a link, so the
+    # Monthly / Annual choice works without JavaScript).
+    return render(request, "billing/pricing.html", {"interval": pricing_interval(request)})
 
 
 def _choice(request: HttpRequest) -> tuple[str, str] | None:
@@ -89,7 +92,7 @@ def _choice(request: HttpRequest) -> tuple[str, str] | None:
 def checkout(request: HttpRequest) -> HttpResponse:
     choice = _choice(request)
     if choice is None:
-        return _problem(request, "Choose one of our plans, monthly or one-off.", 400)
+        return _problem(request, "Choose one of our plans, monthly, annual or one-off.", 400)
     if not settings.BILLING_ENABLED:
         return _problem(request, "Payments are not set up on this site yet.", 503)
     plan, interval = choice
@@ -98,7 +101,8 @@ def checkout(request: HttpRequest) -> HttpResponse:
     except NotAnUpgrade as exc:
         return _problem(request, str(exc), 409)
     if offer.kind == Kind.SWITCH:  # never a second subscription
-        return redirect(f"{reverse('billing:switch')}?plan={plan}")
+        extra = "" if interval == Interval.MONTHLY else f"&interval={interval}"
+        return redirect(f"{reverse('billing:switch')}?plan={plan}{extra}")
     try:
         session = checkout_session_create(user=request.user, plan=plan, interval=interval)
     except PriceMissing:
@@ -121,32 +125,44 @@ def switch(request: HttpRequest) -> HttpResponse:
     if not settings.BILLING_ENABLED:  # a subscription synced before billing was turned off
         return _problem(request, "Payments are not set up on this site yet.", 503)
     plan = request.POST.get("plan") or request.GET.get("plan", "")
+    interval = request.POST.get("interval") or request.GET.get("interval") or Interval.MONTHLY
     subscription = live_subscription(request.user)
-    if plan not in Plan.values or subscription is None:
+    if plan not in Plan.values or interval not in RECURRING or subscription is None:
         return _problem(request, "There is no subscription to change to that plan.", 400)
     try:
-        offer_check(user=request.user, plan=plan, interval=Interval.MONTHLY)
+        offer_check(user=request.user, plan=plan, interval=interval)
     except NotAnUpgrade as exc:
         return _problem(request, str(exc), 409)
     if request.method == "POST":
-        return _switch_confirmed(request, subscription, plan)
+        return _switch_confirmed(request, subscription, plan, interval)
     try:
-        quote = switch_preview(subscription=subscription, plan=plan)
+        quote = switch_preview(subscription=subscription, plan=plan, interval=interval)
     except (StripeError, PriceMissing) as exc:
         return _stripe_failed(request, exc)
     context = {
         "current": PLAN_INFO.get(_subscription_plan(subscription) or ""),
         "target": PLAN_INFO[plan],
+        "interval": interval,
         "quote": quote,
         "quote_token": quote_sign(
-            subscription_id=subscription["id"], plan=plan, proration_date=quote.proration_date
+            subscription_id=subscription["id"],
+            plan=plan,
+            interval=interval,
+            proration_date=quote.proration_date,
         ),
     }
     return render(request, "billing/switch.html", context)
 
 
-def _switch_confirmed(request: HttpRequest, subscription: dict, plan: str) -> HttpResponse:
-    when = quote_read(request.POST.get("quote", ""), subscription_id=subscription["id"], plan=plan)
+def _switch_confirmed(
+    request: HttpRequest, subscription: dict, plan: str, interval: str
+) -> HttpResponse:
+    when = quote_read(
+        request.POST.get("quote", ""),
+        subscription_id=subscription["id"],
+        plan=plan,
+        interval=interval,
+    )
     if when is None:
         return _problem(
             request,
@@ -156,7 +172,11 @@ def _switch_confirmed(request: HttpRequest, subscription: dict, plan: str) -> Ht
         )
     try:
         result = subscription_switch(
-            user=request.user, subscription=subscription, plan=plan, proration_date=when
+            user=request.user,
+            subscription=subscription,
+            plan=plan,
+            interval=interval,
+            proration_date=when,
         )
     except (StripeError, PriceMissing) as exc:
         return _stripe_failed(request, exc)
@@ -401,12 +421,13 @@ def downgrade(request: HttpRequest) -> HttpResponse:
     if isinstance(outlook, HttpResponse):
         return outlook
     plan = request.POST.get("plan") or request.GET.get("plan", "")
+    interval = request.POST.get("interval") or request.GET.get("interval") or Interval.MONTHLY
     try:
-        target = downgrade_check(outlook=outlook, plan=plan)
+        target, interval = downgrade_check(outlook=outlook, plan=plan, interval=interval)
         if request.method == "POST":
-            downgrade_schedule(user=request.user, outlook=outlook, plan=target)
+            downgrade_schedule(user=request.user, outlook=outlook, plan=target, interval=interval)
             return redirect("billing:account")
-        price = price_find(target, Interval.MONTHLY).stripe_data
+        price = price_find(target, interval).stripe_data
     except ChangeRefused as refused:
         return _problem(request, refused.message, refused.status)
     except (StripeError, PriceMissing) as exc:
@@ -414,6 +435,7 @@ def downgrade(request: HttpRequest) -> HttpResponse:
     context = {
         "outlook": outlook,
         "target": target,
+        "interval": interval,
         "price": price,
         "lost": _lost_features(outlook.plan, target),
     }

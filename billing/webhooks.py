@@ -43,6 +43,7 @@ from billing.notices import (
     invoice_paid_notify,
     invoice_trouble_notify,
     subscription_updated_notify,
+    trial_will_end_notify,
 )
 from billing.stripe_api import api_kwargs
 from billing.stripe_layout import invoice_subscription_id
@@ -248,6 +249,21 @@ def on_subscription_notice(sender: Any, event: Event, **kwargs: Any) -> None:
     )
     if user is not None:  # on_subscription has recorded the unknown customer
         subscription_updated_notify(user=user, event=event)
+
+
+@djstripe_receiver("customer.subscription.trial_will_end")
+def on_trial_will_end_notice(sender: Any, event: Event, **kwargs: Any) -> None:
+    subscription = event.data["object"]
+    user = _user_find(
+        customer_id=_id(subscription.get("customer")),
+        metadata=subscription.get("metadata"),
+        email=None,
+        create=False,
+    )
+    if user is None:
+        return _no_user(event, subscription["id"])
+    # dj-stripe has re-read the subscription: the notice reads that copy.
+    trial_will_end_notify(user=user, event=event)
 
 
 @djstripe_receiver("charge.refunded")

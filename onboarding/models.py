@@ -30,6 +30,7 @@ class OnboardingMessage(models.Model):
         CANCELLATION_SCHEDULED = "cancellation_scheduled", "Cancellation scheduled"
         PLAN_ENDED = "plan_ended", "Plan ended"
         REFUND = "refund", "Refund"
+        TRIAL_ENDING = "trial_ending", "Trial ending"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"

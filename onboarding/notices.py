@@ -28,6 +28,7 @@ SUBJECTS: dict[str, str] = {
     Template.CANCELLATION_SCHEDULED: "Your SmartFlow plan will end on {ends_on}",
     Template.PLAN_ENDED: "Your SmartFlow plan has ended",
     Template.REFUND: "Your SmartFlow refund",
+    Template.TRIAL_ENDING: "Your SmartFlow trial ends on {trial_ends_on}",
 }
 
 # The moments worth a text message to customers who opted in: money they must act on.
@@ -75,6 +76,9 @@ def notice_context(message: OnboardingMessage) -> dict[str, Any]:
         "part": part,  # of the payment this refund gives back: whole, the rest, part
         "next_attempt_on": day("next_payment_attempt"),
         "ends_on": day("ends_at"),
+        "trial_ends_on": day("trial_end"),
+        "amount": amount("amount"),
+        "per": "year" if facts.get("interval") == "year" else "month",
         "reason": facts.get("reason", ""),
         "hosted_invoice_url": facts.get("hosted_invoice_url", ""),
         "billing_url": billing_url(),
@@ -133,4 +137,6 @@ def message_summary(message: OnboardingMessage) -> str:
         parts.append(f"next retry {words['next_attempt_on']}")
     if words["ends_on"]:
         parts.append(f"ends {words['ends_on']}")
+    if words["trial_ends_on"]:
+        parts.append(f"trial ends {words['trial_ends_on']}, then {words['amount']}/{words['per']}")
     return ", ".join(parts)

@@ -238,11 +238,17 @@ STRIPE_SANDBOX_SEED = int(_seed) if _seed else secrets.randbelow(1_000_000)
 BILLING_ENABLED = STRIPE_SANDBOX or _has_stripe_key
 BILLING_PAST_DUE_GRACE_DAYS = env.int("BILLING_PAST_DUE_GRACE_DAYS", default=7)
 BILLING_CURRENCY = env.str("BILLING_CURRENCY", default="gbp").lower()
+# Free trial days of a customer's first subscription, through Checkout (0: no trials).
+BILLING_TRIAL_DAYS = env.int("BILLING_TRIAL_DAYS", default=0)
+if not 0 <= BILLING_TRIAL_DAYS <= 730:  # Stripe's limit for trial_period_days
+    raise ImproperlyConfigured(
+        f"BILLING_TRIAL_DAYS must be between 0 and 730, not {BILLING_TRIAL_DAYS}."
+    )
 # Existing Price ids (the original app's variables) win over lookup keys when set.
 STRIPE_PRICE_IDS = {
     (plan, interval): price_id
     for plan in ("starter", "flowkit", "launchpack")
-    for interval in ("monthly", "oneoff")
+    for interval in ("monthly", "annual", "oneoff")
     if (price_id := env.str(f"STRIPE_PRICE_{plan.upper()}_{interval.upper()}", default=""))
 }
 

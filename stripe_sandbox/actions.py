@@ -270,7 +270,8 @@ def checkout_pay(*, session_id: str, card_number: str, authenticated: bool | Non
             session["payment_intent"] = pi["id"]
         session.update(
             status="complete",
-            payment_status="paid",
+            # A trial delays the payment to its end: nothing is paid now.
+            payment_status="no_payment_required" if session.get("_trial_period_days") else "paid",
             customer=customer["id"],
             customer_details={
                 "address": objects.EMPTY_ADDRESS,
@@ -309,13 +310,19 @@ def _checkout_subscription(session: Obj, customer: Obj, card: str) -> tuple[Obj,
                     start=sub["created"],
                 )
             )
+    trial_days = session.get("_trial_period_days")
+    if trial_days:
+        trial_start(sub, days=trial_days)
     _subscription_save(sub)
     event_emit("customer.subscription.created", sub)
 
     period = _period(sub)
     invoice = _invoice_new(customer, sub, reason="subscription_create", period=period)
     invoice["lines"]["data"] = [
-        _item_line(invoice, sub, item, period) for item in sub["items"]["data"]
+        _trial_line(invoice, sub, item, period)
+        if trial_days
+        else _item_line(invoice, sub, item, period)
+        for item in sub["items"]["data"]
     ]
     # One-time prices bought with the subscription are charged once, on its first invoice.
     for li in session.get("_line_items", []):
@@ -346,6 +353,46 @@ def _checkout_subscription(session: Obj, customer: Obj, card: str) -> tuple[Obj,
         payment_method=pm["id"],
     )
     return sub, invoice
+
+
+def trial_start(sub: Obj, *, days: int) -> None:
+    """A subscription that starts with `days` free days, as Stripe makes it from
+    `trial_period_days`: `trialing`, trial_start/trial_end, its first period is the trial
+    (the items' period ends at trial_end, the billing cycle anchor is trial_end) and the
+    first real invoice comes when the clock reaches it (subscription_renew)."""
+    start = sub["created"]
+    end = start + days * 86400
+    sub.update(status="trialing", trial_start=start, trial_end=end, billing_cycle_anchor=end)
+    for item in sub["items"]["data"]:
+        item["current_period_start"], item["current_period_end"] = start, end
+
+
+def _trial_line(invoice: Obj, sub: Obj, item: Obj, period: tuple[int, int]) -> Obj:
+    """The first invoice of a trial bills the trial itself, at £0 (as Stripe does)."""
+    line = _item_line(invoice, sub, item, period)
+    line["amount"] = 0
+    line["description"] = f"Trial period for {product_name(item['price'])}"
+    for key in ("subtotal", "total"):
+        if key in line:
+            line[key] = 0
+    return line
+
+
+# Stripe sends customer.subscription.trial_will_end three days before a trial ends.
+TRIAL_WILL_END_SECONDS = 3 * 86400
+
+
+def trial_will_end(sub_id: str) -> Obj:
+    """customer.subscription.trial_will_end, once per trial, when the clock is three days
+    before trial_end (or at once, for a trial shorter than that)."""
+    with transaction.atomic():
+        sub = store.get(sub_id, "subscription", lock=True)
+        if sub["status"] != "trialing" or sub.get("_trial_will_end_sent") == sub["trial_end"]:
+            return sub
+        sub["_trial_will_end_sent"] = sub["trial_end"]
+        store.save(sub)
+        event_emit("customer.subscription.trial_will_end", sub)
+        return sub
 
 
 # --- Subscriptions ----------------------------------------------------------------------
@@ -389,6 +436,10 @@ def subscription_renew(sub_id: str, *, fail: bool | None = None) -> Obj:
             item["current_period_end"] = store.month_add(
                 item["current_period_start"], recurring["interval"], recurring["interval_count"]
             )
+        if sub["status"] == "trialing":
+            # The trial is over: the subscription is active and its first real invoice
+            # is charged now (a declined card makes it past_due, into dunning).
+            sub["status"] = "active"
         period = _period(sub)
         invoice = _invoice_new(customer, sub, reason="subscription_cycle", period=period)
         invoice["lines"]["data"] = [
@@ -474,14 +525,20 @@ def subscription_update(sub_id: str, params: Obj) -> Obj:
         changed = _switch_items(sub, params.get("items") or [])
         if changed and (proration, payment_behavior) == PAY_FIRST:
             return _update_if_paid(sub, before, changed, ts=ts)
+        reset = cycle_resets(changed, sub)
+        # Computed on the old period, before a new interval resets it.
+        prorations = _proration_items(sub, changed, ts=ts) if proration != "none" else []
+        if reset:
+            cycle_reset(sub)
         if changes(before, sub):
             _subscription_save(sub)
             event_emit("customer.subscription.updated", sub, previous=changes(before, sub))
-        if changed and proration != "none":
-            _proration_items_create(sub, changed, ts=ts)
-            if proration == "always_invoice":
-                _proration_invoice(sub)
-        return sub
+        for ii in prorations:
+            store.save(ii)
+            event_emit("invoiceitem.created", ii)
+        if reset or (changed and proration == "always_invoice"):
+            _proration_invoice(sub, new_period=reset)
+        return store.get(sub["id"], "subscription")
 
 
 def subscription_switch(sub_id: str, *, price_id: str) -> Obj:
@@ -536,6 +593,36 @@ def _switch_items(sub: Obj, items: list[Obj]) -> Changed:
         if (item["price"]["id"], item["quantity"]) != (old[0]["id"], old[1]):
             changed[item["id"]] = old
     return changed
+
+
+def _cycle(price: Obj) -> tuple[str, int]:
+    recurring = price.get("recurring") or {}
+    return recurring.get("interval") or "", int(recurring.get("interval_count") or 1)
+
+
+def cycle_resets(changed: Changed, sub: Obj) -> bool:
+    """Whether the change moves an item to a price of another billing interval (monthly
+    to yearly, say). Stripe then resets the billing cycle anchor to now and invoices at
+    once, whatever `proration_behavior` says ("Changing prices", billing periods): the
+    unused time is credited and the new price billed for a whole period from now."""
+    by_id = {item["id"]: item for item in sub["items"]["data"]}
+    return any(
+        _cycle(by_id[item_id]["price"]) != _cycle(old_price)
+        for item_id, (old_price, _quantity) in changed.items()
+        if item_id in by_id
+    )
+
+
+def cycle_reset(sub: Obj, items: list[Obj] | None = None) -> None:
+    """Start every item's period now (`items`: those, else the subscription's), at its
+    price's interval, and move the billing cycle anchor to now."""
+    ts = store.now()
+    for item in sub["items"]["data"] if items is None else items:
+        interval, count = _cycle(item["price"])
+        item["current_period_start"] = ts
+        item["current_period_end"] = store.month_add(ts, interval, count)
+    if items is None:
+        sub["billing_cycle_anchor"] = ts
 
 
 # --- Prorations -------------------------------------------------------------------------
@@ -605,10 +692,11 @@ def _proration_items(sub: Obj, changed: Changed, *, ts: int) -> list[Obj]:
             continue
         old_price, old_quantity = changed[item["id"]]
         start, end = item["current_period_start"], item["current_period_end"]
-        for price, quantity, sign, label in (
-            (old_price, old_quantity, -1, "Unused time on"),
-            (item["price"], item["quantity"], 1, "Remaining time on"),
-        ):
+        lines = [(old_price, old_quantity, -1, "Unused time on")]
+        # A new interval is billed for a whole new period (cycle_reset), not prorated.
+        if _cycle(item["price"]) == _cycle(old_price):
+            lines.append((item["price"], item["quantity"], 1, "Remaining time on"))
+        for price, quantity, sign, label in lines:
             amount = prorated(
                 price["unit_amount"] * quantity, remaining=end - ts, total=end - start
             )
@@ -694,15 +782,26 @@ def pending_items_bill(invoice: Obj, sub: Obj, *, save: bool = True) -> None:
 
 
 def _proration_invoice(
-    sub: Obj, *, reason: str = "subscription_update", past_due_on_failure: bool = True
+    sub: Obj,
+    *,
+    reason: str = "subscription_update",
+    past_due_on_failure: bool = True,
+    new_period: bool = False,
+    items: list[Obj] | None = None,
 ) -> Obj:
     """Invoice the subscription's pending prorations now and charge the card on file
     (`always_invoice`). A declined card leaves the invoice open and, as with Stripe's
-    default `allow_incomplete`, the subscription `past_due`."""
+    default `allow_incomplete`, the subscription `past_due`. With `new_period` (a new
+    billing interval reset the cycle), the invoice also bills the period that starts
+    now for `items` (else the subscription's)."""
     customer = store.get(sub["customer"], "customer")
     ts = store.now()
     invoice = _invoice_new(customer, sub, reason=reason, period=(ts, ts))
     pending_items_bill(invoice, sub)
+    if new_period:
+        billed = sub["items"]["data"] if items is None else items
+        period = (ts, max(i["current_period_end"] for i in billed))
+        invoice["lines"]["data"] += [_item_line(invoice, sub, i, period) for i in billed]
     _invoice_totals(invoice)
     store.save(invoice)
     event_emit("invoice.created", invoice)
@@ -732,19 +831,24 @@ def _update_if_paid(sub: Obj, before: Obj, changed: Changed, *, ts: int) -> Obj:
     """`payment_behavior=pending_if_incomplete` ("Pending updates"): invoice the change now;
     apply it only if that invoice is paid, else keep the old items and record the change
     as `pending_update` (the invoice stays open; paying it applies the update)."""
-    new_items = copy.deepcopy(sub["items"]["data"])
+    reset = cycle_resets(changed, sub)
     _proration_items_create(sub, changed, ts=ts)
+    new_items = copy.deepcopy(sub["items"]["data"])
+    if reset:
+        cycle_reset(sub, new_items)
     sub["items"] = copy.deepcopy(before["items"])
-    invoice = _proration_invoice(sub, past_due_on_failure=False)
+    invoice = _proration_invoice(sub, past_due_on_failure=False, new_period=reset, items=new_items)
     sub = store.get(sub["id"], "subscription")
     if invoice["status"] == "paid":
         sub["items"]["data"] = new_items
+        if reset:
+            sub["billing_cycle_anchor"] = new_items[0]["current_period_start"]
         _subscription_save(sub)
         event_emit("customer.subscription.updated", sub, previous=changes(before, sub))
         return sub
     end = _period(sub)[1]
     sub["pending_update"] = {
-        "billing_cycle_anchor": None,
+        "billing_cycle_anchor": new_items[0]["current_period_start"] if reset else None,
         "expires_at": min(store.now() + PENDING_UPDATE_SECONDS, end, sub.get("trial_end") or end),
         "subscription_items": new_items,
         "trial_end": None,
@@ -767,6 +871,8 @@ def pending_update_settle(invoice: Obj) -> Obj | None:
         return None
     before = copy.deepcopy(sub)
     sub["items"]["data"] = sub["pending_update"]["subscription_items"]
+    if anchor := sub["pending_update"].get("billing_cycle_anchor"):
+        sub["billing_cycle_anchor"] = anchor
     sub["pending_update"] = None
     if sub["status"] == "past_due":
         sub["status"] = "active"
@@ -859,6 +965,12 @@ def invoice_preview(params: Obj) -> Obj:
     changed = _switch_items(sub, details.get("items") or [])
     customer = copy.deepcopy(store.get(sub["customer"], "customer"))
     previewed = _proration_items(sub, changed, ts=ts) if proration != "none" else []
+    reset = cycle_resets(changed, sub)
+    if reset:
+        # A new interval invoices now (whatever proration_behavior says): the credit,
+        # then the new price for a whole period from now.
+        cycle_reset(sub)
+        proration = "always_invoice"
     if proration == "always_invoice":
         invoice = objects.invoice(
             customer_obj=customer,
@@ -888,6 +1000,10 @@ def invoice_preview(params: Obj) -> Obj:
     pending_items_bill(invoice, sub, save=False)
     for ii in previewed:
         invoice["lines"]["data"].append(_invoice_item_line(invoice, ii))
+    if reset:
+        period = _period(sub)
+        for item in sub["items"]["data"]:
+            invoice["lines"]["data"].append(_item_line(invoice, sub, item, period))
     if proration != "always_invoice":
         period = _period(sub)
         for item in sub["items"]["data"]:

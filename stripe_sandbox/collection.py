@@ -551,6 +551,9 @@ def _due(limit: int) -> tuple[int, str, str] | None:
     for sub in store.all_of("subscription"):
         if sub["status"] in actions.LIVE:
             due.append((actions._period(sub)[1], "period_end", sub["id"]))
+        if sub["status"] == "trialing" and sub.get("_trial_will_end_sent") != sub["trial_end"]:
+            warn_at = max(sub["trial_end"] - actions.TRIAL_WILL_END_SECONDS, sub["trial_start"])
+            due.append((warn_at, "trial_will_end", sub["id"]))
         elif sub["status"] == "incomplete" and not _bank_debit_started(sub):
             due.append((sub["created"] + INCOMPLETE_SECONDS, "incomplete", sub["id"]))
     for invoice in store.all_of("invoice"):
@@ -562,7 +565,8 @@ def _due(limit: int) -> tuple[int, str, str] | None:
 
 def clock_advance(seconds: int) -> ClockReport:
     """Move the clock on by `seconds`, doing on the way, in time order and at their own
-    times, what falls due: renewals (or period-end cancellations), retries of failed
+    times, what falls due: trials' ends (trial_will_end three days before, then the first
+    real invoice), renewals (or period-end cancellations), retries of failed
     invoices and the dunning end state, expiry of incomplete subscriptions."""
     target = store.now() + seconds
     report = ClockReport()
@@ -587,6 +591,8 @@ def _step(kind: str, object_id: str, report: ClockReport) -> None:
             report.failed += 1
         else:
             report.renewed += 1
+    elif kind == "trial_will_end":
+        actions.trial_will_end(object_id)
     elif kind == "retry":
         report.retried += 1
         if invoice_retry(object_id) == PAID:

@@ -8,7 +8,7 @@ from billing.offers import offers_for
 from billing.outlook import long_date as _long_date
 from billing.outlook import outlook_for
 from billing.plans import FEATURE_LABELS, plan_allows
-from billing.pricing import plan_rows
+from billing.pricing import plan_rows, pricing_interval
 
 register = template.Library()
 
@@ -50,8 +50,10 @@ def plan_cards(context: template.Context) -> dict:
     visitors."""
     user = context.get("user")
     signed_in = bool(getattr(user, "is_authenticated", False))
+    recurring = pricing_interval(context.get("request"))
     return {
-        "plans": plan_rows(offers_for(user) if signed_in else None),
+        "plans": plan_rows(offers_for(user) if signed_in else None, recurring=recurring),
+        "recurring": recurring,
         "user": user,
         "csrf_token": context.get("csrf_token"),
     }

@@ -160,6 +160,8 @@ def checkout_session_create(params: Obj) -> Obj:
         "url": checkout_url(session_id),
         "wallet_options": None,
         "_line_items": items,
+        # Free days before the first payment (subscription_data[trial_period_days]).
+        "_trial_period_days": _trial_period_days(params, mode),
         "_subscription_metadata": objects.metadata_merge(
             {}, (params.get("subscription_data") or {}).get("metadata")
         ),
@@ -168,6 +170,21 @@ def checkout_session_create(params: Obj) -> Obj:
         ),
     }
     return store.save(session)
+
+
+def _trial_period_days(params: Obj, mode: str) -> int | None:
+    data = params.get("subscription_data") or {}
+    if data.get("trial_period_days") in (None, ""):
+        return None
+    param = "subscription_data[trial_period_days]"
+    if mode != "subscription":
+        raise StripeError(
+            "`subscription_data` is only allowed in `subscription` mode.", param=param
+        )
+    days = int_param(data, "trial_period_days", default=0, minimum=1)
+    if days > 730:  # Stripe's limit: two years
+        raise StripeError("The trial period can be at most 730 days.", param=param)
+    return days
 
 
 @virtual("checkout.session", "line_items")

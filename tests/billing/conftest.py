@@ -29,7 +29,7 @@ def fake_stripe() -> Iterator[sf.FakeStripe]:
 
 @pytest.fixture
 def catalog(fake_stripe: sf.FakeStripe) -> dict[str, dict[str, Any]]:
-    """One product per plan with a monthly and a one-off price, by lookup key."""
+    """One product per plan with a monthly, an annual and a one-off price, by lookup key."""
     prices: dict[str, dict[str, Any]] = {}
     for plan, amount in (("starter", 1900), ("flowkit", 4900), ("launchpack", 9900)):
         prod = sf.product(name=f"SmartFlow {plan}", metadata={"plan": plan})
@@ -44,6 +44,11 @@ def catalog(fake_stripe: sf.FakeStripe) -> dict[str, dict[str, Any]]:
             )
             fake_stripe.add(prc)
             prices[key] = prc
+        yearly = sf.price(
+            prod=prod, lookup_key=f"{plan}_annual", amount=amount * 10, interval="year"
+        )
+        fake_stripe.add(yearly)
+        prices[f"{plan}_annual"] = yearly
     return prices
 
 

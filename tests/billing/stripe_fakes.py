@@ -85,6 +85,7 @@ def price(
     amount: int = 4900,
     recurring: bool = True,
     id: str | None = None,
+    interval: str = "month",
 ) -> dict:
     return _base(
         "price",
@@ -97,7 +98,7 @@ def price(
         active=True,
         type="recurring" if recurring else "one_time",
         recurring={
-            "interval": "month",
+            "interval": interval,
             "interval_count": 1,
             "meter": None,
             "usage_type": "licensed",

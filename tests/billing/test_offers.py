@@ -111,7 +111,7 @@ def test_a_subscriber_is_offered_a_switch_and_told_a_oneoff_ends_the_subscriptio
 
     day = datetime.fromtimestamp(end, tz=UTC)
     assert (
-        "Your monthly subscription will be cancelled at the end of its current period, "
+        "Your subscription will be cancelled at the end of its current period, "
         f"on {day.day} {day:%B %Y}, once this payment goes through"
     ) in body
 
@@ -234,3 +234,38 @@ def test_a_oneoff_lost_to_a_dispute_is_not_owned_any_more(
 
     assert response.status_code == 303
     assert len(fake_stripe.calls_to("POST", "/v1/checkout/sessions")) == 1
+
+
+@pytest.mark.parametrize(
+    ("frm", "to", "timing"),
+    [
+        (("flowkit", "monthly"), ("flowkit", "annual"), "now"),
+        (("flowkit", "monthly"), ("launchpack", "monthly"), "now"),
+        (("flowkit", "monthly"), ("launchpack", "annual"), "now"),
+        (("flowkit", "annual"), ("launchpack", "annual"), "now"),
+        (("flowkit", "annual"), ("flowkit", "monthly"), "period_end"),
+        (("flowkit", "annual"), ("launchpack", "monthly"), "period_end"),
+        (("launchpack", "monthly"), ("flowkit", "monthly"), "period_end"),
+        (("launchpack", "annual"), ("flowkit", "annual"), "period_end"),
+        (("flowkit", "annual"), ("flowkit", "annual"), None),
+    ],
+)
+def test_when_a_subscription_may_change_price(frm, to, timing):
+    from billing.offers import change_timing
+
+    assert change_timing(plan=frm[0], interval=frm[1], to_plan=to[0], to_interval=to[1]) == timing
+
+
+def test_an_annual_subscriber_is_offered_the_higher_plan_yearly_only(
+    signed_in, synced, deliver, fake_stripe, catalog, payer
+):
+    _subscribe(deliver, fake_stripe, payer, catalog["flowkit_annual"])
+
+    monthly = signed_in.get("/pricing/").content.decode()
+    annual = signed_in.get("/pricing/?interval=annual").content.decode()
+    refused = signed_in.post("/billing/checkout/", {"plan": "launchpack", "interval": "monthly"})
+
+    assert "Switch to LaunchPack" not in monthly
+    assert 'href="/billing/switch/?plan=launchpack&amp;interval=annual"' in annual
+    assert refused.status_code == 409
+    assert "You pay yearly" in refused.content.decode()

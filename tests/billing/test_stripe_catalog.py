@@ -25,13 +25,34 @@ def test_the_catalog_sells_flowkit_and_launchpack_but_not_free_starter(fake_stri
 
     assert _lookup_keys() == {
         "flowkit_monthly",
+        "flowkit_annual",
         "flowkit_oneoff",
         "launchpack_monthly",
+        "launchpack_annual",
         "launchpack_oneoff",
     }
-    assert "4 prices synced: 4 created, 0 differ." in out.getvalue()
+    assert "6 prices synced: 6 created, 0 differ." in out.getvalue()
     call_command("stripe_catalog", stdout=out)  # safe twice
-    assert len(_lookup_keys()) == 4
+    assert len(_lookup_keys()) == 6
+
+
+def test_the_annual_price_bills_yearly_at_ten_months(fake_stripe):
+    call_command("stripe_catalog", stdout=StringIO())
+
+    found = stripe.Price.list(lookup_keys=["flowkit_annual"], **api_kwargs()).data
+    out = StringIO()
+    call_command("stripe_catalog", "--check", stdout=out)
+
+    assert [(p["unit_amount"], p["recurring"]["interval"]) for p in found] == [(49000, "year")]
+    assert "0 differ" in out.getvalue()
+
+
+def test_a_configured_annual_price_id_maps_to_the_plan(fake_stripe, settings):
+    prod = sf.product(metadata={"plan": "flowkit"})
+    configured = sf.price(prod=prod, lookup_key=None, amount=45000)
+    settings.STRIPE_PRICE_IDS = {("flowkit", "annual"): configured["id"]}
+
+    assert price_plan(price_id=configured["id"], lookup_key=None) == ("flowkit", "annual")
 
 
 def test_existing_starter_prices_still_map_to_starter(fake_stripe, settings):

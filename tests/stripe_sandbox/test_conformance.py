@@ -294,6 +294,7 @@ def test_every_object_and_event_matches_the_pinned_api_version(client):
 # The event types of what happens after the first payment (dunning, 3-D Secure,
 # prorations, pending updates, incomplete subscriptions, bank debits, disputes).
 LIFECYCLE_EVENT_TYPES = {
+    "customer.subscription.trial_will_end",
     "charge.dispute.closed",
     "charge.dispute.created",
     "charge.dispute.funds_reinstated",
@@ -446,6 +447,23 @@ def _lifecycle_scenario(client: Any) -> None:
     )
     default_card = stripe.Customer.retrieve(eve.id).invoice_settings.default_payment_method
     stripe.PaymentMethod.retrieve(default_card)
+    # A free trial (trialing, its £0 invoice; trial_will_end and the first charge on the
+    # clock) and a move to a yearly price (the billing cycle reset, invoiced at once).
+    tia = stripe.Customer.create(email="tia@example.com")
+    pay(client, checkout_create(monthly, tia.id, subscription_data={"trial_period_days": 14}).id)
+    stripe.Subscription.list(customer=tia.id)
+    yearly = stripe.Price.create(
+        product=flowkit.id, unit_amount=49000, currency="gbp", recurring={"interval": "year"}
+    )
+    yan = stripe.Customer.create(email="yan@example.com")
+    pay(client, checkout_create(monthly, yan.id).id)
+    monthly_sub = stripe.Subscription.list(customer=yan.id).data[0]
+    stripe.Subscription.modify(
+        monthly_sub.id,
+        items=[{"id": monthly_sub["items"].data[0].id, "price": yearly.id}],
+        proration_behavior="always_invoice",
+        payment_behavior="pending_if_incomplete",
+    )
     actions.clock_advance(days=32)
     actions.clock_advance(days=20)
     for invoice in stripe.Invoice.list(status="open").data:

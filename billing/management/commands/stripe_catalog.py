@@ -7,15 +7,15 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from djstripe.models import Price
 
-from billing.plans import PLAN_INFO, Interval, lookup_key
+from billing.plans import PLAN_INFO, RECURRING, Interval, lookup_key
 from billing.stripe_api import StripeError, api_kwargs
 
 
 class Command(BaseCommand):
     help = (
         "Create any missing Stripe Products and Prices for the plans that are sold (lookup "
-        "keys <plan>_monthly and <plan>_oneoff; Starter is free and gets none) in the "
-        "configured Stripe account or the sandbox, "
+        "keys <plan>_monthly, <plan>_annual and <plan>_oneoff; Starter is free and gets none) "
+        "in the configured Stripe account or the sandbox, "
         "and sync them into dj-stripe. Safe to run twice. --check only reports differences."
     )
 
@@ -73,8 +73,8 @@ class Command(BaseCommand):
                         lookup_key=key,
                         metadata={"plan": plan, "interval": interval},
                         **(
-                            {"recurring": {"interval": "month"}}
-                            if interval == Interval.MONTHLY
+                            {"recurring": {"interval": RECURRING[interval]}}
+                            if interval in RECURRING
                             else {}
                         ),
                         **api_kwargs(),
@@ -116,8 +116,7 @@ class Command(BaseCommand):
 
 
 def _amount(plan: str, interval: str) -> int:
-    info = PLAN_INFO[plan]
-    amount = info.monthly_amount if interval == Interval.MONTHLY else info.oneoff_amount
+    amount = PLAN_INFO[plan].amount(interval)
     assert amount is not None, f"{plan} is not sold"
     return amount
 
@@ -127,5 +126,5 @@ def _differs(price: dict[str, Any], amount: int, currency: str, interval: str) -
     return (
         price.get("unit_amount") != amount
         or price.get("currency") != currency
-        or (recurring == "month") != (interval == Interval.MONTHLY)
+        or recurring != RECURRING.get(interval)
     )
