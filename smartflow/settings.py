@@ -238,6 +238,14 @@ STRIPE_SANDBOX_SEED = int(_seed) if _seed else secrets.randbelow(1_000_000)
 BILLING_ENABLED = STRIPE_SANDBOX or _has_stripe_key
 BILLING_PAST_DUE_GRACE_DAYS = env.int("BILLING_PAST_DUE_GRACE_DAYS", default=7)
 BILLING_CURRENCY = env.str("BILLING_CURRENCY", default="gbp").lower()
+# Stripe Tax in Checkout (automatic_tax, the billing address and VAT numbers collected).
+BILLING_AUTOMATIC_TAX = env.bool("BILLING_AUTOMATIC_TAX", default=False)
+# Whether new prices include the tax (`inclusive`) or have it added (`exclusive`).
+BILLING_TAX_BEHAVIOR = env.str("BILLING_TAX_BEHAVIOR", default="exclusive").lower()
+if BILLING_TAX_BEHAVIOR not in ("exclusive", "inclusive"):
+    raise ImproperlyConfigured(
+        f"BILLING_TAX_BEHAVIOR must be exclusive or inclusive, not {BILLING_TAX_BEHAVIOR!r}"
+    )
 # Existing Price ids (the original app's variables) win over lookup keys when set.
 STRIPE_PRICE_IDS = {
     (plan, interval): price_id
