@@ -12,6 +12,7 @@ from django.core.management import call_command
 from djstripe.models import Subscription
 
 from accounts.admin_site import mrr_by_currency, subscription_discounts
+from billing.models import OneOffPurchase
 from stripe_sandbox import actions
 from stripe_sandbox.delivery import deliver_pending
 from tests.sandbox_app import app_transport
@@ -125,6 +126,21 @@ def test_a_100_percent_code_makes_the_plan_live_without_payment(shopper, custome
     assert "nothing was charged" in success
     sub = Subscription.objects.get(customer__subscriber=customer)
     assert sub.stripe_data["status"] == "active"
+
+
+def test_a_100_percent_code_on_a_one_off_purchase_grants_the_plan(shopper, customer):
+    # No payment at all: only `payment_status` says the session needs none
+    # (billing/checkout.py counts no_payment_required as paid).
+    _coupon("FREEPACK", "--percent-off", "100")
+    started = shopper.post("/billing/checkout/", {"plan": "launchpack", "interval": "oneoff"})
+
+    shopper.post(_path(started["Location"]), {"card_number": CARD, "promotion_code": "FREEPACK"})
+    _deliver(shopper)
+    customer.refresh_from_db()
+
+    assert customer.plan == "launchpack"
+    purchase = OneOffPurchase.objects.get(user=customer)
+    assert (purchase.amount, purchase.payment_intent_id) == (0, "")
 
 
 def _mrr() -> dict[str, Any]:
