@@ -8,7 +8,9 @@ costs one to three queries whatever the number of rows.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
+from collections.abc import Mapping
 from contextlib import nullcontext
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -88,9 +90,20 @@ class ChangeListFallback:
         return super().get_changelist_instance(request)  # type: ignore[misc]
 
 
-def mrr_by_currency(subscriptions: list[dict[str, Any]]) -> dict[str, Decimal]:
+def mrr_by_currency(
+    subscriptions: list[dict[str, Any]],
+    discounts: Mapping[str, dict[str, Any]] | None = None,
+    *,
+    now: int | None = None,
+) -> dict[str, Decimal]:
     """Monthly recurring revenue of Stripe subscription objects, per currency, in major
-    units (discounts and taxes ignored: this is list-price MRR)."""
+    units, net of the discounts still in force (taxes ignored: VAT is not revenue).
+
+    `discounts` maps a Discount id (what a subscription's `discounts` lists) to the
+    Discount with its coupon (`source.coupon` as an object): a `forever` coupon, or a
+    `repeating` one before its `end`, lowers what the subscription brings each month;
+    a `once` coupon lowers only the first invoice, not the recurring revenue."""
+    moment = now if now is not None else int(time.time())
     totals: dict[str, Decimal] = defaultdict(Decimal)
     for sub in subscriptions:
         for item in (sub.get("items") or {}).get("data") or []:
@@ -98,14 +111,68 @@ def mrr_by_currency(subscriptions: list[dict[str, Any]]) -> dict[str, Decimal]:
             if not isinstance(price, dict) or not price.get("recurring"):
                 continue
             recurring = price["recurring"]
-            per_month = _PER_MONTH.get(recurring.get("interval"), Decimal(0)) / Decimal(
+            months = _PER_MONTH.get(recurring.get("interval"), Decimal(0)) / Decimal(
                 recurring.get("interval_count") or 1
             )
             currency = (price.get("currency") or "").lower()
             minor = Decimal(price.get("unit_amount") or 0) * Decimal(item.get("quantity") or 1)
+            minor -= _discount_off(sub, minor, currency, discounts or {}, moment)
             major = minor if currency in _ZERO_DECIMAL else minor / 100
-            totals[currency] += major * per_month
+            totals[currency] += major * months
     return dict(totals)
+
+
+def _discount_off(
+    sub: dict[str, Any],
+    amount: Decimal,
+    currency: str,
+    discounts: Mapping[str, dict[str, Any]],
+    moment: int,
+) -> Decimal:
+    """What the subscription's recurring discount takes off `amount` (per invoice)."""
+    for entry in sub.get("discounts") or []:
+        discount = entry if isinstance(entry, dict) else discounts.get(entry)
+        coupon = ((discount or {}).get("source") or {}).get("coupon")
+        if not isinstance(coupon, dict) or coupon.get("duration") == "once":
+            continue
+        if coupon.get("duration") == "repeating" and (discount.get("end") or 0) <= moment:
+            continue
+        if coupon.get("percent_off"):
+            return amount * Decimal(str(coupon["percent_off"])) / 100
+        if coupon.get("amount_off") and (coupon.get("currency") or "").lower() == currency:
+            return min(amount, Decimal(coupon["amount_off"]))
+    return Decimal(0)
+
+
+def subscription_discounts(subscriptions: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The Discounts the subscriptions list, with their coupons, from synced rows only:
+    dj-stripe keeps a subscription's `discounts` as ids, but expands them on invoices
+    (each names its coupon by id), and keeps coupons from their webhooks."""
+    from djstripe.models import Coupon, Invoice
+
+    wanted = {d for s in subscriptions for d in s.get("discounts") or [] if isinstance(d, str)}
+    if not wanted:
+        return {}
+    customers = {s.get("customer") for s in subscriptions if s.get("discounts")}
+    found: dict[str, dict[str, Any]] = {}
+    for data in Invoice.objects.filter(customer__id__in=customers).values_list(
+        "stripe_data", flat=True
+    ):
+        for discount in data.get("discounts") or []:
+            if isinstance(discount, dict) and discount.get("id") in wanted:
+                found[discount["id"]] = dict(discount)
+    coupon_ids = {
+        (d.get("source") or {}).get("coupon")
+        for d in found.values()
+        if isinstance((d.get("source") or {}).get("coupon"), str)
+    }
+    coupons = dict(Coupon.objects.filter(id__in=coupon_ids).values_list("id", "stripe_data"))
+    for discount in found.values():
+        source = dict(discount.get("source") or {})
+        if isinstance(source.get("coupon"), str) and source["coupon"] in coupons:
+            source["coupon"] = coupons[source["coupon"]]
+        discount["source"] = source
+    return found
 
 
 def money_format(amount: Decimal, currency: str) -> str:
@@ -198,7 +265,8 @@ def panel_data(request: HttpRequest) -> dict[str, Any]:
         data = Subscription.objects.filter(
             livemode=settings.STRIPE_LIVE_MODE, stripe_data__status__in=_SUBSCRIBED
         ).values_list("stripe_data", flat=True)
-        mrr = mrr_by_currency(list(data))
+        subscribed = list(data)
+        mrr = mrr_by_currency(subscribed, subscription_discounts(subscribed))
         panel["mrr"] = [money_format(v, c) for c, v in sorted(mrr.items())] or [
             money_format(Decimal(0), settings.BILLING_CURRENCY)
         ]

@@ -58,6 +58,10 @@ def checkout_session_create(*, user: User, plan: str, interval: str) -> stripe.c
         "client_reference_id": str(user.pk),
         "success_url": success_url,
         "cancel_url": settings.SITE_URL + reverse("billing:pricing"),
+        # Checkout's own code field; the codes are created in Stripe (or `stripe_sandbox
+        # coupon`), so the app keeps no list of them.
+        "allow_promotion_codes": True,
+        **_tax_params(),
     }
     if mode == "payment":
         params["payment_intent_data"] = {"metadata": metadata}
@@ -77,6 +81,21 @@ def checkout_session_create(*, user: User, plan: str, interval: str) -> stripe.c
         session = stripe.checkout.Session.create(customer=customer.id, **params, **api_kwargs())
     logger.info("Checkout session %s for user %s: %s %s", session.id, user.pk, plan, interval)
     return session
+
+
+def _tax_params() -> dict[str, Any]:
+    """Stripe Tax in Checkout when BILLING_AUTOMATIC_TAX is on: the tax follows the billing
+    address Checkout collects, and a business can give its VAT number. The session always
+    names the customer, and Stripe then requires Checkout to save the address (and the
+    business name) on it: the customer's later invoices are taxed from that address."""
+    if not settings.BILLING_AUTOMATIC_TAX:
+        return {}
+    return {
+        "automatic_tax": {"enabled": True},
+        "billing_address_collection": "required",
+        "tax_id_collection": {"enabled": True},
+        "customer_update": {"address": "auto", "name": "auto"},
+    }
 
 
 def _expire_open_subscription_sessions(customer_id: str) -> None:

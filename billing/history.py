@@ -53,6 +53,10 @@ class InvoiceRow:
     status: str
     hosted_url: str
     pdf_url: str
+    # What a promotion code took off and the tax in `amount` (added or included).
+    discount: int = 0
+    tax: int = 0
+    tax_inclusive: bool = False
 
     @property
     def status_words(self) -> str:
@@ -121,6 +125,7 @@ def card_on_file(customer: Customer, subscriptions: list[Mapping[str, Any]]) -> 
 
 def _invoice_row(data: Mapping[str, Any]) -> InvoiceRow:
     transitions = data.get("status_transitions") or {}
+    taxes = data.get("total_taxes") or []
     return InvoiceRow(
         id=data.get("id", ""),
         number=data.get("number") or data.get("id", ""),
@@ -130,6 +135,9 @@ def _invoice_row(data: Mapping[str, Any]) -> InvoiceRow:
         status=data.get("status") or "",
         hosted_url=data.get("hosted_invoice_url") or "",
         pdf_url=data.get("invoice_pdf") or "",
+        discount=sum(int(d.get("amount") or 0) for d in data.get("total_discount_amounts") or []),
+        tax=sum(int(t.get("amount") or 0) for t in taxes),
+        tax_inclusive=any(t.get("tax_behavior") == "inclusive" for t in taxes),
     )
 
 

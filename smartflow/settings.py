@@ -244,6 +244,14 @@ if not 0 <= BILLING_TRIAL_DAYS <= 730:  # Stripe's limit for trial_period_days
     raise ImproperlyConfigured(
         f"BILLING_TRIAL_DAYS must be between 0 and 730, not {BILLING_TRIAL_DAYS}."
     )
+# Stripe Tax in Checkout (automatic_tax, the billing address and VAT numbers collected).
+BILLING_AUTOMATIC_TAX = env.bool("BILLING_AUTOMATIC_TAX", default=False)
+# Whether new prices include the tax (`inclusive`) or have it added (`exclusive`).
+BILLING_TAX_BEHAVIOR = env.str("BILLING_TAX_BEHAVIOR", default="exclusive").lower()
+if BILLING_TAX_BEHAVIOR not in ("exclusive", "inclusive"):
+    raise ImproperlyConfigured(
+        f"BILLING_TAX_BEHAVIOR must be exclusive or inclusive, not {BILLING_TAX_BEHAVIOR!r}"
+    )
 # Existing Price ids (the original app's variables) win over lookup keys when set.
 STRIPE_PRICE_IDS = {
     (plan, interval): price_id

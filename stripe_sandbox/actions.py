@@ -133,9 +133,10 @@ def product_name(price: Obj) -> str:
 
 
 def _invoice_totals(invoice: Obj) -> None:
-    total = sum(line["amount"] for line in invoice["lines"]["data"])
-    for key in ("subtotal", "subtotal_excluding_tax", "total", "total_excluding_tax"):
-        invoice[key] = total
+    from stripe_sandbox import tax
+
+    # The subscription's discount and automatic tax, if any (stripe_sandbox/tax.py).
+    total = tax.invoice_apply(invoice).total
     invoice["amount_due"] = invoice["amount_remaining"] = max(total, 0)
     invoice["starting_balance"] = 0
     invoice["ending_balance"] = 0 if total >= 0 else total
@@ -217,8 +218,21 @@ def _period(sub: Obj) -> tuple[int, int]:
 # --- Checkout ---------------------------------------------------------------------------
 
 
-def checkout_pay(*, session_id: str, card_number: str, authenticated: bool | None = None) -> str:
+def checkout_pay(
+    *,
+    session_id: str,
+    card_number: str,
+    authenticated: bool | None = None,
+    promotion_code: str = "",
+    country: str = "",
+    tax_id: str = "",
+) -> str:
     """Pay checkout session `session_id` with a test card; returns the success URL.
+
+    `promotion_code` (when the session allows codes) and the billing address `country`
+    (the tax, with automatic tax on) set the amount (stripe_sandbox/checkout_pricing.py);
+    a code that is refused raises PromotionRefused. A total of 0 (a 100 %-off code)
+    completes with `payment_status` `no_payment_required` and charges nothing.
 
     4242 4242 4242 4242 pays, 4000 0000 0000 0341 pays now but fails at renewal,
     4000 0000 0000 0002 is declined (nothing is created, the session stays open).
@@ -244,17 +258,30 @@ def checkout_pay(*, session_id: str, card_number: str, authenticated: bool | Non
             raise PaymentError("This checkout session has expired. Start again from the site.")
         if card == CARD_DECLINED:
             raise PaymentError("Your card was declined. (Test card 4000 0000 0000 0002.)")
+        from stripe_sandbox import checkout_pricing
+
+        if checkout_pricing.address_required(session) and not country:
+            raise PaymentError("Enter the country of your billing address.")
+        found = checkout_pricing.quote(session, promotion_code=promotion_code, country=country)
         customer = store.find(session["customer"], "customer") if session["customer"] else None
+        address = {**objects.EMPTY_ADDRESS, "country": country} if country else None
         if customer is None:
             customer = customer_create({"email": session.get("customer_email")})
+            customer["address"] = address
+        elif address and session.get("_customer_update", {}).get("address") == "auto":
+            customer["address"] = address
         # The card paid with is kept for later payments (the customer's default).
         customer["_card"] = card
         store.save(customer)
         if session["mode"] == "subscription":
-            sub, invoice = _checkout_subscription(session, customer, card)
+            sub, invoice = _checkout_subscription(session, customer, card, found)
             session["subscription"] = sub["id"]
             session["invoice"] = invoice["id"]
         else:
+            checkout_pricing.quote_apply(
+                session, found, discount=checkout_pricing.discount_for(session, found, customer)
+            )
+        if session["mode"] != "subscription" and not found.free:
             pi, charge = _payment(
                 customer_id=customer["id"],
                 amount=session["amount_total"],
@@ -270,16 +297,20 @@ def checkout_pay(*, session_id: str, card_number: str, authenticated: bool | Non
             session["payment_intent"] = pi["id"]
         session.update(
             status="complete",
-            # A trial delays the payment to its end: nothing is paid now.
-            payment_status="no_payment_required" if session.get("_trial_period_days") else "paid",
+            # A trial delays the payment to its end; a 100 %-off code leaves nothing to pay.
+            payment_status=(
+                "no_payment_required" if session.get("_trial_period_days") or found.free else "paid"
+            ),
             customer=customer["id"],
             customer_details={
-                "address": objects.EMPTY_ADDRESS,
+                "address": address or objects.EMPTY_ADDRESS,
+                "business_name": None,
                 "email": customer.get("email") or session.get("customer_email"),
+                "individual_name": None,
                 "name": customer.get("name"),
                 "phone": None,
                 "tax_exempt": "none",
-                "tax_ids": [],
+                "tax_ids": checkout_pricing.tax_ids(session, tax_id, country),
             },
         )
         store.save(session)
@@ -288,13 +319,18 @@ def checkout_pay(*, session_id: str, card_number: str, authenticated: bool | Non
         return success_url(session)
 
 
-def _checkout_subscription(session: Obj, customer: Obj, card: str) -> tuple[Obj, Obj]:
+def _checkout_subscription(session: Obj, customer: Obj, card: str, found: Any) -> tuple[Obj, Obj]:
+    from stripe_sandbox import checkout_pricing
+
     sub = objects.subscription(
         customer_id=customer["id"],
         currency=session["currency"],
         metadata=session.get("_subscription_metadata", {}),
         card=card,
     )
+    # The code's discount and automatic tax go on the subscription: its invoices use them.
+    discount = checkout_pricing.subscription_setup(session, found, sub)
+    checkout_pricing.quote_apply(session, found, discount=discount)
     # Checkout saves the card as a PaymentMethod attached to the customer and makes it
     # the subscription's default payment method (what its charges name, too).
     pm = store.save(objects.payment_method(card=card, customer_id=customer["id"]))

@@ -48,3 +48,20 @@ class PortalActionForm(forms.Form):
         if data.get("action") == "switch" and not data.get("price"):
             self.add_error("price", "Choose the plan to switch to.")
         return data
+
+
+class CheckoutExtrasForm(forms.Form):
+    """What Checkout asks beside the card: a promotion code (when the session allows
+    them), the billing address country and a VAT number (when tax is collected)."""
+
+    promotion_code = forms.CharField(label="Promotion code", max_length=64, required=False)
+    country = forms.ChoiceField(label="Billing address country", required=False, choices=())
+    tax_id = forms.CharField(
+        label="VAT number (businesses, optional)", max_length=32, required=False
+    )
+
+    def __init__(
+        self, *args: object, countries: tuple[tuple[str, str], ...] = (), **kwargs: object
+    ) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.fields["country"].choices = [("", "Choose…"), *countries]

@@ -211,7 +211,7 @@ def price(params: Obj, *, unit_amount: int, product_id: str) -> Obj:
         "nickname": params.get("nickname") or None,
         "product": product_id,
         "recurring": recurring,
-        "tax_behavior": "unspecified",
+        "tax_behavior": params.get("tax_behavior") or "unspecified",
         "tiers_mode": None,
         "transform_quantity": None,
         "type": "recurring" if recurring else "one_time",

@@ -14,8 +14,17 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from stripe_sandbox import actions, bank_debits, collection, objects, store
-from stripe_sandbox.forms import BankDebitForm, CardForm, PortalActionForm
+from stripe_sandbox import (
+    actions,
+    bank_debits,
+    checkout_pricing,
+    collection,
+    discounts,
+    objects,
+    store,
+    tax,
+)
+from stripe_sandbox.forms import BankDebitForm, CardForm, CheckoutExtrasForm, PortalActionForm
 from stripe_sandbox.store import Obj, StripeError
 
 
@@ -36,14 +45,68 @@ def _line_view(price: Obj, quantity: int) -> dict[str, Any]:
     }
 
 
+def _extras_form(data: Any = None) -> CheckoutExtrasForm:
+    return CheckoutExtrasForm(data, countries=checkout_pricing.COUNTRIES)
+
+
+def _quote_of(session: Obj, extras: CheckoutExtrasForm) -> checkout_pricing.Quote:
+    """The amounts with what the customer typed; a refused code becomes the field's
+    error (and the amounts are shown without it), as Stripe Checkout shows it."""
+    data = extras.cleaned_data if extras.is_bound and extras.is_valid() else {}
+    code, country = data.get("promotion_code") or "", data.get("country") or ""
+    if code:
+        try:
+            return checkout_pricing.quote(session, promotion_code=code, country=country)
+        except discounts.PromotionRefused as exc:
+            extras.add_error("promotion_code", str(exc))
+    return checkout_pricing.quote(session, country=country)
+
+
+def _checkout_context(
+    session: Obj, form: CardForm, extras: CheckoutExtrasForm, found: checkout_pricing.Quote
+) -> dict[str, Any]:
+    def money(amount: int) -> str:
+        return actions.format_amount(amount, session["currency"])
+
+    totals = found.totals
+    taxed = bool(session["automatic_tax"]["enabled"])
+    return {
+        "cards": [(objects.card_display(n), note) for n, note in objects.CARD_NOTES],
+        "session": session,
+        "lines": [_line_view(li["price"], li["quantity"]) for li in session.get("_line_items", [])],
+        "subtotal": money(totals.subtotal),
+        "discount": money(totals.discount) if found.coupon else None,
+        "discount_label": f"{found.promo['code']}: {discounts.coupon_describe(found.coupon)}"
+        if found.coupon and found.promo
+        else "",
+        "taxed": taxed,
+        "tax_known": taxed and bool(totals.country),
+        "tax": money(totals.tax),
+        "tax_label": f"VAT ({totals.rate * 100:.0f}%)" if totals.rate else "Tax (0%)",
+        "tax_inclusive": totals.tax_inclusive > 0,
+        "total": money(totals.total),
+        "free": found.free,
+        "form": form,
+        "extras": extras,
+        "promotion_codes": bool(session.get("allow_promotion_codes")),
+        "address": checkout_pricing.address_required(session),
+        "tax_ids": bool((session.get("tax_id_collection") or {}).get("enabled")),
+        "open": session["status"] == "open",
+        **_bank_debit_context(session, BankDebitForm()),
+    }
+
+
 @require_http_methods(["GET", "HEAD", "POST"])
 def checkout(request: HttpRequest, session_id: str) -> HttpResponse:
     session = _stored_or_404(session_id, "checkout.session")
     if session["status"] == "complete":
         return redirect(actions.success_url(session))
-    form = CardForm(request.POST or None)
+    applying = request.POST.get("action") == "apply"
+    form = CardForm(None if applying else (request.POST or None))
+    extras = _extras_form(request.POST or None)
     authenticate = False
-    if request.method == "POST" and form.is_valid():
+    found = _quote_of(session, extras)
+    if request.method == "POST" and not applying and form.is_valid() and not extras.errors:
         answer = request.POST.get("authenticate")
         try:
             return redirect(
@@ -51,29 +114,30 @@ def checkout(request: HttpRequest, session_id: str) -> HttpResponse:
                     session_id=session_id,
                     card_number=form.cleaned_data["card_number"],
                     authenticated=None if answer is None else answer == "approve",
+                    promotion_code=extras.cleaned_data["promotion_code"],
+                    country=extras.cleaned_data["country"],
+                    tax_id=extras.cleaned_data["tax_id"],
                 )
             )
         except collection.AuthenticationRequired:
             authenticate = True  # 3-D Secure: the bank's step, then pay or not
+        except discounts.PromotionRefused as exc:
+            extras.add_error("promotion_code", str(exc))
         except actions.PaymentError as exc:
-            form.add_error("card_number", str(exc))
-    context = {
-        "authenticate": authenticate,
-        "cards": [(objects.card_display(n), note) for n, note in objects.CARD_NOTES],
-        "session": session,
-        "lines": [_line_view(li["price"], li["quantity"]) for li in session.get("_line_items", [])],
-        "total": actions.format_amount(session["amount_total"], session["currency"]),
-        "form": form,
-        "open": session["status"] == "open",
-        **_bank_debit_context(session, BankDebitForm()),
-    }
-    return render(request, "sandbox/checkout.html", context, status=400 if form.errors else 200)
+            if "billing address" in str(exc):
+                extras.add_error("country", str(exc))
+            else:
+                form.add_error("card_number", str(exc))
+    context = {"authenticate": authenticate, **_checkout_context(session, form, extras, found)}
+    failed = bool(form.errors or extras.errors)
+    return render(request, "sandbox/checkout.html", context, status=400 if failed else 200)
 
 
 def _bank_debit_context(session: Obj, form: BankDebitForm) -> dict[str, Any]:
     return {
         "bank_form": form,
-        "bank_debit": session["currency"] == "gbp",  # Bacs takes GBP only
+        # Bacs takes GBP only; the sandbox's bank debit computes no tax (nor codes).
+        "bank_debit": session["currency"] == "gbp" and not session["automatic_tax"]["enabled"],
         "bank_accounts": bank_debits.ACCOUNT_NOTES,
     }
 
@@ -96,13 +160,10 @@ def checkout_bank_debit(request: HttpRequest, session_id: str) -> HttpResponse:
             )
         except actions.PaymentError as exc:
             form.add_error("account_number", str(exc))
+    extras = _extras_form()
     context = {
-        "session": session,
-        "lines": [_line_view(li["price"], li["quantity"]) for li in session.get("_line_items", [])],
-        "total": actions.format_amount(session["amount_total"], session["currency"]),
-        "form": CardForm(),
-        "open": session["status"] == "open",
-        **_bank_debit_context(session, form),
+        **_checkout_context(session, CardForm(), extras, _quote_of(session, extras)),
+        "bank_form": form,
     }
     return render(request, "sandbox/checkout.html", context, status=400)
 
@@ -216,6 +277,18 @@ def _invoice_view(invoice: Obj) -> dict[str, Any]:
             }
             for line in invoice["lines"]["data"]
         ],
+        "subtotal": money(invoice["subtotal"]),
+        "discounts": [
+            {"label": _discount_label(d["discount"]), "amount": money(d["amount"])}
+            for d in invoice.get("total_discount_amounts") or []
+        ],
+        "taxes": [
+            {
+                "label": _tax_label(t, invoice["customer_address"]),
+                "amount": money(t["amount"]),
+            }
+            for t in invoice.get("total_taxes") or []
+        ],
         "total": money(invoice["total"]),
         "amount_due": money(invoice["amount_due"]),
         "amount_remaining": money(invoice["amount_remaining"]),
@@ -227,6 +300,22 @@ def _invoice_view(invoice: Obj) -> dict[str, Any]:
         "declined": invoice["status"] == "open" and bool(pi.get("last_payment_error")),
         "url": invoice.get("hosted_invoice_url"),
     }
+
+
+def _discount_label(discount_id: str) -> str:
+    discount = store.find(discount_id, "discount") or {}
+    coupon = store.find((discount.get("source") or {}).get("coupon") or "", "coupon")
+    promo = store.find(discount.get("promotion_code") or "", "promotion_code")
+    if coupon is None:
+        return "Discount"
+    described = discounts.coupon_describe(coupon)
+    return f"{promo['code']}: {described}" if promo else described
+
+
+def _tax_label(entry: Obj, address: Obj | None) -> str:
+    rate = tax.rate_for((address or {}).get("country"))
+    label = f"VAT ({rate * 100:.0f}%)" if rate else "Tax (0%)"
+    return f"{label} included" if entry["tax_behavior"] == "inclusive" else label
 
 
 def _invoice_act(request: HttpRequest, invoice: Obj) -> None:

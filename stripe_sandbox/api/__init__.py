@@ -6,6 +6,7 @@ from __future__ import annotations
 from stripe_sandbox.api import (  # noqa: F401  (registers the routes)
     account,
     checkout,
+    coupons,
     customers,
     disputes,
     events,

@@ -9,6 +9,7 @@ from django.conf import settings
 
 from stripe_sandbox import actions, objects, store
 from stripe_sandbox.api.params import (
+    as_bool,
     field_equals,
     filtered,
     int_param,
@@ -90,6 +91,7 @@ def checkout_session_create(params: Obj) -> Obj:
         raise store.missing("customer", customer_id, param="customer", status=400)
     items = _line_items(params, mode)
     total = sum(li["amount_total"] for li in items)
+    tax_settings = _tax_settings(params, customer_id)
     session_id = store.new_id("cs_test")
     ts = store.now()
     expires = int_param(params, "expires_at", default=ts + 86400)
@@ -98,11 +100,10 @@ def checkout_session_create(params: Obj) -> Obj:
         "object": "checkout.session",
         "adaptive_pricing": {"enabled": False},
         "after_expiration": None,
-        "allow_promotion_codes": None,
+        "allow_promotion_codes": True if as_bool(params.get("allow_promotion_codes")) else None,
         "amount_subtotal": total,
         "amount_total": total,
-        "automatic_tax": {"enabled": False, "liability": None, "provider": None, "status": None},
-        "billing_address_collection": None,
+        **tax_settings,
         "cancel_url": params.get("cancel_url") or None,
         "client_reference_id": params.get("client_reference_id") or None,
         "client_secret": None,
@@ -169,6 +170,11 @@ def checkout_session_create(params: Obj) -> Obj:
             {}, (params.get("payment_intent_data") or {}).get("metadata")
         ),
     }
+    if session["allow_promotion_codes"] and params.get("discounts"):
+        raise StripeError(
+            "You may only specify one of these parameters: allow_promotion_codes, discounts.",
+            param="allow_promotion_codes",
+        )
     return store.save(session)
 
 
@@ -187,6 +193,49 @@ def _trial_period_days(params: Obj, mode: str) -> int | None:
     return days
 
 
+def _tax_settings(params: Obj, customer_id: str | None) -> Obj:
+    """automatic_tax, billing_address_collection, tax_id_collection and what Stripe
+    requires with them: a customer passed in must have an address or let Checkout save
+    the one entered (`customer_update[address]=auto`)."""
+    automatic = as_bool((params.get("automatic_tax") or {}).get("enabled"))
+    collection = params.get("billing_address_collection") or None
+    if collection not in (None, "auto", "required"):
+        raise StripeError(
+            f"Invalid billing_address_collection: {collection}", param="billing_address_collection"
+        )
+    update = params.get("customer_update") or {}
+    if update and not customer_id:
+        raise StripeError(
+            "`customer_update` can only be used with `customer`.", param="customer_update"
+        )
+    customer = store.find(customer_id, "customer") if customer_id else None
+    if (
+        automatic
+        and customer is not None
+        and not (customer.get("address") or {}).get("country")
+        and "auto" not in (update.get("address"), update.get("shipping"))
+    ):
+        raise StripeError(
+            "Automatic tax calculation in Checkout requires a valid address on the Customer. "
+            "Add a valid address to the Customer or set either `customer_update[address]` to "
+            "'auto' or `customer_update[shipping]` to 'auto' to save the address entered in "
+            "Checkout to the Customer.",
+            param="automatic_tax[enabled]",
+        )
+    tax_ids = as_bool((params.get("tax_id_collection") or {}).get("enabled"))
+    return {
+        "automatic_tax": {
+            "enabled": automatic,
+            "liability": {"account": None, "type": "self"} if automatic else None,
+            "provider": "stripe" if automatic else None,
+            "status": "requires_location_inputs" if automatic else None,
+        },
+        "billing_address_collection": collection,
+        "tax_id_collection": {"enabled": tax_ids, "required": "never"},
+        "_customer_update": {k: v for k, v in update.items() if v in ("auto", "never")},
+    }
+
+
 @virtual("checkout.session", "line_items")
 def _session_line_items(session: Obj) -> Obj:
     return store.list_envelope(
@@ -195,9 +244,20 @@ def _session_line_items(session: Obj) -> Obj:
     )
 
 
+@virtual("item", "discounts")
+def _item_discounts(item: Obj) -> list[Obj]:
+    return copy.deepcopy(item.get("_discounts") or [])
+
+
+@virtual("item", "taxes")
+def _item_taxes(item: Obj) -> list[Obj]:
+    return copy.deepcopy(item.get("_taxes") or [])
+
+
 @virtual("total_details", "breakdown")
 def _breakdown(details: Obj) -> Obj:
-    return {"discounts": [], "taxes": []}
+    # Made when the session completed (checkout_pricing.quote_apply).
+    return copy.deepcopy(details.get("_breakdown")) or {"discounts": [], "taxes": []}
 
 
 @route("GET", f"/checkout/sessions/{ID}")

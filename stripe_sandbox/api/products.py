@@ -84,6 +84,11 @@ def price_create(params: Obj) -> Obj:
             "Invalid recurring[interval]: must be one of day, week, month, or year",
             param="recurring[interval]",
         )
+    if params.get("tax_behavior") not in (None, "", "exclusive", "inclusive", "unspecified"):
+        raise StripeError(
+            "Invalid tax_behavior: must be one of exclusive, inclusive, or unspecified",
+            param="tax_behavior",
+        )
     lookup_key = params.get("lookup_key")
     if lookup_key:
         holders = store.select("price", lambda p: p.get("lookup_key") == lookup_key)

@@ -219,3 +219,31 @@ def test_switching_with_billing_off_is_503_and_calls_nobody(
 
     assert response.status_code == 503
     assert fake_stripe.calls == []
+
+
+def test_checkout_accepts_promotion_codes_and_asks_for_no_address_without_tax(
+    signed_in, fake_stripe, catalog
+):
+    signed_in.post("/billing/checkout/", {"plan": "flowkit", "interval": "monthly"})
+
+    [params] = fake_stripe.calls_to("POST", "/v1/checkout/sessions")
+    assert params["allow_promotion_codes"] == "true"
+    assert not any(k.startswith(("automatic_tax", "tax_id", "customer_update")) for k in params)
+    assert "billing_address_collection" not in params
+
+
+@pytest.mark.parametrize("interval", ["monthly", "oneoff"])
+def test_with_automatic_tax_checkout_turns_on_stripe_tax_and_saves_the_address(
+    signed_in, fake_stripe, catalog, settings, interval
+):
+    settings.BILLING_AUTOMATIC_TAX = True
+
+    signed_in.post("/billing/checkout/", {"plan": "flowkit", "interval": interval})
+
+    [params] = fake_stripe.calls_to("POST", "/v1/checkout/sessions")
+    assert params["automatic_tax[enabled]"] == "true"
+    assert params["billing_address_collection"] == "required"
+    assert params["tax_id_collection[enabled]"] == "true"
+    # The session names the customer: Stripe then requires the address to be saved on it.
+    assert params["customer_update[address]"] == "auto"
+    assert params["customer_update[name]"] == "auto"

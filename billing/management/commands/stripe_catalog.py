@@ -71,6 +71,8 @@ class Command(BaseCommand):
                         unit_amount=amount,
                         currency=currency,
                         lookup_key=key,
+                        # Whether the amount includes VAT; fixed once a price is used.
+                        tax_behavior=settings.BILLING_TAX_BEHAVIOR,
                         metadata={"plan": plan, "interval": interval},
                         **(
                             {"recurring": {"interval": RECURRING[interval]}}

@@ -27,7 +27,9 @@ class Command(BaseCommand):
         "pay-invoice --email E (pay the customer's open invoice with their card), load FILE "
         "(store Stripe objects from JSON: a list or a list envelope), deliver (send pending "
         "webhook deliveries now), dispute --email E [--close won|lost] (open a dispute on "
-        "the latest charge, or close it). Events are delivered by the task worker (manage.py "
+        "the latest charge, or close it), coupon --code CODE (--percent-off N | --amount-off "
+        "PENCE) [--duration once|forever|repeating --months N] (a coupon and its promotion "
+        "code, to type on the Checkout page). Events are delivered by the task worker (manage.py "
         "worker) unless you run `deliver`."
     )
 
@@ -59,6 +61,19 @@ class Command(BaseCommand):
         dispute.add_argument(
             "--close", choices=["won", "lost"], help="Close the open dispute: won or lost."
         )
+
+        coupon = sub.add_parser(
+            "coupon", help="Create a coupon and the promotion code that redeems it."
+        )
+        coupon.add_argument("--code", required=True, help="What the customer types.")
+        amount = coupon.add_mutually_exclusive_group(required=True)
+        amount.add_argument("--percent-off", type=float, help="Percent off (0-100].")
+        amount.add_argument(
+            "--amount-off", type=int, help="Amount off in minor units (pence), BILLING_CURRENCY."
+        )
+        coupon.add_argument("--duration", choices=["once", "repeating", "forever"], default="once")
+        coupon.add_argument("--months", type=int, help="With --duration repeating: months.")
+        coupon.add_argument("--max-redemptions", type=int, help="How many times it can be used.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not settings.STRIPE_SANDBOX:
@@ -194,6 +209,45 @@ class Command(BaseCommand):
         if not changed:
             return f"Dispute {dispute['id']} of {email} is {dispute['status']} already."
         return f"Closed dispute {dispute['id']} on charge {dispute['charge']} of {email}: {close}."
+
+    def _coupon(
+        self,
+        *,
+        code: str,
+        percent_off: float | None,
+        amount_off: int | None,
+        duration: str,
+        months: int | None,
+        max_redemptions: int | None,
+        **_: Any,
+    ) -> str:
+        from stripe_sandbox import discounts
+        from stripe_sandbox.api import coupons
+
+        if (duration == "repeating") != (months is not None):
+            raise CommandError("--months N goes with --duration repeating (and only with it).")
+        if existing := discounts.promotion_code_find(code, active_only=True):
+            return f"Promotion code {existing['code']} exists already: {existing['id']}."
+        params: dict[str, Any] = {"duration": duration}
+        if percent_off is not None:
+            params["percent_off"] = str(percent_off)
+        else:
+            params.update(amount_off=str(amount_off), currency=settings.BILLING_CURRENCY)
+        if months is not None:
+            params["duration_in_months"] = str(months)
+        with transaction.atomic():
+            coupon = coupons.coupon_create(params)
+            promo_params: dict[str, Any] = {
+                "code": code,
+                "promotion": {"type": "coupon", "coupon": coupon["id"]},
+            }
+            if max_redemptions:
+                promo_params["max_redemptions"] = str(max_redemptions)
+            promo = coupons.promotion_code_create(promo_params)
+        return (
+            f"Created coupon {coupon['id']} ({discounts.coupon_describe(coupon)}) and "
+            f"promotion code {promo['code']} ({promo['id']})."
+        )
 
     @staticmethod
     def _until(sub: dict[str, Any]) -> str:
