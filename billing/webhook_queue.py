@@ -415,7 +415,7 @@ def backlog() -> tuple[int, datetime | None]:
 
 def process_due(*, limit: int | None = None) -> int:
     """Process, here and now, every pending delivery that is due (oldest first): what a
-    worker would do, for `manage.py billing_webhooks_process` and tests. Returns how
+    worker would do, for `manage.py billing_webhooks --process` and tests. Returns how
     many were processed."""
     now = timezone.now()
     processed = 0

@@ -15,8 +15,12 @@ Running a task again is safe for every task the project enqueues, each for its o
   started and never recorded its outcome is not repeated (the outbox sweep, also run
   here, marks it "outcome unknown" for staff).
 - `stripe_sandbox.delivery.delivery_run`: a webhook delivered twice is what Stripe does
-  too; the app processes an event id once (dj-stripe's WebhookEventTrigger and our
-  receivers are idempotent).
+  too; the app stores and processes an event id once (one WebhookDelivery per event id).
+- `billing.tasks.webhook_process`: processes its WebhookDelivery in one transaction that
+  also marks it processed, under the customer's advisory lock and the delivery's row
+  lock; a run that died rolled back all of it, and a run that finds the delivery
+  processed (or not yet due) does nothing. A task that failed outright is queued again
+  here too (`billing.webhook_queue.failed_tasks_requeue`).
 - `billing.tasks.overrides_sweep`, `billing.tasks.plan_grace_recheck`: recompute plans
   from the facts and write only on a change.
 """

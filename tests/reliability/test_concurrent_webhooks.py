@@ -15,12 +15,14 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.utils import timezone
-from djstripe.models import Subscription, WebhookEventTrigger
-from djstripe.signals import webhook_pre_process
+from djstripe.models import Subscription
 
 from accounts.models import User
+from billing import webhook_queue
+from billing.models import WebhookDelivery
 from tests.billing import stripe_fakes as sf
 from tests.reliability.conftest import post_signed, together
+from tests.reliability.test_webhook_workers import _until, workers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -58,13 +60,13 @@ def _version(sub: dict[str, Any], *, status: str, price: dict[str, Any]) -> dict
 
 
 def test_twenty_simultaneous_events_of_one_subscription_leave_stripes_final_state(
-    postgresql, webhook_url, fake_stripe, catalog, payer, customer
+    postgresql, webhook_url, fake_stripe, catalog, payer, customer, monkeypatch
 ):
     """The subscription changes at Stripe while its events are being delivered; every
-    event is sent after the change it reports, as Stripe does, and the deliveries
-    overlap. Even when a delivery's read of the subscription from just before the last
-    change arrives after everything else (scripted below), the local copy and the plan
-    end as Stripe's."""
+    event is sent after the change it reports, as Stripe does, the deliveries overlap
+    and four workers process them as they come. Even when a processing's read of the
+    subscription from just before the last change is slow to arrive (scripted below),
+    the local copy and the plan end as Stripe's."""
     flowkit, launchpack = catalog["flowkit_monthly"], catalog["launchpack_monthly"]
     first = sf.subscription(cus=payer, prc=flowkit, status="incomplete")
     renewal_failed_at = int((timezone.now() - timedelta(days=1)).timestamp())
@@ -126,8 +128,16 @@ def test_twenty_simultaneous_events_of_one_subscription_leave_stripes_final_stat
     finished: list[int] = []
     processing = threading.local()
 
-    def note_event(sender: Any, instance: WebhookEventTrigger, **kwargs: Any) -> None:
-        processing.event_id = instance.json_body.get("id")
+    event_process = webhook_queue._event_process
+
+    def note_event(delivery: WebhookDelivery, **kwargs: Any) -> None:
+        processing.event_id = delivery.event_id
+        try:
+            event_process(delivery, **kwargs)
+        finally:
+            processing.event_id = None
+
+    monkeypatch.setattr(webhook_queue, "_event_process", note_event)
 
     def hold(method: str, path: str) -> threading.Event | None:
         if (
@@ -167,14 +177,19 @@ def test_twenty_simultaneous_events_of_one_subscription_leave_stripes_final_stat
                 others_done.set()
         return status
 
-    webhook_pre_process.connect(note_event, dispatch_uid="reliability-note-event")
-    try:
+    with workers(4):
         statuses = together(len(deliveries) + 1, act)[:-1]
-    finally:
-        webhook_pre_process.disconnect(dispatch_uid="reliability-note-event")
+        # The slow one holds the customer's lock: the others wait, or time out and come
+        # back on their backoff; all must end processed.
+        _until(
+            lambda: WebhookDelivery.objects.filter(state="processed").count() == len(deliveries),
+            "every delivery is processed",
+            seconds=180,
+        )
 
     assert statuses == [200] * len(deliveries)
-    assert not WebhookEventTrigger.objects.exclude(exception="").exists()
+    assert in_flight.is_set()  # the scripted slow read did happen
+    assert not WebhookDelivery.objects.exclude(state="processed").exists()
     final = fake_stripe.objects[first["id"]]
     [local] = Subscription.objects.all()
     assert local.id == final["id"]
