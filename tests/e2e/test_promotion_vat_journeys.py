@@ -66,3 +66,47 @@ def _paid_invoice(page: Page, site: str, *, seconds: float = 45) -> Locator:
         if time.monotonic() > deadline:
             raise AssertionError("the billing page never listed the paid invoice")
         page.wait_for_timeout(200)
+
+
+def test_a_100_percent_off_code_makes_the_plan_live_without_payment(
+    page: Page, live_server, settings, task_worker
+):
+    from accounts.models import User
+
+    settings.SITE_URL = live_server.url
+    call_command("stripe_catalog", stdout=StringIO())
+    call_command(
+        "stripe_sandbox",
+        "coupon",
+        "--code",
+        "ONUS",
+        "--percent-off",
+        "100",
+        "--duration",
+        "once",
+        stdout=StringIO(),
+    )
+    site = live_server.url
+    _sign_up(page, site, "free@example.com")
+    page.goto(f"{site}/pricing/")
+    page.get_by_role("button", name="Buy FlowKit monthly").click()
+    page.wait_for_url(re.compile(r".*/sandbox/checkout/cs_test_\w+/"))
+    page.get_by_label("Promotion code").fill("ONUS")
+    page.get_by_role("button", name="Apply").click()
+    expect(page.locator(".sandbox-discount")).to_contain_text("−£49.00")
+    shot(page, "checkout-100-percent-off")
+    page.get_by_label(re.compile("card number", re.I)).fill(CARD_OK)
+    page.get_by_role("button", name=re.compile(r"^(Pay|Subscribe|Start)")).click()
+    page.wait_for_url(re.compile(r".*/billing/success/\?session_id=cs_test_\w+"))
+    _wait_plan(page, site, "flowkit")
+
+    import stripe
+
+    from billing.stripe_api import api_kwargs
+
+    user = User.objects.get(email="free@example.com")
+    [session] = stripe.checkout.Session.list(**api_kwargs())["data"][:1]
+    assert session["payment_status"] == "no_payment_required"
+    assert user.plan_changes.count() == 1
+    invoice = _paid_invoice(page, site)
+    expect(invoice).to_contain_text("£0.00")
