@@ -95,7 +95,9 @@ def test_newcomer_subscribes_to_flowkit_then_upgrades_to_launchpack_in_the_porta
     page.get_by_role("button", name="Manage billing").click()
     page.wait_for_url(re.compile(r".*/sandbox/portal/bps_\w+/"))
     switch_to = page.get_by_label("Switch to")
-    launchpack = switch_to.locator("option", has_text="LaunchPack").get_attribute("value")
+    # The portal offers each plan monthly and yearly: the same interval is the upgrade.
+    monthly = re.compile(r"LaunchPack: £99.00 per month")
+    launchpack = switch_to.locator("option", has_text=monthly).get_attribute("value")
     switch_to.select_option(launchpack)
     page.get_by_role("button", name="Switch plan").click()
 
