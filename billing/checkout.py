@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core import signing
 from django.db import transaction
 from django.urls import reverse
-from djstripe.models import Subscription
+from djstripe.models import Invoice, Subscription
 from djstripe.settings import djstripe_settings
 
 from accounts.models import User
@@ -108,9 +108,18 @@ def _expire_open_subscription_sessions(customer_id: str) -> None:
 
 
 def _subscription_sync(subscription_id: str) -> None:
-    """Make dj-stripe's copy of a subscription current (re-read from Stripe)."""
+    """Make dj-stripe's copy of a subscription current (re-read from Stripe), and, when
+    it is past_due, the copy of the invoice Stripe is retrying: a past_due plan is kept
+    only while that invoice is retried (billing/entitlements.py), and its own events may
+    be processed after this one (a late checkout or first invoice event, found by the
+    e2e dunning journeys), which would drop the plan and bring it back meanwhile."""
     data = stripe.Subscription.retrieve(subscription_id, **api_kwargs())
     Subscription.sync_from_stripe_data(data, api_key=djstripe_settings.STRIPE_SECRET_KEY)
+    latest = data.get("latest_invoice")
+    latest_id = latest.get("id") if isinstance(latest, dict) else latest
+    if data.get("status") == "past_due" and latest_id:
+        invoice = stripe.Invoice.retrieve(latest_id, **api_kwargs())
+        Invoice.sync_from_stripe_data(invoice, api_key=djstripe_settings.STRIPE_SECRET_KEY)
 
 
 def _oneoff_record(*, session: dict[str, Any], user: User, stripe_event_id: str) -> None:

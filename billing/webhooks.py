@@ -190,10 +190,10 @@ def on_invoice(sender: Any, event: Event, **kwargs: Any) -> None:
     if subscription_id:
         # The invoice changes the subscription's status; read it now rather than wait
         # for customer.subscription.updated, which may arrive later or not at all.
+        # (A late event of an older invoice, say the first one's invoice.paid, can find
+        # the subscription past_due on a renewal whose own events have not come yet:
+        # _subscription_sync reads that renewal's invoice too.)
         _subscription_sync(subscription_id)
-        # A late event of an older invoice (say, the first one's invoice.paid) can find
-        # the subscription past_due on a renewal whose own events have not come yet.
-        _dunning_invoice_sync(subscription_id)
     plan_refresh(user=user, source=PlanChange.Source.INVOICE, stripe_event_id=event.id)
 
 
