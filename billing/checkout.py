@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,18 +109,26 @@ def _expire_open_subscription_sessions(customer_id: str) -> None:
 
 
 def _subscription_sync(subscription_id: str) -> None:
-    """Make dj-stripe's copy of a subscription current (re-read from Stripe), and, when
-    it is past_due, the copy of the invoice Stripe is retrying: a past_due plan is kept
-    only while that invoice is retried (billing/entitlements.py), and its own events may
-    be processed after this one (a late checkout or first invoice event, found by the
-    e2e dunning journeys), which would drop the plan and bring it back meanwhile."""
+    """Make dj-stripe's copy of a subscription current (re-read from Stripe), with the
+    invoice Stripe is retrying when it is past_due (retried_invoice_sync)."""
     data = stripe.Subscription.retrieve(subscription_id, **api_kwargs())
     Subscription.sync_from_stripe_data(data, api_key=djstripe_settings.STRIPE_SECRET_KEY)
-    latest = data.get("latest_invoice")
+    retried_invoice_sync(data)
+
+
+def retried_invoice_sync(subscription: Mapping[str, Any]) -> None:
+    """For a past_due subscription, make dj-stripe's copy of its latest invoice current.
+
+    A past_due plan is kept only while Stripe retries that invoice (billing/
+    entitlements.py), and the invoice's own events may be processed after the event at
+    hand (a late checkout or first-invoice event, found by the e2e dunning journeys):
+    without it the plan would drop and come back meanwhile."""
+    latest = subscription.get("latest_invoice")
     latest_id = latest.get("id") if isinstance(latest, dict) else latest
-    if data.get("status") == "past_due" and latest_id:
-        invoice = stripe.Invoice.retrieve(latest_id, **api_kwargs())
-        Invoice.sync_from_stripe_data(invoice, api_key=djstripe_settings.STRIPE_SECRET_KEY)
+    if subscription.get("status") != "past_due" or not latest_id:
+        return
+    invoice = stripe.Invoice.retrieve(latest_id, **api_kwargs())
+    Invoice.sync_from_stripe_data(invoice, api_key=djstripe_settings.STRIPE_SECRET_KEY)
 
 
 def _oneoff_record(*, session: dict[str, Any], user: User, stripe_event_id: str) -> None:

@@ -20,7 +20,6 @@ from djstripe.models import (
     Charge,
     Customer,
     Event,
-    Invoice,
     PaymentIntent,
     Session,
     Subscription,
@@ -28,7 +27,7 @@ from djstripe.models import (
 from djstripe.settings import djstripe_settings
 
 from accounts.models import User, normalize_email
-from billing.checkout import _subscription_sync, checkout_fulfil
+from billing.checkout import _subscription_sync, checkout_fulfil, retried_invoice_sync
 from billing.disputes import (
     DISPUTE_EVENTS,
     dispute_alert_record,
@@ -81,6 +80,15 @@ def _user_find(
         # Link once, so later events find the user by the customer.
         Customer.objects.filter(pk=customer.pk, subscriber__isnull=True).update(subscriber=user)
     return user
+
+
+def _subscription_user(subscription: dict[str, Any]) -> User | None:
+    return _user_find(
+        customer_id=_id(subscription.get("customer")),
+        metadata=subscription.get("metadata"),
+        email=None,
+        create=False,
+    )
 
 
 def _invoice_user(invoice: dict[str, Any]) -> User | None:
@@ -152,12 +160,7 @@ def on_subscription(sender: Any, event: Event, **kwargs: Any) -> None:
     # dj-stripe has already re-read the subscription from Stripe, so its row is current
     # even when this event is older than one already processed.
     subscription = event.data["object"]
-    user = _user_find(
-        customer_id=_id(subscription.get("customer")),
-        metadata=subscription.get("metadata"),
-        email=None,
-        create=False,
-    )
+    user = _subscription_user(subscription)
     if user is None:
         return _no_user(event, subscription["id"])
     _dunning_invoice_sync(subscription["id"])
@@ -165,19 +168,15 @@ def on_subscription(sender: Any, event: Event, **kwargs: Any) -> None:
 
 
 def _dunning_invoice_sync(subscription_id: str) -> None:
-    """A past_due subscription keeps its plan only while Stripe retries its latest
-    invoice (billing/entitlements.py), so that invoice is read now: its own events may
-    arrive after this one, and the plan would drop and come back meanwhile."""
+    """The invoice Stripe is retrying, for the subscription dj-stripe has just synced
+    (see checkout.retried_invoice_sync)."""
     synced = (
         Subscription.objects.filter(id=subscription_id)
         .values_list("stripe_data", flat=True)
         .first()
     )
-    invoice_id = _id((synced or {}).get("latest_invoice"))
-    if not synced or synced.get("status") != "past_due" or not invoice_id:
-        return
-    data = stripe.Invoice.retrieve(invoice_id, **api_kwargs())
-    Invoice.sync_from_stripe_data(data, api_key=djstripe_settings.STRIPE_SECRET_KEY)
+    if synced:
+        retried_invoice_sync(synced)
 
 
 @djstripe_receiver(["invoice.paid", "invoice.payment_failed"])
@@ -241,12 +240,7 @@ def on_invoice_paid_notice(sender: Any, event: Event, **kwargs: Any) -> None:
 @djstripe_receiver("customer.subscription.updated")
 def on_subscription_notice(sender: Any, event: Event, **kwargs: Any) -> None:
     subscription = event.data["object"]
-    user = _user_find(
-        customer_id=_id(subscription.get("customer")),
-        metadata=subscription.get("metadata"),
-        email=None,
-        create=False,
-    )
+    user = _subscription_user(subscription)
     if user is not None:  # on_subscription has recorded the unknown customer
         subscription_updated_notify(user=user, event=event)
 
@@ -254,12 +248,7 @@ def on_subscription_notice(sender: Any, event: Event, **kwargs: Any) -> None:
 @djstripe_receiver("customer.subscription.trial_will_end")
 def on_trial_will_end_notice(sender: Any, event: Event, **kwargs: Any) -> None:
     subscription = event.data["object"]
-    user = _user_find(
-        customer_id=_id(subscription.get("customer")),
-        metadata=subscription.get("metadata"),
-        email=None,
-        create=False,
-    )
+    user = _subscription_user(subscription)
     if user is None:
         return _no_user(event, subscription["id"])
     # dj-stripe has re-read the subscription: the notice reads that copy.

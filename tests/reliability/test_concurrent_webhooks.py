@@ -21,8 +21,7 @@ from accounts.models import User
 from billing import webhook_queue
 from billing.models import WebhookDelivery
 from tests.billing import stripe_fakes as sf
-from tests.reliability.conftest import post_signed, together
-from tests.reliability.test_webhook_workers import _until, workers
+from tests.reliability.conftest import post_signed, together, until, workers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -181,7 +180,7 @@ def test_twenty_simultaneous_events_of_one_subscription_leave_stripes_final_stat
         statuses = together(len(deliveries) + 1, act)[:-1]
         # The slow one holds the customer's lock: the others wait, or time out and come
         # back on their backoff; all must end processed.
-        _until(
+        until(
             lambda: WebhookDelivery.objects.filter(state="processed").count() == len(deliveries),
             "every delivery is processed",
             seconds=180,

@@ -14,8 +14,8 @@ from django.core import mail
 from accounts.models import User
 from billing.models import PlanChange
 from onboarding.models import OnboardingMessage
-from tests.billing import stripe_fakes as sf
 from tests.onboarding.conftest import retries_come_due, run_worker
+from tests.reliability.conftest import checkout_event
 from tests.reliability.providers import OutageEmailBackend
 
 # The worker runs in-process and closes its connection between tasks, as in production.
@@ -34,20 +34,10 @@ def provider(settings: Any) -> Iterator[type[OutageEmailBackend]]:
     OutageEmailBackend.down = False
 
 
-def _checkout(fake_stripe: sf.FakeStripe, catalog: dict[str, Any], number: int) -> tuple:
-    plan = ("flowkit", "launchpack")[number % 2]
-    user = User.objects.create_user(f"buyer{number}@example.com")
-    cus = sf.customer(email=user.email, metadata={"djstripe_subscriber": str(user.pk)})
-    sub = sf.subscription(cus=cus, prc=catalog[f"{plan}_monthly"])
-    session = sf.session(cus=cus, mode="subscription", user_id=user.pk, sub=sub)
-    fake_stripe.add(cus, sub, session)
-    return user, plan, sf.event("checkout.session.completed", session)
-
-
 def test_a_provider_outage_delays_the_welcomes_then_sends_each_exactly_once(
     deliver, fake_stripe, catalog, provider
 ):
-    bought = [_checkout(fake_stripe, catalog, n) for n in range(CUSTOMERS)]
+    bought = [checkout_event(fake_stripe, catalog, n) for n in range(CUSTOMERS)]
     provider.down = True
 
     for _, _, event in bought:

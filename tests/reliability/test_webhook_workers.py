@@ -9,18 +9,13 @@ test runs on SQLite too.
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
 
 import pytest
 import stripe
 from django.core import mail
 from django.db import connection, transaction
 from django.utils import timezone
-from django_tasks_db.management.commands.db_worker import Worker
 from djstripe.models import Event, WebhookEventTrigger
 
 from accounts.models import User
@@ -28,63 +23,11 @@ from billing import webhook_queue
 from billing.models import PlanChange, WebhookDelivery
 from onboarding.models import OnboardingMessage
 from tests.billing import stripe_fakes as sf
-from tests.reliability.conftest import post_signed, together
+from tests.reliability.conftest import checkout_event, post_signed, together, until, workers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 Pending = WebhookDelivery.State.PENDING
-
-
-@contextmanager
-def workers(count: int) -> Iterator[list[Worker]]:
-    """`count` real django-tasks-db workers, each in its own thread and connection."""
-    started = [
-        Worker(
-            queue_names=["*"],
-            interval=0.05,
-            batch=False,
-            backend_name="default",
-            startup_delay=False,
-            max_tasks=None,
-            worker_id=f"test-worker-{n}",
-            excluded_queue_names=[],
-        )
-        for n in range(count)
-    ]
-
-    def run(worker: Worker) -> None:
-        try:
-            worker.run()
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(w,), daemon=True) for w in started]
-    for thread in threads:
-        thread.start()
-    try:
-        yield started
-    finally:
-        for worker in started:
-            worker.running = False
-        for thread in threads:
-            thread.join(timeout=60)
-
-
-def _until(condition: Callable[[], Any], what: str, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.05)
-
-
-def _checkout(fake_stripe: sf.FakeStripe, catalog: dict[str, Any], number: int) -> tuple:
-    plan = ("flowkit", "launchpack")[number % 2]
-    user = User.objects.create_user(f"buyer{number}@example.com")
-    cus = sf.customer(email=user.email, metadata={"djstripe_subscriber": str(user.pk)})
-    sub = sf.subscription(cus=cus, prc=catalog[f"{plan}_monthly"])
-    session = sf.session(cus=cus, mode="subscription", user_id=user.pk, sub=sub)
-    fake_stripe.add(cus, sub, session)
-    return user, plan, sf.event("checkout.session.completed", session)
 
 
 def test_fifty_simultaneous_duplicates_are_acknowledged_and_processed_once_by_four_workers(
@@ -97,7 +40,7 @@ def test_fifty_simultaneous_duplicates_are_acknowledged_and_processed_once_by_fo
 
     with workers(4):
         statuses = together(50, lambda _: post_signed(webhook_url, event))
-        _until(
+        until(
             lambda: OnboardingMessage.objects.filter(user=customer, status="sent").exists(),
             "the delivery is processed and the welcome sent",
         )
@@ -122,7 +65,7 @@ def test_a_delivery_whose_customer_is_locked_too_long_is_rescheduled_then_proces
     """Another worker holds the customer's lock longer than LOCK_TIMEOUT: the delivery
     goes back to the queue with a retry planned instead of waiting for ever."""
     monkeypatch.setattr(webhook_queue, "LOCK_TIMEOUT", timedelta(milliseconds=200))
-    user, plan, event = _checkout(fake_stripe, catalog, 1)
+    user, plan, event = checkout_event(fake_stripe, catalog, 1)
     assert deliver(event, process=False).status_code == 200
     delivery = WebhookDelivery.objects.get(event_id=event["id"])
     outcome: list[str] = []
@@ -164,7 +107,7 @@ def test_stripe_unreachable_then_back_every_event_processed_once(deliver, fake_s
     """Stripe answers 500 for a while: every delivery is acknowledged, retried with a
     growing backoff, and processed once when Stripe is back; nothing lost, nothing
     twice, Stripe's redeliveries meanwhile included."""
-    bought = [_checkout(fake_stripe, catalog, n) for n in range(4)]
+    bought = [checkout_event(fake_stripe, catalog, n) for n in range(4)]
     fake_stripe.fail = stripe.APIConnectionError("Stripe is unreachable")
 
     for _, _, event in bought:
