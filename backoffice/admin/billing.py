@@ -2,7 +2,7 @@
 everyone but superusers, and its secrets (API keys, webhook endpoint secrets) are for
 superusers alone.
 
-Plans are changed from the user page (accounts/admin.py) through billing.overrides.
+Plans are changed from the user page (backoffice/admin/users.py) through billing.overrides.
 """
 
 from __future__ import annotations

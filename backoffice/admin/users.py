@@ -31,6 +31,7 @@ from django.utils.safestring import mark_safe
 from djstripe.models import Customer, Subscription
 
 from accounts.models import User
+from backoffice.admin.messages import OnboardingMessageInline
 from billing.entitlements import plan_compute
 from billing.models import PlanChange, PlanOverride
 from billing.overrides import (
@@ -231,7 +232,7 @@ class UserAdmin(DjangoUserAdmin):
             },
         ),
     )
-    inlines = [PlanOverrideInline, PlanChangeInline]
+    inlines = [PlanOverrideInline, PlanChangeInline, OnboardingMessageInline]
     actions = ["resync_from_stripe", "onboarding_resend", "export_csv"]
 
     # --- Queries ---------------------------------------------------------------------
@@ -474,8 +475,3 @@ class UserAdmin(DjangoUserAdmin):
 def _csv_safe(value: str) -> str:
     # A cell starting with = + - @ is a formula to spreadsheet software.
     return f"'{value}" if value[:1] in ("=", "+", "-", "@") else value
-
-
-from onboarding.admin import OnboardingMessageInline  # noqa: E402 (owned by onboarding)
-
-UserAdmin.inlines = [*UserAdmin.inlines, OnboardingMessageInline]
