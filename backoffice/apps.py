@@ -2,11 +2,18 @@ from __future__ import annotations
 
 from django.apps import AppConfig
 from django.contrib.admin import apps as admin_apps
+from django.db.models.signals import post_migrate
 
 
 class BackofficeConfig(AppConfig):
     name = "backoffice"
     verbose_name = "Back-office"
+
+    def ready(self) -> None:
+        from backoffice.roles import roles_sync
+
+        # After every migrate (and test-database flush) the groups match backoffice.roles.
+        post_migrate.connect(roles_sync, sender=self, dispatch_uid="backoffice_roles_sync")
 
 
 class SmartFlowAdminConfig(admin_apps.AdminConfig):
