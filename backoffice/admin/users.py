@@ -31,6 +31,7 @@ from django.utils.safestring import mark_safe
 from djstripe.models import Customer, Subscription
 
 from accounts.models import User
+from backoffice.admin.base import ReadOnlyInline
 from backoffice.admin.messages import OnboardingMessageInline
 from billing.entitlements import plan_compute
 from billing.models import PlanChange, PlanOverride
@@ -134,22 +135,7 @@ class OverrideGrantForm(forms.Form):
         return reason
 
 
-class _ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-    show_change_link = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-class PlanChangeInline(_ReadOnlyInline):
+class PlanChangeInline(ReadOnlyInline):
     model = PlanChange
     fk_name = "user"
     verbose_name = "plan change"
@@ -169,7 +155,7 @@ class PlanChangeInline(_ReadOnlyInline):
         return super().get_queryset(request).select_related("actor")
 
 
-class PlanOverrideInline(_ReadOnlyInline):
+class PlanOverrideInline(ReadOnlyInline):
     model = PlanOverride
     fk_name = "user"
     verbose_name = "override"
