@@ -81,7 +81,8 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     class Meta:
         ordering = ["-date_joined"]
-        # Back-office abilities beyond Django's add/change/delete/view (see accounts/admin.py).
+        # Back-office abilities beyond Django's add/change/delete/view (see
+        # backoffice/admin/users.py).
         permissions = [
             ("resync_billing", "Can resync a user's billing from Stripe"),
             ("export_users", "Can export users to CSV"),

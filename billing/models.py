@@ -196,6 +196,9 @@ class WebhookDelivery(models.Model):
         ordering = ["-received_at"]
         verbose_name_plural = "webhook deliveries"
         indexes = [models.Index(fields=["state", "received_at"], name="billing_delivery_backlog")]
+        # Made by migration 0006 first; declared here so that every database has it
+        # (backoffice.roles grants it to "Billing admin").
+        permissions = [("process_again", "Can process a webhook delivery again")]
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.event_id} ({self.get_state_display()})"

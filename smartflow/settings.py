@@ -52,8 +52,8 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 # --- Applications -----------------------------------------------------------------------
 INSTALLED_APPS = [
-    # Django's admin with SmartFlow's site (accounts/admin_site.py).
-    "accounts.apps.SmartFlowAdminConfig",
+    # Django's admin with SmartFlow's site (backoffice/site.py).
+    "backoffice.apps.SmartFlowAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -70,6 +70,8 @@ INSTALLED_APPS = [
     "accounts",
     "billing",
     "onboarding",
+    # The admin: its site, the staff pages and the staff roles.
+    "backoffice",
     # Project-wide management commands (run_banner).
     "smartflow",
 ]
@@ -339,7 +341,7 @@ ONBOARDING_MAX_ATTEMPTS = env.int("ONBOARDING_MAX_ATTEMPTS", default=5)
 ONBOARDING_RETRY_SECONDS = env.int("ONBOARDING_RETRY_SECONDS", default=60)
 
 # --- Back-office (admin, roles, login rate limiting) ------------------------------------
-# (owned by the back-office work; see accounts/admin.py and billing/admin.py)
+# (owned by the back-office work; see backoffice/)
 # Path of the Django admin, without slashes; move it off /admin/ to dodge scanners.
 ADMIN_URL = env.str("ADMIN_URL", default="admin").strip("/")
 

@@ -26,7 +26,7 @@ BILLING_ADMIN = SUPPORT + [
     ("billing", "change_billingalert"),
 ]
 
-# Secrets: only superusers see these, whatever groups say (billing/admin.py enforces it).
+# Secrets: only superusers see these, whatever groups say (backoffice/admin/billing.py enforces it).
 DJSTRIPE_SUPERUSER_ONLY = {"apikey", "webhookendpoint"}
 
 

@@ -1,27 +1,22 @@
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.apps import apps
 from django.contrib.auth.models import Group
 
 from accounts.models import User
+from backoffice.roles import roles_sync
 from tests.billing import stripe_fakes as sf
 from tests.billing.conftest import catalog, deliver, endpoint, fake_stripe, payer  # noqa: F401
 from tests.conftest import PASSWORD
 
-_roles = importlib.import_module("accounts.migrations.0003_backoffice_roles")
-_delivery_perms = importlib.import_module("billing.migrations.0006_webhookdelivery_process_again")
-
 
 @pytest.fixture
 def roles(db) -> None:
-    """The groups the data migrations create (tests run with --nomigrations too)."""
-    _roles.roles_create(apps, None)
-    _delivery_perms.permissions_grant(apps, None)
+    """The groups as backoffice.roles defines them."""
+    roles_sync()
 
 
 def _member(email: str, group: str) -> User:

@@ -5,8 +5,8 @@ from decimal import Decimal
 import pytest
 from djstripe.models import WebhookEventTrigger
 
-from accounts.admin_site import mrr_by_currency
 from accounts.models import User
+from backoffice.site import mrr_by_currency
 from billing.models import BillingAlert, PlanChange
 from onboarding.models import OnboardingMessage
 

@@ -1,4 +1,4 @@
-"""Webhook deliveries in the admin (billing.admin.WebhookDeliveryAdmin): read-only, with
+"""Webhook deliveries in the admin (backoffice.admin.billing.WebhookDeliveryAdmin): read-only, with
 "Process again" for staff holding billing.process_again."""
 
 from __future__ import annotations

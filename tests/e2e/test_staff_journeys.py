@@ -2,33 +2,30 @@
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from django.apps import apps
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from accounts.models import User
+from backoffice.roles import roles_sync
 from billing.models import PlanOverride
 from tests.conftest import PASSWORD
 from tests.e2e.conftest import shot
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-_roles = importlib.import_module("accounts.migrations.0003_backoffice_roles")
-
 
 @pytest.fixture
 def support_agent(transactional_db) -> User:
     """A staff member in the Support group (not a superuser)."""
     # Transactional tests flush the groups the data migration made; make them again.
-    _roles.roles_create(apps, None)
+    roles_sync()
     agent = User.objects.create_user("agent@example.com", PASSWORD, is_staff=True)
     agent.groups.add(Group.objects.get(name="Support"))
     return agent

@@ -11,7 +11,7 @@ import pytest
 from django.core.management import call_command
 from djstripe.models import Subscription
 
-from accounts.admin_site import mrr_by_currency, subscription_discounts
+from backoffice.site import mrr_by_currency, subscription_discounts
 from billing.models import OneOffPurchase
 from stripe_sandbox import actions
 from stripe_sandbox.delivery import deliver_pending

@@ -2,7 +2,7 @@
 everyone but superusers, and its secrets (API keys, webhook endpoint secrets) are for
 superusers alone.
 
-Plans are changed from the user page (accounts/admin.py) through billing.overrides.
+Plans are changed from the user page (backoffice/admin/users.py) through billing.overrides.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from django.views.decorators.http import require_POST
 from djstripe.admin import admin as djstripe_admin  # noqa: F401  (registers dj-stripe's first)
 from djstripe.models import APIKey, Invoice, WebhookEndpoint
 
+from backoffice.admin.base import ReadOnlyAdmin
 from billing.models import (
     BillingAlert,
     OneOffPurchase,
@@ -38,19 +39,8 @@ from billing.templatetags.billing import money
 from billing.webhook_queue import process_again
 
 
-class _ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
 @admin.register(PlanChange)
-class PlanChangeAdmin(_ReadOnlyAdmin):
+class PlanChangeAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "user", "old_plan", "new_plan", "source", "actor", "reason")
     list_filter = ("source", "new_plan")
     search_fields = ("user__email", "stripe_event_id", "reason")
@@ -59,7 +49,7 @@ class PlanChangeAdmin(_ReadOnlyAdmin):
 
 
 @admin.register(PlanOverride)
-class PlanOverrideAdmin(_ReadOnlyAdmin):
+class PlanOverrideAdmin(ReadOnlyAdmin):
     list_display = (
         "user",
         "plan",
@@ -75,7 +65,7 @@ class PlanOverrideAdmin(_ReadOnlyAdmin):
 
 
 @admin.register(OneOffPurchase)
-class OneOffPurchaseAdmin(_ReadOnlyAdmin):
+class OneOffPurchaseAdmin(ReadOnlyAdmin):
     list_display = ("user", "plan", "amount", "currency", "paid_at", "refunded_at")
     list_filter = ("plan",)
     search_fields = ("user__email", "checkout_session_id", "payment_intent_id")
@@ -110,7 +100,7 @@ class BillingAlertAdmin(admin.ModelAdmin):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(_ReadOnlyAdmin):
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
     """Stripe's deliveries and where their processing stands (billing/webhook_queue.py).
 
     Nobody adds or edits a row: the endpoint and the workers write them. Staff with
@@ -321,7 +311,7 @@ def _ts(value: Any) -> datetime | None:
     return datetime.fromtimestamp(int(value), tz=UTC) if value else None
 
 
-class InvoiceAdmin(admin.ModelAdmin):
+class InvoiceAdmin(ReadOnlyAdmin):
     """Invoices as dj-stripe synced them, read-only for everyone, with no Stripe call.
 
     Replaces dj-stripe's own, which reads fields this API version no longer has (`paid`
@@ -364,15 +354,6 @@ class InvoiceAdmin(admin.ModelAdmin):
         "links",
         "livemode",
     )
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         return {}  # dj-stripe's actions sync from Stripe

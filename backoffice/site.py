@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from django.apps import apps
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
@@ -36,6 +35,7 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
 
 from billing.plans import Plan
+from onboarding.models import OnboardingMessage
 
 RECENT = 10
 _SUBSCRIBED = ["active", "trialing"]
@@ -277,15 +277,11 @@ def panel_data(request: HttpRequest) -> dict[str, Any]:
     if user.has_perm("billing.view_planchange"):
         panel["plan_changes"] = list(PlanChange.objects.select_related("user", "actor")[:RECENT])
     if user.has_perm("onboarding.view_onboardingmessage"):
-        try:
-            message_model = apps.get_model("onboarding", "OnboardingMessage")
-        except LookupError:
-            message_model = None
-        if message_model is not None:
-            panel["failed_messages"] = message_model.objects.filter(status="failed").count()
-            panel["failed_messages_url"] = _url(
-                "admin:onboarding_onboardingmessage_changelist", "?status__exact=failed"
-            )
+        failed_messages = OnboardingMessage.objects.filter(status=OnboardingMessage.Status.FAILED)
+        panel["failed_messages"] = failed_messages.count()
+        panel["failed_messages_url"] = _url(
+            "admin:onboarding_onboardingmessage_changelist", "?status__exact=failed"
+        )
     if user.has_perm("djstripe.view_webhookeventtrigger"):
         failed = WebhookEventTrigger.objects.filter(Q(processed=False) | ~Q(exception=""))
         panel["failed_webhooks"] = list(failed.order_by("-created")[:RECENT])

@@ -4,6 +4,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from backoffice.admin.base import ReadOnlyAdmin, ReadOnlyInline
 from onboarding.models import OnboardingMessage
 from onboarding.notices import message_summary
 from onboarding.outbox import onboarding_message_resend
@@ -32,7 +33,7 @@ _FIELDS = (
 
 
 @admin.register(OnboardingMessage)
-class OnboardingMessageAdmin(admin.ModelAdmin):
+class OnboardingMessageAdmin(ReadOnlyAdmin):
     list_display = (
         "user",
         "template",
@@ -58,12 +59,10 @@ class OnboardingMessageAdmin(admin.ModelAdmin):
     actions = ["send_again"]
     date_hierarchy = "created_at"
 
-    # A record of what was sent: written by the outbox only.
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
+    # A record of what was sent, written by the outbox only; unlike the other read-only
+    # records, staff with the delete permission may remove one (as before the move).
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return admin.ModelAdmin.has_delete_permission(self, request, obj)
 
     def has_resend_onboarding_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("accounts.resend_onboarding")
@@ -90,7 +89,7 @@ class OnboardingMessageAdmin(admin.ModelAdmin):
             )
 
 
-class OnboardingMessageInline(admin.TabularInline):
+class OnboardingMessageInline(ReadOnlyInline):
     """The user's onboarding messages, on the user's admin page."""
 
     model = OnboardingMessage
@@ -106,18 +105,8 @@ class OnboardingMessageInline(admin.TabularInline):
         "last_error",
     )
     readonly_fields = fields
-    extra = 0
     show_change_link = True
     ordering = ("-created_at",)
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
     @admin.display(description="about")
     def context_summary(self, obj: OnboardingMessage) -> str:

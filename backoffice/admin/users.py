@@ -31,6 +31,8 @@ from django.utils.safestring import mark_safe
 from djstripe.models import Customer, Subscription
 
 from accounts.models import User
+from backoffice.admin.base import ReadOnlyInline
+from backoffice.admin.messages import OnboardingMessageInline
 from billing.entitlements import plan_compute
 from billing.models import PlanChange, PlanOverride
 from billing.overrides import (
@@ -133,22 +135,7 @@ class OverrideGrantForm(forms.Form):
         return reason
 
 
-class _ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-    show_change_link = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-class PlanChangeInline(_ReadOnlyInline):
+class PlanChangeInline(ReadOnlyInline):
     model = PlanChange
     fk_name = "user"
     verbose_name = "plan change"
@@ -168,7 +155,7 @@ class PlanChangeInline(_ReadOnlyInline):
         return super().get_queryset(request).select_related("actor")
 
 
-class PlanOverrideInline(_ReadOnlyInline):
+class PlanOverrideInline(ReadOnlyInline):
     model = PlanOverride
     fk_name = "user"
     verbose_name = "override"
@@ -231,7 +218,7 @@ class UserAdmin(DjangoUserAdmin):
             },
         ),
     )
-    inlines = [PlanOverrideInline, PlanChangeInline]
+    inlines = [PlanOverrideInline, PlanChangeInline, OnboardingMessageInline]
     actions = ["resync_from_stripe", "onboarding_resend", "export_csv"]
 
     # --- Queries ---------------------------------------------------------------------
@@ -474,8 +461,3 @@ class UserAdmin(DjangoUserAdmin):
 def _csv_safe(value: str) -> str:
     # A cell starting with = + - @ is a formula to spreadsheet software.
     return f"'{value}" if value[:1] in ("=", "+", "-", "@") else value
-
-
-from onboarding.admin import OnboardingMessageInline  # noqa: E402 (owned by onboarding)
-
-UserAdmin.inlines = [*UserAdmin.inlines, OnboardingMessageInline]

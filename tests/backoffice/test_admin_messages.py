@@ -1,3 +1,4 @@
+# ruff: noqa: F811
 from __future__ import annotations
 
 import pytest
@@ -8,7 +9,16 @@ from django.core import mail
 from accounts.models import User
 from billing.plans import Plan
 from onboarding.models import OnboardingMessage
-from tests.onboarding.conftest import activate, run_worker
+
+# The onboarding tests' settings (autouse), buyer and fake Twilio apply here too; the
+# tests take the imported fixtures as arguments (F811).
+from tests.onboarding.conftest import (  # noqa: F401
+    activate,
+    buyer,
+    onboarding_settings,
+    run_worker,
+    twilio,
+)
 
 # The worker runs in-process and closes the connection between tasks, as in production:
 # each test commits for real.

@@ -1,0 +1,7 @@
+"""The back-office's admin classes, found by Django's admin autodiscovery.
+
+billing first: it imports dj-stripe's admin so that its own dj-stripe classes replace
+dj-stripe's registrations; users then declares the user page with its inlines.
+"""
+
+from backoffice.admin import billing, messages, users  # noqa: F401
