@@ -7,9 +7,7 @@ equal setting names, and every one is listed in `.env.example`.
 
 from __future__ import annotations
 
-import os
 import secrets
-import tempfile
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -158,14 +156,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "transaction_mode": "IMMEDIATE",
         }
     )
-    # Tests use a file too, not shared-cache memory: live-server, worker and test threads
-    # write at once, which in-memory SQLite answers with "table is locked". One file per
-    # process so that parallel runs never share a database; in RAM (tmpfs) when there is
-    # one, which keeps migrating the test database as fast as in memory.
-    _test_dir = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
-    DATABASES["default"]["TEST"] = {
-        "NAME": str(_test_dir / f"smartflow-test-{os.getpid()}.sqlite3")
-    }
+    # (The tests' own SQLite file: tests/conftest.py.)
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
