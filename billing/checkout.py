@@ -21,9 +21,14 @@ from djstripe.models import Invoice, Subscription
 from djstripe.settings import djstripe_settings
 
 from accounts.models import User
-from billing.entitlements import plan_refresh, unknown_prices_record
+from billing.entitlements import (
+    PLAN_STATUSES,
+    plan_refresh,
+    subscription_sells,
+    unknown_prices_record,
+)
 from billing.models import OneOffPurchase, PlanChange
-from billing.offers import subscription_plan, trial_days
+from billing.offers import trial_days
 from billing.plans import RECURRING, Interval, plan_rank, price_plan
 from billing.stripe_api import api_kwargs, customer_for, price_find
 from billing.stripe_layout import subscription_period
@@ -166,13 +171,13 @@ def _subscriptions_end_after_oneoff(*, session_id: str, user: User) -> None:
     if purchase is None or not purchase.counts:
         return
     for sub in Subscription.objects.filter(
-        customer__subscriber=user, stripe_data__status__in=["active", "trialing", "past_due"]
+        customer__subscriber=user, stripe_data__status__in=sorted(PLAN_STATUSES)
     ):
         data = sub.stripe_data
-        sold = subscription_plan(data)
+        sold = subscription_sells(data)
         if data.get("cancel_at_period_end") or sold is None:
             continue
-        if plan_rank(sold) > plan_rank(purchase.plan):
+        if plan_rank(sold.plan) > plan_rank(purchase.plan):
             continue
         updated = stripe.Subscription.modify(data["id"], cancel_at_period_end=True, **api_kwargs())
         Subscription.sync_from_stripe_data(updated, api_key=djstripe_settings.STRIPE_SECRET_KEY)
@@ -218,8 +223,13 @@ class SwitchQuote:
 def _switch_items(
     subscription: dict[str, Any], plan: str, interval: str = Interval.MONTHLY
 ) -> list[dict[str, Any]]:
+    """The item change that moves `subscription` to `plan`: its plan's item gets the new
+    price; any other item (an add-on, a tax line) stays as it is."""
+    sold = subscription_sells(subscription)
+    if sold is None:  # the switch view refuses these before anything is asked of Stripe
+        raise ValueError(f"Subscription {subscription.get('id')} sells no plan we know.")
     price = price_find(plan, interval)
-    return [{"id": subscription["items"]["data"][0]["id"], "price": price.id}]
+    return [{"id": sold.item["id"], "price": price.id}]
 
 
 def _now_in_period(subscription: dict[str, Any]) -> int:

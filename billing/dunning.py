@@ -35,7 +35,7 @@ from billing.templatetags.billing import money
 FAILED, ACTION_REQUIRED = "failed", "action_required"
 # Statuses in which Stripe is still collecting a renewal (retrying, or waiting for the
 # customer): `unpaid` and `canceled` are Stripe giving up.
-DUNNING_STATUSES = {"past_due"}
+DUNNING_STATUSES = frozenset({"past_due"})
 
 
 def _ts(value: Any) -> datetime | None:

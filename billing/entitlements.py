@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import transaction
@@ -30,14 +30,57 @@ from djstripe.models import Subscription
 
 from accounts.models import User
 from billing.disputes import disputes_load
-from billing.dunning import grace_remaining, invoices_load, stripe_now_load
+from billing.dunning import DUNNING_STATUSES, grace_remaining, invoices_load, stripe_now_load
 from billing.models import BillingAlert, OneOffPurchase, PlanChange, PlanOverride
-from billing.plans import Plan, plan_includes, plan_rank, price_plan
+from billing.plans import Interval, Plan, plan_includes, plan_rank, price_plan
 from billing.signals import plan_changed
 
 logger = logging.getLogger(__name__)
 
-LIVE_STATUSES = {"active", "trialing"}
+# The subscription statuses that grant the plan: these at once, and DUNNING_STATUSES
+# (past_due: Stripe still retrying the renewal, billing/dunning.py) within the grace.
+LIVE_STATUSES = frozenset({"active", "trialing"})
+# Every status in which a subscription may still hold its plan, and still bills: the one
+# a customer switches or cancels, never a second one beside it.
+PLAN_STATUSES = LIVE_STATUSES | DUNNING_STATUSES
+
+
+class Sold(NamedTuple):
+    """What a subscription sells: a plan, at an interval, through one of its items."""
+
+    plan: Plan
+    interval: Interval
+    item: dict[str, Any]
+
+
+def _items_sold(sub: dict[str, Any]) -> tuple[list[Sold], list[str]]:
+    """What each of the subscription's items sells, and the prices that sell no plan
+    (an add-on, a tax line, a price from before our catalogue)."""
+    sold: list[Sold] = []
+    unknown: list[str] = []
+    for item in (sub.get("items") or {}).get("data") or []:
+        price = item.get("price") or {}
+        if isinstance(price, str):
+            price = {"id": price}
+        found = price_plan(price_id=price.get("id", ""), lookup_key=price.get("lookup_key"))
+        if found is None:
+            unknown.append(price.get("id", "?"))
+        else:
+            sold.append(Sold(found[0], found[1], item))
+    return sold, unknown
+
+
+def subscription_sells(sub: dict[str, Any]) -> Sold | None:
+    """The highest plan a subscription (its Stripe JSON) sells among all its items, with
+    the interval and the item selling it; None when no item sells a plan we know.
+
+    Whatever its status: whether the plan counts is `plan_decide`'s business. Every item
+    is read, never only the first: Stripe keeps items in the order they were added, so
+    an add-on or a tax item may come before the plan.
+    """
+    sold, _unknown = _items_sold(sub)
+    # Ties (two items on one plan) go to the first.
+    return max(sold, key=lambda s: plan_rank(s.plan)) if sold else None
 
 
 @dataclass(frozen=True)
@@ -75,11 +118,10 @@ def _subscription_grant(
     sub: dict[str, Any], now: datetime, facts: Facts
 ) -> tuple[Grant | None, list[str], timedelta | None]:
     status = sub.get("status")
-    items = (sub.get("items") or {}).get("data") or []
     left = None
     if status in LIVE_STATUSES:
         why_status = status
-    elif status == "past_due":
+    elif status in DUNNING_STATUSES:
         # Kept while Stripe still retries the renewal, and at most the grace period after
         # its first failed attempt, both read from Stripe's invoice; "now" is the later of
         # our clock and Stripe's newest time for this customer (billing/dunning.py says
@@ -100,20 +142,10 @@ def _subscription_grant(
         # canceled, unpaid (Stripe gave up), incomplete, incomplete_expired, paused
         return None, [], None
 
-    plans: list[Plan] = []
-    unknown: list[str] = []
-    for item in items:
-        price = item.get("price") or {}
-        if isinstance(price, str):
-            price = {"id": price}
-        sold = price_plan(price_id=price.get("id", ""), lookup_key=price.get("lookup_key"))
-        if sold is None:
-            unknown.append(price.get("id", "?"))
-        else:
-            plans.append(sold[0])
-    if not plans:
+    sold, unknown = _items_sold(sub)
+    if not sold:
         return None, unknown, None
-    best = max(plans, key=plan_rank)
+    best = max((s.plan for s in sold), key=plan_rank)
     return Grant(best, f"subscription {sub.get('id')} ({why_status})"), unknown, left
 
 
@@ -164,7 +196,7 @@ def facts_load(user_ids: Iterable[int]) -> dict[int, Facts]:
     past_due: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for user_id, data in subscriptions:
         facts[user_id].subscriptions.append(data)
-        if data.get("status") == "past_due":
+        if data.get("status") in DUNNING_STATUSES:
             past_due[user_id].append(data)
     if past_due:
         invoices = invoices_load(

@@ -20,7 +20,7 @@ import stripe
 from djstripe.models import Event, Invoice, Subscription
 
 from accounts.models import User
-from billing.entitlements import LIVE_STATUSES
+from billing.entitlements import DUNNING_STATUSES, LIVE_STATUSES, subscription_sells
 from billing.signals import Notice, customer_notice
 from billing.stripe_api import api_kwargs
 from billing.stripe_layout import invoice_subscription_id, subscription_period
@@ -28,7 +28,7 @@ from billing.stripe_layout import invoice_subscription_id, subscription_period
 logger = logging.getLogger(__name__)
 
 # Statuses of a subscription that still bills: a failed payment can still be fixed.
-_BILLING_STATUSES = LIVE_STATUSES | {"past_due", "unpaid", "incomplete"}
+_BILLING_STATUSES = LIVE_STATUSES | DUNNING_STATUSES | {"unpaid", "incomplete"}
 _TROUBLE_EVENTS = ["invoice.payment_failed", "invoice.payment_action_required"]
 
 
@@ -174,7 +174,10 @@ def trial_will_end_notify(*, user: User, event: Event) -> None:
     sub = _subscription_current(event.data["object"]["id"])
     if not _trial_ending(sub):
         return _skip(event, "the subscription is not on a trial that goes on to be paid")
-    price = ((sub.get("items") or {}).get("data") or [{}])[0].get("price") or {}
+    # The plan's item says how often the trial goes on to be charged, not an add-on.
+    sold = subscription_sells(sub)
+    item = sold.item if sold else ((sub.get("items") or {}).get("data") or [{}])[0]
+    price = item.get("price") or {}
     context = {
         "subscription_id": sub["id"],
         "trial_end": sub.get("trial_end"),

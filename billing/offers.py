@@ -34,7 +34,6 @@ from billing.plans import (
     Plan,
     highest_plan,
     plan_rank,
-    price_plan,
     recurring_interval,
 )
 from billing.stripe_api import live_subscription
@@ -81,21 +80,17 @@ class Holdings:
         return highest_plan(owned)
 
 
-def subscription_plan(subscription: dict[str, Any]) -> Plan | None:
-    """The highest plan a subscription's items sell, or None if they sell none we know."""
-    plans = []
-    for item in (subscription.get("items") or {}).get("data") or []:
-        price = item.get("price") or {}
-        sold = price_plan(price_id=price.get("id", ""), lookup_key=price.get("lookup_key"))
-        if sold:
-            plans.append(sold[0])
-    return highest_plan(plans) if plans else None
+def _subscription_holding(subscription: dict[str, Any]) -> tuple[Plan | None, Interval | None]:
+    """The plan a subscription sells (billing.entitlements.subscription_sells) and the
+    interval its plan's item bills at, monthly or annual (None: none we sell)."""
+    # Here, not at the top: billing.entitlements imports this module (through
+    # billing.templatetags).
+    from billing.entitlements import subscription_sells
 
-
-def subscription_interval(subscription: dict[str, Any]) -> Interval | None:
-    """Monthly or annual: what the subscription's (first) item bills at, or None."""
-    items = (subscription.get("items") or {}).get("data") or []
-    return recurring_interval(items[0].get("price")) if items else None
+    sold = subscription_sells(subscription)
+    if sold is None:
+        return None, None
+    return sold.plan, recurring_interval(sold.item.get("price"))
 
 
 def change_timing(*, plan: str, interval: str, to_plan: str, to_interval: str) -> Timing | None:
@@ -143,12 +138,13 @@ def holdings_of(user: User) -> Holdings:
     oneoffs = OneOffPurchase.objects.filter(user=user, refunded_at__isnull=True)
     # A purchase disputed away (open or lost) is not something the user owns any more.
     oneoff_plans = [purchase.plan for purchase in oneoffs if purchase.counts]
+    sub_plan, sub_interval = _subscription_holding(subscription) if subscription else (None, None)
     return Holdings(
         plan=Plan(user.plan),
         subscription=subscription,
-        subscription_plan=subscription_plan(subscription) if subscription else None,
+        subscription_plan=sub_plan,
         oneoff_plan=highest_plan(oneoff_plans) if oneoff_plans else None,
-        subscription_interval=subscription_interval(subscription) if subscription else None,
+        subscription_interval=sub_interval,
     )
 
 

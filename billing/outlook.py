@@ -144,19 +144,25 @@ def subscription_outlook(
 ) -> Outlook:
     """The outlook of one subscription (its `stripe_data`), given its schedule's and the
     prices the schedule names. Pure: reads nothing, writes nothing."""
+    # Here, not at the top: billing.entitlements imports this module (through
+    # billing.templatetags).
+    from billing.entitlements import subscription_sells
+
     items = (subscription.get("items") or {}).get("data") or []
-    plans = [p for i in items if (p := _price_plan(i.get("price") or {}))]
-    intervals = [_price_interval(i.get("price") or {}) for i in items]
+    sold = subscription_sells(dict(subscription))
+    # The interval the plan's item bills at (an add-on's may differ); with no plan item,
+    # the first item's.
+    interval_item = sold.item if sold else (items[0] if items else {})
     period_end = subscription_period(subscription)[1]
     active_schedule = schedule if schedule and schedule.get("status") == "active" else None
     common = {
         "subscription_id": subscription.get("id", ""),
         "schedule_id": (active_schedule or {}).get("id"),
         "status": subscription.get("status", ""),
-        "plan": plans[0] if plans else None,
+        "plan": sold.plan if sold else None,
         "on": _ts(period_end),
         "currency": subscription.get("currency") or "",
-        "interval": intervals[0] if intervals else None,
+        "interval": _price_interval(interval_item.get("price") or {}),
     }
     if subscription.get("cancel_at_period_end") or subscription.get("cancel_at"):
         at = subscription.get("cancel_at") or period_end

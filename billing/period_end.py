@@ -25,6 +25,7 @@ from djstripe.models import Subscription, SubscriptionSchedule
 from djstripe.settings import djstripe_settings
 
 from accounts.models import User
+from billing.entitlements import LIVE_STATUSES
 from billing.offers import Timing, change_timing
 from billing.outlook import Outlook
 from billing.plans import RECURRING, Interval, Plan
@@ -47,7 +48,7 @@ def downgrade_choices(outlook: Outlook | None) -> list[tuple[Plan, Interval]]:
     lower paid plans at its own interval, and its plan monthly when it pays yearly."""
     if outlook is None or outlook.plan is None or outlook.kind != "renews":
         return []
-    if outlook.status not in {"active", "trialing"}:
+    if outlook.status not in LIVE_STATUSES:
         return []
     current = outlook.interval or Interval.MONTHLY
     return [
@@ -89,7 +90,7 @@ def downgrade_check(
         raise ChangeRefused(
             f"A change to {outlook.next_plan_label} is already planned: cancel it first."
         )
-    if outlook.status not in {"active", "trialing"}:
+    if outlook.status not in LIVE_STATUSES:
         raise ChangeRefused("Your subscription cannot be changed until its payment is settled.")
     return target, Interval(interval)
 

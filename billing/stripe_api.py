@@ -69,10 +69,13 @@ def live_subscription(user: User) -> dict[str, Any] | None:
     """The user's subscription that still bills (active, trialing or past_due), if any."""
     from djstripe.models import Subscription
 
+    # Here, not at the top: billing.entitlements imports this module (billing.disputes).
+    from billing.entitlements import PLAN_STATUSES
+
     data = (
         Subscription.objects.filter(
             customer__subscriber=user,
-            stripe_data__status__in=["active", "trialing", "past_due"],
+            stripe_data__status__in=sorted(PLAN_STATUSES),
         )
         .order_by("-created")
         .values_list("stripe_data", flat=True)

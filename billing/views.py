@@ -29,6 +29,7 @@ from billing.checkout import (
     switch_preview,
 )
 from billing.decorators import plan_required
+from billing.entitlements import subscription_sells
 from billing.history import billing_history
 from billing.models import BillingAlert
 from billing.offers import Kind, NotAnUpgrade, offer_check
@@ -49,7 +50,6 @@ from billing.plans import (
     Interval,
     Plan,
     plan_allows,
-    price_plan,
 )
 from billing.pricing import pricing_interval
 from billing.stripe_api import PriceMissing, StripeError, live_subscription, price_find
@@ -113,12 +113,6 @@ def checkout(request: HttpRequest) -> HttpResponse:
     return _see_other(session.url)
 
 
-def _subscription_plan(subscription: dict) -> str | None:
-    price = subscription["items"]["data"][0]["price"]
-    sold = price_plan(price_id=price["id"], lookup_key=price.get("lookup_key"))
-    return sold[0] if sold else None
-
-
 @login_required
 @require_http_methods(["GET", "HEAD", "POST"])
 def switch(request: HttpRequest) -> HttpResponse:
@@ -127,7 +121,9 @@ def switch(request: HttpRequest) -> HttpResponse:
     plan = request.POST.get("plan") or request.GET.get("plan", "")
     interval = request.POST.get("interval") or request.GET.get("interval") or Interval.MONTHLY
     subscription = live_subscription(request.user)
-    if plan not in Plan.values or interval not in RECURRING or subscription is None:
+    sold = subscription_sells(subscription) if subscription else None
+    # A subscription selling no plan we know has no item a switch could replace.
+    if plan not in Plan.values or interval not in RECURRING or sold is None:
         return _problem(request, "There is no subscription to change to that plan.", 400)
     try:
         offer_check(user=request.user, plan=plan, interval=interval)
@@ -140,7 +136,7 @@ def switch(request: HttpRequest) -> HttpResponse:
     except (StripeError, PriceMissing) as exc:
         return _stripe_failed(request, exc)
     context = {
-        "current": PLAN_INFO.get(_subscription_plan(subscription) or ""),
+        "current": PLAN_INFO[sold.plan],
         "target": PLAN_INFO[plan],
         "interval": interval,
         "quote": quote,

@@ -7,9 +7,7 @@ equal setting names, and every one is listed in `.env.example`.
 
 from __future__ import annotations
 
-import os
 import secrets
-import tempfile
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -17,6 +15,8 @@ from urllib.parse import urlsplit
 import environ
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
+
+from billing.plans import Interval, Plan
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -50,6 +50,29 @@ if _secret_key_is_weak(SECRET_KEY):
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
+# --- Stripe or its sandbox -------------------------------------------------------------
+# Decided before the applications: the offline Stripe sandbox (stripe_sandbox) is an app,
+# installed only when on. It stands in for Stripe's API when no key is configured. Unset,
+# it is on only for local use (DEBUG on, no secret key); with DEBUG off it must be asked
+# for explicitly, and it never runs beside a live key.
+STRIPE_LIVE_MODE = env.bool("STRIPE_LIVE_MODE", default=False)
+STRIPE_TEST_SECRET_KEY = env.str("STRIPE_TEST_SECRET_KEY", default="")
+STRIPE_LIVE_SECRET_KEY = env.str("STRIPE_LIVE_SECRET_KEY", default="")
+_sandbox_explicit = env.bool("STRIPE_SANDBOX", default=None)
+_has_stripe_key = bool(STRIPE_LIVE_SECRET_KEY if STRIPE_LIVE_MODE else STRIPE_TEST_SECRET_KEY)
+if _sandbox_explicit is None:
+    STRIPE_SANDBOX = DEBUG and not _has_stripe_key and not STRIPE_LIVE_MODE
+else:
+    STRIPE_SANDBOX = _sandbox_explicit
+if STRIPE_SANDBOX:
+    if STRIPE_LIVE_MODE or STRIPE_LIVE_SECRET_KEY.startswith("sk_live_"):
+        raise ImproperlyConfigured(
+            "STRIPE_SANDBOX cannot run with a live Stripe key or STRIPE_LIVE_MODE on. "
+            "Unset STRIPE_LIVE_SECRET_KEY/STRIPE_LIVE_MODE or turn STRIPE_SANDBOX off."
+        )
+    # dj-stripe validates the key's format on every sync; the sandbox ignores its value.
+    STRIPE_TEST_SECRET_KEY = "sk_test_SmartFlowSandbox000000000000000000"
+
 # --- Applications -----------------------------------------------------------------------
 INSTALLED_APPS = [
     # Django's admin with SmartFlow's site (backoffice/site.py).
@@ -74,6 +97,13 @@ INSTALLED_APPS = [
     "backoffice",
     # Project-wide management commands (run_banner).
     "smartflow",
+    # Installed only when on: its pages, API, clock, deliveries and command (and its
+    # tables) do not exist on a site that talks to real Stripe.
+    *(["stripe_sandbox"] if STRIPE_SANDBOX else []),
+    # Email through the ESP named by ANYMAIL_ESP (Onboarding, below).
+    "anymail",
+    # Login rate limiting (Back-office, below).
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -86,6 +116,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    # Last, as django-axes requires (Back-office, below).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "smartflow.urls"
@@ -103,6 +135,8 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 # The failed-payment banner on every page (billing/dunning.py).
                 "billing.context_processors.dunning",
+                # With the sandbox, every page says "Sandbox: no real payments".
+                *(["stripe_sandbox.context_processors.sandbox"] if STRIPE_SANDBOX else []),
             ],
         },
     },
@@ -124,14 +158,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "transaction_mode": "IMMEDIATE",
         }
     )
-    # Tests use a file too, not shared-cache memory: live-server, worker and test threads
-    # write at once, which in-memory SQLite answers with "table is locked". One file per
-    # process so that parallel runs never share a database; in RAM (tmpfs) when there is
-    # one, which keeps migrating the test database as fast as in memory.
-    _test_dir = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
-    DATABASES["default"]["TEST"] = {
-        "NAME": str(_test_dir / f"smartflow-test-{os.getpid()}.sqlite3")
-    }
+    # (The tests' own SQLite file: tests/conftest.py.)
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -165,9 +192,7 @@ SUPPORT_EMAIL = env.str("SUPPORT_EMAIL", default="") or "support@smartflowsystem
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 
 # --- Stripe (dj-stripe) -----------------------------------------------------------------
-STRIPE_LIVE_MODE = env.bool("STRIPE_LIVE_MODE", default=False)
-STRIPE_TEST_SECRET_KEY = env.str("STRIPE_TEST_SECRET_KEY", default="")
-STRIPE_LIVE_SECRET_KEY = env.str("STRIPE_LIVE_SECRET_KEY", default="")
+# The mode, the keys and STRIPE_SANDBOX: "Stripe or its sandbox", above.
 # Pinned: unset, it would follow whatever stripe-python happens to be installed.
 STRIPE_API_VERSION = "2026-08-26.dahlia"
 DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
@@ -179,30 +204,6 @@ DJSTRIPE_WEBHOOK_TOLERANCE = env.int("DJSTRIPE_WEBHOOK_TOLERANCE", default=300)
 # (billing/views.py) refuses requests carrying it unless this is set explicitly.
 STRIPE_WEBHOOK_DEBUG_HEADER = env.bool("STRIPE_WEBHOOK_DEBUG_HEADER", default=False)
 
-# The offline Stripe sandbox (stripe_sandbox) stands in for Stripe's API when no key is
-# configured. Unset, it is on only for local use (DEBUG on, no secret key); with DEBUG
-# off it must be asked for explicitly, and it never runs beside a live key.
-_sandbox_explicit = env.bool("STRIPE_SANDBOX", default=None)
-_has_stripe_key = bool(STRIPE_LIVE_SECRET_KEY if STRIPE_LIVE_MODE else STRIPE_TEST_SECRET_KEY)
-if _sandbox_explicit is None:
-    STRIPE_SANDBOX = DEBUG and not _has_stripe_key and not STRIPE_LIVE_MODE
-else:
-    STRIPE_SANDBOX = _sandbox_explicit
-if STRIPE_SANDBOX:
-    if STRIPE_LIVE_MODE or STRIPE_LIVE_SECRET_KEY.startswith("sk_live_"):
-        raise ImproperlyConfigured(
-            "STRIPE_SANDBOX cannot run with a live Stripe key or STRIPE_LIVE_MODE on. "
-            "Unset STRIPE_LIVE_SECRET_KEY/STRIPE_LIVE_MODE or turn STRIPE_SANDBOX off."
-        )
-    # dj-stripe validates the key's format on every sync; the sandbox ignores its value.
-    STRIPE_TEST_SECRET_KEY = "sk_test_SmartFlowSandbox000000000000000000"
-    # Installed only when on: its pages, API, clock, deliveries and command (and its
-    # tables) do not exist on a site that talks to real Stripe. Every page then says
-    # "Sandbox: no real payments" (its context processor).
-    INSTALLED_APPS += ["stripe_sandbox"]
-    TEMPLATES[0]["OPTIONS"]["context_processors"].append(
-        "stripe_sandbox.context_processors.sandbox"
-    )
 # Milliseconds the sandbox waits before answering each API request, standing in for
 # Stripe's own latency (`make bench` runs once with 300); 0 answers at once.
 STRIPE_SANDBOX_LATENCY_MS = env.int("STRIPE_SANDBOX_LATENCY_MS", default=0)
@@ -254,11 +255,14 @@ if BILLING_TAX_BEHAVIOR not in ("exclusive", "inclusive"):
     raise ImproperlyConfigured(
         f"BILLING_TAX_BEHAVIOR must be exclusive or inclusive, not {BILLING_TAX_BEHAVIOR!r}"
     )
-# Existing Price ids (the original app's variables) win over lookup keys when set.
+# Existing Price ids (the original app's variables) win over lookup keys when set: one
+# STRIPE_PRICE_<PLAN>_<INTERVAL> per plan and interval of billing/plans.py, so a plan
+# added there has its variables too. (billing.plans imports no app and reads no setting
+# when imported: safe here.)
 STRIPE_PRICE_IDS = {
     (plan, interval): price_id
-    for plan in ("starter", "flowkit", "launchpack")
-    for interval in ("monthly", "annual", "oneoff")
+    for plan in Plan.values
+    for interval in Interval.values
     if (price_id := env.str(f"STRIPE_PRICE_{plan.upper()}_{interval.upper()}", default=""))
 }
 
@@ -270,7 +274,6 @@ TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 # Email: ANYMAIL_ESP names an anymail backend (sendgrid, postmark, mailgun, amazon_ses,
 # brevo, resend, ...) and then wins over EMAIL_BACKEND; unset, EMAIL_BACKEND (above)
 # applies: console by default, or django.core.mail.backends.smtp.EmailBackend with EMAIL_HOST...
-INSTALLED_APPS += ["anymail"]
 ANYMAIL_ESP = env.str("ANYMAIL_ESP", default="").strip().lower()
 if ANYMAIL_ESP:
     import importlib.util
@@ -347,9 +350,7 @@ ADMIN_URL = env.str("ADMIN_URL", default="admin").strip("/")
 
 # Login rate limiting (django-axes) for the customer login and the admin alike: after
 # AXES_FAILURE_LIMIT failures for one username from one IP, that pair is locked out for
-# AXES_COOLOFF_TIME. Its middleware goes last, as axes requires.
-INSTALLED_APPS += ["axes"]
-MIDDLEWARE += ["axes.middleware.AxesMiddleware"]
+# AXES_COOLOFF_TIME. Its app and middleware (last, as axes requires) are in the lists above.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",

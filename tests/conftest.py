@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +14,23 @@ PASSWORD = "correct-horse-battery-staple-42"
 # delivery (tests/e2e, tests/reliability): fixed, so that a failure can be replayed;
 # STRIPE_SANDBOX_SEED=N tries another (a failing test prints the one it ran with).
 DELIVERY_SEED = int(os.environ.get("STRIPE_SANDBOX_SEED") or 1212)
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:
+    """SQLite tests use a file, not shared-cache memory: live-server, worker and test
+    threads write at once, which in-memory SQLite answers with "table is locked". One file
+    per process so that parallel runs (`make test`: SQLite beside PostgreSQL, or two
+    checkouts) never share a database; in RAM (tmpfs) when there is one, which keeps
+    migrating the test database as fast as in memory. PostgreSQL keeps Django's test_<name>.
+    """
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        shm = Path("/dev/shm")
+        test_dir = shm if shm.is_dir() else Path(tempfile.gettempdir())
+        db.setdefault("TEST", {})["NAME"] = str(test_dir / f"smartflow-test-{os.getpid()}.sqlite3")
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -190,3 +190,49 @@ def test_the_pending_page_without_a_pending_upgrade_goes_to_the_dashboard(
     response = signed_in.get("/billing/switch/pending/")
 
     assert response.status_code == 302 and response["Location"] == "/"
+
+
+def test_an_add_on_listed_before_the_plan_is_left_alone_by_an_upgrade(
+    signed_in, deliver, fake_stripe, catalog, payer
+):
+    """Stripe lists items in the order they were added: the plan's item need not be the
+    first. The page names the plan the subscription sells, and the upgrade replaces the
+    plan's item, not the add-on."""
+    addon_product = sf.product(name="SMS bundle")
+    addon = sf.price(prod=addon_product, lookup_key="sms_bundle_monthly", amount=500)
+    fake_stripe.add(addon_product)
+    fake_stripe.add(addon)
+    sub = sf.subscription(cus=payer, prc=addon, period_start=sf.NOW - HALF_A_MONTH)
+    plan_item = {
+        **sub["items"]["data"][0],
+        "id": sf.new_id("si"),
+        "price": catalog["flowkit_monthly"],
+    }
+    sub["items"]["data"].append(plan_item)
+    fake_stripe.add(sub)
+    deliver(sf.event("customer.subscription.created", sub))
+
+    page = signed_in.get("/billing/switch/?plan=launchpack").content.decode()
+
+    assert "moves from <strong>FlowKit</strong> to <strong>LaunchPack</strong>" in page
+    [params] = fake_stripe.calls_to("POST", "/v1/invoices/create_preview")
+    assert params["subscription_details[items][0][id]"] == plan_item["id"]
+    assert params["subscription_details[items][0][price]"] == catalog["launchpack_monthly"]["id"]
+    assert "subscription_details[items][1][id]" not in params
+
+
+def test_a_subscription_selling_no_plan_we_know_cannot_be_switched(
+    signed_in, deliver, fake_stripe, payer
+):
+    addon_product = sf.product(name="SMS bundle")
+    addon = sf.price(prod=addon_product, lookup_key="sms_bundle_monthly", amount=500)
+    fake_stripe.add(addon_product)
+    fake_stripe.add(addon)
+    sub = sf.subscription(cus=payer, prc=addon)
+    fake_stripe.add(sub)
+    deliver(sf.event("customer.subscription.created", sub))
+
+    response = signed_in.get("/billing/switch/?plan=launchpack")
+
+    assert response.status_code == 400
+    assert not fake_stripe.calls_to("POST", "/v1/invoices/create_preview")

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import ast
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -42,3 +44,53 @@ def test_startup_with_debug_on_uses_the_dev_key():
 
 def test_startup_with_a_strong_key_succeeds():
     assert _start(DEBUG="false", SECRET_KEY="k" * 10 + "abcdefghij" * 5).returncode == 0
+
+
+def _settings_value(expression: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Print `expression` of freshly loaded settings (without setting Django up)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("STRIPE_PRICE_")}
+    clean.update(env)
+    code = f"from django.conf import settings; print(repr({expression}))"
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "smartflow.settings", "DEBUG": "true"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_every_plan_and_interval_has_its_stripe_price_variable():
+    from billing.plans import Interval, Plan
+
+    names = {
+        f"STRIPE_PRICE_{p.upper()}_{i.upper()}": (p, i)
+        for p in Plan.values
+        for i in Interval.values
+    }
+    # The names .env.example (and the README) document keep working, e.g.
+    # STRIPE_PRICE_FLOWKIT_ONEOFF=price_...
+    documented = set(re.findall(r"^(STRIPE_PRICE_\w+)=", (ROOT / ".env.example").read_text(), re.M))
+    assert "STRIPE_PRICE_FLOWKIT_ONEOFF" in documented
+    assert documented <= names.keys()
+    env = {name: f"price_{n}" for n, name in enumerate(names)}
+
+    result = _settings_value("settings.STRIPE_PRICE_IDS", **env)
+
+    assert result.returncode == 0, result.stderr
+    configured = ast.literal_eval(result.stdout.strip().splitlines()[-1])
+    assert configured == {names[name]: value for name, value in env.items()}
+
+
+def test_loading_the_settings_imports_no_model_or_app():
+    # The settings import billing.plans for the plan names: it must stay a leaf that
+    # needs neither the app registry nor any setting while being imported.
+    result = _settings_value(
+        "(settings.STRIPE_PRICE_IDS, __import__('django.apps').apps.apps.ready, "
+        "[m for m in __import__('sys').modules if m.endswith('.models') and "
+        "m.split('.')[0] in ('accounts', 'billing', 'onboarding', 'djstripe')])"
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "({}, False, [])"
