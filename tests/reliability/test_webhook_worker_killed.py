@@ -65,11 +65,12 @@ def _processing_claimed_by(worker_id: str) -> DBTaskResult | None:
 
 
 def _waiting_for_a_lock() -> list[int]:
-    """The database backends (their pids) that wait for a lock."""
+    """The database backends (their pids) that wait for a lock the test holds (not
+    any lock: a worker's two threads can briefly wait for each other)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT pid FROM pg_stat_activity"
-            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pg_backend_pid() = ANY(pg_blocking_pids(pid))"
         )
         return [pid for (pid,) in cursor.fetchall()]
 
