@@ -269,6 +269,19 @@ STRIPE_PRICE_IDS = {
 # --- Background tasks -------------------------------------------------------------------
 # Tasks are rows in our own database, so enqueueing joins the caller's transaction.
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+# `manage.py worker` (smartflow/workers.py): a heartbeat every WORKER_HEARTBEAT_SECONDS;
+# every WORKER_RECOVER_SECONDS it queues again the tasks of workers silent for
+# WORKER_STALE_SECONDS. The defaults suit production; the tests that kill a worker shorten
+# them so that recovery happens within seconds.
+WORKER_HEARTBEAT_SECONDS = env.float("WORKER_HEARTBEAT_SECONDS", default=15)
+WORKER_RECOVER_SECONDS = env.float("WORKER_RECOVER_SECONDS", default=60)
+WORKER_STALE_SECONDS = env.float("WORKER_STALE_SECONDS", default=120)
+if not 0 < WORKER_HEARTBEAT_SECONDS * 2 <= WORKER_STALE_SECONDS or WORKER_RECOVER_SECONDS <= 0:
+    # A stale time within two beats would take a live worker's tasks from it.
+    raise ImproperlyConfigured(
+        "WORKER_STALE_SECONDS must be at least twice WORKER_HEARTBEAT_SECONDS (both > 0), "
+        "and WORKER_RECOVER_SECONDS > 0."
+    )
 
 # --- Onboarding (email through django-anymail, SMS through Twilio) ----------------------
 # Email: ANYMAIL_ESP names an anymail backend (sendgrid, postmark, mailgun, amazon_ses,

@@ -34,6 +34,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import close_old_connections, connection
 from django.db.models import Min
 from django.utils import timezone
@@ -45,11 +46,12 @@ from smartflow.models import WorkerHeartbeat
 
 logger = logging.getLogger(__name__)
 
-HEARTBEAT_SECONDS = 15
-RECOVER_SECONDS = 60
-# Four missed heartbeats: long enough for a pause under load, short enough that work
-# left by a dead worker waits about two minutes.
-STALE_SECONDS = 120
+# From settings (WORKER_*_SECONDS): by default a beat every 15 s, recovery every 60 s, and
+# a worker silent for 120 s is gone: four missed heartbeats, long enough for a pause under
+# load, short enough that work left by a dead worker waits about two minutes.
+HEARTBEAT_SECONDS = settings.WORKER_HEARTBEAT_SECONDS
+RECOVER_SECONDS = settings.WORKER_RECOVER_SECONDS
+STALE_SECONDS = settings.WORKER_STALE_SECONDS
 # No task of ours runs for long (a provider call has a 30-second timeout), so a task a
 # worker without a heartbeat started 15 minutes ago is not running any more.
 UNKNOWN_WORKER_SECONDS = 15 * 60

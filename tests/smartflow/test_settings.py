@@ -94,3 +94,14 @@ def test_loading_the_settings_imports_no_model_or_app():
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "({}, False, [])"
+
+
+def test_startup_with_a_worker_stale_time_within_two_heartbeats_fails():
+    # A live worker would look dead between two beats and lose its tasks to another.
+    result = _start(DEBUG="true", WORKER_HEARTBEAT_SECONDS="10", WORKER_STALE_SECONDS="15")
+
+    assert result.returncode != 0
+    assert "WORKER_STALE_SECONDS must be at least twice WORKER_HEARTBEAT_SECONDS" in result.stderr
+    assert (
+        _start(DEBUG="true", WORKER_HEARTBEAT_SECONDS="1", WORKER_STALE_SECONDS="2").returncode == 0
+    )
