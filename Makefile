@@ -10,7 +10,7 @@ BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/smartflow_bench
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-sqlite test-postgres lint format install install-dev static bench
+.PHONY: run test test-sqlite test-postgres lint typecheck format install install-dev static bench
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +73,11 @@ test-postgres: $(VENV)/.installed-dev static
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# mypy with django-stubs (pyproject.toml [tool.mypy]); its plugin loads the settings,
+# which need DEBUG on (or a real SECRET_KEY) like any management command.
+typecheck: $(VENV)/.installed-dev
+	DEBUG=true $(VENV)/bin/mypy
 
 format: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check --fix .

@@ -24,17 +24,18 @@ def _is_fixed_line(number: phonenumbers.PhoneNumber | str | None) -> bool:
     )
 
 
-class _PhoneConsentMixin:
+class _PhoneConsentMixin(forms.BaseForm):
     """SMS consent only means something with a number to send to."""
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()  # type: ignore[misc]
+        super().clean()
+        cleaned = self.cleaned_data
         # A number typed but invalid already has its error; this one is for no number.
-        phone_invalid = "phone" in self.errors  # type: ignore[attr-defined]
+        phone_invalid = "phone" in self.errors
         if cleaned.get("sms_opt_in") and not cleaned.get("phone") and not phone_invalid:
-            self.add_error("phone", "Add a mobile number to receive SMS.")  # type: ignore[attr-defined]
+            self.add_error("phone", "Add a mobile number to receive SMS.")
         if cleaned.get("sms_opt_in") and _is_fixed_line(cleaned.get("phone")):
-            self.add_error(  # type: ignore[attr-defined]
+            self.add_error(
                 "phone",
                 "This is a landline number, which cannot receive SMS. "
                 "Enter a mobile number, or untick SMS.",
@@ -59,7 +60,10 @@ class SignupForm(_PhoneConsentMixin, BaseUserCreationForm):
         self, user: User, password_field_name: str = "password1"
     ) -> None:
         # Django puts strength errors under the confirmation; they are about the password.
-        super().validate_password_for_user(user, password_field_name=password_field_name)
+        # django-stubs 6.1.2 leaves SetPasswordMixin (which has it) out of the bases.
+        super().validate_password_for_user(  # type: ignore[misc]
+            user, password_field_name=password_field_name
+        )
 
     def clean_email(self) -> str:
         email = normalize_email(self.cleaned_data["email"])

@@ -37,6 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -397,7 +398,7 @@ class _Attribution:
     def _who(self, sql: str) -> str:
         if sql.lstrip().upper().startswith(self.TRANSACTION):
             return "transaction"
-        frame = sys._getframe(2)
+        frame: FrameType | None = sys._getframe(2)
         while frame is not None:
             path = frame.f_code.co_filename
             if f"{os.sep}djstripe{os.sep}" in path:
@@ -839,15 +840,15 @@ def main() -> int:
             )
 
     # The admin shows 100 users a page; the middle one makes the database skip half.
-    pages = -(-args.users // 100)
-    middle = max(1, pages // 2)
+    page_count = -(-args.users // 100)
+    middle = max(1, page_count // 2)
     results["admin_middle_page"] = middle
     admin_pages = [
         ("first page", "", ""),
         ("filter: plan LaunchPack", "?plan__exact=launchpack", "?plan__exact=launchpack"),
         ("filter: billing status active", "?billing_status=active", ""),
         ("search: email fragment", "?q=customer04242", "?q=customer04242"),
-        (f"page {middle:,} of {pages:,}", f"?p={middle}", f"?p={middle}"),
+        (f"page {middle:,} of {page_count:,}", f"?p={middle}", f"?p={middle}"),
     ]
     real_admin, bare_admin = "/admin/accounts/user/", "/bench/admin/accounts/user/"
 
@@ -874,7 +875,7 @@ def main() -> int:
         results["gating"] = dict(zip(gating_paths, gating, strict=True))
 
         say("admin: user change list pages")
-        pages = []
+        pages: list[dict[str, Any]] = []
         with phase("admin"):
             for label, real_query, bare_query in admin_pages:
                 real, bare = real_admin + real_query, bare_admin + bare_query
@@ -947,7 +948,11 @@ def main() -> int:
             )
             storm_wait(tag, storm_total, started + cap)
             server.workers_stop()
-            run = {"workers": workers, "cap_s": cap, "timeout_s": args.storm_timeout_s}
+            run: dict[str, Any] = {
+                "workers": workers,
+                "cap_s": cap,
+                "timeout_s": args.storm_timeout_s,
+            }
             run |= {"ack": ack, **storm_stats(tag, storm_total)}
             run["tasks_dropped"] = tasks_drop()
             connection.close()

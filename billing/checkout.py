@@ -19,6 +19,7 @@ from django.db import transaction
 from django.urls import reverse
 from djstripe.models import Invoice, Subscription
 from djstripe.settings import djstripe_settings
+from stripe.params import InvoiceCreatePreviewParamsSubscriptionDetailsItem
 
 from accounts.models import User
 from billing.entitlements import (
@@ -109,7 +110,7 @@ def _expire_open_subscription_sessions(customer_id: str) -> None:
         customer=customer_id, status="open", **api_kwargs()
     )
     for session in open_sessions.auto_paging_iter():
-        if session.get("mode") == "subscription":
+        if session.to_dict().get("mode") == "subscription":
             stripe.checkout.Session.expire(session.id, **api_kwargs())
 
 
@@ -118,7 +119,7 @@ def _subscription_sync(subscription_id: str) -> None:
     invoice Stripe is retrying when it is past_due (retried_invoice_sync)."""
     data = stripe.Subscription.retrieve(subscription_id, **api_kwargs())
     Subscription.sync_from_stripe_data(data, api_key=djstripe_settings.STRIPE_SECRET_KEY)
-    retried_invoice_sync(data)
+    retried_invoice_sync(data.to_dict())
 
 
 def retried_invoice_sync(subscription: Mapping[str, Any]) -> None:
@@ -140,7 +141,8 @@ def _oneoff_record(*, session: dict[str, Any], user: User, stripe_event_id: str)
     if OneOffPurchase.objects.filter(checkout_session_id=session["id"]).exists():
         return
     items = stripe.checkout.Session.list_line_items(session["id"], limit=10, **api_kwargs())
-    for item in items.data:
+    for line_item in items.data:
+        item = line_item.to_dict()
         price = item.get("price") or {}
         sold = price_plan(price_id=price.get("id", ""), lookup_key=price.get("lookup_key"))
         if sold is None:
@@ -222,7 +224,7 @@ class SwitchQuote:
 
 def _switch_items(
     subscription: dict[str, Any], plan: str, interval: str = Interval.MONTHLY
-) -> list[dict[str, Any]]:
+) -> list[InvoiceCreatePreviewParamsSubscriptionDetailsItem]:
     """The item change that moves `subscription` to `plan`: its plan's item gets the new
     price; any other item (an add-on, a tax line) stays as it is."""
     sold = subscription_sells(subscription)
@@ -329,7 +331,7 @@ def subscription_switch(
     with transaction.atomic():
         Subscription.sync_from_stripe_data(updated, api_key=djstripe_settings.STRIPE_SECRET_KEY)
         change = plan_refresh(user=user, source=PlanChange.Source.SUBSCRIPTION)
-    pending = bool(updated.get("pending_update"))
+    pending = bool(updated.to_dict().get("pending_update"))
     logger.info(
         "Subscription %s of user %s to %s %s: %s",
         subscription["id"],
@@ -402,10 +404,10 @@ def portal_session_create(*, user: User) -> stripe.billing_portal.Session:
 def session_for_user(*, session_id: str, user: User) -> dict[str, Any] | None:
     """Stripe's current view of a Checkout Session, if it exists and is the user's."""
     try:
-        session = stripe.checkout.Session.retrieve(session_id, **api_kwargs())
+        session = stripe.checkout.Session.retrieve(session_id, **api_kwargs()).to_dict()
     except stripe.InvalidRequestError:
         return None
     metadata = session.get("metadata") or {}
     if metadata.get("app_user_id") != str(user.pk):
         return None
-    return session.to_dict()
+    return session

@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 
+from accounts.http import AuthenticatedHttpRequest, is_authenticated
 from billing.plans import FEATURE_LABELS, FEATURES, PLAN_INFO, Plan
 
 
@@ -22,7 +23,7 @@ def _wants_html(request: HttpRequest) -> bool:
     return "text/html" in request.headers.get("Accept", "") and not _wants_json(request)
 
 
-def payment_required_response(request: HttpRequest, feature: str) -> HttpResponse:
+def payment_required_response(request: AuthenticatedHttpRequest, feature: str) -> HttpResponse:
     """402: a short page for a person (the feature, the plan that has it, where to
     upgrade), the JSON body for programs."""
     if _wants_html(request):
@@ -57,7 +58,7 @@ def plan_required(
     def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         @wraps(view)
         def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            if not request.user.is_authenticated:
+            if not is_authenticated(request):
                 if _wants_json(request):
                     return JsonResponse({"error": "authentication_required"}, status=401)
                 return redirect_to_login(request.get_full_path())

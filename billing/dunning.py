@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from django.conf import settings
 from django.db.models import Max
@@ -32,7 +32,8 @@ from djstripe.models import Event, Invoice, PaymentIntent, Subscription
 
 from billing.templatetags.billing import money
 
-FAILED, ACTION_REQUIRED = "failed", "action_required"
+FAILED: Final = "failed"
+ACTION_REQUIRED: Final = "action_required"
 # Statuses in which Stripe is still collecting a renewal (retrying, or waiting for the
 # customer): `unpaid` and `canceled` are Stripe giving up.
 DUNNING_STATUSES = frozenset({"past_due"})
@@ -128,7 +129,7 @@ def dunning_load(user_ids: Iterable[int]) -> dict[int, Dunning]:
         return {}
     invoices = invoices_load(_id(sub.get("latest_invoice")) for _, sub in subs)
     open_invoices = {k: v for k, v in invoices.items() if v.get("status") == "open"}
-    customers = {invoice.get("customer") for invoice in open_invoices.values()}
+    customers = {c for invoice in open_invoices.values() if (c := invoice.get("customer"))}
     waiting = _waiting_for_authentication(customers)
     found: dict[int, Dunning] = {}
     for user_id, sub in subs:

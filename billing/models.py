@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -82,7 +84,7 @@ class PlanOverride(models.Model):
         return f"{self.plan} for {self.user}"
 
     @staticmethod
-    def active_q(now: timezone.datetime | None = None) -> Q:
+    def active_q(now: datetime | None = None) -> Q:
         now = now or timezone.now()
         return Q(revoked_at__isnull=True) & (Q(expires_at__isnull=True) | Q(expires_at__gt=now))
 

@@ -172,7 +172,7 @@ def trial_will_end_notify(*, user: User, event: Event) -> None:
     with what is charged then, once per trial, while the subscription is still on that
     trial and not set to end (a customer who cancelled is charged nothing)."""
     sub = _subscription_current(event.data["object"]["id"])
-    if not _trial_ending(sub):
+    if sub is None or not _trial_ending(sub):
         return _skip(event, "the subscription is not on a trial that goes on to be paid")
     # The plan's item says how often the trial goes on to be charged, not an add-on.
     sold = subscription_sells(sub)

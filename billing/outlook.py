@@ -10,7 +10,7 @@ so a page that shows it makes no Stripe call.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -118,11 +118,14 @@ def _price_interval(price: Mapping[str, Any]) -> Interval | None:
     return recurring_interval(dict(price)) if price.get("recurring") else None
 
 
-def _items_amount(items: list[Mapping[str, Any]]) -> int | None:
-    amounts = [(i.get("price") or {}).get("unit_amount") for i in items]
-    if any(a is None for a in amounts):
-        return None
-    return sum(int(a) * int(i.get("quantity") or 1) for a, i in zip(amounts, items, strict=True))
+def _items_amount(items: Sequence[Mapping[str, Any]]) -> int | None:
+    total = 0
+    for item in items:
+        amount = (item.get("price") or {}).get("unit_amount")
+        if amount is None:  # a price the sync has not brought yet: no amount to show
+            return None
+        total += int(amount) * int(item.get("quantity") or 1)
+    return total
 
 
 def planned_phase(

@@ -43,7 +43,7 @@ class ChangeRefused(Exception):
         self.status = status
 
 
-def downgrade_choices(outlook: Outlook | None) -> list[tuple[Plan, Interval]]:
+def downgrade_choices(outlook: Outlook | None) -> list[tuple[Plan, str]]:
     """The (plan, interval) prices the subscription could move to at the period end now:
     lower paid plans at its own interval, and its plan monthly when it pays yearly."""
     if outlook is None or outlook.plan is None or outlook.kind != "renews":
@@ -97,7 +97,7 @@ def downgrade_check(
 
 def downgrade_schedule(
     *, user: User, outlook: Outlook, plan: str, interval: str = Interval.MONTHLY
-) -> dict[str, Any]:
+) -> stripe.SubscriptionSchedule:
     """Move `user`'s subscription to `plan` (lower, or the same plan monthly instead of
     yearly) at the end of the current period."""
     target, interval = downgrade_check(outlook=outlook, plan=plan, interval=interval)

@@ -6,6 +6,7 @@ names a plan in an `if`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -102,7 +103,7 @@ def plan_includes(plan: str, required: str) -> bool:
     return _RANK[plan] >= _RANK[required]
 
 
-def highest_plan(plans: list[str]) -> Plan:
+def highest_plan(plans: Iterable[str]) -> Plan:
     """The highest of `plans`, or starter when there are none."""
     return Plan(max(plans, key=_RANK.__getitem__, default=Plan.STARTER))
 

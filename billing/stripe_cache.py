@@ -29,7 +29,7 @@ _accounts: ContextVar[dict[Any, Any] | None] = ContextVar("stripe_accounts", def
 # APIKey/Account rows written in this process (see _forget).
 _writes = [0]
 
-_shipped = Account.get_or_retrieve_for_api_key.__func__  # type: ignore[attr-defined]
+_shipped = Account.get_or_retrieve_for_api_key.__func__
 _shipped_key = Account.get_default_api_key
 
 
@@ -60,8 +60,8 @@ def _get_default_api_key(self: Account, livemode: bool | None = None) -> str:
 
 # Installed on import (billing.webhook_queue imports this module): the wrappers only
 # change anything inside account_cache().
-Account.get_or_retrieve_for_api_key = classmethod(_get_or_retrieve_for_api_key)  # type: ignore[method-assign,assignment]
-Account.get_default_api_key = _get_default_api_key  # type: ignore[method-assign]
+Account.get_or_retrieve_for_api_key = classmethod(_get_or_retrieve_for_api_key)
+Account.get_default_api_key = _get_default_api_key
 
 
 @contextmanager

@@ -17,6 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from djstripe.models import WebhookEndpoint
 
+from accounts.http import AuthenticatedHttpRequest
 from billing.checkout import (
     checkout_fulfil,
     checkout_session_create,
@@ -89,7 +90,7 @@ def _choice(request: HttpRequest) -> tuple[str, str] | None:
 
 @login_required
 @require_POST
-def checkout(request: HttpRequest) -> HttpResponse:
+def checkout(request: AuthenticatedHttpRequest) -> HttpResponse:
     choice = _choice(request)
     if choice is None:
         return _problem(request, "Choose one of our plans, monthly, annual or one-off.", 400)
@@ -110,12 +111,14 @@ def checkout(request: HttpRequest) -> HttpResponse:
         return _problem(request, "That plan cannot be bought right now. Please try later.", 503)
     except StripeError as exc:
         return _stripe_failed(request, exc)
+    if session.url is None:  # Stripe gives a hosted Session (the only kind made) a URL
+        return _problem(request, "Checkout could not be opened. Please try again.", 502)
     return _see_other(session.url)
 
 
 @login_required
 @require_http_methods(["GET", "HEAD", "POST"])
-def switch(request: HttpRequest) -> HttpResponse:
+def switch(request: AuthenticatedHttpRequest) -> HttpResponse:
     if not settings.BILLING_ENABLED:  # a subscription synced before billing was turned off
         return _problem(request, "Payments are not set up on this site yet.", 503)
     plan = request.POST.get("plan") or request.GET.get("plan", "")
@@ -123,7 +126,7 @@ def switch(request: HttpRequest) -> HttpResponse:
     subscription = live_subscription(request.user)
     sold = subscription_sells(subscription) if subscription else None
     # A subscription selling no plan we know has no item a switch could replace.
-    if plan not in Plan.values or interval not in RECURRING or sold is None:
+    if plan not in Plan.values or interval not in RECURRING or subscription is None or sold is None:
         return _problem(request, "There is no subscription to change to that plan.", 400)
     try:
         offer_check(user=request.user, plan=plan, interval=interval)
@@ -151,7 +154,7 @@ def switch(request: HttpRequest) -> HttpResponse:
 
 
 def _switch_confirmed(
-    request: HttpRequest, subscription: dict, plan: str, interval: str
+    request: AuthenticatedHttpRequest, subscription: dict, plan: str, interval: str
 ) -> HttpResponse:
     when = quote_read(
         request.POST.get("quote", ""),
@@ -183,7 +186,7 @@ def _switch_confirmed(
 
 @login_required
 @require_safe
-def switch_waiting(request: HttpRequest) -> HttpResponse:
+def switch_waiting(request: AuthenticatedHttpRequest) -> HttpResponse:
     """An upgrade that waits for its payment: what happened and what to do."""
     if not settings.BILLING_ENABLED:
         return _problem(request, "Payments are not set up on this site yet.", 503)
@@ -204,7 +207,7 @@ def switch_waiting(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_safe
-def success(request: HttpRequest) -> HttpResponse:
+def success(request: AuthenticatedHttpRequest) -> HttpResponse:
     # Checked before any Stripe call: with billing off there is no key, and stripe-python
     # would still go out to api.stripe.com (and retry) before failing.
     if not settings.BILLING_ENABLED:
@@ -230,7 +233,7 @@ def success(request: HttpRequest) -> HttpResponse:
             "processing": not live
             and session.get("status") == "complete"
             and session.get("payment_status") == "unpaid",
-            "plan_info": PLAN_INFO.get(paid_plan),
+            "plan_info": PLAN_INFO.get(paid_plan or ""),
             "session": session,
         },
     )
@@ -238,7 +241,7 @@ def success(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def portal(request: HttpRequest) -> HttpResponse:
+def portal(request: AuthenticatedHttpRequest) -> HttpResponse:
     if not settings.BILLING_ENABLED:
         return _problem(request, "Payments are not set up on this site yet.", 503)
     try:
@@ -254,7 +257,7 @@ def _see_other(url: str) -> HttpResponse:
     return response
 
 
-def _feature_allowed(request: HttpRequest, name: str) -> JsonResponse:
+def _feature_allowed(request: AuthenticatedHttpRequest, name: str) -> JsonResponse:
     return JsonResponse({"feature": name, "allowed": True, "plan": request.user.plan})
 
 
@@ -377,7 +380,7 @@ def stripe_webhook(request: HttpRequest, uuid: UUID) -> HttpResponse:
 
 @login_required
 @require_safe
-def account(request: HttpRequest) -> HttpResponse:
+def account(request: AuthenticatedHttpRequest) -> HttpResponse:
     """`/billing/`: plan, what comes next, card, invoices, purchases and refunds, all
     from the synced rows: no Stripe call."""
     outlook = outlook_for(request.user)
@@ -390,7 +393,7 @@ def account(request: HttpRequest) -> HttpResponse:
     return render(request, "billing/account.html", context)
 
 
-def _period_end_guard(request: HttpRequest) -> Outlook | HttpResponse:
+def _period_end_guard(request: AuthenticatedHttpRequest) -> Outlook | HttpResponse:
     """The user's own live subscription's outlook, or the page that says why not."""
     if not settings.BILLING_ENABLED:
         return _problem(request, "Payments are not set up on this site yet.", 503)
@@ -410,7 +413,7 @@ def _lost_features(plan: str | None, target: str) -> list[str]:
 
 @login_required
 @require_http_methods(["GET", "HEAD", "POST"])
-def downgrade(request: HttpRequest) -> HttpResponse:
+def downgrade(request: AuthenticatedHttpRequest) -> HttpResponse:
     """`/billing/downgrade/?plan=flowkit`: confirm, then move to a lower paid plan at the
     end of the paid period (a Subscription Schedule)."""
     outlook = _period_end_guard(request)
@@ -440,7 +443,7 @@ def downgrade(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def downgrade_undo(request: HttpRequest) -> HttpResponse:
+def downgrade_undo(request: AuthenticatedHttpRequest) -> HttpResponse:
     """`/billing/downgrade/cancel/`: keep the current plan (the schedule is released)."""
     outlook = _period_end_guard(request)
     if isinstance(outlook, HttpResponse):
@@ -456,7 +459,7 @@ def downgrade_undo(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "HEAD", "POST"])
-def cancel(request: HttpRequest) -> HttpResponse:
+def cancel(request: AuthenticatedHttpRequest) -> HttpResponse:
     """`/billing/cancel/`: confirm (the date, what is lost), then cancel at the period end."""
     outlook = _period_end_guard(request)
     if isinstance(outlook, HttpResponse):
@@ -477,7 +480,7 @@ def cancel(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def resume(request: HttpRequest) -> HttpResponse:
+def resume(request: AuthenticatedHttpRequest) -> HttpResponse:
     """`/billing/resume/`: undo a cancellation at the period end."""
     outlook = _period_end_guard(request)
     if isinstance(outlook, HttpResponse):

@@ -64,8 +64,10 @@ def _user_find(
     if customer and customer.subscriber:
         return customer.subscriber
     metadata = metadata or {}
-    user_id = metadata.get("app_user_id") or metadata.get(djstripe_settings.SUBSCRIBER_CUSTOMER_KEY)
-    user = User.objects.filter(pk=int(user_id)).first() if str(user_id or "").isdigit() else None
+    user_id = str(
+        metadata.get("app_user_id") or metadata.get(djstripe_settings.SUBSCRIBER_CUSTOMER_KEY) or ""
+    )
+    user = User.objects.filter(pk=int(user_id)).first() if user_id.isdigit() else None
     email = email or (customer.email if customer else "")
     if user is None and email:
         user = User.objects.filter(email=normalize_email(email)).first()

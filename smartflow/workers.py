@@ -33,6 +33,7 @@ import socket
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, connection
@@ -145,8 +146,8 @@ def queue_state() -> QueueState:
 class HeartbeatWorker(Worker):
     """django-tasks-db's Worker with a heartbeat thread that also recovers orphans."""
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="worker-heartbeat", daemon=True)
 

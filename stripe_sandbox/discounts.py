@@ -41,8 +41,8 @@ def coupon_create(params: Obj) -> Obj:
             )
         amount = _int(amount, "amount_off", minimum=1)
         percent = None
-    else:
-        percent = float(percent)
+    else:  # exactly one of the two was given: percent_off
+        percent = float(params["percent_off"])
         if not 0 < percent <= 100:
             raise StripeError(
                 "`percent_off` must be greater than 0 and at most 100.", param="percent_off"

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 
 
@@ -43,8 +45,9 @@ class PortalActionForm(forms.Form):
     subscription = forms.CharField(max_length=255)
     price = forms.CharField(max_length=255, required=False)
 
-    def clean(self) -> dict[str, str]:
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
         if data.get("action") == "switch" and not data.get("price"):
             self.add_error("price", "Choose the plan to switch to.")
         return data
@@ -61,7 +64,9 @@ class CheckoutExtrasForm(forms.Form):
     )
 
     def __init__(
-        self, *args: object, countries: tuple[tuple[str, str], ...] = (), **kwargs: object
+        self, *args: Any, countries: tuple[tuple[str, str], ...] = (), **kwargs: Any
     ) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.fields["country"].choices = [("", "Choose…"), *countries]
+        super().__init__(*args, **kwargs)
+        country = self.fields["country"]
+        assert isinstance(country, forms.ChoiceField)  # declared so above
+        country.choices = [("", "Choose…"), *countries]

@@ -158,10 +158,8 @@ def save(obj: Obj) -> Obj:
 
 
 def all_of(type: str) -> list[Obj]:
-    return [
-        row.data
-        for row in StripeObject.objects.filter(type=type).order_by(*StripeObject._meta.ordering)
-    ]
+    ordering = StripeObject._meta.ordering or ()
+    return [row.data for row in StripeObject.objects.filter(type=type).order_by(*ordering)]
 
 
 def render(obj: Any) -> Any:

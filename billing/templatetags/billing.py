@@ -3,7 +3,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from django import template
+from typing_extensions import TypeIs
 
+from accounts.models import User
 from billing.offers import offers_for
 from billing.outlook import long_date as _long_date
 from billing.outlook import outlook_for
@@ -43,16 +45,20 @@ def feature_label(name: str) -> str:
     return FEATURE_LABELS.get(name, name.replace("_", " ").capitalize())
 
 
+def _signed_in(user: object) -> TypeIs[User]:
+    """The context's `user` (absent outside a request) is a signed-in customer."""
+    return bool(getattr(user, "is_authenticated", False))
+
+
 @register.inclusion_tag("billing/_plan_cards.html", takes_context=True)
 def plan_cards(context: template.Context) -> dict:
     """The three plans with their synced prices and, for a signed-in user, a button for
     each purchase that would raise their plan (billing.offers); sign-up buttons for
     visitors."""
     user = context.get("user")
-    signed_in = bool(getattr(user, "is_authenticated", False))
     recurring = pricing_interval(context.get("request"))
     return {
-        "plans": plan_rows(offers_for(user) if signed_in else None, recurring=recurring),
+        "plans": plan_rows(offers_for(user) if _signed_in(user) else None, recurring=recurring),
         "recurring": recurring,
         "user": user,
         "csrf_token": context.get("csrf_token"),

@@ -71,6 +71,7 @@ def price_create(params: Obj) -> Obj:
     if not re.fullmatch(r"[a-zA-Z]{3}", currency):
         raise StripeError(f"Invalid currency: {currency}", param="currency")
     unit_amount = int_param(params, "unit_amount")
+    product: Obj | None
     if product_data := params.get("product_data"):
         product = store.save(objects.product(product_data))
         event_emit("product.created", product)

@@ -65,10 +65,10 @@ def api_request(
     except Exception:
         # A bug in the sandbox: answered like Stripe's own 500s, logged with its traceback.
         logger.exception("Stripe sandbox: %s %s failed", method, path)
-        error = StripeError(
+        failure = StripeError(
             "The sandbox failed to answer this request.", status=500, type="api_error"
         )
-        status, body = error.status, error.body()
+        status, body = failure.status, failure.body()
     finally:
         current_request.reset(token)
     return status, body

@@ -66,21 +66,18 @@ class Command(BaseCommand):
                         continue
                     product = products.get(plan) or self._product_create(plan)
                     products[plan] = product
-                    price = stripe.Price.create(
-                        product=product["id"],
-                        unit_amount=amount,
-                        currency=currency,
-                        lookup_key=key,
+                    params: dict[str, Any] = {
+                        "product": product["id"],
+                        "unit_amount": amount,
+                        "currency": currency,
+                        "lookup_key": key,
                         # Whether the amount includes VAT; fixed once a price is used.
-                        tax_behavior=settings.BILLING_TAX_BEHAVIOR,
-                        metadata={"plan": plan, "interval": interval},
-                        **(
-                            {"recurring": {"interval": RECURRING[interval]}}
-                            if interval in RECURRING
-                            else {}
-                        ),
-                        **api_kwargs(),
-                    )
+                        "tax_behavior": settings.BILLING_TAX_BEHAVIOR,
+                        "metadata": {"plan": plan, "interval": interval},
+                    }
+                    if interval in RECURRING:
+                        params["recurring"] = {"interval": RECURRING[interval]}
+                    price = stripe.Price.create(**params, **api_kwargs())
                     created += 1
                     self.stdout.write(f"created  {key}  {price['id']}")
                 elif _differs(price, amount, currency, interval):
@@ -97,17 +94,17 @@ class Command(BaseCommand):
         verb = "checked" if check else "synced"
         self.stdout.write(f"{len(wanted)} prices {verb}: {created} created, {differs} differ.")
 
-    def _products(self) -> dict[str, dict[str, Any]]:
-        found: dict[str, dict[str, Any]] = {}
+    def _products(self) -> dict[str, stripe.Product]:
+        found: dict[str, stripe.Product] = {}
         for product in stripe.Product.list(
             active=True, limit=100, **api_kwargs()
         ).auto_paging_iter():
-            plan = (product.get("metadata") or {}).get("plan")
+            plan = (product.to_dict().get("metadata") or {}).get("plan")
             if plan in PLAN_INFO and plan not in found:
                 found[plan] = product
         return found
 
-    def _product_create(self, plan: str) -> dict[str, Any]:
+    def _product_create(self, plan: str) -> stripe.Product:
         info = PLAN_INFO[plan]
         return stripe.Product.create(
             name=f"SmartFlow {info.plan.label}",
@@ -123,10 +120,11 @@ def _amount(plan: str, interval: str) -> int:
     return amount
 
 
-def _differs(price: dict[str, Any], amount: int, currency: str, interval: str) -> bool:
-    recurring = (price.get("recurring") or {}).get("interval")
+def _differs(price: stripe.Price, amount: int, currency: str, interval: str) -> bool:
+    data = price.to_dict()
+    recurring = (data.get("recurring") or {}).get("interval")
     return (
-        price.get("unit_amount") != amount
-        or price.get("currency") != currency
+        data.get("unit_amount") != amount
+        or data.get("currency") != currency
         or recurring != RECURRING.get(interval)
     )
