@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/run.py [--database-url URL] [--out bench/RESULTS.md]
 
-PostgreSQL, gunicorn (2 sync workers, as in production), the task worker
-(`manage.py worker`) and the Stripe sandbox standing in for Stripe, with DEBUG off.
+PostgreSQL, gunicorn (2 sync workers per core, as the README tells operators), the task worker
+(`manage.py worker`, under `nice -n 10`) and the Stripe sandbox standing in for Stripe, DEBUG off.
 The database (default smartflow_bench) is dropped and created afresh; the dev and test
 databases are refused. Logs and working files go to bench/out/ (git-ignored). The load
 generator (bench/load.py) is a separate process on the same machine.
@@ -54,7 +54,14 @@ STORM_CONCURRENCY = 16
 STORM_RENEWALS = 2  # invoice.paid deliveries per storm customer
 CEILING_EVENTS = 3000
 SLOW_STRIPE_MS = 300
-GUNICORN_WORKERS = 2
+# bench/README.md and the README ("Running at scale") tell operators "N about 2 per core";
+# the bench runs what they are told to run, for the ceilings and the figures alike.
+# (BENCH_GUNICORN_WORKERS and BENCH_WORKER_NICE override both, to measure the difference.)
+GUNICORN_WORKERS = int(os.environ.get("BENCH_GUNICORN_WORKERS") or 2 * (os.cpu_count() or 1))
+# The README's advice for a machine that runs web and worker together: the worker at a
+# lower CPU priority, so that Stripe's acknowledgements (timed by Stripe, retried when
+# late) come before the processing (queued anyway). The bench's machine is one such.
+WORKER_NICE = int(os.environ.get("BENCH_WORKER_NICE") or 10)
 BENCH_SECRET_KEY = "bench-only-secret-key-7c1e9a3f5b2d4e6a8c0f1b3d5e7a9c2e4f6a8b0d2c4e"
 
 _started = time.perf_counter()
@@ -174,7 +181,10 @@ class Server:
 
     def workers_start(self, count: int) -> None:
         for n in range(count):
-            command = [PY, "manage.py", "worker", "--worker-id", f"bench-{self.name}-{n}"]
+            command = [PY, "manage.py", "worker"]
+            if WORKER_NICE:
+                command = ["nice", "-n", str(WORKER_NICE), *command]
+            command += ["--worker-id", f"bench-{self.name}-{n}"]
             self.processes.append(_spawn(command, self.env, f"worker-{self.name}.log"))
 
     def workers_stop(self) -> None:
@@ -643,6 +653,7 @@ class Args:
     storm_sample_s: float
     storm_timeout_s: float
     port: int
+    only: str
 
 
 def args_parse() -> Args:
@@ -685,7 +696,17 @@ def args_parse() -> Args:
         "--storm-timeout-s", type=float, default=900.0, help="renewal storm: a run's limit"
     )
     parser.add_argument("--port", type=int, default=0, help="default: a free port")
+    parser.add_argument(
+        "--only",
+        choices=["webhooks"],
+        default="",
+        help="webhooks: only the acknowledgement figures (Stripe instant and +300 ms) and "
+        "their ceilings, no crowd, storm, gating, admin or reconcile_plans; needs --out "
+        "other than bench/RESULTS.md",
+    )
     ns = parser.parse_args()
+    if ns.only and ns.out.resolve() == (ROOT / "bench" / "RESULTS.md").resolve():
+        parser.error("--only writes a partial report: give it its own --out")
     return Args(**vars(ns))
 
 
@@ -705,6 +726,7 @@ def main() -> int:
         "port": port,
         "concurrency": CONCURRENCY,
         "gunicorn_workers": GUNICORN_WORKERS,
+        "worker_nice": WORKER_NICE,
         "slow_stripe_ms": SLOW_STRIPE_MS,
         "storm_concurrency": STORM_CONCURRENCY,
         "loadavg_start": os.getloadavg()[0],
@@ -751,11 +773,15 @@ def main() -> int:
     warmup_sequence, before_sequence, profile_sequence = seed.webhook_customers(
         3, tag="profile", progress=say
     )
-    say(f"seeding {args.storm_customers:,} renewal-storm customers, renewed {STORM_RENEWALS}×")
-    # One more, whose renewals are profiled in-process like the new customers' events.
-    *storm_sequences, renewal_sequence = seed.renewal_customers(
-        args.storm_customers + 1, renewals=STORM_RENEWALS, progress=say
-    )
+    only_webhooks = args.only == "webhooks"
+    if only_webhooks:
+        storm_sequences, renewal_sequence = [], []
+    else:
+        say(f"seeding {args.storm_customers:,} storm customers, renewed {STORM_RENEWALS}×")
+        # One more, whose renewals are profiled in-process like the new customers' events.
+        *storm_sequences, renewal_sequence = seed.renewal_customers(
+            args.storm_customers + 1, renewals=STORM_RENEWALS, progress=say
+        )
     superuser = User.objects.create_superuser("staff@bench.smartflow.test", None)
     gating_user = User.objects.create_user("launchpack@bench.smartflow.test", None)
     override_grant(
@@ -766,6 +792,8 @@ def main() -> int:
         notify=False,
         actor=superuser,
     )
+    if only_webhooks:
+        args.users = args.plan_changes = 0
     say(f"seeding {args.users:,} users and {args.plan_changes:,} plan changes")
     crowd = seed.crowd_seed(users=args.users, plan_changes=args.plan_changes, progress=say)
     seed.vacuum()
@@ -781,7 +809,9 @@ def main() -> int:
     # Another customer without the per-event Account cache: the "before".
     profile_uncached = webhook_profile(before_sequence, webhook_path, endpoint.secret, cache=False)
     profile = webhook_profile(profile_sequence, webhook_path, endpoint.secret)
-    renewal_profile = webhook_profile(renewal_sequence, webhook_path, endpoint.secret)
+    renewal_profile = (
+        webhook_profile(renewal_sequence, webhook_path, endpoint.secret) if renewal_sequence else []
+    )
     discarded = seed.deliveries_discard()
     say(f"discarded {discarded} fixture deliveries: the load generator sends those events")
     fast_file, slow_file = OUT / "payloads-fast.json", OUT / "payloads-slow.json"
@@ -859,54 +889,55 @@ def main() -> int:
                 server, fast_file, args.webhook_customers, "webhooks"
             )
 
-        gating_paths = ["/bench/constant/", "/feature/ai_concierge/"]
-        warm(gating_cookie, gating_paths)
-        say(f"gating: {' and '.join(gating_paths)}, {args.gating_seconds:g} s each")
-        rounds = 5
-        with phase("gating"):
-            gating = alternate(
-                [
-                    {"mode": "get", "port": port, "path": path, "cookie": gating_cookie}
-                    | {"concurrency": CONCURRENCY, "seconds": args.gating_seconds / rounds}
-                    for path in gating_paths
-                ],
-                rounds=rounds,
-            )
-        results["gating"] = dict(zip(gating_paths, gating, strict=True))
-
-        say("admin: user change list pages")
-        pages: list[dict[str, Any]] = []
-        with phase("admin"):
-            for label, real_query, bare_query in admin_pages:
-                real, bare = real_admin + real_query, bare_admin + bare_query
-                warm(staff_cookie, [real, bare])
-                bare_http, real_http = alternate(
+        if not only_webhooks:
+            gating_paths = ["/bench/constant/", "/feature/ai_concierge/"]
+            warm(gating_cookie, gating_paths)
+            say(f"gating: {' and '.join(gating_paths)}, {args.gating_seconds:g} s each")
+            rounds = 5
+            with phase("gating"):
+                gating = alternate(
                     [
-                        {"mode": "get", "port": port, "path": path, "cookie": staff_cookie}
-                        | {"concurrency": 1, "count": 1}
-                        for path in (bare, real)
+                        {"mode": "get", "port": port, "path": path, "cookie": gating_cookie}
+                        | {"concurrency": CONCURRENCY, "seconds": args.gating_seconds / rounds}
+                        for path in gating_paths
                     ],
-                    rounds=args.admin_requests,
+                    rounds=rounds,
                 )
-                queries = queries_per_page(superuser.email, [bare, real])
-                connections.close_all()
-                pages.append(
-                    {
-                        "label": label,
-                        "real": real,
-                        "bare": bare,
-                        "real_http": real_http,
-                        "bare_http": bare_http,
-                        "real_queries": vars(queries[real]),
-                        "bare_queries": vars(queries[bare]),
-                    }
-                )
-        results["admin"] = pages
-        results["admin_counts"] = {
-            "users": User.objects.count(),
-            "plan_changes": PlanChange.objects.count(),
-        }
-        connections.close_all()
+            results["gating"] = dict(zip(gating_paths, gating, strict=True))
+
+            say("admin: user change list pages")
+            pages = []
+            with phase("admin"):
+                for label, real_query, bare_query in admin_pages:
+                    real, bare = real_admin + real_query, bare_admin + bare_query
+                    warm(staff_cookie, [real, bare])
+                    bare_http, real_http = alternate(
+                        [
+                            {"mode": "get", "port": port, "path": path, "cookie": staff_cookie}
+                            | {"concurrency": 1, "count": 1}
+                            for path in (bare, real)
+                        ],
+                        rounds=args.admin_requests,
+                    )
+                    queries = queries_per_page(superuser.email, [bare, real])
+                    connections.close_all()
+                    pages.append(
+                        {
+                            "label": label,
+                            "real": real,
+                            "bare": bare,
+                            "real_http": real_http,
+                            "bare_http": bare_http,
+                            "real_queries": vars(queries[real]),
+                            "bare_queries": vars(queries[bare]),
+                        }
+                    )
+            results["admin"] = pages
+            results["admin_counts"] = {
+                "users": User.objects.count(),
+                "plan_changes": PlanChange.objects.count(),
+            }
+            connections.close_all()
     results["problems_fast"] = log_problems("fast")
 
     say(f"restarting with the Stripe sandbox answering after {SLOW_STRIPE_MS} ms")
@@ -919,6 +950,15 @@ def main() -> int:
         )
     results["problems_slow"] = log_problems("slow")
     connection.close()
+    if only_webhooks:
+        results["machine"] = machine()
+        results["elapsed_s"] = time.perf_counter() - _started
+        (OUT / "results-webhooks.json").write_text(json.dumps(results, indent=2, default=str))
+        from bench.report import webhooks_report_write
+
+        webhooks_report_write(results, args.out)
+        say(f"wrote {args.out} in {results['elapsed_s']:.0f} s")
+        return 0
 
     # Renewal storm: gunicorn alone, then each run's workers started just before its
     # deliveries are sent (as in production, they process while the acknowledgements go

@@ -306,6 +306,17 @@ def _livemode_refused(
     return True
 
 
+# What the acknowledgement reads of the endpoint (the view, signature_valid, acknowledge).
+_ENDPOINT_FIELDS = (
+    "id",
+    "livemode",
+    "secret",
+    "djstripe_tolerance",
+    "djstripe_owner_account",
+    "djstripe_uuid",
+)
+
+
 @csrf_exempt
 @login_not_required
 @transaction.non_atomic_requests
@@ -343,7 +354,11 @@ def stripe_webhook(request: HttpRequest, uuid: UUID) -> HttpResponse:
     if not signature.isascii():
         logger.warning("Stripe webhook %s: signature is not ASCII; refused", request.path)
         return HttpResponseBadRequest("Bad Stripe-Signature header.")
-    endpoint = WebhookEndpoint.objects.filter(djstripe_uuid=uuid).first()
+    # Only the columns an acknowledgement reads (not stripe_data's JSON); djstripe_uuid is
+    # unique, so no ORDER BY (.first() would add one). Any other field would load lazily.
+    endpoint = next(
+        iter(WebhookEndpoint.objects.filter(djstripe_uuid=uuid).only(*_ENDPOINT_FIELDS)[:1]), None
+    )
     if endpoint is None:
         raise Http404("No such webhook endpoint.")
     body = ""

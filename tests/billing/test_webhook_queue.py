@@ -74,6 +74,35 @@ def test_the_acknowledgement_is_a_handful_of_statements(deliver, created):
     assert not any("djstripe_event" in s or "accounts_user" in s for s in sql)
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's one statement")
+def test_on_postgresql_the_delivery_is_one_statement_between_endpoint_and_task(deliver, created):
+    with CaptureQueriesContext(connection) as queries:
+        assert deliver(created, process=False).status_code == 200
+
+    sql = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
+    # The endpoint, then the duplicate check, the trigger and the delivery in one
+    # statement, then django-tasks' task row.
+    assert len(sql) == 3, "\n".join(sql)
+    assert "djstripe_webhookendpoint" in sql[0] and "stripe_data" not in sql[0]
+    assert sql[1].startswith("WITH dup AS (UPDATE")
+    assert "django_tasks_database_dbtaskresult" in sql[2]
+
+
+def test_the_stored_trigger_is_what_dj_stripe_would_have_stored(deliver, created, endpoint):
+    before = timezone.now()
+    assert deliver(created, process=False).status_code == 200
+
+    trigger = WebhookDelivery.objects.get().trigger
+    assert trigger.json_body == created
+    assert trigger.headers["Stripe-Signature"].startswith("t=")
+    assert trigger.valid and not trigger.processed and trigger.event_id is None
+    assert trigger.remote_ip == "127.0.0.1"
+    assert trigger.webhook_endpoint_id == endpoint.id
+    assert trigger.stripe_trigger_account_id == endpoint.djstripe_owner_account_id
+    assert trigger.djstripe_version and trigger.created >= before and trigger.updated >= before
+    assert trigger.exception == "" and trigger.traceback == ""
+
+
 def test_a_duplicate_delivery_is_counted_and_processed_once(deliver, created, customer):
     for _ in range(3):
         assert deliver(created, process=False).status_code == 200
