@@ -10,7 +10,6 @@ from django.contrib.auth.models import Group
 
 from accounts.models import User
 from tests.billing import stripe_fakes as sf
-from tests.billing.conftest import catalog, deliver, endpoint, fake_stripe, payer  # noqa: F401
 from tests.conftest import PASSWORD
 
 _roles = importlib.import_module("accounts.migrations.0003_backoffice_roles")
@@ -41,7 +40,7 @@ def billing_admin(roles) -> User:
 
 
 @pytest.fixture
-def subscribe(deliver, fake_stripe, catalog, payer) -> Callable[..., dict[str, Any]]:  # noqa: F811
+def subscribe(deliver, fake_stripe, catalog, payer) -> Callable[..., dict[str, Any]]:
     """Give the `customer` a subscription, delivered as Stripe would."""
 
     def _subscribe(plan: str = "flowkit", status: str = "active") -> dict[str, Any]:
