@@ -11,7 +11,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .PHONY: run test test-sqlite test-postgres lint format install install-dev static bench
-.PHONY: test-fast browsers
+.PHONY: test-fast browsers precommit
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -99,6 +99,12 @@ lint: $(VENV)/.installed-dev
 format: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# Installs the git hook (.pre-commit-config.yaml: `make lint`'s checks, django-upgrade, a
+# private-key check), then runs it once over every file.
+precommit: $(VENV)/.installed-dev
+	$(VENV)/bin/pre-commit install
+	$(VENV)/bin/pre-commit run --all-files
 
 # Throughput and data-volume figures, each beside its ceiling on the same server, from a
 # fresh bench database; writes bench/RESULTS.md (bench/README.md). Not part of `make test`.
