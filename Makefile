@@ -11,6 +11,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .PHONY: run test test-sqlite test-postgres lint typecheck format install install-dev static bench
+.PHONY: test-fast browsers precommit
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -52,8 +53,29 @@ run: static
 
 # SQLite and PostgreSQL side by side (one per core), each run's output printed whole when
 # it ends; the set-up they share (venv, static files) is built once, before either starts.
-test: $(VENV)/.installed-dev static
+test: $(VENV)/.installed-dev static browsers
 	@$(MAKE) --no-print-directory -j2 --output-sync=target test-sqlite test-postgres
+
+# Everything but the browser journeys and the slow suites (markers set in tests/conftest.py),
+# on SQLite: the run to repeat while working.
+test-fast: $(VENV)/.installed-dev static
+	env -u DATABASE_URL $(PY) -m pytest -m "not e2e and not slow" $(PYTEST_ARGS)
+
+# The browser tests (tests/e2e) drive Debian's Chromium; no test installs it. Installed
+# here with apt when missing and possible; otherwise those tests are skipped, and CI=true
+# or REQUIRE_BROWSER=1 (where they must run) make this a failure.
+CHROMIUM := /usr/bin/chromium
+browsers:
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		echo "Installing Debian's chromium for the browser tests"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	elif [ "$$CI" = true ] || [ -n "$$REQUIRE_BROWSER" ]; then \
+		echo "$(CHROMIUM) is missing and cannot be installed here (apt-get as root)" >&2; exit 1; \
+	else \
+		echo "== $(CHROMIUM) missing (install Debian's chromium): browser tests will be skipped =="; \
+	fi
 
 test-sqlite: $(VENV)/.installed-dev static
 	env -u DATABASE_URL $(PY) -m pytest $(PYTEST_ARGS)
@@ -82,6 +104,12 @@ typecheck: $(VENV)/.installed-dev
 format: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# Installs the git hook (.pre-commit-config.yaml: `make lint`'s checks, django-upgrade, a
+# private-key check), then runs it once over every file.
+precommit: $(VENV)/.installed-dev
+	$(VENV)/bin/pre-commit install
+	$(VENV)/bin/pre-commit run --all-files
 
 # Throughput and data-volume figures, each beside its ceiling on the same server, from a
 # fresh bench database; writes bench/RESULTS.md (bench/README.md). Not part of `make test`.

@@ -1,12 +1,28 @@
+"""Fixtures and settings shared by the whole suite: users, Stripe faked at stripe-python's
+HTTP client with the billing catalogue and a signed webhook endpoint, the task worker, the
+sandbox's Stripe-like delivery, the fast password hasher, and the e2e/slow markers.
+
+Every conftest below this one only adds what its own folder needs, and takes no fixtures
+from another conftest (what two folders use lives here).
+"""
+
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import stripe
+from django.test import override_settings
+from djstripe.models import WebhookEndpoint
 
 from accounts.models import User
+from billing.webhook_queue import process_due
+from tests.billing import stripe_fakes as sf
 
 PASSWORD = "correct-horse-battery-staple-42"
 
@@ -31,6 +47,35 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: N
         shm = Path("/dev/shm")
         test_dir = shm if shm.is_dir() else Path(tempfile.gettempdir())
         db.setdefault("TEST", {})["NAME"] = str(test_dir / f"smartflow-test-{os.getpid()}.sqlite3")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def fast_passwords() -> Iterator[None]:
+    """MD5 instead of PBKDF2 for every test: hashing a password takes microseconds, not a
+    good part of a second. The tests of the production setting start their own process
+    (tests/smartflow/test_settings.py), which this does not reach."""
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
+
+
+TESTS = Path(__file__).resolve().parent
+# Fixtures that make a test take seconds: a live server thread, or real task workers.
+SLOW_FIXTURES = {"live_server", "task_worker"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The markers `make test-fast` leaves out (`-m "not e2e and not slow"`), set here by
+    folder and fixture so that a new test in those folders is marked without a decorator:
+    tests/e2e is `e2e`; tests/reliability (concurrent webhooks, killed workers, hypothesis)
+    and any test with a live server or a task worker are `slow`."""
+    for item in items:
+        path = Path(item.path)
+        if path.is_relative_to(TESTS / "e2e"):
+            item.add_marker(pytest.mark.e2e)
+        elif path.is_relative_to(TESTS / "reliability") or SLOW_FIXTURES.intersection(
+            getattr(item, "fixturenames", ())
+        ):
+            item.add_marker(pytest.mark.slow)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -113,3 +158,94 @@ def task_worker(transactional_db):
     yield worker
     worker.running = False
     thread.join(timeout=30)
+
+
+@pytest.fixture
+def fake_stripe() -> Iterator[sf.FakeStripe]:
+    """Stripe's API, faked at stripe-python's HTTP client."""
+    previous = stripe.default_http_client
+    fake = sf.FakeStripe()
+    stripe.default_http_client = fake
+    try:
+        yield fake
+    finally:
+        stripe.default_http_client = previous
+
+
+@pytest.fixture
+def catalog(fake_stripe: sf.FakeStripe) -> dict[str, dict[str, Any]]:
+    """One product per plan with a monthly, an annual and a one-off price, by lookup key."""
+    prices: dict[str, dict[str, Any]] = {}
+    for plan, amount in (("starter", 1900), ("flowkit", 4900), ("launchpack", 9900)):
+        prod = sf.product(name=f"SmartFlow {plan}", metadata={"plan": plan})
+        fake_stripe.add(prod)
+        for interval, recurring in (("monthly", True), ("oneoff", False)):
+            key = f"{plan}_{interval}"
+            prc = sf.price(
+                prod=prod,
+                lookup_key=key,
+                amount=amount * (1 if recurring else 10),
+                recurring=recurring,
+            )
+            fake_stripe.add(prc)
+            prices[key] = prc
+        yearly = sf.price(
+            prod=prod, lookup_key=f"{plan}_annual", amount=amount * 10, interval="year"
+        )
+        fake_stripe.add(yearly)
+        prices[f"{plan}_annual"] = yearly
+    return prices
+
+
+@pytest.fixture
+def endpoint(db) -> WebhookEndpoint:
+    return WebhookEndpoint.objects.create(
+        id="we_test",
+        livemode=False,
+        secret=sf.SECRET,
+        url="http://testserver/",
+        enabled_events=["*"],
+        status="enabled",
+        api_version=sf.API_VERSION,
+    )
+
+
+@pytest.fixture
+def deliver(client, endpoint: WebhookEndpoint) -> Callable[..., Any]:
+    """POST an event to the real endpoint, signed as Stripe signs it, then process what
+    it acknowledged as a worker would (`process=False`: acknowledge only)."""
+
+    def _deliver(
+        event: dict[str, Any],
+        *,
+        secret: str = sf.SECRET,
+        timestamp: int | None = None,
+        tamper: Callable[[bytes], bytes] | None = None,
+        signed: bool = True,
+        process: bool = True,
+    ):
+        body = json.dumps(event).encode()
+        headers = {}
+        if signed:
+            headers["HTTP_STRIPE_SIGNATURE"] = sf.signature(body, secret, timestamp=timestamp)
+        if tamper:
+            body = tamper(body)
+        response = client.post(
+            f"/stripe/webhook/{endpoint.djstripe_uuid}/",
+            body,
+            content_type="application/json",
+            **headers,
+        )
+        if process:
+            process_due()
+        return response
+
+    return _deliver
+
+
+@pytest.fixture
+def payer(fake_stripe: sf.FakeStripe, customer: User) -> dict[str, Any]:
+    """The Stripe customer object of the `customer` user (linked through metadata)."""
+    cus = sf.customer(email=customer.email, metadata={"djstripe_subscriber": str(customer.pk)})
+    fake_stripe.add(cus)
+    return cus

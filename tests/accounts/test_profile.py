@@ -19,9 +19,12 @@ def test_profile_updates_phone_and_consent(client, customer):
 def test_profile_post_cannot_set_plan(client, customer):
     client.force_login(customer)
 
-    client.post("/profile/", {"phone": "", "plan": "launchpack"})
+    response = client.post("/profile/", {"phone": "+44 7400 123456", "plan": "launchpack"})
 
+    # The form was accepted and saved (the phone changed): only the plan was ignored.
+    assert response.status_code == 302
     customer.refresh_from_db()
+    assert str(customer.phone) == "+447400123456"
     assert customer.plan == "starter"
 
 

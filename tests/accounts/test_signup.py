@@ -119,9 +119,7 @@ def test_email_must_be_unique_in_the_database_whatever_the_case(customer):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_simultaneous_signups_of_one_new_address_make_one_account_and_one_form_error(
-    settings,
-):
+def test_simultaneous_signups_of_one_new_address_make_one_account_and_one_form_error():
     """Two requests, each on its own thread and database connection, both past the
     "already exists" check before either inserts: as two browsers at the same moment."""
     import time
@@ -135,7 +133,6 @@ def test_simultaneous_signups_of_one_new_address_make_one_account_and_one_form_e
             "PostgreSQL only: it takes a table lock to hold both inserts back until both "
             "checks have run; SQLite's in-memory test database cannot be shared that way"
         )
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed
 
     def signup(email: str):
         try:

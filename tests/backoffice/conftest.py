@@ -9,7 +9,6 @@ from django.contrib.auth.models import Group
 from accounts.models import User
 from backoffice.roles import roles_sync
 from tests.billing import stripe_fakes as sf
-from tests.billing.conftest import catalog, deliver, endpoint, fake_stripe, payer  # noqa: F401
 from tests.conftest import PASSWORD
 
 
@@ -36,7 +35,7 @@ def billing_admin(roles) -> User:
 
 
 @pytest.fixture
-def subscribe(deliver, fake_stripe, catalog, payer) -> Callable[..., dict[str, Any]]:  # noqa: F811
+def subscribe(deliver, fake_stripe, catalog, payer) -> Callable[..., dict[str, Any]]:
     """Give the `customer` a subscription, delivered as Stripe would."""
 
     def _subscribe(plan: str = "flowkit", status: str = "active") -> dict[str, Any]:

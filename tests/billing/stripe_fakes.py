@@ -25,6 +25,8 @@ import stripe
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "stripe" / "fixtures3.json"
 API_VERSION = "2026-08-26.dahlia"
+# The signing secret of the `endpoint` fixture's webhook endpoint (tests/conftest.py).
+SECRET = "whsec_test_secret_for_billing_tests"
 NOW = int(time.time())
 _counter = itertools.count(1)
 

@@ -8,11 +8,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
+from djstripe.models import Subscription
 
 from billing.models import PlanChange
 from billing.tasks import plan_grace_recheck
 from onboarding.models import OnboardingMessage
 from tests.billing import stripe_fakes as sf
+from tests.billing.webhooks import assert_processed
 
 pytestmark = pytest.mark.django_db
 
@@ -64,8 +66,11 @@ def test_kept_while_stripe_retries_inside_the_grace_period(
     sub = _subscribed(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
     _renewal_failed(fake_stripe, payer, sub, at=_ago(6), next_attempt=_ago(-1))
 
-    deliver(sf.event("customer.subscription.updated", sub))
+    updated = sf.event("customer.subscription.updated", sub)
+    assert_processed(deliver(updated), updated)
 
+    # The failed renewal was seen (the subscription is stored past_due), and is in grace.
+    assert Subscription.objects.get(id=sub["id"]).status == "past_due"
     customer.refresh_from_db()
     assert customer.plan == "flowkit"
 
@@ -104,8 +109,11 @@ def test_the_grace_is_counted_from_the_first_failure_not_the_period_start(
     deliver(sf.event("customer.subscription.created", sub))
     _renewal_failed(fake_stripe, payer, sub, at=_ago(2), next_attempt=_ago(-1))
 
-    deliver(sf.event("customer.subscription.updated", sub))
+    updated = sf.event("customer.subscription.updated", sub)
+    assert_processed(deliver(updated), updated)
 
+    # The failed renewal was seen (the subscription is stored past_due), and is in grace.
+    assert Subscription.objects.get(id=sub["id"]).status == "past_due"
     customer.refresh_from_db()
     assert customer.plan == "flowkit"
 
@@ -241,8 +249,10 @@ def test_a_late_event_of_an_older_invoice_does_not_end_a_plan_in_grace(
     fake_stripe.add(first)
     _renewal_failed(fake_stripe, payer, sub, at=_ago(1), next_attempt=_ago(-2))
 
-    deliver(sf.event("invoice.paid", first))
+    paid = sf.event("invoice.paid", first)
+    assert_processed(deliver(paid), paid)
 
+    assert Subscription.objects.get(id=sub["id"]).status == "past_due"
     customer.refresh_from_db()
     assert customer.plan == "flowkit"
     assert not PlanChange.objects.filter(user=customer, new_plan="starter").exists()

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import pytest
+from djstripe.models import Charge
 
 from accounts.models import User
 from billing.models import OneOffPurchase, PlanChange
 from tests.billing import stripe_fakes as sf
+from tests.billing.webhooks import assert_processed
 
 pytestmark = pytest.mark.django_db
 
@@ -77,8 +79,13 @@ def test_a_partial_refund_keeps_the_plan(deliver, fake_stripe, catalog, payer, c
     deliver(sf.event("checkout.session.completed", session))
 
     ch.update(amount_refunded=1000)
-    deliver(sf.event("charge.refunded", ch))
+    refunded = sf.event("charge.refunded", ch)
+    assert_processed(deliver(refunded), refunded)
 
+    # The refund was seen (the charge re-read from Stripe says 1000 pence went back) ...
+    assert Charge.objects.get(id=ch["id"]).amount_refunded == 1000
+    # ... and, being partial, takes neither the purchase nor the plan.
+    assert OneOffPurchase.objects.get().refunded_at is None
     customer.refresh_from_db()
     assert customer.plan == "flowkit"
 

@@ -15,7 +15,7 @@ from djstripe.models import WebhookEndpoint
 from billing.models import WebhookDelivery, WebhookSecretPrevious
 from billing.webhook_queue import signature_valid
 from tests.billing import stripe_fakes as sf
-from tests.billing.conftest import SECRET
+from tests.billing.stripe_fakes import SECRET
 
 pytestmark = pytest.mark.django_db
 

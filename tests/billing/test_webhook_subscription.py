@@ -4,10 +4,12 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from djstripe.models import Subscription
 
 from accounts.models import User
 from billing.models import BillingAlert, PlanChange
 from tests.billing import stripe_fakes as sf
+from tests.billing.webhooks import assert_processed
 
 pytestmark = pytest.mark.django_db
 
@@ -127,8 +129,11 @@ def test_past_due_inside_the_grace_period_keeps_the_plan(
     sub["status"] = "past_due"
     _failing_invoice(fake_stripe, payer, sub, days_ago=6)
 
-    deliver(sf.event("customer.subscription.updated", sub))
+    updated = sf.event("customer.subscription.updated", sub)
+    assert_processed(deliver(updated), updated)
 
+    # The failed renewal was seen (the subscription is stored past_due), and is in grace.
+    assert Subscription.objects.get(id=sub["id"]).status == "past_due"
     customer.refresh_from_db()
     assert customer.plan == "flowkit"
 
@@ -182,8 +187,11 @@ def test_past_due_in_the_old_layout_keeps_the_plan_inside_the_grace_period(
     invoice = _failing_invoice(fake_stripe, payer, sub, days_ago=6)
     invoice.update(parent=None, subscription=sub["id"])  # the old layout
 
-    deliver(sf.event("customer.subscription.updated", sub))
+    updated = sf.event("customer.subscription.updated", sub)
+    assert_processed(deliver(updated), updated)
 
+    # The failed renewal was seen (the subscription is stored past_due), and is in grace.
+    assert Subscription.objects.get(id=sub["id"]).status == "past_due"
     customer.refresh_from_db()
     assert customer.plan == "flowkit"
 

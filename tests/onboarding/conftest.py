@@ -95,7 +95,6 @@ class FakeTwilio:
 @pytest.fixture(autouse=True)
 def onboarding_settings(settings: Any) -> None:
     settings.SITE_URL = SITE_URL
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed
     settings.EMAIL_BACKEND = "tests.onboarding.conftest.ScriptedEmailBackend"
     settings.ONBOARDING_MAX_ATTEMPTS = 4
     settings.ONBOARDING_RETRY_SECONDS = 60

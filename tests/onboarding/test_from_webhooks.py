@@ -13,7 +13,6 @@ from billing.signals import plan_changed
 from billing.webhook_queue import process_due
 from onboarding.models import OnboardingMessage
 from tests.billing import stripe_fakes as sf
-from tests.billing.conftest import catalog, deliver, endpoint, fake_stripe, payer  # noqa: F401
 from tests.onboarding.conftest import run_worker
 
 # The worker runs in-process and closes the connection between tasks, as in production:
@@ -31,7 +30,7 @@ def texting_customer(customer):
 
 
 @pytest.fixture
-def completed_checkout(fake_stripe, catalog, payer, texting_customer):  # noqa: F811
+def completed_checkout(fake_stripe, catalog, payer, texting_customer):
     """Stripe's `checkout.session.completed` for a FlowKit subscription."""
     sub = sf.subscription(cus=payer, prc=catalog["flowkit_monthly"])
     session = sf.session(cus=payer, mode="subscription", user_id=texting_customer.pk, sub=sub)
@@ -40,7 +39,7 @@ def completed_checkout(fake_stripe, catalog, payer, texting_customer):  # noqa: 
 
 
 def test_the_same_webhook_delivered_twice_sends_one_email_and_one_sms(
-    deliver,  # noqa: F811
+    deliver,
     completed_checkout,
     texting_customer,
     twilio,
@@ -61,7 +60,7 @@ def test_the_same_webhook_delivered_twice_sends_one_email_and_one_sms(
 
 def test_a_webhook_whose_handler_fails_after_the_plan_change_sends_nothing(
     client,
-    deliver,  # noqa: F811
+    deliver,
     completed_checkout,
     texting_customer,
     twilio,
@@ -102,10 +101,10 @@ def test_a_webhook_whose_handler_fails_after_the_plan_change_sends_nothing(
 
 
 def test_a_plan_restored_after_a_failed_payment_is_not_welcomed_again(
-    deliver,  # noqa: F811
-    fake_stripe,  # noqa: F811
-    catalog,  # noqa: F811
-    payer,  # noqa: F811
+    deliver,
+    fake_stripe,
+    catalog,
+    payer,
     completed_checkout,
     texting_customer,
     twilio,

@@ -1,8 +1,8 @@
 """The reliability suite: concurrent and reordered webhooks, hostile requests, provider
 outages, killed workers, CSRF across the URLconf and the deployment settings.
 
-Stripe is the billing tests' fake at stripe-python's HTTP client (tests/billing), whose
-fixtures are reused here; the live server's request threads share it with the test.
+Stripe is faked at stripe-python's HTTP client (tests/conftest.py: fake_stripe and the
+fixtures beside it); the live server's request threads share the fake with the test.
 """
 
 from __future__ import annotations
@@ -21,14 +21,6 @@ from django_tasks_db.management.commands.db_worker import Worker
 
 from accounts.models import User
 from tests.billing import stripe_fakes as sf
-from tests.billing.conftest import (  # noqa: F401  (fixtures, reused as they are)
-    SECRET,
-    catalog,
-    deliver,
-    endpoint,
-    fake_stripe,
-    payer,
-)
 
 T = TypeVar("T")
 
@@ -37,11 +29,6 @@ T = TypeVar("T")
 def _stripe_delivery(stripe_delivery: int) -> None:
     """These journeys run with webhooks delivered as Stripe delivers them
     (tests/conftest.py: stripe_delivery; a failure prints the seed)."""
-
-
-@pytest.fixture(autouse=True)
-def fast_passwords(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed
 
 
 @pytest.fixture
@@ -56,7 +43,7 @@ def postgresql() -> None:
 
 
 @pytest.fixture
-def webhook_url(live_server: Any, endpoint: Any) -> str:  # noqa: F811
+def webhook_url(live_server: Any, endpoint: Any) -> str:
     """The live server's Stripe webhook URL, the server ready for a crowd.
 
     Django's test server accepts 10 pending connections, then resets the rest; gunicorn
@@ -92,7 +79,7 @@ def together(count: int, action: Callable[[int], T], *, timeout: float = 180) ->
     return results
 
 
-def post_signed(url: str, event: dict[str, Any], *, secret: str = SECRET) -> int:
+def post_signed(url: str, event: dict[str, Any], *, secret: str = sf.SECRET) -> int:
     """Deliver `event` over real HTTP as Stripe does (its own connection, signed body)."""
     body = json.dumps(event).encode()
     response = requests.post(

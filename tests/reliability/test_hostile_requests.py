@@ -44,7 +44,7 @@ from billing.models import BillingAlert, PlanChange
 from billing.plans import FEATURES
 from onboarding.models import OnboardingMessage
 from tests.billing import stripe_fakes as sf
-from tests.reliability.conftest import SECRET
+from tests.billing.stripe_fakes import SECRET
 
 SITE_URL = "https://app.smartflow.test"
 TWILIO_TOKEN = "twilio-reliability-auth-token"

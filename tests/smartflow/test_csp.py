@@ -12,7 +12,6 @@ from djstripe.models import Customer
 
 from billing.models import PlanOverride
 from billing.overrides import override_grant
-from tests.billing.conftest import catalog, fake_stripe, payer  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 
@@ -62,7 +61,7 @@ def test_customer_pages_need_no_inline_code(client, customer):
     assert offenders == {}
 
 
-def test_admin_pages_need_no_inline_code(client, staff_user, customer, fake_stripe, payer):  # noqa: F811
+def test_admin_pages_need_no_inline_code(client, staff_user, customer, fake_stripe, payer):
     local = Customer.sync_from_stripe_data(payer)
     override = override_grant(
         user=customer, plan="flowkit", reason="Beta", expires_at=None, notify=False,
