@@ -1,6 +1,7 @@
 """`make bench`: SmartFlow under load, each figure beside its ceiling on the same server.
 
     .venv/bin/python bench/run.py [--database-url URL] [--out bench/RESULTS.md]
+    .venv/bin/python bench/run.py --only admin [--out bench/out/RESULTS-admin.md]
 
 PostgreSQL, gunicorn (2 sync workers, as in production), the task worker
 (`manage.py worker`) and the Stripe sandbox standing in for Stripe, with DEBUG off.
@@ -15,6 +16,11 @@ webhook acknowledgement (Stripe answering at once), gating, admin; restart with 
 sandbox answering after 300 ms, acknowledgement again; the renewal storm with 4, 2 and 1
 workers; stop; then reconcile_plans and its ceiling in fresh processes. Progress goes to
 stdout; the table goes to --out.
+
+`--only admin` seeds only the crowd (and the staff user) and measures only the admin
+change list and reconcile_plans, each against its ceiling from the same run; its table
+goes to bench/out/RESULTS-admin.md unless --out says otherwise (never bench/RESULTS.md,
+which is one full run's).
 """
 
 from __future__ import annotations
@@ -642,6 +648,7 @@ class Args:
     storm_sample_s: float
     storm_timeout_s: float
     port: int
+    only: str | None
 
 
 def args_parse() -> Args:
@@ -651,7 +658,7 @@ def args_parse() -> Args:
         default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL),
         help="PostgreSQL database to DROP and recreate (its name must contain 'bench').",
     )
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    parser.add_argument("--out", type=Path, default=None, help="default: bench/RESULTS.md")
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--plan-changes", type=int, default=200_000)
     parser.add_argument(
@@ -684,7 +691,17 @@ def args_parse() -> Args:
         "--storm-timeout-s", type=float, default=900.0, help="renewal storm: a run's limit"
     )
     parser.add_argument("--port", type=int, default=0, help="default: a free port")
+    parser.add_argument(
+        "--only",
+        choices=["admin"],
+        default=None,
+        help="admin: only the admin change list and reconcile_plans (a shorter run)",
+    )
     ns = parser.parse_args()
+    if ns.out is None:
+        ns.out = ROOT / "bench" / ("RESULTS.md" if ns.only is None else "out/RESULTS-admin.md")
+    if ns.only and ns.out.resolve() == (ROOT / "bench" / "RESULTS.md").resolve():
+        parser.error("--only writes a partial table: give it an --out other than RESULTS.md")
     return Args(**vars(ns))
 
 
@@ -728,7 +745,6 @@ def main() -> int:
     from bench import seed
     from bench.cpu import CpuWatch
     from billing.management.commands.reconcile_plans import BATCH
-    from billing.models import PlanChange
     from billing.overrides import override_grant
 
     results["reconcile_batch"] = BATCH
@@ -744,30 +760,42 @@ def main() -> int:
         if foreign is not None:
             results["foreign"][name] = {**vars(foreign), "share": foreign.share}
 
-    say("seeding new webhook customers (checkout paid in the sandbox)")
-    fast_sequences = seed.webhook_customers(args.webhook_customers, tag="fast", progress=say)
-    slow_sequences = seed.webhook_customers(args.slow_webhook_customers, tag="slow", progress=say)
-    warmup_sequence, before_sequence, profile_sequence = seed.webhook_customers(
-        3, tag="profile", progress=say
-    )
-    say(f"seeding {args.storm_customers:,} renewal-storm customers, renewed {STORM_RENEWALS}×")
-    # One more, whose renewals are profiled in-process like the new customers' events.
-    *storm_sequences, renewal_sequence = seed.renewal_customers(
-        args.storm_customers + 1, renewals=STORM_RENEWALS, progress=say
-    )
+    full = args.only is None
+    if full:
+        say("seeding new webhook customers (checkout paid in the sandbox)")
+        fast_sequences = seed.webhook_customers(args.webhook_customers, tag="fast", progress=say)
+        slow_sequences = seed.webhook_customers(
+            args.slow_webhook_customers, tag="slow", progress=say
+        )
+        warmup_sequence, before_sequence, profile_sequence = seed.webhook_customers(
+            3, tag="profile", progress=say
+        )
+        say(f"seeding {args.storm_customers:,} renewal-storm customers, renewed {STORM_RENEWALS}×")
+        # One more, whose renewals are profiled in-process like the new customers' events.
+        *storm_sequences, renewal_sequence = seed.renewal_customers(
+            args.storm_customers + 1, renewals=STORM_RENEWALS, progress=say
+        )
     superuser = User.objects.create_superuser("staff@bench.smartflow.test", None)
-    gating_user = User.objects.create_user("launchpack@bench.smartflow.test", None)
-    override_grant(
-        user=gating_user,
-        plan="launchpack",
-        reason="bench: a LaunchPack customer for the gating figure",
-        expires_at=None,
-        notify=False,
-        actor=superuser,
-    )
+    if full:
+        gating_user = User.objects.create_user("launchpack@bench.smartflow.test", None)
+        override_grant(
+            user=gating_user,
+            plan="launchpack",
+            reason="bench: a LaunchPack customer for the gating figure",
+            expires_at=None,
+            notify=False,
+            actor=superuser,
+        )
     say(f"seeding {args.users:,} users and {args.plan_changes:,} plan changes")
     crowd = seed.crowd_seed(users=args.users, plan_changes=args.plan_changes, progress=say)
     seed.vacuum()
+    staff_cookie = session_cookie(superuser.email)
+    results["data"] = {"crowd": vars(crowd)}
+    if not full:
+        connections.close_all()
+        return _admin_and_reconcile(
+            args, results, port, fast_env, (superuser.email, staff_cookie), phase
+        )
 
     endpoint = WebhookEndpoint.objects.filter(livemode=False, status="enabled").earliest(
         "djstripe_id"
@@ -793,7 +821,6 @@ def main() -> int:
         storm_files[tag] = OUT / f"payloads-storm-{tag}.json"
         storm_files[tag].write_text(json.dumps(events_renamed(storm_sequences, tag)))
     storm_total = sum(len(sequence) for sequence in storm_sequences)
-    staff_cookie = session_cookie(superuser.email)
     gating_cookie = session_cookie(gating_user.email)
     results["data"] = {
         "crowd": vars(crowd),
@@ -830,27 +857,6 @@ def main() -> int:
         stats = phase_stats(since)
         return {"ceiling": ceiling, "figure": figure, "alone": alone, "stats": stats}
 
-    def warm(cookie: str, paths: list[str]) -> None:
-        # Unmeasured requests, enough for every gunicorn worker to have served each path.
-        for path in paths:
-            load(
-                {"mode": "get", "port": port, "path": path, "cookie": cookie}
-                | {"concurrency": GUNICORN_WORKERS * 2, "count": GUNICORN_WORKERS * 4}
-            )
-
-    # The admin shows 100 users a page; the middle one makes the database skip half.
-    pages = -(-args.users // 100)
-    middle = max(1, pages // 2)
-    results["admin_middle_page"] = middle
-    admin_pages = [
-        ("first page", "", ""),
-        ("filter: plan LaunchPack", "?plan__exact=launchpack", "?plan__exact=launchpack"),
-        ("filter: billing status active", "?billing_status=active", ""),
-        ("search: email fragment", "?q=customer04242", "?q=customer04242"),
-        (f"page {middle:,} of {pages:,}", f"?p={middle}", f"?p={middle}"),
-    ]
-    real_admin, bare_admin = "/admin/accounts/user/", "/bench/admin/accounts/user/"
-
     say(f"starting gunicorn ({GUNICORN_WORKERS} workers) and a task worker on :{port}")
     with serving(fast_env, port, "fast") as server:
         with phase("webhooks, Stripe instant"):
@@ -859,7 +865,7 @@ def main() -> int:
             )
 
         gating_paths = ["/bench/constant/", "/feature/ai_concierge/"]
-        warm(gating_cookie, gating_paths)
+        warm(port, gating_cookie, gating_paths)
         say(f"gating: {' and '.join(gating_paths)}, {args.gating_seconds:g} s each")
         rounds = 5
         with phase("gating"):
@@ -873,38 +879,7 @@ def main() -> int:
             )
         results["gating"] = dict(zip(gating_paths, gating, strict=True))
 
-        say("admin: user change list pages")
-        pages = []
-        with phase("admin"):
-            for label, real_query, bare_query in admin_pages:
-                real, bare = real_admin + real_query, bare_admin + bare_query
-                warm(staff_cookie, [real, bare])
-                bare_http, real_http = alternate(
-                    [
-                        {"mode": "get", "port": port, "path": path, "cookie": staff_cookie}
-                        | {"concurrency": 1, "count": 1}
-                        for path in (bare, real)
-                    ],
-                    rounds=args.admin_requests,
-                )
-                queries = queries_per_page(superuser.email, [bare, real])
-                connections.close_all()
-                pages.append(
-                    {
-                        "label": label,
-                        "real": real,
-                        "bare": bare,
-                        "real_http": real_http,
-                        "bare_http": bare_http,
-                        "real_queries": vars(queries[real]),
-                        "bare_queries": vars(queries[bare]),
-                    }
-                )
-        results["admin"] = pages
-        results["admin_counts"] = {
-            "users": User.objects.count(),
-            "plan_changes": PlanChange.objects.count(),
-        }
+        admin_measure(args, results, port, (superuser.email, staff_cookie), phase)
         connections.close_all()
     results["problems_fast"] = log_problems("fast")
 
@@ -958,6 +933,86 @@ def main() -> int:
             results["storm"].append(run)
     results["problems_storm"] = log_problems("storm")
 
+    reconcile_measure(results, fast_env, phase)
+
+    results["machine"] = machine()
+    results["elapsed_s"] = time.perf_counter() - _started
+    (OUT / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    from bench.report import report_write
+
+    report_write(results, args.out)
+    say(f"wrote {args.out} in {results['elapsed_s']:.0f} s")
+    return 0
+
+
+def warm(port: int, cookie: str, paths: list[str]) -> None:
+    # Unmeasured requests, enough for every gunicorn worker to have served each path.
+    for path in paths:
+        load(
+            {"mode": "get", "port": port, "path": path, "cookie": cookie}
+            | {"concurrency": GUNICORN_WORKERS * 2, "count": GUNICORN_WORKERS * 4}
+        )
+
+
+def admin_measure(
+    args: Args, results: dict[str, Any], port: int, staff: tuple[str, str], phase: Any
+) -> None:
+    """The user change list, page by page, alternating with the bare list (ceiling)."""
+    from django.db import connections
+
+    from accounts.models import User
+    from billing.models import PlanChange
+
+    staff_email, staff_cookie = staff
+    # The admin shows 100 users a page; the middle one makes the database skip half.
+    pages = -(-args.users // 100)
+    middle = max(1, pages // 2)
+    results["admin_middle_page"] = middle
+    admin_pages = [
+        ("first page", "", ""),
+        ("filter: plan LaunchPack", "?plan__exact=launchpack", "?plan__exact=launchpack"),
+        ("filter: billing status active", "?billing_status=active", ""),
+        ("search: email fragment", "?q=customer04242", "?q=customer04242"),
+        (f"page {middle:,} of {pages:,}", f"?p={middle}", f"?p={middle}"),
+    ]
+    real_admin, bare_admin = "/admin/accounts/user/", "/bench/admin/accounts/user/"
+
+    say("admin: user change list pages")
+    pages = []
+    with phase("admin"):
+        for label, real_query, bare_query in admin_pages:
+            real, bare = real_admin + real_query, bare_admin + bare_query
+            warm(port, staff_cookie, [real, bare])
+            bare_http, real_http = alternate(
+                [
+                    {"mode": "get", "port": port, "path": path, "cookie": staff_cookie}
+                    | {"concurrency": 1, "count": 1}
+                    for path in (bare, real)
+                ],
+                rounds=args.admin_requests,
+            )
+            queries = queries_per_page(staff_email, [bare, real])
+            connections.close_all()
+            pages.append(
+                {
+                    "label": label,
+                    "real": real,
+                    "bare": bare,
+                    "real_http": real_http,
+                    "bare_http": bare_http,
+                    "real_queries": vars(queries[real]),
+                    "bare_queries": vars(queries[bare]),
+                }
+            )
+    results["admin"] = pages
+    results["admin_counts"] = {
+        "users": User.objects.count(),
+        "plan_changes": PlanChange.objects.count(),
+    }
+
+
+def reconcile_measure(results: dict[str, Any], fast_env: dict[str, str], phase: Any) -> None:
+    """reconcile_plans and its ceiling (a bare keyset scan), in fresh processes."""
     say("reconcile_plans: ceiling (bare scan of every user), then the command")
     with phase("reconcile_plans"):
         results["scan"] = measure(fast_env, "scan")
@@ -968,12 +1023,27 @@ def main() -> int:
     results["scan_memory"] = measure(fast_env, "scan", tracemalloc=True)
     results["reconcile_memory"] = measure(fast_env, "reconcile", tracemalloc=True)
 
+
+def _admin_and_reconcile(
+    args: Args,
+    results: dict[str, Any],
+    port: int,
+    fast_env: dict[str, str],
+    staff: tuple[str, str],
+    phase: Any,
+) -> int:
+    """`--only admin`: the admin pages and reconcile_plans, nothing else."""
+    say(f"starting gunicorn ({GUNICORN_WORKERS} workers, no task worker) on :{port}")
+    with serving(fast_env, port, "fast", workers=0):
+        admin_measure(args, results, port, staff, phase)
+    results["problems_fast"] = log_problems("fast")
+    reconcile_measure(results, fast_env, phase)
     results["machine"] = machine()
     results["elapsed_s"] = time.perf_counter() - _started
-    (OUT / "results.json").write_text(json.dumps(results, indent=2, default=str))
-    from bench.report import report_write
+    (OUT / "results-admin.json").write_text(json.dumps(results, indent=2, default=str))
+    from bench.report import report_admin_write
 
-    report_write(results, args.out)
+    report_admin_write(results, args.out)
     say(f"wrote {args.out} in {results['elapsed_s']:.0f} s")
     return 0
 
