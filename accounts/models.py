@@ -53,7 +53,10 @@ class User(AbstractBaseUser, PermissionsMixin):
     """A customer or a member of staff. Logs in with an email address.
 
     `plan` is written only by billing code (entitlements) and staff tools, never by a
-    form a customer can submit.
+    form a customer can submit. The `billing_status`, `stripe_customer_*` and
+    `last_plan_change_at` columns are copies of billing facts kept here so that the
+    admin's list, filters and deep pages read one table; `billing.entitlements.
+    plan_refresh` is their only writer (and `reconcile_plans` repairs any drift).
     """
 
     email = models.EmailField("email address", unique=True)
@@ -72,6 +75,28 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_active = models.BooleanField("active", default=True)
     date_joined = models.DateTimeField("joined", default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
+    # Copies written by billing.entitlements.plan_refresh (see the class docstring).
+    billing_status = models.CharField(
+        max_length=20,
+        blank=True,
+        default="",
+        db_index=True,
+        editable=False,
+        help_text="Status of the latest Stripe subscription; blank when there is none.",
+    )
+    stripe_customer_id = models.CharField(
+        "Stripe customer id",
+        max_length=255,
+        blank=True,
+        default="",
+        db_index=True,
+        editable=False,
+        help_text="The newest dj-stripe Customer of this user.",
+    )
+    stripe_customer_livemode = models.BooleanField(null=True, editable=False)
+    last_plan_change_at = models.DateTimeField(
+        "last plan change", null=True, blank=True, db_index=True, editable=False
+    )
 
     objects = UserManager()
 

@@ -230,6 +230,13 @@ def rows_build(r: dict[str, Any]) -> tuple[list[Row], dict[str, str]]:
         "query beyond the ceiling's (session, user), so the two are within noise."
     )
 
+    _admin_rows(r, rows, notes)
+    _reconcile_rows(r, rows, notes)
+    return rows, notes
+
+
+def _admin_rows(r: dict[str, Any], rows: list[Row], notes: dict[str, str]) -> None:
+    """The admin change list: each page beside the bare list."""
     counts = r["admin_counts"]
     for page in r["admin"]:
         bare = "bare change list" + ("" if page["bare"].endswith("/") else ", same query")
@@ -265,21 +272,21 @@ def rows_build(r: dict[str, Any]) -> tuple[list[Row], dict[str, str]]:
     )
     notes["A"] = (
         f"{counts['users']:,} users and {counts['plan_changes']:,} plan changes, 100 users "
-        "a page. Both lists send the same statements (session, user, two counts, the page); "
-        "the real one computes three more columns with correlated subqueries (billing "
-        "status of the latest subscription, Stripe customer, last plan change), has the "
-        "billing-status filter and also searches phone numbers and Stripe customer ids (a "
-        "join). PostgreSQL evaluates those subqueries only for the rows it returns on the "
-        "first page, but for every user when filtering on billing status (in the count and "
-        "again for the page), and for every row skipped by OFFSET on a deep page (page "
-        f"{r['admin_middle_page']:,}: {(r['admin_middle_page'] - 1) * 100:,} rows). Such a "
-        "statement's cost estimate also crosses PostgreSQL's `jit_above_cost`, so "
-        "PostgreSQL JIT-compiles it before running it; turning JIT off for the app's "
-        "connections would save that (a deployment choice, not made here). Slowest "
-        "statement of each real page (EXPLAIN ANALYZE, in-process, then again with "
-        f"`SET LOCAL jit = off`): {slowest}."
+        "a page. Both lists send the same statements (session, user, two counts, the page) "
+        "to the same table: the real one's billing status, Stripe customer and last plan "
+        "change are columns of the user, copied there by `plan_refresh` (their only "
+        "writer; `reconcile_plans` repairs drift), so it has no subquery and no join. Its "
+        "billing-status filter reads an indexed column, its search also matches phone "
+        "numbers and Stripe customer ids (columns of the same row), and a deep page skips "
+        f"rows with OFFSET as the bare list does (page {r['admin_middle_page']:,}: "
+        f"{(r['admin_middle_page'] - 1) * 100:,} rows). Slowest statement of each real "
+        "page (EXPLAIN ANALYZE, in-process, then again with `SET LOCAL jit = off`): "
+        f"{slowest}."
     )
 
+
+def _reconcile_rows(r: dict[str, Any], rows: list[Row], notes: dict[str, str]) -> None:
+    """reconcile_plans beside a bare keyset scan of the same users."""
     scan, rec = r["scan"], r["reconcile"]
     scan_label = "bare keyset scan of the same users"
     rows.append(
@@ -320,16 +327,18 @@ def rows_build(r: dict[str, Any]) -> tuple[list[Row], dict[str, str]]:
         )
     )
     notes["R"] = (
-        f'"{rec["summary"]}" For each batch of {r["reconcile_batch"]:,} users it loads their '
-        "subscriptions (each with its whole Stripe JSON), one-off purchases and overrides "
-        "in three queries and decides every plan in Python; each drifted user is then fixed "
-        "through `plan_refresh` (lock, recompute, update, PlanChange), which is where most "
-        "statements beyond the scan's come from. Memory: the process's peak RSS is mostly "
-        "Django, stripe-python and dj-stripe loaded before the job "
+        f'"{rec["summary"]}" For each batch of {r["reconcile_batch"]:,} users (keyset, '
+        "as the scan) it loads their subscriptions (only the keys of the Stripe JSON the "
+        "decision reads: status, items, latest invoice, customer), one-off purchases, "
+        "overrides, customers and latest plan change time in five queries (more only for "
+        "past_due subscriptions or disputed purchases), and decides every plan and billing "
+        "column in Python; each drifted user is then fixed through `plan_refresh` (lock, "
+        "recompute, one UPDATE, PlanChange), which is where most statements beyond the "
+        "scan's come from. Memory: the process's peak RSS is mostly Django, stripe-python "
+        "and dj-stripe loaded before the job "
         f"({rec['rss_before_kib'] / 1024:,.0f} MiB); the job's own peak (tracemalloc, "
         "a second pass, in which nothing was left to fix) is one batch's facts."
     )
-    return rows, notes
 
 
 def report_write(r: dict[str, Any], path: Path) -> None:
@@ -462,6 +471,51 @@ def _checks_webhooks(r: dict[str, Any]) -> list[str]:
     for name, foreign in r.get("foreign", {}).items():
         lines.append(f"- {name}: other processes took {foreign['share']:.0%} of the CPU")
     return lines
+
+
+def report_admin_write(r: dict[str, Any], path: Path) -> None:
+    """`bench/run.py --only admin`: the admin and reconcile_plans rows of a shorter run,
+    with the same notes, written only for rows far from their ceilings."""
+    rows: list[Row] = []
+    notes: dict[str, str] = {}
+    _admin_rows(r, rows, notes)
+    _reconcile_rows(r, rows, notes)
+    m = r["machine"]
+    crowd = r["data"]["crowd"]
+    used = sorted({row.note for row in rows if row.note and row.far()})
+    lines = [
+        "# SmartFlow benchmark: admin and reconcile_plans only",
+        "",
+        "Written by `bench/run.py --only admin`: a partial run (no webhooks, gating or "
+        "storm); the full table is `make bench`'s bench/RESULTS.md.",
+        "",
+        f"- **Date**: {m['date']}; commit `{m['commit']}`"
+        + (f" plus uncommitted changes to {', '.join(m['changed'])}" if m["changed"] else ""),
+        f"- **Machine**: {m['cores']} cores ({m['cpu']}), PostgreSQL {m['postgresql']}; "
+        f"load average {r['loadavg_start']:.2f} when the run started",
+        f"- **Data**: {crowd['users']:,} seeded users and {crowd['plan_changes']:,} plan "
+        f"changes ({crowd['subscriptions']:,} subscriptions, {crowd['oneoffs']:,} one-off "
+        f"purchases, {crowd['drifted']:,} users stored on a plan nothing explains).",
+        f"- **This run took** {r['elapsed_s'] / 60:.1f} min.",
+        "",
+        "| figure | measured | ceiling | measured ÷ ceiling | ceiling is | note |",
+        "|---|---:|---:|---:|---|---|",
+    ]
+    for row in rows:
+        note = f"[{row.note}](#{row.note.lower()})" if row.far() else ""
+        lines.append(
+            f"| {row.figure} | {_num(row.measured, row.unit)} | {_num(row.ceiling, row.unit)} "
+            f"| {_ratio(row)} | {row.ceiling_is} | {note} |"
+        )
+    lines += ["", "## Notes", ""]
+    if not used:
+        lines.append("Every figure is within the bounds of its ceiling (no note needed).")
+    for key in used:
+        lines += [f'<a id="{key.lower()}"></a>**{key}.** {notes[key]}', ""]
+    if problems := r.get("problems_fast"):
+        lines += ["", "Server log problems:", *(f"- {p}" for p in problems)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines).rstrip("\n") + "\n")
 
 
 def _goal(r: dict[str, Any]) -> list[str]:

@@ -18,15 +18,16 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Max
+from django.db.models.fields.json import KT, KeyTransform
 from django.utils import timezone
-from djstripe.models import Subscription
+from djstripe.models import Customer, Subscription
 
 from accounts.models import User
 from billing.disputes import disputes_load
@@ -112,6 +113,12 @@ class Facts:
     # known for the customer (billing/dunning.py).
     invoices: dict[str, dict[str, Any]] = field(default_factory=dict)
     stripe_now: datetime | None = None
+    # For the columns copied onto the user (`billing_columns`), not for the plan: each
+    # subscription's creation time (in the order of `subscriptions`), the customers as
+    # (created, id, livemode), and the newest PlanChange's time.
+    subscriptions_created: list[datetime | None] = field(default_factory=list)
+    customers: list[tuple[datetime | None, str, bool]] = field(default_factory=list)
+    last_change_at: datetime | None = None
 
 
 def _subscription_grant(
@@ -184,18 +191,32 @@ def plan_decide(*, facts: Facts, current: str, now: datetime | None = None) -> D
     return Decision(best.plan, best.why, unknown, min(recheck) if recheck else None)
 
 
+# The keys of a subscription's Stripe JSON that the decision reads; the rest (often most
+# of it) is left in the database.
+# (Annotated under other names: Subscription has fields called items and customer.)
+_SUBSCRIPTION_KEYS = {
+    "stripe_status": KT("stripe_data__status"),
+    "stripe_items": KeyTransform("items", "stripe_data"),
+    "stripe_latest_invoice": KeyTransform("latest_invoice", "stripe_data"),
+    "stripe_customer": KeyTransform("customer", "stripe_data"),
+}
+
+
 def facts_load(user_ids: Iterable[int]) -> dict[int, Facts]:
-    """Load the facts of many users in three queries, whatever their number (five when
+    """Load the facts of many users in five queries, whatever their number (seven when
     some are past_due: their latest invoices, and Stripe's newest time for them; one more
     when some have one-off purchases: their disputes)."""
     ids = list(user_ids)
     facts: dict[int, Facts] = defaultdict(Facts)
-    subscriptions = Subscription.objects.filter(customer__subscriber_id__in=ids).values_list(
-        "customer__subscriber_id", "stripe_data"
+    subscriptions = Subscription.objects.filter(customer__subscriber_id__in=ids).values(
+        "id", "created", user_id=F("customer__subscriber_id"), **_SUBSCRIPTION_KEYS
     )
     past_due: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for user_id, data in subscriptions:
+    for row in subscriptions:
+        user_id = row["user_id"]
+        data = {"id": row["id"], **{key[7:]: row[key] for key in _SUBSCRIPTION_KEYS}}
         facts[user_id].subscriptions.append(data)
+        facts[user_id].subscriptions_created.append(row["created"])
         if data.get("status") in DUNNING_STATUSES:
             past_due[user_id].append(data)
     if past_due:
@@ -224,7 +245,67 @@ def facts_load(user_ids: Iterable[int]) -> dict[int, Facts]:
         facts[purchase.user_id].oneoffs.append(purchase)
     for override in PlanOverride.objects.filter(PlanOverride.active_q(), user_id__in=ids):
         facts[override.user_id].overrides.append(override)
+    customers = Customer.objects.filter(subscriber_id__in=ids).values_list(
+        "subscriber_id", "id", "livemode", "created"
+    )
+    for user_id, customer_id, livemode, created in customers:
+        facts[user_id].customers.append((created, customer_id, livemode))
+    last_changes = (
+        PlanChange.objects.filter(user_id__in=ids)
+        .values("user_id")
+        .annotate(last=Max("created_at"))
+        .values_list("user_id", "last")
+    )
+    for user_id, last in last_changes:
+        facts[user_id].last_change_at = last
     return facts
+
+
+@dataclass(frozen=True)
+class BillingColumns:
+    """The billing facts copied onto the user for the admin (accounts.User's fields)."""
+
+    billing_status: str
+    stripe_customer_id: str
+    stripe_customer_livemode: bool | None
+    last_plan_change_at: datetime | None
+
+    @classmethod
+    def of_user(cls, user: User) -> BillingColumns:
+        return cls(**{name: getattr(user, name) for name in BILLING_FIELDS})
+
+    def as_fields(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in BILLING_FIELDS}
+
+
+BILLING_FIELDS = (
+    "billing_status",
+    "stripe_customer_id",
+    "stripe_customer_livemode",
+    "last_plan_change_at",
+)
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+def billing_columns(facts: Facts) -> BillingColumns:
+    """What the user's copied columns should say. Pure, like `plan_decide`. "Latest" is
+    by Stripe's creation time, the id breaking ties, so that every run picks the same."""
+    status = ""
+    if facts.subscriptions:
+        _, _, latest = max(
+            zip(
+                facts.subscriptions_created,
+                (s["id"] for s in facts.subscriptions),
+                facts.subscriptions,
+                strict=True,
+            ),
+            key=lambda row: (row[0] or _NEVER, row[1]),
+        )
+        status = latest.get("status") or ""
+    customer_id, livemode = "", None
+    if facts.customers:
+        _, customer_id, livemode = max(facts.customers, key=lambda c: (c[0] or _NEVER, c[1]))
+    return BillingColumns(status, customer_id, livemode, facts.last_change_at)
 
 
 def _stripe_id(value: Any) -> str:
@@ -266,6 +347,10 @@ def plan_refresh(
 ) -> PlanChange | None:
     """Recompute `user`'s plan and store it; returns the PlanChange, or None if unchanged.
 
+    Also the only writer of the billing columns copied onto the user (`billing_columns`:
+    status of the latest subscription, newest customer, last plan change), written in
+    the same UPDATE as the plan, and only when something differs.
+
     Safe to run any number of times. The user row is locked so that concurrent webhooks
     for one customer decide one after the other. `notify` defaults to "an upgrade that a
     payment caused, to a plan the user never reached by paying before"; staff pass it
@@ -273,22 +358,36 @@ def plan_refresh(
     """
     with transaction.atomic():
         locked = User.objects.select_for_update().get(pk=user.pk)
-        decision = plan_compute(locked)
+        facts = facts_load([locked.pk])[locked.pk]
+        decision = plan_decide(facts=facts, current=locked.plan)
+        columns = billing_columns(facts)
         unknown_prices_record(decision.unknown_prices, stripe_event_id=stripe_event_id)
         if decision.recheck_in is not None:
             _grace_end_schedule(user_id=locked.pk, delay=decision.recheck_in)
-        user.plan = decision.plan
-        if decision.plan == locked.plan:
-            return None
         old_plan = locked.plan
+        changed = decision.plan != old_plan
+        if changed:
+            # The change's time is also the user's last_plan_change_at, written below in
+            # the same UPDATE as the plan.
+            changed_at = timezone.now()
+            columns = replace(columns, last_plan_change_at=changed_at)
+        if changed or columns != BillingColumns.of_user(locked):
+            fields = columns.as_fields()
+            for name, value in fields.items():
+                setattr(locked, name, value)
+            locked.plan = decision.plan
+            locked.save(update_fields=["plan", *fields, "updated_at"])
+        user.plan = decision.plan
+        for name, value in columns.as_fields().items():
+            setattr(user, name, value)
+        if not changed:
+            return None
         if notify is None:
             notify = (
                 source in _PAYMENT_SOURCES
                 and not plan_includes(old_plan, decision.plan)
                 and not _reached_by_paying(locked, decision.plan)
             )
-        locked.plan = decision.plan
-        locked.save(update_fields=["plan", "updated_at"])
         change = PlanChange.objects.create(
             user=locked,
             old_plan=old_plan,
@@ -297,6 +396,7 @@ def plan_refresh(
             stripe_event_id=stripe_event_id,
             actor=actor,
             reason=reason or decision.why,
+            created_at=changed_at,
         )
         logger.info(
             "Plan of user %s: %s -> %s (%s, %s)",

@@ -61,7 +61,14 @@ def price_find(plan: str, interval: str) -> Price:
 
 def customer_for(user: User) -> Customer:
     """The user's dj-stripe Customer, created in Stripe on first use."""
-    customer, _created = Customer.get_or_create(subscriber=user)
+    customer, created = Customer.get_or_create(subscriber=user)
+    if created:
+        # The user's copied Stripe customer id (the admin's column and search) has one
+        # writer, plan_refresh; the plan itself does not change here.
+        from billing.entitlements import plan_refresh  # imports this module (disputes)
+        from billing.models import PlanChange
+
+        plan_refresh(user=user, source=PlanChange.Source.RECONCILE, notify=False)
     return customer
 
 

@@ -183,3 +183,23 @@ def test_story_staff_comp_a_customer_launchpack_for_30_days(client, staff_user, 
     override = PlanOverride.objects.get(user=customer)
     assert 29 <= (override.expires_at - override.created_at).days <= 30
     assert "Conference speaker" in page and "staff override until" in page
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"billing_status": "active"}, {"billing_status": "none"}, {"q": "cus_"}, {"o": "3"}],
+)
+def test_the_list_reads_only_the_user_table(client, staff_user, customer, subscribe, params):
+    # Billing status, customer and last change are the user's own columns (plan_refresh
+    # copies them): no subquery over dj-stripe or the plan history, no join for search.
+    subscribe("flowkit")
+    client.force_login(staff_user)
+
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(LIST, params).status_code == 200
+
+    listing = [q["sql"] for q in queries if 'FROM "accounts_user"' in q["sql"]]
+    assert listing
+    for sql in listing:
+        assert "djstripe" not in sql and "billing_planchange" not in sql
+        assert " JOIN " not in sql.split('FROM "accounts_user"', 1)[1].split(" WHERE ")[0]
