@@ -310,9 +310,11 @@ class UserAdmin(DjangoUserAdmin):
                 failed += 1
                 logger.warning("Resync of user %s failed: %s", user.pk, exc)
                 self.message_user(request, f"{user}: Stripe error: {exc}", messages.ERROR)
+                self.log_change(request, user, f"Resync from Stripe failed: {exc}"[:500])
                 continue
             synced += 1
             changed += change is not None
+            self.log_change(request, user, _resync_message(change))
         self.message_user(request, f"Resynced {synced} users from Stripe; {changed} changed plan.")
         if failed:
             self.message_user(request, f"{failed} could not be resynced.", messages.WARNING)
@@ -327,6 +329,7 @@ class UserAdmin(DjangoUserAdmin):
         for user in queryset:
             sent = onboarding_welcome_enqueue(user=user, plan=user.plan, trigger=trigger)
             queued += sum(m.status == OnboardingMessage.Status.QUEUED for m in sent)
+            self.log_change(request, user, _resend_message(sent))
         self.message_user(request, f"{queued} onboarding message(s) queued.")
 
     @admin.action(description="Export selected users to CSV", permissions=["export"])
@@ -407,7 +410,7 @@ class UserAdmin(DjangoUserAdmin):
         if request.method == "POST" and form.is_valid():
             days = form.cleaned_data["days"]
             try:
-                override_grant(
+                override = override_grant(
                     user=user,
                     plan=form.cleaned_data["plan"],
                     reason=form.cleaned_data["reason"],
@@ -421,6 +424,7 @@ class UserAdmin(DjangoUserAdmin):
                 form.add_error(None, str(exc))
             else:
                 user.refresh_from_db(fields=["plan"])
+                self.log_change(request, user, _grant_message(override))
                 self.message_user(request, f"{user} is now on {user.get_plan_display()}.")
                 return HttpResponseRedirect(reverse("admin:accounts_user_change", args=[user.pk]))
         return self._page(
@@ -445,6 +449,12 @@ class UserAdmin(DjangoUserAdmin):
             except OverrideForbidden as exc:
                 raise PermissionDenied(str(exc)) from exc
             user.refresh_from_db(fields=["plan"])
+            self.log_change(
+                request,
+                user,
+                f"Revoked the {override.get_plan_display()} override (#{override.pk}); "
+                f"now on {user.get_plan_display()}",
+            )
             self.message_user(
                 request, f"Override revoked; {user} is now on {user.get_plan_display()}."
             )
@@ -456,6 +466,28 @@ class UserAdmin(DjangoUserAdmin):
             original=user,
             override=override,
         )
+
+
+# What each staff action writes to the user's History (Django's LogEntry), beside the
+# plan history and the outbox: the History is where staff look first for "who did what".
+
+
+def _grant_message(override: PlanOverride) -> str:
+    until = f"{override.expires_at:%Y-%m-%d %H:%M} UTC" if override.expires_at else "revoked"
+    return f"Granted {override.get_plan_display()} until {until}: {override.reason}"[:500]
+
+
+def _resync_message(change: PlanChange | None) -> str:
+    if change is None:
+        return "Resynced from Stripe: plan unchanged"
+    return (
+        f"Resynced from Stripe: {change.get_old_plan_display()} → {change.get_new_plan_display()}"
+    )
+
+
+def _resend_message(sent: list[OnboardingMessage]) -> str:
+    parts = [f"{m.channel} {m.get_status_display().lower()}" for m in sent]
+    return f"Sent the onboarding (welcome) again: {', '.join(parts) or 'nothing to send'}"
 
 
 def _csv_safe(value: str) -> str:
