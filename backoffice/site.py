@@ -122,6 +122,12 @@ def mrr_by_currency(
     return dict(totals)
 
 
+def subscription_ending(sub: dict[str, Any]) -> bool:
+    """Set to cancel: at its period's end (`cancel_at_period_end`) or on a date
+    (`cancel_at`); either way it does not renew."""
+    return bool(sub.get("cancel_at_period_end") or sub.get("cancel_at"))
+
+
 def _discount_off(
     sub: dict[str, Any],
     amount: Decimal,
@@ -176,8 +182,10 @@ def subscription_discounts(subscriptions: list[dict[str, Any]]) -> dict[str, dic
 
 
 def money_format(amount: Decimal, currency: str) -> str:
+    """An amount in major units in its currency: £49.00, 1,000 JPY (no hundredths)."""
     symbol = _SYMBOLS.get(currency)
-    value = f"{amount.quantize(Decimal('0.01')):,}"
+    places = Decimal(1) if currency in _ZERO_DECIMAL else Decimal("0.01")
+    value = f"{amount.quantize(places):,}"
     return f"{symbol}{value}" if symbol else f"{value} {currency.upper()}"
 
 
@@ -252,12 +260,16 @@ def panel_data(request: HttpRequest) -> dict[str, Any]:
     user = request.user
     panel: dict[str, Any] = {}
     if user.has_perm("accounts.view_user"):
-        counts = dict(User.objects.order_by().values_list("plan").annotate(n=Count("pk")))
+        # Customers only: staff accounts are on Starter and would inflate it.
+        customers = User.objects.filter(is_staff=False, is_superuser=False)
+        counts = dict(customers.order_by().values_list("plan").annotate(n=Count("pk")))
         panel["plans"] = [
             {
                 "label": label,
                 "count": counts.get(value, 0),
-                "url": _url("admin:accounts_user_changelist", f"?plan__exact={value}"),
+                "url": _url(
+                    "admin:accounts_user_changelist", f"?plan__exact={value}&is_staff__exact=0"
+                ),
             }
             for value, label in Plan.choices
         ]
@@ -266,10 +278,19 @@ def panel_data(request: HttpRequest) -> dict[str, Any]:
             livemode=settings.STRIPE_LIVE_MODE, stripe_data__status__in=_SUBSCRIBED
         ).values_list("stripe_data", flat=True)
         subscribed = list(data)
-        mrr = mrr_by_currency(subscribed, subscription_discounts(subscribed))
+        discounts = subscription_discounts(subscribed)
+        # A subscription set to cancel brings nothing after its period: it is not
+        # recurring revenue, but staff see how much is going, as "ending".
+        ending = [s for s in subscribed if subscription_ending(s)]
+        staying = [s for s in subscribed if not subscription_ending(s)]
+        mrr = mrr_by_currency(staying, discounts)
         panel["mrr"] = [money_format(v, c) for c, v in sorted(mrr.items())] or [
             money_format(Decimal(0), settings.BILLING_CURRENCY)
         ]
+        panel["mrr_ending"] = [
+            money_format(v, c) for c, v in sorted(mrr_by_currency(ending, discounts).items())
+        ]
+        panel["mrr_ending_count"] = len(ending)
     if user.has_perm("smartflow.view_workerheartbeat"):
         panel["work"] = _background_work()
     if user.has_perm("billing.view_webhookdelivery"):
