@@ -193,7 +193,9 @@ class UserAdmin(DjangoUserAdmin):
     readonly_fields = (
         "plan",
         "plan_why",
+        "billing_status_display",
         "active_overrides",
+        "active_overrides_plain",
         "stripe_customer_link",
         "date_joined",
         "last_login",
@@ -201,7 +203,18 @@ class UserAdmin(DjangoUserAdmin):
     )
     fieldsets = (
         (None, {"fields": ("email", "password")}),
-        ("Plan", {"fields": ("plan", "plan_why", "active_overrides", "stripe_customer_link")}),
+        (
+            "Plan",
+            {
+                "fields": (
+                    "plan",
+                    "plan_why",
+                    "billing_status_display",
+                    "active_overrides",
+                    "stripe_customer_link",
+                )
+            },
+        ),
         ("Contact", {"fields": ("phone", "sms_opt_in")}),
         (
             "Permissions",
@@ -225,6 +238,24 @@ class UserAdmin(DjangoUserAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
         return users_annotate(super().get_queryset(request))
+
+    def get_fieldsets(self, request: HttpRequest, obj: User | None = None) -> Any:
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None:
+            return fieldsets
+        # No button that answers 403: the password's "Reset password" needs the change
+        # permission, and "Revoke…" the revoke permission on a user the actor may comp.
+        drop = set()
+        if not self.has_change_permission(request, obj):
+            drop.add("password")
+        can_revoke = self.has_revoke_override_permission(request) and override_allowed(
+            actor=request.user, user=obj
+        )
+        swap = {} if can_revoke else {"active_overrides": "active_overrides_plain"}
+        return [
+            (name, {**opts, "fields": [swap.get(f, f) for f in opts["fields"] if f not in drop]})
+            for name, opts in fieldsets
+        ]
 
     def get_inlines(self, request: HttpRequest, obj: User | None) -> list[Any]:
         # History only exists for a saved user; the add page stays Django's.
@@ -260,6 +291,14 @@ class UserAdmin(DjangoUserAdmin):
 
     @admin.display(description="active override")
     def active_overrides(self, obj: User) -> str:
+        return self._overrides(obj, revoke_links=True)
+
+    @admin.display(description="active override")
+    def active_overrides_plain(self, obj: User) -> str:
+        # For staff who may not revoke (get_fieldsets): the same text, no link.
+        return self._overrides(obj, revoke_links=False)
+
+    def _overrides(self, obj: User, *, revoke_links: bool) -> str:
         active = list(obj.plan_overrides.filter(PlanOverride.active_q()))
         if not active:
             return "none"
@@ -275,7 +314,9 @@ class UserAdmin(DjangoUserAdmin):
                     format_html(
                         '<a href="{}">Revoke…</a>',
                         reverse("admin:accounts_user_override_revoke", args=[obj.pk, o.pk]),
-                    ),
+                    )
+                    if revoke_links
+                    else "",
                 )
                 for o in active
             ),
