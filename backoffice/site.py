@@ -29,7 +29,7 @@ from django.contrib.admin.views.main import (
 )
 from django.core.exceptions import ValidationError
 from django.db import DataError, router, transaction
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
@@ -252,10 +252,10 @@ def _age(seconds: float) -> str:
 
 def panel_data(request: HttpRequest) -> dict[str, Any]:
     """What the index page shows at a glance, limited to what `request.user` may view."""
-    from djstripe.models import Subscription, WebhookEventTrigger
+    from djstripe.models import Subscription
 
     from accounts.models import User
-    from billing.models import BillingAlert, PlanChange
+    from billing.models import BillingAlert, PlanChange, WebhookDelivery
 
     user = request.user
     panel: dict[str, Any] = {}
@@ -303,11 +303,17 @@ def panel_data(request: HttpRequest) -> dict[str, Any]:
         panel["failed_messages_url"] = _url(
             "admin:onboarding_onboardingmessage_changelist", "?status__exact=failed"
         )
-    if user.has_perm("djstripe.view_webhookeventtrigger"):
-        failed = WebhookEventTrigger.objects.filter(Q(processed=False) | ~Q(exception=""))
-        panel["failed_webhooks"] = list(failed.order_by("-created")[:RECENT])
+    if user.has_perm("billing.view_webhookdelivery"):
+        # Our deliveries that failed or gave up, not dj-stripe's unprocessed triggers:
+        # every delivery waiting for a worker is an unprocessed trigger, and those are
+        # the backlog under "Background work", not something to fix.
+        stuck = WebhookDelivery.State.FAILED, WebhookDelivery.State.GAVE_UP
+        failed = WebhookDelivery.objects.filter(state__in=stuck)
+        panel["failed_webhooks"] = list(failed.order_by("-received_at", "-pk")[:RECENT])
         panel["failed_webhooks_count"] = failed.count()
-        panel["failed_webhooks_url"] = _url("admin:djstripe_webhookeventtrigger_changelist")
+        panel["failed_webhooks_url"] = _url(
+            "admin:billing_webhookdelivery_changelist", f"?state__in={','.join(stuck)}"
+        )
     if user.has_perm("djstripe.view_subscription") and user.has_perm("djstripe.view_invoice"):
         panel["dunning"], panel["dunning_count"] = dunning_rows()
     if user.has_perm("djstripe.view_dispute"):
