@@ -38,6 +38,7 @@ from billing.plans import Plan
 from onboarding.models import OnboardingMessage
 
 RECENT = 10
+STRIPE_DATA = "Stripe data"
 _SUBSCRIBED = ["active", "trialing"]
 # Months per billing interval, to bring every price to a monthly amount.
 _PER_MONTH = {
@@ -420,6 +421,17 @@ class SmartFlowAdminSite(admin.AdminSite):
         if not issubclass(admin_class, ChangeListFallback):
             admin_class = type(admin_class.__name__, (ChangeListFallback, admin_class), {})
         super().register(model_or_iterable, admin_class, **options)
+
+    def get_app_list(
+        self, request: HttpRequest, app_label: str | None = None
+    ) -> list[dict[str, Any]]:
+        # dj-stripe's forty-odd model pages are reference data staff rarely open: one
+        # "Stripe data" heading, below the back-office's own apps (index and sidebar).
+        apps = super().get_app_list(request, app_label)
+        for app in apps:
+            if app["app_label"] == "djstripe":
+                app["name"] = STRIPE_DATA
+        return sorted(apps, key=lambda app: app["app_label"] == "djstripe")
 
     def index(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
