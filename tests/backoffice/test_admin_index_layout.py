@@ -55,3 +55,27 @@ def test_stripe_data_has_no_add_button_but_for_superusers(client, billing_admin,
 
     client.force_login(staff_user)
     assert re.search(r'href="/admin/djstripe/[a-z]+/add/"', client.get("/admin/").content.decode())
+
+
+def test_dates_are_in_one_format_in_lists_and_inlines(client, staff_user, customer):
+    from datetime import UTC, datetime
+
+    from billing.models import PlanChange
+
+    PlanChange.objects.create(
+        user=customer, old_plan="starter", new_plan="flowkit", source="override",
+        created_at=datetime(2026, 1, 31, 14, 5, tzinfo=UTC),
+    )  # fmt: skip
+    customer.date_joined = datetime(2025, 12, 1, 9, 30, tzinfo=UTC)
+    customer.save()
+    client.force_login(staff_user)
+
+    listing = client.get("/admin/accounts/user/").content.decode()
+    page = client.get(f"/admin/accounts/user/{customer.pk}/change/").content.decode()
+    index = client.get("/admin/").content.decode()
+
+    assert "2025-12-01 09:30" in listing and "2026-01-31 14:05" in listing
+    assert "2026-01-31 14:05" in page and "2025-12-01 09:30" in page
+    assert "2026-01-31 14:05" in index
+    for body in (listing, page, index):
+        assert "Jan 2026" not in body and "31/01/2026" not in body
