@@ -33,6 +33,8 @@ BILLING_ADMIN = SUPPORT + [
     ("billing", "change_billingalert"),
     ("billing", "view_webhookdelivery"),
     ("billing", "process_again"),
+    # The workers' heartbeats under "Background work" on the index.
+    ("smartflow", "view_workerheartbeat"),
 ]
 
 # Secrets: only superusers see these, whatever groups say (backoffice/admin/billing.py

@@ -29,7 +29,7 @@ from django.contrib.admin.views.main import (
 )
 from django.core.exceptions import ValidationError
 from django.db import DataError, router, transaction
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
@@ -38,6 +38,7 @@ from billing.plans import Plan
 from onboarding.models import OnboardingMessage
 
 RECENT = 10
+STRIPE_DATA = "Stripe data"
 _SUBSCRIBED = ["active", "trialing"]
 # Months per billing interval, to bring every price to a monthly amount.
 _PER_MONTH = {
@@ -122,6 +123,12 @@ def mrr_by_currency(
     return dict(totals)
 
 
+def subscription_ending(sub: dict[str, Any]) -> bool:
+    """Set to cancel: at its period's end (`cancel_at_period_end`) or on a date
+    (`cancel_at`); either way it does not renew."""
+    return bool(sub.get("cancel_at_period_end") or sub.get("cancel_at"))
+
+
 def _discount_off(
     sub: dict[str, Any],
     amount: Decimal,
@@ -176,8 +183,10 @@ def subscription_discounts(subscriptions: list[dict[str, Any]]) -> dict[str, dic
 
 
 def money_format(amount: Decimal, currency: str) -> str:
+    """An amount in major units in its currency: £49.00, 1,000 JPY (no hundredths)."""
     symbol = _SYMBOLS.get(currency)
-    value = f"{amount.quantize(Decimal('0.01')):,}"
+    places = Decimal(1) if currency in _ZERO_DECIMAL else Decimal("0.01")
+    value = f"{amount.quantize(places):,}"
     return f"{symbol}{value}" if symbol else f"{value} {currency.upper()}"
 
 
@@ -244,20 +253,24 @@ def _age(seconds: float) -> str:
 
 def panel_data(request: HttpRequest) -> dict[str, Any]:
     """What the index page shows at a glance, limited to what `request.user` may view."""
-    from djstripe.models import Subscription, WebhookEventTrigger
+    from djstripe.models import Subscription
 
     from accounts.models import User
-    from billing.models import BillingAlert, PlanChange
+    from billing.models import BillingAlert, PlanChange, WebhookDelivery
 
     user = request.user
     panel: dict[str, Any] = {}
     if user.has_perm("accounts.view_user"):
-        counts = dict(User.objects.order_by().values_list("plan").annotate(n=Count("pk")))
+        # Customers only: staff accounts are on Starter and would inflate it.
+        customers = User.objects.filter(is_staff=False, is_superuser=False)
+        counts = dict(customers.order_by().values_list("plan").annotate(n=Count("pk")))
         panel["plans"] = [
             {
                 "label": label,
                 "count": counts.get(value, 0),
-                "url": _url("admin:accounts_user_changelist", f"?plan__exact={value}"),
+                "url": _url(
+                    "admin:accounts_user_changelist", f"?plan__exact={value}&is_staff__exact=0"
+                ),
             }
             for value, label in Plan.choices
         ]
@@ -266,10 +279,19 @@ def panel_data(request: HttpRequest) -> dict[str, Any]:
             livemode=settings.STRIPE_LIVE_MODE, stripe_data__status__in=_SUBSCRIBED
         ).values_list("stripe_data", flat=True)
         subscribed = list(data)
-        mrr = mrr_by_currency(subscribed, subscription_discounts(subscribed))
+        discounts = subscription_discounts(subscribed)
+        # A subscription set to cancel brings nothing after its period: it is not
+        # recurring revenue, but staff see how much is going, as "ending".
+        ending = [s for s in subscribed if subscription_ending(s)]
+        staying = [s for s in subscribed if not subscription_ending(s)]
+        mrr = mrr_by_currency(staying, discounts)
         panel["mrr"] = [money_format(v, c) for c, v in sorted(mrr.items())] or [
             money_format(Decimal(0), settings.BILLING_CURRENCY)
         ]
+        panel["mrr_ending"] = [
+            money_format(v, c) for c, v in sorted(mrr_by_currency(ending, discounts).items())
+        ]
+        panel["mrr_ending_count"] = len(ending)
     if user.has_perm("smartflow.view_workerheartbeat"):
         panel["work"] = _background_work()
     if user.has_perm("billing.view_webhookdelivery"):
@@ -282,11 +304,17 @@ def panel_data(request: HttpRequest) -> dict[str, Any]:
         panel["failed_messages_url"] = _url(
             "admin:onboarding_onboardingmessage_changelist", "?status__exact=failed"
         )
-    if user.has_perm("djstripe.view_webhookeventtrigger"):
-        failed = WebhookEventTrigger.objects.filter(Q(processed=False) | ~Q(exception=""))
-        panel["failed_webhooks"] = list(failed.order_by("-created")[:RECENT])
+    if user.has_perm("billing.view_webhookdelivery"):
+        # Our deliveries that failed or gave up, not dj-stripe's unprocessed triggers:
+        # every delivery waiting for a worker is an unprocessed trigger, and those are
+        # the backlog under "Background work", not something to fix.
+        stuck = WebhookDelivery.State.FAILED, WebhookDelivery.State.GAVE_UP
+        failed = WebhookDelivery.objects.filter(state__in=stuck)
+        panel["failed_webhooks"] = list(failed.order_by("-received_at", "-pk")[:RECENT])
         panel["failed_webhooks_count"] = failed.count()
-        panel["failed_webhooks_url"] = _url("admin:djstripe_webhookeventtrigger_changelist")
+        panel["failed_webhooks_url"] = _url(
+            "admin:billing_webhookdelivery_changelist", f"?state__in={','.join(stuck)}"
+        )
     if user.has_perm("djstripe.view_subscription") and user.has_perm("djstripe.view_invoice"):
         panel["dunning"], panel["dunning_count"] = dunning_rows()
     if user.has_perm("djstripe.view_dispute"):
@@ -393,6 +421,17 @@ class SmartFlowAdminSite(admin.AdminSite):
         if not issubclass(admin_class, ChangeListFallback):
             admin_class = type(admin_class.__name__, (ChangeListFallback, admin_class), {})
         super().register(model_or_iterable, admin_class, **options)
+
+    def get_app_list(
+        self, request: HttpRequest, app_label: str | None = None
+    ) -> list[dict[str, Any]]:
+        # dj-stripe's forty-odd model pages are reference data staff rarely open: one
+        # "Stripe data" heading, below the back-office's own apps (index and sidebar).
+        apps = super().get_app_list(request, app_label)
+        for app in apps:
+            if app["app_label"] == "djstripe":
+                app["name"] = STRIPE_DATA
+        return sorted(apps, key=lambda app: app["app_label"] == "djstripe")
 
     def index(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None

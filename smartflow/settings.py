@@ -405,6 +405,8 @@ BENCH_VIEWS = env.bool("BENCH_VIEWS", default=False)
 
 # --- Internationalisation ---------------------------------------------------------------
 LANGUAGE_CODE = "en-gb"
+# Dates in one format, 2026-01-31 14:05, wherever Django formats them (smartflow/formats/).
+FORMAT_MODULE_PATH = ["smartflow.formats"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

@@ -7,6 +7,9 @@ from django.urls import include, path
 from billing.urls import djstripe_urlpatterns
 from smartflow.health import healthz
 
+# A 403 under the admin is an admin page (backoffice/views.py).
+handler403 = "backoffice.views.permission_denied"
+
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path(f"{settings.ADMIN_URL}/", admin.site.urls),

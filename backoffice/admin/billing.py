@@ -66,10 +66,17 @@ class PlanOverrideAdmin(ReadOnlyAdmin):
 
 @admin.register(OneOffPurchase)
 class OneOffPurchaseAdmin(ReadOnlyAdmin):
-    list_display = ("user", "plan", "amount", "currency", "paid_at", "refunded_at")
+    list_display = ("user", "plan", "amount_display", "paid_at", "refunded_at")
     list_filter = ("plan",)
     search_fields = ("user__email", "checkout_session_id", "payment_intent_id")
     list_select_related = ("user",)
+    # The stored amount is in pence (minor units): staff read it in its currency.
+    exclude = ("amount",)
+    readonly_fields = ("amount_display",)
+
+    @admin.display(description="amount", ordering="amount")
+    def amount_display(self, obj: OneOffPurchase) -> str:
+        return money(obj.amount, obj.currency)
 
 
 @admin.register(BillingAlert)

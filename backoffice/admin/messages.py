@@ -79,7 +79,16 @@ class OnboardingMessageAdmin(ReadOnlyAdmin):
         description="Send again (opted-out customers get no SMS)", permissions=["resend_onboarding"]
     )
     def send_again(self, request: HttpRequest, queryset: QuerySet[OnboardingMessage]) -> None:
-        again = [onboarding_message_resend(message=m) for m in queryset.select_related("user")]
+        again = []
+        for message in queryset.select_related("user"):
+            resent = onboarding_message_resend(message=message)
+            again.append(resent)
+            # In the original message's History (Django's LogEntry) as well as the outbox.
+            self.log_change(
+                request,
+                message,
+                f"Sent again as message #{resent.pk} ({resent.get_status_display().lower()})",
+            )
         queued = sum(m.status == OnboardingMessage.Status.QUEUED for m in again)
         skipped = [m for m in again if m.status == OnboardingMessage.Status.SKIPPED]
         self.message_user(request, f"{queued} message(s) queued to send again.")

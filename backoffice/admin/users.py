@@ -174,7 +174,9 @@ class UserAdmin(DjangoUserAdmin):
     readonly_fields = (
         "plan",
         "plan_why",
+        "billing_status_display",
         "active_overrides",
+        "active_overrides_plain",
         "stripe_customer_link",
         "date_joined",
         "last_login",
@@ -182,7 +184,18 @@ class UserAdmin(DjangoUserAdmin):
     )
     fieldsets = (
         (None, {"fields": ("email", "password")}),
-        ("Plan", {"fields": ("plan", "plan_why", "active_overrides", "stripe_customer_link")}),
+        (
+            "Plan",
+            {
+                "fields": (
+                    "plan",
+                    "plan_why",
+                    "billing_status_display",
+                    "active_overrides",
+                    "stripe_customer_link",
+                )
+            },
+        ),
         ("Contact", {"fields": ("phone", "sms_opt_in")}),
         (
             "Permissions",
@@ -203,6 +216,24 @@ class UserAdmin(DjangoUserAdmin):
     actions = ["resync_from_stripe", "onboarding_resend", "export_csv"]
 
     # --- Queries ---------------------------------------------------------------------
+
+    def get_fieldsets(self, request: HttpRequest, obj: User | None = None) -> Any:
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None:
+            return fieldsets
+        # No button that answers 403: the password's "Reset password" needs the change
+        # permission, and "Revoke…" the revoke permission on a user the actor may comp.
+        drop = set()
+        if not self.has_change_permission(request, obj):
+            drop.add("password")
+        can_revoke = self.has_revoke_override_permission(request) and override_allowed(
+            actor=request.user, user=obj
+        )
+        swap = {} if can_revoke else {"active_overrides": "active_overrides_plain"}
+        return [
+            (name, {**opts, "fields": [swap.get(f, f) for f in opts["fields"] if f not in drop]})
+            for name, opts in fieldsets
+        ]
 
     def get_inlines(self, request: HttpRequest, obj: User | None) -> list[Any]:
         # History only exists for a saved user; the add page stays Django's.
@@ -238,6 +269,14 @@ class UserAdmin(DjangoUserAdmin):
 
     @admin.display(description="active override")
     def active_overrides(self, obj: User) -> str:
+        return self._overrides(obj, revoke_links=True)
+
+    @admin.display(description="active override")
+    def active_overrides_plain(self, obj: User) -> str:
+        # For staff who may not revoke (get_fieldsets): the same text, no link.
+        return self._overrides(obj, revoke_links=False)
+
+    def _overrides(self, obj: User, *, revoke_links: bool) -> str:
         active = list(obj.plan_overrides.filter(PlanOverride.active_q()))
         if not active:
             return "none"
@@ -253,7 +292,9 @@ class UserAdmin(DjangoUserAdmin):
                     format_html(
                         '<a href="{}">Revoke…</a>',
                         reverse("admin:accounts_user_override_revoke", args=[obj.pk, o.pk]),
-                    ),
+                    )
+                    if revoke_links
+                    else "",
                 )
                 for o in active
             ),
@@ -288,9 +329,11 @@ class UserAdmin(DjangoUserAdmin):
                 failed += 1
                 logger.warning("Resync of user %s failed: %s", user.pk, exc)
                 self.message_user(request, f"{user}: Stripe error: {exc}", messages.ERROR)
+                self.log_change(request, user, f"Resync from Stripe failed: {exc}"[:500])
                 continue
             synced += 1
             changed += change is not None
+            self.log_change(request, user, _resync_message(change))
         self.message_user(request, f"Resynced {synced} users from Stripe; {changed} changed plan.")
         if failed:
             self.message_user(request, f"{failed} could not be resynced.", messages.WARNING)
@@ -305,6 +348,7 @@ class UserAdmin(DjangoUserAdmin):
         for user in queryset:
             sent = onboarding_welcome_enqueue(user=user, plan=user.plan, trigger=trigger)
             queued += sum(m.status == OnboardingMessage.Status.QUEUED for m in sent)
+            self.log_change(request, user, _resend_message(sent))
         self.message_user(request, f"{queued} onboarding message(s) queued.")
 
     @admin.action(description="Export selected users to CSV", permissions=["export"])
@@ -385,7 +429,7 @@ class UserAdmin(DjangoUserAdmin):
         if request.method == "POST" and form.is_valid():
             days = form.cleaned_data["days"]
             try:
-                override_grant(
+                override = override_grant(
                     user=user,
                     plan=form.cleaned_data["plan"],
                     reason=form.cleaned_data["reason"],
@@ -399,6 +443,7 @@ class UserAdmin(DjangoUserAdmin):
                 form.add_error(None, str(exc))
             else:
                 user.refresh_from_db(fields=["plan"])
+                self.log_change(request, user, _grant_message(override))
                 self.message_user(request, f"{user} is now on {user.get_plan_display()}.")
                 return HttpResponseRedirect(reverse("admin:accounts_user_change", args=[user.pk]))
         return self._page(
@@ -423,6 +468,12 @@ class UserAdmin(DjangoUserAdmin):
             except OverrideForbidden as exc:
                 raise PermissionDenied(str(exc)) from exc
             user.refresh_from_db(fields=["plan"])
+            self.log_change(
+                request,
+                user,
+                f"Revoked the {override.get_plan_display()} override (#{override.pk}); "
+                f"now on {user.get_plan_display()}",
+            )
             self.message_user(
                 request, f"Override revoked; {user} is now on {user.get_plan_display()}."
             )
@@ -434,6 +485,28 @@ class UserAdmin(DjangoUserAdmin):
             original=user,
             override=override,
         )
+
+
+# What each staff action writes to the user's History (Django's LogEntry), beside the
+# plan history and the outbox: the History is where staff look first for "who did what".
+
+
+def _grant_message(override: PlanOverride) -> str:
+    until = f"{override.expires_at:%Y-%m-%d %H:%M} UTC" if override.expires_at else "revoked"
+    return f"Granted {override.get_plan_display()} until {until}: {override.reason}"[:500]
+
+
+def _resync_message(change: PlanChange | None) -> str:
+    if change is None:
+        return "Resynced from Stripe: plan unchanged"
+    return (
+        f"Resynced from Stripe: {change.get_old_plan_display()} → {change.get_new_plan_display()}"
+    )
+
+
+def _resend_message(sent: list[OnboardingMessage]) -> str:
+    parts = [f"{m.channel} {m.get_status_display().lower()}" for m in sent]
+    return f"Sent the onboarding (welcome) again: {', '.join(parts) or 'nothing to send'}"
 
 
 def _csv_safe(value: str) -> str:

@@ -3,11 +3,10 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from djstripe.models import WebhookEventTrigger
 
 from accounts.models import User
 from backoffice.site import mrr_by_currency
-from billing.models import BillingAlert, PlanChange
+from billing.models import BillingAlert, PlanChange, WebhookDelivery
 from onboarding.models import OnboardingMessage
 
 pytestmark = pytest.mark.django_db
@@ -19,13 +18,8 @@ def test_the_index_shows_users_per_plan_mrr_and_what_needs_attention(
     subscribe("flowkit")  # 49.00 a month
     User.objects.create_user("a@example.com", plan="launchpack")
     BillingAlert.objects.create(kind="unknown_price", stripe_id="price_odd")
-    WebhookEventTrigger.objects.create(
-        remote_ip="127.0.0.1",
-        headers={},
-        body="{}",
-        valid=True,
-        processed=False,
-        exception="KeyError",
+    WebhookDelivery.objects.create(
+        event_id="evt_broken", event_type="invoice.paid", state="failed", last_error="KeyError"
     )
     OnboardingMessage.objects.create(
         user=customer, channel="email", template="welcome", plan="flowkit", trigger="t",
@@ -39,7 +33,7 @@ def test_the_index_shows_users_per_plan_mrr_and_what_needs_attention(
 
     panel = response.context["backoffice"]
     assert [(row["label"], row["count"]) for row in panel["plans"]] == [
-        ("Starter", 1),  # the staff user
+        ("Starter", 0),  # the staff user is not a customer
         ("FlowKit", 1),
         ("LaunchPack", 1),
     ]
@@ -113,3 +107,30 @@ def test_staff_who_may_not_view_deliveries_see_no_webhook_backlog(client, suppor
     page = client.get("/admin/").content.decode()
 
     assert "webhook-backlog" not in page and "webhook-failed" not in page
+
+
+def test_needs_attention_counts_failed_deliveries_not_the_backlog(client, billing_admin):
+    from djstripe.models import WebhookEventTrigger
+
+    for n, state in enumerate(["pending", "pending", "failed", "gave_up", "processed"]):
+        _delivery(n, state)
+    # dj-stripe's trigger of a delivery still waiting for a worker is "unprocessed".
+    WebhookEventTrigger.objects.create(
+        remote_ip="127.0.0.1", headers={}, body="{}", valid=True, processed=False
+    )
+    client.force_login(billing_admin)
+
+    panel = client.get("/admin/").context["backoffice"]
+
+    assert panel["failed_webhooks_count"] == 2
+    assert sorted(d.event_id for d in panel["failed_webhooks"]) == ["evt_failed_2", "evt_gave_up_3"]
+    assert panel["failed_webhooks_url"].endswith("?state__in=failed,gave_up")
+
+
+def test_billing_admins_see_the_workers_heartbeats(client, billing_admin):
+    assert billing_admin.has_perm("smartflow.view_workerheartbeat")
+    client.force_login(billing_admin)
+
+    panel = client.get("/admin/").context["backoffice"]
+
+    assert panel["work"]["workers"] == []  # none running: the page says so
