@@ -34,12 +34,12 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
 
+from billing.entitlements import LIVE_STATUSES
 from billing.plans import Plan
 from onboarding.models import OnboardingMessage
 
 RECENT = 10
 STRIPE_DATA = "Stripe data"
-_SUBSCRIBED = ["active", "trialing"]
 # Months per billing interval, to bring every price to a monthly amount.
 _PER_MONTH = {
     "day": Decimal(365) / 12,
@@ -276,7 +276,7 @@ def panel_data(request: HttpRequest) -> dict[str, Any]:
         ]
     if user.has_perm("djstripe.view_subscription"):
         data = Subscription.objects.filter(
-            livemode=settings.STRIPE_LIVE_MODE, stripe_data__status__in=_SUBSCRIBED
+            livemode=settings.STRIPE_LIVE_MODE, stripe_data__status__in=sorted(LIVE_STATUSES)
         ).values_list("stripe_data", flat=True)
         subscribed = list(data)
         discounts = subscription_discounts(subscribed)
