@@ -8,6 +8,7 @@ uses). It is a type only: at run time the request stays Django's `HttpRequest`.
 
 from __future__ import annotations
 
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 from typing_extensions import TypeIs
 
@@ -22,3 +23,12 @@ def is_authenticated(request: HttpRequest) -> TypeIs[AuthenticatedHttpRequest]:
     """`request.user.is_authenticated`, which also tells the type checker that
     `request` is an `AuthenticatedHttpRequest` where it is true."""
     return request.user.is_authenticated
+
+
+def signed_in_user(request: HttpRequest) -> User:
+    """`request.user` in a view that only runs for a signed-in user (the admin's, behind
+    `admin_site.admin_view`), typed as `User`; anyone else is refused (403)."""
+    user = request.user
+    if not isinstance(user, User):
+        raise PermissionDenied("Sign in first.")
+    return user

@@ -19,7 +19,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.contrib.admin.views.main import (
+from django.contrib.admin.views.main import (  # type: ignore[attr-defined]  # in Django 5.2, not in django-stubs 6.1.2
     IS_FACETS_VAR,
     IS_POPUP_VAR,
     ORDER_VAR,
@@ -82,7 +82,7 @@ class ChangeListFallback:
         kept = request.GET.copy()
         for key in dropped:
             del kept[key]
-        request.GET = kept
+        request.GET = kept  # type: ignore[assignment]  # a mutable copy, as Django's own ChangeList code assigns it
         messages.warning(
             request,
             f"These filters could not be applied (a value out of range or malformed), so "
@@ -142,7 +142,7 @@ def _discount_off(
         coupon = ((discount or {}).get("source") or {}).get("coupon")
         if not isinstance(coupon, dict) or coupon.get("duration") == "once":
             continue
-        if coupon.get("duration") == "repeating" and (discount.get("end") or 0) <= moment:
+        if coupon.get("duration") == "repeating" and ((discount or {}).get("end") or 0) <= moment:
             continue
         if coupon.get("percent_off"):
             return amount * Decimal(str(coupon["percent_off"])) / 100

@@ -247,7 +247,7 @@ def _superuser_only(view: Any) -> Any:
     return wrapped
 
 
-class _DjStripeReadOnly:
+class _DjStripeReadOnly(admin.ModelAdmin):
     """Mixed in before dj-stripe's own ModelAdmins: only superusers write to Stripe
     or sync from it (its actions and confirm view check nothing but is_staff)."""
 

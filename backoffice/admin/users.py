@@ -28,6 +28,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
+from accounts.http import signed_in_user
 from accounts.models import User
 from backoffice.admin.base import ReadOnlyInline
 from backoffice.admin.messages import OnboardingMessageInline
@@ -227,9 +228,9 @@ class UserAdmin(DjangoUserAdmin):
         if not self.has_change_permission(request, obj):
             drop.add("password")
         can_revoke = self.has_revoke_override_permission(request) and override_allowed(
-            actor=request.user, user=obj
+            actor=signed_in_user(request), user=obj
         )
-        swap = {} if can_revoke else {"active_overrides": "active_overrides_plain"}
+        swap: dict[Any, Any] = {} if can_revoke else {"active_overrides": "active_overrides_plain"}
         return [
             (name, {**opts, "fields": [swap.get(f, f) for f in opts["fields"] if f not in drop]})
             for name, opts in fieldsets
@@ -324,7 +325,7 @@ class UserAdmin(DjangoUserAdmin):
         synced = changed = failed = 0
         for user in queryset:
             try:
-                change = billing_resync(user=user, actor=request.user)
+                change = billing_resync(user=user, actor=signed_in_user(request))
             except stripe.StripeError as exc:
                 failed += 1
                 logger.warning("Resync of user %s failed: %s", user.pk, exc)
@@ -399,7 +400,7 @@ class UserAdmin(DjangoUserAdmin):
         extra_context = {
             **(extra_context or {}),
             "can_grant_override": self.has_grant_override_permission(request)
-            and (user is None or override_allowed(actor=request.user, user=user)),
+            and (user is None or override_allowed(actor=signed_in_user(request), user=user)),
             "payment_timeline": payment_timeline(user) if user is not None else [],
         }
         return super().change_view(request, object_id, form_url, extra_context)
@@ -413,7 +414,7 @@ class UserAdmin(DjangoUserAdmin):
     def _override_target(self, request: HttpRequest, object_id: str) -> User:
         # Checked before the form is shown, and again by billing.overrides on submit.
         user = self._user_or_404(request, object_id)
-        if not override_allowed(actor=request.user, user=user):
+        if not override_allowed(actor=signed_in_user(request), user=user):
             raise PermissionDenied("Only a superuser can comp a staff account or your own.")
         return user
 
@@ -435,7 +436,7 @@ class UserAdmin(DjangoUserAdmin):
                     reason=form.cleaned_data["reason"],
                     expires_at=timezone.now() + timedelta(days=days) if days else None,
                     notify=form.cleaned_data["notify"],
-                    actor=request.user,
+                    actor=signed_in_user(request),
                 )
             except OverrideForbidden as exc:
                 raise PermissionDenied(str(exc)) from exc
@@ -464,7 +465,7 @@ class UserAdmin(DjangoUserAdmin):
         override = get_object_or_404(PlanOverride, pk=override_id, user=user)
         if request.method == "POST":
             try:
-                override_revoke(override=override, actor=request.user)
+                override_revoke(override=override, actor=signed_in_user(request))
             except OverrideForbidden as exc:
                 raise PermissionDenied(str(exc)) from exc
             user.refresh_from_db(fields=["plan"])
