@@ -53,8 +53,13 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: N
 def fast_passwords() -> Iterator[None]:
     """MD5 instead of PBKDF2 for every test: hashing a password takes microseconds, not a
     good part of a second. The tests of the production setting start their own process
-    (tests/smartflow/test_settings.py), which this does not reach."""
-    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+    (tests/smartflow/test_settings.py), which this does not reach. The production hashers
+    stay in the list after MD5, so that a password a subprocess hashed (the README tour's
+    `createsuperuser`) still verifies here."""
+    from django.conf import settings
+
+    hashers = ["django.contrib.auth.hashers.MD5PasswordHasher", *settings.PASSWORD_HASHERS]
+    with override_settings(PASSWORD_HASHERS=hashers):
         yield
 
 

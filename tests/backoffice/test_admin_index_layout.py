@@ -67,6 +67,8 @@ def test_dates_are_in_one_format_in_lists_and_inlines(client, staff_user, custom
         created_at=datetime(2026, 1, 31, 14, 5, tzinfo=UTC),
     )  # fmt: skip
     customer.date_joined = datetime(2025, 12, 1, 9, 30, tzinfo=UTC)
+    # The list's column is the user's copy, which plan_refresh writes with each change.
+    customer.last_plan_change_at = datetime(2026, 1, 31, 14, 5, tzinfo=UTC)
     customer.save()
     client.force_login(staff_user)
 
