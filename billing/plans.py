@@ -26,6 +26,11 @@ class Interval(models.TextChoices):
     ANNUAL = "annual", "Annual"
 
 
+# TextChoices' `.values` builds a new list on every read; reconcile_plans asks once per
+# subscription item.
+_PLAN_VALUES = frozenset(Plan.values)
+_INTERVAL_VALUES = frozenset(Interval.values)
+
 # The intervals a subscription bills at, and Stripe's `recurring.interval` for each.
 RECURRING: dict[str, str] = {Interval.MONTHLY: "month", Interval.ANNUAL: "year"}
 # A year costs ten months: two months free against paying monthly.
@@ -137,6 +142,6 @@ def price_plan(*, price_id: str, lookup_key: str | None) -> tuple[Plan, Interval
         if configured_id == price_id:
             return Plan(plan), Interval(interval)
     plan, _, interval = (lookup_key or "").rpartition("_")
-    if plan in Plan.values and interval in Interval.values:
+    if plan in _PLAN_VALUES and interval in _INTERVAL_VALUES:
         return Plan(plan), Interval(interval)
     return None
