@@ -40,11 +40,13 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.messages import INFO, WARNING
 from django.db import transaction
 from django.db.models import Q
 from django.urls import reverse
@@ -225,8 +227,81 @@ def _enqueue(
     return messages
 
 
-def onboarding_message_resend(*, message: OnboardingMessage) -> OnboardingMessage:
-    """Queue `message` again as a new message (staff "send again"), opt-out respected."""
+# Staff "send again", from the user list (the welcome of the current plan) and from the
+# message list (that message's words once more): one path, so that both screens ask the
+# same permission, name triggers alike, apply consent alike and say the same.
+RESEND_PERMISSION = "accounts.resend_onboarding"
+
+
+class ResendForbidden(PermissionError):
+    """`actor` may not send messages again (see resend_allowed)."""
+
+
+def resend_allowed(*, actor: User) -> bool:
+    """Whether `actor` may send customers' messages again (Support and Billing admin)."""
+    return actor.has_perm(RESEND_PERMISSION)
+
+
+@dataclass
+class ResendReport:
+    """What one staff "send again" queued or skipped, and what the admin tells staff."""
+
+    sent: list[OnboardingMessage] = field(default_factory=list)
+
+    def notices(self) -> list[tuple[int, str]]:
+        """(django.contrib.messages level, text) for the member of staff who clicked."""
+        queued = sum(m.status == Status.QUEUED for m in self.sent)
+        notices = [(INFO, f"{queued} message(s) queued to send again.")]
+        notices += [
+            (WARNING, f"Not sent to {m.user}: {m.last_error}.")
+            for m in self.sent
+            if m.status == Status.SKIPPED
+        ]
+        return notices
+
+
+def onboarding_resend(
+    *,
+    actor: User,
+    users: Iterable[User] = (),
+    originals: Iterable[OnboardingMessage] = (),
+) -> ResendReport:
+    """Send again, as staff: each of `users` gets the welcome of their current plan (email
+    and SMS), each of `originals` is queued once more as a new message (same template,
+    words and channel). Consent is asked afresh, as for a first send: a customer who has
+    opted out, or has no number, gets no SMS (the row says why). Each user's or original
+    message's History (Django's LogEntry) records what was sent, by `actor`. Raises
+    ResendForbidden when `resend_allowed` says no.
+    """
+    if not resend_allowed(actor=actor):
+        raise ResendForbidden("Sending messages again needs the resend_onboarding permission.")
+    # One trigger per click: a double-submitted form queues once, a later click again.
+    click = f"staff-resend:{actor.pk}:{timezone.now():%Y%m%dT%H%M%S}"
+    report = ResendReport()
+    # The History written with the rows: a rolled-back resend claims nothing.
+    with transaction.atomic():
+        for user in users:
+            sent = onboarding_welcome_enqueue(user=user, plan=user.plan, trigger=click)
+            parts = ", ".join(f"{m.channel} {m.get_status_display().lower()}" for m in sent)
+            _history_write(
+                actor=actor,
+                obj=user,
+                text=f"Sent the onboarding (welcome) again: {parts or 'nothing to send'}",
+            )
+            report.sent += sent
+        for original in originals:
+            again = _message_again(original)
+            _history_write(
+                actor=actor,
+                obj=original,
+                text=f"Sent again as message #{again.pk} ({again.get_status_display().lower()})",
+            )
+            report.sent.append(again)
+    return report
+
+
+def _message_again(message: OnboardingMessage) -> OnboardingMessage:
+    # "<trigger>#resend-<n>": the original's trigger stays readable, each resend is unique.
     base = message.trigger.split("#resend-")[0]
     previous = OnboardingMessage.objects.filter(
         user=message.user, channel=message.channel, trigger__startswith=f"{base}#resend-"
@@ -242,6 +317,17 @@ def onboarding_message_resend(*, message: OnboardingMessage) -> OnboardingMessag
         stripe_event_id=message.stripe_event_id,
     )
     return again
+
+
+def _history_write(*, actor: User, obj: User | OnboardingMessage, text: str) -> None:
+    # What the admin's ModelAdmin.log_change writes, so it shows on the object's History page.
+    LogEntry.objects.log_actions(
+        user_id=actor.pk,
+        queryset=[obj],
+        action_flag=CHANGE,
+        change_message=text[:500],
+        single_object=True,
+    )
 
 
 def _backoff(attempts: int) -> timedelta:

@@ -3,7 +3,8 @@ HTTP client with the billing catalogue and a signed webhook endpoint, the task w
 sandbox's Stripe-like delivery, the fast password hasher, and the e2e/slow markers.
 
 Every conftest below this one only adds what its own folder needs, and takes no fixtures
-from another conftest (what two folders use lives here).
+from another conftest (what two folders use lives here). No module imports a conftest:
+helpers and constants are in plain modules (tests/helpers.py, tests/<folder>/helpers.py).
 """
 
 from __future__ import annotations
@@ -19,17 +20,13 @@ import pytest
 import stripe
 from django.test import override_settings
 from djstripe.models import WebhookEndpoint
+from twilio.http.http_client import TwilioHttpClient
 
 from accounts.models import User
 from billing.webhook_queue import process_due
 from tests.billing import stripe_fakes as sf
-
-PASSWORD = "correct-horse-battery-staple-42"
-
-# The seed of the sandbox's delivery choices in the suites that run with Stripe's
-# delivery (tests/e2e, tests/reliability): fixed, so that a failure can be replayed;
-# STRIPE_SANDBOX_SEED=N tries another (a failing test prints the one it ran with).
-DELIVERY_SEED = int(os.environ.get("STRIPE_SANDBOX_SEED") or 1212)
+from tests.helpers import DELIVERY_SEED, PASSWORD
+from tests.onboarding import helpers as onb
 
 
 @pytest.fixture(scope="session")
@@ -254,3 +251,48 @@ def payer(fake_stripe: sf.FakeStripe, customer: User) -> dict[str, Any]:
     cus = sf.customer(email=customer.email, metadata={"djstripe_subscriber": str(customer.pk)})
     fake_stripe.add(cus)
     return cus
+
+
+# The outbox's fakes, for tests/onboarding (autouse there) and the back-office's messages.
+
+
+@pytest.fixture
+def onboarding_settings(settings: Any) -> None:
+    """The outbox's test settings: scripted email backend, Twilio off, short retries
+    (autouse in tests/onboarding)."""
+    settings.SITE_URL = onb.SITE_URL
+    settings.EMAIL_BACKEND = "tests.onboarding.helpers.ScriptedEmailBackend"
+    settings.ONBOARDING_MAX_ATTEMPTS = 4
+    settings.ONBOARDING_RETRY_SECONDS = 60
+    settings.TWILIO_ACCOUNT_SID = ""
+    settings.TWILIO_AUTH_TOKEN = ""
+    settings.TWILIO_PHONE_NUMBER = ""
+    settings.TWILIO_MESSAGING_SERVICE_SID = ""
+    onb.ScriptedEmailBackend.script = []
+    onb.ScriptedEmailBackend.attempts = 0
+
+
+@pytest.fixture
+def twilio(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[onb.FakeTwilio]:
+    """Twilio configured, its HTTP client faked."""
+    settings.TWILIO_ACCOUNT_SID = onb.TWILIO_SID
+    settings.TWILIO_AUTH_TOKEN = onb.TWILIO_TOKEN
+    settings.TWILIO_PHONE_NUMBER = onb.TWILIO_FROM
+    fake = onb.FakeTwilio()
+
+    def request(client: TwilioHttpClient, method: str, url: str, **kwargs: Any) -> Any:
+        return fake.request(method, url, **kwargs)
+
+    monkeypatch.setattr(TwilioHttpClient, "request", request)
+    yield fake
+
+
+@pytest.fixture
+def buyer(db: Any) -> User:
+    """A customer with a password, a mobile number and SMS consent."""
+    return User.objects.create_user(
+        "buyer@example.com",
+        PASSWORD,
+        phone="+447700900123",
+        sms_opt_in=True,
+    )

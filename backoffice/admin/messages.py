@@ -1,13 +1,19 @@
 from __future__ import annotations
 
-from django.contrib import admin, messages
+from collections.abc import Iterable
+from typing import Any
+
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from accounts.http import signed_in_user
+from accounts.models import User
 from backoffice.admin.base import ReadOnlyAdmin, ReadOnlyInline
 from onboarding.models import OnboardingMessage
 from onboarding.notices import message_summary
-from onboarding.outbox import onboarding_message_resend
+from onboarding.outbox import ResendForbidden, onboarding_resend, resend_allowed
 
 _FIELDS = (
     "user",
@@ -65,7 +71,7 @@ class OnboardingMessageAdmin(ReadOnlyAdmin):
         return admin.ModelAdmin.has_delete_permission(self, request, obj)
 
     def has_resend_onboarding_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("accounts.resend_onboarding")
+        return resend_permission(request)
 
     @admin.display(description="about")
     def context_summary(self, obj: OnboardingMessage) -> str:
@@ -79,23 +85,32 @@ class OnboardingMessageAdmin(ReadOnlyAdmin):
         description="Send again (opted-out customers get no SMS)", permissions=["resend_onboarding"]
     )
     def send_again(self, request: HttpRequest, queryset: QuerySet[OnboardingMessage]) -> None:
-        again = []
-        for message in queryset.select_related("user"):
-            resent = onboarding_message_resend(message=message)
-            again.append(resent)
-            # In the original message's History (Django's LogEntry) as well as the outbox.
-            self.log_change(
-                request,
-                message,
-                f"Sent again as message #{resent.pk} ({resent.get_status_display().lower()})",
-            )
-        queued = sum(m.status == OnboardingMessage.Status.QUEUED for m in again)
-        skipped = [m for m in again if m.status == OnboardingMessage.Status.SKIPPED]
-        self.message_user(request, f"{queued} message(s) queued to send again.")
-        for message in skipped:
-            self.message_user(
-                request, f"Not sent to {message.user}: {message.last_error}.", messages.WARNING
-            )
+        resend(self, request, originals=queryset.select_related("user"))
+
+
+# Both "send again" actions (here and on the Users list) go through onboarding_resend,
+# which decides the permission, triggers, consent, History and the words staff read.
+
+
+def resend_permission(request: HttpRequest) -> bool:
+    """The admins' has_resend_onboarding_permission: onboarding.outbox.resend_allowed."""
+    return isinstance(request.user, User) and resend_allowed(actor=request.user)
+
+
+def resend(
+    model_admin: admin.ModelAdmin[Any],
+    request: HttpRequest,
+    *,
+    users: Iterable[User] = (),
+    originals: Iterable[OnboardingMessage] = (),
+) -> None:
+    """Run onboarding_resend for the signed-in member of staff and tell them the outcome."""
+    try:
+        report = onboarding_resend(actor=signed_in_user(request), users=users, originals=originals)
+    except ResendForbidden as exc:
+        raise PermissionDenied(str(exc)) from exc
+    for level, text in report.notices():
+        model_admin.message_user(request, text, level)
 
 
 class OnboardingMessageInline(ReadOnlyInline):

@@ -31,7 +31,7 @@ from django.utils.safestring import mark_safe
 from accounts.http import signed_in_user
 from accounts.models import User
 from backoffice.admin.base import ReadOnlyInline
-from backoffice.admin.messages import OnboardingMessageInline
+from backoffice.admin.messages import OnboardingMessageInline, resend, resend_permission
 from billing.entitlements import plan_compute
 from billing.models import PlanChange, PlanOverride
 from billing.overrides import (
@@ -44,8 +44,6 @@ from billing.overrides import (
 from billing.plans import Plan
 from billing.resync import billing_resync
 from billing.timeline import payment_timeline
-from onboarding.models import OnboardingMessage
-from onboarding.outbox import onboarding_welcome_enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -316,7 +314,7 @@ class UserAdmin(DjangoUserAdmin):
         return request.user.has_perm("accounts.export_users")
 
     def has_resend_onboarding_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("accounts.resend_onboarding")
+        return resend_permission(request)
 
     # --- Actions ---------------------------------------------------------------------
 
@@ -343,14 +341,7 @@ class UserAdmin(DjangoUserAdmin):
         description="Send the onboarding (welcome) again", permissions=["resend_onboarding"]
     )
     def onboarding_resend(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
-        # One trigger per click: a double-submitted form queues once, a later click again.
-        trigger = f"staff-resend:{request.user.pk}:{timezone.now():%Y%m%dT%H%M%S}"
-        queued = 0
-        for user in queryset:
-            sent = onboarding_welcome_enqueue(user=user, plan=user.plan, trigger=trigger)
-            queued += sum(m.status == OnboardingMessage.Status.QUEUED for m in sent)
-            self.log_change(request, user, _resend_message(sent))
-        self.message_user(request, f"{queued} onboarding message(s) queued.")
+        resend(self, request, users=queryset)
 
     @admin.action(description="Export selected users to CSV", permissions=["export"])
     def export_csv(self, request: HttpRequest, queryset: QuerySet[User]) -> HttpResponse:
@@ -503,11 +494,6 @@ def _resync_message(change: PlanChange | None) -> str:
     return (
         f"Resynced from Stripe: {change.get_old_plan_display()} → {change.get_new_plan_display()}"
     )
-
-
-def _resend_message(sent: list[OnboardingMessage]) -> str:
-    parts = [f"{m.channel} {m.get_status_display().lower()}" for m in sent]
-    return f"Sent the onboarding (welcome) again: {', '.join(parts) or 'nothing to send'}"
 
 
 def _csv_safe(value: str) -> str:

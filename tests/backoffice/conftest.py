@@ -9,7 +9,7 @@ from django.contrib.auth.models import Group
 from accounts.models import User
 from backoffice.roles import roles_sync
 from tests.billing import stripe_fakes as sf
-from tests.conftest import PASSWORD
+from tests.helpers import PASSWORD
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.contenttypes.models import ContentType
+from django.contrib.messages import get_messages
 from djstripe.models import Customer
 
 from billing.models import PlanOverride
@@ -122,3 +123,37 @@ def test_send_again_is_in_the_messages_history(client, support_user, customer):
     assert _history(first) == [
         (support_user.email, CHANGE, f"Sent again as message #{again.pk} (queued)")
     ]
+
+
+def _notices(client, response) -> list[tuple[str, str]]:
+    # Read on the page the action redirects to, as staff do (which also consumes them).
+    page = client.get(response["Location"])
+    return [(m.level_tag, m.message) for m in get_messages(page.wsgi_request)]
+
+
+def test_both_send_again_actions_tell_and_record_alike(client, support_user, customer):
+    # The Users action and the messages' action are one path (onboarding_resend): the
+    # same words for staff, the same consent rule, a History entry each.
+    client.force_login(support_user)
+
+    from_users = _notices(client, _action(client, "onboarding_resend", customer))
+    sms = OnboardingMessage.objects.get(channel="sms")
+    from_messages = _notices(
+        client, _action(client, "send_again", sms, url="/admin/onboarding/onboardingmessage/")
+    )
+
+    no_number = "Not sent to customer@example.com: no mobile number on the account."
+    assert from_users == [
+        ("info", "1 message(s) queued to send again."),
+        ("warning", no_number),
+    ]
+    assert from_messages == [
+        ("info", "0 message(s) queued to send again."),
+        ("warning", no_number),
+    ]
+    again = OnboardingMessage.objects.get(channel="sms", trigger=f"{sms.trigger}#resend-1")
+    assert again.status == "skipped"
+    assert [entry[2] for entry in _history(customer)] == [
+        "Sent the onboarding (welcome) again: email queued, sms skipped"
+    ]
+    assert [entry[2] for entry in _history(sms)] == [f"Sent again as message #{again.pk} (skipped)"]

@@ -1,4 +1,3 @@
-# ruff: noqa: F811
 from __future__ import annotations
 
 import pytest
@@ -9,20 +8,15 @@ from django.core import mail
 from accounts.models import User
 from billing.plans import Plan
 from onboarding.models import OnboardingMessage
-
-# The onboarding tests' settings (autouse), buyer and fake Twilio apply here too; the
-# tests take the imported fixtures as arguments (F811).
-from tests.onboarding.conftest import (  # noqa: F401
-    activate,
-    buyer,
-    onboarding_settings,
-    run_worker,
-    twilio,
-)
+from tests.onboarding.helpers import activate, run_worker
 
 # The worker runs in-process and closes the connection between tasks, as in production:
-# each test commits for real.
-pytestmark = pytest.mark.django_db(transaction=True)
+# each test commits for real. The outbox's test settings as in tests/onboarding
+# (buyer and twilio are tests/conftest.py's too).
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("onboarding_settings"),
+]
 
 Status = OnboardingMessage.Status
 CHANGELIST = "/admin/onboarding/onboardingmessage/"

@@ -17,7 +17,7 @@ from accounts.models import User
 from billing.models import BillingAlert, PlanChange, WebhookDelivery
 from billing.webhook_queue import delivery_process, process_due
 from tests.billing import stripe_fakes as sf
-from tests.conftest import PASSWORD
+from tests.helpers import PASSWORD
 
 pytestmark = pytest.mark.django_db
 

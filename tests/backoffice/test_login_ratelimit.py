@@ -8,7 +8,7 @@ from django.test import override_settings
 
 from accounts.ratelimit import client_ip
 from smartflow.settings import _duration
-from tests.conftest import PASSWORD
+from tests.helpers import PASSWORD
 
 pytestmark = pytest.mark.django_db
 

@@ -10,15 +10,15 @@ names it in its report.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
+from tests.e2e.helpers import SHOTS, slug
+
 CHROMIUM = "/usr/bin/chromium"
-SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 LAUNCH_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -77,10 +77,6 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
-
-
 @pytest.fixture
 def new_page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Callable[[], Page]]:
     """Opens a page in a fresh browser context (its own cookies: one person each)."""
@@ -99,7 +95,7 @@ def new_page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Calla
         if failed is not None and failed.failed:
             SHOTS.mkdir(parents=True, exist_ok=True)
             suffix = f"-{number}" if len(opened) > 1 else ""
-            path = SHOTS / f"FAILED-{_slug(request.node.nodeid)}{suffix}.png"
+            path = SHOTS / f"FAILED-{slug(request.node.nodeid)}{suffix}.png"
             page.screenshot(path=str(path), full_page=True)
             request.node.add_report_section("call", f"screenshot{suffix}", f"open {path}")
         context.close()
@@ -108,29 +104,3 @@ def new_page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Calla
 @pytest.fixture
 def page(new_page: Callable[[], Page]) -> Page:
     return new_page()
-
-
-def shot(page: Page, name: str) -> Path:
-    """Save a screenshot of a key page (artifacts/screenshots/<name>.png)."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    path = SHOTS / f"{_slug(name)}.png"
-    page.screenshot(path=str(path), full_page=True)
-    return path
-
-
-def assert_fits(page: Page, width: int) -> None:
-    """No horizontal overflow at `width`, and every button and link can be reached."""
-    page.set_viewport_size({"width": width, "height": 900})
-    overflow = page.evaluate(
-        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
-    )
-    assert overflow <= 0, f"page is {overflow}px wider than a {width}px screen"
-    offenders = page.evaluate(
-        """(width) => [...document.querySelectorAll('button, a.button, input[type=submit]')]
-            .filter(el => el.offsetParent !== null)
-            .map(el => [el.textContent.trim(), el.getBoundingClientRect()])
-            .filter(([, r]) => r.right > width + 1 || r.left < -1 || r.width === 0)
-            .map(([t]) => t)""",
-        width,
-    )
-    assert offenders == [], f"buttons out of reach at {width}px: {offenders}"

@@ -12,7 +12,7 @@ from playwright.sync_api import Page, expect
 from accounts.models import User
 from billing.stripe_api import live_subscription
 from billing.templatetags.billing import long_date
-from tests.e2e.conftest import assert_fits, shot
+from tests.e2e.helpers import assert_fits, shot
 from tests.e2e.test_billing_journeys import _sign_up, _wait_plan
 from tests.e2e.test_upgrade_journeys import shop  # noqa: F401 (fixture)
 

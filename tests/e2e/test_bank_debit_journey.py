@@ -15,7 +15,7 @@ from playwright.sync_api import Page, expect
 
 from accounts.models import User
 from stripe_sandbox.models import Delivery
-from tests.e2e.conftest import shot
+from tests.e2e.helpers import shot
 from tests.e2e.test_billing_journeys import _sign_up, _wait_plan
 
 pytestmark = pytest.mark.django_db(transaction=True)

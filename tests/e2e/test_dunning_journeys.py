@@ -17,8 +17,8 @@ from playwright.sync_api import Page, expect
 
 from accounts.models import User
 from stripe_sandbox import actions, collection, store
-from tests.conftest import PASSWORD
-from tests.e2e.conftest import assert_fits, shot
+from tests.e2e.helpers import assert_fits, shot
+from tests.helpers import PASSWORD
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

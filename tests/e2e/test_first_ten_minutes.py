@@ -18,8 +18,8 @@ from django.core.management import call_command
 from playwright.sync_api import Page, expect
 
 from accounts.models import User
-from tests.conftest import PASSWORD
-from tests.e2e.conftest import assert_fits, shot
+from tests.e2e.helpers import assert_fits, shot
+from tests.helpers import PASSWORD
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -11,7 +11,7 @@ import pytest
 from django.core.management import call_command
 from playwright.sync_api import Locator, Page, expect
 
-from tests.e2e.conftest import shot
+from tests.e2e.helpers import shot
 from tests.e2e.test_billing_journeys import CARD_OK, _sign_up, _wait_plan
 
 pytestmark = pytest.mark.django_db(transaction=True)

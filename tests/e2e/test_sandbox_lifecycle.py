@@ -12,7 +12,7 @@ import stripe
 from playwright.sync_api import Page, expect
 
 from stripe_sandbox import collection, store
-from tests.e2e.conftest import assert_fits, shot
+from tests.e2e.helpers import assert_fits, shot
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from accounts.models import User
-from tests.conftest import PASSWORD
-from tests.e2e.conftest import assert_fits, shot
+from tests.e2e.helpers import assert_fits, shot
+from tests.helpers import PASSWORD
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -15,8 +15,8 @@ from playwright.sync_api import Page, expect
 from accounts.models import User
 from backoffice.roles import roles_sync
 from billing.models import PlanOverride
-from tests.conftest import PASSWORD
-from tests.e2e.conftest import shot
+from tests.e2e.helpers import shot
+from tests.helpers import PASSWORD
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -18,7 +18,7 @@ from playwright.sync_api import Page, expect
 from accounts.models import User
 from billing.stripe_api import api_kwargs, live_subscription
 from billing.templatetags.billing import long_date
-from tests.e2e.conftest import shot
+from tests.e2e.helpers import shot
 from tests.e2e.test_billing_journeys import _sign_up, _wait_plan
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -14,7 +14,7 @@ from playwright.sync_api import Page, expect
 
 from accounts.models import User
 from billing.stripe_api import api_kwargs
-from tests.e2e.conftest import assert_fits, shot
+from tests.e2e.helpers import assert_fits, shot
 from tests.e2e.test_billing_journeys import _buy, _sign_up, _wait_plan
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -21,7 +21,7 @@ from stripe_sandbox import actions, collection, store
 from stripe_sandbox.client import SandboxHTTPClient
 from stripe_sandbox.delivery import deliver_pending
 from stripe_sandbox.models import Delivery
-from tests.onboarding.conftest import SITE_URL, run_worker
+from tests.onboarding.helpers import SITE_URL, run_worker
 from tests.sandbox_app import app_transport
 
 # The worker closes its connection between tasks, as in production: commit for real.

@@ -13,7 +13,7 @@ from billing.signals import plan_changed
 from billing.webhook_queue import process_due
 from onboarding.models import OnboardingMessage
 from tests.billing import stripe_fakes as sf
-from tests.onboarding.conftest import run_worker
+from tests.onboarding.helpers import run_worker
 
 # The worker runs in-process and closes the connection between tasks, as in production:
 # each test commits for real.

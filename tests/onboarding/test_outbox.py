@@ -18,7 +18,7 @@ from billing.plans import Plan
 from billing.signals import plan_changed
 from onboarding.models import OnboardingMessage
 from onboarding.outbox import onboarding_message_send, onboarding_welcome_enqueue
-from tests.onboarding.conftest import (
+from tests.onboarding.helpers import (
     SITE_URL,
     TWILIO_FROM,
     ScriptedEmailBackend,

@@ -6,7 +6,7 @@ from twilio.request_validator import RequestValidator
 from accounts.models import User
 from billing.plans import Plan
 from onboarding.models import OnboardingMessage
-from tests.onboarding.conftest import SITE_URL, TWILIO_TOKEN
+from tests.onboarding.helpers import SITE_URL, TWILIO_TOKEN
 
 Status = OnboardingMessage.Status
 STATUS_PATH = "/onboarding/twilio/status/"

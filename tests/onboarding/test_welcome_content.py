@@ -8,7 +8,7 @@ from accounts.models import User
 from billing.plans import Plan
 from onboarding.sms import sms_segments
 from onboarding.welcome import welcome_email_render, welcome_sms_render
-from tests.onboarding.conftest import SITE_URL
+from tests.onboarding.helpers import SITE_URL
 
 # What each plan's email lists as unlocked, and the steps it gives.
 UNLOCKS = {

@@ -15,7 +15,7 @@ from django.core.management import call_command
 from accounts.models import User
 from stripe_sandbox.client import SandboxHTTPClient
 from stripe_sandbox.delivery import client_transport, deliver_pending
-from tests.conftest import PASSWORD
+from tests.helpers import PASSWORD
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from accounts.models import User
 from billing import webhook_queue
 from billing.models import WebhookDelivery
 from tests.billing import stripe_fakes as sf
-from tests.reliability.conftest import post_signed, together, until, workers
+from tests.reliability.helpers import post_signed, together, until, workers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -24,7 +24,7 @@ import pytest
 from billing import webhook_queue
 from billing.models import PlanChange, WebhookDelivery
 from onboarding.models import OnboardingMessage
-from tests.reliability.conftest import until, workers
+from tests.reliability.helpers import until, workers
 from tests.reliability.sandbox_checkout import buyer_checkout, sandbox  # noqa: F401
 
 pytestmark = pytest.mark.django_db(transaction=True)

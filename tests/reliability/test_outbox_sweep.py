@@ -18,7 +18,7 @@ from accounts.models import User
 from billing.overrides import override_grant
 from onboarding.models import OnboardingMessage
 from onboarding.outbox import onboarding_message_send, onboarding_outbox_sweep
-from tests.onboarding.conftest import run_worker
+from tests.onboarding.helpers import run_worker
 
 # The worker runs in-process and closes its connection between tasks, as in production.
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -14,8 +14,8 @@ from django.core import mail
 from accounts.models import User
 from billing.models import PlanChange
 from onboarding.models import OnboardingMessage
-from tests.onboarding.conftest import retries_come_due, run_worker
-from tests.reliability.conftest import checkout_event
+from tests.onboarding.helpers import retries_come_due, run_worker
+from tests.reliability.helpers import checkout_event
 from tests.reliability.providers import OutageEmailBackend
 
 # The worker runs in-process and closes its connection between tasks, as in production.

@@ -20,7 +20,7 @@ from stripe_sandbox import actions
 from stripe_sandbox.client import SandboxHTTPClient
 from stripe_sandbox.delivery import deliver_pending
 from stripe_sandbox.models import Delivery
-from tests.conftest import DELIVERY_SEED, PASSWORD
+from tests.helpers import DELIVERY_SEED, PASSWORD
 from tests.sandbox_app import app_transport
 
 pytestmark = pytest.mark.django_db

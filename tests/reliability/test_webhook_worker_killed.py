@@ -31,7 +31,7 @@ from billing.models import PlanChange, WebhookDelivery
 from billing.tasks import webhook_process
 from onboarding.models import OnboardingMessage
 from smartflow.models import WorkerHeartbeat
-from tests.reliability.conftest import until
+from tests.reliability.helpers import until
 from tests.reliability.providers import ledger_read
 from tests.reliability.sandbox_checkout import buyer_checkout, sandbox  # noqa: F401
 from tests.reliability.test_worker_killed import Workers

@@ -23,7 +23,7 @@ from billing import webhook_queue
 from billing.models import PlanChange, WebhookDelivery
 from onboarding.models import OnboardingMessage
 from tests.billing import stripe_fakes as sf
-from tests.reliability.conftest import checkout_event, post_signed, together, until, workers
+from tests.reliability.helpers import checkout_event, post_signed, together, until, workers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import ast
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -69,11 +68,16 @@ def test_every_plan_and_interval_has_its_stripe_price_variable():
         for p in Plan.values
         for i in Interval.values
     }
-    # The names .env.example (and the README) document keep working, e.g.
-    # STRIPE_PRICE_FLOWKIT_ONEOFF=price_...
-    documented = set(re.findall(r"^(STRIPE_PRICE_\w+)=", (ROOT / ".env.example").read_text(), re.M))
-    assert "STRIPE_PRICE_FLOWKIT_ONEOFF" in documented
-    assert documented <= names.keys()
+    # .env.example lists exactly these names (each after its comment), and they work,
+    # e.g. STRIPE_PRICE_FLOWKIT_ONEOFF=price_...
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    documented = {
+        line.split("=")[0]: lines[n - 1]
+        for n, line in enumerate(lines)
+        if line.startswith("STRIPE_PRICE_")
+    }
+    assert documented.keys() == names.keys()
+    assert all(above.startswith("# ") for above in documented.values())
     env = {name: f"price_{n}" for n, name in enumerate(names)}
 
     result = _settings_value("settings.STRIPE_PRICE_IDS", **env)

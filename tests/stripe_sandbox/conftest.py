@@ -7,6 +7,7 @@ import stripe
 
 from accounts.models import User
 from stripe_sandbox.client import SandboxHTTPClient
+from tests.stripe_sandbox.helpers import checkout_create, pay
 
 
 @pytest.fixture(autouse=True)
@@ -52,35 +53,6 @@ def stripe_customer(customer: User) -> Any:
     return stripe.Customer.create(
         email=customer.email, metadata={"djstripe_subscriber": str(customer.pk)}
     )
-
-
-def checkout_create(
-    price: Any, customer_id: str, *, mode: str = "subscription", **extra: Any
-) -> Any:
-    """A checkout session with the parameters billing/views.py sends."""
-    return stripe.checkout.Session.create(
-        mode=mode,
-        customer=customer_id,
-        line_items=[{"price": price.id, "quantity": 1}],
-        metadata={"djstripe_subscriber": "1", "app_user_id": "1"},
-        client_reference_id="1",
-        success_url="http://testserver/billing/success/?session_id={CHECKOUT_SESSION_ID}",
-        cancel_url="http://testserver/pricing/",
-        **extra,
-    )
-
-
-def event_types() -> list[str]:
-    """Types of the events emitted so far, in emission order."""
-    from stripe_sandbox import store
-    from stripe_sandbox.models import Delivery
-
-    ids = list(Delivery.objects.order_by("id").values_list("event_id", flat=True))
-    return [store.find(i, "event")["type"] for i in dict.fromkeys(ids)]
-
-
-def pay(client: Any, session_id: str, card: str = "4242 4242 4242 4242") -> Any:
-    return client.post(f"/sandbox/checkout/{session_id}/", {"card_number": card})
 
 
 @pytest.fixture

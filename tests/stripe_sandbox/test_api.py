@@ -4,7 +4,7 @@ import pytest
 import stripe
 
 from stripe_sandbox.client import form_decode
-from tests.stripe_sandbox.conftest import checkout_create, pay
+from tests.stripe_sandbox.helpers import checkout_create, pay
 
 
 def test_form_encoding_is_decoded_into_nested_params():

@@ -12,7 +12,7 @@ from django.core.management import call_command
 
 from stripe_sandbox.delivery import deliver_pending
 from tests.sandbox_app import app_transport
-from tests.stripe_sandbox.conftest import checkout_create, event_types
+from tests.stripe_sandbox.helpers import checkout_create, event_types
 
 SUCCEEDS, FAILS = "00012345", "33333335"
 

@@ -4,7 +4,7 @@ import stripe
 from django.test import Client
 
 from stripe_sandbox import store
-from tests.stripe_sandbox.conftest import checkout_create, event_types, pay
+from tests.stripe_sandbox.helpers import checkout_create, event_types, pay
 
 SUBSCRIPTION_EVENTS = [
     "payment_method.attached",

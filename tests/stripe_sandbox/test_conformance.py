@@ -29,7 +29,7 @@ from stripe_sandbox.api.router import ROUTES
 from stripe_sandbox.client import SandboxHTTPClient, form_decode
 from stripe_sandbox.models import StripeObject
 from stripe_sandbox.objects import ACCOUNT_ID
-from tests.stripe_sandbox.conftest import checkout_create, pay
+from tests.stripe_sandbox.helpers import checkout_create, pay
 from tests.stripe_sandbox.stripe_schema import (
     Violation,
     class_for,

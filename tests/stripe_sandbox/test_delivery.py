@@ -15,7 +15,7 @@ from djstripe.models import Subscription, WebhookEventTrigger
 from stripe_sandbox.delivery import MAX_ATTEMPTS, deliver_pending, delivery_run
 from stripe_sandbox.events import endpoint_ensure, event_emit
 from stripe_sandbox.models import Delivery
-from tests.stripe_sandbox.conftest import checkout_create, pay
+from tests.stripe_sandbox.helpers import checkout_create, pay
 
 
 class Recorder:

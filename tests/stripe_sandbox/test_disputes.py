@@ -12,7 +12,7 @@ from djstripe.models import Dispute, WebhookEventTrigger
 
 from stripe_sandbox.delivery import deliver_pending
 from tests.sandbox_app import app_transport
-from tests.stripe_sandbox.conftest import event_types
+from tests.stripe_sandbox.helpers import event_types
 
 EMAIL = "customer@example.com"
 

@@ -7,7 +7,7 @@ from stripe_sandbox.delivery import deliver_pending
 from stripe_sandbox.events import endpoint_ensure
 from stripe_sandbox.models import Delivery
 from tests.sandbox_app import app_transport
-from tests.stripe_sandbox.conftest import checkout_create
+from tests.stripe_sandbox.helpers import checkout_create
 
 
 def _deliver_all(client) -> None:

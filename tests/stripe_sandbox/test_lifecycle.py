@@ -16,7 +16,7 @@ from stripe_sandbox import collection, store
 from stripe_sandbox.delivery import deliver_pending
 from stripe_sandbox.models import Delivery
 from tests.sandbox_app import app_transport
-from tests.stripe_sandbox.conftest import checkout_create, event_types, pay
+from tests.stripe_sandbox.helpers import checkout_create, event_types, pay
 
 EMAIL = "customer@example.com"
 DAY = 86400

@@ -3,7 +3,7 @@ from __future__ import annotations
 import stripe
 
 from stripe_sandbox import store
-from tests.stripe_sandbox.conftest import event_types
+from tests.stripe_sandbox.helpers import event_types
 
 RETURN_URL = "http://testserver/dashboard/"
 

@@ -11,7 +11,7 @@ import stripe
 from django.core.management import call_command
 
 from stripe_sandbox import actions, store
-from tests.stripe_sandbox.conftest import checkout_create, event_types
+from tests.stripe_sandbox.helpers import checkout_create, event_types
 
 DAY = 86400
 

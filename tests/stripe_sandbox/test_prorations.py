@@ -24,7 +24,7 @@ from stripe_sandbox.delivery import deliver_pending
 from stripe_sandbox.events import endpoint_ensure
 from stripe_sandbox.objects import CARD_DECLINED, CARD_OK
 from tests.sandbox_app import app_transport
-from tests.stripe_sandbox.conftest import checkout_create, pay
+from tests.stripe_sandbox.helpers import checkout_create, pay
 
 APRIL_1 = int(datetime(2027, 4, 1, tzinfo=UTC).timestamp())
 MAY_1 = int(datetime(2027, 5, 1, tzinfo=UTC).timestamp())

@@ -15,7 +15,7 @@ import stripe
 from django.core.management import call_command
 
 from stripe_sandbox import store
-from tests.stripe_sandbox.conftest import checkout_create, pay
+from tests.stripe_sandbox.helpers import checkout_create, pay
 from tests.stripe_sandbox.stripe_schema import validate
 
 APRIL_1 = int(datetime(2027, 4, 1, tzinfo=UTC).timestamp())

@@ -11,7 +11,7 @@ import pytest
 import stripe
 
 from stripe_sandbox import actions, store, tax
-from tests.stripe_sandbox.conftest import checkout_create
+from tests.stripe_sandbox.helpers import checkout_create
 
 # --- The arithmetic ---------------------------------------------------------------------
 

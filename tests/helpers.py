@@ -1,0 +1,13 @@
+"""Values the whole suite shares, in a plain module: test modules import from here (or
+from a folder's helpers.py), never from a conftest."""
+
+from __future__ import annotations
+
+import os
+
+PASSWORD = "correct-horse-battery-staple-42"
+
+# The seed of the sandbox's delivery choices in the suites that run with Stripe's
+# delivery (tests/e2e, tests/reliability): fixed, so that a failure can be replayed;
+# STRIPE_SANDBOX_SEED=N tries another (a failing test prints the one it ran with).
+DELIVERY_SEED = int(os.environ.get("STRIPE_SANDBOX_SEED") or 1212)
