@@ -909,6 +909,7 @@ def main() -> int:
                 )
             results["gating"] = dict(zip(gating_paths, gating, strict=True))
 
+        if not only_webhooks:
             say("admin: user change list pages")
             pages = []
             with phase("admin"):
