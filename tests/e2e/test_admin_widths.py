@@ -17,7 +17,7 @@ from billing.models import BillingAlert, PlanChange, WebhookDelivery
 from smartflow.models import WorkerHeartbeat
 from tests.billing.test_dunning_banner import failing  # noqa: F401
 from tests.conftest import PASSWORD
-from tests.e2e.conftest import shot
+from tests.e2e.helpers import shot
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
