@@ -16,8 +16,8 @@ from accounts.models import User
 from billing.models import BillingAlert, PlanChange, WebhookDelivery
 from smartflow.models import WorkerHeartbeat
 from tests.billing.test_dunning_banner import failing  # noqa: F401
-from tests.conftest import PASSWORD
 from tests.e2e.helpers import shot
+from tests.helpers import PASSWORD
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
