@@ -425,7 +425,7 @@ def report_write(r: dict[str, Any], path: Path) -> None:
         f"changes ({crowd['subscriptions']:,} subscriptions, {crowd['oneoffs']:,} one-off "
         f"purchases, {crowd['drifted']:,} users stored on a plan nothing explains), plus the "
         "bench's own webhook customers.",
-        f"- **Reproduce**: `make bench` (this run took {r['elapsed_s'] / 60:.1f} min).",
+        f"- **Reproduce**: `{_reproduce(r)}` (this run took {r['elapsed_s'] / 60:.1f} min).",
         "",
     ]
     if failures := _failures(r):
@@ -572,6 +572,21 @@ def report_admin_write(r: dict[str, Any], path: Path) -> None:
         lines += ["", "Server log problems:", *(f"- {p}" for p in problems)]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines).rstrip("\n") + "\n")
+
+
+def _reproduce(r: dict[str, Any]) -> str:
+    """`make bench`, with BENCH_ARGS for every option this run set away from its default."""
+    from bench.run import parser_build
+
+    defaults = vars(parser_build().parse_args([]))
+    flags = [
+        f"--{name.replace('_', '-')} {value:g}"
+        if isinstance(value, float)
+        else f"--{name.replace('_', '-')} {value}"
+        for name, value in r["args"].items()
+        if name not in ("database_url", "out", "port", "only") and defaults.get(name) != value
+    ]
+    return f'make bench BENCH_ARGS="{" ".join(flags)}"' if flags else "make bench"
 
 
 def _goal(r: dict[str, Any]) -> list[str]:

@@ -656,7 +656,7 @@ class Args:
     only: str
 
 
-def args_parse() -> Args:
+def parser_build() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--database-url",
@@ -688,12 +688,12 @@ def args_parse() -> Args:
     parser.add_argument(
         "--storm-sample-s",
         type=float,
-        default=30.0,
+        default=0.0,
         help="renewal storm: the runs after the first stop after this long (their rate is "
         "measured and the drain time extrapolated); 0 runs every one to the end",
     )
     parser.add_argument(
-        "--storm-timeout-s", type=float, default=900.0, help="renewal storm: a run's limit"
+        "--storm-timeout-s", type=float, default=1800.0, help="renewal storm: a run's limit"
     )
     parser.add_argument("--port", type=int, default=0, help="default: a free port")
     parser.add_argument(
@@ -705,6 +705,11 @@ def args_parse() -> Args:
         "the admin change list and reconcile_plans figures over the crowd; either needs "
         "--out other than bench/RESULTS.md",
     )
+    return parser
+
+
+def args_parse() -> Args:
+    parser = parser_build()
     ns = parser.parse_args()
     if ns.only and ns.out.resolve() == (ROOT / "bench" / "RESULTS.md").resolve():
         parser.error("--only writes a partial report: give it its own --out")
