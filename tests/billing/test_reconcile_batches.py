@@ -132,9 +132,10 @@ def test_every_kind_of_last_change_drift_is_found_and_fixed():
     assert "right@example.com" not in out
     assert "0 drifted" in _run()
     stale.refresh_from_db()
-    assert stale.last_plan_change_at == PlanChange.objects.filter(user=stale).latest(
-        "created_at"
-    ).created_at
+    assert (
+        stale.last_plan_change_at
+        == PlanChange.objects.filter(user=stale).latest("created_at").created_at
+    )
 
 
 def test_a_user_without_facts_but_a_copied_status_drifts():
