@@ -952,14 +952,9 @@ def main() -> int:
 
     if only_admin:
         reconcile_measure(fast_env, results, phase)
-        results["machine"] = machine()
-        results["elapsed_s"] = time.perf_counter() - _started
-        (OUT / "results-admin.json").write_text(json.dumps(results, indent=2, default=str))
         from bench.report import report_admin_write
 
-        report_admin_write(results, args.out)
-        say(f"wrote {args.out} in {results['elapsed_s']:.0f} s")
-        return 0
+        return results_write(results, "results-admin.json", report_admin_write, args.out)
 
     say(f"restarting with the Stripe sandbox answering after {SLOW_STRIPE_MS} ms")
     with (
@@ -972,14 +967,9 @@ def main() -> int:
     results["problems_slow"] = log_problems("slow")
     connection.close()
     if only_webhooks:
-        results["machine"] = machine()
-        results["elapsed_s"] = time.perf_counter() - _started
-        (OUT / "results-webhooks.json").write_text(json.dumps(results, indent=2, default=str))
         from bench.report import webhooks_report_write
 
-        webhooks_report_write(results, args.out)
-        say(f"wrote {args.out} in {results['elapsed_s']:.0f} s")
-        return 0
+        return results_write(results, "results-webhooks.json", webhooks_report_write, args.out)
 
     # Renewal storm: gunicorn alone, then each run's workers started just before its
     # deliveries are sent (as in production, they process while the acknowledgements go
@@ -1026,13 +1016,24 @@ def main() -> int:
 
     reconcile_measure(fast_env, results, phase)
 
-    results["machine"] = machine()
-    results["elapsed_s"] = time.perf_counter() - _started
-    (OUT / "results.json").write_text(json.dumps(results, indent=2, default=str))
     from bench.report import report_write
 
-    report_write(results, args.out)
-    say(f"wrote {args.out} in {results['elapsed_s']:.0f} s")
+    return results_write(results, "results.json", report_write, args.out)
+
+
+def results_write(
+    results: dict[str, Any],
+    raw_name: str,
+    report: Callable[[dict[str, Any], Path], None],
+    out: Path,
+) -> int:
+    """The run's end, whichever report it writes: the machine, the time taken, the raw
+    results in bench/out/ and the report at `out`."""
+    results["machine"] = machine()
+    results["elapsed_s"] = time.perf_counter() - _started
+    (OUT / raw_name).write_text(json.dumps(results, indent=2, default=str))
+    report(results, out)
+    say(f"wrote {out} in {results['elapsed_s']:.0f} s")
     return 0
 
 

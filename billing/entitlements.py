@@ -207,11 +207,9 @@ _SUBSCRIPTION_KEYS = {
 }
 
 
-class _StripeIdPg(Func):
-    """PostgreSQL: the id of an expandable field of `stripe_data` as text, whether Stripe
-    sent it as an id or as the expanded object."""
-
-    output_field = CharField()
+class _StripeDataKeyPg(Func):
+    """PostgreSQL: an expression over one key of a dj-stripe row's `stripe_data`, its SQL
+    built by `sql(data)` from the compiled column (subclasses say what it reads)."""
 
     def __init__(self, key: str) -> None:
         super().__init__(F("stripe_data"))
@@ -227,6 +225,19 @@ class _StripeIdPg(Func):
         **extra_context: Any,
     ) -> tuple[str, tuple[Any, ...]]:
         data, params = compiler.compile(self.source_expressions[0])
+        return self.sql(data, tuple(params))
+
+    def sql(self, data: str, params: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:
+        raise NotImplementedError
+
+
+class _StripeIdPg(_StripeDataKeyPg):
+    """PostgreSQL: the id of an expandable field of `stripe_data` as text, whether Stripe
+    sent it as an id or as the expanded object."""
+
+    output_field = CharField()
+
+    def sql(self, data: str, params: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:
         value = f"({data} -> %s)"
         sql = (
             f"(CASE jsonb_typeof({value}) WHEN 'object' THEN {value} ->> 'id' "
@@ -235,7 +246,7 @@ class _StripeIdPg(Func):
         return sql, (*params, self.key, *params, self.key, *params, self.key)
 
 
-class _ItemPricesPg(Func):
+class _ItemPricesPg(_StripeDataKeyPg):
     """PostgreSQL: one key of every item's price (`id` or `lookup_key`), in Stripe's
     order, as a text array. A real item carries the whole Price (product, recurring,
     tiers, metadata); sending two short arrays instead of that JSON, and parsing no JSON
@@ -243,20 +254,7 @@ class _ItemPricesPg(Func):
 
     output_field = ArrayField(TextField())
 
-    def __init__(self, key: str) -> None:
-        super().__init__(F("stripe_data"))
-        self.key = key
-
-    def as_sql(
-        self,
-        compiler: SQLCompiler,
-        connection: BaseDatabaseWrapper,
-        function: str | None = None,
-        template: str | None = None,
-        arg_joiner: str | None = None,
-        **extra_context: Any,
-    ) -> tuple[str, tuple[Any, ...]]:
-        data, params = compiler.compile(self.source_expressions[0])
+    def sql(self, data: str, params: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:
         items = f"({data} -> 'items' -> 'data')"
         # An unexpanded price is its id, a string.
         value = (
