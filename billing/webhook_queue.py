@@ -32,6 +32,7 @@ import hashlib
 import logging
 import random
 from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,8 +40,12 @@ from typing import Any
 import stripe
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import F, Min
+from django.db.models.signals import post_save, pre_save
 from django.http import HttpRequest
 from django.utils import timezone
+from django_tasks_db.backend import DatabaseBackend
+from django_tasks_db.compat import Task, normalize_json, task_backends, task_enqueued
+from django_tasks_db.models import DBTaskResult
 from djstripe.models import Event, WebhookEndpoint, WebhookEventTrigger
 from djstripe.models.webhooks import get_remote_ip
 from djstripe.settings import djstripe_settings
@@ -112,62 +117,65 @@ def customer_key(event: dict[str, Any]) -> str:
 def acknowledge(
     request: HttpRequest, *, endpoint: WebhookEndpoint, event: dict[str, Any]
 ) -> Acknowledged:
-    """Store a verified delivery and queue its processing, in one transaction. A
-    duplicate of a stored event id is counted and queues nothing."""
+    """Store a verified delivery and queue its processing, all or nothing. A duplicate of
+    a stored event id is counted and queues nothing.
+
+    On PostgreSQL with django-tasks-db (production, the bench) this is ONE statement, run
+    as its own transaction: no BEGIN or COMMIT round trip, no ORM (`_store_postgresql`).
+    Elsewhere (SQLite, another task backend) the ORM's way in one transaction."""
     from billing.tasks import webhook_process
 
     event_id = str(event["id"])[:255]
     now = timezone.now()
     body = request.body.decode(request.encoding or "utf-8")
+    backend = task_backends[webhook_process.backend]
+    one_statement = connection.vendor == "postgresql" and isinstance(backend, DatabaseBackend)
     for last_try in (False, True):
+        # New objects for each try: a failed one may carry the pk of a row rolled back.
+        trigger = WebhookEventTrigger(
+            headers=dict(request.headers),
+            body=body,
+            remote_ip=get_remote_ip(request),
+            valid=True,
+            stripe_trigger_account_id=endpoint.djstripe_owner_account_id,
+            webhook_endpoint=endpoint,
+        )
+        delivery = WebhookDelivery(
+            event_id=event_id,
+            event_type=str(event.get("type") or "")[:255],
+            livemode=bool(event.get("livemode")),
+            customer_key=customer_key(event),
+            received_at=now,
+            last_delivered_at=now,
+            retry_until=now + RETRY_FOR,
+        )
         try:
-            with transaction.atomic():
-                trigger = WebhookEventTrigger(
-                    headers=dict(request.headers),
-                    body=body,
-                    remote_ip=get_remote_ip(request),
-                    valid=True,
-                    stripe_trigger_account_id=endpoint.djstripe_owner_account_id,
-                    webhook_endpoint=endpoint,
-                )
-                delivery = WebhookDelivery(
-                    event_id=event_id,
-                    event_type=str(event.get("type") or "")[:255],
-                    livemode=bool(event.get("livemode")),
-                    customer_key=customer_key(event),
-                    received_at=now,
-                    last_delivered_at=now,
-                    retry_until=now + RETRY_FOR,
-                )
-                if connection.vendor == "postgresql":
-                    stored = _store_postgresql(trigger, delivery, now)
-                else:
-                    stored = _store(trigger, delivery, now)
-                if stored is None:
-                    # The same event, delivered at the same moment, was being stored by
-                    # another request, which committed first: nothing of this one is
-                    # kept; once more, and the duplicate check finds it.
-                    raise _Raced
-                delivery_id, duplicate = stored
-                if duplicate:
-                    return Acknowledged(delivery_id, True)
-                webhook_process.enqueue(delivery_id)
-        except (IntegrityError, _Raced):
-            # (No savepoint on the common path.)
+            if one_statement:
+                # Inside a caller's transaction (tests), a savepoint keeps it usable
+                # after a lost race; on its own the statement is its transaction.
+                with transaction.atomic() if connection.in_atomic_block else nullcontext():
+                    delivery_id, duplicate = _store_postgresql(
+                        trigger, delivery, now, task=webhook_process, backend=backend
+                    )
+            else:
+                with transaction.atomic():
+                    delivery_id, duplicate = _store(trigger, delivery, now)
+                    if not duplicate:
+                        webhook_process.enqueue(delivery_id)
+        except IntegrityError:
+            # The same event, delivered at the same moment, was being stored by another
+            # request, which committed first: nothing of this one is kept; once more,
+            # and the duplicate check finds it.
             if last_try:
                 raise
             continue
-        return Acknowledged(delivery_id, False)
+        return Acknowledged(delivery_id, duplicate)
     raise AssertionError("unreachable")
-
-
-class _Raced(Exception):
-    """Another request stored the same event id first (rolls this one back)."""
 
 
 def _store(
     trigger: WebhookEventTrigger, delivery: WebhookDelivery, now: datetime
-) -> tuple[int, bool] | None:
+) -> tuple[int, bool]:
     """The ORM's way (SQLite, tests): count a duplicate, else insert the trigger and the
     delivery. (delivery id, duplicate); a concurrent insert raises IntegrityError."""
     updated = WebhookDelivery.objects.filter(event_id=delivery.event_id).update(
@@ -189,43 +197,88 @@ def _store(
 
 def _insert_values(obj: Any, *, exclude: str = "") -> tuple[str, str, list[Any]]:
     """Table, column list and values of `obj` as Model.save would insert them (defaults,
-    auto_now, each field's own conversion), without building an INSERT query."""
+    auto_now, each field's own conversion; the primary key unless it is generated by the
+    database), without building an INSERT query."""
     meta = obj._meta
-    fields = [f for f in meta.concrete_fields if not f.primary_key and f.name != exclude]
+    fields = [f for f in meta.concrete_fields if f is not meta.auto_field and f.name != exclude]
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
     params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
     return connection.ops.quote_name(meta.db_table), columns, params
 
 
 def _store_postgresql(
-    trigger: WebhookEventTrigger, delivery: WebhookDelivery, now: datetime
-) -> tuple[int, bool] | None:
-    """The duplicate check and both inserts in ONE statement (the profile in
-    bench/report.py's W1 note: each ORM statement cost the acknowledgement more Python
-    than the SQL cost PostgreSQL). A stored event id only counts one more delivery and
-    stores no trigger. None when a concurrent request inserted the same event id after
-    this statement's snapshot (ON CONFLICT DO NOTHING): its trigger row must go too, so
-    the caller rolls back and tries again."""
+    trigger: WebhookEventTrigger,
+    delivery: WebhookDelivery,
+    now: datetime,
+    *,
+    task: Task[..., Any],
+    backend: DatabaseBackend,
+) -> tuple[int, bool]:
+    """The duplicate check, both inserts and the task row in ONE statement, which is its
+    own transaction: a stored event id only counts one more delivery; a new one gets its
+    trigger, its delivery and django-tasks-db's task row, or (a concurrent request stored
+    the same event id first: IntegrityError) nothing at all.
+
+    Why not `task.enqueue()`: in the bench's profile (bench/report.py, note W1) the
+    enqueue's `create()` was the largest single cost of the acknowledgement, and it needs
+    the transaction's BEGIN and COMMIT round trips besides. The row is built as the
+    backend builds it (`DatabaseBackend._task_to_db_task`: the same fields, its id
+    function, the model's pre_save handler, which sets "run after" to "now"), and the
+    backend's validation and `task_enqueued` signal are kept; only the args, which hold the
+    delivery's id made by this statement, are built in SQL. A test compares the row with
+    one made by `enqueue()` (tests/billing/test_webhook_queue.py), so an upgrade of
+    django-tasks-db that changes its rows fails there."""
+    backend.validate_task(task)
+    row = DBTaskResult(
+        id=backend._get_id(),
+        args_kwargs=None,
+        priority=task.priority,
+        task_path=task.module_path,
+        queue_name=task.queue_name,
+        run_after=task.run_after,
+        backend_name=backend.alias,
+    )
+    pre_save.send(DBTaskResult, instance=row, raw=False, using=connection.alias, update_fields=None)
     trigger_table, trigger_columns, trigger_params = _insert_values(trigger)
     # trigger_id: the id of the trigger inserted by the same statement.
     table, delivery_columns, delivery_params = _insert_values(delivery, exclude="trigger")
-    trigger_values = ", ".join(["%s"] * len(trigger_params))
-    delivery_values = ", ".join(["%s"] * len(delivery_params))
+    task_table, task_columns, task_params = _insert_values(row, exclude="args_kwargs")
+
+    def values(params: list[Any]) -> str:
+        return ", ".join(["%s"] * len(params))
+
     sql = (
         f"WITH dup AS (UPDATE {table} SET deliveries = deliveries + 1,"
         f" last_delivered_at = %s WHERE event_id = %s RETURNING id),"
         f" trig AS (INSERT INTO {trigger_table} ({trigger_columns})"
-        f" SELECT {trigger_values} WHERE NOT EXISTS (SELECT 1 FROM dup) RETURNING id),"
+        f" SELECT {values(trigger_params)} WHERE NOT EXISTS (SELECT 1 FROM dup) RETURNING id),"
         f" new AS (INSERT INTO {table} ({delivery_columns}, trigger_id)"
-        f" SELECT {delivery_values}, trig.id FROM trig"
-        f" ON CONFLICT (event_id) DO NOTHING RETURNING id)"
-        f" SELECT id, true FROM dup UNION ALL SELECT id, false FROM new"
+        f" SELECT {values(delivery_params)}, trig.id FROM trig RETURNING id),"
+        f" task AS (INSERT INTO {task_table} ({task_columns}, args_kwargs)"
+        f" SELECT {values(task_params)},"
+        f" jsonb_build_object('args', jsonb_build_array(new.id), 'kwargs', '{{}}'::jsonb)"
+        f" FROM new RETURNING id)"
+        f" SELECT id, true FROM dup UNION ALL SELECT new.id, false FROM new, task"
     )
-    params = [now, delivery.event_id, *trigger_params, *delivery_params]
+    params = [now, delivery.event_id, *trigger_params, *delivery_params, *task_params]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        row = cursor.fetchone()
-    return (int(row[0]), bool(row[1])) if row else None
+        row_returned = cursor.fetchone()
+    if row_returned is None:  # cannot happen: one of dup and new has a row
+        raise AssertionError(f"Stripe event {delivery.event_id}: the store returned nothing")
+    delivery_id, duplicate = int(row_returned[0]), bool(row_returned[1])
+    if not duplicate:
+        row.args_kwargs = normalize_json({"args": [delivery_id], "kwargs": {}})
+        post_save.send(
+            DBTaskResult,
+            instance=row,
+            created=True,
+            raw=False,
+            using=connection.alias,
+            update_fields=None,
+        )
+        task_enqueued.send(type(backend), task_result=row.task_result)
+    return delivery_id, duplicate
 
 
 # --- Process ----------------------------------------------------------------------------

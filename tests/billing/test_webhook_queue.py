@@ -9,6 +9,7 @@ import stripe
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from django_tasks_db.compat import task_enqueued
 from django_tasks_db.models import DBTaskResult
 from djstripe.models import Event, WebhookEventTrigger
 
@@ -75,17 +76,51 @@ def test_the_acknowledgement_is_a_handful_of_statements(deliver, created):
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's one statement")
-def test_on_postgresql_the_delivery_is_one_statement_between_endpoint_and_task(deliver, created):
+def test_on_postgresql_the_delivery_is_one_statement_after_the_endpoint(deliver, created):
     with CaptureQueriesContext(connection) as queries:
         assert deliver(created, process=False).status_code == 200
 
     sql = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
-    # The endpoint, then the duplicate check, the trigger and the delivery in one
-    # statement, then django-tasks' task row.
-    assert len(sql) == 3, "\n".join(sql)
+    # The endpoint, then the duplicate check, the trigger, the delivery and the task row
+    # in one statement (outside a test's transaction, its own: no BEGIN, no COMMIT).
+    assert len(sql) == 2, "\n".join(sql)
     assert "djstripe_webhookendpoint" in sql[0] and "stripe_data" not in sql[0]
     assert sql[1].startswith("WITH dup AS (UPDATE")
-    assert "django_tasks_database_dbtaskresult" in sql[2]
+    assert 'INSERT INTO "django_tasks_database_dbtaskresult"' in sql[1]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's one statement")
+def test_on_postgresql_the_task_row_is_the_one_django_tasks_would_have_made(deliver, created):
+    from billing.tasks import webhook_process
+
+    enqueued = []
+
+    def received(sender: object, task_result: object, **kwargs: object) -> None:
+        enqueued.append(task_result)
+
+    task_enqueued.connect(received)
+    try:
+        assert deliver(created, process=False).status_code == 200
+    finally:
+        task_enqueued.disconnect(received)
+    (ours,) = _tasks()
+    assert [r.id for r in enqueued] == [str(ours.id)]
+    theirs = webhook_process.enqueue(*ours.args_kwargs["args"]).db_result
+    theirs.refresh_from_db()
+
+    def fields(row: DBTaskResult) -> dict:
+        return {
+            f.name: getattr(row, f.name)
+            for f in DBTaskResult._meta.concrete_fields
+            if f.name not in ("id", "enqueued_at")
+        }
+
+    assert fields(ours) == fields(theirs)
+    assert ours.args_kwargs == {"args": [WebhookDelivery.objects.get().pk], "kwargs": {}}
+    assert ours.enqueued_at <= theirs.enqueued_at
+    # What the worker reads of it.
+    assert ours.task_result.task.func is webhook_process.func
+    assert ours.task_result.args == [WebhookDelivery.objects.get().pk]
 
 
 def test_the_stored_trigger_is_what_dj_stripe_would_have_stored(deliver, created, endpoint):
