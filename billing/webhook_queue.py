@@ -43,8 +43,9 @@ from django.db.models import F, Min
 from django.db.models.signals import post_save, pre_save
 from django.http import HttpRequest
 from django.utils import timezone
+from django_tasks.base import Task
 from django_tasks_db.backend import DatabaseBackend
-from django_tasks_db.compat import Task, normalize_json, task_backends, task_enqueued
+from django_tasks_db.compat import normalize_json, task_backends, task_enqueued
 from django_tasks_db.models import DBTaskResult
 from djstripe.models import Event, WebhookEndpoint, WebhookEventTrigger
 from djstripe.models.webhooks import get_remote_ip
@@ -129,7 +130,12 @@ def acknowledge(
     now = timezone.now()
     body = request.body.decode(request.encoding or "utf-8")
     backend = task_backends[webhook_process.backend]
-    one_statement = connection.vendor == "postgresql" and isinstance(backend, DatabaseBackend)
+    # The one-statement way needs django-tasks-db's table on PostgreSQL.
+    one_statement = (
+        backend
+        if connection.vendor == "postgresql" and isinstance(backend, DatabaseBackend)
+        else None
+    )
     for last_try in (False, True):
         # New objects for each try: a failed one may carry the pk of a row rolled back.
         trigger = WebhookEventTrigger(
@@ -150,12 +156,12 @@ def acknowledge(
             retry_until=now + RETRY_FOR,
         )
         try:
-            if one_statement:
+            if one_statement is not None:
                 # Inside a caller's transaction (tests), a savepoint keeps it usable
                 # after a lost race; on its own the statement is its transaction.
                 with transaction.atomic() if connection.in_atomic_block else nullcontext():
                     delivery_id, duplicate = _store_postgresql(
-                        trigger, delivery, now, task=webhook_process, backend=backend
+                        trigger, delivery, now, task=webhook_process, backend=one_statement
                     )
             else:
                 with transaction.atomic():
@@ -211,7 +217,7 @@ def _store_postgresql(
     delivery: WebhookDelivery,
     now: datetime,
     *,
-    task: Task[..., Any],
+    task: Task[[int], Any],
     backend: DatabaseBackend,
 ) -> tuple[int, bool]:
     """The duplicate check, both inserts and the task row in ONE statement, which is its
@@ -223,19 +229,21 @@ def _store_postgresql(
     enqueue's `create()` was the largest single cost of the acknowledgement, and it needs
     the transaction's BEGIN and COMMIT round trips besides. The row is built as the
     backend builds it (`DatabaseBackend._task_to_db_task`: the same fields, its id
-    function, the model's pre_save handler, which sets "run after" to "now"), and the
+    function, the model's pre_save handler, which stores "no run after" as its far-future
+    date), and the
     backend's validation and `task_enqueued` signal are kept; only the args, which hold the
     delivery's id made by this statement, are built in SQL. A test compares the row with
     one made by `enqueue()` (tests/billing/test_webhook_queue.py), so an upgrade of
     django-tasks-db that changes its rows fails there."""
-    backend.validate_task(task)
-    row = DBTaskResult(
+    # (django-tasks-db is typed against Django 6's django.tasks; on 5.2 it runs django_tasks.)
+    backend.validate_task(task)  # type: ignore[arg-type]
+    row: DBTaskResult[..., Any] = DBTaskResult(
         id=backend._get_id(),
         args_kwargs=None,
         priority=task.priority,
         task_path=task.module_path,
         queue_name=task.queue_name,
-        run_after=task.run_after,
+        run_after=task.run_after,  # type: ignore[misc]  # None: set by pre_save, below
         backend_name=backend.alias,
     )
     pre_save.send(DBTaskResult, instance=row, raw=False, using=connection.alias, update_fields=None)
