@@ -164,3 +164,34 @@ def test_a_batch_of_drift_is_fixed_in_one_transaction_through_the_one_writer():
     # One lock for the batch (in pk order), not one per user.
     locks = [s for s in sql if "FOR UPDATE" in s]
     assert len(locks) == (1 if connection.features.has_select_for_update else 0)
+
+
+def test_drift_is_pooled_across_batches_and_every_drifted_user_is_fixed(monkeypatch):
+    from billing.management.commands import reconcile_plans
+
+    monkeypatch.setattr(reconcile_plans, "BATCH", 2)
+    users = [User.objects.create_user(f"pool{i}@example.com", None) for i in range(6)]
+    # One drifted user in each of the three batches of two.
+    drifted = [u.pk for u in users[::2]]
+    User.objects.filter(pk__in=drifted).update(plan="flowkit")
+    calls: list[list[int]] = []
+    real = reconcile_plans.plans_refresh
+
+    def counted(*, user_ids: list[int], **kwargs: Any) -> int:
+        calls.append(list(user_ids))
+        return real(user_ids=user_ids, **kwargs)
+
+    monkeypatch.setattr(reconcile_plans, "plans_refresh", counted)
+
+    assert "6 users checked, 3 drifted, fixed 3." in _run()
+
+    # Fixed once BATCH drifted users were found, then the rest at the end: two fixes,
+    # not one a batch.
+    assert calls == [drifted[:2], drifted[2:]]
+    assert set(User.objects.values_list("plan", flat=True)) == {"starter"}
+    assert "0 drifted" in _run("--dry-run")
+    # A dry run fixes nothing, however much drift it finds.
+    User.objects.filter(pk__in=drifted).update(plan="flowkit")
+    calls.clear()
+    assert "3 drifted, would fix 3." in _run("--dry-run")
+    assert calls == []
