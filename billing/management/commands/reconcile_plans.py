@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.core.management.base import BaseCommand
+from django.db import connection, connections
 from django.utils import timezone
 
 from accounts.models import User
@@ -13,6 +16,7 @@ from billing.entitlements import (
     BillingColumns,
     Decision,
     Facts,
+    LastChangeDrift,
     billing_columns,
     facts_load_between,
     last_changes_drifted_between,
@@ -33,6 +37,56 @@ USER_COLUMNS = (
     "stripe_customer_id",
     "stripe_customer_livemode",
 )
+
+
+class Batch(NamedTuple):
+    """One keyset batch of users, with everything the decision reads of them."""
+
+    rows: list[tuple[Any, ...]]
+    facts: dict[int, Facts]
+    last_drifted: dict[int, LastChangeDrift]
+
+
+def _batch_load(after_pk: int) -> Batch:
+    """The BATCH users after `after_pk` by pk (keyset pagination: the same few queries
+    for every batch, the users read as tuples), and for their pk range the keys of the
+    Stripe JSON and the other facts the decision reads, and whose copied last change is
+    wrong (compared in SQL)."""
+    rows = value_rows(
+        User.objects.filter(pk__gt=after_pk).order_by("pk").values_list(*USER_COLUMNS)[:BATCH]
+    )
+    if not rows:
+        return Batch([], {}, {})
+    upto_pk = rows[-1][0]
+    return Batch(
+        rows,
+        facts_load_between(after_pk, upto_pk),
+        last_changes_drifted_between(after_pk, upto_pk),
+    )
+
+
+def _batches() -> Iterator[Batch]:
+    """Every batch of users, in pk order. On PostgreSQL, outside a transaction, the next
+    batch is read by a second thread (its own connection) while the caller decides this
+    one: half of a pass is waiting for PostgreSQL, which then works on the other core.
+    Inside a transaction (tests) a second connection would not see its rows, so the
+    batches are read one after the other there."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        after_pk = 0
+        while (batch := _batch_load(after_pk)).rows:
+            yield batch
+            after_pk = batch.rows[-1][0]
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="reconcile-read") as reader:
+        try:
+            upcoming: Future[Batch] = reader.submit(_batch_load, 0)
+            while (batch := upcoming.result()).rows:
+                upcoming = reader.submit(_batch_load, batch.rows[-1][0])
+                yield batch
+            # (Read at most one batch ahead: two batches' facts in memory at once.)
+        finally:
+            # The reader's connection is its thread's own: closed by that thread.
+            reader.submit(connections.close_all).result()
 
 
 class Command(BaseCommand):
@@ -61,7 +115,6 @@ class Command(BaseCommand):
     def _reconcile(self, *, dry_run: bool) -> None:
         total = User.objects.count()
         seen = drift = fixed = 0
-        last_pk = 0
         # Drifted users wait to be fixed until BATCH of them are found (or the pass ends):
         # a fix reads its users' facts again under their locks, at a fixed number of
         # queries for any number of users, so a few per batch cost as much as thousands.
@@ -77,22 +130,8 @@ class Command(BaseCommand):
             no_facts_columns.stripe_customer_id,
             no_facts_columns.stripe_customer_livemode,
         )
-        while True:
-            # Keyset pagination: a fixed number of queries per batch of users, read as
-            # tuples (no model instances: only a drifted user needs one).
-            rows = value_rows(
-                User.objects.filter(pk__gt=last_pk)
-                .order_by("pk")
-                .values_list(*USER_COLUMNS)[:BATCH]
-            )
-            if not rows:
-                break
-            after_pk, last_pk = last_pk, rows[-1][0]
-            # Only the keys of the Stripe JSON that the decision reads, for the users in
-            # this batch's pk range; decided here, in Python; only a drifted user costs
-            # statements of their own (plan_refresh).
-            facts = facts_load_between(after_pk, last_pk)
-            last_drifted = last_changes_drifted_between(after_pk, last_pk)
+        for batch in _batches():
+            rows, facts, last_drifted = batch.rows, batch.facts, batch.last_drifted
             now = timezone.now()  # one clock reading a batch: plan_decide's "now"
             for pk, email, plan, status, customer_id, livemode in rows:
                 # A user missing from last_drifted has the right copy of the last change.
