@@ -171,7 +171,10 @@ class WebhookDelivery(models.Model):
         FAILED = "failed", "Failed (not retried)"
         GAVE_UP = "gave_up", "Gave up after retrying for three days"
 
-    event_id = models.CharField(max_length=255, unique=True)
+    # Unique by the constraint in Meta, not unique=True: on PostgreSQL that would also
+    # make a varchar_pattern_ops index for LIKE, which no query uses (the admin's search
+    # is icontains) and every acknowledgement would pay for.
+    event_id = models.CharField(max_length=255)
     event_type = models.CharField(max_length=255)
     livemode = models.BooleanField(default=False)
     # The Stripe customer (else object) whose events are processed one at a time.
@@ -179,9 +182,9 @@ class WebhookDelivery(models.Model):
     trigger = models.ForeignKey(
         "djstripe.WebhookEventTrigger", null=True, on_delete=models.SET_NULL, related_name="+"
     )
-    state = models.CharField(
-        max_length=20, choices=State.choices, default=State.PENDING, db_index=True
-    )
+    # No index of its own: billing_delivery_backlog (state, received_at) serves every
+    # query by state (the worker's backlog, the admin's filter and counts).
+    state = models.CharField(max_length=20, choices=State.choices, default=State.PENDING)
     deliveries = models.PositiveIntegerField(default=1, help_text="Times Stripe delivered it.")
     attempts = models.PositiveIntegerField(default=0, help_text="Processing attempts that failed.")
     received_at = models.DateTimeField(default=timezone.now)
@@ -198,6 +201,9 @@ class WebhookDelivery(models.Model):
         ordering = ["-received_at"]
         verbose_name_plural = "webhook deliveries"
         indexes = [models.Index(fields=["state", "received_at"], name="billing_delivery_backlog")]
+        constraints = [
+            models.UniqueConstraint(fields=["event_id"], name="billing_delivery_event_id_unique")
+        ]
         # Made by migration 0006 first; declared here so that every database has it
         # (backoffice.roles grants it to "Billing admin").
         permissions = [("process_again", "Can process a webhook delivery again")]
