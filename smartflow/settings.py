@@ -163,6 +163,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# The webhook acknowledgement's one statement is prepared on each connection (billing/
+# webhook_queue.py). Off behind a connection pooler that cannot keep prepared statements
+# (PgBouncer in transaction mode before 1.21), as Django leaves its own off.
+DATABASE_PREPARED_STATEMENTS = env.bool("DATABASE_PREPARED_STATEMENTS", default=True)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
