@@ -566,18 +566,104 @@ def plans_refresh(*, user_ids: Iterable[int], source: str, notify: bool | None =
     """`plan_refresh` for many users in one transaction; returns how many changed plan.
 
     The users are locked in one statement, in pk order (the order any two callers lock
-    them in, so two of these cannot deadlock), and their facts loaded in five; then each
-    is decided and written exactly as `plan_refresh` does. For reconcile_plans, whose
-    per-user transactions, locks and fact queries were most of a fix's cost.
+    them in, so two of these cannot deadlock), and their facts loaded in five; each is
+    decided as `plan_refresh` decides, and the writes are made together: one UPDATE of
+    the changed users, one INSERT of their PlanChanges, then `plan_changed` for each, in
+    pk order. For reconcile_plans, whose per-user transactions, locks, fact queries and
+    then per-user UPDATE and INSERT were most of a fix's cost.
     """
     with transaction.atomic():
         locked = list(User.objects.select_for_update().filter(pk__in=list(user_ids)).order_by("pk"))
         facts = facts_load(u.pk for u in locked)
-        changes = [
-            _refresh_locked(user, facts[user.pk], user=user, source=source, notify=notify)
+        now = timezone.now()
+        outcomes = [
+            _refresh_decide(user, facts[user.pk], source=source, notify=notify, changed_at=now)
             for user in locked
         ]
-    return sum(1 for change in changes if change is not None)
+        rows = [o.locked for o in outcomes if o.write]
+        for row in rows:
+            row.updated_at = now  # auto_now, which bulk_update does not apply
+        User.objects.bulk_update(rows, ["plan", *BILLING_FIELDS, "updated_at"], batch_size=500)
+        changed = [o for o in outcomes if o.change is not None]
+        PlanChange.objects.bulk_create([o.change for o in changed if o.change is not None])
+        for outcome in changed:
+            _change_announce(outcome)
+    return len(changed)
+
+
+@dataclass
+class _Outcome:
+    """What `_refresh_decide` decided of one locked user: `locked` already carries the new
+    plan and columns; `write` says whether its row must be written, `change` is the
+    PlanChange to insert (None: the plan stays) and `notify` what plan_changed says."""
+
+    locked: User
+    write: bool
+    change: PlanChange | None
+    notify: bool
+
+
+def _refresh_decide(
+    locked: User,
+    facts: Facts,
+    *,
+    source: str,
+    stripe_event_id: str = "",
+    actor: User | None = None,
+    reason: str = "",
+    notify: bool | None = None,
+    changed_at: datetime | None = None,
+) -> _Outcome:
+    """Decide `locked`'s plan and columns from `facts` (loaded after the lock) and set
+    them on it, writing nothing of the user yet (alerts and the grace recheck are
+    recorded here). `changed_at`: the PlanChange's time, also the copied last change."""
+    decision = plan_decide(facts=facts, current=locked.plan)
+    columns = billing_columns(facts)
+    unknown_prices_record(decision.unknown_prices, stripe_event_id=stripe_event_id)
+    if decision.recheck_in is not None:
+        _grace_end_schedule(user_id=locked.pk, delay=decision.recheck_in)
+    old_plan = locked.plan
+    if decision.plan != old_plan:
+        changed_at = changed_at or timezone.now()
+        columns = replace(columns, last_plan_change_at=changed_at)
+    write = decision.plan != old_plan or columns != BillingColumns.of_user(locked)
+    for name, value in columns.as_fields().items():
+        setattr(locked, name, value)
+    locked.plan = decision.plan
+    if decision.plan == old_plan:
+        return _Outcome(locked, write, None, False)
+    if notify is None:
+        notify = (
+            source in _PAYMENT_SOURCES
+            and not plan_includes(old_plan, decision.plan)
+            and not _reached_by_paying(locked, decision.plan)
+        )
+    change = PlanChange(
+        user=locked,
+        old_plan=old_plan,
+        new_plan=decision.plan,
+        source=source,
+        stripe_event_id=stripe_event_id,
+        actor=actor,
+        reason=reason or decision.why,
+        created_at=changed_at,
+    )
+    return _Outcome(locked, write, change, notify)
+
+
+def _change_announce(outcome: _Outcome) -> None:
+    """Log a stored PlanChange and send plan_changed (in the writer's transaction)."""
+    change = outcome.change
+    assert change is not None
+    logger.info(
+        "Plan of user %s: %s -> %s (%s, %s)",
+        change.user_id,
+        change.old_plan,
+        change.new_plan,
+        change.source,
+        change.reason,
+    )
+    plan_changed.send(sender=PlanChange, plan_change=change, notify=outcome.notify)
 
 
 def _refresh_locked(
@@ -594,55 +680,25 @@ def _refresh_locked(
     """The body of `plan_refresh`: `locked` is the user's row, locked in this transaction,
     and `facts` its facts, loaded after the lock; `user` is the caller's instance, given the
     stored values."""
-    decision = plan_decide(facts=facts, current=locked.plan)
-    columns = billing_columns(facts)
-    unknown_prices_record(decision.unknown_prices, stripe_event_id=stripe_event_id)
-    if decision.recheck_in is not None:
-        _grace_end_schedule(user_id=locked.pk, delay=decision.recheck_in)
-    old_plan = locked.plan
-    changed = decision.plan != old_plan
-    if changed:
-        # The change's time is also the user's last_plan_change_at, written below in
-        # the same UPDATE as the plan.
-        changed_at = timezone.now()
-        columns = replace(columns, last_plan_change_at=changed_at)
-    if changed or columns != BillingColumns.of_user(locked):
-        fields = columns.as_fields()
-        for name, value in fields.items():
-            setattr(locked, name, value)
-        locked.plan = decision.plan
-        locked.save(update_fields=["plan", *fields, "updated_at"])
-    user.plan = decision.plan
-    for name, value in columns.as_fields().items():
-        setattr(user, name, value)
-    if not changed:
-        return None
-    if notify is None:
-        notify = (
-            source in _PAYMENT_SOURCES
-            and not plan_includes(old_plan, decision.plan)
-            and not _reached_by_paying(locked, decision.plan)
-        )
-    change = PlanChange.objects.create(
-        user=locked,
-        old_plan=old_plan,
-        new_plan=decision.plan,
+    outcome = _refresh_decide(
+        locked,
+        facts,
         source=source,
         stripe_event_id=stripe_event_id,
         actor=actor,
-        reason=reason or decision.why,
-        created_at=changed_at,
+        reason=reason,
+        notify=notify,
     )
-    logger.info(
-        "Plan of user %s: %s -> %s (%s, %s)",
-        locked.pk,
-        old_plan,
-        decision.plan,
-        source,
-        change.reason,
-    )
-    plan_changed.send(sender=PlanChange, plan_change=change, notify=notify)
-    return change
+    if outcome.write:
+        locked.save(update_fields=["plan", *BILLING_FIELDS, "updated_at"])
+    user.plan = locked.plan
+    for name in BILLING_FIELDS:
+        setattr(user, name, getattr(locked, name))
+    if outcome.change is None:
+        return None
+    outcome.change.save(force_insert=True)
+    _change_announce(outcome)
+    return outcome.change
 
 
 def _grace_end_schedule(*, user_id: int, delay: timedelta) -> None:
