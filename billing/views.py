@@ -54,7 +54,7 @@ from billing.plans import (
 )
 from billing.pricing import pricing_interval
 from billing.stripe_api import PriceMissing, StripeError, live_subscription, price_find
-from billing.webhook_queue import acknowledge, signature_valid
+from billing.webhook_queue import acknowledge, endpoint_load, signature_valid
 
 logger = logging.getLogger(__name__)
 
@@ -306,17 +306,6 @@ def _livemode_refused(
     return True
 
 
-# What the acknowledgement reads of the endpoint (the view, signature_valid, acknowledge).
-_ENDPOINT_FIELDS = (
-    "id",
-    "livemode",
-    "secret",
-    "djstripe_tolerance",
-    "djstripe_owner_account",
-    "djstripe_uuid",
-)
-
-
 @csrf_exempt
 @login_not_required
 @transaction.non_atomic_requests
@@ -354,11 +343,7 @@ def stripe_webhook(request: HttpRequest, uuid: UUID) -> HttpResponse:
     if not signature.isascii():
         logger.warning("Stripe webhook %s: signature is not ASCII; refused", request.path)
         return HttpResponseBadRequest("Bad Stripe-Signature header.")
-    # Only the columns an acknowledgement reads (not stripe_data's JSON); djstripe_uuid is
-    # unique, so no ORDER BY (.first() would add one). Any other field would load lazily.
-    endpoint = next(
-        iter(WebhookEndpoint.objects.filter(djstripe_uuid=uuid).only(*_ENDPOINT_FIELDS)[:1]), None
-    )
+    endpoint = endpoint_load(uuid)
     if endpoint is None:
         raise Http404("No such webhook endpoint.")
     body = ""

@@ -38,6 +38,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import stripe
 from django.conf import settings
@@ -103,6 +104,46 @@ def signature_valid(endpoint: WebhookEndpoint, body: str, header: str) -> bool:
         endpoint=endpoint, expires_at__gt=timezone.now()
     ).values_list("secret", flat=True)
     return any(verifies(secret) for secret in previous)
+
+
+# What the acknowledgement reads of the endpoint (the view, signature_valid, acknowledge).
+ENDPOINT_FIELDS = (
+    "id",
+    "livemode",
+    "secret",
+    "djstripe_tolerance",
+    "djstripe_owner_account",
+    "djstripe_uuid",
+)
+
+
+def endpoint_load(uuid: UUID) -> WebhookEndpoint | None:
+    """The endpoint of `/stripe/webhook/<uuid>/` with only the columns an acknowledgement
+    reads (not stripe_data's JSON; any other field would load lazily). On PostgreSQL a
+    statement prepared per connection, as the acknowledgement's own (`prepared_cursor`):
+    compiling the queryset was most of the lookup's time in-process."""
+    if connection.vendor != "postgresql":
+        # djstripe_uuid is unique, so no ORDER BY (.first() would add one).
+        queryset = WebhookEndpoint.objects.filter(djstripe_uuid=uuid).only(*ENDPOINT_FIELDS)
+        return next(iter(queryset[:1]), None)
+    sql, names = _endpoint_sql()
+    with prepared_cursor() as cursor:
+        cursor.execute(sql, [uuid])
+        row = cursor.fetchone()
+    return None if row is None else WebhookEndpoint.from_db(connection.alias, names, row)
+
+
+@functools.cache
+def _endpoint_sql() -> tuple[str, list[str]]:
+    """The lookup's SQL and the attnames it reads, in the model's field order (as
+    `Model.from_db` takes them), the primary key included."""
+    meta = WebhookEndpoint._meta
+    fields = [f for f in meta.concrete_fields if f.primary_key or f.name in ENDPOINT_FIELDS]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(f.column) for f in fields)
+    uuid_column = quote(meta.get_field("djstripe_uuid").column)
+    sql = f"SELECT {columns} FROM {quote(meta.db_table)} WHERE {uuid_column} = %s LIMIT 1"
+    return sql, [f.attname for f in fields]
 
 
 def customer_key(event: dict[str, Any]) -> str:
@@ -220,7 +261,7 @@ def _insert_shape(model: type[Any], exclude: str) -> tuple[list[Any], str, str, 
     """What `_insert_values` writes of every `model` (the same for each row, so made
     once: asking each field its type cost more than the statement). Each placeholder
     casts to its column's type, without length (a cast would cut a long value where the
-    insert refuses it): the values are sent apart from the SQL (`_prepared_cursor`), and
+    insert refuses it): the values are sent apart from the SQL (`prepared_cursor`), and
     in an INSERT ... SELECT PostgreSQL would take an untyped one (None, a str for a uuid)
     as text."""
     meta = model._meta
@@ -244,7 +285,7 @@ class _PreparedCursor(ServerBindingCursor):
         return super().execute(query, params, **kwargs)
 
 
-def _prepared_cursor() -> Any:
+def prepared_cursor() -> Any:
     """A Django cursor (execute wrappers, query log, database errors mapped to Django's)
     over a psycopg cursor that sends the values apart from the SQL and prepares the
     statement, so the acknowledgement's statement is parsed and planned once per
@@ -335,7 +376,7 @@ def _store_postgresql(
         f" SELECT id, true FROM dup UNION ALL SELECT new.id, false FROM new, task"
     )
     params = [now, delivery.event_id, *trigger_params, *delivery_params, *task_params]
-    with _prepared_cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(sql, params)
         row_returned = cursor.fetchone()
     if row_returned is None:  # cannot happen: one of dup and new has a row
