@@ -89,6 +89,37 @@ def test_on_postgresql_the_delivery_is_one_statement_after_the_endpoint(deliver,
     assert 'INSERT INTO "django_tasks_database_dbtaskresult"' in sql[1]
 
 
+def _prepared_statements() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [row[0] for row in cursor.fetchall()]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="prepared statements")
+@pytest.mark.parametrize("prepared", [True, False])
+def test_on_postgresql_the_acknowledgement_prepares_its_statements_unless_turned_off(
+    deliver, created, settings, prepared
+):
+    settings.DATABASE_PREPARED_STATEMENTS = prepared
+    with connection.cursor() as cursor:
+        # What earlier tests prepared on this connection (psycopg forgets them too).
+        cursor.execute("DEALLOCATE ALL")
+    assert _prepared_statements() == []
+
+    assert deliver(created, process=False).status_code == 200
+    assert deliver({**created, "id": created["id"] + "_2"}, process=False).status_code == 200
+
+    statements = _prepared_statements()
+    if not prepared:
+        assert statements == []
+        return
+    # The endpoint lookup and the store, each prepared once and run twice; nothing else
+    # of the connection is prepared (Django's own statements stay unprepared).
+    assert len(statements) == 2, statements
+    assert any("djstripe_webhookendpoint" in s for s in statements)
+    assert any(s.startswith("WITH dup AS (UPDATE") for s in statements)
+
+
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's one statement")
 def test_on_postgresql_the_task_row_is_the_one_django_tasks_would_have_made(deliver, created):
     from billing.tasks import webhook_process
