@@ -623,14 +623,16 @@ def _refresh_decide(
     if decision.recheck_in is not None:
         _grace_end_schedule(user_id=locked.pk, delay=decision.recheck_in)
     old_plan = locked.plan
-    if decision.plan != old_plan:
-        changed_at = changed_at or timezone.now()
-        columns = replace(columns, last_plan_change_at=changed_at)
-    write = decision.plan != old_plan or columns != BillingColumns.of_user(locked)
+    if decision.plan == old_plan:
+        at = None
+    else:
+        at = changed_at or timezone.now()
+        columns = replace(columns, last_plan_change_at=at)
+    write = at is not None or columns != BillingColumns.of_user(locked)
     for name, value in columns.as_fields().items():
         setattr(locked, name, value)
     locked.plan = decision.plan
-    if decision.plan == old_plan:
+    if at is None:
         return _Outcome(locked, write, None, False)
     if notify is None:
         notify = (
@@ -646,7 +648,7 @@ def _refresh_decide(
         stripe_event_id=stripe_event_id,
         actor=actor,
         reason=reason or decision.why,
-        created_at=changed_at,
+        created_at=at,
     )
     return _Outcome(locked, write, change, notify)
 
