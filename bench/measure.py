@@ -1,6 +1,7 @@
 """One batch job of `make bench`, measured in a fresh process of its own:
 
     python bench/measure.py reconcile [--tracemalloc]   # manage.py reconcile_plans
+    python bench/measure.py reconcile_dry               # the same with --dry-run
     python bench/measure.py scan [--tracemalloc]        # its ceiling: the same walk over
                                                         # users, no work
     python bench/measure.py scan_models                 # the walk as model instances
@@ -60,18 +61,24 @@ def scan_models() -> str:
     return f"{seen} users read."
 
 
-def reconcile() -> str:
+def reconcile(*, dry_run: bool = False) -> str:
     from django.core.management import call_command
 
     out = io.StringIO()
     # Progress goes to stderr every batch; the summary is the last line of stdout.
-    call_command("reconcile_plans", stdout=out, stderr=io.StringIO())
+    call_command("reconcile_plans", dry_run=dry_run, stdout=out, stderr=io.StringIO())
     lines = out.getvalue().strip().splitlines()
     return lines[-1] if lines else ""
 
 
+def reconcile_dry() -> str:
+    """reconcile_plans --dry-run: the same reads, nothing fixed (the bench's warm-up)."""
+    return reconcile(dry_run=True)
+
+
 JOBS: dict[str, Callable[[], str]] = {
     "reconcile": reconcile,
+    "reconcile_dry": reconcile_dry,
     "scan": scan,
     "scan_models": scan_models,
 }

@@ -292,6 +292,10 @@ def _admin_rows(r: dict[str, Any], rows: list[Row], notes: dict[str, str]) -> No
     )
 
 
+def _rounds(result: dict[str, Any]) -> str:
+    return ", ".join(f"{seconds:.2f}" for seconds in result.get("rounds_s", [result["seconds"]]))
+
+
 def _reconcile_rows(r: dict[str, Any], rows: list[Row], notes: dict[str, str]) -> None:
     """reconcile_plans beside a bare keyset scan of the same users."""
     scan, rec, clean = r["scan"], r["reconcile"], r["reconcile_clean"]
@@ -459,9 +463,16 @@ def report_write(r: dict[str, Any], path: Path) -> None:
         "gating figure and its ceiling alternate in five rounds each. Admin time per page is "
         f"the median of {r['args']['admin_requests']} requests over HTTP, one at a time, "
         "alternating with the bare list; queries per page are counted in-process with "
-        "Django's test client on the same database. `reconcile_plans` and its ceiling run "
-        "in fresh processes after the server stopped: time excludes Django's start-up, "
-        "queries are every SQL statement sent.",
+        "Django's test client on the same database. `reconcile_plans` and its ceilings run "
+        "in fresh processes after the server stopped, after one unmeasured dry run of the "
+        "job (which reads every table they read, so that none of them pays for reading "
+        "from disk what another read before it); the scans and the second run are each the "
+        f"median of {len(r['reconcile_clean'].get('rounds_s', [0]))} alternating rounds "
+        "(seconds: scan "
+        f"{_rounds(r['scan'])}, model-instance scan {_rounds(r['scan_models'])}, second "
+        f"run {_rounds(r['reconcile_clean'])}), the first run, which fixes the seeded "
+        "drift, is one; time excludes Django's start-up, queries are every SQL statement "
+        "sent.",
     ]
     lines += ["", *_goal(r), "", *_goal_16(r), "", *_storm(r), "", "## Notes", ""]
     if not used:
