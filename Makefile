@@ -11,9 +11,14 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .PHONY: run test test-sqlite test-postgres lint typecheck format install install-dev static bench
-.PHONY: test-fast browsers precommit
+.PHONY: test-fast browsers precommit python-version
 
-$(PY):
+# Before anything else: an unsupported Python stops here, in one line, not in a traceback
+# from some dependency (pyproject.toml's requires-python).
+python-version:
+	@$(PYTHON) smartflow/python_version.py
+
+$(PY): | python-version
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -q --upgrade pip
 
@@ -35,16 +40,17 @@ static: $(VENV)/.installed
 	DEBUG=true $(PY) manage.py collectstatic --noinput -v0
 
 # Local use: DEBUG on, SQLite, console email, and the background worker beside the
-# web server (stopped together with Ctrl-C). SITE_URL follows HOST and PORT so that the
-# sandbox's webhooks and links reach this server. The worker (`manage.py worker`) queues
-# again what a worker killed last time had claimed (smartflow/workers.py). Once the server
-# answers, run_banner prints the URL, the test cards and how to make a staff login.
-# One STRIPE_SANDBOX_SEED for the web server and the worker (random unless given; the
-# banner prints it) so that the sandbox's delivery choices can be replayed.
-run: static
-	@export DEBUG=$${DEBUG:-true} SITE_URL=$${SITE_URL:-http://$(HOST):$(PORT)} \
-	  STRIPE_SANDBOX_SEED=$${STRIPE_SANDBOX_SEED:-$$($(PY) -c 'import secrets; print(secrets.randbelow(10**6))')}; \
-	$(PY) manage.py migrate --noinput && \
+# web server (stopped together with Ctrl-C). smartflow/devenv.py first writes (once) or
+# updates the git-ignored .env that every later command reads: DEBUG on, a development
+# SECRET_KEY, SITE_URL from HOST and PORT (so that the sandbox's webhooks and every link
+# reach this server) and the sandbox's delivery seed. A `manage.py` command typed in a
+# second terminal therefore behaves as the server does; delete .env to start over. The
+# worker (`manage.py worker`) queues again what a worker killed last time had claimed
+# (smartflow/workers.py). Once the server answers, run_banner prints the URL, the test
+# cards and how to make a staff login.
+run: python-version static
+	@$(PY) -m smartflow.devenv --host $(HOST) --port $(PORT)
+	@$(PY) manage.py migrate --noinput && \
 	$(PY) manage.py stripe_catalog --sandbox-only && \
 	{ $(PY) manage.py worker & worker=$$!; \
 	  $(PY) manage.py run_banner --wait $(HOST):$(PORT) & banner=$$!; \
@@ -53,7 +59,7 @@ run: static
 
 # SQLite and PostgreSQL side by side (one per core), each run's output printed whole when
 # it ends; the set-up they share (venv, static files) is built once, before either starts.
-test: $(VENV)/.installed-dev static browsers
+test: python-version $(VENV)/.installed-dev static browsers
 	@$(MAKE) --no-print-directory -j2 --output-sync=target test-sqlite test-postgres
 
 # Everything but the browser journeys and the slow suites (markers set in tests/conftest.py),

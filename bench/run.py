@@ -87,6 +87,8 @@ def server_env(*, database_url: str, port: int, latency_ms: int) -> dict[str, st
     env.update(
         {
             "DJANGO_SETTINGS_MODULE": "smartflow.settings",
+            # Never a developer's .env (make run's turns DEBUG on): only what is set here.
+            "ENV_FILE": "/dev/null",
             "PYTHONUNBUFFERED": "1",
             "DATABASE_URL": database_url,
             "DEBUG": "false",

@@ -11,7 +11,7 @@ class OnboardingConfig(AppConfig):
         from anymail.signals import tracking
 
         from billing.signals import customer_notice, plan_changed
-        from onboarding import receivers
+        from onboarding import checks, receivers  # noqa: F401 (checks registers itself)
 
         plan_changed.connect(receivers.plan_changed_receive, dispatch_uid="onboarding_welcome")
         customer_notice.connect(

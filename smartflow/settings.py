@@ -7,7 +7,9 @@ equal setting names, and every one is listed in `.env.example`.
 
 from __future__ import annotations
 
+import os
 import secrets
+from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,10 +23,39 @@ from billing.plans import Interval, Plan
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
-if (BASE_DIR / ".env").is_file():
-    # read_env never overwrites variables already set, so the environment wins.
-    environ.Env.read_env(BASE_DIR / ".env")
+
+class _SetVariables(Mapping[str, str]):
+    """The environment without its empty variables: `NAME=` (as in a copied .env.example)
+    means "use the default", never "off" (django-environ reads "" as a false bool) nor a
+    crash (nor "" as a number)."""
+
+    def __getitem__(self, name: str) -> str:
+        value = os.environ[name]
+        if value == "":
+            raise KeyError(name)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, value in os.environ.items() if value != "")
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+class _Env(environ.Env):
+    ENVIRON = _SetVariables()
+
+
+env = _Env()
+# The .env file: `make run` writes one for local use (smartflow/devenv.py). ENV_FILE names
+# another file; the test suite sets ENV_FILE=/dev/null so that a developer's .env never
+# changes what the tests see. read_env never overwrites variables already set, so the
+# environment wins.
+ENV_FILE = Path(os.environ.get("ENV_FILE") or BASE_DIR / ".env")
+if os.environ.get("ENV_FILE") and not ENV_FILE.exists():
+    raise ImproperlyConfigured(f"ENV_FILE={ENV_FILE} does not exist.")
+if ENV_FILE.exists():
+    environ.Env.read_env(ENV_FILE)
 
 DEBUG = env.bool("DEBUG", default=False)
 
@@ -186,7 +217,15 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 # --- Email ------------------------------------------------------------------------------
-EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+# Console (printed to the log) for local use; with DEBUG off Django's SMTP backend, so that
+# no email is ever printed where log readers see it (onboarding.E001 refuses the console
+# backend with DEBUG off unless EMAIL_BACKEND_ALLOW_CONSOLE says so on purpose).
+EMAIL_BACKEND = env.str(
+    "EMAIL_BACKEND",
+    default="django.core.mail.backends."
+    + ("console.EmailBackend" if DEBUG else "smtp.EmailBackend"),
+)
+EMAIL_BACKEND_ALLOW_CONSOLE = env.bool("EMAIL_BACKEND_ALLOW_CONSOLE", default=False)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="no-reply@smartflowsystems.com")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # Reply-To of every customer email: where "reply to this email" reaches a person. Unset

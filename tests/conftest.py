@@ -60,6 +60,19 @@ def fast_passwords() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(autouse=True, scope="session")
+def static_files_without_manifest() -> Iterator[None]:
+    """Pages name static files by their source names, served by the staticfiles finders
+    (Django's test client and live server): no test depends on `collectstatic` having
+    written the manifest, so any test file passes right after `make install-dev`. The
+    manifest storage itself is production's and `make run`'s (collectstatic in the Makefile)."""
+    from django.conf import settings
+
+    plain = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
+    with override_settings(STORAGES={**settings.STORAGES, "staticfiles": plain}):
+        yield
+
+
 TESTS = Path(__file__).resolve().parent
 # Fixtures that make a test take seconds: a live server thread, or real task workers.
 SLOW_FIXTURES = {"live_server", "task_worker"}

@@ -60,16 +60,6 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
-@pytest.fixture(autouse=True)
-def _plain_static_names(settings) -> None:
-    # The live server answers /static/ through the staticfiles finders, which know the
-    # source names, not the hashed ones the manifest storage would put in pages.
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
-
-
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     report = yield

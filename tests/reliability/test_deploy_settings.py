@@ -31,6 +31,7 @@ PRODUCTION = {
 def _run(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
     # Only what production has: nothing of the test run's environment leaks in.
     base = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
+    base["ENV_FILE"] = "/dev/null"  # never a developer's .env
     return subprocess.run(
         [sys.executable, *args],
         cwd=settings.BASE_DIR,
@@ -67,6 +68,104 @@ def test_deploy_checks_fail_with_the_sandbox_on():
     assert result.returncode != 0
     assert "billing.E001" in result.stderr + result.stdout
     assert "STRIPE_SANDBOX is on" in result.stderr + result.stdout
+
+
+def test_deploy_checks_fail_with_the_console_email_backend_and_debug_off():
+    # Password-reset links printed to the log: anyone who reads the logs takes accounts.
+    console = {"EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"}
+
+    refused = _run(["manage.py", "check", "--deploy"], **console)
+    on_purpose = _run(
+        ["manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        **console,
+        EMAIL_BACKEND_ALLOW_CONSOLE="true",
+    )
+
+    assert refused.returncode != 0
+    assert "onboarding.E001" in refused.stderr
+    assert "ANYMAIL_ESP" in refused.stderr
+    assert on_purpose.returncode == 0, on_purpose.stdout + on_purpose.stderr
+
+
+def test_email_leaves_the_machine_by_default_with_debug_off():
+    # Unset, EMAIL_BACKEND is SMTP with DEBUG off (console only for local use).
+    code = "import django; django.setup(); from django.conf import settings as s; "
+    code += "print(s.EMAIL_BACKEND)"
+
+    result = _run(["-c", code])
+
+    assert result.stdout.strip().splitlines()[-1] == "django.core.mail.backends.smtp.EmailBackend"
+
+
+_SECURITY = (
+    "import json, django; django.setup(); from django.conf import settings as s; "
+    "print(json.dumps([s.DEBUG, s.SECURE_SSL_REDIRECT, s.SESSION_COOKIE_SECURE, "
+    "s.CSRF_COOKIE_SECURE, s.SECURE_HSTS_SECONDS, s.SECURE_HSTS_INCLUDE_SUBDOMAINS]))"
+)
+
+
+def test_a_copied_env_example_with_a_secret_key_is_a_secure_production_configuration(tmp_path):
+    # `cp .env.example .env`, SECRET_KEY filled in, nothing else: the app starts with DEBUG
+    # off and every HTTPS protection on, and the deployment checks pass.
+    example = (settings.BASE_DIR / ".env.example").read_text()
+    key = "copied-" + "s3cr3t-9f8e7d6c5b4a" * 4
+    assert "\nSECRET_KEY=\n" in example
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(example.replace("\nSECRET_KEY=\n", f"\nSECRET_KEY={key}\n"))
+    # Only the file: none of PRODUCTION's variables.
+    base = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
+    env = {**base, "ENV_FILE": str(dotenv), "DJANGO_SETTINGS_MODULE": "smartflow.settings"}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, *args],
+            cwd=settings.BASE_DIR,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    started = run("-c", _SECURITY)
+    checked = run("manage.py", "check", "--deploy", "--fail-level", "WARNING")
+
+    assert started.returncode == 0, started.stderr
+    assert json.loads(started.stdout.strip().splitlines()[-1]) == [
+        False,
+        True,
+        True,
+        True,
+        31536000,
+        True,
+    ]
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_empty_values_mean_the_defaults():
+    # `SECURE_SSL_REDIRECT=` (as a copied .env.example had it) used to read as "off", and
+    # `SECURE_HSTS_SECONDS=` crashed start-up.
+    empty = dict.fromkeys(
+        (
+            "SECURE_SSL_REDIRECT",
+            "SESSION_COOKIE_SECURE",
+            "CSRF_COOKIE_SECURE",
+            "SECURE_HSTS_SECONDS",
+            "SECURE_HSTS_INCLUDE_SUBDOMAINS",
+        ),
+        "",
+    )
+
+    result = _run(["-c", _SECURITY], **empty)
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [
+        False,
+        True,
+        True,
+        True,
+        31536000,
+        True,
+    ]
 
 
 # Validates a forged event the way dj-stripe's webhook view does, without a database:

@@ -72,9 +72,9 @@ def test_every_plan_and_interval_has_its_stripe_price_variable():
     # e.g. STRIPE_PRICE_FLOWKIT_ONEOFF=price_...
     lines = (ROOT / ".env.example").read_text().splitlines()
     documented = {
-        line.split("=")[0]: lines[n - 1]
+        line.removeprefix("#").split("=")[0]: lines[n - 1]
         for n, line in enumerate(lines)
-        if line.startswith("STRIPE_PRICE_")
+        if line.removeprefix("#").startswith("STRIPE_PRICE_")
     }
     assert documented.keys() == names.keys()
     assert all(above.startswith("# ") for above in documented.values())

@@ -59,6 +59,12 @@ def banner_lines() -> list[str]:
     ]
     if settings.EMAIL_BACKEND == CONSOLE_EMAIL:
         lines += ["", "Emails are printed in this terminal (console email backend)."]
+    if settings.ENV_FILE.is_file():
+        lines += [
+            "",
+            f"Settings: {settings.ENV_FILE} (every manage.py command in this folder reads it;",
+            "delete it to start over: make run writes a new one).",
+        ]
     lines += ["", "Ctrl-C stops the server and the worker."]
     return lines
 
