@@ -157,7 +157,7 @@ def make_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MakeRun]:
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
-        run.wait_for("delete it to start over")  # the banner's last news: it is up
+        run.wait_for("Delete it to start over")  # the banner's last news: it is up
         yield run
     finally:
         os.killpg(process.pid, signal.SIGTERM)

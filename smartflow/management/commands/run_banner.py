@@ -62,8 +62,10 @@ def banner_lines() -> list[str]:
     if settings.ENV_FILE.is_file():
         lines += [
             "",
-            f"Settings: {settings.ENV_FILE} (every manage.py command in this folder reads it;",
-            "delete it to start over: make run writes a new one).",
+            f"Settings: {settings.ENV_FILE}",
+            "Every manage.py command in this folder reads it, so commands typed in another",
+            "terminal see what this server sees. Delete it to start over (make run writes",
+            "a new one).",
         ]
     lines += ["", "Ctrl-C stops the server and the worker."]
     return lines
