@@ -7,9 +7,9 @@ it is idempotent, so whichever comes second changes nothing.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import stripe
@@ -30,9 +30,9 @@ from billing.entitlements import (
 )
 from billing.models import OneOffPurchase, PlanChange
 from billing.offers import trial_days
-from billing.plans import RECURRING, Interval, plan_rank, price_plan
+from billing.plans import RECURRING, Interval, plan_rank, price_plan, recurring_interval
+from billing.standing import next_charge_values
 from billing.stripe_api import api_kwargs, customer_for, price_find
-from billing.stripe_layout import subscription_period
 
 logger = logging.getLogger(__name__)
 
@@ -215,11 +215,20 @@ def checkout_fulfil(
 
 @dataclass(frozen=True)
 class SwitchQuote:
-    """What an upgrade costs now: Stripe's preview of the invoice the switch would make."""
+    """What an upgrade costs: Stripe's preview of the invoice the switch would make now
+    (its lines: the credit for unused time, the new plan; VAT and discounts), and Stripe's
+    preview of each renewal after it (None when the billing cycle restarts now)."""
 
     amount_due: int
     currency: str
     proration_date: int
+    lines: list[dict[str, Any]]
+    subtotal: int
+    discount: int
+    tax: int
+    tax_inclusive: bool
+    renewal_amount: int | None = None
+    renewal_at: datetime | None = None
 
 
 def _switch_items(
@@ -234,11 +243,16 @@ def _switch_items(
     return [{"id": sold.item["id"], "price": price.id}]
 
 
-def _now_in_period(subscription: dict[str, Any]) -> int:
-    """Now, as a proration date: Stripe requires one inside the current period. Against a
-    real account now always is; a sandbox whose clock was moved on has periods elsewhere."""
-    start, end = subscription_period(subscription)
-    return max(start or 0, min(int(time.time()), end or int(time.time())))
+def _proration_moment(preview: dict[str, Any]) -> int | None:
+    """Stripe's own "now" in a preview: its proration lines start at the proration date.
+    Read from the answer, not our wall clock, so that a sandbox whose clock was moved on
+    (or a Stripe test clock) quotes and charges the same moment."""
+    starts = [
+        int(line["period"]["start"])
+        for line in (preview.get("lines") or {}).get("data") or []
+        if ((line.get("parent") or {}).get("subscription_item_details") or {}).get("proration")
+    ]
+    return min(starts) if starts else None
 
 
 def switch_preview(
@@ -249,21 +263,45 @@ def switch_preview(
     proration_date: int | None = None,
 ) -> SwitchQuote:
     """Stripe's preview of the invoice an upgrade to `plan` (`interval`) would charge
-    now, prorated to `proration_date` (now by default). Saves and charges nothing. To
-    annual from monthly, Stripe resets the billing cycle to now: the preview is the
-    year's price less the unused part of the month."""
-    when = proration_date or _now_in_period(subscription)
+    now, prorated to `proration_date` (Stripe's now by default), and of the renewals after
+    it. Saves and charges nothing. To annual from monthly, Stripe resets the billing cycle
+    to now: the preview is the year's price less the unused part of the month."""
+    items = _switch_items(subscription, plan, interval)
+    details: dict[str, Any] = {"items": items, "proration_behavior": "always_invoice"}
+    if proration_date:
+        details["proration_date"] = proration_date
     preview = stripe.Invoice.create_preview(
         customer=subscription["customer"],
         subscription=subscription["id"],
-        subscription_details={
-            "items": _switch_items(subscription, plan, interval),
-            "proration_behavior": "always_invoice",
-            "proration_date": when,
-        },
+        subscription_details=details,
         **api_kwargs(),
+    ).to_dict()
+    when = proration_date or _proration_moment(preview) or int(preview["created"])
+    charged = next_charge_values(preview)
+    renewal = None
+    sold = subscription_sells(subscription)
+    if sold is not None and recurring_interval(sold.item.get("price") or {}) == interval:
+        # The next renewal at the new price: no proration, so it bills only the period.
+        renewal = next_charge_values(
+            stripe.Invoice.create_preview(
+                customer=subscription["customer"],
+                subscription=subscription["id"],
+                subscription_details={"items": items, "proration_behavior": "none"},
+                **api_kwargs(),
+            ).to_dict()
+        )
+    return SwitchQuote(
+        amount_due=charged["amount_due"],
+        currency=charged["currency"],
+        proration_date=when,
+        lines=charged["lines"],
+        subtotal=charged["subtotal"],
+        discount=charged["discount"],
+        tax=charged["tax"],
+        tax_inclusive=charged["tax_inclusive"],
+        renewal_amount=renewal["amount_due"] if renewal else None,
+        renewal_at=renewal["due_at"] if renewal else None,
     )
-    return SwitchQuote(preview["amount_due"], preview["currency"], when)
 
 
 # How long a quoted amount can be accepted: the charge is prorated to the quote's moment,

@@ -223,3 +223,31 @@ class WebhookSecretPrevious(models.Model):
 
     def __str__(self) -> str:
         return f"previous secret of {self.endpoint_id} until {self.expires_at:%Y-%m-%d %H:%M}"
+
+
+class NextCharge(models.Model):
+    """Stripe's own preview of a subscription's next invoice (`Invoice.create_preview`):
+    what the customer will be charged and when, tax and discounts included.
+
+    Fetched by the worker whenever the subscription syncs (billing/standing.py), never in
+    a page request, so a page that shows it makes no Stripe call. No row: the
+    subscription will not charge again (it cancels, or has ended), or the preview has not
+    been fetched yet.
+    """
+
+    subscription_id = models.CharField(max_length=255, unique=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="next_charges"
+    )
+    amount_due = models.IntegerField(help_text="What Stripe will take, in minor units.")
+    subtotal = models.IntegerField(help_text="Before discounts and tax.")
+    discount = models.IntegerField(default=0, help_text="Taken off by promotion codes.")
+    tax = models.IntegerField(default=0)
+    tax_inclusive = models.BooleanField(default=False)
+    currency = models.CharField(max_length=3)
+    due_at = models.DateTimeField(help_text="When Stripe will attempt the payment.")
+    lines = models.JSONField(default=list, help_text="[{description, amount}], as Stripe has them.")
+    fetched_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.subscription_id}: {self.amount_due} {self.currency}, {self.due_at:%Y-%m-%d}"

@@ -22,6 +22,7 @@ from djstripe.models import Event, Invoice, Subscription
 from accounts.models import User
 from billing.entitlements import DUNNING_STATUSES, LIVE_STATUSES, subscription_sells
 from billing.signals import Notice, customer_notice
+from billing.standing import next_charge_for
 from billing.stripe_api import api_kwargs
 from billing.stripe_layout import invoice_subscription_id, subscription_period
 
@@ -153,16 +154,6 @@ def subscription_updated_notify(*, user: User, event: Event) -> None:
     )
 
 
-def _items_amount(sub: dict[str, Any]) -> int | None:
-    total = 0
-    for item in (sub.get("items") or {}).get("data") or []:
-        amount = (item.get("price") or {}).get("unit_amount")
-        if amount is None:
-            return None
-        total += int(amount) * int(item.get("quantity") or 1)
-    return total
-
-
 def _trial_ending(sub: dict[str, Any] | None) -> bool:
     return bool(sub and sub.get("status") == "trialing" and not _cancel_scheduled(sub))
 
@@ -181,7 +172,8 @@ def trial_will_end_notify(*, user: User, event: Event) -> None:
     context = {
         "subscription_id": sub["id"],
         "trial_end": sub.get("trial_end"),
-        "amount": _items_amount(sub),
+        # What Stripe will charge when the trial ends (its preview: tax and discounts).
+        "amount": charge.amount_due if (charge := next_charge_for(sub["id"])) else None,
         "currency": sub.get("currency") or "",
         "interval": (price.get("recurring") or {}).get("interval") or "month",
     }

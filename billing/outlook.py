@@ -3,14 +3,16 @@
 One rule, read by the dashboard and the billing page alike: a subscription set to cancel
 at the period end "Cancels on <date>"; one on a free trial "Trial ends on <date>" (then
 its price); one whose schedule moves it to another price at the period end "Changes to
-<Plan> on <date>"; otherwise it renews on the period end for its items' price, monthly
-or yearly. Read from dj-stripe's synced rows (`stripe_data`), never from Stripe,
-so a page that shows it makes no Stripe call.
+<Plan> on <date>"; otherwise it renews on the period end, monthly or yearly. The amount of
+the next payment is Stripe's own preview of the next invoice (billing/standing.py: tax
+and discounts as Stripe will apply them), never the items' prices added up. Read from
+dj-stripe's synced rows (`stripe_data`) and the kept preview, never from Stripe, so a page
+that shows it makes no Stripe call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -19,6 +21,7 @@ from djstripe.models import Price, SubscriptionSchedule
 
 from accounts.models import User
 from billing.plans import Interval, Plan, price_plan, recurring_interval
+from billing.standing import next_charge_for
 from billing.stripe_api import live_subscription
 from billing.stripe_layout import subscription_period
 
@@ -45,7 +48,9 @@ class Outlook:
     plan: Plan | None  # the plan the subscription sells now
     kind: Kind
     on: datetime | None  # the end of the current period
-    amount: int | None  # the next payment, minor units (None when it cancels)
+    # The next payment as Stripe will charge it, minor units: None when it cancels, or
+    # while Stripe's preview has not been fetched yet.
+    amount: int | None
     currency: str
     schedule_id: str | None  # an active schedule managing the subscription
     next_plan: Plan | None = None  # for "changes"
@@ -118,16 +123,6 @@ def _price_interval(price: Mapping[str, Any]) -> Interval | None:
     return recurring_interval(dict(price)) if price.get("recurring") else None
 
 
-def _items_amount(items: Sequence[Mapping[str, Any]]) -> int | None:
-    total = 0
-    for item in items:
-        amount = (item.get("price") or {}).get("unit_amount")
-        if amount is None:  # a price the sync has not brought yet: no amount to show
-            return None
-        total += int(amount) * int(item.get("quantity") or 1)
-    return total
-
-
 def planned_phase(
     schedule: Mapping[str, Any] | None, *, period_end: int | None
 ) -> Mapping[str, Any] | None:
@@ -144,9 +139,11 @@ def subscription_outlook(
     *,
     schedule: Mapping[str, Any] | None = None,
     prices: Mapping[str, Mapping[str, Any]] | None = None,
+    next_amount: int | None = None,
 ) -> Outlook:
     """The outlook of one subscription (its `stripe_data`), given its schedule's and the
-    prices the schedule names. Pure: reads nothing, writes nothing."""
+    prices the schedule names, and the amount of Stripe's preview of its next invoice.
+    Pure: reads nothing, writes nothing."""
     # Here, not at the top: billing.entitlements imports this module (through
     # billing.templatetags).
     from billing.entitlements import subscription_sells
@@ -173,7 +170,7 @@ def subscription_outlook(
     if subscription.get("status") == "trialing":
         # The trial's end is when the first payment is taken, at the items' price.
         at = subscription.get("trial_end") or period_end
-        return Outlook(**{**common, "on": _ts(at)}, kind="trial", amount=_items_amount(items))
+        return Outlook(**{**common, "on": _ts(at)}, kind="trial", amount=next_amount)
     phase = planned_phase(schedule, period_end=period_end)
     if phase:
         phase_items = [
@@ -192,11 +189,11 @@ def subscription_outlook(
             return Outlook(
                 **common,
                 kind="changes",
-                amount=_items_amount(phase_items),
+                amount=next_amount,
                 next_plan=next_plan,
                 next_interval=next_interval,
             )
-    return Outlook(**common, kind="renews", amount=_items_amount(items))
+    return Outlook(**common, kind="renews", amount=next_amount)
 
 
 def _id(value: Any) -> str:
@@ -219,4 +216,10 @@ def outlook_for(user: User) -> Outlook | None:
     if schedule:
         ids = {_id(i.get("price")) for p in schedule.get("phases") or [] for i in p["items"]}
         prices = dict(Price.objects.filter(id__in=ids).values_list("id", "stripe_data"))
-    return subscription_outlook(subscription, schedule=schedule, prices=prices)
+    charge = next_charge_for(subscription.get("id", ""))
+    return subscription_outlook(
+        subscription,
+        schedule=schedule,
+        prices=prices,
+        next_amount=charge.amount_due if charge else None,
+    )

@@ -51,8 +51,10 @@ from billing.plans import (
     Interval,
     Plan,
     plan_allows,
+    recurring_interval,
 )
 from billing.pricing import pricing_interval
+from billing.standing import trial_for
 from billing.stripe_api import PriceMissing, StripeError, live_subscription, price_find
 from billing.webhook_queue import acknowledge, endpoint_load, signature_valid
 
@@ -140,6 +142,7 @@ def switch(request: AuthenticatedHttpRequest) -> HttpResponse:
         return _stripe_failed(request, exc)
     context = {
         "current": PLAN_INFO[sold.plan],
+        "current_interval": recurring_interval(sold.item.get("price") or {}),
         "target": PLAN_INFO[plan],
         "interval": interval,
         "quote": quote,
@@ -235,6 +238,9 @@ def success(request: AuthenticatedHttpRequest) -> HttpResponse:
             and session.get("payment_status") == "unpaid",
             "plan_info": PLAN_INFO.get(paid_plan or ""),
             "session": session,
+            # A trial's session charges nothing ("no_payment_required"): say so, not that
+            # a promotion code covered it.
+            "trial": trial_for(request.user),
         },
     )
 

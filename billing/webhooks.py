@@ -44,6 +44,7 @@ from billing.notices import (
     subscription_updated_notify,
     trial_will_end_notify,
 )
+from billing.standing import next_charge_refresh
 from billing.stripe_api import api_kwargs
 from billing.stripe_layout import invoice_subscription_id
 
@@ -167,6 +168,7 @@ def on_subscription(sender: Any, event: Event, **kwargs: Any) -> None:
         return _no_user(event, subscription["id"])
     _dunning_invoice_sync(subscription["id"])
     plan_refresh(user=user, source=PlanChange.Source.SUBSCRIPTION, stripe_event_id=event.id)
+    next_charge_refresh(user=user, subscription_id=subscription["id"])
 
 
 def _dunning_invoice_sync(subscription_id: str) -> None:
@@ -196,6 +198,8 @@ def on_invoice(sender: Any, event: Event, **kwargs: Any) -> None:
         # _subscription_sync reads that renewal's invoice too.)
         _subscription_sync(subscription_id)
     plan_refresh(user=user, source=PlanChange.Source.INVOICE, stripe_event_id=event.id)
+    if subscription_id:
+        next_charge_refresh(user=user, subscription_id=subscription_id)
 
 
 @djstripe_receiver("charge.refunded")

@@ -17,7 +17,10 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
 from accounts.models import User
+from billing.outlook import long_date
 from billing.plans import FEATURE_LABELS, FEATURES, PLAN_INFO, Plan, plan_allows
+from billing.standing import trial_for
+from billing.templatetags.billing import money
 
 SUBJECT = "Your SmartFlow plan is live"
 
@@ -87,10 +90,23 @@ def welcome_context(*, user: User, plan: str, until: int | None = None) -> dict[
             if plan_allows(plan, feature)
         ],
         "until": date_long(until) if until else "",
+        # A free trial under way: when it ends and what Stripe will charge then.
+        "trial": _trial_words(user),
         "dashboard_url": _absolute(reverse("accounts:dashboard")),
         # Accounts the webhook made for a payer have no password yet.
         "set_password_url": "" if user.has_usable_password() else set_password_url(user),
     }
+
+
+def _trial_words(user: User) -> str:
+    """ "Your free trial runs until 20 December 2026, then £49.00 is charged to your card"."""
+    trial = trial_for(user)
+    if trial is None:
+        return ""
+    words = f"Your free trial runs until {long_date(trial.ends_at)}: nothing is charged before then"
+    if trial.amount is not None:
+        words += f". Then {money(trial.amount, trial.currency)} is charged to the card you gave us"
+    return words + ", unless you cancel first."
 
 
 def welcome_email_render(*, user: User, plan: str, until: int | None = None) -> Email:

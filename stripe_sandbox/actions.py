@@ -1017,6 +1017,11 @@ def invoice_preview(params: Obj) -> Obj:
         )
     else:
         start, end = _period(sub)
+        if not details.get("items"):
+            from stripe_sandbox import schedules
+
+            # The renewal bills what a schedule puts in place at the period's end.
+            schedules.next_phase_apply(sub, at=end)
         for item in sub["items"]["data"]:
             recurring = item["price"]["recurring"]
             item["current_period_start"] = item["current_period_end"]

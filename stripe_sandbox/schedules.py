@@ -387,6 +387,17 @@ def phase_transition(sub: Obj) -> str:
     return "renew"
 
 
+def next_phase_apply(sub: Obj, *, at: int) -> None:
+    """Give `sub` (a copy) the items of its schedule's phase that starts `at`, as the
+    renewal then will: Stripe's preview of the next invoice bills a scheduled change."""
+    schedule = store.get(sub["schedule"], "subscription_schedule") if sub.get("schedule") else None
+    if schedule is None or schedule["status"] != "active":
+        return
+    phase = next((p for p in schedule["phases"] if p["start_date"] == at), None)
+    if phase is not None:
+        _items_apply(sub, phase["items"])
+
+
 def _items_apply(sub: Obj, phase_items: list[Obj]) -> None:
     items = sub["items"]["data"]
     for index, wanted in enumerate(phase_items):

@@ -34,6 +34,8 @@ def money(amount: int | None, currency: str) -> str:
     4900, "jpy" -> "4,900 JPY"."""
     if amount is None:
         return ""
+    if amount < 0:  # a credit: "−£24.50", not "£-24.50"
+        return "\u2212" + money(-amount, currency)
     zero_decimal = (currency or "").lower() in _ZERO_DECIMAL
     value = f"{amount:,}" if zero_decimal else f"{amount / 100:,.2f}"
     symbol = _SYMBOLS.get((currency or "").lower())

@@ -35,6 +35,13 @@ def _subscribe(deliver, fake_stripe, payer, prc, *, card: str | None = None) -> 
     return sub
 
 
+def _switch_previews(fake_stripe) -> list[dict]:
+    """The previews a switch page asked for (the worker's preview of the next charge,
+    billing/standing.py, names no item change)."""
+    calls = fake_stripe.calls_to("POST", "/v1/invoices/create_preview")
+    return [c for c in calls if "subscription_details[items][0][id]" in c]
+
+
 def _quote(page: str) -> str:
     return re.search(r'name="quote" value="([^"]+)"', page).group(1)
 
@@ -46,13 +53,18 @@ def test_the_confirmation_page_shows_stripes_amount_due_now(
 
     page = signed_in.get("/billing/switch/?plan=launchpack").content.decode()
 
-    [params] = fake_stripe.calls_to("POST", "/v1/invoices/create_preview")
-    assert params["customer"] == payer["id"]
-    assert params["subscription"] == sub["id"]
-    assert params["subscription_details[items][0][id]"] == sub["items"]["data"][0]["id"]
-    assert params["subscription_details[items][0][price]"] == catalog["launchpack_monthly"]["id"]
-    assert params["subscription_details[proration_behavior]"] == "always_invoice"
-    when = int(params["subscription_details[proration_date]"])
+    [now, renewal] = _switch_previews(fake_stripe)
+    for params in (now, renewal):
+        assert params["customer"] == payer["id"]
+        assert params["subscription"] == sub["id"]
+        assert params["subscription_details[items][0][id]"] == sub["items"]["data"][0]["id"]
+        price = params["subscription_details[items][0][price]"]
+        assert price == catalog["launchpack_monthly"]["id"]
+    assert now["subscription_details[proration_behavior]"] == "always_invoice"
+    # Stripe's clock says when "now" is: no proration date of ours is sent.
+    assert "subscription_details[proration_date]" not in now
+    assert renewal["subscription_details[proration_behavior]"] == "none"
+    when = signing.loads(_quote(page), salt="billing.switch.quote")[3]
     # Half a month of LaunchPack (9900) less half a month of FlowKit (4900): about £25.
     preview = stripe.Invoice.create_preview(
         customer=payer["id"],
@@ -70,6 +82,9 @@ def test_the_confirmation_page_shows_stripes_amount_due_now(
     amount = f"£{preview['amount_due'] / 100:.2f}"
     assert f'Due now: <strong data-amount-due="{preview["amount_due"]}">{amount}</strong>' in page
     assert f"Pay {amount} and upgrade" in page
+    # Stripe's lines: the credit for unused FlowKit, then LaunchPack; and each renewal after.
+    assert "Unused time on" in page and "Remaining time on" in page
+    assert "Then <strong>£99.00 a month</strong> from your next renewal" in page
 
 
 def test_an_upgrade_is_charged_now_at_the_quoted_amount_and_then_applied(
@@ -78,7 +93,7 @@ def test_an_upgrade_is_charged_now_at_the_quoted_amount_and_then_applied(
     sub = _subscribe(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
     page = signed_in.get("/billing/switch/?plan=launchpack").content.decode()
     quoted = int(re.search(r'data-amount-due="(\d+)"', page).group(1))
-    [preview] = fake_stripe.calls_to("POST", "/v1/invoices/create_preview")
+    when = signing.loads(_quote(page), salt="billing.switch.quote")[3]
 
     response = signed_in.post("/billing/switch/", {"plan": "launchpack", "quote": _quote(page)})
 
@@ -89,7 +104,7 @@ def test_an_upgrade_is_charged_now_at_the_quoted_amount_and_then_applied(
         "items[0][price]": catalog["launchpack_monthly"]["id"],
         "proration_behavior": "always_invoice",
         "payment_behavior": "pending_if_incomplete",
-        "proration_date": preview["subscription_details[proration_date]"],
+        "proration_date": str(when),  # the moment the customer was quoted
     }
     [invoice] = stripe.Invoice.list(subscription=sub["id"], **api_kwargs()).data
     assert invoice["billing_reason"] == "subscription_update"
@@ -145,6 +160,9 @@ def test_an_upgrade_needing_authentication_links_the_hosted_invoice(
         signing.dumps(["sub_other", "launchpack", sf.NOW], salt="billing.switch.quote"),
         signing.dumps(["x", "launchpack", sf.NOW], salt="another.salt"),
     ],
+    # Fixed ids: a signed value holds the time it was signed, so pytest-xdist's workers
+    # would each collect a differently named test and refuse to run.
+    ids=["missing", "forged", "another-subscription", "another-salt"],
 )
 def test_a_switch_without_a_valid_quote_is_400_and_charges_nothing(
     signed_in, deliver, fake_stripe, catalog, payer, customer, quote
@@ -214,8 +232,10 @@ def test_an_add_on_listed_before_the_plan_is_left_alone_by_an_upgrade(
 
     page = signed_in.get("/billing/switch/?plan=launchpack").content.decode()
 
-    assert "moves from <strong>FlowKit</strong> to <strong>LaunchPack</strong>" in page
-    [params] = fake_stripe.calls_to("POST", "/v1/invoices/create_preview")
+    assert (
+        "moves from <strong>FlowKit monthly</strong> to <strong>LaunchPack monthly</strong>" in page
+    )
+    params = _switch_previews(fake_stripe)[0]
     assert params["subscription_details[items][0][id]"] == plan_item["id"]
     assert params["subscription_details[items][0][price]"] == catalog["launchpack_monthly"]["id"]
     assert "subscription_details[items][1][id]" not in params
@@ -235,4 +255,32 @@ def test_a_subscription_selling_no_plan_we_know_cannot_be_switched(
     response = signed_in.get("/billing/switch/?plan=launchpack")
 
     assert response.status_code == 400
-    assert not fake_stripe.calls_to("POST", "/v1/invoices/create_preview")
+    assert not _switch_previews(fake_stripe)
+
+
+def test_the_quote_follows_stripes_clock_not_ours(
+    signed_in, deliver, fake_stripe, catalog, payer, customer
+):
+    # The sandbox's clock (a Stripe test clock likewise) is ten days on from ours: the
+    # upgrade is prorated to Stripe's now, quoted and charged alike. The wall clock used
+    # to quote the start of the period: five days more of LaunchPack than were left.
+    from stripe_sandbox import collection
+
+    sub = _subscribe(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    start, end = (
+        sub["items"]["data"][0]["current_period_start"],
+        sub["items"]["data"][0]["current_period_end"],
+    )
+    collection.clock_advance(10 * 86400)
+    from stripe_sandbox import store
+
+    left = end - store.now()
+
+    page = signed_in.get("/billing/switch/?plan=launchpack").content.decode()
+    quoted = int(re.search(r'data-amount-due="(\d+)"', page).group(1))
+    signed_in.post("/billing/switch/", {"plan": "launchpack", "quote": _quote(page)})
+
+    expected = round((9900 - 4900) * left / (end - start))
+    assert abs(quoted - expected) <= 2
+    [invoice] = stripe.Invoice.list(subscription=sub["id"], **api_kwargs()).data
+    assert invoice["amount_paid"] == quoted
