@@ -18,7 +18,7 @@ from django.conf import settings
 from django.core import signing
 from django.db import transaction
 from django.urls import reverse
-from djstripe.models import Invoice, Subscription
+from djstripe.models import Invoice, Subscription, SubscriptionSchedule
 from djstripe.settings import djstripe_settings
 from stripe.params import InvoiceCreatePreviewParamsSubscriptionDetailsItem
 
@@ -250,6 +250,20 @@ def _subscriptions_end_after_oneoff(*, session_id: str, user: User) -> None:
             continue
         if plan_rank(sold.plan) > plan_rank(purchase.plan):
             continue
+        if schedule_id := _stripe_id(data.get("schedule")):
+            # A planned change (billing/period_end.py) is a schedule, which would go on
+            # to bill its next phase, and Stripe refuses cancel_at_period_end while one
+            # manages the subscription: released first, as a cancellation does.
+            try:
+                schedule = stripe.SubscriptionSchedule.release(schedule_id, **api_kwargs())
+            except stripe.InvalidRequestError:
+                # Released already (a retry: the synced copy was older); if it were not,
+                # the modify below says so and the event is retried.
+                logger.info("Schedule %s of %s released already", schedule_id, data["id"])
+            else:
+                SubscriptionSchedule.sync_from_stripe_data(
+                    schedule, api_key=djstripe_settings.STRIPE_SECRET_KEY
+                )
         updated = stripe.Subscription.modify(data["id"], cancel_at_period_end=True, **api_kwargs())
         Subscription.sync_from_stripe_data(updated, api_key=djstripe_settings.STRIPE_SECRET_KEY)
         logger.info(
