@@ -228,7 +228,10 @@ def _duplicate_refund(charge: dict[str, Any]) -> bool:
     if not intent_id:
         return False
     refunds = stripe.Refund.list(payment_intent=intent_id, limit=10, **api_kwargs())
-    return any((refund.get("metadata") or {}).get(DUPLICATE_REFUND_KEY) for refund in refunds.data)
+    return any(
+        (refund.to_dict().get("metadata") or {}).get(DUPLICATE_REFUND_KEY)
+        for refund in refunds.data
+    )
 
 
 def duplicate_subscription_notify(
