@@ -190,3 +190,15 @@ def test_reconcile_reports_a_customer_with_two_live_subscriptions(client, custom
 
     line = next(line for line in out.getvalue().splitlines() if "live subscriptions" in line)
     assert customer.email in line and all(sub_id in line for sub_id in made)
+
+
+def test_reconcile_raises_a_billing_alert_for_two_live_subscriptions(client, customer):
+    made = [_dashboard_subscription(customer), _dashboard_subscription(customer)]
+    for sub_id in made:
+        Subscription.sync_from_stripe_data(stripe.Subscription.retrieve(sub_id))
+
+    call_command("reconcile_plans", stdout=StringIO(), stderr=StringIO())
+
+    alert = BillingAlert.objects.get(kind="duplicate_subscription")
+    assert alert.stripe_id == made[1] and customer.email in alert.detail
+    assert sorted(s.id for s in _live(customer_for(customer).id)) == sorted(made)  # not undone
