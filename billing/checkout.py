@@ -6,6 +6,7 @@ it is idempotent, so whichever comes second changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,20 +18,21 @@ from django.conf import settings
 from django.core import signing
 from django.db import transaction
 from django.urls import reverse
-from djstripe.models import Invoice, Subscription
+from djstripe.models import Invoice, Subscription, SubscriptionSchedule
 from djstripe.settings import djstripe_settings
 from stripe.params import InvoiceCreatePreviewParamsSubscriptionDetailsItem
 
 from accounts.models import User
+from billing.duplicates import duplicate_subscriptions_resolve
 from billing.entitlements import (
     PLAN_STATUSES,
     plan_refresh,
     subscription_sells,
     unknown_prices_record,
 )
-from billing.models import OneOffPurchase, PlanChange
-from billing.offers import trial_days
-from billing.plans import RECURRING, Interval, plan_rank, price_plan, recurring_interval
+from billing.models import CheckoutOpened, OneOffPurchase, PlanChange
+from billing.offers import Kind, NotAnUpgrade, holdings_of, offer_check, trial_days
+from billing.plans import RECURRING, Interval, Plan, plan_rank, price_plan, recurring_interval
 from billing.standing import next_charge_values
 from billing.stripe_api import api_kwargs, customer_for, price_find
 
@@ -40,12 +42,17 @@ PAID = {"paid", "no_payment_required"}
 
 
 def checkout_session_create(*, user: User, plan: str, interval: str) -> stripe.checkout.Session:
-    """Create the Checkout Session that sells `plan` (`interval`) to `user`.
+    """Create the Checkout Session that sells `plan` (`interval`) to `user`, or raise
+    NotAnUpgrade with the reason, for the customer, why it cannot be sold.
 
-    Any earlier open subscription Session of the user is expired first, under a lock on
-    the user row, so that two tabs or a double click can never produce two paid
-    subscriptions. A customer's first subscription starts with BILLING_TRIAL_DAYS free
-    days (billing.offers.trial_days), Checkout collecting the card up front.
+    Decided under a lock on the user row from what the app has opened as well as the
+    synced rows (CheckoutOpened): a session paid a moment ago, whose webhook is not
+    processed yet, is fulfilled first, and the sale decided again with it, so that two
+    tabs, a double click or a second checkout a second later never sell a second
+    subscription or a second trial. Any earlier open subscription Session of the user is
+    expired (this one replaces it). A customer's first subscription starts with
+    BILLING_TRIAL_DAYS free days (billing.offers.trial_days), Checkout collecting the
+    card up front.
     """
     price = price_find(plan, interval)
     mode = "subscription" if interval in RECURRING else "payment"
@@ -72,13 +79,16 @@ def checkout_session_create(*, user: User, plan: str, interval: str) -> stripe.c
     }
     if mode == "payment":
         params["payment_intent_data"] = {"metadata": metadata}
+    days = 0
     with transaction.atomic():
         User.objects.select_for_update().filter(pk=user.pk).first()
         customer = customer_for(user)
+        _opened_settle(user=user, expire_subscriptions=mode == "subscription")
+        _offer_confirm(user=user, plan=plan, interval=interval)
         if mode == "subscription":
             params["subscription_data"] = {"metadata": metadata}
-            # Decided under the user's lock, from the synced subscriptions: never from
-            # what the page showed (billing.offers.trial_days).
+            # Decided under the user's lock, from the synced subscriptions and the
+            # sessions settled above: never from what the page showed (trial_days).
             if days := trial_days(user):
                 params["subscription_data"]["trial_period_days"] = days
                 # Stripe's default too; said so that a card is always taken for the
@@ -86,6 +96,14 @@ def checkout_session_create(*, user: User, plan: str, interval: str) -> stripe.c
                 params["payment_method_collection"] = "always"
             _expire_open_subscription_sessions(customer.id)
         session = stripe.checkout.Session.create(customer=customer.id, **params, **api_kwargs())
+        CheckoutOpened.objects.create(
+            user=user,
+            session_id=session.id,
+            mode=mode,
+            plan=plan,
+            interval=interval,
+            trial_days=days,
+        )
     logger.info("Checkout session %s for user %s: %s %s", session.id, user.pk, plan, interval)
     return session
 
@@ -105,13 +123,64 @@ def _tax_params() -> dict[str, Any]:
     }
 
 
+def _offer_confirm(*, user: User, plan: str, interval: str) -> None:
+    """The view's offer check again, under the lock and after _opened_settle: a
+    subscription paid meanwhile makes this purchase a switch or nothing at all."""
+    offer = offer_check(user=user, plan=plan, interval=interval)
+    if offer.kind == Kind.CHECKOUT:
+        return
+    current = holdings_of(user).subscription_plan
+    raise NotAnUpgrade(
+        f"Your payment for {Plan(current).label if current else 'your plan'} has just gone "
+        f"through. To move to {Plan(plan).label}, upgrade your subscription from the "
+        "pricing page: nothing more was charged."
+    )
+
+
+def _opened_settle(*, user: User, expire_subscriptions: bool) -> None:
+    """Bring the sessions the app opened for `user`, and has not seen end, up to date
+    with Stripe: one completed meanwhile is fulfilled now (its subscription synced, its
+    one-off recorded: the same as the success page does), whatever its webhook is doing;
+    with `expire_subscriptions`, an open subscription session is expired (the new one
+    replaces it)."""
+    for opened in CheckoutOpened.objects.filter(user=user, status=CheckoutOpened.Status.OPEN):
+        session = stripe.checkout.Session.retrieve(opened.session_id, **api_kwargs()).to_dict()
+        if session["status"] == "open" and expire_subscriptions and opened.mode == "subscription":
+            # Completed between the two calls, it cannot be expired: read what it became.
+            with contextlib.suppress(stripe.InvalidRequestError):
+                stripe.checkout.Session.expire(opened.session_id, **api_kwargs())
+            session = stripe.checkout.Session.retrieve(opened.session_id, **api_kwargs()).to_dict()
+        if session["status"] == "complete":
+            if session.get("payment_status") in PAID:
+                checkout_fulfil(session=session, user=user)
+            elif sub := session.get("subscription"):  # a debit still processing
+                _subscription_sync(sub["id"] if isinstance(sub, dict) else sub)
+        if session["status"] != "open":
+            CheckoutOpened.objects.filter(pk=opened.pk).update(status=session["status"])
+
+
 def _expire_open_subscription_sessions(customer_id: str) -> None:
+    """Expire every open subscription session of the customer: Stripe's list, which also
+    has the ones opened before CheckoutOpened was kept, or by another integration."""
     open_sessions = stripe.checkout.Session.list(
         customer=customer_id, status="open", **api_kwargs()
     )
     for session in open_sessions.auto_paging_iter():
         if session.to_dict().get("mode") == "subscription":
-            stripe.checkout.Session.expire(session.id, **api_kwargs())
+            try:
+                stripe.checkout.Session.expire(session.id, **api_kwargs())
+            except stripe.InvalidRequestError:
+                # Paid meanwhile: what it bought is fulfilled by its own events, and a
+                # second subscription undone (billing.duplicates).
+                logger.info("Session %s completed before it could be expired", session.id)
+                continue
+            CheckoutOpened.objects.filter(session_id=session.id).update(
+                status=CheckoutOpened.Status.EXPIRED
+            )
+
+
+def _stripe_id(value: Any) -> str:
+    return value.get("id", "") if isinstance(value, dict) else (value or "")
 
 
 def _subscription_sync(subscription_id: str) -> None:
@@ -181,6 +250,20 @@ def _subscriptions_end_after_oneoff(*, session_id: str, user: User) -> None:
             continue
         if plan_rank(sold.plan) > plan_rank(purchase.plan):
             continue
+        if schedule_id := _stripe_id(data.get("schedule")):
+            # A planned change (billing/period_end.py) is a schedule, which would go on
+            # to bill its next phase, and Stripe refuses cancel_at_period_end while one
+            # manages the subscription: released first, as a cancellation does.
+            try:
+                schedule = stripe.SubscriptionSchedule.release(schedule_id, **api_kwargs())
+            except stripe.InvalidRequestError:
+                # Released already (a retry: the synced copy was older); if it were not,
+                # the modify below says so and the event is retried.
+                logger.info("Schedule %s of %s released already", schedule_id, data["id"])
+            else:
+                SubscriptionSchedule.sync_from_stripe_data(
+                    schedule, api_key=djstripe_settings.STRIPE_SECRET_KEY
+                )
         updated = stripe.Subscription.modify(data["id"], cancel_at_period_end=True, **api_kwargs())
         Subscription.sync_from_stripe_data(updated, api_key=djstripe_settings.STRIPE_SECRET_KEY)
         logger.info(
@@ -201,6 +284,9 @@ def checkout_fulfil(
     """
     if session.get("status") == "complete" and session.get("payment_status") in PAID:
         with transaction.atomic():
+            CheckoutOpened.objects.filter(session_id=session["id"]).update(
+                status=CheckoutOpened.Status.COMPLETE
+            )
             if session.get("mode") == "payment":
                 _oneoff_record(session=session, user=user, stripe_event_id=stripe_event_id)
             elif session.get("subscription"):
@@ -208,6 +294,12 @@ def checkout_fulfil(
                 _subscription_sync(sub["id"] if isinstance(sub, dict) else sub)
         if session.get("mode") == "payment":
             _subscriptions_end_after_oneoff(session_id=session["id"], user=user)
+        elif session.get("subscription"):
+            # Paid: any other subscription session the customer still has open would
+            # sell a second subscription.
+            if customer_id := _stripe_id(session.get("customer")):
+                _expire_open_subscription_sessions(customer_id)
+            duplicate_subscriptions_resolve(user=user, stripe_event_id=stripe_event_id)
     return plan_refresh(
         user=user, source=PlanChange.Source.CHECKOUT, stripe_event_id=stripe_event_id
     )

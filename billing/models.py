@@ -129,6 +129,41 @@ class OneOffPurchase(models.Model):
         return self.refunded_at is None and self.dispute_status in self.DISPUTE_SETTLED_FOR_US
 
 
+class CheckoutOpened(models.Model):
+    """A Checkout Session the app opened, until Stripe says how it ended.
+
+    Kept here, not read from Stripe's list of the customer's open sessions: a session
+    paid a second ago is no longer open, yet its subscription may not be synced (its
+    webhook not processed), and a second checkout decided from the synced rows alone
+    would sell the customer a second subscription (and a second trial). Written under the
+    user's lock in the transaction that opened the session, so the next checkout, waiting
+    for that lock, always sees it (billing.checkout.checkout_session_create).
+    """
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open (or not known yet)"
+        COMPLETE = "complete", "Complete"
+        EXPIRED = "expired", "Expired"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="checkouts_opened"
+    )
+    session_id = models.CharField(max_length=255, unique=True)
+    mode = models.CharField(max_length=20)
+    plan = models.CharField(max_length=20, choices=Plan.choices)
+    interval = models.CharField(max_length=20)
+    trial_days = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "status"], name="billing_checkout_user_status")]
+
+    def __str__(self) -> str:
+        return f"{self.session_id} ({self.mode}, {self.status}) for {self.user}"
+
+
 class BillingAlert(models.Model):
     """Something in Stripe's data that billing could not act on, recorded for staff
     (e.g. a Price that maps to no plan). Recorded once per kind and object."""
@@ -139,6 +174,10 @@ class BillingAlert(models.Model):
         DISPUTE = "dispute", "Payment disputed (chargeback)"
         LIVEMODE_MISMATCH = "livemode_mismatch", "Webhook event in the wrong mode"
         WEBHOOK_FAILED = "webhook_failed", "Webhook event not processed"
+        DUPLICATE_SUBSCRIPTION = (
+            "duplicate_subscription",
+            "Second live subscription for one customer",
+        )
 
     kind = models.CharField(max_length=30, choices=Kind.choices)
     stripe_id = models.CharField(max_length=255)

@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 # Statuses of a subscription that still bills: a failed payment can still be fixed.
 _BILLING_STATUSES = LIVE_STATUSES | DUNNING_STATUSES | {"unpaid", "incomplete"}
 _TROUBLE_EVENTS = ["invoice.payment_failed", "invoice.payment_action_required"]
+# The metadata key of a refund billing.duplicates made (the cancelled subscription's id).
+DUPLICATE_REFUND_KEY = "duplicate_subscription"
 
 
 def _invoice_current(invoice_id: str) -> dict[str, Any]:
@@ -195,6 +197,8 @@ def charge_refunded_notify(*, user: User, event: Event) -> None:
     amount = total - int(previous.get("amount_refunded") or 0)
     if amount <= 0:
         return _skip(event, "no amount refunded by this event")
+    if _duplicate_refund(payload):
+        return _skip(event, "a second subscription's refund: its own message says so")
     user.refresh_from_db(fields=["plan"])
     context = {
         "charge_id": payload["id"],
@@ -206,6 +210,54 @@ def charge_refunded_notify(*, user: User, event: Event) -> None:
         "plan_after": user.plan,
     }
     _notify(user=user, kind=Notice.REFUND, key=event.id, event=event, context=context)
+
+
+def _duplicate_refund(charge: dict[str, Any]) -> bool:
+    """Whether the charge was refunded because it paid a second subscription
+    (billing.duplicates), which duplicate_subscription_notify has told already."""
+    intent = charge.get("payment_intent")
+    intent_id = intent.get("id") if isinstance(intent, dict) else intent
+    if not intent_id:
+        return False
+    refunds = stripe.Refund.list(payment_intent=intent_id, limit=10, **api_kwargs())
+    return any(
+        (refund.to_dict().get("metadata") or {}).get(DUPLICATE_REFUND_KEY)
+        for refund in refunds.data
+    )
+
+
+def duplicate_subscription_notify(
+    *,
+    user: User,
+    subscription_id: str,
+    kept_subscription_id: str,
+    kept_plan: str | None,
+    amount_refunded: int,
+    currency: str,
+    stripe_event_id: str = "",
+) -> None:
+    """A second live subscription was cancelled at once and its payment refunded
+    (billing.duplicates): told once per cancelled subscription, with Stripe's refunded
+    amount (0: it had charged nothing, a trial)."""
+    context: dict[str, Any] = {
+        "subscription_id": subscription_id,
+        "kept_subscription_id": kept_subscription_id,
+        "kept_plan": kept_plan,
+        "currency": currency,
+    }
+    if amount_refunded:  # absent: the message says nothing was charged
+        context["amount_refunded"] = amount_refunded
+    logger.info(
+        "Notice %s (%s) for user %s", Notice.DUPLICATE_SUBSCRIPTION, subscription_id, user.pk
+    )
+    customer_notice.send(
+        sender=Notice,
+        user=user,
+        kind=Notice.DUPLICATE_SUBSCRIPTION,
+        key=subscription_id,
+        stripe_event_id=stripe_event_id,
+        context=context,
+    )
 
 
 def plan_end_reason(user: User) -> str:

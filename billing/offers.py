@@ -26,7 +26,7 @@ from django.conf import settings
 from djstripe.models import Subscription
 
 from accounts.models import User
-from billing.models import OneOffPurchase
+from billing.models import CheckoutOpened, OneOffPurchase
 from billing.plans import (
     PLAN_INFO,
     RECURRING,
@@ -120,8 +120,13 @@ def trial_days(user: User) -> int:
     has synced (every one Stripe ever made for the customer, whatever its status), so a
     customer who cancelled during or after a trial never gets a second one; a
     subscription that never started (its first payment failed: incomplete_expired) had
-    no trial and does not count."""
+    no trial and does not count. A trial session the app opened that completed counts
+    too, before its subscription is synced."""
     if settings.BILLING_TRIAL_DAYS <= 0:
+        return 0
+    if CheckoutOpened.objects.filter(
+        user=user, trial_days__gt=0, status=CheckoutOpened.Status.COMPLETE
+    ).exists():
         return 0
     subscriptions = Subscription.objects.filter(customer__subscriber=user).values_list(
         "stripe_data", flat=True

@@ -30,6 +30,7 @@ class Notice(StrEnum):
     CANCELLATION_SCHEDULED = "cancellation_scheduled"
     REFUND = "refund"
     TRIAL_ENDING = "trial_ending"
+    DUPLICATE_SUBSCRIPTION = "duplicate_subscription"
 
 
 # Billing's second domain signal: something happened to the customer's money or plan that

@@ -108,6 +108,8 @@ def checkout(request: AuthenticatedHttpRequest) -> HttpResponse:
         return redirect(f"{reverse('billing:switch')}?plan={plan}{extra}")
     try:
         session = checkout_session_create(user=request.user, plan=plan, interval=interval)
+    except NotAnUpgrade as exc:  # decided again under the lock, with sessions paid meanwhile
+        return _problem(request, str(exc), 409)
     except PriceMissing:
         logger.error("No Stripe price for %s %s: run manage.py stripe_catalog", plan, interval)
         return _problem(request, "That plan cannot be bought right now. Please try later.", 503)

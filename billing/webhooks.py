@@ -35,6 +35,7 @@ from billing.disputes import (
     dispute_payment_intent,
     purchase_dispute_apply,
 )
+from billing.duplicates import duplicate_subscriptions_resolve
 from billing.entitlements import plan_refresh
 from billing.models import BillingAlert, OneOffPurchase, PlanChange
 from billing.notices import (
@@ -167,6 +168,9 @@ def on_subscription(sender: Any, event: Event, **kwargs: Any) -> None:
     if user is None:
         return _no_user(event, subscription["id"])
     _dunning_invoice_sync(subscription["id"])
+    # A second live subscription (raced checkouts, or made in Stripe's dashboard) is
+    # undone before the plan is decided.
+    duplicate_subscriptions_resolve(user=user, stripe_event_id=event.id)
     plan_refresh(user=user, source=PlanChange.Source.SUBSCRIPTION, stripe_event_id=event.id)
     next_charge_refresh(user=user, subscription_id=subscription["id"])
 

@@ -31,6 +31,7 @@ class OnboardingMessage(models.Model):
         PLAN_ENDED = "plan_ended", "Plan ended"
         REFUND = "refund", "Refund"
         TRIAL_ENDING = "trial_ending", "Trial ending"
+        DUPLICATE_SUBSCRIPTION = "duplicate_subscription", "Second subscription cancelled"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"

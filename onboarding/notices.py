@@ -29,6 +29,7 @@ SUBJECTS: dict[str, str] = {
     Template.PLAN_ENDED: "Your SmartFlow plan has ended",
     Template.REFUND: "Your SmartFlow refund",
     Template.TRIAL_ENDING: "Your SmartFlow trial ends on {trial_ends_on}",
+    Template.DUPLICATE_SUBSCRIPTION: "You were subscribed twice: we cancelled the second",
 }
 
 # The moments worth a text message to customers who opted in: money they must act on.
@@ -69,6 +70,7 @@ def notice_context(message: OnboardingMessage) -> dict[str, Any]:
         "plan_name": Plan(message.plan).label,
         "old_plan_name": Plan(facts["old_plan"]).label if facts.get("old_plan") else "",
         "plan_after_name": Plan(plan_after).label if plan_after else "",
+        "kept_plan_name": Plan(facts["kept_plan"]).label if facts.get("kept_plan") else "",
         "amount_due": amount("amount_due"),
         "amount_paid": amount("amount_paid"),
         "amount_refunded": amount("amount_refunded"),

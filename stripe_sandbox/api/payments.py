@@ -76,6 +76,67 @@ def invoice_list(params: Obj) -> Obj:
     )
 
 
+def _invoice_payment(invoice: Obj) -> Obj | None:
+    """The invoice's payment as Stripe's InvoicePayment shows it: one per invoice with a
+    PaymentIntent (its latest attempt), `paid` once the intent succeeded. Made from the
+    stored invoice, with an id derived from the invoice's so that it is stable."""
+    pi = store.find(invoice.get("_payment_intent") or "", "payment_intent")
+    if pi is None:
+        return None
+    status = {"succeeded": "paid", "canceled": "canceled"}.get(pi["status"], "open")
+    paid = status == "paid"
+    return {
+        "id": "inpay_" + invoice["id"].removeprefix("in_"),
+        "object": "invoice_payment",
+        "amount_paid": pi["amount"] if paid else None,
+        "amount_requested": pi["amount"],
+        "created": pi["created"],
+        "currency": pi["currency"],
+        "invoice": invoice["id"],
+        "is_default": True,
+        "livemode": False,
+        "payment": {"payment_intent": pi["id"], "type": "payment_intent"},
+        "status": status,
+        "status_transitions": {
+            "canceled_at": pi.get("canceled_at") if status == "canceled" else None,
+            "paid_at": (invoice.get("status_transitions") or {}).get("paid_at") if paid else None,
+        },
+    }
+
+
+@store.virtual("invoice", "payments")
+def _invoice_payments(invoice: Obj) -> Obj:
+    """Sent only on expand[]: the invoice's payments (Stripe's includable field)."""
+    payment = _invoice_payment(invoice)
+    return store.list_envelope(
+        [payment] if payment else [], f"/v1/invoice_payments?invoice={invoice['id']}"
+    )
+
+
+@route("GET", "/invoice_payments")
+def invoice_payment_list(params: Obj) -> Obj:
+    """Stripe's InvoicePayment list (`invoice`, `status`): how this API version links an
+    invoice to the PaymentIntent that paid it."""
+    invoice_id, status = params.get("invoice"), params.get("status")
+    payments = [
+        payment
+        for invoice in store.all_of("invoice")
+        if not invoice_id or invoice["id"] == invoice_id
+        if (payment := _invoice_payment(invoice))
+        if not status or payment["status"] == status
+    ]
+    return store.paginate(payments, params, "/v1/invoice_payments")
+
+
+@route("GET", f"/invoice_payments/{ID}")
+def invoice_payment_retrieve(params: Obj, id: str) -> Obj:
+    invoice = store.find("in_" + id.removeprefix("inpay_"), "invoice")
+    payment = _invoice_payment(invoice) if invoice else None
+    if payment is None:
+        raise store.missing("invoice_payment", id)
+    return payment
+
+
 @route("GET", f"/payment_intents/{ID}")
 def payment_intent_retrieve(params: Obj, id: str) -> Obj:
     return store.get(id, "payment_intent")

@@ -77,3 +77,24 @@ def test_a_subscription_that_never_started_does_not_use_up_the_trial(
     signed_in.post("/billing/checkout/", {"plan": "flowkit", "interval": "monthly"})
 
     assert _checkout_params(fake_stripe)["subscription_data[trial_period_days]"] == "14"
+
+
+def test_a_completed_trial_checkout_uses_up_the_trial_before_its_subscription_is_synced(
+    customer, settings
+):
+    from billing.models import CheckoutOpened
+    from billing.offers import trial_days
+
+    settings.BILLING_TRIAL_DAYS = 14
+    opened = CheckoutOpened.objects.create(
+        user=customer,
+        session_id="cs_test_1",
+        mode="subscription",
+        plan="flowkit",
+        interval="monthly",
+        trial_days=14,
+    )
+    before = trial_days(customer)
+    CheckoutOpened.objects.filter(pk=opened.pk).update(status="complete")
+
+    assert (before, trial_days(customer)) == (14, 0)

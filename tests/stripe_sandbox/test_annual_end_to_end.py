@@ -133,3 +133,25 @@ def test_annual_to_monthly_waits_for_the_end_of_the_paid_year(client, customer):
     assert item["price"]["lookup_key"] == "flowkit_monthly"
     assert item["current_period_start"] == year_end
     assert customer.plan == "flowkit"
+
+
+def test_a_oneoff_bought_beside_a_planned_change_ends_the_subscription(client, customer):
+    # A schedule manages a subscription with a planned change, and Stripe refuses
+    # cancel_at_period_end on it: the one-off must still stop the subscription billing.
+    client.force_login(customer)
+    _buy(client, "flowkit", "annual")
+    sub_id = live_subscription(customer)["id"]
+    client.post("/billing/downgrade/", {"plan": "flowkit", "interval": "monthly"})
+    _deliver(client)
+
+    _buy(client, "launchpack", "oneoff")
+    ending = stripe.Subscription.retrieve(sub_id)
+    call_command("stripe_sandbox", "advance", "--days", "400", stdout=StringIO())
+    _deliver(client)
+    customer.refresh_from_db()
+    invoices = stripe.Invoice.list(subscription=sub_id).data
+
+    assert ending.cancel_at_period_end is True and ending.schedule is None
+    assert stripe.Subscription.retrieve(sub_id).status == "canceled"
+    assert [i.amount_paid for i in invoices if i.amount_paid] == [49000]
+    assert customer.plan == "launchpack"

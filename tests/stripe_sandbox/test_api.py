@@ -208,6 +208,19 @@ def test_refund_by_payment_intent_refunds_the_charge(client, prices, stripe_cust
         stripe.Refund.create(charge=charge.id)
 
 
+def test_an_invoice_names_the_payment_intent_that_paid_it_as_an_invoice_payment(subscribed):
+    invoice = stripe.Invoice.retrieve(subscribed.latest_invoice, expand=["payments"])
+    charge = stripe.Charge.list(customer=subscribed.customer).data[0]
+
+    listed = stripe.InvoicePayment.list(invoice=invoice.id, status="paid").data
+
+    assert [p.payment.payment_intent for p in listed] == [charge.payment_intent]
+    assert listed[0].amount_paid == invoice.amount_paid == 4900 and listed[0].is_default
+    assert [p.id for p in invoice.payments.data] == [listed[0].id]
+    assert stripe.InvoicePayment.retrieve(listed[0].id).invoice == invoice.id
+    assert stripe.InvoicePayment.list(invoice=invoice.id, status="open").data == []
+
+
 def test_invoices_and_charges_are_listed_by_customer(subscribed):
     invoices = stripe.Invoice.list(customer=subscribed.customer)
     charges = stripe.Charge.list(customer=subscribed.customer)

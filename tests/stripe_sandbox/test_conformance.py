@@ -180,6 +180,8 @@ def _scenario(client: Any) -> None:
     stripe.Invoice.retrieve(invoice.id, expand=["confirmation_secret"])
     stripe.Invoice.list_lines(invoice.id)
     stripe.Invoice.list(subscription=sub_id, status="paid")
+    invoice_payments = stripe.InvoicePayment.list(invoice=invoice.id, status="paid")
+    stripe.InvoicePayment.retrieve(invoice_payments.data[0].id)
     stripe.PaymentIntent.list(customer=ada.id)
     charges = stripe.Charge.list(customer=ada.id)
     stripe.Charge.retrieve(charges.data[0].id)

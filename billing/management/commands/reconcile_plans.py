@@ -11,6 +11,7 @@ from django.db import connection, connections
 from django.utils import timezone
 
 from accounts.models import User
+from billing.duplicates import duplicate_alert_record, duplicates_find
 from billing.entitlements import (
     BILLING_FIELDS,
     BillingColumns,
@@ -167,10 +168,36 @@ class Command(BaseCommand):
             self.stderr.write(f"{seen}/{total} users checked, {drift} drifted")
         if pending:
             fixed += _fix(pending)
+        duplicates = self._duplicates_report(dry_run=dry_run)
         action = "would fix" if dry_run else "fixed"
         self.stdout.write(
-            f"{seen} users checked, {drift} drifted, {action} {fixed if not dry_run else drift}."
+            f"{seen} users checked, {drift} drifted, {action} {fixed if not dry_run else drift}"
+            + (f"; {duplicates} with more than one live subscription." if duplicates else ".")
         )
+
+    def _duplicates_report(self, *, dry_run: bool) -> int:
+        """Customers with two live subscriptions, both billing: reported, and (unless
+        --dry-run) a billing alert for staff. Undoing one is a refund, which the webhook
+        does when it sees the second (billing.duplicates), never this pass."""
+        found = duplicates_find()
+        emails = dict(User.objects.filter(pk__in=list(found)).values_list("pk", "email"))
+        for user_id, sub_ids in sorted(found.items()):
+            self.stdout.write(
+                f"{emails.get(user_id, user_id)}: {len(sub_ids)} live subscriptions, "
+                f"all billing ({', '.join(sub_ids)}); keep {sub_ids[0]}, cancel and refund "
+                "the others"
+            )
+            if dry_run:
+                continue
+            user = User.objects.get(pk=user_id)
+            for newer in sub_ids[1:]:
+                duplicate_alert_record(
+                    user=user,
+                    kept=sub_ids[0],
+                    newer=newer,
+                    detail="Found by reconcile_plans; not cancelled yet.",
+                )
+        return len(found)
 
 
 def _fix(pending: list[int]) -> int:
