@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest
 from djstripe.models import Price
 
 from billing.offers import Offer
@@ -26,12 +26,6 @@ def price_table() -> dict[tuple[str, str], Price]:
     return table
 
 
-def pricing_interval(request: HttpRequest | None) -> Interval:
-    """The recurring interval the pricing page shows: `?interval=annual`, else monthly."""
-    asked = request.GET.get("interval", "") if request is not None else ""
-    return Interval.ANNUAL if asked == Interval.ANNUAL else Interval.MONTHLY
-
-
 def annual_saving(prices: dict[tuple[str, str], Price], plan: str) -> int | None:
     """What a year at the annual price saves against twelve monthly payments, in minor
     units (FlowKit: 12 × £49.00 − £490.00 = £98.00), from the synced Prices; None when
@@ -45,25 +39,68 @@ def annual_saving(prices: dict[tuple[str, str], Price], plan: str) -> int | None
     return saving if saving > 0 else None
 
 
-def plan_rows(
-    offers: dict[tuple[str, str], Offer] | None = None,
-    *,
-    recurring: Interval = Interval.MONTHLY,
-) -> list[dict[str, Any]]:
-    """One row per plan, lowest first: its info, its (interval, Price or None, Offer or
-    None) triples (the `recurring` interval, monthly or annual, then one-off), what a
-    year saves against twelve months, and the features it is the first plan to include.
-    A free plan has no prices (Starter is not sold, even where a Stripe account still has
-    Prices for it). `offers` (billing.offers.offers_for) are what a signed-in user may
-    buy."""
+def months_free(prices: dict[tuple[str, str], Price], plan: str) -> int | None:
+    """How many monthly payments a year saves (FlowKit: £98.00 is two of £49.00), from the
+    synced Prices; None unless the saving is a whole number of months."""
+    saving = annual_saving(prices, plan)
+    monthly = prices.get((plan, Interval.MONTHLY))
+    if saving is None or monthly is None or not monthly.unit_amount:
+        return None
+    months, rest = divmod(saving, monthly.unit_amount)
+    return months if months and not rest else None
+
+
+@dataclass(frozen=True)
+class PriceOption:
+    """One way to pay for a plan, as the pricing page shows it beside the others."""
+
+    interval: Interval
+    price: Price | None
+    offer: Offer | None
+    # The choice's name: "Monthly", "Yearly", "Pay once".
+    label: str
+    # What the amount buys, after it: "per month", "per year", "once".
+    per: str
+    # What the choice means, in a few words.
+    meaning: str
+
+
+def _meaning(interval: Interval, *, free_months: int | None) -> str:
+    if interval == Interval.MONTHLY:
+        return "Billed every month. Cancel at any time."
+    if interval == Interval.ANNUAL:
+        if free_months:
+            return f"{free_months} month{'s' if free_months != 1 else ''} free. Renews yearly."
+        return "Billed once a year. Renews yearly."
+    return "Yours for good: nothing renews."
+
+
+_LABEL = {Interval.MONTHLY: "Monthly", Interval.ANNUAL: "Yearly", Interval.ONEOFF: "Pay once"}
+_PER = {Interval.MONTHLY: "per month", Interval.ANNUAL: "per year", Interval.ONEOFF: "once"}
+
+
+def plan_rows(offers: dict[tuple[str, str], Offer] | None = None) -> list[dict[str, Any]]:
+    """One row per plan, lowest first: its info, its three ways to pay side by side
+    (monthly, yearly, once: PriceOption, with the synced Price or None and the Offer or
+    None), what a year saves against twelve months, and the features it is the first plan
+    to include. A free plan has no prices (Starter is not sold, even where a Stripe
+    account still has Prices for it). `offers` (billing.offers.offers_for) are what a
+    signed-in user may buy."""
     prices = price_table()
     offers = offers or {}
     return [
         {
             "info": info,
             "prices": [
-                (i.value, prices.get((plan, i)), offers.get((plan, i.value)))
-                for i in (recurring, Interval.ONEOFF)
+                PriceOption(
+                    interval=i,
+                    price=prices.get((plan, i)),
+                    offer=offers.get((plan, i.value)),
+                    label=_LABEL[i],
+                    per=_PER[i],
+                    meaning=_meaning(i, free_months=months_free(prices, plan)),
+                )
+                for i in (Interval.MONTHLY, Interval.ANNUAL, Interval.ONEOFF)
                 if info.sold
             ],
             "annual_saving": annual_saving(prices, plan) if info.sold else None,

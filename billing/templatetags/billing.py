@@ -10,7 +10,7 @@ from billing.offers import offers_for
 from billing.outlook import long_date as _long_date
 from billing.outlook import outlook_for
 from billing.plans import FEATURE_LABELS, plan_allows
-from billing.pricing import plan_rows, pricing_interval
+from billing.pricing import plan_rows
 
 register = template.Library()
 
@@ -52,14 +52,12 @@ def _signed_in(user: object) -> TypeIs[User]:
 
 @register.inclusion_tag("billing/_plan_cards.html", takes_context=True)
 def plan_cards(context: template.Context) -> dict:
-    """The three plans with their synced prices and, for a signed-in user, a button for
-    each purchase that would raise their plan (billing.offers); sign-up buttons for
-    visitors."""
+    """The three plans with their synced prices, monthly, yearly and once side by side,
+    and, for a signed-in user, a button for each purchase that would raise their plan
+    (billing.offers); sign-up buttons for visitors."""
     user = context.get("user")
-    recurring = pricing_interval(context.get("request"))
     return {
-        "plans": plan_rows(offers_for(user) if _signed_in(user) else None, recurring=recurring),
-        "recurring": recurring,
+        "plans": plan_rows(offers_for(user) if _signed_in(user) else None),
         "user": user,
         "csrf_token": context.get("csrf_token"),
     }

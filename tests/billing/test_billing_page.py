@@ -152,5 +152,5 @@ def test_a_one_off_buyers_card_is_read_from_the_charge(client, customer, fake_st
     page = client.get("/billing/").content.decode()
 
     assert "Visa ending 3155" in page
-    assert "FlowKit</strong>, one-off" in page and "£490.00" in page
+    assert "FlowKit</strong>, one-off" in page and "£1,470.00" in page
     assert fake_stripe.calls == []

@@ -77,8 +77,10 @@ def test_a_starter_customer_is_never_offered_starter(signed_in, synced):
 
     assert _buy_buttons(body) == {
         ("flowkit", "monthly"),
+        ("flowkit", "annual"),
         ("flowkit", "oneoff"),
         ("launchpack", "monthly"),
+        ("launchpack", "annual"),
         ("launchpack", "oneoff"),
     }
     starter = body[body.index('id="plan-starter"') : body.index('id="plan-flowkit"')]
@@ -90,7 +92,11 @@ def test_a_oneoff_flowkit_owner_is_offered_only_launchpack(signed_in, synced, cu
 
     body = signed_in.get("/pricing/").content.decode()
 
-    assert _buy_buttons(body) == {("launchpack", "monthly"), ("launchpack", "oneoff")}
+    assert _buy_buttons(body) == {
+        ("launchpack", "monthly"),
+        ("launchpack", "annual"),
+        ("launchpack", "oneoff"),
+    }
     assert body.count("Your plan") == 1
     assert "You have this plan." in body
 
@@ -105,7 +111,9 @@ def test_a_subscriber_is_offered_a_switch_and_told_a_oneoff_ends_the_subscriptio
     assert _buy_buttons(body) == {("launchpack", "oneoff")}  # never a second subscription
     assert 'href="/billing/switch/?plan=launchpack"' in body
     assert "Switch to LaunchPack" in body
-    assert "Switch to FlowKit" not in body
+    # FlowKit monthly is what they have; FlowKit yearly is an upgrade of the same plan.
+    assert 'href="/billing/switch/?plan=flowkit"' not in body
+    assert 'href="/billing/switch/?plan=flowkit&amp;interval=annual"' in body
     end = sub["items"]["data"][0]["current_period_end"]
     from datetime import UTC, datetime
 
@@ -124,7 +132,8 @@ def test_a_launchpack_subscriber_is_offered_nothing(
     body = signed_in.get("/pricing/").content.decode()
 
     assert _buy_buttons(body) == set()
-    assert "Switch to" not in body
+    # Only the same plan yearly, an upgrade of the subscription, is left to offer.
+    assert re.findall(r">(Switch to [^<]+)</a>", body) == ["Switch to LaunchPack yearly"]
 
 
 @pytest.mark.parametrize(
@@ -261,11 +270,10 @@ def test_an_annual_subscriber_is_offered_the_higher_plan_yearly_only(
 ):
     _subscribe(deliver, fake_stripe, payer, catalog["flowkit_annual"])
 
-    monthly = signed_in.get("/pricing/").content.decode()
-    annual = signed_in.get("/pricing/?interval=annual").content.decode()
+    page = signed_in.get("/pricing/").content.decode()
     refused = signed_in.post("/billing/checkout/", {"plan": "launchpack", "interval": "monthly"})
 
-    assert "Switch to LaunchPack" not in monthly
-    assert 'href="/billing/switch/?plan=launchpack&amp;interval=annual"' in annual
+    assert 'href="/billing/switch/?plan=launchpack"' not in page
+    assert 'href="/billing/switch/?plan=launchpack&amp;interval=annual"' in page
     assert refused.status_code == 409
     assert "You pay yearly" in refused.content.decode()

@@ -49,7 +49,7 @@ def test_one_off_price_is_shown_as_one_off(client, prices, stripe_customer):
 
     page = client.get(f"/sandbox/checkout/{session.id}/").content.decode()
 
-    assert "£490.00" in page and "one-off" in page
+    assert "£1,470.00" in page and "one-off" in page
 
 
 def test_paying_a_subscription_creates_it_and_redirects_to_success(client, prices, stripe_customer):
@@ -95,7 +95,7 @@ def test_paying_one_off_creates_a_succeeded_payment(client, prices, stripe_custo
     assert paid.payment_intent.status == "succeeded"
     assert paid.payment_intent.metadata["plan"] == "launchpack"
     assert paid.payment_intent.latest_charge.status == "succeeded"
-    assert paid.payment_intent.latest_charge.amount == 99000
+    assert paid.payment_intent.latest_charge.amount == 297000
     assert _new_events(before) == [
         "charge.succeeded",
         "payment_intent.succeeded",
@@ -194,7 +194,7 @@ def test_one_off_price_bought_with_a_subscription_is_on_its_first_invoice(
     pay(client, session.id)
 
     paid = stripe.checkout.Session.retrieve(session.id, expand=["invoice"])
-    assert paid.amount_total == 4900 + 49000
-    assert paid.invoice.amount_paid == 4900 + 49000
+    assert paid.amount_total == 4900 + 147000
+    assert paid.invoice.amount_paid == 4900 + 147000
     sub = stripe.Subscription.retrieve(paid.subscription)
     assert [i.price.id for i in sub["items"].data] == [prices["flowkit_monthly"].id]
