@@ -246,6 +246,8 @@ class SwitchQuote:
     amount_due: int
     currency: str
     proration_date: int
+    # The VAT in amount_due (Stripe Tax, when the subscription has it).
+    tax: int = 0
 
 
 def _switch_items(
@@ -289,7 +291,8 @@ def switch_preview(
         },
         **api_kwargs(),
     )
-    return SwitchQuote(preview["amount_due"], preview["currency"], when)
+    tax = sum(int(t.get("amount") or 0) for t in preview.get("total_taxes") or [])
+    return SwitchQuote(preview["amount_due"], preview["currency"], when, tax)
 
 
 # How long a quoted amount can be accepted: the charge is prorated to the quote's moment,

@@ -26,6 +26,27 @@ def price_table() -> dict[tuple[str, str], Price]:
     return table
 
 
+def vat_words(*, tax_behavior: str | None) -> str:
+    """What a price says about VAT while Stripe Tax is on (BILLING_AUTOMATIC_TAX): "+ VAT"
+    for a price before tax, "incl. VAT" for one that includes it; "" with tax off.
+
+    The Price's own `tax_behavior` decides (Stripe's, fixed once used); a Price that
+    leaves it unspecified follows BILLING_TAX_BEHAVIOR. The one home of this wording:
+    every page that shows a price uses it (the `vat_words` template tag)."""
+    if not settings.BILLING_AUTOMATIC_TAX:
+        return ""
+    if tax_behavior not in ("exclusive", "inclusive"):
+        tax_behavior = settings.BILLING_TAX_BEHAVIOR
+    return "incl. VAT" if tax_behavior == "inclusive" else "+ VAT"
+
+
+def total_vat_words(*, tax: int) -> str:
+    """What an amount Stripe charges (an invoice or its preview, the tax already in it)
+    says about VAT while Stripe Tax is on: "incl. {tax} VAT", `{tax}` standing for the
+    formatted `tax`; "" with tax off or no VAT charged (a customer outside the UK)."""
+    return "incl. {tax} VAT" if settings.BILLING_AUTOMATIC_TAX and tax > 0 else ""
+
+
 def annual_saving(prices: dict[tuple[str, str], Price], plan: str) -> int | None:
     """What a year at the annual price saves against twelve monthly payments, in minor
     units (FlowKit: 12 × £49.00 − £490.00 = £98.00), from the synced Prices; None when

@@ -11,6 +11,8 @@ from billing.outlook import long_date as _long_date
 from billing.outlook import outlook_for
 from billing.plans import FEATURE_LABELS, plan_allows
 from billing.pricing import plan_rows
+from billing.pricing import total_vat_words as _total_vat_words
+from billing.pricing import vat_words as _vat_words
 
 register = template.Library()
 
@@ -38,6 +40,22 @@ def money(amount: int | None, currency: str) -> str:
     value = f"{amount:,}" if zero_decimal else f"{amount / 100:,.2f}"
     symbol = _SYMBOLS.get((currency or "").lower())
     return f"{symbol}{value}" if symbol else f"{value} {currency.upper()}"
+
+
+@register.simple_tag
+def vat_words(price: object) -> str:
+    """`{% vat_words price %}` after a price: "+ VAT", "incl. VAT" or nothing
+    (billing.pricing.vat_words). `price` is a synced Price or a Stripe Price's JSON."""
+    data = getattr(price, "stripe_data", price)
+    behavior = data.get("tax_behavior") if isinstance(data, dict) else None
+    return _vat_words(tax_behavior=behavior)
+
+
+@register.simple_tag
+def total_vat_words(tax: int | None, currency: str) -> str:
+    """`{% total_vat_words quote.tax quote.currency %}` after an amount Stripe charges:
+    "incl. £9.80 VAT" or nothing (billing.pricing.total_vat_words)."""
+    return _total_vat_words(tax=tax or 0).format(tax=money(tax, currency))
 
 
 @register.filter

@@ -72,3 +72,46 @@ def test_pricing_answers_head_like_get(client, synced):
 
     assert response.status_code == 200
     assert response.content == b""
+
+
+PRICES = ("£49.00", "£490.00", "£1,470.00", "£99.00", "£990.00", "£2,970.00")
+
+
+@pytest.mark.parametrize(
+    ("behavior", "words"), [("exclusive", "+ VAT"), ("inclusive", "incl. VAT")]
+)
+def test_with_tax_on_every_price_says_how_vat_applies(client, synced, settings, behavior, words):
+    settings.BILLING_AUTOMATIC_TAX = True
+    settings.BILLING_TAX_BEHAVIOR = behavior
+
+    for url in ("/pricing/", "/"):  # the pricing page and the landing page
+        text = _text(client.get(url).content.decode())
+        for amount in PRICES:
+            assert f"{amount} {words}" in text, (url, amount)
+
+
+def test_with_tax_off_prices_say_nothing_of_vat(client, synced):
+    assert "VAT" not in _text(client.get("/pricing/").content.decode())
+
+
+@pytest.mark.parametrize(
+    ("automatic", "setting", "price_behavior", "words"),
+    [
+        (False, "exclusive", "exclusive", ""),
+        (True, "exclusive", None, "+ VAT"),
+        (True, "inclusive", None, "incl. VAT"),
+        (True, "inclusive", "unspecified", "incl. VAT"),
+        # The Price's own behaviour is Stripe's, whatever new prices would get.
+        (True, "exclusive", "inclusive", "incl. VAT"),
+        (True, "inclusive", "exclusive", "+ VAT"),
+    ],
+)
+def test_vat_words_follow_the_price_then_the_setting(
+    settings, automatic, setting, price_behavior, words
+):
+    from billing.pricing import vat_words
+
+    settings.BILLING_AUTOMATIC_TAX = automatic
+    settings.BILLING_TAX_BEHAVIOR = setting
+
+    assert vat_words(tax_behavior=price_behavior) == words
