@@ -291,7 +291,8 @@ def switch_preview(
         },
         **api_kwargs(),
     )
-    tax = sum(int(t.get("amount") or 0) for t in preview.get("total_taxes") or [])
+    taxes = preview.to_dict().get("total_taxes") or []
+    tax = sum(int(t.get("amount") or 0) for t in taxes)
     return SwitchQuote(preview["amount_due"], preview["currency"], when, tax)
 
 
