@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from djstripe.models import Price
 
-from billing.offers import Offer
+from billing.offers import Offer, Refusal
 from billing.plans import FEATURES, PLAN_INFO, Interval, Plan, lookup_key, price_plan
 
 
@@ -78,6 +78,8 @@ class PriceOption:
     interval: Interval
     price: Price | None
     offer: Offer | None
+    # Why a signed-in customer cannot buy it, in their words (billing.offers.choices_for).
+    refusal: Refusal | None
     # The choice's name: "Monthly", "Yearly", "Pay once".
     label: str
     # What the amount buys, after it: "per month", "per year", "once".
@@ -96,19 +98,28 @@ def _meaning(interval: Interval, *, free_months: int | None) -> str:
     return "Yours for good: nothing renews."
 
 
+_T = TypeVar("_T")
+
+
+def _of_type(choice: object, kind: type[_T]) -> _T | None:
+    return choice if isinstance(choice, kind) else None
+
+
 _LABEL = {Interval.MONTHLY: "Monthly", Interval.ANNUAL: "Yearly", Interval.ONEOFF: "Pay once"}
 _PER = {Interval.MONTHLY: "per month", Interval.ANNUAL: "per year", Interval.ONEOFF: "once"}
 
 
-def plan_rows(offers: dict[tuple[str, str], Offer] | None = None) -> list[dict[str, Any]]:
+def plan_rows(
+    choices: dict[tuple[str, str], Offer | Refusal] | None = None,
+) -> list[dict[str, Any]]:
     """One row per plan, lowest first: its info, its three ways to pay side by side
     (monthly, yearly, once: PriceOption, with the synced Price or None and the Offer or
     None), what a year saves against twelve months, and the features it is the first plan
     to include. A free plan has no prices (Starter is not sold, even where a Stripe
-    account still has Prices for it). `offers` (billing.offers.offers_for) are what a
-    signed-in user may buy."""
+    account still has Prices for it). `choices` (billing.offers.choices_for) are what a
+    signed-in user may buy, or why not."""
     prices = price_table()
-    offers = offers or {}
+    choices = choices or {}
     return [
         {
             "info": info,
@@ -116,7 +127,8 @@ def plan_rows(offers: dict[tuple[str, str], Offer] | None = None) -> list[dict[s
                 PriceOption(
                     interval=i,
                     price=prices.get((plan, i)),
-                    offer=offers.get((plan, i.value)),
+                    offer=_of_type(choices.get((plan, i.value)), Offer),
+                    refusal=_of_type(choices.get((plan, i.value)), Refusal),
                     label=_LABEL[i],
                     per=_PER[i],
                     meaning=_meaning(i, free_months=months_free(prices, plan)),

@@ -6,7 +6,7 @@ from django import template
 from typing_extensions import TypeIs
 
 from accounts.models import User
-from billing.offers import offers_for
+from billing.offers import choices_for
 from billing.outlook import long_date as _long_date
 from billing.outlook import outlook_for
 from billing.plans import FEATURE_LABELS, plan_allows
@@ -75,7 +75,7 @@ def plan_cards(context: template.Context) -> dict:
     (billing.offers); sign-up buttons for visitors."""
     user = context.get("user")
     return {
-        "plans": plan_rows(offers_for(user) if _signed_in(user) else None),
+        "plans": plan_rows(choices_for(user) if _signed_in(user) else None),
         "user": user,
         "csrf_token": context.get("csrf_token"),
     }

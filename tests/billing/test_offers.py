@@ -98,7 +98,7 @@ def test_a_oneoff_flowkit_owner_is_offered_only_launchpack(signed_in, synced, cu
         ("launchpack", "oneoff"),
     }
     assert body.count("Your plan") == 1
-    assert "You have this plan." in body
+    assert "You own FlowKit for good: there is nothing more to pay." in body
 
 
 def test_a_subscriber_is_offered_a_switch_and_told_a_oneoff_ends_the_subscription(
@@ -277,3 +277,93 @@ def test_an_annual_subscriber_is_offered_the_higher_plan_yearly_only(
     assert 'href="/billing/switch/?plan=launchpack&amp;interval=annual"' in page
     assert refused.status_code == 409
     assert "You pay yearly" in refused.content.decode()
+
+
+# What a customer does not hold is never shown as held: the old page said "Included in
+# what you have" or "You have this plan" whenever an offer was refused.
+NEVER = ("Included in what you have", "You have this plan")
+BUTTONS = ("Subscribe monthly", "Subscribe yearly", "Pay once", "Switch to")
+
+
+def _option(body: str, plan: str, interval: str) -> str:
+    """The text of one way to pay for `plan` on the pricing page."""
+    card = body[body.index(f'id="plan-{plan}"') :]
+    end = card.find('<section class="card plan-card')
+    card = card[: end if end != -1 else len(card)]
+    start = card.index(f"price-option-{interval}")
+    return card[start : card.index("</div>", start)]
+
+
+def _offered_or_explained(body: str) -> dict[tuple[str, str], str]:
+    """Each paid plan's three choices as text, checked to be a button or a reason."""
+    found = {}
+    for plan in ("flowkit", "launchpack"):
+        for interval in ("monthly", "annual", "oneoff"):
+            html = _option(body, plan, interval)
+            text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+            assert not any(words in text for words in NEVER), (plan, interval, text)
+            assert any(b in text for b in BUTTONS) or 'class="muted refusal"' in html, text
+            found[(plan, interval)] = text
+    return found
+
+
+def test_an_annual_subscriber_is_told_why_monthly_is_not_sold(
+    signed_in, synced, deliver, fake_stripe, catalog, payer
+):
+    _subscribe(deliver, fake_stripe, payer, catalog["flowkit_annual"])
+
+    found = _offered_or_explained(signed_in.get("/pricing/").content.decode())
+
+    assert (
+        "You pay yearly: LaunchPack monthly can start when your paid year ends"
+        in (found[("launchpack", "monthly")])
+    )
+    assert (
+        "You pay yearly for FlowKit: monthly FlowKit can start when your paid year ends"
+        in (found[("flowkit", "monthly")])
+    )
+    assert "You pay yearly for FlowKit: this is your plan." in found[("flowkit", "annual")]
+    assert "Switch to LaunchPack yearly" in found[("launchpack", "annual")]
+
+
+def test_a_monthly_subscriber_is_not_told_they_have_the_one_off(
+    signed_in, synced, deliver, fake_stripe, catalog, payer
+):
+    _subscribe(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+
+    found = _offered_or_explained(signed_in.get("/pricing/").content.decode())
+
+    assert "You pay monthly for FlowKit: this is your plan." in found[("flowkit", "monthly")]
+    assert (
+        "You pay monthly for FlowKit. While you subscribe, only a higher plan can be bought once."
+    ) in found[("flowkit", "oneoff")]
+    assert "Pay once" in found[("launchpack", "oneoff")]
+
+
+def test_a_trialing_customer_is_told_the_trial_must_end_first(
+    signed_in, synced, deliver, fake_stripe, catalog, payer
+):
+    sub = sf.subscription(cus=payer, prc=catalog["flowkit_monthly"], status="trialing")
+    fake_stripe.add(sub)
+    deliver(sf.event("customer.subscription.created", sub))
+
+    found = _offered_or_explained(signed_in.get("/pricing/").content.decode())
+
+    assert "Your free trial is still running" in found[("launchpack", "monthly")]
+    assert "You are trying FlowKit free, then pay monthly" in found[("flowkit", "monthly")]
+
+
+def test_a_customer_whose_plan_was_cut_in_dunning_is_told_to_pay_not_that_they_have_it(
+    signed_in, synced, deliver, fake_stripe, catalog, payer, customer
+):
+    sub = sf.subscription(cus=payer, prc=catalog["flowkit_monthly"], status="past_due")
+    fake_stripe.add(sub)
+    deliver(sf.event("customer.subscription.created", sub))
+    customer.plan = "starter"  # the grace ended: the subscription stays, the access went
+    customer.save()
+
+    found = _offered_or_explained(signed_in.get("/pricing/").content.decode())
+
+    overdue = "Your FlowKit subscription has a payment overdue: pay it from the billing page"
+    assert overdue in found[("flowkit", "monthly")]
+    assert overdue in found[("flowkit", "oneoff")]
