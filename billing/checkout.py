@@ -79,6 +79,9 @@ def checkout_session_create(*, user: User, plan: str, interval: str) -> stripe.c
     }
     if mode == "payment":
         params["payment_intent_data"] = {"metadata": metadata}
+        # A paid invoice for the one-off (a subscription gets its own anyway): the
+        # customer's receipt with the VAT, on the billing page and in Stripe's email.
+        params["invoice_creation"] = {"enabled": True, "invoice_data": {"metadata": metadata}}
     days = 0
     with transaction.atomic():
         User.objects.select_for_update().filter(pk=user.pk).first()
@@ -206,8 +209,29 @@ def retried_invoice_sync(subscription: Mapping[str, Any]) -> None:
     Invoice.sync_from_stripe_data(invoice, api_key=djstripe_settings.STRIPE_SECRET_KEY)
 
 
+def _invoice_id(session: Mapping[str, Any]) -> str:
+    invoice = session.get("invoice") or ""
+    return invoice.get("id", "") if isinstance(invoice, dict) else invoice
+
+
+def _oneoff_invoice_sync(session: Mapping[str, Any]) -> None:
+    """Sync the paid invoice Checkout made for a one-off (`invoice_creation`), so the
+    billing page links it at once, before its own events are processed."""
+    if invoice_id := _invoice_id(session):
+        # Expanded as dj-stripe's own sync asks (Invoice.expand_fields): it syncs the
+        # discounts (a promotion code's) as objects and fails on bare ids.
+        invoice = stripe.Invoice.retrieve(
+            invoice_id, expand=["discounts", "lines.data.discounts"], **api_kwargs()
+        )
+        Invoice.sync_from_stripe_data(invoice, api_key=djstripe_settings.STRIPE_SECRET_KEY)
+
+
 def _oneoff_record(*, session: dict[str, Any], user: User, stripe_event_id: str) -> None:
-    if OneOffPurchase.objects.filter(checkout_session_id=session["id"]).exists():
+    recorded = OneOffPurchase.objects.filter(checkout_session_id=session["id"])
+    if recorded.exists():
+        # Recorded before its invoice was known (a purchase from before invoices).
+        if invoice_id := _invoice_id(session):
+            recorded.filter(invoice_id="").update(invoice_id=invoice_id)
         return
     items = stripe.checkout.Session.list_line_items(session["id"], limit=10, **api_kwargs())
     for line_item in items.data:
@@ -226,6 +250,7 @@ def _oneoff_record(*, session: dict[str, Any], user: User, stripe_event_id: str)
                 "user": user,
                 "plan": sold[0],
                 "payment_intent_id": payment_intent,
+                "invoice_id": _invoice_id(session),
                 "price_id": price.get("id", ""),
                 "amount": session.get("amount_total") or item.get("amount_total") or 0,
                 "currency": session.get("currency") or price.get("currency") or "",
@@ -289,6 +314,7 @@ def checkout_fulfil(
             )
             if session.get("mode") == "payment":
                 _oneoff_record(session=session, user=user, stripe_event_id=stripe_event_id)
+                _oneoff_invoice_sync(session)
             elif session.get("subscription"):
                 sub = session["subscription"]
                 _subscription_sync(sub["id"] if isinstance(sub, dict) else sub)

@@ -73,11 +73,20 @@ class RefundRow:
     description: str
 
 
+@dataclass(frozen=True)
+class PurchaseRow:
+    """A one-off purchase and the paid invoice Checkout made for it (its receipt), once
+    synced; None for a purchase made before invoices were asked for."""
+
+    purchase: OneOffPurchase
+    invoice: InvoiceRow | None
+
+
 @dataclass
 class History:
     card: Card | None = None
     invoices: list[InvoiceRow] = field(default_factory=list)
-    purchases: list[OneOffPurchase] = field(default_factory=list)
+    purchases: list[PurchaseRow] = field(default_factory=list)
     refunds: list[RefundRow] = field(default_factory=list)
 
 
@@ -172,7 +181,8 @@ def _refund_rows(charge: Mapping[str, Any]) -> list[RefundRow]:
 
 def billing_history(user: User) -> History:
     """The billing page's facts for `user`, from the synced rows only."""
-    history = History(purchases=list(OneOffPurchase.objects.filter(user=user)))
+    purchases = list(OneOffPurchase.objects.filter(user=user))
+    history = History(purchases=[PurchaseRow(purchase=p, invoice=None) for p in purchases])
     customer = Customer.objects.filter(subscriber=user).order_by("-created").first()
     if customer is None:
         return history
@@ -187,6 +197,10 @@ def billing_history(user: User) -> History:
         _invoice_row(data)
         for data in invoices.values_list("stripe_data", flat=True)
         if data.get("status") != "draft"
+    ]
+    by_id = {row.id: row for row in history.invoices}
+    history.purchases = [
+        PurchaseRow(purchase=p, invoice=by_id.get(p.invoice_id)) for p in purchases
     ]
     charges = Charge.objects.filter(customer=customer).order_by("-created")
     for data in charges.values_list("stripe_data", flat=True):

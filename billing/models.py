@@ -102,6 +102,8 @@ class OneOffPurchase(models.Model):
     plan = models.CharField(max_length=20, choices=Plan.choices)
     checkout_session_id = models.CharField(max_length=255, unique=True)
     payment_intent_id = models.CharField(max_length=255, blank=True, db_index=True)
+    # The paid invoice Checkout made for it (`invoice_creation`): the customer's receipt.
+    invoice_id = models.CharField(max_length=255, blank=True)
     price_id = models.CharField(max_length=255, blank=True)
     amount = models.PositiveIntegerField(help_text="In the currency's minor unit.")
     currency = models.CharField(max_length=3)

@@ -13,6 +13,8 @@ offers and what the server accepts cannot drift apart:
   monthly, or a lower plan, waits for the end of the period already paid for.
 - A customer's first subscription starts with BILLING_TRIAL_DAYS free days, once ever
   (`trial_days`).
+- Whatever is not for sale says why in the customer's words (`choices_for`,
+  `refusal_reason`): never "included" for something the customer does not hold.
 """
 
 from __future__ import annotations
@@ -62,6 +64,16 @@ class Offer:
 
 class NotAnUpgrade(Exception):
     """The purchase would not raise the user's plan; the message says why, for the user."""
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why `plan` (`interval`) is not for sale to the user, in their words: what the
+    pricing page says in place of a button."""
+
+    plan: Plan
+    interval: Interval
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -218,15 +230,72 @@ def _not_while_trialing(held: Holdings) -> None:
 
 
 def offers_for(user: User) -> dict[tuple[str, str], Offer]:
-    """Every offer open to `user`, by (plan, interval): what the pricing page shows."""
+    """Every offer open to `user`, by (plan, interval)."""
+    return {key: c for key, c in choices_for(user).items() if isinstance(c, Offer)}
+
+
+def choices_for(user: User) -> dict[tuple[str, str], Offer | Refusal]:
+    """For every paid plan and interval, by (plan, interval): the offer open to `user`,
+    or why not in their words. What the pricing page shows: a button or the reason, never
+    "included" for something the customer does not hold."""
     held = holdings_of(user)
-    offers: dict[tuple[str, str], Offer] = {}
+    choices: dict[tuple[str, str], Offer | Refusal] = {}
     for plan in Plan:
+        if not PLAN_INFO[plan].sold:
+            continue
         for interval in Interval:
             try:
-                offers[(plan, interval)] = offer_check(
+                choices[(plan, interval)] = offer_check(
                     user=user, plan=plan, interval=interval, holdings=held
                 )
-            except NotAnUpgrade:
-                continue
-    return offers
+            except NotAnUpgrade as refused:
+                reason = refusal_reason(held=held, plan=plan, interval=interval) or str(refused)
+                choices[(plan, interval)] = Refusal(plan, interval, reason)
+    return choices
+
+
+_PAYS = {Interval.MONTHLY: "monthly", Interval.ANNUAL: "yearly"}
+
+
+def refusal_reason(*, held: Holdings, plan: Plan, interval: Interval) -> str | None:
+    """What the customer holds that stops them buying `plan` (`interval`), in their words,
+    from what they hold rather than from their plan's rank alone; None where offer_check's
+    own refusal already says it (a trial running, a paid year to finish)."""
+    # Here, not at the top: billing.dunning imports this module (through
+    # billing.templatetags), as billing.entitlements does.
+    from billing.dunning import DUNNING_STATUSES
+
+    sub_plan, sub_interval = held.subscription_plan, held.subscription_interval
+    status = (held.subscription or {}).get("status")
+    if (
+        sub_plan is not None
+        and status in DUNNING_STATUSES
+        and plan_rank(held.plan) < plan_rank(sub_plan)
+        and plan_rank(plan) <= plan_rank(sub_plan)
+    ):
+        # The plan was cut in dunning: the subscription is still there, the access is not.
+        return (
+            f"Your {sub_plan.label} subscription has a payment overdue: pay it from the "
+            f"billing page to have {sub_plan.label} again."
+        )
+    if sub_plan == plan and sub_interval is not None:
+        pays = _PAYS.get(sub_interval, "")
+        if interval == sub_interval and status == "trialing":
+            return f"You are trying {plan.label} free, then pay {pays}: this is your plan."
+        if interval == sub_interval:
+            return f"You pay {pays} for {plan.label}: this is your plan."
+        if interval == Interval.ONEOFF:
+            return (
+                f"You pay {pays} for {plan.label}. While you subscribe, only a higher "
+                "plan can be bought once."
+            )
+        if interval == Interval.MONTHLY:
+            return (
+                f"You pay yearly for {plan.label}: monthly {plan.label} can start when "
+                "your paid year ends (from the billing page)."
+            )
+    if held.oneoff_plan == plan:
+        return f"You own {plan.label} for good: there is nothing more to pay."
+    if plan_rank(plan) < plan_rank(held.floor) and plan_rank(held.plan) >= plan_rank(held.floor):
+        return f"Your {held.floor.label} includes everything in {plan.label}."
+    return None

@@ -35,6 +35,9 @@ _INTERVAL_VALUES = frozenset(Interval.values)
 RECURRING: dict[str, str] = {Interval.MONTHLY: "month", Interval.ANNUAL: "year"}
 # A year costs ten months: two months free against paying monthly.
 ANNUAL_MONTHS = 10
+# Paying once keeps the plan for good, so it costs well above a year (30 months): priced
+# at a year or less, nobody who compares the two would ever subscribe yearly.
+ONEOFF_MONTHS = 30
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,6 @@ class PlanInfo:
     # the amounts read back from Stripe, so a price changed in the dashboard shows on
     # the pricing page after a sync. None: the plan is free and not sold.
     monthly_amount: int | None
-    oneoff_amount: int | None
 
     @property
     def sold(self) -> bool:
@@ -54,6 +56,10 @@ class PlanInfo:
     @property
     def annual_amount(self) -> int | None:
         return self.monthly_amount * ANNUAL_MONTHS if self.monthly_amount is not None else None
+
+    @property
+    def oneoff_amount(self) -> int | None:
+        return self.monthly_amount * ONEOFF_MONTHS if self.monthly_amount is not None else None
 
     def amount(self, interval: str) -> int | None:
         """What `stripe_catalog` creates for `interval`, in minor units."""
@@ -67,14 +73,14 @@ class PlanInfo:
 PLAN_INFO: dict[str, PlanInfo] = {
     # Every account starts on Starter for free. Prices that sell it (STRIPE_PRICE_STARTER_*,
     # starter_*) may still exist in a Stripe account and keep mapping to it (price_plan).
-    Plan.STARTER: PlanInfo(
-        Plan.STARTER, "Online booking with calendar sync and your brand.", None, None
-    ),
+    Plan.STARTER: PlanInfo(Plan.STARTER, "Online booking with calendar sync and your brand.", None),
+    # £49.00 a month, £490.00 a year, £1,470.00 once.
     Plan.FLOWKIT: PlanInfo(
-        Plan.FLOWKIT, "Everything in Starter, plus SMS reminders and client import.", 4900, 49000
+        Plan.FLOWKIT, "Everything in Starter, plus SMS reminders and client import.", 4900
     ),
+    # £99.00 a month, £990.00 a year, £2,970.00 once.
     Plan.LAUNCHPACK: PlanInfo(
-        Plan.LAUNCHPACK, "Everything in FlowKit, plus the AI concierge.", 9900, 99000
+        Plan.LAUNCHPACK, "Everything in FlowKit, plus the AI concierge.", 9900
     ),
 }
 

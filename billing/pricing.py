@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from django.conf import settings
-from django.http import HttpRequest
 from djstripe.models import Price
 
-from billing.offers import Offer
+from billing.offers import Offer, Refusal
 from billing.plans import FEATURES, PLAN_INFO, Interval, Plan, lookup_key, price_plan
 
 
@@ -26,10 +26,25 @@ def price_table() -> dict[tuple[str, str], Price]:
     return table
 
 
-def pricing_interval(request: HttpRequest | None) -> Interval:
-    """The recurring interval the pricing page shows: `?interval=annual`, else monthly."""
-    asked = request.GET.get("interval", "") if request is not None else ""
-    return Interval.ANNUAL if asked == Interval.ANNUAL else Interval.MONTHLY
+def vat_words(*, tax_behavior: str | None) -> str:
+    """What a price says about VAT while Stripe Tax is on (BILLING_AUTOMATIC_TAX): "+ VAT"
+    for a price before tax, "incl. VAT" for one that includes it; "" with tax off.
+
+    The Price's own `tax_behavior` decides (Stripe's, fixed once used); a Price that
+    leaves it unspecified follows BILLING_TAX_BEHAVIOR. The one home of this wording:
+    every page that shows a price uses it (the `vat_words` template tag)."""
+    if not settings.BILLING_AUTOMATIC_TAX:
+        return ""
+    if tax_behavior not in ("exclusive", "inclusive"):
+        tax_behavior = settings.BILLING_TAX_BEHAVIOR
+    return "incl. VAT" if tax_behavior == "inclusive" else "+ VAT"
+
+
+def total_vat_words(*, tax: int) -> str:
+    """What an amount Stripe charges (an invoice or its preview, the tax already in it)
+    says about VAT while Stripe Tax is on: "incl. {tax} VAT", `{tax}` standing for the
+    formatted `tax`; "" with tax off or no VAT charged (a customer outside the UK)."""
+    return "incl. {tax} VAT" if settings.BILLING_AUTOMATIC_TAX and tax > 0 else ""
 
 
 def annual_saving(prices: dict[tuple[str, str], Price], plan: str) -> int | None:
@@ -45,25 +60,80 @@ def annual_saving(prices: dict[tuple[str, str], Price], plan: str) -> int | None
     return saving if saving > 0 else None
 
 
+def months_free(prices: dict[tuple[str, str], Price], plan: str) -> int | None:
+    """How many monthly payments a year saves (FlowKit: £98.00 is two of £49.00), from the
+    synced Prices; None unless the saving is a whole number of months."""
+    saving = annual_saving(prices, plan)
+    monthly = prices.get((plan, Interval.MONTHLY))
+    if saving is None or monthly is None or not monthly.unit_amount:
+        return None
+    months, rest = divmod(saving, monthly.unit_amount)
+    return months if months and not rest else None
+
+
+@dataclass(frozen=True)
+class PriceOption:
+    """One way to pay for a plan, as the pricing page shows it beside the others."""
+
+    interval: Interval
+    price: Price | None
+    offer: Offer | None
+    # Why a signed-in customer cannot buy it, in their words (billing.offers.choices_for).
+    refusal: Refusal | None
+    # The choice's name: "Monthly", "Yearly", "Pay once".
+    label: str
+    # What the amount buys, after it: "per month", "per year", "once".
+    per: str
+    # What the choice means, in a few words.
+    meaning: str
+
+
+def _meaning(interval: Interval, *, free_months: int | None) -> str:
+    if interval == Interval.MONTHLY:
+        return "Billed every month. Cancel at any time."
+    if interval == Interval.ANNUAL:
+        if free_months:
+            return f"{free_months} month{'s' if free_months != 1 else ''} free. Renews yearly."
+        return "Billed once a year. Renews yearly."
+    return "Yours for good: nothing renews."
+
+
+_T = TypeVar("_T")
+
+
+def _of_type(choice: object, kind: type[_T]) -> _T | None:
+    return choice if isinstance(choice, kind) else None
+
+
+_LABEL = {Interval.MONTHLY: "Monthly", Interval.ANNUAL: "Yearly", Interval.ONEOFF: "Pay once"}
+_PER = {Interval.MONTHLY: "per month", Interval.ANNUAL: "per year", Interval.ONEOFF: "once"}
+
+
 def plan_rows(
-    offers: dict[tuple[str, str], Offer] | None = None,
-    *,
-    recurring: Interval = Interval.MONTHLY,
+    choices: dict[tuple[str, str], Offer | Refusal] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per plan, lowest first: its info, its (interval, Price or None, Offer or
-    None) triples (the `recurring` interval, monthly or annual, then one-off), what a
-    year saves against twelve months, and the features it is the first plan to include.
-    A free plan has no prices (Starter is not sold, even where a Stripe account still has
-    Prices for it). `offers` (billing.offers.offers_for) are what a signed-in user may
-    buy."""
+    """One row per plan, lowest first: its info, its three ways to pay side by side
+    (monthly, yearly, once: PriceOption, with the synced Price or None and the Offer or
+    None), what a year saves against twelve months, and the features it is the first plan
+    to include. A free plan has no prices (Starter is not sold, even where a Stripe
+    account still has Prices for it). `choices` (billing.offers.choices_for) are what a
+    signed-in user may buy, or why not."""
     prices = price_table()
-    offers = offers or {}
+    choices = choices or {}
     return [
         {
             "info": info,
             "prices": [
-                (i.value, prices.get((plan, i)), offers.get((plan, i.value)))
-                for i in (recurring, Interval.ONEOFF)
+                PriceOption(
+                    interval=i,
+                    price=prices.get((plan, i)),
+                    offer=_of_type(choices.get((plan, i.value)), Offer),
+                    refusal=_of_type(choices.get((plan, i.value)), Refusal),
+                    label=_LABEL[i],
+                    per=_PER[i],
+                    meaning=_meaning(i, free_months=months_free(prices, plan)),
+                )
+                for i in (Interval.MONTHLY, Interval.ANNUAL, Interval.ONEOFF)
                 if info.sold
             ],
             "annual_saving": annual_saving(prices, plan) if info.sold else None,

@@ -53,7 +53,6 @@ from billing.plans import (
     plan_allows,
     recurring_interval,
 )
-from billing.pricing import pricing_interval
 from billing.standing import trial_for
 from billing.stripe_api import PriceMissing, StripeError, live_subscription, price_find
 from billing.webhook_queue import acknowledge, endpoint_load, signature_valid
@@ -80,9 +79,8 @@ def _stripe_failed(request: HttpRequest, exc: Exception) -> HttpResponse:
 @require_safe
 def pricing(request: HttpRequest) -> HttpResponse:
     # The plan cards come from the `plan_cards` tag (billing/pricing.py), which the
-    # landing page shares; `?interval=annual` shows the yearly prices (a link, so the
-    # Monthly / Annual choice works without JavaScript).
-    return render(request, "billing/pricing.html", {"interval": pricing_interval(request)})
+    # landing page shares: monthly, yearly and once side by side, no JavaScript needed.
+    return render(request, "billing/pricing.html")
 
 
 def _choice(request: HttpRequest) -> tuple[str, str] | None:

@@ -273,14 +273,14 @@ def checkout_pay(
         # The card paid with is kept for later payments (the customer's default).
         customer["_card"] = card
         store.save(customer)
+        discount: Obj | None = None
         if session["mode"] == "subscription":
             sub, invoice = _checkout_subscription(session, customer, card, found)
             session["subscription"] = sub["id"]
             session["invoice"] = invoice["id"]
         else:
-            checkout_pricing.quote_apply(
-                session, found, discount=checkout_pricing.discount_for(session, found, customer)
-            )
+            discount = checkout_pricing.discount_for(session, found, customer)
+            checkout_pricing.quote_apply(session, found, discount=discount)
         if session["mode"] != "subscription" and not found.free:
             pi, charge = _payment(
                 customer_id=customer["id"],
@@ -295,6 +295,12 @@ def checkout_pay(
             )
             _emit_payment(pi, charge)
             session["payment_intent"] = pi["id"]
+        if (session.get("invoice_creation") or {}).get("enabled"):
+            taxed = bool(session["automatic_tax"]["enabled"])
+            invoice = checkout_invoice(
+                session, customer, discount=discount, taxed=taxed, country=country
+            )
+            session["invoice"] = invoice["id"]
         session.update(
             status="complete",
             # A trial delays the payment to its end; a 100 %-off code leaves nothing to pay.
@@ -389,6 +395,63 @@ def _checkout_subscription(session: Obj, customer: Obj, card: str, found: Any) -
         payment_method=pm["id"],
     )
     return sub, invoice
+
+
+def checkout_invoice(
+    session: Obj, customer: Obj, *, discount: Obj | None, taxed: bool, country: str
+) -> Obj:
+    """The paid invoice Checkout makes once a payment-mode session with
+    `invoice_creation[enabled]` is paid, as Stripe does: the session's lines, its discount
+    and tax (so its total is what was charged), `invoice_data`'s metadata, description
+    and footer; invoice.created, invoice.finalized, invoice.paid,
+    invoice.payment_succeeded. The caller sets the session's `invoice`."""
+    from stripe_sandbox import collection, tax
+
+    now = store.now()
+    invoice = objects.invoice(
+        customer_obj=customer,
+        currency=session["currency"],
+        subscription_obj=None,
+        billing_reason="manual",
+        period=(now, now),
+    )
+    store.save(customer)  # its next_invoice_sequence
+    data = (session.get("invoice_creation") or {}).get("invoice_data") or {}
+    invoice.update(
+        metadata=dict(data.get("metadata") or {}),
+        description=data.get("description"),
+        footer=data.get("footer"),
+    )
+    invoice["lines"]["data"] = [
+        objects.invoice_line(
+            invoice_id=invoice["id"],
+            price_obj=li["price"],
+            quantity=li["quantity"],
+            amount=li["amount_subtotal"],
+            period=(now, now),
+            subscription_id=None,
+            subscription_item_id=None,
+            description=f"{li['quantity']} × {product_name(li['price'])}",
+        )
+        for li in session.get("_line_items", [])
+    ]
+    total = tax.invoice_apply(invoice, checkout=(discount, taxed, country or None)).total
+    invoice.update(amount_due=total, amount_remaining=total, starting_balance=0, ending_balance=0)
+    store.save(invoice)
+    event_emit("invoice.created", invoice)
+    collection.invoice_finalize(invoice)
+    invoice.update(
+        status="paid", attempted=True, amount_paid=total, amount_remaining=0, auto_advance=False
+    )
+    invoice["_payment_intent"] = session.get("payment_intent")
+    invoice["status_transitions"]["paid_at"] = now
+    store.save(invoice)
+    event_emit("invoice.paid", invoice)
+    event_emit("invoice.payment_succeeded", invoice)
+    if discount is not None:
+        discount["invoice"] = invoice["id"]
+        store.save(discount)
+    return invoice
 
 
 def trial_start(sub: Obj, *, days: int) -> None:

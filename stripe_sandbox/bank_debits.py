@@ -258,6 +258,14 @@ def settle(session_id: str) -> bool:
             event_emit("payment_intent.payment_failed", pi)
         if debit["invoice"]:
             _invoice_settle(debit, succeeds)
+        elif succeeds and (session.get("invoice_creation") or {}).get("enabled"):
+            # A one-off's invoice comes once the money has arrived, as with a card. The
+            # bank debit page takes no code or address: no discount, no tax.
+            customer = store.get(session["customer"], "customer", lock=True)
+            invoice = actions.checkout_invoice(
+                session, customer, discount=None, taxed=False, country=""
+            )
+            session["invoice"] = invoice["id"]
         debit["settled"] = "succeeded" if succeeds else "failed"
         event_type = "checkout.session.async_payment_failed"
         if succeeds:

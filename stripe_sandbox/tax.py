@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
-from stripe_sandbox import discounts, store
+from stripe_sandbox import discounts, objects, store
 from stripe_sandbox.store import Obj
 
 UK_VAT = Decimal("0.20")
@@ -131,10 +131,15 @@ def _subscription_of(invoice: Obj) -> Obj | None:
     return store.find(sub_id, "subscription") if sub_id else None
 
 
-def invoice_apply(invoice: Obj) -> Totals:
+def invoice_apply(
+    invoice: Obj, *, checkout: tuple[Obj | None, bool, str | None] | None = None
+) -> Totals:
     """Set `invoice`'s totals from its lines: the subscription's discount where its
     duration covers this invoice, then the tax when the subscription has automatic tax
-    (the customer's address decides the rate). Lines keep their pre-discount `amount`."""
+    (the customer's address decides the rate). Lines keep their pre-discount `amount`.
+
+    `checkout`: a one-off Checkout's own (discount, automatic tax, billing country), for
+    the invoice it creates after payment (`invoice_creation`), which has no subscription."""
     sub = _subscription_of(invoice)
     customer = store.find(invoice["customer"], "customer") or {}
     taxed = bool(sub and (sub.get("automatic_tax") or {}).get("enabled"))
@@ -145,6 +150,8 @@ def invoice_apply(invoice: Obj) -> Totals:
         if discount and discounts.discount_covers(discount, invoice):
             applied = discount
             break
+    if checkout is not None:
+        applied, taxed, country = checkout[0], checkout[1], checkout[2] or country
     coupon = store.find(applied["source"]["coupon"], "coupon") if applied else None
     lines = invoice["lines"]["data"]
     computed = [
@@ -181,7 +188,9 @@ def invoice_apply(invoice: Obj) -> Totals:
     )
     if taxed:
         invoice["automatic_tax"].update(enabled=True, status="complete")
-        invoice["customer_address"] = customer.get("address")
+        invoice["customer_address"] = customer.get("address") or (
+            {**objects.EMPTY_ADDRESS, "country": country} if country else None
+        )
     invoice["subtotal"] = totals.subtotal
     invoice["subtotal_excluding_tax"] = totals.subtotal_excluding_tax
     invoice["total"] = totals.total

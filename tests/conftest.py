@@ -199,7 +199,7 @@ def catalog(fake_stripe: sf.FakeStripe) -> dict[str, dict[str, Any]]:
             prc = sf.price(
                 prod=prod,
                 lookup_key=key,
-                amount=amount * (1 if recurring else 10),
+                amount=amount * (1 if recurring else 30),
                 recurring=recurring,
             )
             fake_stripe.add(prc)

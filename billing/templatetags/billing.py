@@ -6,11 +6,13 @@ from django import template
 from typing_extensions import TypeIs
 
 from accounts.models import User
-from billing.offers import offers_for
+from billing.offers import choices_for
 from billing.outlook import long_date as _long_date
 from billing.outlook import outlook_for
 from billing.plans import FEATURE_LABELS, plan_allows
-from billing.pricing import plan_rows, pricing_interval
+from billing.pricing import plan_rows
+from billing.pricing import total_vat_words as _total_vat_words
+from billing.pricing import vat_words as _vat_words
 
 register = template.Library()
 
@@ -42,6 +44,22 @@ def money(amount: int | None, currency: str) -> str:
     return f"{symbol}{value}" if symbol else f"{value} {currency.upper()}"
 
 
+@register.simple_tag
+def vat_words(price: object) -> str:
+    """`{% vat_words price %}` after a price: "+ VAT", "incl. VAT" or nothing
+    (billing.pricing.vat_words). `price` is a synced Price or a Stripe Price's JSON."""
+    data = getattr(price, "stripe_data", price)
+    behavior = data.get("tax_behavior") if isinstance(data, dict) else None
+    return _vat_words(tax_behavior=behavior)
+
+
+@register.simple_tag
+def total_vat_words(tax: int | None, currency: str) -> str:
+    """`{% total_vat_words quote.tax quote.currency %}` after an amount Stripe charges:
+    "incl. £9.80 VAT" or nothing (billing.pricing.total_vat_words)."""
+    return _total_vat_words(tax=tax or 0).format(tax=money(tax, currency))
+
+
 @register.filter
 def feature_label(name: str) -> str:
     return FEATURE_LABELS.get(name, name.replace("_", " ").capitalize())
@@ -54,14 +72,12 @@ def _signed_in(user: object) -> TypeIs[User]:
 
 @register.inclusion_tag("billing/_plan_cards.html", takes_context=True)
 def plan_cards(context: template.Context) -> dict:
-    """The three plans with their synced prices and, for a signed-in user, a button for
-    each purchase that would raise their plan (billing.offers); sign-up buttons for
-    visitors."""
+    """The three plans with their synced prices, monthly, yearly and once side by side,
+    and, for a signed-in user, a button for each purchase that would raise their plan
+    (billing.offers); sign-up buttons for visitors."""
     user = context.get("user")
-    recurring = pricing_interval(context.get("request"))
     return {
-        "plans": plan_rows(offers_for(user) if _signed_in(user) else None, recurring=recurring),
-        "recurring": recurring,
+        "plans": plan_rows(choices_for(user) if _signed_in(user) else None),
         "user": user,
         "csrf_token": context.get("csrf_token"),
     }

@@ -129,7 +129,7 @@ def checkout_session_create(params: Obj) -> Obj:
         "expires_at": expires,
         "integration_identifier": None,
         "invoice": None,
-        "invoice_creation": None,
+        "invoice_creation": _invoice_creation(params, mode),
         "livemode": False,
         "locale": params.get("locale") or None,
         "managed_payments": None,
@@ -176,6 +176,32 @@ def checkout_session_create(params: Obj) -> Obj:
             param="allow_promotion_codes",
         )
     return store.save(session)
+
+
+def _invoice_creation(params: Obj, mode: str) -> Obj | None:
+    """`invoice_creation`: a paid invoice after a one-off payment (Stripe makes one for
+    every subscription anyway, so it is null there and refused as a parameter)."""
+    asked = params.get("invoice_creation") or {}
+    if mode != "payment":
+        if asked:
+            raise StripeError(
+                "You can only set `invoice_creation` in `payment` mode.",
+                param="invoice_creation",
+            )
+        return None
+    data = asked.get("invoice_data") or {}
+    return {
+        "enabled": as_bool(asked.get("enabled")),
+        "invoice_data": {
+            "account_tax_ids": None,
+            "custom_fields": None,
+            "description": data.get("description") or None,
+            "footer": data.get("footer") or None,
+            "issuer": None,
+            "metadata": objects.metadata_merge({}, data.get("metadata")),
+            "rendering_options": None,
+        },
+    }
 
 
 def _trial_period_days(params: Obj, mode: str) -> int | None:

@@ -152,5 +152,33 @@ def test_a_one_off_buyers_card_is_read_from_the_charge(client, customer, fake_st
     page = client.get("/billing/").content.decode()
 
     assert "Visa ending 3155" in page
-    assert "FlowKit</strong>, one-off" in page and "£490.00" in page
+    assert "FlowKit</strong>, one-off" in page and "£1,470.00" in page
+    assert fake_stripe.calls == []
+
+
+def test_a_one_off_purchase_has_its_paid_invoice_on_the_billing_page(
+    client, customer, fake_stripe, settings
+):
+    # Checkout's `invoice_creation`: the one-off's receipt, with its number and links, in
+    # the invoice list and beside the purchase, read from the synced rows.
+    settings.SITE_URL = "http://testserver"
+    call_command("stripe_catalog", stdout=StringIO())
+    client.force_login(customer)
+    checkout = client.post("/billing/checkout/", {"plan": "flowkit", "interval": "oneoff"})
+    success = client.post(_path(checkout["Location"]), {"card_number": "4242 4242 4242 4242"})
+    client.get(_path(success["Location"]))  # the success page fulfils, webhooks not yet in
+    fake_stripe.calls.clear()
+
+    page = client.get("/billing/").content.decode()
+
+    [invoice] = store.all_of("invoice")
+    purchase = OneOffPurchase.objects.get()
+    assert (invoice["status"], invoice["total"]) == ("paid", 147000)
+    assert purchase.invoice_id == invoice["id"]
+    assert f'data-invoice="{invoice["id"]}" data-status="paid"' in page  # the invoice list
+    row = page[page.index('<li class="purchase"') :]
+    row = row[: row.index("</li>")]
+    assert f"invoice {invoice['number']}" in row
+    assert f'href="{invoice["hosted_invoice_url"]}"' in row
+    assert f'href="{invoice["invoice_pdf"]}"' in row
     assert fake_stripe.calls == []

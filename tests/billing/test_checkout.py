@@ -44,6 +44,18 @@ def test_checkout_oneoff_creates_a_payment_session(signed_in, fake_stripe, catal
     assert params["line_items[0][price]"] == catalog["launchpack_oneoff"]["id"]
 
 
+def test_a_oneoff_checkout_asks_stripe_for_a_paid_invoice(signed_in, fake_stripe, catalog):
+    # Without `invoice_creation` a one-off leaves no invoice: no VAT invoice for a business.
+    signed_in.post("/billing/checkout/", {"plan": "launchpack", "interval": "oneoff"})
+    signed_in.post("/billing/checkout/", {"plan": "flowkit", "interval": "monthly"})
+
+    oneoff, monthly = fake_stripe.calls_to("POST", "/v1/checkout/sessions")
+    assert oneoff["invoice_creation[enabled]"] == "true"
+    assert oneoff["invoice_creation[invoice_data][metadata][plan]"] == "launchpack"
+    # A subscription's invoices come anyway; Stripe refuses the parameter there.
+    assert not any(key.startswith("invoice_creation") for key in monthly)
+
+
 @pytest.mark.parametrize(
     "data", [{"plan": "gold", "interval": "monthly"}, {"plan": "flowkit", "interval": "weekly"}, {}]
 )

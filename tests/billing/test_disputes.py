@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def bought(deliver, fake_stripe, catalog, payer, customer):
-    """A paid LaunchPack one-off (£990.00) and its charge."""
+    """A paid LaunchPack one-off (£2,970.00) and its charge."""
     session, pi, ch = _oneoff_session(fake_stripe, payer, catalog["launchpack_oneoff"], customer.pk)
     deliver(sf.event("checkout.session.completed", session))
     customer.refresh_from_db()
@@ -49,7 +49,7 @@ def test_a_dispute_stops_the_oneoff_and_alerts_staff_once(deliver, fake_stripe, 
     assert PlanChange.objects.filter(source="dispute").count() == 1
     alert = BillingAlert.objects.get(kind=BillingAlert.Kind.DISPUTE)
     assert alert.stripe_id == dispute["id"]
-    assert "£990.00 disputed on one-off purchase of LaunchPack" in alert.detail
+    assert "£2,970.00 disputed on one-off purchase of LaunchPack" in alert.detail
     assert "reason: fraudulent" in alert.detail
     assert customer.email in alert.detail
 

@@ -77,8 +77,10 @@ def test_a_starter_customer_is_never_offered_starter(signed_in, synced):
 
     assert _buy_buttons(body) == {
         ("flowkit", "monthly"),
+        ("flowkit", "annual"),
         ("flowkit", "oneoff"),
         ("launchpack", "monthly"),
+        ("launchpack", "annual"),
         ("launchpack", "oneoff"),
     }
     starter = body[body.index('id="plan-starter"') : body.index('id="plan-flowkit"')]
@@ -90,9 +92,13 @@ def test_a_oneoff_flowkit_owner_is_offered_only_launchpack(signed_in, synced, cu
 
     body = signed_in.get("/pricing/").content.decode()
 
-    assert _buy_buttons(body) == {("launchpack", "monthly"), ("launchpack", "oneoff")}
+    assert _buy_buttons(body) == {
+        ("launchpack", "monthly"),
+        ("launchpack", "annual"),
+        ("launchpack", "oneoff"),
+    }
     assert body.count("Your plan") == 1
-    assert "You have this plan." in body
+    assert "You own FlowKit for good: there is nothing more to pay." in body
 
 
 def test_a_subscriber_is_offered_a_switch_and_told_a_oneoff_ends_the_subscription(
@@ -105,7 +111,9 @@ def test_a_subscriber_is_offered_a_switch_and_told_a_oneoff_ends_the_subscriptio
     assert _buy_buttons(body) == {("launchpack", "oneoff")}  # never a second subscription
     assert 'href="/billing/switch/?plan=launchpack"' in body
     assert "Switch to LaunchPack" in body
-    assert "Switch to FlowKit" not in body
+    # FlowKit monthly is what they have; FlowKit yearly is an upgrade of the same plan.
+    assert 'href="/billing/switch/?plan=flowkit"' not in body
+    assert 'href="/billing/switch/?plan=flowkit&amp;interval=annual"' in body
     end = sub["items"]["data"][0]["current_period_end"]
     from datetime import UTC, datetime
 
@@ -124,7 +132,8 @@ def test_a_launchpack_subscriber_is_offered_nothing(
     body = signed_in.get("/pricing/").content.decode()
 
     assert _buy_buttons(body) == set()
-    assert "Switch to" not in body
+    # Only the same plan yearly, an upgrade of the subscription, is left to offer.
+    assert re.findall(r">(Switch to [^<]+)</a>", body) == ["Switch to LaunchPack yearly"]
 
 
 @pytest.mark.parametrize(
@@ -261,11 +270,100 @@ def test_an_annual_subscriber_is_offered_the_higher_plan_yearly_only(
 ):
     _subscribe(deliver, fake_stripe, payer, catalog["flowkit_annual"])
 
-    monthly = signed_in.get("/pricing/").content.decode()
-    annual = signed_in.get("/pricing/?interval=annual").content.decode()
+    page = signed_in.get("/pricing/").content.decode()
     refused = signed_in.post("/billing/checkout/", {"plan": "launchpack", "interval": "monthly"})
 
-    assert "Switch to LaunchPack" not in monthly
-    assert 'href="/billing/switch/?plan=launchpack&amp;interval=annual"' in annual
+    assert 'href="/billing/switch/?plan=launchpack"' not in page
+    assert 'href="/billing/switch/?plan=launchpack&amp;interval=annual"' in page
     assert refused.status_code == 409
     assert "You pay yearly" in refused.content.decode()
+
+
+# What a customer does not hold is never shown as held: the old page said "Included in
+# what you have" or "You have this plan" whenever an offer was refused.
+NEVER = ("Included in what you have", "You have this plan")
+BUTTONS = ("Subscribe monthly", "Subscribe yearly", "Pay once", "Switch to")
+
+
+def _option(body: str, plan: str, interval: str) -> str:
+    """The text of one way to pay for `plan` on the pricing page."""
+    card = body[body.index(f'id="plan-{plan}"') :]
+    end = card.find('<section class="card plan-card')
+    card = card[: end if end != -1 else len(card)]
+    start = card.index(f"price-option-{interval}")
+    return card[start : card.index("</div>", start)]
+
+
+def _offered_or_explained(body: str) -> dict[tuple[str, str], str]:
+    """Each paid plan's three choices as text, checked to be a button or a reason."""
+    found = {}
+    for plan in ("flowkit", "launchpack"):
+        for interval in ("monthly", "annual", "oneoff"):
+            html = _option(body, plan, interval)
+            text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+            assert not any(words in text for words in NEVER), (plan, interval, text)
+            assert any(b in text for b in BUTTONS) or 'class="muted refusal"' in html, text
+            found[(plan, interval)] = text
+    return found
+
+
+def test_an_annual_subscriber_is_told_why_monthly_is_not_sold(
+    signed_in, synced, deliver, fake_stripe, catalog, payer
+):
+    _subscribe(deliver, fake_stripe, payer, catalog["flowkit_annual"])
+
+    found = _offered_or_explained(signed_in.get("/pricing/").content.decode())
+
+    assert (
+        "You pay yearly: LaunchPack monthly can start when your paid year ends"
+        in (found[("launchpack", "monthly")])
+    )
+    assert (
+        "You pay yearly for FlowKit: monthly FlowKit can start when your paid year ends"
+        in (found[("flowkit", "monthly")])
+    )
+    assert "You pay yearly for FlowKit: this is your plan." in found[("flowkit", "annual")]
+    assert "Switch to LaunchPack yearly" in found[("launchpack", "annual")]
+
+
+def test_a_monthly_subscriber_is_not_told_they_have_the_one_off(
+    signed_in, synced, deliver, fake_stripe, catalog, payer
+):
+    _subscribe(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+
+    found = _offered_or_explained(signed_in.get("/pricing/").content.decode())
+
+    assert "You pay monthly for FlowKit: this is your plan." in found[("flowkit", "monthly")]
+    assert (
+        "You pay monthly for FlowKit. While you subscribe, only a higher plan can be bought once."
+    ) in found[("flowkit", "oneoff")]
+    assert "Pay once" in found[("launchpack", "oneoff")]
+
+
+def test_a_trialing_customer_is_told_the_trial_must_end_first(
+    signed_in, synced, deliver, fake_stripe, catalog, payer
+):
+    sub = sf.subscription(cus=payer, prc=catalog["flowkit_monthly"], status="trialing")
+    fake_stripe.add(sub)
+    deliver(sf.event("customer.subscription.created", sub))
+
+    found = _offered_or_explained(signed_in.get("/pricing/").content.decode())
+
+    assert "Your free trial is still running" in found[("launchpack", "monthly")]
+    assert "You are trying FlowKit free, then pay monthly" in found[("flowkit", "monthly")]
+
+
+def test_a_customer_whose_plan_was_cut_in_dunning_is_told_to_pay_not_that_they_have_it(
+    signed_in, synced, deliver, fake_stripe, catalog, payer, customer
+):
+    sub = sf.subscription(cus=payer, prc=catalog["flowkit_monthly"], status="past_due")
+    fake_stripe.add(sub)
+    deliver(sf.event("customer.subscription.created", sub))
+    customer.plan = "starter"  # the grace ended: the subscription stays, the access went
+    customer.save()
+
+    found = _offered_or_explained(signed_in.get("/pricing/").content.decode())
+
+    overdue = "Your FlowKit subscription has a payment overdue: pay it from the billing page"
+    assert overdue in found[("flowkit", "monthly")]
+    assert overdue in found[("flowkit", "oneoff")]

@@ -57,6 +57,20 @@ def test_downgrade_page_shows_the_date_and_what_is_lost(signed_in, launchpack):
     assert "£49.00 a month" in text
 
 
+@pytest.mark.parametrize(
+    ("behavior", "words"), [("exclusive", "+ VAT"), ("inclusive", "incl. VAT")]
+)
+def test_with_tax_on_the_downgrade_price_says_how_vat_applies(
+    signed_in, launchpack, settings, behavior, words
+):
+    settings.BILLING_AUTOMATIC_TAX = True
+    settings.BILLING_TAX_BEHAVIOR = behavior
+
+    text = signed_in.get("/billing/downgrade/?plan=flowkit").content.decode()
+
+    assert f"£49.00 {words} a month" in text
+
+
 def test_downgrade_schedules_the_lower_price_from_the_period_end(
     signed_in, launchpack, fake_stripe, catalog, customer
 ):

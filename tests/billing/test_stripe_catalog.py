@@ -47,6 +47,22 @@ def test_the_annual_price_bills_yearly_at_ten_months(fake_stripe):
     assert "0 differ" in out.getvalue()
 
 
+def test_paying_once_costs_thirty_months_well_above_a_year(fake_stripe):
+    call_command("stripe_catalog", stdout=StringIO())
+
+    keys = ["flowkit_annual", "flowkit_oneoff", "launchpack_annual", "launchpack_oneoff"]
+    found = stripe.Price.list(lookup_keys=keys, **api_kwargs()).data
+    amounts = {p["lookup_key"]: p["unit_amount"] for p in found}
+
+    # A year is ten months; "yours for good" is thirty, so the two never read alike.
+    assert amounts == {
+        "flowkit_annual": 49000,
+        "flowkit_oneoff": 147000,
+        "launchpack_annual": 99000,
+        "launchpack_oneoff": 297000,
+    }
+
+
 def test_a_configured_annual_price_id_maps_to_the_plan(fake_stripe, settings):
     prod = sf.product(metadata={"plan": "flowkit"})
     configured = sf.price(prod=prod, lookup_key=None, amount=45000)

@@ -62,7 +62,7 @@ def test_oneoff_checkout_grants_the_plan_for_good_and_a_refund_takes_it_back(
     purchase = OneOffPurchase.objects.get()
     assert (purchase.plan, purchase.amount, purchase.payment_intent_id) == (
         "launchpack",
-        99000,
+        297000,
         pi["id"],
     )
 

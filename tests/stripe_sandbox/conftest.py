@@ -40,7 +40,7 @@ def prices(db) -> dict[str, Any]:
         )
         made[f"{plan}_oneoff"] = stripe.Price.create(
             product=product.id,
-            unit_amount=amount * 10,
+            unit_amount=amount * 30,
             currency="gbp",
             lookup_key=f"{plan}_oneoff",
             metadata={"plan": plan},

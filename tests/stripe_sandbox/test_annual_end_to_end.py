@@ -1,5 +1,5 @@
 """Annual prices through the app's own pages and webhooks, with the sandbox as Stripe:
-the pricing page's Monthly / Annual choice, buying a year, monthly to annual as an
+the pricing page's monthly, yearly and once side by side, buying a year, monthly to annual as an
 upgrade charged now, and annual to monthly at the end of the paid year."""
 
 from __future__ import annotations
@@ -54,17 +54,14 @@ def _item(customer) -> dict:
 
 
 def test_the_pricing_page_shows_yearly_prices_and_the_saving_without_javascript(client):
-    monthly = _text(client.get("/pricing/").content.decode())
-    annual_page = client.get("/pricing/?interval=annual").content.decode()
-    annual = _text(annual_page)
+    # Monthly, yearly and once on one page (no toggle), from the catalogue's Prices.
+    page = _text(client.get("/pricing/").content.decode())
 
-    assert "£49.00 per month" in monthly
-    assert "per year" not in monthly
-    assert 'href="/pricing/?interval=annual"' in annual_page
-    assert "£490.00 per year" in annual
-    assert "Save £98.00 a year" in annual  # 12 × £49.00 − £490.00
-    assert "Save £198.00 a year" in annual  # LaunchPack: 12 × £99.00 − £990.00
-    assert "£49.00 per month" not in annual
+    assert "£49.00 per month" in page
+    assert "£490.00 per year" in page
+    assert "Save £98.00 a year" in page  # 12 × £49.00 − £490.00
+    assert "Save £198.00 a year" in page  # LaunchPack: 12 × £99.00 − £990.00
+    assert "£1,470.00 once" in page and "£2,970.00 once" in page  # thirty months
 
 
 def test_buying_a_year_shows_the_yearly_renewal(client, customer):
@@ -88,7 +85,7 @@ def test_buying_a_year_shows_the_yearly_renewal(client, customer):
 def test_monthly_to_annual_is_an_upgrade_charged_now(client, customer):
     client.force_login(customer)
     _buy(client, "flowkit", "monthly")
-    pricing = client.get("/pricing/?interval=annual").content.decode()
+    pricing = client.get("/pricing/").content.decode()
 
     redirect = client.post("/billing/checkout/", {"plan": "flowkit", "interval": "annual"})
     page = client.get(redirect["Location"]).content.decode()

@@ -201,8 +201,8 @@ def test_refund_by_payment_intent_refunds_the_charge(client, prices, stripe_cust
 
     charge = stripe.Charge.retrieve(refund.charge)
     assert refund.id.startswith("re_") and refund.status == "succeeded"
-    assert charge.refunded is True and charge.amount_refunded == 49000
-    assert stripe.Refund.retrieve(refund.id).amount == 49000
+    assert charge.refunded is True and charge.amount_refunded == 147000
+    assert stripe.Refund.retrieve(refund.id).amount == 147000
     assert stripe.Event.list(limit=2).data[0].type == "charge.refunded"
     with pytest.raises(stripe.InvalidRequestError):
         stripe.Refund.create(charge=charge.id)

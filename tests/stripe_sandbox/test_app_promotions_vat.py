@@ -70,6 +70,26 @@ def test_a_gb_customer_sees_20_percent_vat_on_checkout_the_invoice_and_the_billi
     assert "VAT (20%)" in invoice and "£58.80" in invoice
 
 
+def test_with_vat_on_prices_say_plus_vat_and_the_upgrade_says_the_vat_in_it(
+    shopper, customer, settings
+):
+    settings.BILLING_AUTOMATIC_TAX = True
+    page = _checkout(shopper)
+    shopper.post(page, {"card_number": CARD, "country": "GB"})
+    _deliver(shopper)
+
+    pricing = re.sub(r"<[^>]+>", "", _text(shopper.get("/pricing/")))
+    switch = _text(shopper.get("/billing/switch/?plan=launchpack"))
+
+    assert "£99.00 + VAT per month" in pricing and "£2,970.00 + VAT once" in pricing
+    found = re.search(
+        r'Due now: <strong data-amount-due="(\d+)">£[\d,.]+</strong> '
+        r'<small class="amount-vat">incl. £([\d,.]+) VAT</small>',
+        switch,
+    )
+    assert found and int(found.group(1)) > 0 and float(found.group(2)) > 0
+
+
 def test_without_automatic_tax_checkout_asks_no_address_and_adds_no_vat(shopper):
     page = _checkout(shopper)
 

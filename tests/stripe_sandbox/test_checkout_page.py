@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 import stripe
 from django.test import Client
 
@@ -49,7 +50,7 @@ def test_one_off_price_is_shown_as_one_off(client, prices, stripe_customer):
 
     page = client.get(f"/sandbox/checkout/{session.id}/").content.decode()
 
-    assert "£490.00" in page and "one-off" in page
+    assert "£1,470.00" in page and "one-off" in page
 
 
 def test_paying_a_subscription_creates_it_and_redirects_to_success(client, prices, stripe_customer):
@@ -95,12 +96,82 @@ def test_paying_one_off_creates_a_succeeded_payment(client, prices, stripe_custo
     assert paid.payment_intent.status == "succeeded"
     assert paid.payment_intent.metadata["plan"] == "launchpack"
     assert paid.payment_intent.latest_charge.status == "succeeded"
-    assert paid.payment_intent.latest_charge.amount == 99000
+    assert paid.payment_intent.latest_charge.amount == 297000
     assert _new_events(before) == [
         "charge.succeeded",
         "payment_intent.succeeded",
         "checkout.session.completed",
     ]
+
+
+def test_a_one_off_with_invoice_creation_leaves_a_paid_invoice_with_its_code_and_vat(
+    client, prices, stripe_customer
+):
+    # Stripe's `invoice_creation[enabled]`: once paid, the session names a paid invoice
+    # with the line, the discount and the VAT it charged (a UK business's VAT invoice).
+    coupon = stripe.Coupon.create(percent_off=20, duration="once")
+    stripe.PromotionCode.create(code="SAVE20", promotion={"type": "coupon", "coupon": coupon.id})
+    session = checkout_create(
+        prices["flowkit_oneoff"],
+        stripe_customer.id,
+        mode="payment",
+        allow_promotion_codes=True,
+        automatic_tax={"enabled": True},
+        billing_address_collection="required",
+        customer_update={"address": "auto", "name": "auto"},
+        invoice_creation={"enabled": True, "invoice_data": {"metadata": {"plan": "flowkit"}}},
+    )
+    before = event_types()
+
+    client.post(
+        f"/sandbox/checkout/{session.id}/",
+        {"card_number": "4242 4242 4242 4242", "promotion_code": "SAVE20", "country": "GB"},
+    )
+
+    paid = stripe.checkout.Session.retrieve(session.id, expand=["invoice"])
+    invoice = paid.invoice
+    assert paid.invoice_creation.enabled is True
+    # £1,470.00 less 20 % is £1,176.00, plus 20 % VAT: £1,411.20, as charged.
+    assert (paid.amount_total, paid.total_details.amount_tax) == (141120, 23520)
+    assert (invoice.status, invoice.customer, invoice.billing_reason) == (
+        "paid",
+        stripe_customer.id,
+        "manual",
+    )
+    assert (invoice.subtotal, invoice.total, invoice.amount_paid) == (147000, 141120, 141120)
+    assert invoice.total_discount_amounts[0].amount == 29400
+    assert invoice.total_taxes[0].amount == 23520
+    assert [line.amount for line in invoice.lines.data] == [147000]
+    assert invoice.metadata["plan"] == "flowkit"
+    assert invoice.hosted_invoice_url and invoice.invoice_pdf
+    assert _new_events(before) == [
+        "charge.succeeded",
+        "payment_intent.succeeded",
+        "invoice.created",
+        "invoice.finalized",
+        "invoice.paid",
+        "invoice.payment_succeeded",
+        "checkout.session.completed",
+    ]
+
+
+def test_a_one_off_without_invoice_creation_has_no_invoice(client, prices, stripe_customer):
+    session = checkout_create(prices["flowkit_oneoff"], stripe_customer.id, mode="payment")
+
+    pay(client, session.id)
+
+    paid = stripe.checkout.Session.retrieve(session.id)
+    assert paid.invoice is None and paid.invoice_creation.enabled is False
+    assert store.all_of("invoice") == []
+
+
+def test_invoice_creation_is_refused_in_subscription_mode(prices, stripe_customer):
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        checkout_create(
+            prices["flowkit_monthly"], stripe_customer.id, invoice_creation={"enabled": True}
+        )
+
+    assert refused.value.param == "invoice_creation"
 
 
 def test_session_without_customer_creates_one_first(client, prices):
@@ -194,7 +265,7 @@ def test_one_off_price_bought_with_a_subscription_is_on_its_first_invoice(
     pay(client, session.id)
 
     paid = stripe.checkout.Session.retrieve(session.id, expand=["invoice"])
-    assert paid.amount_total == 4900 + 49000
-    assert paid.invoice.amount_paid == 4900 + 49000
+    assert paid.amount_total == 4900 + 147000
+    assert paid.invoice.amount_paid == 4900 + 147000
     sub = stripe.Subscription.retrieve(paid.subscription)
     assert [i.price.id for i in sub["items"].data] == [prices["flowkit_monthly"].id]

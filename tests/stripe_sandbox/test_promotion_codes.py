@@ -234,8 +234,8 @@ def test_a_code_on_a_one_off_payment_lowers_the_charge(client, prices, stripe_cu
     _pay(client, session.id, "FIVER")
 
     done = stripe.checkout.Session.retrieve(session.id)
-    assert (done.amount_total, done.total_details.amount_discount) == (48500, 500)
-    assert stripe.PaymentIntent.retrieve(done.payment_intent).amount == 48500
+    assert (done.amount_total, done.total_details.amount_discount) == (146500, 500)
+    assert stripe.PaymentIntent.retrieve(done.payment_intent).amount == 146500
 
 
 def test_the_command_creates_a_coupon_and_its_code_once(client, prices, stripe_customer):
