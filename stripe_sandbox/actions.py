@@ -1052,6 +1052,11 @@ def invoice_preview(params: Obj) -> Obj:
     if not sub_id:
         raise StripeError("Missing required param: subscription.", param="subscription")
     sub = copy.deepcopy(store.get(sub_id, "subscription", kind="subscription"))
+    for item in sub["items"]["data"]:
+        # A subscription a test stored as API versions before 2025-03-31.basil laid it
+        # out (the period on the subscription, none on its items): previewed as today's.
+        item.setdefault("current_period_start", sub.get("current_period_start"))
+        item.setdefault("current_period_end", sub.get("current_period_end"))
     if params.get("customer") and params["customer"] != sub["customer"]:
         raise StripeError(
             f"The subscription {sub_id} does not belong to {params['customer']}.",

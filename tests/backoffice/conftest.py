@@ -38,8 +38,14 @@ def billing_admin(roles) -> User:
 def subscribe(deliver, fake_stripe, catalog, payer) -> Callable[..., dict[str, Any]]:
     """Give the `customer` a subscription, delivered as Stripe would."""
 
-    def _subscribe(plan: str = "flowkit", status: str = "active") -> dict[str, Any]:
-        sub = sf.subscription(cus=payer, prc=catalog[f"{plan}_monthly"], status=status)
+    def _subscribe(
+        plan: str = "flowkit", status: str = "active", cus: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        # `cus`: another Stripe customer (one customer with two live subscriptions has
+        # the newer cancelled and refunded: billing/duplicates.py).
+        if cus is not None:
+            fake_stripe.add(cus)
+        sub = sf.subscription(cus=cus or payer, prc=catalog[f"{plan}_monthly"], status=status)
         fake_stripe.add(sub)
         assert deliver(sf.event("customer.subscription.created", sub)).status_code == 200
         return sub

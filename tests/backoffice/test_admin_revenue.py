@@ -12,6 +12,7 @@ from djstripe.models import Subscription
 from accounts.models import User
 from backoffice.site import money_format, subscription_ending
 from billing.models import OneOffPurchase
+from tests.billing import stripe_fakes as sf
 
 pytestmark = pytest.mark.django_db
 
@@ -33,7 +34,7 @@ def test_mrr_leaves_out_subscriptions_set_to_cancel_and_shows_them_as_ending(
     client, staff_user, subscribe
 ):
     flowkit = subscribe("flowkit")  # £49.00 a month
-    subscribe("launchpack")  # £99.00 a month
+    subscribe("launchpack", cus=sf.customer(email="other@example.com"))  # £99.00 a month
     row = Subscription.objects.get(id=flowkit["id"])
     row.stripe_data = {**row.stripe_data, "cancel_at_period_end": True}
     row.save()

@@ -250,10 +250,10 @@ def test_each_refund_is_told_once_with_its_amount(client, customer):
 
     assert partial.subject == full.subject == "Your SmartFlow refund"
     assert "We have refunded £90.00" in partial.body
-    assert "part of your payment of £490.00" in partial.body
+    assert "part of your payment of £1,470.00" in partial.body
     assert "Your SmartFlow plan is now 'FlowKit'." in partial.body
-    assert "We have refunded £400.00" in full.body
-    assert "the rest of your payment of £490.00" in full.body
+    assert "We have refunded £1,380.00" in full.body
+    assert "the rest of your payment of £1,470.00" in full.body
     assert "Your SmartFlow plan is now 'Starter'." in full.body
     assert full.reply_to == [settings.SUPPORT_EMAIL]
 
