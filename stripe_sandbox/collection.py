@@ -224,10 +224,11 @@ def invoice_attempt(
     if reschedule:
         invoice["next_payment_attempt"] = _next_attempt(invoice)
     store.save(invoice)
+    # A payment waiting for 3-D Secure is a failed attempt too: Stripe sends
+    # invoice.payment_failed for it and invoice.payment_action_required beside it.
+    event_emit("invoice.payment_failed", invoice)
     if outcome == ACTION_REQUIRED:
         event_emit("invoice.payment_action_required", invoice)
-    else:
-        event_emit("invoice.payment_failed", invoice)
     return outcome
 
 
