@@ -302,7 +302,6 @@ def invoice_retry(invoice_id: str) -> str:
     `next_payment_attempt`); after the last failed one, the dunning end state."""
     with transaction.atomic():
         invoice = store.get(invoice_id, "invoice", lock=True)
-        customer = store.get(invoice["customer"], "customer")
         sub_id = _subscription_id(invoice)
         sub = store.find(sub_id, "subscription") if sub_id else None
         if sub is not None and sub["status"] not in actions.LIVE:
@@ -312,6 +311,7 @@ def invoice_retry(invoice_id: str) -> str:
             store.save(invoice)
             event_emit("invoice.updated", invoice, previous=changes(before, invoice))
             return FAILED
+        customer = store.get(invoice["customer"], "customer")
         invoice["_retries"] = invoice.get("_retries", 0) + 1
         outcome = invoice_attempt(invoice, customer=customer, card=card_of(customer, sub))
         if outcome == PAID:
