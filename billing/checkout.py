@@ -34,7 +34,12 @@ from billing.models import CheckoutOpened, OneOffPurchase, PlanChange
 from billing.offers import Kind, NotAnUpgrade, holdings_of, offer_check, trial_days
 from billing.plans import RECURRING, Interval, Plan, plan_rank, price_plan, recurring_interval
 from billing.standing import next_charge_values
-from billing.stripe_api import api_kwargs, customer_for, price_find
+from billing.stripe_api import (
+    api_kwargs,
+    customer_for,
+    invoice_waits_for_authentication,
+    price_find,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -530,21 +535,8 @@ def switch_pending(*, subscription_id: str) -> PendingSwitch | None:
         currency=invoice["currency"],
         hosted_invoice_url=invoice.get("hosted_invoice_url") or "",
         expires_at=pending["expires_at"],
-        needs_authentication=_waits_for_authentication(invoice),
+        needs_authentication=invoice_waits_for_authentication(invoice),
     )
-
-
-def _waits_for_authentication(invoice: dict[str, Any]) -> bool:
-    """Whether the invoice's latest payment waits for 3-D Secure (rather than declined).
-
-    This API version links an invoice to its PaymentIntent only through
-    `invoice.payments`; the customer's newest PaymentIntent for the invoice's amount,
-    made since it was created, is that payment."""
-    intents = stripe.PaymentIntent.list(customer=invoice["customer"], limit=5, **api_kwargs())
-    for intent in intents.data:
-        if intent["created"] >= invoice["created"] and intent["amount"] == invoice["amount_due"]:
-            return intent["status"] == "requires_action"
-    return False
 
 
 def portal_session_create(*, user: User) -> stripe.billing_portal.Session:

@@ -23,7 +23,7 @@ from accounts.models import User
 from billing.entitlements import DUNNING_STATUSES, LIVE_STATUSES, subscription_sells
 from billing.signals import Notice, customer_notice
 from billing.standing import next_charge_for
-from billing.stripe_api import api_kwargs
+from billing.stripe_api import api_kwargs, invoice_asked_for_authentication
 from billing.stripe_layout import invoice_subscription_id, subscription_period
 
 logger = logging.getLogger(__name__)
@@ -69,13 +69,11 @@ def _skip(event: Event, why: str) -> None:
 def invoice_trouble_notify(*, user: User, event: Event) -> None:
     """`invoice.payment_failed` / `invoice.payment_action_required` of a subscription
     invoice with an amount: tell the customer, once per attempt, while the invoice is
-    still open and that attempt is still the latest."""
+    still open and that attempt is still the latest.
+
+    An attempt stopped by 3-D Secure gets both events, in any order: each is told as
+    "please confirm" (the same notice, so the outbox keeps one), never "failed"."""
     payload = event.data["object"]
-    kind = (
-        Notice.PAYMENT_FAILED
-        if event.type == "invoice.payment_failed"
-        else Notice.PAYMENT_ACTION_REQUIRED
-    )
     invoice = _invoice_current(payload["id"])
     subscription_id = invoice_subscription_id(invoice)
     if not subscription_id or not invoice.get("amount_due"):
@@ -88,6 +86,12 @@ def invoice_trouble_notify(*, user: User, event: Event) -> None:
     sub = _subscription_current(subscription_id)
     if sub is not None and sub.get("status") not in _BILLING_STATUSES:
         return _skip(event, f"the subscription is {sub.get('status')}")
+    kind = (
+        Notice.PAYMENT_ACTION_REQUIRED
+        if event.type == "invoice.payment_action_required"
+        or invoice_asked_for_authentication(invoice)
+        else Notice.PAYMENT_FAILED
+    )
     context = {
         "invoice_id": invoice["id"],
         "subscription_id": subscription_id,

@@ -89,3 +89,37 @@ def live_subscription(user: User) -> dict[str, Any] | None:
         .first()
     )
     return data
+
+
+# A card payment that asked for 3-D Secure: waiting for it, or the customer failed it.
+_AUTHENTICATION_CODES = {"authentication_required", "payment_intent_authentication_failure"}
+
+
+def invoice_latest_payment(invoice: dict[str, Any]) -> dict[str, Any] | None:
+    """The PaymentIntent of `invoice`'s latest payment attempt, asked of Stripe, or None.
+
+    This API version links an invoice to its PaymentIntent only through
+    `invoice.payments`; the customer's newest PaymentIntent for the invoice's amount,
+    made since it was created, is that payment."""
+    intents = stripe.PaymentIntent.list(customer=invoice["customer"], limit=5, **api_kwargs())
+    for intent in intents.data:
+        if intent["created"] >= invoice["created"] and intent["amount"] == invoice["amount_due"]:
+            return intent.to_dict()
+    return None
+
+
+def invoice_waits_for_authentication(invoice: dict[str, Any]) -> bool:
+    """Whether `invoice`'s latest payment waits for 3-D Secure (rather than declined)."""
+    intent = invoice_latest_payment(invoice)
+    return bool(intent and intent["status"] == "requires_action")
+
+
+def invoice_asked_for_authentication(invoice: dict[str, Any]) -> bool:
+    """Whether `invoice`'s latest payment attempt was stopped by 3-D Secure: it waits for
+    the customer, or they failed it since. Unlike the status, this stays true for that
+    attempt, so every event about the attempt reads the same answer whenever it comes."""
+    intent = invoice_latest_payment(invoice)
+    if intent is None:
+        return False
+    code = (intent.get("last_payment_error") or {}).get("code")
+    return intent["status"] == "requires_action" or code in _AUTHENTICATION_CODES

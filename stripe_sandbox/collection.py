@@ -224,10 +224,11 @@ def invoice_attempt(
     if reschedule:
         invoice["next_payment_attempt"] = _next_attempt(invoice)
     store.save(invoice)
+    # A payment waiting for 3-D Secure is a failed attempt too: Stripe sends
+    # invoice.payment_failed for it and invoice.payment_action_required beside it.
+    event_emit("invoice.payment_failed", invoice)
     if outcome == ACTION_REQUIRED:
         event_emit("invoice.payment_action_required", invoice)
-    else:
-        event_emit("invoice.payment_failed", invoice)
     return outcome
 
 
@@ -301,7 +302,6 @@ def invoice_retry(invoice_id: str) -> str:
     `next_payment_attempt`); after the last failed one, the dunning end state."""
     with transaction.atomic():
         invoice = store.get(invoice_id, "invoice", lock=True)
-        customer = store.get(invoice["customer"], "customer")
         sub_id = _subscription_id(invoice)
         sub = store.find(sub_id, "subscription") if sub_id else None
         if sub is not None and sub["status"] not in actions.LIVE:
@@ -311,6 +311,7 @@ def invoice_retry(invoice_id: str) -> str:
             store.save(invoice)
             event_emit("invoice.updated", invoice, previous=changes(before, invoice))
             return FAILED
+        customer = store.get(invoice["customer"], "customer")
         invoice["_retries"] = invoice.get("_retries", 0) + 1
         outcome = invoice_attempt(invoice, customer=customer, card=card_of(customer, sub))
         if outcome == PAID:

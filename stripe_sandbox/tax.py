@@ -6,7 +6,8 @@ GB, nothing elsewhere (as an account registered only in the UK collects). A pric
 top) or includes it (`inclusive`: the tax is carved out of it); `unspecified` counts as
 exclusive, the default Stripe applies when the account sets none. Discounts come off
 first and the tax is on what is left, as Stripe computes it; every amount is rounded
-half up to the minor unit, line by line.
+half up to the minor unit, line by line. A credit line (a proration for unused time)
+has negative tax, so a plan change is taxed on the difference.
 """
 
 from __future__ import annotations
@@ -30,9 +31,13 @@ def _round(value: Decimal) -> int:
 
 def tax_of(amount: int, *, rate: Decimal, behavior: str) -> int:
     """The tax in `amount` (minor units): added on top when exclusive, the part of it
-    that is tax when inclusive (4900 inclusive at 20 %: 4900 - 4083 = 817)."""
-    if rate == 0 or amount <= 0:
+    that is tax when inclusive (4900 inclusive at 20 %: 4900 - 4083 = 817). A credit
+    (a negative amount: the unused time of a proration) carries its tax negative, as
+    Stripe Tax computes it, rounded as its positive is."""
+    if rate == 0 or amount == 0:
         return 0
+    if amount < 0:
+        return -tax_of(-amount, rate=rate, behavior=behavior)
     if behavior == "inclusive":
         return amount - _round(Decimal(amount) / (1 + rate))
     return _round(Decimal(amount) * rate)

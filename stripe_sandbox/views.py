@@ -70,6 +70,17 @@ def _checkout_context(
 
     totals = found.totals
     taxed = bool(session["automatic_tax"]["enabled"])
+    # A trial (subscription_data[trial_period_days]) is shown as Stripe's Checkout shows
+    # it: nothing due today, then the total per period once the free days are over.
+    trial_days = session.get("_trial_period_days") or 0
+    recurring = next(
+        (
+            li["price"]["recurring"]
+            for li in session.get("_line_items", [])
+            if li["price"].get("recurring")
+        ),
+        None,
+    )
     return {
         "cards": [(objects.card_display(n), note) for n, note in objects.CARD_NOTES],
         "session": session,
@@ -84,8 +95,11 @@ def _checkout_context(
         "tax": money(totals.tax),
         "tax_label": f"VAT ({totals.rate * 100:.0f}%)" if totals.rate else "Tax (0%)",
         "tax_inclusive": totals.tax_inclusive > 0,
-        "total": money(totals.total),
+        "total": money(0 if trial_days else totals.total),
         "free": found.free,
+        "trial_days": trial_days,
+        "after_trial": money(totals.total) if trial_days else "",
+        "after_trial_per": f"per {recurring['interval']}" if recurring else "",
         "form": form,
         "extras": extras,
         "promotion_codes": bool(session.get("allow_promotion_codes")),

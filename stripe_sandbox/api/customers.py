@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 
+from django.db import transaction
+
 from stripe_sandbox import actions, objects, store
 from stripe_sandbox.api.params import (
     field_equals,
@@ -51,9 +53,15 @@ def customer_update(params: Obj, id: str) -> Obj:
 
 @route("DELETE", f"/customers/{ID}")
 def customer_delete(params: Obj, id: str) -> Obj:
-    customer = store.get(id, "customer")
-    StripeObject.objects.filter(pk=id).delete()
-    event_emit("customer.deleted", customer)
+    """As Stripe: the customer's subscriptions end at once (customer.subscription.deleted
+    each, no proration), then the customer is gone (customer.deleted)."""
+    with transaction.atomic():
+        customer = store.get(id, "customer", lock=True)
+        for sub in store.all_of("subscription"):
+            if sub["customer"] == id and sub["status"] in actions.LIVE:
+                actions.subscription_cancel(sub["id"])
+        StripeObject.objects.filter(pk=id).delete()
+        event_emit("customer.deleted", customer)
     return {"id": id, "object": "customer", "deleted": True}
 
 

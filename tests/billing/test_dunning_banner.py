@@ -89,6 +89,23 @@ def test_a_renewal_waiting_for_authentication_links_to_the_hosted_invoice(
     assert "Update card" not in banner
 
 
+def test_a_payment_only_the_customer_can_confirm_promises_no_retry(
+    client, deliver, fake_stripe, payer, customer, failing
+):
+    # Stripe has a next_payment_attempt for it, but a retry asks for 3-D Secure again.
+    assert failing["invoice"]["next_payment_attempt"]
+    pi = sf.payment_intent(cus=payer, amount=4900)
+    pi.update(status="requires_action", created=_at(-1))
+    fake_stripe.add(pi)
+    deliver(sf.event("payment_intent.requires_action", pi))
+    client.force_login(customer)
+
+    banner = _banner(client)
+
+    assert "try again" not in banner
+    assert "Only you can confirm it: it stays due until you do." in banner
+
+
 def test_an_older_authentication_does_not_count_for_a_new_failure(
     client, deliver, fake_stripe, payer, customer, failing
 ):

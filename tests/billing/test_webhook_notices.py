@@ -124,6 +124,49 @@ def test_authentication_needed_is_told_with_the_hosted_invoice_link(
     assert notice["context"]["hosted_invoice_url"] == "https://invoice.stripe.test/i/abc"
 
 
+@pytest.mark.parametrize(
+    "intent",
+    [
+        {"status": "requires_action"},
+        # The customer failed 3-D Secure before the late failure event came.
+        {
+            "status": "requires_payment_method",
+            "last_payment_error": {"code": "payment_intent_authentication_failure"},
+        },
+    ],
+)
+def test_a_failure_of_an_attempt_waiting_for_3d_secure_is_told_as_confirm_whatever_the_order(
+    deliver, fake_stripe, payer, subscribed, notices, intent
+):
+    invoice = _failed_invoice(fake_stripe, payer, subscribed)
+    pi = sf.payment_intent(cus=payer, amount=invoice["amount_due"])
+    pi.update(created=invoice["created"], **intent)
+    fake_stripe.add(pi)
+
+    deliver(sf.event("invoice.payment_failed", invoice))
+    deliver(sf.event("invoice.payment_action_required", invoice))
+
+    assert [(n["kind"], n["key"]) for n in notices] == [
+        (Notice.PAYMENT_ACTION_REQUIRED, f"{invoice['id']}:1"),
+        (Notice.PAYMENT_ACTION_REQUIRED, f"{invoice['id']}:1"),
+    ]
+
+
+def test_a_declined_attempt_is_told_as_failed(deliver, fake_stripe, payer, subscribed, notices):
+    invoice = _failed_invoice(fake_stripe, payer, subscribed)
+    pi = sf.payment_intent(cus=payer, amount=invoice["amount_due"])
+    pi.update(
+        created=invoice["created"],
+        status="requires_payment_method",
+        last_payment_error={"code": "card_declined"},
+    )
+    fake_stripe.add(pi)
+
+    deliver(sf.event("invoice.payment_failed", invoice))
+
+    assert [n["kind"] for n in notices] == [Notice.PAYMENT_FAILED]
+
+
 def test_a_payment_made_after_a_failure_is_told_as_received(
     deliver, fake_stripe, payer, subscribed, notices
 ):

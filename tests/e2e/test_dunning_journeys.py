@@ -221,6 +221,9 @@ def test_a_3d_secure_renewal_is_confirmed_on_the_hosted_invoice_page(page, shop,
 
     _until(page, shop, lambda: _banner(page).count() == 0, "the banner gone")
     assert _plan(page) == "flowkit"
+    # Stripe also sent invoice.payment_failed for that attempt: one message, the confirm.
+    assert _mails(mailoutbox, email, "Your SmartFlow payment failed") == []
+    assert len(_mails(mailoutbox, email, "Please confirm your SmartFlow payment")) == 1
 
 
 def test_the_402_page_reads_well_at_375px(page, shop):

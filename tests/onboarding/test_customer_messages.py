@@ -203,6 +203,36 @@ def test_a_renewal_needing_3d_secure_asks_for_confirmation_then_confirms(client,
     assert [m.subject for m in sent] == ["Payment received: your SmartFlow plan is active"]
 
 
+@pytest.mark.parametrize("delivery", ["stripe", "ordered"])
+def test_a_3d_secure_renewal_asks_to_confirm_once_per_attempt_and_never_says_failed(
+    client, buyer, twilio, settings, delivery
+):
+    # Stripe sends invoice.payment_failed and invoice.payment_action_required for the
+    # same attempt; shuffled (stripe) or the failure first (ordered), one message each.
+    settings.STRIPE_SANDBOX_DELIVERY = delivery
+    sub_id = _subscribe(client, buyer, CARD_3DS)
+    _send(client)
+    twilio.requests.clear()
+
+    for attempt, days in enumerate((31, 3), start=1):  # the renewal, then its first retry
+        actions.clock_advance(days=days)
+        sent = _send(client)
+        assert [m.subject for m in sent] == ["Please confirm your SmartFlow payment"]
+        assert _open_invoice(sub_id)["attempt_count"] == attempt
+        assert len(twilio.requests) == attempt
+        assert twilio.requests[-1]["data"]["Body"].startswith(
+            "SmartFlow: please confirm your payment of £49.00"
+        )
+
+    told = OnboardingMessage.objects.exclude(template="welcome")
+    assert sorted(told.values_list("template", "channel")) == [
+        ("payment_action_required", "email"),
+        ("payment_action_required", "email"),
+        ("payment_action_required", "sms"),
+        ("payment_action_required", "sms"),
+    ]
+
+
 def test_cancel_resume_cancel_tells_twice_and_the_end_once(client, customer):
     sub_id = _subscribe(client, customer, CARD_OK)
     _send(client)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 import stripe
 from django.test import Client
@@ -269,3 +271,27 @@ def test_one_off_price_bought_with_a_subscription_is_on_its_first_invoice(
     assert paid.invoice.amount_paid == 4900 + 147000
     sub = stripe.Subscription.retrieve(paid.subscription)
     assert [i.price.id for i in sub["items"].data] == [prices["flowkit_monthly"].id]
+
+
+def _page_text(response) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", response.content.decode()))
+
+
+def test_a_trial_checkout_shows_nothing_due_today_then_the_price_after_the_trial(
+    client, prices, stripe_customer
+):
+    session = checkout_create(
+        prices["flowkit_monthly"],
+        stripe_customer.id,
+        subscription_data={"trial_period_days": 14},
+    )
+
+    response = client.get(f"/sandbox/checkout/{session.id}/")
+
+    # As Stripe's Checkout shows a trial: free days, £0.00 due today, then the price.
+    text = _page_text(response)
+    assert "14 days free" in text
+    assert "Total due today £0.00" in text
+    assert "Then £49.00 per month after 14 days" in text
+    assert "Start trial" in text
+    assert "Pay £49.00" not in text and "Total due today £49.00" not in text

@@ -313,7 +313,8 @@ def test_a_3ds_renewal_waits_for_the_customer_on_the_hosted_invoice_page(
     assert stripe.Subscription.retrieve(sub_id).status == "past_due"
     assert invoice.status == "open"
     new = event_types()[len(before) :]
-    assert "invoice.payment_action_required" in new and "invoice.payment_failed" not in new
+    # Stripe sends both for an off-session payment waiting for 3-D Secure.
+    assert "invoice.payment_action_required" in new and "invoice.payment_failed" in new
     pi = stripe.PaymentIntent.list(customer=stripe_customer.id).data[0]
     assert pi.status == "requires_action" and pi.next_action.type == "use_stripe_sdk"
     page = client.get(invoice.hosted_invoice_url.replace("http://testserver", ""))
@@ -386,6 +387,32 @@ def test_an_undone_cancellation_renews_at_the_period_end(subscribed):
     assert report.renewed == 1
     sub = stripe.Subscription.retrieve(subscribed.id)
     assert sub.status == "active" and sub["items"].data[0].current_period_start == end
+
+
+# --- Deleting a customer ----------------------------------------------------------------
+
+
+def test_deleting_a_customer_cancels_its_subscriptions_then_the_clock_runs_on(
+    client, prices, stripe_customer
+):
+    paying = _subscribe(client, prices, stripe_customer.id, "4242 4242 4242 4242")
+    failing = _subscribe(client, prices, stripe_customer.id, CARD_RENEWAL_FAILS)
+    _advance_to(_period_end(failing))  # one renews, the other fails: past_due, retried later
+    assert stripe.Subscription.retrieve(failing).status == "past_due"
+    before = event_types()
+
+    stripe.Customer.delete(stripe_customer.id)
+
+    # As Stripe: each subscription ends now (customer.subscription.deleted), then the customer.
+    new = event_types()[len(before) :]
+    assert new == ["customer.subscription.deleted"] * 2 + ["customer.deleted"]
+    for sub_id in (paying, failing):
+        sub = stripe.Subscription.retrieve(sub_id)
+        assert sub.status == "canceled" and sub.ended_at == store.now()
+    # The failed renewal's retries and the next renewals no longer fall due.
+    report = collection.clock_advance(40 * DAY)
+    assert (report.renewed, report.failed, report.recovered) == (0, 0, 0)
+    assert stripe.Invoice.retrieve(_latest_invoice(failing).id).next_payment_attempt is None
 
 
 # --- 6. Incomplete subscriptions --------------------------------------------------------

@@ -345,3 +345,29 @@ def test_a_deleted_pending_item_is_not_billed(flowkit, prices, clock):
 
     renewal = stripe.Invoice.retrieve(stripe.Subscription.retrieve(flowkit.id).latest_invoice)
     assert _amounts(renewal.lines.data) == [4950, 9900]
+
+
+def test_a_taxed_upgrade_credits_the_vat_of_the_unused_time(clock, client, prices, stripe_customer):
+    # As Stripe Tax: the credit for the unused time carries negative tax, so VAT is on the
+    # difference (here 20 % of £25.00), not on the new plan's part alone.
+    session = checkout_create(
+        prices["flowkit_monthly"],
+        stripe_customer.id,
+        automatic_tax={"enabled": True},
+        customer_update={"address": "auto"},
+    )
+    client.post(
+        f"/sandbox/checkout/{session.id}/", {"card_number": "4242 4242 4242 4242", "country": "GB"}
+    )
+    flowkit = stripe.Subscription.retrieve(
+        stripe.checkout.Session.retrieve(session.id).subscription
+    )
+    clock.now = HALFWAY
+
+    updated = _to_launchpack(flowkit, prices, proration_behavior="always_invoice")
+
+    invoice = stripe.Invoice.retrieve(updated.latest_invoice)
+    taxes = sorted((line.amount, line.taxes[0].amount) for line in invoice.lines.data)
+    assert taxes == [(-2450, -490), (4950, 990)]
+    assert (invoice.subtotal, invoice.total_taxes[0].amount, invoice.total) == (2500, 500, 3000)
+    assert invoice.amount_paid == 3000

@@ -26,6 +26,10 @@ from tests.stripe_sandbox.helpers import checkout_create
         (3, "inclusive", 0),  # 2.5 net rounds half up to 3: no VAT left
         (9, "inclusive", 1),  # 7.5 -> 8 net
         (0, "exclusive", 0),
+        # A credit (a proration for unused time) carries its tax, negative.
+        (-2450, "exclusive", -490),
+        (-2450, "inclusive", -408),  # 2041.67 -> 2042 net
+        (-4999, "exclusive", -1000),  # rounded half away from zero, as its positive
     ],
 )
 def test_uk_vat_is_20_percent_rounded_half_up_to_the_penny(amount, behavior, expected):

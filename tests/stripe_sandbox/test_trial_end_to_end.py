@@ -98,6 +98,17 @@ def test_a_trial_is_live_warns_three_days_before_and_then_charges_the_plan(clien
     assert _trial_emails(customer) == emails_after_11_days  # told once
 
 
+def test_the_checkout_page_shows_the_trial_the_app_asked_for(client, customer):
+    # BILLING_TRIAL_DAYS reaches the session as subscription_data[trial_period_days].
+    client.force_login(customer)
+    checkout = client.post("/billing/checkout/", {"plan": "flowkit", "interval": "monthly"})
+
+    page = _text(client.get(_path(checkout["Location"])).content.decode())
+
+    assert "14 days free" in page and re.search(r"Total due today\s*£0\.00", page)
+    assert "Then £49.00 per month after 14 days" in page
+
+
 def test_a_card_that_fails_at_the_trial_end_goes_into_dunning(client, customer):
     client.force_login(customer)
     sub = _buy(client, card=CARD_FAILS_LATER).subscription
