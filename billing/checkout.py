@@ -31,6 +31,7 @@ from billing.entitlements import (
 from billing.models import OneOffPurchase, PlanChange
 from billing.offers import trial_days
 from billing.plans import RECURRING, Interval, plan_rank, price_plan
+from billing.portal import configuration_id as portal_configuration_id
 from billing.stripe_api import api_kwargs, customer_for, price_find
 from billing.stripe_layout import subscription_period
 
@@ -392,10 +393,14 @@ def _waits_for_authentication(invoice: dict[str, Any]) -> bool:
 
 
 def portal_session_create(*, user: User) -> stripe.billing_portal.Session:
-    """A Stripe Billing Portal session where the user manages card, plan and cancellation."""
+    """A Stripe Billing Portal session where the user manages card, invoices and
+    cancellation, always under the app's configuration (`PortalNotConfigured` without
+    one: the dashboard's settings never decide)."""
+    configuration = portal_configuration_id()
     customer = customer_for(user)
     return stripe.billing_portal.Session.create(
         customer=customer.id,
+        configuration=configuration,
         return_url=settings.SITE_URL + reverse("accounts:dashboard"),
         **api_kwargs(),
     )

@@ -52,6 +52,7 @@ from billing.plans import (
     Plan,
     plan_allows,
 )
+from billing.portal import PortalNotConfigured
 from billing.pricing import pricing_interval
 from billing.stripe_api import PriceMissing, StripeError, live_subscription, price_find
 from billing.webhook_queue import acknowledge, endpoint_load, signature_valid
@@ -246,6 +247,14 @@ def portal(request: AuthenticatedHttpRequest) -> HttpResponse:
         return _problem(request, "Payments are not set up on this site yet.", 503)
     try:
         session = portal_session_create(user=request.user)
+    except PortalNotConfigured as exc:
+        logger.error("Billing portal refused: %s", exc)
+        return _problem(
+            request,
+            "Billing management is not available right now. Nothing was changed; "
+            "please try again later or contact us.",
+            503,
+        )
     except StripeError as exc:
         return _stripe_failed(request, exc)
     return _see_other(session.url)
