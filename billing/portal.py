@@ -108,17 +108,17 @@ def configuration_find(*, active_only: bool) -> dict[str, Any] | None:
     """The app's configuration: the one `STRIPE_PORTAL_CONFIGURATION` names, else the
     (newest) one carrying the app's marker."""
     if settings.STRIPE_PORTAL_CONFIGURATION:
-        config = stripe.billing_portal.Configuration.retrieve(
+        named = stripe.billing_portal.Configuration.retrieve(
             settings.STRIPE_PORTAL_CONFIGURATION, **api_kwargs()
         ).to_dict()
-        return config if config["active"] or not active_only else None
+        return named if named["active"] or not active_only else None
     params: dict[str, Any] = {"limit": 100}
     if active_only:
         params["active"] = True
-    for config in stripe.billing_portal.Configuration.list(
+    for found in stripe.billing_portal.Configuration.list(
         **params, **api_kwargs()
     ).auto_paging_iter():
-        data = config.to_dict()
+        data = found.to_dict()
         if all((data.get("metadata") or {}).get(k) == v for k, v in MARKER.items()):
             return data
     return None

@@ -127,8 +127,10 @@ COMMON = {
     "metadata": Param("metadata", emptiable=True),
     "name": STR_EMPTIABLE,
 }
-CREATE = _hash(**COMMON, features=Param("hash", required="always", fields=FEATURES.fields))
-UPDATE = _hash(**COMMON, active=BOOL, features=FEATURES)
+CREATE = Param(
+    "hash", fields={**COMMON, "features": Param("hash", required="always", fields=FEATURES.fields)}
+)
+UPDATE = Param("hash", fields={**COMMON, "active": BOOL, "features": FEATURES})
 
 
 def _name(path: str, key: str) -> str:
