@@ -150,7 +150,9 @@ def test_past_due_after_the_grace_period_drops_to_starter(
 
     customer.refresh_from_db()
     assert customer.plan == "starter"
-    assert PlanChange.objects.latest("id").reason.startswith("no active subscription")
+    # Not "no active subscription": it is past_due in Stripe, its grace has ended.
+    reason = PlanChange.objects.latest("id").reason
+    assert reason.startswith(f"subscription {sub['id']} past_due: the 7-day grace")
 
 
 def test_subscription_of_an_unknown_customer_is_recorded_and_answered_200(
