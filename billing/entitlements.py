@@ -99,6 +99,7 @@ def subscription_sells(sub: dict[str, Any]) -> Sold | None:
 class Grant:
     plan: Plan
     why: str
+    by_subscription: bool = False
 
 
 @dataclass
@@ -111,6 +112,8 @@ class Decision:
     # A failed renewal keeps the plan for this long yet (on our clock): the plan is to be
     # decided again then, webhook or not.
     recheck_in: timedelta | None = None
+    # Whether the plan is a live subscription's (not a one-off's, a comp's or kept).
+    by_subscription: bool = False
 
 
 @dataclass
@@ -173,7 +176,8 @@ def _subscription_judge(
     if not sold:
         return None, unknown, None, f"subscription {sub.get('id')} sells no known plan"
     best = max((s.plan for s in sold), key=plan_rank)
-    return Grant(best, f"subscription {sub.get('id')} ({why_status})"), unknown, left, ""
+    grant = Grant(best, f"subscription {sub.get('id')} ({why_status})", by_subscription=True)
+    return grant, unknown, left, ""
 
 
 def plan_decide(*, facts: Facts, current: str, now: datetime | None = None) -> Decision:
@@ -218,7 +222,13 @@ def plan_decide(*, facts: Facts, current: str, now: datetime | None = None) -> D
         return Decision(Plan.STARTER, "no active subscription, purchase or override")
     # Ties go to the first grant: subscriptions, then purchases, then overrides.
     best = max(grants, key=lambda g: plan_rank(g.plan))
-    return Decision(best.plan, best.why, unknown, min(recheck) if recheck else None)
+    return Decision(
+        best.plan,
+        best.why,
+        unknown,
+        min(recheck) if recheck else None,
+        by_subscription=best.by_subscription,
+    )
 
 
 # The keys of a subscription's Stripe JSON that the decision reads; the rest (often most
@@ -648,6 +658,13 @@ def _refresh_decide(
     if decision.recheck_in is not None:
         _grace_end_schedule(user_id=locked.pk, delay=decision.recheck_in)
     old_plan = locked.plan
+    why = decision.why
+    if source == PlanChange.Source.INVOICE and _subscription_lowered(facts, decision, old_plan):
+        # An invoice lowers no plan that a live subscription still grants: the
+        # subscription's price did (a scheduled downgrade taking effect at the renewal,
+        # whose invoice event may come before the subscription's).
+        source = PlanChange.Source.SUBSCRIPTION
+        why = f"the subscription's price changed to a lower plan; now: {why}"
     if decision.plan == old_plan:
         at = None
     else:
@@ -672,10 +689,21 @@ def _refresh_decide(
         source=source,
         stripe_event_id=stripe_event_id,
         actor=actor,
-        reason=reason or decision.why,
+        reason=reason or why,
         created_at=at,
     )
     return _Outcome(locked, write, change, notify)
+
+
+def _subscription_lowered(facts: Facts, decision: Decision, old_plan: str) -> bool:
+    """Whether a live subscription now grants a lower paid plan than `old_plan`, which
+    no one-off or comp (current or past) could have given: its price was lowered."""
+    return (
+        decision.by_subscription
+        and plan_rank(decision.plan) < plan_rank(old_plan)
+        and not any(p.plan == old_plan for p in facts.oneoffs)
+        and not any(o.plan == old_plan for o in facts.overrides)
+    )
 
 
 def _change_announce(outcome: _Outcome) -> None:

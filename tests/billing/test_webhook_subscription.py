@@ -217,3 +217,24 @@ def test_an_old_layout_invoice_resyncs_its_subscription(
     customer.refresh_from_db()
     assert customer.plan == "flowkit"
     assert PlanChange.objects.latest("id").source == "invoice"
+
+
+def test_a_scheduled_downgrade_seen_first_by_its_invoice_is_a_subscription_change(
+    deliver, fake_stripe, catalog, payer, customer
+):
+    sub = _subscribe(fake_stripe, payer, catalog["launchpack_monthly"])
+    deliver(sf.event("customer.subscription.created", sub))
+    # At the renewal the schedule moved the subscription to FlowKit; the renewal's
+    # invoice.paid comes before customer.subscription.updated.
+    lowered = sf.subscription(cus=payer, prc=catalog["flowkit_monthly"], id=sub["id"])
+    fake_stripe.add(lowered)
+    renewal = sf.invoice(cus=payer, sub=lowered, status="paid")
+    fake_stripe.add(renewal)
+
+    deliver(sf.event("invoice.paid", renewal))
+
+    change = PlanChange.objects.latest("id")
+    assert (change.old_plan, change.new_plan) == ("launchpack", "flowkit")
+    # Not "Invoice": the invoice changed nothing, the subscription's price did.
+    assert change.source == PlanChange.Source.SUBSCRIPTION
+    assert change.reason.startswith("the subscription's price changed to a lower plan; now:")
