@@ -191,6 +191,7 @@ def _portal_subscriptions(customer_id: str, config: Obj) -> list[dict[str, Any]]
         rows.append(
             {
                 "sub": sub,
+                "cancel_credit": _cancel_credit(sub, config),
                 "line": _line_view(item["price"], item["quantity"]),
                 "period_end": store.ts_datetime(item["current_period_end"]),
                 "choices": [
@@ -201,6 +202,22 @@ def _portal_subscriptions(customer_id: str, config: Obj) -> list[dict[str, Any]]
             }
         )
     return rows
+
+
+def _cancel_credit(sub: Obj, config: Obj) -> str:
+    """What an immediate cancellation credits for the unused time ("" when it credits
+    nothing), shown before the customer clicks, as Stripe's portal shows it."""
+    cancel = config["features"]["subscription_cancel"]
+    if cancel["mode"] != "immediately" or cancel["proration_behavior"] != "create_prorations":
+        return ""
+    items = sub["items"]["data"]
+    unused = {item["id"]: (item["price"], item["quantity"]) for item in items}
+    credit = -sum(
+        ii["amount"]
+        for ii in actions._proration_items(sub, unused, ts=store.now())
+        if ii["amount"] < 0
+    )
+    return actions.format_amount(credit, sub["currency"]) if credit else ""
 
 
 class PortalRefused(Exception):

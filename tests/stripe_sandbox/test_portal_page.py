@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -290,3 +291,32 @@ def test_a_session_without_configuration_uses_the_default_one(stripe_customer):
     default = stripe.billing_portal.Configuration.retrieve(portal.configuration)
     assert default.is_default is True and default.id != named.id
     assert _portal(stripe_customer.id, named.id).configuration == named.id
+
+
+def test_an_immediate_cancel_with_prorations_shows_the_credit_it_gives(client, subscribed):
+    config = stripe.billing_portal.Configuration.create(
+        features={
+            "subscription_cancel": {
+                "enabled": True,
+                "mode": "immediately",
+                "proration_behavior": "create_prorations",
+            }
+        }
+    )
+    portal = _portal(subscribed.customer, config.id)
+
+    page = client.get(f"/sandbox/portal/{portal.id}/").content.decode()
+    client.post(
+        f"/sandbox/portal/{portal.id}/", {"action": "cancel_now", "subscription": subscribed.id}
+    )
+
+    credits = [
+        ii["amount"]
+        for ii in store.all_of("invoiceitem")
+        if ii["customer"] == subscribed.customer and ii["amount"] < 0
+    ]
+    assert stripe.Subscription.retrieve(subscribed.id).status == "canceled"
+    assert len(credits) == 1
+    # Prorated to the second: the page was shown a moment before the click.
+    shown = re.search(r'<strong class="sandbox-cancel-credit">£(\d+)\.(\d\d)</strong>', page)
+    assert shown and abs(int(shown[1]) * 100 + int(shown[2]) + credits[0]) <= 1
