@@ -33,6 +33,7 @@ from billing.entitlements import (
 from billing.models import CheckoutOpened, OneOffPurchase, PlanChange
 from billing.offers import Kind, NotAnUpgrade, holdings_of, offer_check, trial_days
 from billing.plans import RECURRING, Interval, Plan, plan_rank, price_plan, recurring_interval
+from billing.portal import configuration_id as portal_configuration_id
 from billing.standing import next_charge_values
 from billing.stripe_api import (
     api_kwargs,
@@ -540,10 +541,14 @@ def switch_pending(*, subscription_id: str) -> PendingSwitch | None:
 
 
 def portal_session_create(*, user: User) -> stripe.billing_portal.Session:
-    """A Stripe Billing Portal session where the user manages card, plan and cancellation."""
+    """A Stripe Billing Portal session where the user manages card, invoices and
+    cancellation, always under the app's configuration (`PortalNotConfigured` without
+    one: the dashboard's settings never decide)."""
+    configuration = portal_configuration_id()
     customer = customer_for(user)
     return stripe.billing_portal.Session.create(
         customer=customer.id,
+        configuration=configuration,
         return_url=settings.SITE_URL + reverse("accounts:dashboard"),
         **api_kwargs(),
     )

@@ -32,7 +32,13 @@ from djstripe.models import Customer, Subscription
 
 from accounts.models import User
 from billing.disputes import disputes_load
-from billing.dunning import DUNNING_STATUSES, grace_remaining, invoices_load, stripe_now_load
+from billing.dunning import (
+    DUNNING_STATUSES,
+    grace_remaining,
+    invoices_load,
+    still_retrying,
+    stripe_now_load,
+)
 from billing.models import BillingAlert, OneOffPurchase, PlanChange, PlanOverride
 from billing.plans import Interval, Plan, plan_includes, plan_rank, price_plan
 from billing.signals import plan_changed
@@ -93,6 +99,7 @@ def subscription_sells(sub: dict[str, Any]) -> Sold | None:
 class Grant:
     plan: Plan
     why: str
+    by_subscription: bool = False
 
 
 @dataclass
@@ -105,6 +112,8 @@ class Decision:
     # A failed renewal keeps the plan for this long yet (on our clock): the plan is to be
     # decided again then, webhook or not.
     recheck_in: timedelta | None = None
+    # Whether the plan is a live subscription's (not a one-off's, a comp's or kept).
+    by_subscription: bool = False
 
 
 @dataclass
@@ -126,9 +135,12 @@ class Facts:
     last_change_at: datetime | None = None
 
 
-def _subscription_grant(
+def _subscription_judge(
     sub: dict[str, Any], now: datetime, facts: Facts
-) -> tuple[Grant | None, list[str], timedelta | None]:
+) -> tuple[Grant | None, list[str], timedelta | None, str]:
+    """What `sub` grants, its unknown prices, the grace left, and why it grants nothing
+    ("" when it does) in staff's words: a plan that drops must not read "no active
+    subscription" while the subscription is still past_due in Stripe."""
     status = sub.get("status")
     left = None
     if status in LIVE_STATUSES:
@@ -146,19 +158,26 @@ def _subscription_grant(
             if invoice
             else None
         )
-        if left is None:
-            return None, [], None
         grace_days = settings.BILLING_PAST_DUE_GRACE_DAYS
+        if left is None:
+            if invoice is None:
+                lapse = "its unpaid renewal invoice is not synced yet"
+            elif not still_retrying(invoice):
+                lapse = "Stripe no longer retries its unpaid renewal"
+            else:
+                lapse = f"the {grace_days}-day grace after its failed renewal has ended"
+            return None, [], None, f"subscription {sub.get('id')} {status}: {lapse}"
         why_status = f"past_due, Stripe retrying, in the {grace_days}-day grace period"
     else:
         # canceled, unpaid (Stripe gave up), incomplete, incomplete_expired, paused
-        return None, [], None
+        return None, [], None, f"subscription {sub.get('id')} {status}"
 
     sold, unknown = _items_sold(sub)
     if not sold:
-        return None, unknown, None
+        return None, unknown, None, f"subscription {sub.get('id')} sells no known plan"
     best = max((s.plan for s in sold), key=plan_rank)
-    return Grant(best, f"subscription {sub.get('id')} ({why_status})"), unknown, left
+    grant = Grant(best, f"subscription {sub.get('id')} ({why_status})", by_subscription=True)
+    return grant, unknown, left, ""
 
 
 def plan_decide(*, facts: Facts, current: str, now: datetime | None = None) -> Decision:
@@ -167,8 +186,13 @@ def plan_decide(*, facts: Facts, current: str, now: datetime | None = None) -> D
     grants: list[Grant] = []
     unknown: list[str] = []
     recheck: list[timedelta] = []
+    ended: list[str] = []
     for sub in facts.subscriptions:
-        grant, sub_unknown, left = _subscription_grant(sub, now, facts)
+        grant, sub_unknown, left, why_not = _subscription_judge(sub, now, facts)
+        if why_not and sub.get("status") not in ("canceled", "incomplete_expired"):
+            ended.insert(0, why_not)  # a live or dunning one first: it is the news
+        elif why_not:
+            ended.append(why_not)
         unknown += sub_unknown
         if grant:
             grants.append(grant)
@@ -190,10 +214,21 @@ def plan_decide(*, facts: Facts, current: str, now: datetime | None = None) -> D
     if unknown:
         grants.append(Grant(Plan(current), f"kept: unknown price {', '.join(unknown)}"))
     if not grants:
+        if ended:
+            # The newest few: an account with years of ended subscriptions needs no list.
+            return Decision(
+                Plan.STARTER, "; ".join(ended[:2]) + "; no other subscription, purchase or override"
+            )
         return Decision(Plan.STARTER, "no active subscription, purchase or override")
     # Ties go to the first grant: subscriptions, then purchases, then overrides.
     best = max(grants, key=lambda g: plan_rank(g.plan))
-    return Decision(best.plan, best.why, unknown, min(recheck) if recheck else None)
+    return Decision(
+        best.plan,
+        best.why,
+        unknown,
+        min(recheck) if recheck else None,
+        by_subscription=best.by_subscription,
+    )
 
 
 # The keys of a subscription's Stripe JSON that the decision reads; the rest (often most
@@ -623,6 +658,13 @@ def _refresh_decide(
     if decision.recheck_in is not None:
         _grace_end_schedule(user_id=locked.pk, delay=decision.recheck_in)
     old_plan = locked.plan
+    why = decision.why
+    if source == PlanChange.Source.INVOICE and _subscription_lowered(facts, decision, old_plan):
+        # An invoice lowers no plan that a live subscription still grants: the
+        # subscription's price did (a scheduled downgrade taking effect at the renewal,
+        # whose invoice event may come before the subscription's).
+        source = PlanChange.Source.SUBSCRIPTION
+        why = f"the subscription's price changed to a lower plan; now: {why}"
     if decision.plan == old_plan:
         at = None
     else:
@@ -647,10 +689,21 @@ def _refresh_decide(
         source=source,
         stripe_event_id=stripe_event_id,
         actor=actor,
-        reason=reason or decision.why,
+        reason=reason or why,
         created_at=at,
     )
     return _Outcome(locked, write, change, notify)
+
+
+def _subscription_lowered(facts: Facts, decision: Decision, old_plan: str) -> bool:
+    """Whether a live subscription now grants a lower paid plan than `old_plan`, which
+    no one-off or comp (current or past) could have given: its price was lowered."""
+    return (
+        decision.by_subscription
+        and plan_rank(decision.plan) < plan_rank(old_plan)
+        and not any(p.plan == old_plan for p in facts.oneoffs)
+        and not any(o.plan == old_plan for o in facts.overrides)
+    )
 
 
 def _change_announce(outcome: _Outcome) -> None:

@@ -307,6 +307,9 @@ def notice_stale_reason(*, kind: str, context: dict[str, Any]) -> str:
             return "the trial ended or was cancelled meanwhile"
     if kind == Notice.CANCELLATION_SCHEDULED:
         sub = _subscription_current(context.get("subscription_id", ""))
+        # Ended already (cancelled at once, or Stripe gave up): not "undone".
+        if sub and sub.get("status") in ("canceled", "incomplete_expired"):
+            return "the subscription has ended already, before the planned date"
         if sub and not _cancel_scheduled(sub):
-            return "the cancellation was undone"
+            return "the cancellation was undone (the subscription was resumed)"
     return ""

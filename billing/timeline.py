@@ -1,6 +1,9 @@
 """A customer's payments in time order, for staff (the user page in the admin): invoices,
 payment attempts and failures, authentications asked for, refunds, disputes and one-off
-purchases.
+purchases; and the customer's own requests about their subscription (a cancellation at
+the period end, with the reason given, and its withdrawal; a change planned for the
+renewal, and its withdrawal), which change no plan when made and so are not in the plan
+history.
 
 Read from what dj-stripe has synced (each row's `stripe_data`) and OneOffPurchase, never
 from Stripe, so the page costs a few queries and shows what the app acted on. Amounts are
@@ -13,10 +16,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from djstripe.models import Charge, Customer, Dispute, Invoice, PaymentIntent, Refund
+from djstripe.models import (
+    Charge,
+    Customer,
+    Dispute,
+    Event,
+    Invoice,
+    PaymentIntent,
+    Price,
+    Refund,
+    SubscriptionSchedule,
+)
 
 from accounts.models import User
 from billing.models import OneOffPurchase
+from billing.plans import price_plan
 from billing.templatetags.billing import money
 
 LIMIT = 200  # per kind: a page for staff, not an export
@@ -25,7 +39,9 @@ LIMIT = 200  # per kind: a page for staff, not an export
 @dataclass(frozen=True)
 class Entry:
     at: datetime
-    kind: str  # invoice, payment, failure, authentication, refund, dispute, purchase
+    # invoice, payment, failure, authentication, refund, dispute, purchase, request
+    # (the customer's), subscription (its end)
+    kind: str
     what: str
     amount: str
     stripe_id: str
@@ -142,6 +158,105 @@ def _charge_entry(data: dict[str, Any]) -> Entry | None:
     )
 
 
+def _day(value: Any) -> str:
+    when = _ts(value)
+    return f"{when:%Y-%m-%d}" if when else "the period end"
+
+
+def _subscription_entries(event: Event) -> list[Entry]:
+    """What a synced subscription event says the customer asked for or got: a
+    cancellation requested or withdrawn (`previous_attributes` tells which), an end."""
+    data = event.data or {}
+    sub = data.get("object") or {}
+    previous = data.get("previous_attributes") or {}
+    details = sub.get("cancellation_details") or {}
+    if event.type == "customer.subscription.deleted":
+        reason = _words(details.get("reason"))
+        feedback = _words(details.get("feedback"))
+        return [
+            Entry(
+                event.created,
+                "subscription",
+                f"Subscription {sub.get('id')} ended"
+                + (f" ({reason})" if reason else "")
+                + (f"; reason given: {feedback}" if feedback else ""),
+                "",
+                sub.get("id", ""),
+            )
+        ]
+    if "cancel_at_period_end" not in previous and "cancel_at" not in previous:
+        return []
+    was = bool(previous.get("cancel_at_period_end", sub.get("cancel_at_period_end"))) or bool(
+        previous.get("cancel_at", sub.get("cancel_at"))
+    )
+    now = bool(sub.get("cancel_at_period_end") or sub.get("cancel_at"))
+    if now and not was:
+        feedback = _words(details.get("feedback"))
+        what = f"Cancellation requested: the subscription ends {_day(sub.get('cancel_at'))}" + (
+            f"; reason given: {feedback}" if feedback else ""
+        )
+    elif was and not now:
+        what = "Cancellation withdrawn: the subscription renews"
+    else:
+        return []
+    return [Entry(event.created, "request", what, "", sub.get("id", ""))]
+
+
+def _plan_words(price_id: str) -> str:
+    data = Price.objects.filter(id=price_id).values_list("stripe_data", flat=True).first() or {}
+    sold = price_plan(price_id=price_id, lookup_key=data.get("lookup_key"))
+    return f"{sold[0].label} {sold[1]}" if sold else price_id
+
+
+def _schedule_entries(data: dict[str, Any]) -> list[Entry]:
+    """A change planned for the renewal (the app's downgrade: a schedule whose second
+    phase is the new price), and its withdrawal before it took effect."""
+    phases = data.get("phases") or []
+    created = _ts(data.get("created"))
+    if len(phases) < 2 or not created:
+        return []
+    starts = phases[1].get("start_date")
+    items = phases[1].get("items") or []
+    target = _plan_words(_id(items[0].get("price"))) if items else "another price"
+    entries = [
+        Entry(
+            created,
+            "request",
+            f"Change to {target} planned from {_day(starts)}",
+            "",
+            data.get("id", ""),
+        )
+    ]
+    released = data.get("released_at")
+    if released and (not starts or int(released) < int(starts)):
+        entries.append(
+            Entry(
+                _ts(released) or created,
+                "request",
+                f"Planned change to {target} withdrawn",
+                "",
+                data.get("id", ""),
+            )
+        )
+    return entries
+
+
+def _request_entries(customers: list[str]) -> list[Entry]:
+    entries: list[Entry] = []
+    events = Event.objects.filter(
+        type__in=["customer.subscription.updated", "customer.subscription.deleted"],
+        data__object__customer__in=customers,
+    ).order_by("-created")
+    for event in events[:LIMIT]:
+        entries += _subscription_entries(event)
+    schedules = SubscriptionSchedule.objects.filter(customer__id__in=customers).values_list(
+        "stripe_data", flat=True
+    )
+    for data in schedules[:LIMIT]:
+        entries += _schedule_entries(data)
+    return entries
+
+
 def payment_timeline(user: User) -> list[Entry]:
     """`user`'s payment history, oldest first."""
     customers = list(Customer.objects.filter(subscriber=user).values_list("id", flat=True))
@@ -173,6 +288,7 @@ def payment_timeline(user: User) -> list[Entry]:
                         data["id"],
                     )
                 )
+        entries += _request_entries(customers)
     if charge_ids:
         for data in Refund.objects.filter(stripe_data__charge__in=charge_ids).values_list(
             "stripe_data", flat=True

@@ -53,6 +53,7 @@ from billing.plans import (
     plan_allows,
     recurring_interval,
 )
+from billing.portal import PortalNotConfigured
 from billing.standing import trial_for
 from billing.stripe_api import PriceMissing, StripeError, live_subscription, price_find
 from billing.webhook_queue import acknowledge, endpoint_load, signature_valid
@@ -252,6 +253,14 @@ def portal(request: AuthenticatedHttpRequest) -> HttpResponse:
         return _problem(request, "Payments are not set up on this site yet.", 503)
     try:
         session = portal_session_create(user=request.user)
+    except PortalNotConfigured as exc:
+        logger.error("Billing portal refused: %s", exc)
+        return _problem(
+            request,
+            "Billing management is not available right now. Nothing was changed; "
+            "please try again later or contact us.",
+            503,
+        )
     except StripeError as exc:
         return _stripe_failed(request, exc)
     return _see_other(session.url)

@@ -151,6 +151,9 @@ def on_checkout_session(sender: Any, event: Event, **kwargs: Any) -> None:
     if user is None:
         return _no_user(event, payload["id"])
     checkout_fulfil(session=session, user=user, stripe_event_id=event.id)
+    if subscription_id := _id(session.get("subscription")):
+        # The new subscription's next charge, without waiting for its own events.
+        next_charge_refresh(user=user, subscription_id=subscription_id)
 
 
 @djstripe_receiver(

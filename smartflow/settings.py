@@ -309,6 +309,9 @@ STRIPE_PRICE_IDS = {
     for interval in Interval.values
     if (price_id := env.str(f"STRIPE_PRICE_{plan.upper()}_{interval.upper()}", default=""))
 }
+# The Billing Portal configuration every portal session uses (bpc_...). Unset, the app
+# finds the one `manage.py billing_portal` made by its metadata (billing/portal.py).
+STRIPE_PORTAL_CONFIGURATION = env.str("STRIPE_PORTAL_CONFIGURATION", default="")
 
 # --- Background tasks -------------------------------------------------------------------
 # Tasks are rows in our own database, so enqueueing joins the caller's transaction.

@@ -558,8 +558,11 @@ def subscription_renew(sub_id: str, *, fail: bool | None = None) -> Obj:
         return sub
 
 
-def subscription_cancel(sub_id: str, *, reason: str = "cancellation_requested") -> Obj:
-    """End `sub_id` now: status canceled, customer.subscription.deleted."""
+def subscription_cancel(
+    sub_id: str, *, reason: str = "cancellation_requested", feedback: str | None = None
+) -> Obj:
+    """End `sub_id` now: status canceled, customer.subscription.deleted. `feedback` is the
+    reason a customer chose in the portal."""
     with transaction.atomic():
         sub = _live_subscription(sub_id)
         ts = store.now()
@@ -570,14 +573,17 @@ def subscription_cancel(sub_id: str, *, reason: str = "cancellation_requested") 
         sub["status"] = "canceled"
         sub["canceled_at"] = sub.get("canceled_at") or ts
         sub["ended_at"] = ts
-        sub["cancellation_details"] = {"comment": None, "feedback": None, "reason": reason}
+        sub["cancellation_details"] = {"comment": None, "feedback": feedback, "reason": reason}
         _subscription_save(sub)
         event_emit("customer.subscription.deleted", sub)
         return sub
 
 
-def subscription_cancel_at_period_end(sub_id: str, *, cancel: bool = True) -> Obj:
-    """Set (or undo) cancellation at the end of the current period."""
+def subscription_cancel_at_period_end(
+    sub_id: str, *, cancel: bool = True, feedback: str | None = None
+) -> Obj:
+    """Set (or undo) cancellation at the end of the current period (`feedback`: the
+    reason a customer chose in the portal)."""
     with transaction.atomic():
         sub = _live_subscription(sub_id)
         before = copy.deepcopy(sub)
@@ -586,7 +592,7 @@ def subscription_cancel_at_period_end(sub_id: str, *, cancel: bool = True) -> Ob
         sub["canceled_at"] = store.now() if cancel else None
         sub["cancellation_details"] = {
             "comment": None,
-            "feedback": None,
+            "feedback": feedback if cancel else None,
             "reason": "cancellation_requested" if cancel else None,
         }
         if changes(before, sub):
@@ -1008,7 +1014,9 @@ def pending_updates_expire() -> int:
     return expired
 
 
-def subscription_cancel_now(sub_id: str, *, invoice_now: bool, prorate: bool) -> Obj:
+def subscription_cancel_now(
+    sub_id: str, *, invoice_now: bool, prorate: bool, feedback: str | None = None
+) -> Obj:
     """DELETE /v1/subscriptions/{id} with Stripe's `prorate` and `invoice_now`.
 
     Per Stripe's API reference ("Cancel a subscription"): `prorate` creates a proration
@@ -1026,7 +1034,7 @@ def subscription_cancel_now(sub_id: str, *, invoice_now: bool, prorate: bool) ->
                 if ii["amount"] < 0:  # the credit only: nothing is charged after cancellation
                     store.save(ii)
                     event_emit("invoiceitem.created", ii)
-        sub = subscription_cancel(sub_id)
+        sub = subscription_cancel(sub_id, feedback=feedback)
         if invoice_now and pending_items(sub_id):
             _final_invoice(sub)
         return store.get(sub_id, "subscription")

@@ -35,20 +35,26 @@ class BankDebitForm(forms.Form):
 
 
 class PortalActionForm(forms.Form):
+    """One action on a subscription; which ones a session allows is its configuration's
+    business (stripe_sandbox/views.py)."""
+
     ACTIONS = [
         ("cancel_now", "Cancel now"),
         ("cancel_at_period_end", "Cancel at period end"),
-        ("switch", "Switch plan"),
+        ("renew", "Don't cancel"),
+        ("switch", "Switch plan (see the amount)"),
+        ("switch_confirm", "Confirm the switch"),
     ]
 
     action = forms.ChoiceField(choices=ACTIONS)
     subscription = forms.CharField(max_length=255)
     price = forms.CharField(max_length=255, required=False)
+    reason = forms.CharField(max_length=64, required=False)
 
     def clean(self) -> dict[str, Any]:
         super().clean()
         data = self.cleaned_data
-        if data.get("action") == "switch" and not data.get("price"):
+        if data.get("action") in ("switch", "switch_confirm") and not data.get("price"):
             self.add_error("price", "Choose the plan to switch to.")
         return data
 

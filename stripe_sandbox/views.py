@@ -21,6 +21,7 @@ from stripe_sandbox import (
     collection,
     discounts,
     objects,
+    portal_configurations,
     store,
     tax,
 )
@@ -182,8 +183,20 @@ def checkout_bank_debit(request: HttpRequest, session_id: str) -> HttpResponse:
     return render(request, "sandbox/checkout.html", context, status=400)
 
 
-def _portal_subscriptions(customer_id: str) -> list[dict[str, Any]]:
-    switchable = [p for p in store.all_of("price") if p["active"] and p.get("recurring")]
+def _portal_configuration(portal_session: Obj) -> Obj:
+    """The configuration the session was created with (sessions made before the sandbox
+    kept configurations fall back to the default, as Stripe's would)."""
+    config = store.find(portal_session.get("configuration") or "", "billing_portal.configuration")
+    return config or portal_configurations.default()
+
+
+def _portal_subscriptions(customer_id: str, config: Obj) -> list[dict[str, Any]]:
+    allowed = portal_configurations.switchable_prices(config)
+    switchable = [
+        p
+        for p in store.all_of("price")
+        if p["id"] in allowed and p["active"] and p.get("recurring")
+    ]
     rows = []
     for sub in store.all_of("subscription"):
         if sub["customer"] != customer_id or sub["status"] not in actions.LIVE:
@@ -192,6 +205,7 @@ def _portal_subscriptions(customer_id: str) -> list[dict[str, Any]]:
         rows.append(
             {
                 "sub": sub,
+                "cancel_credit": _cancel_credit(sub, config),
                 "line": _line_view(item["price"], item["quantity"]),
                 "period_end": store.ts_datetime(item["current_period_end"]),
                 "choices": [
@@ -204,18 +218,103 @@ def _portal_subscriptions(customer_id: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _portal_act(portal: Obj, data: PortalActionForm) -> None:
-    sub_id = data.cleaned_data["subscription"]
+def _cancel_credit(sub: Obj, config: Obj) -> str:
+    """What an immediate cancellation credits for the unused time ("" when it credits
+    nothing), shown before the customer clicks, as Stripe's portal shows it."""
+    cancel = config["features"]["subscription_cancel"]
+    if cancel["mode"] != "immediately" or cancel["proration_behavior"] != "create_prorations":
+        return ""
+    items = sub["items"]["data"]
+    unused = {item["id"]: (item["price"], item["quantity"]) for item in items}
+    credit = -sum(
+        ii["amount"]
+        for ii in actions._proration_items(sub, unused, ts=store.now())
+        if ii["amount"] < 0
+    )
+    return actions.format_amount(credit, sub["currency"]) if credit else ""
+
+
+class PortalRefused(Exception):
+    """An action the session's configuration does not offer: nothing is changed."""
+
+
+def _portal_subscription(portal: Obj, sub_id: str) -> Obj:
     sub = store.find(sub_id, "subscription")
     if sub is None or sub["customer"] != portal["customer"]:
         raise Http404("No such subscription for this customer")
+    return sub
+
+
+def _switch_preview(sub: Obj, price_id: str, config: Obj) -> dict[str, Any]:
+    """What a plan switch costs, from the sandbox's own invoice preview (as Stripe's
+    portal shows the amount before the customer confirms)."""
+    update = config["features"]["subscription_update"]
+    proration = update["proration_behavior"]
+    item = sub["items"]["data"][0]
+    preview = actions.invoice_preview(
+        {
+            "subscription": sub["id"],
+            "subscription_details": {
+                "items": [{"id": item["id"], "price": price_id}],
+                "proration_behavior": proration,
+            },
+        }
+    )
+    price = store.get(price_id, "price")
+    return {
+        "sub": sub,
+        "price_id": price_id,
+        "line": _line_view(price, item["quantity"]),
+        "charged_now": proration == "always_invoice",
+        "amount": actions.format_amount(preview["amount_due"], preview["currency"]),
+        "next_date": store.ts_datetime(item["current_period_end"]),
+    }
+
+
+def _portal_act(portal: Obj, config: Obj, data: PortalActionForm) -> dict[str, Any] | None:
+    """Carry out the customer's action as the configuration allows it; a switch is only
+    previewed until confirmed (the preview is returned to be shown)."""
+    sub = _portal_subscription(portal, data.cleaned_data["subscription"])
+    features = config["features"]
     action = data.cleaned_data["action"]
-    if action == "cancel_now":
-        actions.subscription_cancel(sub_id)
-    elif action == "cancel_at_period_end":
-        actions.subscription_cancel_at_period_end(sub_id)
-    else:
-        actions.subscription_switch(sub_id, price_id=data.cleaned_data["price"])
+    cancel = features["subscription_cancel"]
+    if action in ("cancel_now", "cancel_at_period_end"):
+        wanted = "immediately" if action == "cancel_now" else "at_period_end"
+        if not cancel["enabled"] or cancel["mode"] != wanted:
+            raise PortalRefused("This portal does not offer that cancellation.")
+        feedback = data.cleaned_data.get("reason") or None
+        if feedback and (
+            not cancel["cancellation_reason"]["enabled"]
+            or feedback not in cancel["cancellation_reason"]["options"]
+        ):
+            raise PortalRefused("Choose one of the reasons offered.")
+        if wanted == "immediately":
+            prorate = cancel["proration_behavior"] == "create_prorations"
+            actions.subscription_cancel_now(
+                sub["id"], invoice_now=prorate, prorate=prorate, feedback=feedback
+            )
+        else:
+            actions.subscription_cancel_at_period_end(sub["id"], feedback=feedback)
+        return None
+    if action == "renew":
+        if not sub["cancel_at_period_end"]:
+            raise PortalRefused("This subscription is not set to cancel.")
+        actions.subscription_cancel_at_period_end(sub["id"], cancel=False)
+        return None
+    price_id = data.cleaned_data["price"]
+    if price_id not in portal_configurations.switchable_prices(config):
+        raise PortalRefused("This portal does not offer plan changes.")
+    if action == "switch":
+        return _switch_preview(sub, price_id, config)
+    item_id = sub["items"]["data"][0]["id"]
+    actions.subscription_update(
+        sub["id"],
+        {
+            "items": [{"id": item_id, "price": price_id}],
+            "proration_behavior": features["subscription_update"]["proration_behavior"],
+        },
+    )
+    return None
 
 
 def _card_update(request: HttpRequest, portal_session: Obj) -> bool:
@@ -243,33 +342,70 @@ def _card_view(customer: Obj) -> str | None:
 @require_http_methods(["GET", "HEAD", "POST"])
 def portal(request: HttpRequest, session_id: str) -> HttpResponse:
     portal_session = _stored_or_404(session_id, "billing_portal.session")
+    config = _portal_configuration(portal_session)
+    features = config["features"]
+    status = 200
+    preview = None
     if request.method == "POST" and request.POST.get("action") == "update_card":
-        _card_update(request, portal_session)
-        return redirect(request.path)
-    if request.method == "POST":
+        if not features["payment_method_update"]["enabled"]:
+            messages.error(request, "This portal does not offer card updates.")
+            status = 403
+        else:
+            _card_update(request, portal_session)
+            return redirect(request.path)
+    elif request.method == "POST":
         form = PortalActionForm(request.POST)
         if form.is_valid():
             try:
-                _portal_act(portal_session, form)
-                return redirect(portal_session["return_url"])
+                preview = _portal_act(portal_session, config, form)
+                if preview is None:
+                    return redirect(portal_session["return_url"])
+            except PortalRefused as exc:
+                messages.error(request, str(exc))
+                status = 403
             except StripeError as exc:
                 messages.error(request, exc.message)
         else:
             messages.error(request, "Choose an action (and a plan to switch to).")
     customer = store.find(portal_session["customer"], "customer") or {}
+    history = features["invoice_history"]["enabled"]
+    invoices = [i for i in store.all_of("invoice") if i["customer"] == portal_session["customer"]]
+    cancel = features["subscription_cancel"]
     context = {
         "portal": portal_session,
+        "features": features,
         "customer": customer,
         "card": _card_view(customer),
         "card_form": CardForm(),
-        "rows": _portal_subscriptions(portal_session["customer"]),
-        "open_invoices": [
-            _invoice_view(i)
-            for i in store.all_of("invoice")
-            if i["customer"] == portal_session["customer"] and i["status"] == "open"
-        ],
+        "rows": _portal_subscriptions(portal_session["customer"], config),
+        "cancel_reasons": [
+            (reason, REASON_LABELS.get(reason, reason))
+            for reason in cancel["cancellation_reason"]["options"]
+        ]
+        if cancel["cancellation_reason"]["enabled"]
+        else [],
+        "preview": preview,
+        "open_invoices": [_invoice_view(i) for i in invoices if i["status"] == "open"]
+        if history
+        else [],
+        "past_invoices": [_invoice_view(i) for i in invoices if i["status"] == "paid"]
+        if history
+        else [],
     }
-    return render(request, "sandbox/portal.html", context)
+    return render(request, "sandbox/portal.html", context, status=status)
+
+
+# Stripe's portal wording of each cancellation reason.
+REASON_LABELS = {
+    "customer_service": "Customer service was less than expected",
+    "low_quality": "Quality was less than expected",
+    "missing_features": "Some features are missing",
+    "other": "Other reason",
+    "switched_service": "I'm switching to a different service",
+    "too_complex": "Ease of use was less than expected",
+    "too_expensive": "It's too expensive",
+    "unused": "I don't use the service enough",
+}
 
 
 # --- The hosted invoice page ------------------------------------------------------------

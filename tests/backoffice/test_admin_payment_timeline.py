@@ -86,3 +86,29 @@ def test_a_user_without_payments_says_so(client, staff_user, customer):
     client.force_login(staff_user)
     page = client.get(f"/admin/accounts/user/{customer.pk}/change/").content.decode()
     assert "No payments yet." in page
+
+
+def test_the_customers_cancellation_request_and_reason_are_on_the_user_page(
+    client, staff_user, customer, fake_stripe, catalog, payer, deliver
+):
+    sub = sf.subscription(cus=payer, prc=catalog["flowkit_monthly"])
+    fake_stripe.add(sub)
+    deliver(sf.event("customer.subscription.created", sub))
+    ends = sub["items"]["data"][0]["current_period_end"]
+    sub.update(
+        cancel_at_period_end=True,
+        cancel_at=ends,
+        cancellation_details={"comment": None, "feedback": "unused", "reason": None},
+    )
+    previous = {"cancel_at_period_end": False, "cancel_at": None}
+    deliver(sf.event("customer.subscription.updated", sub, previous=previous))
+    client.force_login(staff_user)
+
+    rows = _timeline(client, customer)
+
+    day = f"{datetime.fromtimestamp(ends, tz=UTC):%Y-%m-%d}"
+    assert any(
+        row.startswith("request: ")
+        and f"Cancellation requested: the subscription ends {day}; reason given: unused" in row
+        for row in rows
+    ), rows

@@ -99,6 +99,33 @@ def test_dropped_when_stripe_no_longer_retries_even_inside_the_grace_period(
     assert customer.plan == "starter"
 
 
+def test_a_plan_dropped_at_the_grace_end_tells_staff_why(
+    deliver, fake_stripe, catalog, payer, customer
+):
+    sub = _subscribed(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    _renewal_failed(fake_stripe, payer, sub, at=_ago(7.01), next_attempt=_ago(-1))
+
+    deliver(sf.event("customer.subscription.updated", sub))
+
+    # The subscription is still past_due at Stripe: not "no active subscription".
+    assert PlanChange.objects.latest("id").reason == (
+        f"subscription {sub['id']} past_due: the 7-day grace after its failed renewal has "
+        "ended; no other subscription, purchase or override"
+    )
+
+
+def test_a_plan_dropped_when_stripe_stops_retrying_tells_staff_so(
+    deliver, fake_stripe, catalog, payer, customer
+):
+    sub = _subscribed(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    _renewal_failed(fake_stripe, payer, sub, at=_ago(1), next_attempt=None)
+
+    deliver(sf.event("customer.subscription.updated", sub))
+
+    reason = PlanChange.objects.latest("id").reason
+    assert reason.startswith(f"subscription {sub['id']} past_due: Stripe no longer retries")
+
+
 def test_the_grace_is_counted_from_the_first_failure_not_the_period_start(
     deliver, fake_stripe, catalog, payer, customer
 ):

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from billing.notices import notice_stale_reason
 from billing.signals import Notice, customer_notice
 from tests.billing import stripe_fakes as sf
 
@@ -235,6 +236,37 @@ def test_a_cancellation_already_undone_at_stripe_tells_nobody(
     deliver(event)
 
     assert notices == []
+
+
+def test_a_queued_cancellation_notice_dropped_after_an_immediate_cancel_says_it_ended(
+    deliver, fake_stripe, payer, catalog, notices
+):
+    """Staff read why a queued message was not sent: an immediate cancel is not "undone"."""
+    sub = sf.subscription(cus=payer, prc=catalog["flowkit_monthly"])
+    fake_stripe.add(sub)
+    deliver(_cancel_at_period_end(sub))
+    [notice] = notices
+    sub.update(status="canceled", canceled_at=sf.NOW, ended_at=sf.NOW)
+    deliver(sf.event("customer.subscription.deleted", sub))
+
+    stale = notice_stale_reason(kind=notice["kind"], context=notice["context"])
+
+    assert stale == "the subscription has ended already, before the planned date"
+
+
+def test_a_queued_cancellation_notice_dropped_after_a_resume_says_it_was_undone(
+    deliver, fake_stripe, payer, catalog, notices
+):
+    sub = sf.subscription(cus=payer, prc=catalog["flowkit_monthly"])
+    fake_stripe.add(sub)
+    deliver(_cancel_at_period_end(sub))
+    [notice] = notices
+    sub.update(cancel_at_period_end=False, cancel_at=None)
+    deliver(sf.event("customer.subscription.updated", sub))
+
+    stale = notice_stale_reason(kind=notice["kind"], context=notice["context"])
+
+    assert stale == "the cancellation was undone (the subscription was resumed)"
 
 
 def test_other_subscription_updates_tell_nobody(deliver, fake_stripe, payer, catalog, notices):

@@ -150,7 +150,9 @@ def test_past_due_after_the_grace_period_drops_to_starter(
 
     customer.refresh_from_db()
     assert customer.plan == "starter"
-    assert PlanChange.objects.latest("id").reason.startswith("no active subscription")
+    # Not "no active subscription": it is past_due in Stripe, its grace has ended.
+    reason = PlanChange.objects.latest("id").reason
+    assert reason.startswith(f"subscription {sub['id']} past_due: the 7-day grace")
 
 
 def test_subscription_of_an_unknown_customer_is_recorded_and_answered_200(
@@ -215,3 +217,24 @@ def test_an_old_layout_invoice_resyncs_its_subscription(
     customer.refresh_from_db()
     assert customer.plan == "flowkit"
     assert PlanChange.objects.latest("id").source == "invoice"
+
+
+def test_a_scheduled_downgrade_seen_first_by_its_invoice_is_a_subscription_change(
+    deliver, fake_stripe, catalog, payer, customer
+):
+    sub = _subscribe(fake_stripe, payer, catalog["launchpack_monthly"])
+    deliver(sf.event("customer.subscription.created", sub))
+    # At the renewal the schedule moved the subscription to FlowKit; the renewal's
+    # invoice.paid comes before customer.subscription.updated.
+    lowered = sf.subscription(cus=payer, prc=catalog["flowkit_monthly"], id=sub["id"])
+    fake_stripe.add(lowered)
+    renewal = sf.invoice(cus=payer, sub=lowered, status="paid")
+    fake_stripe.add(renewal)
+
+    deliver(sf.event("invoice.paid", renewal))
+
+    change = PlanChange.objects.latest("id")
+    assert (change.old_plan, change.new_plan) == ("launchpack", "flowkit")
+    # Not "Invoice": the invoice changed nothing, the subscription's price did.
+    assert change.source == PlanChange.Source.SUBSCRIPTION
+    assert change.reason.startswith("the subscription's price changed to a lower plan; now:")

@@ -43,5 +43,18 @@ def test_buy_flowkit_annually_and_see_the_yearly_renewal(page: Page, shop):  # n
     from datetime import UTC, datetime
 
     renews = long_date(datetime.fromtimestamp(item["current_period_end"], tz=UTC))
+    # The amount is Stripe's preview of the next invoice, which the worker fetches when
+    # the subscription's webhooks arrive (late, as Stripe sends them): reload until then.
+    _reload_until(page, lambda: "next payment" in page.locator(".outlook").inner_text())
     expect(page.locator(".outlook")).to_have_text(f"Renews on {renews}: next payment £490.00/year")
     assert item["price"]["recurring"]["interval"] == "year"
+
+
+def _reload_until(page, shown, seconds: float = 45) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not shown():
+        assert time.monotonic() < deadline, "the page never showed it"
+        page.wait_for_timeout(250)
+        page.reload()

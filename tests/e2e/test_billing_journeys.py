@@ -13,6 +13,7 @@ from playwright.sync_api import Page, expect
 
 from accounts.models import User
 from billing.models import PlanChange
+from stripe_sandbox import actions, collection, store
 from tests.e2e.helpers import assert_fits, shot
 from tests.helpers import PASSWORD
 
@@ -68,7 +69,7 @@ def _wait_plan(page: Page, site: str, expected: str, *, seconds: float = 45) -> 
         page.wait_for_timeout(200)
 
 
-def test_newcomer_subscribes_to_flowkit_then_upgrades_to_launchpack_in_the_portal(page, shop):
+def test_newcomer_subscribes_to_flowkit_then_upgrades_to_launchpack_on_the_upgrade_page(page, shop):
     _sign_up(page, shop, "newcomer@example.com")
     page.goto(f"{shop}/pricing/")
     shot(page, "pricing")
@@ -91,15 +92,15 @@ def test_newcomer_subscribes_to_flowkit_then_upgrades_to_launchpack_in_the_porta
     assert page.locator('[data-feature="ai_concierge"]').get_attribute("data-allowed") == "false"
     assert _feature_status(page, shop, "ai_concierge") == 402
 
+    # The portal (under the app's configuration) switches no plan: the app's page does,
+    # with the amount shown before it is charged.
     page.goto(f"{shop}/pricing/")
     page.get_by_role("button", name="Manage billing").click()
     page.wait_for_url(re.compile(r".*/sandbox/portal/bps_\w+/"))
-    switch_to = page.get_by_label("Switch to")
-    # The portal offers each plan monthly and yearly: the same interval is the upgrade.
-    monthly = re.compile(r"LaunchPack: £99.00 per month")
-    launchpack = switch_to.locator("option", has_text=monthly).get_attribute("value")
-    switch_to.select_option(launchpack)
-    page.get_by_role("button", name="Switch plan").click()
+    expect(page.get_by_label("Switch to")).to_have_count(0)
+    page.goto(f"{shop}/pricing/")
+    page.get_by_role("link", name="Switch your subscription to LaunchPack").click()
+    page.get_by_role("button", name=re.compile(r"^Pay £.* and upgrade$")).click()
 
     _wait_plan(page, shop, "launchpack")
     assert page.locator('[data-feature="ai_concierge"]').get_attribute("data-allowed") == "true"
@@ -109,14 +110,24 @@ def test_newcomer_subscribes_to_flowkit_then_upgrades_to_launchpack_in_the_porta
     assert history == [("starter", "flowkit"), ("flowkit", "launchpack")]
 
 
-def test_cancelling_in_the_portal_returns_to_starter(page, shop):
+def test_cancelling_in_the_portal_returns_to_starter_at_the_period_end(page, shop):
     _sign_up(page, shop, "leaver@example.com")
     _buy(page, shop, "FlowKit", monthly=True, card=CARD_OK)
     _wait_plan(page, shop, "flowkit")
 
     page.goto(f"{shop}/pricing/")
     page.get_by_role("button", name="Manage billing").click()
-    page.get_by_role("button", name="Cancel now").click()
+    # The app's configuration cancels at the period end, with a reason, never at once.
+    expect(page.get_by_role("button", name="Cancel now")).to_have_count(0)
+    page.get_by_label("Why are you cancelling?").select_option("too_expensive")
+    page.get_by_role("button", name="Cancel at period end").click()
+
+    page.wait_for_url(f"{shop}/")
+    [sub] = [s for s in store.all_of("subscription") if s["status"] == "active"]
+    assert sub["cancel_at_period_end"] is True
+    assert sub["cancellation_details"]["feedback"] == "too_expensive"
+    _wait_plan(page, shop, "flowkit", seconds=2)
+    collection.clock_advance(actions._period(sub)[1] - store.now() + 60)
 
     _wait_plan(page, shop, "starter")
     # Which event records the change depends on delivery order (a late checkout event

@@ -42,7 +42,7 @@ def _open_upgrade(page: Page, site: str) -> int:
     """From the pricing page to the confirmation page; returns the amount due shown."""
     page.goto(f"{site}/pricing/")
     expect(page.get_by_role("button", name="Buy LaunchPack monthly")).to_have_count(0)
-    page.get_by_role("link", name="Switch your subscription to LaunchPack").click()
+    page.get_by_role("link", name="Switch your subscription to LaunchPack", exact=True).click()
     page.wait_for_url(re.compile(r".*/billing/switch/\?plan=launchpack"))
     due = page.locator("[data-amount-due]")
     expect(due).to_have_text(re.compile(r"^£\d+\.\d\d$"))

@@ -7,6 +7,7 @@ from io import StringIO
 
 from django.core.management import call_command
 
+from stripe_sandbox import actions
 from stripe_sandbox.delivery import deliver_pending
 from tests.sandbox_app import app_transport
 
@@ -33,11 +34,23 @@ def test_subscribing_and_cancelling_runs_offline_end_to_end(client, customer):
     portal = client.post("/billing/portal/")
     page = client.get(_path(portal["Location"])).content.decode()
     sub_id = re.search(r'data-subscription="(sub_\w+)"', page).group(1)
-    client.post(_path(portal["Location"]), {"action": "cancel_now", "subscription": sub_id})
+    # The app's portal configuration cancels at the period end, never at once.
+    refused = client.post(
+        _path(portal["Location"]), {"action": "cancel_now", "subscription": sub_id}
+    )
+    client.post(
+        _path(portal["Location"]), {"action": "cancel_at_period_end", "subscription": sub_id}
+    )
+    _deliver(client)
+    customer.refresh_from_db()
+    kept_plan = customer.plan
+    actions.clock_advance(days=32)
     _deliver(client)
     customer.refresh_from_db()
 
     assert checkout["Location"].startswith("http://testserver/sandbox/checkout/cs_test_")
     assert success.status_code == 200
     assert subscribed_plan == "flowkit"
+    assert refused.status_code == 403
+    assert kept_plan == "flowkit"  # until the period end
     assert customer.plan == "starter"

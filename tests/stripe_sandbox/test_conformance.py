@@ -174,6 +174,27 @@ def _scenario(client: Any) -> None:
 
     portal = stripe.billing_portal.Session.create(customer=ada.id, return_url="http://testserver/")
     client.get(f"/sandbox/portal/{portal.id}/")
+    # A configuration of the app's kind, changed, listed, and a session opened with it.
+    config = stripe.billing_portal.Configuration.create(
+        features={
+            "customer_update": {"enabled": True, "allowed_updates": ["address", "tax_id"]},
+            "invoice_history": {"enabled": True},
+            "payment_method_update": {"enabled": True},
+            "subscription_cancel": {
+                "enabled": True,
+                "mode": "at_period_end",
+                "cancellation_reason": {"enabled": True, "options": ["unused", "other"]},
+            },
+            "subscription_update": {"enabled": False},
+        },
+        default_return_url="http://testserver/billing/",
+        metadata={"smartflow": "portal"},
+    )
+    stripe.billing_portal.Configuration.retrieve(config.id)
+    stripe.billing_portal.Configuration.modify(config.id, name="SmartFlow")
+    stripe.billing_portal.Configuration.list(active=True)
+    configured = stripe.billing_portal.Session.create(customer=ada.id, configuration=config.id)
+    client.get(f"/sandbox/portal/{configured.id}/")
 
     invoices = stripe.Invoice.list(customer=ada.id, expand=["data.payments"])
     invoice = invoices.data[0]

@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 from djstripe.models import Price
 
 from billing.plans import PLAN_INFO, RECURRING, Interval, lookup_key
+from billing.portal import configuration_sync
 from billing.stripe_api import StripeError, api_kwargs
 
 
@@ -16,7 +17,8 @@ class Command(BaseCommand):
         "Create any missing Stripe Products and Prices for the plans that are sold (lookup "
         "keys <plan>_monthly, <plan>_annual and <plan>_oneoff; Starter is free and gets none) "
         "in the configured Stripe account or the sandbox, "
-        "and sync them into dj-stripe. Safe to run twice. --check only reports differences."
+        "and sync them into dj-stripe; then the Billing Portal configuration (as the "
+        "billing_portal command). Safe to run twice. --check only reports differences."
     )
 
     def add_arguments(self, parser: Any) -> None:
@@ -93,6 +95,12 @@ class Command(BaseCommand):
             raise CommandError(f"Stripe refused: {exc}") from exc
         verb = "checked" if check else "synced"
         self.stdout.write(f"{len(wanted)} prices {verb}: {created} created, {differs} differ.")
+        # The portal is part of what is sold: without the app's configuration no portal
+        # session opens (billing/portal.py).
+        try:
+            self.stdout.write(configuration_sync(check=check).summary())
+        except StripeError as exc:
+            raise CommandError(f"Stripe refused the portal configuration: {exc}") from exc
 
     def _products(self) -> dict[str, stripe.Product]:
         found: dict[str, stripe.Product] = {}
