@@ -20,7 +20,10 @@ from django.db import transaction
 from django.urls import reverse
 from djstripe.models import Invoice, Subscription, SubscriptionSchedule
 from djstripe.settings import djstripe_settings
-from stripe.params import InvoiceCreatePreviewParamsSubscriptionDetailsItem
+from stripe.params import (
+    InvoiceCreatePreviewParamsSubscriptionDetails,
+    InvoiceCreatePreviewParamsSubscriptionDetailsItem,
+)
 
 from accounts.models import User
 from billing.duplicates import duplicate_subscriptions_resolve
@@ -391,7 +394,10 @@ def switch_preview(
     it. Saves and charges nothing. To annual from monthly, Stripe resets the billing cycle
     to now: the preview is the year's price less the unused part of the month."""
     items = _switch_items(subscription, plan, interval)
-    details: dict[str, Any] = {"items": items, "proration_behavior": "always_invoice"}
+    details: InvoiceCreatePreviewParamsSubscriptionDetails = {
+        "items": items,
+        "proration_behavior": "always_invoice",
+    }
     if proration_date:
         details["proration_date"] = proration_date
     preview = stripe.Invoice.create_preview(
