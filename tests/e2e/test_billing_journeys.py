@@ -99,7 +99,7 @@ def test_newcomer_subscribes_to_flowkit_then_upgrades_to_launchpack_on_the_upgra
     page.wait_for_url(re.compile(r".*/sandbox/portal/bps_\w+/"))
     expect(page.get_by_label("Switch to")).to_have_count(0)
     page.goto(f"{shop}/pricing/")
-    page.get_by_role("link", name="Switch your subscription to LaunchPack").click()
+    page.get_by_role("link", name="Switch your subscription to LaunchPack", exact=True).click()
     page.get_by_role("button", name=re.compile(r"^Pay £.* and upgrade$")).click()
 
     _wait_plan(page, shop, "launchpack")
