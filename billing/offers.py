@@ -170,6 +170,8 @@ def offer_check(*, user: User, plan: str, interval: str, holdings: Holdings | No
     if not PLAN_INFO[plan].sold:
         raise NotAnUpgrade(f"{Plan(plan).label} is our free plan: there is nothing to buy.")
     held = holdings or holdings_of(user)
+    if held.subscription is not None and interval in RECURRING:
+        _not_while_overdue(user, held)
     if _interval_upgrade(held, plan, interval):
         _not_while_trialing(held)
         return Offer(Plan(plan), Interval(interval), Kind.SWITCH)
@@ -217,6 +219,22 @@ def _switch_offer(held: Holdings, plan: Plan, interval: Interval) -> Offer:
         )
     _not_while_trialing(held)
     return Offer(plan, interval, Kind.SWITCH)
+
+
+def _not_while_overdue(user: User, held: Holdings) -> None:
+    # An upgrade while a renewal is unpaid would charge the upgrade's invoice on top, hide
+    # the overdue one behind it and end the grace the renewal has: settle it first.
+    # (Here, not at the top: billing.dunning imports this module through the template tags.)
+    from billing.dunning import DUNNING_STATUSES, dunning_for
+
+    if (held.subscription or {}).get("status") not in DUNNING_STATUSES:
+        return
+    overdue = dunning_for(user)
+    amount = f"the overdue {overdue.amount_display}" if overdue else "the overdue renewal"
+    raise NotAnUpgrade(
+        f"Your renewal is overdue: pay {amount} first (the banner at the top of the page "
+        "says how), then you can change plan."
+    )
 
 
 def _not_while_trialing(held: Holdings) -> None:

@@ -10,6 +10,7 @@ import pytest
 from django.utils import timezone
 
 from billing.dunning import dunning_for
+from billing.offers import Refusal, choices_for
 from tests.billing import stripe_fakes as sf
 
 pytestmark = pytest.mark.django_db
@@ -162,3 +163,23 @@ def test_anonymous_visitors_and_the_sandbox_pages_show_no_banner(client, custome
     assert response.status_code == 200
     assert "£49.00" in response.content.decode()  # the sandbox's hosted invoice page
     assert 'class="dunning-banner"' not in response.content.decode()
+
+
+def test_an_upgrade_is_refused_while_the_renewal_is_overdue(client, customer, failing, fake_stripe):
+    # Upgrading during dunning flipped the plan, hid the overdue £49 behind the upgrade's
+    # invoice and ended grace early: the overdue renewal is paid first.
+    client.force_login(customer)
+    fake_stripe.calls.clear()
+
+    page = client.get("/billing/switch/?plan=launchpack")
+    choices = choices_for(customer)  # what the pricing page shows
+
+    assert page.status_code == 409
+    text = re.sub(r"\s+", " ", page.content.decode())
+    assert "Your renewal is overdue: pay the overdue £49.00 first" in text
+    assert 'class="dunning-banner"' in text  # the button that pays it is on the page
+    assert not fake_stripe.calls_to("POST", "/v1/invoices/create_preview")
+    for interval in ("monthly", "annual"):
+        refused = choices[("launchpack", interval)]
+        assert isinstance(refused, Refusal)
+        assert refused.reason.startswith("Your renewal is overdue: pay the overdue £49.00 first")
