@@ -28,7 +28,13 @@ from typing import Any, Final, Literal
 from django.conf import settings
 from django.db.models import Max
 from django.utils import timezone
-from djstripe.models import Event, Invoice, PaymentIntent, Subscription
+from djstripe.models import (
+    Event,
+    Invoice,
+    PaymentIntent,
+    PaymentMethod,
+    Subscription,
+)
 
 from billing.templatetags.billing import money
 
@@ -106,6 +112,9 @@ class Dunning:
     next_attempt_at: datetime | None  # None: Stripe will not try again by itself
     grace_ends_at: datetime | None
     hosted_invoice_url: str
+    # The customer has set a new default card since the last failed attempt: the next
+    # retry uses it, or they can pay now with it. ("Update your card" would be stale.)
+    card_updated: bool = False
 
     @property
     def amount_display(self) -> str:
@@ -118,19 +127,28 @@ class Dunning:
 
 def dunning_load(user_ids: Iterable[int]) -> dict[int, Dunning]:
     """The dunning state of many users: one query for those not in dunning (nearly
-    everyone), three for those who are, whatever their number."""
+    everyone), at most four for those who are, whatever their number."""
     ids = list(user_ids)
-    subs = list(
+    rows = list(
         Subscription.objects.filter(
             customer__subscriber_id__in=ids, stripe_data__status__in=sorted(DUNNING_STATUSES)
-        ).values_list("customer__subscriber_id", "stripe_data")
+        ).values_list(
+            "customer__subscriber_id",
+            "stripe_data",
+            "customer_id",
+            # The card Stripe's retries use (the customer's invoice default).
+            "customer__stripe_data__invoice_settings__default_payment_method",
+        )
     )
-    if not subs:
+    if not rows:
         return {}
+    subs = [(user_id, sub) for user_id, sub, _, _ in rows]
+    default_cards = {c: pm for _, _, c, pm in rows if isinstance(pm, str) and pm}
     invoices = invoices_load(_id(sub.get("latest_invoice")) for _, sub in subs)
     open_invoices = {k: v for k, v in invoices.items() if v.get("status") == "open"}
     customers = {c for invoice in open_invoices.values() if (c := invoice.get("customer"))}
-    waiting = _waiting_for_authentication(customers)
+    waiting, failed = _payments_load(customers)
+    updated = _card_updated_since_failure(default_cards, failed)
     found: dict[int, Dunning] = {}
     for user_id, sub in subs:
         invoice = open_invoices.get(_id(sub.get("latest_invoice")))
@@ -151,26 +169,57 @@ def dunning_load(user_ids: Iterable[int]) -> dict[int, Dunning]:
             next_attempt_at=_ts(invoice.get("next_payment_attempt")),
             grace_ends_at=grace_ends_at(invoice),
             hosted_invoice_url=invoice.get("hosted_invoice_url") or "",
+            card_updated=invoice["customer"] in updated,
         )
     return found
 
 
-def _waiting_for_authentication(customer_ids: set[str]) -> dict[str, list[datetime]]:
-    """When each customer's PaymentIntents now waiting for 3-D Secure were created.
-    (On this API version an invoice no longer names its PaymentIntent: `invoice.payments`.
-    A PaymentIntent of the customer waiting since the invoice's attempt is its one.)"""
+def _payments_load(
+    customer_ids: set[str],
+) -> tuple[dict[str, list[datetime]], dict[str, datetime]]:
+    """From one query of the customers' PaymentIntents: when each one now waiting for
+    3-D Secure was created, and each customer's latest failed payment. (On this API
+    version an invoice no longer names its PaymentIntent: `invoice.payments`. A
+    PaymentIntent of the customer waiting since the invoice's attempt is its one.)"""
     ids = [c for c in customer_ids if c]
-    if not ids:
-        return {}
     waiting: dict[str, list[datetime]] = {}
+    failed: dict[str, datetime] = {}
+    if not ids:
+        return waiting, failed
     rows = PaymentIntent.objects.filter(
-        customer_id__in=ids, stripe_data__status="requires_action"
+        customer_id__in=ids,
+        stripe_data__status__in=["requires_action", "requires_payment_method"],
     ).values_list("customer_id", "stripe_data")
     for customer_id, pi in rows:
         created = _ts(pi.get("created"))
-        if created:
+        if created is None:
+            continue
+        if pi.get("status") == "requires_action":
             waiting.setdefault(customer_id, []).append(created)
-    return waiting
+        elif customer_id not in failed or created > failed[customer_id]:
+            failed[customer_id] = created
+    return waiting, failed
+
+
+def _card_updated_since_failure(
+    default_cards: Mapping[str, str], failed: Mapping[str, datetime]
+) -> set[str]:
+    """The customers whose default card was added after their latest failed payment:
+    one query, only for customers with a failed payment."""
+    wanted = {pm for c, pm in default_cards.items() if c in failed}
+    if not wanted:
+        return set()
+    added = {
+        pm_id: _ts(data.get("created"))
+        for pm_id, data in PaymentMethod.objects.filter(id__in=wanted).values_list(
+            "id", "stripe_data"
+        )
+    }
+    return {
+        customer_id
+        for customer_id, pm_id in default_cards.items()
+        if customer_id in failed and (when := added.get(pm_id)) and when > failed[customer_id]
+    }
 
 
 def dunning_for(user: Any) -> Dunning | None:

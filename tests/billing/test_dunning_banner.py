@@ -183,3 +183,48 @@ def test_an_upgrade_is_refused_while_the_renewal_is_overdue(client, customer, fa
         refused = choices[("launchpack", interval)]
         assert isinstance(refused, Refusal)
         assert refused.reason.startswith("Your renewal is overdue: pay the overdue £49.00 first")
+
+
+def test_after_a_new_card_the_banner_says_when_it_is_tried_and_offers_pay_now(
+    client, customer, settings
+):
+    # The banner kept saying "Update your card" for the three days until the next retry,
+    # though the customer had just done so.
+    from io import StringIO
+
+    from django.core.management import call_command
+    from djstripe.models import Subscription
+
+    from stripe_sandbox import collection, store
+    from stripe_sandbox.delivery import deliver_pending
+    from tests.sandbox_app import app_transport
+
+    def deliver() -> None:
+        assert deliver_pending(transport=app_transport(client)).failed == 0
+
+    settings.SITE_URL = "http://testserver"
+    call_command("stripe_catalog", stdout=StringIO())
+    client.force_login(customer)
+    started = client.post("/billing/checkout/", {"plan": "flowkit", "interval": "monthly"})
+    client.post(
+        started["Location"].removeprefix("http://testserver"),
+        {"card_number": "4000 0000 0000 0341"},  # pays now, fails at renewal
+    )
+    deliver()
+    sub = Subscription.objects.get(customer__subscriber=customer)
+    collection.clock_advance(
+        sub.stripe_data["items"]["data"][0]["current_period_end"] - store.now() + 60
+    )
+    deliver()
+    assert "Update your card to pay it." in _banner(client)
+
+    collection.customer_card_set(sub.stripe_data["customer"], "4242424242424242")
+    deliver()
+
+    banner = re.sub(r"\s+", " ", _banner(client))
+    overdue = dunning_for(customer)
+    assert overdue is not None and overdue.card_updated
+    retry = f"{overdue.next_attempt_at.day} {overdue.next_attempt_at:%B %Y}"
+    assert f"Thank you for your new card. We will try it on {retry}, or you can pay now" in banner
+    assert "Update your card" not in banner
+    assert f'href="{overdue.hosted_invoice_url}">Pay now</a>' in banner
