@@ -203,6 +203,11 @@ def _subscription_sync(subscription_id: str) -> None:
     retried_invoice_sync(data.to_dict())
 
 
+# dj-stripe's invoice sync (Invoice.expand_fields) wants the discounts as objects and fails
+# on bare ids ('str' object has no attribute 'get'): a promotion code's invoice.
+_INVOICE_EXPAND = ["discounts", "lines.data.discounts"]
+
+
 def retried_invoice_sync(subscription: Mapping[str, Any]) -> None:
     """For a past_due subscription, make dj-stripe's copy of its latest invoice current.
 
@@ -214,7 +219,7 @@ def retried_invoice_sync(subscription: Mapping[str, Any]) -> None:
     latest_id = latest.get("id") if isinstance(latest, dict) else latest
     if subscription.get("status") != "past_due" or not latest_id:
         return
-    invoice = stripe.Invoice.retrieve(latest_id, **api_kwargs())
+    invoice = stripe.Invoice.retrieve(latest_id, expand=_INVOICE_EXPAND, **api_kwargs())
     Invoice.sync_from_stripe_data(invoice, api_key=djstripe_settings.STRIPE_SECRET_KEY)
 
 
@@ -229,9 +234,7 @@ def _oneoff_invoice_sync(session: Mapping[str, Any]) -> None:
     if invoice_id := _invoice_id(session):
         # Expanded as dj-stripe's own sync asks (Invoice.expand_fields): it syncs the
         # discounts (a promotion code's) as objects and fails on bare ids.
-        invoice = stripe.Invoice.retrieve(
-            invoice_id, expand=["discounts", "lines.data.discounts"], **api_kwargs()
-        )
+        invoice = stripe.Invoice.retrieve(invoice_id, expand=_INVOICE_EXPAND, **api_kwargs())
         Invoice.sync_from_stripe_data(invoice, api_key=djstripe_settings.STRIPE_SECRET_KEY)
 
 

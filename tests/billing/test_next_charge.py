@@ -156,3 +156,34 @@ def test_a_trial_says_nothing_is_due_today_and_what_is_charged_when(shopper, cus
     welcome = welcome_email_render(user=customer, plan="flowkit").text
     assert f"Your free trial runs until {ends}: nothing is charged before then" in welcome
     assert "Then £49.00 is charged to the card you gave us" in welcome
+
+
+def test_a_failed_renewal_with_a_promotion_code_keeps_its_plan_in_grace(shopper, customer):
+    # dj-stripe's invoice sync fails on an invoice whose discounts are bare ids: the
+    # past_due subscription's retried invoice (billing.checkout.retried_invoice_sync) is
+    # read expanded, or every event of a discounted customer in dunning failed.
+    call_command(
+        "stripe_sandbox",
+        "coupon",
+        "--code",
+        "LOYAL",
+        "--percent-off",
+        "10",
+        "--duration",
+        "forever",
+        stdout=StringIO(),
+    )
+    started = shopper.post("/billing/checkout/", {"plan": "flowkit", "interval": "monthly"})
+    form = {"card_number": "4000 0000 0000 0341", "promotion_code": "LOYAL"}
+    shopper.post(_path(started["Location"]), form)  # pays now, fails at renewal
+    _deliver(shopper)
+    sub = Subscription.objects.get(customer__subscriber=customer).stripe_data
+    from stripe_sandbox import collection
+
+    collection.clock_advance(sub["items"]["data"][0]["current_period_end"] - store.now() + 60)
+    _deliver(shopper)
+
+    customer.refresh_from_db()
+    assert Subscription.objects.get(id=sub["id"]).stripe_data["status"] == "past_due"
+    assert customer.plan == "flowkit"  # kept while Stripe retries
+    assert "Your payment of £44.10 failed." in _text(shopper.get("/"))
