@@ -56,6 +56,8 @@ class Outlook:
     next_plan: Plan | None = None  # for "changes"
     interval: Interval | None = None  # what the items bill at now: monthly or annual
     next_interval: Interval | None = None  # for "changes"
+    # The VAT in `amount`, as Stripe's preview has it (0: none, or tax off).
+    tax: int = 0
 
     @property
     def status_words(self) -> str:
@@ -140,6 +142,7 @@ def subscription_outlook(
     schedule: Mapping[str, Any] | None = None,
     prices: Mapping[str, Mapping[str, Any]] | None = None,
     next_amount: int | None = None,
+    next_tax: int = 0,
 ) -> Outlook:
     """The outlook of one subscription (its `stripe_data`), given its schedule's and the
     prices the schedule names, and the amount of Stripe's preview of its next invoice.
@@ -163,6 +166,7 @@ def subscription_outlook(
         "on": _ts(period_end),
         "currency": subscription.get("currency") or "",
         "interval": _price_interval(interval_item.get("price") or {}),
+        "tax": next_tax,
     }
     if subscription.get("cancel_at_period_end") or subscription.get("cancel_at"):
         at = subscription.get("cancel_at") or period_end
@@ -222,4 +226,5 @@ def outlook_for(user: User) -> Outlook | None:
         schedule=schedule,
         prices=prices,
         next_amount=charge.amount_due if charge else None,
+        next_tax=charge.tax if charge else 0,
     )

@@ -71,8 +71,9 @@ def test_next_payment_includes_vat_and_drops_a_once_only_code(shopper, customer,
     billing = _text(shopper.get("/billing/"))
     dashboard = _text(shopper.get("/"))
     assert "£95.04" in billing  # the first invoice, as charged
-    assert "next payment £118.80/month" in billing
-    assert "next payment £118.80/month" in dashboard
+    # The amount has the VAT in it, and says so while tax is on (defect 1).
+    assert "next payment £118.80/month incl. £19.80 VAT" in billing
+    assert "next payment £118.80/month incl. £19.80 VAT" in dashboard
     assert "£99.00/month" not in billing + dashboard
 
 
