@@ -1,0 +1,125 @@
+"""Issue 27's journeys: what a customer is told about their money equals what Stripe
+charges, at the edges (VAT with a promotion code, an upgrade tried during dunning, two tabs
+paying), on a 375 px phone and a 1280 px screen, with Stripe-like delivery."""
+
+from __future__ import annotations
+
+import re
+from io import StringIO
+
+import pytest
+import stripe
+from django.core.management import call_command
+from playwright.sync_api import Page, expect
+
+from accounts.models import User
+from billing.stripe_api import api_kwargs, customer_for
+from tests.e2e.helpers import assert_fits, shot
+from tests.e2e.test_dunning_journeys import (
+    CARD_OK,
+    CARD_RENEWAL_FAILS,
+    _banner,
+    _plan,
+    _renew,
+    _sign_up,
+    _subscribe,
+    _until,
+    shop,  # noqa: F401 (a fixture)
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _widths(page: Page, name: str) -> None:
+    """The page fits a phone and a laptop; a screenshot of each is kept."""
+    for width in (375, 1280):
+        assert_fits(page, width)
+        shot(page, f"{name}-{width}")
+
+
+def _pay_checkout(page: Page, card: str = CARD_OK) -> None:
+    page.get_by_label(re.compile("card number", re.I)).fill(card)
+    page.get_by_role("button", name=re.compile(r"^Pay ")).click()
+
+
+def test_vat_and_a_once_only_code_show_todays_charge_and_the_next_one(page: Page, shop, settings):  # noqa: F811
+    # FlowKit £49 + 20 % VAT with 20 % off the first invoice: £47.04 today, then £58.80.
+    settings.BILLING_AUTOMATIC_TAX = True
+    call_command(
+        "stripe_sandbox", "coupon", "--code", "SPRING20", "--percent-off", "20", stdout=StringIO()
+    )
+    _sign_up(page, shop, "vatcode@example.com")
+    page.goto(f"{shop}/pricing/")
+    expect(page.locator("main")).to_contain_text("+ VAT")
+    _widths(page, "standing-pricing-vat")
+    page.get_by_role("button", name="Buy FlowKit monthly").click()
+    page.wait_for_url(re.compile(r".*/sandbox/checkout/cs_test_\w+/"))
+    page.get_by_label("Promotion code").fill("SPRING20")
+    page.get_by_label("Billing address country").select_option("GB")
+    page.get_by_role("button", name="Apply").click()
+    _pay_checkout(page)
+    page.wait_for_url(re.compile(r".*/billing/success/.*"))
+
+    _until(
+        page,
+        shop,
+        lambda: "next payment £58.80/month incl. £9.80 VAT" in (page.text_content("main") or ""),
+        "Stripe's next charge with its VAT",
+    )
+    assert _plan(page) == "flowkit"
+    assert "£49.00/month" not in (page.text_content("main") or "")
+    _widths(page, "standing-dashboard-vat")
+    page.goto(f"{shop}/billing/")
+    expect(page.locator("main")).to_contain_text("£47.04")
+    expect(page.locator("main")).to_contain_text("next payment £58.80/month incl. £9.80 VAT")
+    _widths(page, "standing-billing-vat")
+
+
+def test_an_upgrade_during_dunning_is_refused_with_the_overdue_amount_to_pay(page: Page, shop):  # noqa: F811
+    email = "overdue@example.com"
+    _subscribe(page, shop, email, CARD_RENEWAL_FAILS)
+    _renew(email)
+    _until(page, shop, lambda: _banner(page).count() == 1, "the failed-payment banner")
+
+    page.goto(f"{shop}/pricing/")
+    launchpack = page.locator("#plan-launchpack").locator("xpath=..")
+    expect(launchpack.locator(".refusal").first).to_contain_text("pay the overdue £49.00 first")
+    assert page.get_by_role("link", name=re.compile("Switch your subscription")).count() == 0
+    _widths(page, "standing-upgrade-in-dunning")
+    # The way out is on the page: the banner's button to pay what is overdue.
+    expect(_banner(page).get_by_role("button").first).to_be_visible()
+    assert User.objects.get(email=email).plan == "flowkit"
+
+
+def test_two_tabs_paying_leave_one_subscription_and_one_charge(browser, shop):  # noqa: F811
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(15_000)
+    first, second = context.new_page(), context.new_page()
+    email = "twotabs@example.com"
+    _sign_up(first, shop, email)
+    for tab in (first, second):
+        tab.goto(f"{shop}/pricing/")
+    # Both tabs show the offer; the customer clicks Buy in each before paying either.
+    # Opening the second checkout expires the first (billing/checkout.py), so the
+    # first tab's payment is refused with a word the customer understands.
+    first.get_by_role("button", name="Buy FlowKit monthly").click()
+    first.wait_for_url(re.compile(r".*/sandbox/checkout/cs_test_\w+/"))
+    second.get_by_role("button", name="Buy FlowKit monthly").click()
+    second.wait_for_url(re.compile(r".*/sandbox/checkout/cs_test_\w+/"))
+    _pay_checkout(first)
+    expect(first.locator("body")).to_contain_text(re.compile("expired", re.I))
+    shot(first, "standing-two-tabs-first-expired")
+    _pay_checkout(second)
+    second.wait_for_url(re.compile(r".*/billing/success/.*"))
+    _until(second, shop, lambda: _plan(second) == "flowkit", "the FlowKit plan")
+
+    user = User.objects.get(email=email)
+    customer = customer_for(user).id
+    subs = stripe.Subscription.list(customer=customer, status="all", **api_kwargs()).data
+    live = [s for s in subs if s.status in ("active", "trialing", "past_due")]
+    paid = [i for i in stripe.Invoice.list(customer=customer, **api_kwargs()).data if i.amount_paid]
+    assert len(live) == 1
+    assert [i.amount_paid for i in paid] == [4900]
+    second.goto(f"{shop}/billing/")
+    _widths(second, "standing-two-tabs-billing")
+    context.close()
