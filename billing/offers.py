@@ -170,7 +170,7 @@ def offer_check(*, user: User, plan: str, interval: str, holdings: Holdings | No
     if not PLAN_INFO[plan].sold:
         raise NotAnUpgrade(f"{Plan(plan).label} is our free plan: there is nothing to buy.")
     held = holdings or holdings_of(user)
-    if held.subscription is not None and interval in RECURRING:
+    if held.subscription is not None:
         _not_while_overdue(user, held)
     if _interval_upgrade(held, plan, interval):
         _not_while_trialing(held)
@@ -223,7 +223,8 @@ def _switch_offer(held: Holdings, plan: Plan, interval: Interval) -> Offer:
 
 def _not_while_overdue(user: User, held: Holdings) -> None:
     # An upgrade while a renewal is unpaid would charge the upgrade's invoice on top, hide
-    # the overdue one behind it and end the grace the renewal has: settle it first.
+    # the overdue one behind it and end the grace the renewal has; a one-off would leave
+    # the overdue renewal to be retried for a plan it replaces: settle it first.
     # (Here, not at the top: billing.dunning imports this module through the template tags.)
     from billing.dunning import DUNNING_STATUSES, dunning_for
 

@@ -179,9 +179,11 @@ def test_an_upgrade_is_refused_while_the_renewal_is_overdue(client, customer, fa
     assert "Your renewal is overdue: pay the overdue £49.00 first" in text
     assert 'class="dunning-banner"' in text  # the button that pays it is on the page
     assert not fake_stripe.calls_to("POST", "/v1/invoices/create_preview")
-    for interval in ("monthly", "annual"):
+    # Pay once too: it would leave the overdue renewal to be retried (£49 more for a plan
+    # the one-off replaces) and the subscription cancelled only at its period end.
+    for interval in ("monthly", "annual", "oneoff"):
         refused = choices[("launchpack", interval)]
-        assert isinstance(refused, Refusal)
+        assert isinstance(refused, Refusal), interval
         assert refused.reason.startswith("Your renewal is overdue: pay the overdue £49.00 first")
 
 
