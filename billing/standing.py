@@ -24,7 +24,7 @@ from djstripe.models import Subscription
 
 from accounts.models import User
 from billing.models import CheckoutOpened, NextCharge
-from billing.plans import Interval, Plan, highest_plan
+from billing.plans import Interval, Plan, highest_plan, recurring_interval
 from billing.stripe_api import api_kwargs, live_subscription
 from billing.stripe_layout import subscription_period
 
@@ -193,7 +193,8 @@ def access_for(user: User, *, now: datetime | None = None) -> Access:
     winner, others = decision.grants[0], decision.grants[1:]
     subscription = live_subscription(user)
     sold = subscription_sells(subscription) if subscription else None
-    interval = recurring_interval_of(sold.item) if sold else None
+    price = sold.item.get("price") if sold else None
+    interval = recurring_interval(price) if isinstance(price, dict) else None
     until = winner.ends_at
     if winner.kind in SUBSCRIPTION_KINDS:
         # One subscription grants at a time: what follows it is the rest.
@@ -228,13 +229,6 @@ def access_for(user: User, *, now: datetime | None = None) -> Access:
         interval=interval,
         paid_plan=paid if winner.kind == "comp" else None,
     )
-
-
-def recurring_interval_of(item: Mapping[str, Any]) -> Interval | None:
-    price = item.get("price") or {}
-    if not isinstance(price, Mapping) or not price.get("recurring"):
-        return None
-    return Interval.ANNUAL if price["recurring"].get("interval") == "year" else Interval.MONTHLY
 
 
 # A bank debit's answer usually comes in this many working days (Bacs: three).

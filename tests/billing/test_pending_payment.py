@@ -108,3 +108,15 @@ def test_a_failed_debit_is_cleared_and_the_customer_told_once(
     [told] = OnboardingMessage.objects.filter(template="bank_debit_failed")
     assert told.context["amount"] == catalog["launchpack_oneoff"]["unit_amount"]
     assert "Pay once" in signed_in.get("/pricing/").content.decode()
+
+
+def test_the_pricing_page_says_what_the_customer_has_and_what_is_processing(
+    signed_in, synced, deliver, fake_stripe, catalog, payer, customer
+):
+    session = _debit(fake_stripe, payer, catalog["launchpack_oneoff"], customer.pk)
+    deliver(sf.event("checkout.session.completed", session))
+
+    text = _text(signed_in.get("/pricing/"))
+
+    assert "What you have Starter, our free plan." in text
+    assert PROCESSING in text

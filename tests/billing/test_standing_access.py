@@ -12,7 +12,7 @@ from django.utils import timezone
 from billing.models import OneOffPurchase
 from billing.outlook import long_date
 from billing.overrides import override_grant
-from billing.standing import access_for
+from billing.standing import access_for, pending_for
 from tests.billing import stripe_fakes as sf
 
 pytestmark = pytest.mark.django_db
@@ -128,6 +128,8 @@ def test_a_subscription_set_to_cancel_says_until_when_and_then_starter(
         "starter",
     )
     assert "through your monthly subscription, until" in _text(signed_in.get("/billing/"))
+    # The same date is what the standing has pending: the end of the subscription.
+    assert pending_for(customer).cancels_on == access.until
 
 
 def test_a_subscription_that_renews_has_no_end(deliver, fake_stripe, catalog, payer, customer):
