@@ -282,7 +282,7 @@ def _switch_offer(held: Holdings, plan: Plan, interval: Interval) -> Offer:
             "(the unused part of your year is credited)."
         )
     _not_while_trialing(held)
-    return Offer(plan, interval, Kind.SWITCH)
+    return _comp_noted(held, Offer(plan, interval, Kind.SWITCH))
 
 
 def _not_while_overdue(user: User, held: Holdings) -> None:

@@ -472,3 +472,20 @@ def test_a_comp_for_good_is_said_to_be_complimentary(
 
     assert "FlowKit is complimentary on your account, for good" in found[("flowkit", "monthly")]
     assert response.status_code == 409
+
+
+def test_a_subscriber_comped_higher_is_told_the_comp_beside_the_switch(
+    signed_in, synced, deliver, fake_stripe, catalog, payer, customer
+):
+    from billing.outlook import long_date
+
+    _subscribe(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    override = _comp(customer, "launchpack", 10)
+
+    found = _offered_or_explained(signed_in.get("/pricing/").content.decode())
+
+    assert "Switch to LaunchPack" in found[("launchpack", "monthly")]
+    assert (
+        f"Complimentary LaunchPack until {long_date(override.expires_at)}; switch now to keep "
+        "LaunchPack after."
+    ) in found[("launchpack", "monthly")]
