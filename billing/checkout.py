@@ -18,6 +18,7 @@ from django.conf import settings
 from django.core import signing
 from django.db import transaction
 from django.urls import reverse
+from django.utils import timezone
 from djstripe.models import Invoice, Subscription, SubscriptionSchedule
 from djstripe.settings import djstripe_settings
 from stripe.params import (
@@ -163,10 +164,8 @@ def _opened_settle(*, user: User, expire_subscriptions: bool) -> None:
                 stripe.checkout.Session.expire(opened.session_id, **api_kwargs())
             session = stripe.checkout.Session.retrieve(opened.session_id, **api_kwargs()).to_dict()
         if session["status"] == "complete":
-            if session.get("payment_status") in PAID:
-                checkout_fulfil(session=session, user=user)
-            elif sub := session.get("subscription"):  # a debit still processing
-                _subscription_sync(sub["id"] if isinstance(sub, dict) else sub)
+            # Paid: fulfilled; a debit still processing: kept as a pending payment.
+            checkout_fulfil(session=session, user=user)
         if session["status"] != "open":
             CheckoutOpened.objects.filter(pk=opened.pk).update(status=session["status"])
 
@@ -317,13 +316,22 @@ def checkout_fulfil(
     """Grant what a Checkout Session paid for. Safe to run any number of times.
 
     `session` must be Stripe's current view of the session (retrieved, not taken from
-    a URL or an unverified payload).
+    a URL or an unverified payload). A session completed by a delayed payment method
+    (a Bacs debit: complete, unpaid) grants nothing yet: it is kept as a pending payment
+    (`pending_payment_record`), its subscription synced.
     """
+    if session.get("status") == "complete" and session.get("payment_status") == "unpaid":
+        pending_payment_record(session=session, user=user)
+        if sub := session.get("subscription"):
+            _subscription_sync(sub["id"] if isinstance(sub, dict) else sub)
     if session.get("status") == "complete" and session.get("payment_status") in PAID:
         with transaction.atomic():
             CheckoutOpened.objects.filter(session_id=session["id"]).update(
                 status=CheckoutOpened.Status.COMPLETE
             )
+            CheckoutOpened.objects.filter(
+                session_id=session["id"], payment=CheckoutOpened.Payment.PROCESSING
+            ).update(payment=CheckoutOpened.Payment.PAID)
             if session.get("mode") == "payment":
                 _oneoff_record(session=session, user=user, stripe_event_id=stripe_event_id)
                 _oneoff_invoice_sync(session)
@@ -341,6 +349,55 @@ def checkout_fulfil(
     return plan_refresh(
         user=user, source=PlanChange.Source.CHECKOUT, stripe_event_id=stripe_event_id
     )
+
+
+def _opened_row(*, session: Mapping[str, Any], user: User) -> CheckoutOpened:
+    """The app's row of `session`; made from the session's metadata for one the app
+    has no row of (opened before rows were kept)."""
+    metadata = session.get("metadata") or {}
+    plan = str(metadata.get("plan") or "")
+    opened, _ = CheckoutOpened.objects.get_or_create(
+        session_id=session["id"],
+        defaults={
+            "user": user,
+            "mode": session.get("mode") or "",
+            "plan": plan if plan in Plan.values else Plan.STARTER,
+            "interval": metadata.get("interval") or "",
+        },
+    )
+    return opened
+
+
+def pending_payment_record(*, session: Mapping[str, Any], user: User) -> None:
+    """A session completed unpaid (a Bacs debit the bank has yet to answer): kept as a
+    payment processing, with Stripe's amount, until the bank's answer. A late
+    `checkout.session.completed`, after that answer was recorded, changes nothing."""
+    with transaction.atomic():
+        opened = _opened_row(session=session, user=user)
+        CheckoutOpened.objects.filter(pk=opened.pk, payment=CheckoutOpened.Payment.NONE).update(
+            status=CheckoutOpened.Status.COMPLETE,
+            payment=CheckoutOpened.Payment.PROCESSING,
+            amount=session.get("amount_total"),
+            currency=session.get("currency") or "",
+            processing_since=timezone.now(),
+        )
+
+
+def pending_payment_failed(*, session: Mapping[str, Any], user: User) -> bool:
+    """The bank refused the debit (`checkout.session.async_payment_failed`): the payment
+    is no longer pending. Whether this call recorded it (False: recorded already)."""
+    with transaction.atomic():
+        opened = _opened_row(session=session, user=user)
+        return bool(
+            CheckoutOpened.objects.filter(pk=opened.pk)
+            .exclude(payment=CheckoutOpened.Payment.FAILED)
+            .update(
+                status=CheckoutOpened.Status.COMPLETE,
+                payment=CheckoutOpened.Payment.FAILED,
+                amount=session.get("amount_total"),
+                currency=session.get("currency") or "",
+            )
+        )
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,11 @@ class Grant:
     plan: Plan
     why: str
     by_subscription: bool = False
+    # What grants it, for the customer's account standing (billing/standing.py):
+    # "subscription", "trial", "grace", "oneoff", "comp" or "kept"; and when it stops
+    # granting, where that is known here (a comp's expiry, the grace's end).
+    kind: str = ""
+    ends_at: datetime | None = None
 
 
 @dataclass
@@ -114,6 +119,9 @@ class Decision:
     recheck_in: timedelta | None = None
     # Whether the plan is a live subscription's (not a one-off's, a comp's or kept).
     by_subscription: bool = False
+    # Every grant that counts, the winning one first: what the standing reads to say
+    # why the customer has the plan, until when, and what they keep after.
+    grants: list[Grant] = field(default_factory=list)
 
 
 @dataclass
@@ -195,13 +203,24 @@ def plan_decide(*, facts: Facts, current: str, now: datetime | None = None) -> D
             ended.append(why_not)
         unknown += sub_unknown
         if grant:
-            grants.append(grant)
+            kind = "trial" if sub.get("status") == "trialing" else "subscription"
+            grants.append(
+                replace(
+                    grant,
+                    kind="grace" if left is not None else kind,
+                    ends_at=now + left if left is not None else None,
+                )
+            )
         if grant and left is not None:
             recheck.append(left)
     for purchase in facts.oneoffs:
         if purchase.counts:
             grants.append(
-                Grant(Plan(purchase.plan), f"one-off purchase {purchase.checkout_session_id}")
+                Grant(
+                    Plan(purchase.plan),
+                    f"one-off purchase {purchase.checkout_session_id}",
+                    kind="oneoff",
+                )
             )
     for override in facts.overrides:
         if override.revoked_at is None and (
@@ -210,9 +229,18 @@ def plan_decide(*, facts: Facts, current: str, now: datetime | None = None) -> D
             until = (
                 f" until {override.expires_at:%Y-%m-%d %H:%M} UTC" if override.expires_at else ""
             )
-            grants.append(Grant(Plan(override.plan), f"staff override{until}: {override.reason}"))
+            grants.append(
+                Grant(
+                    Plan(override.plan),
+                    f"staff override{until}: {override.reason}",
+                    kind="comp",
+                    ends_at=override.expires_at,
+                )
+            )
     if unknown:
-        grants.append(Grant(Plan(current), f"kept: unknown price {', '.join(unknown)}"))
+        grants.append(
+            Grant(Plan(current), f"kept: unknown price {', '.join(unknown)}", kind="kept")
+        )
     if not grants:
         if ended:
             # The newest few: an account with years of ended subscriptions needs no list.
@@ -228,6 +256,7 @@ def plan_decide(*, facts: Facts, current: str, now: datetime | None = None) -> D
         unknown,
         min(recheck) if recheck else None,
         by_subscription=best.by_subscription,
+        grants=[best, *(g for g in grants if g is not best)],
     )
 
 

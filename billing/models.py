@@ -147,6 +147,12 @@ class CheckoutOpened(models.Model):
         COMPLETE = "complete", "Complete"
         EXPIRED = "expired", "Expired"
 
+    class Payment(models.TextChoices):
+        NONE = "", "Not a delayed payment"
+        PROCESSING = "processing", "Processing (bank debit)"
+        PAID = "paid", "Paid"
+        FAILED = "failed", "Failed"
+
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="checkouts_opened"
     )
@@ -157,6 +163,16 @@ class CheckoutOpened(models.Model):
     trial_days = models.PositiveIntegerField(default=0)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN)
     created_at = models.DateTimeField(default=timezone.now)
+    # A delayed payment method (Bacs Direct Debit): the session completes unpaid and the
+    # bank answers days later (checkout.session.async_payment_succeeded or _failed).
+    # Kept so that the customer sees the payment while it is processing, and cannot buy
+    # the same thing again meanwhile (billing.offers, billing/standing.py).
+    payment = models.CharField(
+        max_length=20, choices=Payment.choices, blank=True, default=Payment.NONE
+    )
+    amount = models.IntegerField(null=True, blank=True, help_text="Stripe's amount_total.")
+    currency = models.CharField(max_length=3, blank=True)
+    processing_since = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

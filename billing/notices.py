@@ -86,6 +86,13 @@ def invoice_trouble_notify(*, user: User, event: Event) -> None:
     sub = _subscription_current(subscription_id)
     if sub is not None and sub.get("status") not in _BILLING_STATUSES:
         return _skip(event, f"the subscription is {sub.get('status')}")
+    if (sub or {}).get("status") == "incomplete" and invoice.get("billing_reason") == (
+        "subscription_create"
+    ):
+        # A first payment by bank debit that the bank refused: told once, as the
+        # checkout's own "bank debit failed" (bank_debit_failed_notify), never "we will
+        # try again".
+        return _skip(event, "a first payment by bank debit: told by its checkout")
     kind = (
         Notice.PAYMENT_ACTION_REQUIRED
         if event.type == "invoice.payment_action_required"
@@ -313,3 +320,18 @@ def notice_stale_reason(*, kind: str, context: dict[str, Any]) -> str:
         if sub and not _cancel_scheduled(sub):
             return "the cancellation was undone (the subscription was resumed)"
     return ""
+
+
+def bank_debit_failed_notify(*, user: User, event: Event, plan: str, amount: int | None) -> None:
+    """`checkout.session.async_payment_failed`: the bank refused the debit that paid the
+    checkout; nothing was taken and the plan did not change. Told once per session."""
+    session = event.data["object"]
+    context = {
+        "session_id": session["id"],
+        "amount": amount if amount is not None else session.get("amount_total"),
+        "currency": session.get("currency") or "",
+        "bought_plan": plan,
+    }
+    _notify(
+        user=user, kind=Notice.BANK_DEBIT_FAILED, key=session["id"], event=event, context=context
+    )

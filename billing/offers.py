@@ -19,16 +19,17 @@ offers and what the server accepts cannot drift apart:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from django.conf import settings
+from django.urls import reverse
 from djstripe.models import Subscription
 
 from accounts.models import User
-from billing.models import CheckoutOpened, OneOffPurchase
+from billing.models import CheckoutOpened, OneOffPurchase, PlanOverride
 from billing.plans import (
     PLAN_INFO,
     RECURRING,
@@ -60,6 +61,10 @@ class Offer:
     # A one-off bought while subscribed: the subscription stops renewing at this moment
     # (the end of its paid period) once the one-off is paid.
     ends_subscription_at: datetime | None = None
+    # Bought during a staff comp that ends then (for good: never None here, a comp for
+    # good refuses what it covers): what the customer has free until that date.
+    comp_plan: Plan | None = None
+    comp_until: datetime | None = None
 
 
 class NotAnUpgrade(Exception):
@@ -74,6 +79,9 @@ class Refusal:
     plan: Plan
     interval: Interval
     reason: str
+    # What the customer can do about it instead, where the app has a page for it:
+    # (words on the button, the page's path).
+    action: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -85,10 +93,25 @@ class Holdings:
     subscription_plan: Plan | None
     oneoff_plan: Plan | None
     subscription_interval: Interval | None = None
+    # A staff comp that ends (the highest, and when it ends): held now, but not a reason
+    # to refuse what the customer would not hold once it ends.
+    comp_plan: Plan | None = None
+    comp_until: datetime | None = None
+    # Comps for good: they stay.
+    lasting_comp_plan: Plan | None = None
+    # Checkouts paid by a bank debit still processing (plan, mode).
+    processing: tuple[tuple[Plan, str, int | None, str], ...] = ()
 
     @property
     def floor(self) -> Plan:
-        owned = [p for p in (self.plan, self.subscription_plan, self.oneoff_plan) if p]
+        """What the customer holds and will go on holding: a comp that ends does not
+        count (they may buy now what they will not have after it)."""
+        stored = self.plan
+        if self.comp_plan == stored and self.comp_until is not None:
+            stored = highest_plan(
+                p for p in (self.subscription_plan, self.oneoff_plan, self.lasting_comp_plan) if p
+            )
+        owned = [p for p in (stored, self.subscription_plan, self.oneoff_plan) if p]
         return highest_plan(owned)
 
 
@@ -156,12 +179,23 @@ def holdings_of(user: User) -> Holdings:
     # A purchase disputed away (open or lost) is not something the user owns any more.
     oneoff_plans = [purchase.plan for purchase in oneoffs if purchase.counts]
     sub_plan, sub_interval = _subscription_holding(subscription) if subscription else (None, None)
+    comps = list(PlanOverride.objects.filter(PlanOverride.active_q(), user=user))
+    ending = [c for c in comps if c.expires_at is not None]
+    lasting = [c.plan for c in comps if c.expires_at is None]
+    comp = max(ending, key=lambda c: (plan_rank(c.plan), c.expires_at)) if ending else None
+    processing = CheckoutOpened.objects.filter(
+        user=user, payment=CheckoutOpened.Payment.PROCESSING
+    ).values_list("plan", "mode", "amount", "currency")
     return Holdings(
         plan=Plan(user.plan),
         subscription=subscription,
         subscription_plan=sub_plan,
         oneoff_plan=highest_plan(oneoff_plans) if oneoff_plans else None,
         subscription_interval=sub_interval,
+        comp_plan=Plan(comp.plan) if comp else None,
+        comp_until=comp.expires_at if comp else None,
+        lasting_comp_plan=highest_plan(lasting) if lasting else None,
+        processing=tuple((Plan(p), m, a, c) for p, m, a, c in processing),
     )
 
 
@@ -170,6 +204,7 @@ def offer_check(*, user: User, plan: str, interval: str, holdings: Holdings | No
     if not PLAN_INFO[plan].sold:
         raise NotAnUpgrade(f"{Plan(plan).label} is our free plan: there is nothing to buy.")
     held = holdings or holdings_of(user)
+    _not_while_processing(held, Plan(plan), Interval(interval))
     if held.subscription is not None:
         _not_while_overdue(user, held)
     if _interval_upgrade(held, plan, interval):
@@ -184,12 +219,39 @@ def offer_check(*, user: User, plan: str, interval: str, holdings: Holdings | No
             "Only a higher plan can be bought."
         )
     if held.subscription is None:
-        return Offer(Plan(plan), Interval(interval), Kind.CHECKOUT)
+        return _comp_noted(held, Offer(Plan(plan), Interval(interval), Kind.CHECKOUT))
     if interval in RECURRING:
         return _switch_offer(held, Plan(plan), Interval(interval))
     end = subscription_period(held.subscription)[1]
     ends_at = datetime.fromtimestamp(int(end), tz=UTC) if end else None
     return Offer(Plan(plan), Interval(interval), Kind.CHECKOUT, ends_subscription_at=ends_at)
+
+
+def _comp_noted(held: Holdings, offer: Offer) -> Offer:
+    """An offer made during a comp that ends says so: what is free until when."""
+    if held.comp_plan is None or held.comp_until is None or held.comp_plan != held.plan:
+        return offer
+    if plan_rank(offer.plan) > plan_rank(held.comp_plan):
+        return offer  # an upgrade from the comp's plan: nothing to explain
+    return replace(offer, comp_plan=held.comp_plan, comp_until=held.comp_until)
+
+
+def _not_while_processing(held: Holdings, plan: Plan, interval: Interval) -> None:
+    # A bank debit still processing will give its plan in a few days: buying it (or
+    # anything it includes) again would pay twice; a second subscription beside the
+    # one the debit starts would bill twice.
+    for pending_plan, mode, amount, currency in held.processing:
+        if plan_rank(plan) <= plan_rank(pending_plan) or (
+            mode == "subscription" and interval in RECURRING
+        ):
+            # Here, not at the top: billing.templatetags imports this module.
+            from billing.templatetags.billing import money
+
+            paid = f"{money(amount, currency)} " if amount is not None else ""
+            raise NotAnUpgrade(
+                f"Your {paid}payment for {pending_plan.label} by bank debit is processing "
+                "(usually 3 working days): you have nothing more to pay for it now."
+            )
 
 
 def _interval_upgrade(held: Holdings, plan: str, interval: str) -> bool:
@@ -213,12 +275,14 @@ def _switch_offer(held: Holdings, plan: Plan, interval: Interval) -> Offer:
         plan=current_plan, interval=current_interval, to_plan=plan, to_interval=interval
     )
     if timing != Timing.NOW:
+        # A paid year is never cut short for a monthly price; the billing page moves a
+        # yearly subscription only to its own plan monthly or to a lower plan.
         raise NotAnUpgrade(
-            f"You pay yearly: {plan.label} monthly can start when your paid year ends "
-            f"(from the billing page), or switch to {plan.label} yearly now."
+            f"You pay yearly for {current_plan.label}: switch to {plan.label} yearly now "
+            "(the unused part of your year is credited)."
         )
     _not_while_trialing(held)
-    return Offer(plan, interval, Kind.SWITCH)
+    return _comp_noted(held, Offer(plan, interval, Kind.SWITCH))
 
 
 def _not_while_overdue(user: User, held: Holdings) -> None:
@@ -269,8 +333,19 @@ def choices_for(user: User) -> dict[tuple[str, str], Offer | Refusal]:
                 )
             except NotAnUpgrade as refused:
                 reason = refusal_reason(held=held, plan=plan, interval=interval) or str(refused)
-                choices[(plan, interval)] = Refusal(plan, interval, reason)
+                choices[(plan, interval)] = Refusal(
+                    plan, interval, reason, action=_refusal_action(held)
+                )
     return choices
+
+
+def _refusal_action(held: Holdings) -> tuple[str, str] | None:
+    """A renewal overdue: the billing page, whose banner pays it, is the way on."""
+    from billing.dunning import DUNNING_STATUSES  # see refusal_reason
+
+    if (held.subscription or {}).get("status") in DUNNING_STATUSES:
+        return ("Pay the overdue renewal", reverse("billing:account"))
+    return None
 
 
 _PAYS = {Interval.MONTHLY: "monthly", Interval.ANNUAL: "yearly"}
@@ -315,6 +390,8 @@ def refusal_reason(*, held: Holdings, plan: Plan, interval: Interval) -> str | N
             )
     if held.oneoff_plan == plan:
         return f"You own {plan.label} for good: there is nothing more to pay."
+    if held.lasting_comp_plan == plan == held.floor:
+        return f"{plan.label} is complimentary on your account, for good: there is nothing to pay."
     if plan_rank(plan) < plan_rank(held.floor) and plan_rank(held.plan) >= plan_rank(held.floor):
         return f"Your {held.floor.label} includes everything in {plan.label}."
     return None

@@ -8,8 +8,16 @@ from typing import Any, TypeVar
 from django.conf import settings
 from djstripe.models import Price
 
-from billing.offers import Offer, Refusal
-from billing.plans import FEATURES, PLAN_INFO, Interval, Plan, lookup_key, price_plan
+from billing.offers import Kind, Offer, Refusal
+from billing.plans import (
+    FEATURES,
+    PLAN_INFO,
+    RECURRING,
+    Interval,
+    Plan,
+    lookup_key,
+    price_plan,
+)
 
 
 def price_table() -> dict[tuple[str, str], Price]:
@@ -86,6 +94,9 @@ class PriceOption:
     per: str
     # What the choice means, in a few words.
     meaning: str
+    # Free days a subscription bought here starts with (billing.offers.trial_days): the
+    # page then says "14 days free, then £49.00/month" and "£0.00 due today".
+    trial_days: int = 0
 
 
 def _meaning(interval: Interval, *, free_months: int | None) -> str:
@@ -96,6 +107,16 @@ def _meaning(interval: Interval, *, free_months: int | None) -> str:
             return f"{free_months} month{'s' if free_months != 1 else ''} free. Renews yearly."
         return "Billed once a year. Renews yearly."
     return "Yours for good: nothing renews."
+
+
+def _trial_days(choice: Offer | Refusal | None, interval: Interval, days: int) -> int:
+    """The trial a purchase here would start with: a new subscription only (a Checkout,
+    not a switch of the one the customer has), or any subscription for a visitor."""
+    if interval not in RECURRING or not days:
+        return 0
+    if choice is None or (isinstance(choice, Offer) and choice.kind == Kind.CHECKOUT):
+        return days
+    return 0
 
 
 _T = TypeVar("_T")
@@ -111,6 +132,8 @@ _PER = {Interval.MONTHLY: "per month", Interval.ANNUAL: "per year", Interval.ONE
 
 def plan_rows(
     choices: dict[tuple[str, str], Offer | Refusal] | None = None,
+    *,
+    trial_days: int = 0,
 ) -> list[dict[str, Any]]:
     """One row per plan, lowest first: its info, its three ways to pay side by side
     (monthly, yearly, once: PriceOption, with the synced Price or None and the Offer or
@@ -132,6 +155,7 @@ def plan_rows(
                     label=_LABEL[i],
                     per=_PER[i],
                     meaning=_meaning(i, free_months=months_free(prices, plan)),
+                    trial_days=_trial_days(choices.get((plan, i.value)), i, trial_days),
                 )
                 for i in (Interval.MONTHLY, Interval.ANNUAL, Interval.ONEOFF)
                 if info.sold

@@ -31,6 +31,7 @@ class Notice(StrEnum):
     REFUND = "refund"
     TRIAL_ENDING = "trial_ending"
     DUPLICATE_SUBSCRIPTION = "duplicate_subscription"
+    BANK_DEBIT_FAILED = "bank_debit_failed"
 
 
 # Billing's second domain signal: something happened to the customer's money or plan that

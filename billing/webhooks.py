@@ -27,7 +27,12 @@ from djstripe.models import (
 from djstripe.settings import djstripe_settings
 
 from accounts.models import User, normalize_email
-from billing.checkout import _subscription_sync, checkout_fulfil, retried_invoice_sync
+from billing.checkout import (
+    _subscription_sync,
+    checkout_fulfil,
+    pending_payment_failed,
+    retried_invoice_sync,
+)
 from billing.disputes import (
     DISPUTE_EVENTS,
     dispute_alert_record,
@@ -39,6 +44,7 @@ from billing.duplicates import duplicate_subscriptions_resolve
 from billing.entitlements import plan_refresh
 from billing.models import BillingAlert, OneOffPurchase, PlanChange
 from billing.notices import (
+    bank_debit_failed_notify,
     charge_refunded_notify,
     invoice_paid_notify,
     invoice_trouble_notify,
@@ -151,6 +157,11 @@ def on_checkout_session(sender: Any, event: Event, **kwargs: Any) -> None:
     if user is None:
         return _no_user(event, payload["id"])
     checkout_fulfil(session=session, user=user, stripe_event_id=event.id)
+    if event.type == "checkout.session.async_payment_failed" and pending_payment_failed(
+        session=session, user=user
+    ):
+        plan = (session.get("metadata") or {}).get("plan") or ""
+        bank_debit_failed_notify(user=user, event=event, plan=plan, amount=None)
     if subscription_id := _id(session.get("subscription")):
         # The new subscription's next charge, without waiting for its own events.
         next_charge_refresh(user=user, subscription_id=subscription_id)

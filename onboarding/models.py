@@ -32,6 +32,7 @@ class OnboardingMessage(models.Model):
         REFUND = "refund", "Refund"
         TRIAL_ENDING = "trial_ending", "Trial ending"
         DUPLICATE_SUBSCRIPTION = "duplicate_subscription", "Second subscription cancelled"
+        BANK_DEBIT_FAILED = "bank_debit_failed", "Bank debit failed"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"

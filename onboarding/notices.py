@@ -30,6 +30,7 @@ SUBJECTS: dict[str, str] = {
     Template.REFUND: "Your SmartFlow refund",
     Template.TRIAL_ENDING: "Your SmartFlow trial ends on {trial_ends_on}",
     Template.DUPLICATE_SUBSCRIPTION: "You were subscribed twice: we cancelled the second",
+    Template.BANK_DEBIT_FAILED: "Your SmartFlow bank debit did not go through",
 }
 
 # The moments worth a text message to customers who opted in: money they must act on.
@@ -71,6 +72,9 @@ def notice_context(message: OnboardingMessage) -> dict[str, Any]:
         "old_plan_name": Plan(facts["old_plan"]).label if facts.get("old_plan") else "",
         "plan_after_name": Plan(plan_after).label if plan_after else "",
         "kept_plan_name": Plan(facts["kept_plan"]).label if facts.get("kept_plan") else "",
+        "bought_plan_name": Plan(facts["bought_plan"]).label
+        if facts.get("bought_plan") in Plan.values
+        else "",
         "amount_due": amount("amount_due"),
         "amount_paid": amount("amount_paid"),
         "amount_refunded": amount("amount_refunded"),

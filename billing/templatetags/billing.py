@@ -3,16 +3,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from django import template
+from django.conf import settings
 from typing_extensions import TypeIs
 
 from accounts.models import User
-from billing.offers import choices_for
+from billing.offers import choices_for, trial_days
 from billing.outlook import long_date as _long_date
 from billing.outlook import outlook_for
 from billing.plans import FEATURE_LABELS, plan_allows
 from billing.pricing import plan_rows
 from billing.pricing import total_vat_words as _total_vat_words
 from billing.pricing import vat_words as _vat_words
+from billing.standing import access_for, pending_for
 
 register = template.Library()
 
@@ -76,8 +78,12 @@ def plan_cards(context: template.Context) -> dict:
     and, for a signed-in user, a button for each purchase that would raise their plan
     (billing.offers); sign-up buttons for visitors."""
     user = context.get("user")
+    if _signed_in(user):
+        rows = plan_rows(choices_for(user), trial_days=trial_days(user))
+    else:  # a visitor's first subscription would start with the trial
+        rows = plan_rows(None, trial_days=max(settings.BILLING_TRIAL_DAYS, 0))
     return {
-        "plans": plan_rows(choices_for(user) if _signed_in(user) else None),
+        "plans": rows,
         "user": user,
         "csrf_token": context.get("csrf_token"),
     }
@@ -94,6 +100,16 @@ def subscription_outlook(user) -> dict:
     """What comes next for the user's subscription (billing/outlook.py), in one line."""
     authenticated = bool(getattr(user, "is_authenticated", False))
     return {"outlook": outlook_for(user) if authenticated else None}
+
+
+@register.inclusion_tag("billing/_standing.html")
+def account_standing(user) -> dict:
+    """What the customer holds, why and until when, and what is pending
+    (billing/standing.py: `access_for`, `pending_for`): the dashboard and the billing
+    page read this one place."""
+    if not _signed_in(user):
+        return {"access": None, "pending": None}
+    return {"access": access_for(user), "pending": pending_for(user)}
 
 
 @register.filter

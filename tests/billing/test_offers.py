@@ -314,10 +314,13 @@ def test_an_annual_subscriber_is_told_why_monthly_is_not_sold(
 
     found = _offered_or_explained(signed_in.get("/pricing/").content.decode())
 
+    # The billing page moves a yearly subscription only to its own plan monthly or to a
+    # lower plan: LaunchPack monthly is not promised from there.
     assert (
-        "You pay yearly: LaunchPack monthly can start when your paid year ends"
+        "You pay yearly for FlowKit: switch to LaunchPack yearly now"
         in (found[("launchpack", "monthly")])
     )
+    assert "can start when your paid year ends" not in found[("launchpack", "monthly")]
     assert (
         "You pay yearly for FlowKit: monthly FlowKit can start when your paid year ends"
         in (found[("flowkit", "monthly")])
@@ -367,3 +370,122 @@ def test_a_customer_whose_plan_was_cut_in_dunning_is_told_to_pay_not_that_they_h
     overdue = "Your FlowKit subscription has a payment overdue: pay it from the billing page"
     assert overdue in found[("flowkit", "monthly")]
     assert overdue in found[("flowkit", "oneoff")]
+
+
+def test_a_subscription_ended_by_dunning_leaves_flowkit_for_sale_where_the_email_leads(
+    signed_in, synced, deliver, fake_stripe, catalog, payer, customer
+):
+    from onboarding.models import OnboardingMessage
+    from onboarding.notices import notice_email_render
+
+    sub = sf.subscription(cus=payer, prc=catalog["flowkit_monthly"], status="canceled")
+    sub["cancellation_details"] = {"reason": "payment_failed", "comment": None, "feedback": None}
+    fake_stripe.add(sub)
+    deliver(sf.event("customer.subscription.deleted", sub))
+    ended = OnboardingMessage(
+        user=customer,
+        template="plan_ended",
+        plan="starter",
+        context={"old_plan": "flowkit", "reason": "payment_failed"},
+    )
+
+    link = re.search(r"https?://\S+", notice_email_render(ended).text.split("again:")[1])
+    path = "/" + link.group(0).split("/", 3)[3]
+    found = _offered_or_explained(signed_in.get(path).content.decode())
+
+    assert "Subscribe monthly" in found[("flowkit", "monthly")]
+    assert "Subscribe yearly" in found[("flowkit", "annual")]
+    assert "Pay once" in found[("flowkit", "oneoff")]
+
+
+def test_a_plan_cut_in_dunning_offers_the_way_to_pay_beside_the_reason(
+    signed_in, synced, deliver, fake_stripe, catalog, payer, customer
+):
+    sub = sf.subscription(cus=payer, prc=catalog["flowkit_monthly"], status="past_due")
+    fake_stripe.add(sub)
+    deliver(sf.event("customer.subscription.created", sub))
+    customer.plan = "starter"
+    customer.save()
+
+    body = signed_in.get("/pricing/").content.decode()
+
+    action = _option(body, "flowkit", "monthly")
+    assert 'class="button button-secondary refusal-action" href="/billing/"' in action
+    assert "Pay the overdue renewal" in action
+
+
+def _comp(customer, plan: str, days: int | None):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from billing.models import PlanOverride
+
+    expires = timezone.now() + timedelta(days=days) if days else None
+    override = PlanOverride.objects.create(
+        user=customer, plan=plan, reason="launch partner", expires_at=expires
+    )
+    customer.plan = plan
+    customer.save()
+    return override
+
+
+def test_a_comped_customer_can_pay_for_the_plan_before_the_comp_ends(
+    signed_in, synced, fake_stripe, catalog, customer
+):
+    from billing.outlook import long_date
+
+    override = _comp(customer, "flowkit", 10)
+
+    found = _offered_or_explained(signed_in.get("/pricing/").content.decode())
+    response = signed_in.post("/billing/checkout/", {"plan": "flowkit", "interval": "monthly"})
+
+    until = long_date(override.expires_at)
+    said = f"Complimentary FlowKit until {until}; subscribe now to keep it after."
+    assert "Subscribe monthly" in found[("flowkit", "monthly")]
+    assert said in found[("flowkit", "monthly")]
+    assert "Your first payment is taken today" in found[("flowkit", "monthly")]
+    assert "Pay once" in found[("flowkit", "oneoff")]
+    assert response.status_code == 303
+    [params] = fake_stripe.calls_to("POST", "/v1/checkout/sessions")
+    assert params["line_items[0][price]"] == catalog["flowkit_monthly"]["id"]
+
+
+def test_a_comped_customer_can_buy_a_lower_plan_they_will_not_hold_after(
+    signed_in, synced, fake_stripe, catalog, customer
+):
+    _comp(customer, "launchpack", 10)
+
+    found = _offered_or_explained(signed_in.get("/pricing/").content.decode())
+
+    assert "Subscribe monthly" in found[("flowkit", "monthly")]
+    assert "subscribe now to keep FlowKit after" in found[("flowkit", "monthly")]
+
+
+def test_a_comp_for_good_is_said_to_be_complimentary(
+    signed_in, synced, fake_stripe, catalog, customer
+):
+    _comp(customer, "flowkit", None)
+
+    found = _offered_or_explained(signed_in.get("/pricing/").content.decode())
+    response = signed_in.post("/billing/checkout/", {"plan": "flowkit", "interval": "monthly"})
+
+    assert "FlowKit is complimentary on your account, for good" in found[("flowkit", "monthly")]
+    assert response.status_code == 409
+
+
+def test_a_subscriber_comped_higher_is_told_the_comp_beside_the_switch(
+    signed_in, synced, deliver, fake_stripe, catalog, payer, customer
+):
+    from billing.outlook import long_date
+
+    _subscribe(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    override = _comp(customer, "launchpack", 10)
+
+    found = _offered_or_explained(signed_in.get("/pricing/").content.decode())
+
+    assert "Switch to LaunchPack" in found[("launchpack", "monthly")]
+    assert (
+        f"Complimentary LaunchPack until {long_date(override.expires_at)}; switch now to keep "
+        "LaunchPack after."
+    ) in found[("launchpack", "monthly")]

@@ -115,3 +115,50 @@ def test_vat_words_follow_the_price_then_the_setting(
     settings.BILLING_TAX_BEHAVIOR = setting
 
     assert vat_words(tax_behavior=price_behavior) == words
+
+
+def _card_text(body: str) -> str:
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body))
+    return text.replace(" ,", ",").replace(" /", "/")
+
+
+def test_a_first_subscription_is_priced_with_its_trial_and_nothing_due_today(
+    client, synced, customer, settings
+):
+    settings.BILLING_TRIAL_DAYS = 14
+    client.force_login(customer)
+
+    text = _card_text(client.get("/pricing/").content.decode())
+
+    assert "14 days free, then £49.00/month" in text
+    assert "£0.00 due today" in text
+    # A one-off has no trial: its price as it is.
+    assert "£1,470.00 once" in text
+
+
+def test_the_trial_price_says_how_vat_applies_while_tax_is_on(client, synced, customer, settings):
+    settings.BILLING_TRIAL_DAYS = 14
+    settings.BILLING_AUTOMATIC_TAX = True
+    settings.BILLING_TAX_BEHAVIOR = "exclusive"
+    client.force_login(customer)
+
+    text = _card_text(client.get("/pricing/").content.decode())
+
+    assert "then £49.00 + VAT/month" in text
+
+
+def test_no_trial_is_priced_for_a_customer_who_had_a_subscription(
+    client, synced, customer, settings, deliver, fake_stripe, catalog, payer
+):
+    from tests.billing import stripe_fakes as sf
+
+    settings.BILLING_TRIAL_DAYS = 14
+    sub = sf.subscription(cus=payer, prc=catalog["flowkit_monthly"], status="canceled")
+    fake_stripe.add(sub)
+    deliver(sf.event("customer.subscription.deleted", sub))
+    client.force_login(customer)
+
+    text = _card_text(client.get("/pricing/").content.decode())
+
+    assert "days free" not in text
+    assert "£49.00 per month" in text

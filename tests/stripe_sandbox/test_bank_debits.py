@@ -165,3 +165,39 @@ def test_make_runs_banner_lists_the_test_bank_accounts(settings):
     assert "sort code 10-88-00" in text
     assert f"{SUCCEEDS}" in text and f"{FAILS}" in text
     assert "stripe_sandbox advance --days 3" in text
+
+
+@pytest.mark.parametrize("delivery", ["ordered", "stripe"])
+def test_a_subscription_debit_is_pending_until_the_bank_refuses_it_then_told_once(
+    client, customer, settings, delivery
+):
+    """Issue 27, defect 7: shown while processing, not bought twice (no second
+    subscription beside the one the debit starts), and a refusal told once, as a bank
+    debit that failed, never as a renewal "we will try again"."""
+    from onboarding.models import OnboardingMessage
+
+    settings.STRIPE_SANDBOX_DELIVERY = delivery
+    settings.STRIPE_SANDBOX_SEED = 2727
+    transport = app_transport(client)
+    call_command("stripe_catalog", stdout=StringIO())
+    client.force_login(customer)
+    checkout = client.post("/billing/checkout/", {"plan": "flowkit", "interval": "monthly"})
+    session_id = _path(checkout["Location"]).split("/")[3]
+    client.get(_path(_debit(client, session_id, FAILS)["Location"]))
+    assert deliver_pending(transport=transport).failed == 0
+
+    billing = client.get("/billing/").content.decode()
+    pricing = client.get("/pricing/").content.decode()
+    again = client.post("/billing/checkout/", {"plan": "launchpack", "interval": "monthly"})
+
+    assert "by Bacs Direct Debit for FlowKit, processing: usually 3 working days" in billing
+    assert "Subscribe monthly" not in pricing and "Subscribe yearly" not in pricing
+    assert again.status_code == 409
+
+    _advance(3)
+    assert deliver_pending(transport=transport).failed == 0
+
+    told = OnboardingMessage.objects.filter(user=customer).values_list("template", flat=True)
+    assert list(told) == ["bank_debit_failed"]
+    assert "processing" not in client.get("/billing/").content.decode()
+    assert "Subscribe monthly" in client.get("/pricing/").content.decode()
