@@ -32,6 +32,12 @@ class OnboardingMessage(models.Model):
         REFUND = "refund", "Refund"
         TRIAL_ENDING = "trial_ending", "Trial ending"
         DUPLICATE_SUBSCRIPTION = "duplicate_subscription", "Second subscription cancelled"
+        SUBSCRIPTION_RESUMED = "subscription_resumed", "Cancellation undone"
+        UPGRADE_DECLINED = "upgrade_declined", "Upgrade payment declined"
+        PLAN_UPGRADED = "plan_upgraded", "Plan upgraded"
+        PLAN_DOWNGRADED = "plan_downgraded", "Plan downgraded"
+        COMP_GRANTED = "comp_granted", "Complimentary plan granted"
+        COMP_ENDED = "comp_ended", "Complimentary plan ended"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
