@@ -123,7 +123,9 @@ def test_a_downgrade_taking_effect_tells_the_date_and_stripes_next_charge(
 
     stored = fake_stripe.objects[sub["id"]]
     stored["items"]["data"][0]["price"] = catalog["flowkit_monthly"]
-    deliver(sf.event("customer.subscription.updated", stored))
+    renewed = sf.event("customer.subscription.updated", stored)
+    deliver(renewed)
+    deliver(renewed)  # delivered twice: told once
 
     customer.refresh_from_db()
     assert customer.plan == "flowkit"
@@ -172,13 +174,13 @@ def test_resuming_a_cancellation_tells_it_is_undone_with_stripes_renewal(
     )
     signed_in.post("/billing/resume/")
     stored = fake_stripe.objects[sub["id"]]
-    deliver(
-        sf.event(
-            "customer.subscription.updated",
-            stored,
-            previous={"cancel_at_period_end": True, "cancel_at": ends},
-        )
+    resumed_event = sf.event(
+        "customer.subscription.updated",
+        stored,
+        previous={"cancel_at_period_end": True, "cancel_at": ends},
     )
+    deliver(resumed_event)
+    deliver(resumed_event)  # delivered twice: told once
 
     cancelled, resumed = _emails(customer)[1:]
     assert (cancelled.template, resumed.template) == (
