@@ -40,7 +40,7 @@ from billing.dunning import (
     stripe_now_load,
 )
 from billing.models import BillingAlert, OneOffPurchase, PlanChange, PlanOverride
-from billing.plans import Interval, Plan, plan_includes, plan_rank, price_plan
+from billing.plans import Interval, Plan, plan_rank, price_plan
 from billing.signals import plan_changed
 
 if TYPE_CHECKING:
@@ -608,9 +608,9 @@ def plan_refresh(
     the same UPDATE as the plan, and only when something differs.
 
     Safe to run any number of times. The user row is locked so that concurrent webhooks
-    for one customer decide one after the other. `notify` defaults to "an upgrade that a
-    payment caused, to a plan the user never reached by paying before"; staff pass it
-    explicitly.
+    for one customer decide one after the other. `notify` goes out with plan_changed:
+    None (the default) lets billing.messages decide what the customer is told of the
+    change; staff pass True or False, reconcile False (silence).
     """
     with transaction.atomic():
         locked = User.objects.select_for_update().get(pk=user.pk)
@@ -664,7 +664,7 @@ class _Outcome:
     locked: User
     write: bool
     change: PlanChange | None
-    notify: bool
+    notify: bool | None
 
 
 def _refresh_decide(
@@ -704,13 +704,7 @@ def _refresh_decide(
         setattr(locked, name, value)
     locked.plan = decision.plan
     if at is None:
-        return _Outcome(locked, write, None, False)
-    if notify is None:
-        notify = (
-            source in _PAYMENT_SOURCES
-            and not plan_includes(old_plan, decision.plan)
-            and not _reached_by_paying(locked, decision.plan)
-        )
+        return _Outcome(locked, write, None, notify)
     change = PlanChange(
         user=locked,
         old_plan=old_plan,
@@ -793,17 +787,3 @@ def _grace_end_schedule(*, user_id: int, delay: timedelta) -> None:
     # A second past the end, so that the recheck is not a hair early.
     run_after = timezone.now() + delay + timedelta(seconds=1)
     plan_grace_recheck.using(run_after=run_after).enqueue(user_id)
-
-
-_PAYMENT_SOURCES = {
-    PlanChange.Source.CHECKOUT,
-    PlanChange.Source.SUBSCRIPTION,
-    PlanChange.Source.INVOICE,
-}
-
-
-def _reached_by_paying(user: User, plan: str) -> bool:
-    """Whether a payment already put `user` on `plan` once: the plan coming back (a
-    retried renewal after a failed-payment downgrade, a new subscription after a
-    cancellation) is not a new activation, so it is not welcomed again."""
-    return PlanChange.objects.filter(user=user, new_plan=plan, source__in=_PAYMENT_SOURCES).exists()

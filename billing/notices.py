@@ -108,7 +108,30 @@ def invoice_trouble_notify(*, user: User, event: Event) -> None:
         "next_payment_attempt": invoice.get("next_payment_attempt"),
         "hosted_invoice_url": invoice.get("hosted_invoice_url") or "",
     }
+    if kind == Notice.PAYMENT_FAILED and (pending := _upgrade_pending(invoice, sub)):
+        # A declined upgrade (pending_if_incomplete): nothing changed, and no retry can
+        # be promised past the pending update's expiry, when Stripe voids the invoice.
+        kind = Notice.UPGRADE_DECLINED
+        context |= pending
+        context["next_payment_attempt"] = None
     _notify(user=user, kind=kind, key=f"{invoice['id']}:{attempt}", event=event, context=context)
+
+
+def _upgrade_pending(invoice: dict[str, Any], sub: dict[str, Any] | None) -> dict[str, Any]:
+    """The plan an unpaid upgrade invoice would give and until when it can still be paid
+    (the subscription's `pending_update` it was raised for), or {} for any other invoice."""
+    if invoice.get("billing_reason") != "subscription_update" or sub is None:
+        return {}
+    pending = sub.get("pending_update") or {}
+    latest = sub.get("latest_invoice")
+    latest_id = latest.get("id") if isinstance(latest, dict) else latest
+    if not pending or latest_id != invoice["id"]:
+        return {}
+    sold = subscription_sells({"items": {"data": pending.get("subscription_items") or []}})
+    return {
+        "to_plan": sold.plan.value if sold else "",
+        "expires_at": pending.get("expires_at"),
+    }
 
 
 def invoice_paid_notify(*, user: User, event: Event) -> None:
@@ -126,6 +149,10 @@ def invoice_paid_notify(*, user: User, event: Event) -> None:
     )
     if not failed_before:
         return
+    if invoice.get("billing_reason") == "subscription_update":
+        # An upgrade paid after a decline: its plan change is the message
+        # (billing.messages: "you're now on ..."), not a second "payment received".
+        return _skip(event, "an upgrade's invoice: the upgrade itself is told")
     sub = _subscription_current(subscription_id)
     if sub is None or sub.get("status") not in LIVE_STATUSES:
         return _skip(event, "paid, but the subscription is not active")
@@ -150,12 +177,16 @@ def _ends_at(sub: dict[str, Any]) -> int | None:
 
 def subscription_updated_notify(*, user: User, event: Event) -> None:
     """`customer.subscription.updated` that turned a cancellation on (at period end or at
-    a date): "your plan will end on", once per such event, if it is still scheduled."""
+    a date): "your plan will end on", once per such event, if it is still scheduled; one
+    that turned it off: "your cancellation is undone", if it still is."""
     previous = event.data.get("previous_attributes") or {}
     payload = event.data["object"]
-    turned_on = ("cancel_at_period_end" in previous or "cancel_at" in previous) and not (
-        previous.get("cancel_at_period_end") or previous.get("cancel_at")
-    )
+    was_scheduled = bool(previous.get("cancel_at_period_end") or previous.get("cancel_at"))
+    turned_on = (
+        "cancel_at_period_end" in previous or "cancel_at" in previous
+    ) and not was_scheduled
+    if was_scheduled and not _cancel_scheduled(payload):
+        return _resumed_notify(user=user, event=event)
     if not (turned_on and _cancel_scheduled(payload)):
         return
     sub = _subscription_current(payload["id"])
@@ -165,6 +196,25 @@ def subscription_updated_notify(*, user: User, event: Event) -> None:
     _notify(
         user=user, kind=Notice.CANCELLATION_SCHEDULED, key=event.id, event=event, context=context
     )
+
+
+def _resumed_notify(*, user: User, event: Event) -> None:
+    """A cancellation undone: "your cancellation is undone; it renews on <date> for
+    <Stripe's preview>", once per such event, if the subscription still goes on."""
+    sub = _subscription_current(event.data["object"]["id"])
+    if sub is None or _cancel_scheduled(sub) or sub.get("status") not in LIVE_STATUSES:
+        return _skip(event, "the subscription is not going on (cancelled again, or ended)")
+    charge = next_charge_for(sub["id"])
+    context: dict[str, Any] = {
+        "subscription_id": sub["id"],
+        "currency": charge.currency if charge else sub.get("currency") or "",
+    }
+    if charge is not None:  # else the renewal's amount is not known yet: not guessed
+        context["amount"] = charge.amount_due
+        context["renews_at"] = int(charge.due_at.timestamp())
+    else:
+        context["renews_at"] = subscription_period(sub)[1]
+    _notify(user=user, kind=Notice.SUBSCRIPTION_RESUMED, key=event.id, event=event, context=context)
 
 
 def _trial_ending(sub: dict[str, Any] | None) -> bool:
@@ -296,7 +346,7 @@ def notice_stale_reason(*, kind: str, context: dict[str, Any]) -> str:
 
     Reads dj-stripe's synced rows only (the outbox's worker calls it before sending).
     """
-    if kind in (Notice.PAYMENT_FAILED, Notice.PAYMENT_ACTION_REQUIRED):
+    if kind in (Notice.PAYMENT_FAILED, Notice.PAYMENT_ACTION_REQUIRED, Notice.UPGRADE_DECLINED):
         invoice = (
             Invoice.objects.filter(id=context.get("invoice_id", ""))
             .values_list("stripe_data", flat=True)
@@ -312,6 +362,10 @@ def notice_stale_reason(*, kind: str, context: dict[str, Any]) -> str:
         sub = _subscription_current(context.get("subscription_id", ""))
         if sub and not _trial_ending(sub):
             return "the trial ended or was cancelled meanwhile"
+    if kind == Notice.SUBSCRIPTION_RESUMED:
+        sub = _subscription_current(context.get("subscription_id", ""))
+        if sub and (_cancel_scheduled(sub) or sub.get("status") not in LIVE_STATUSES):
+            return "the subscription was cancelled again, or has ended"
     if kind == Notice.CANCELLATION_SCHEDULED:
         sub = _subscription_current(context.get("subscription_id", ""))
         # Ended already (cancelled at once, or Stripe gave up): not "undone".

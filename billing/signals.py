@@ -7,9 +7,9 @@ may still roll back.
 
     sender:       PlanChange
     plan_change:  the PlanChange row just written
-    notify:       True when the customer should be welcomed to the new plan (an upgrade
-                  from checkout, a subscription or an invoice, or a staff grant with
-                  "notify the customer" ticked)
+    notify:       what the writer asked: None (billing.messages decides what the
+                  customer is told of the change, at most one message), True (staff:
+                  tell the customer of the comp), False (staff or reconcile: silence)
 """
 
 from __future__ import annotations
@@ -32,13 +32,24 @@ class Notice(StrEnum):
     TRIAL_ENDING = "trial_ending"
     DUPLICATE_SUBSCRIPTION = "duplicate_subscription"
     BANK_DEBIT_FAILED = "bank_debit_failed"
+    # A cancellation at period end undone (customer.subscription.updated).
+    SUBSCRIPTION_RESUMED = "subscription_resumed"
+    # An upgrade's payment declined: nothing changed, nothing retried after it lapses.
+    UPGRADE_DECLINED = "upgrade_declined"
+    # Decided from a PlanChange by billing.messages.plan_change_message, one per change.
+    WELCOME = "welcome"
+    PLAN_ENDED = "plan_ended"
+    PLAN_UPGRADED = "plan_upgraded"
+    PLAN_DOWNGRADED = "plan_downgraded"
+    COMP_GRANTED = "comp_granted"
+    COMP_ENDED = "comp_ended"
 
 
 # Billing's second domain signal: something happened to the customer's money or plan that
 # they must be told about. Sent by billing.notices from the Stripe webhook receivers,
 # inside dj-stripe's transaction, after the synced state confirmed the event is still
 # true (a late or reordered event sends nothing). Receivers: database writes only, as for
-# plan_changed. The plan ending is told from plan_changed (new plan starter), not here.
+# plan_changed. A change of plan is told from plan_changed (billing.messages), not here.
 #
 #     sender:          Notice
 #     user:            the customer (accounts.User)

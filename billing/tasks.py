@@ -38,11 +38,11 @@ def overrides_sweep() -> int:
     changed = 0
     for user in User.objects.filter(pk__in=list(user_ids)):
         why = plan_compute(user, now=now).why
+        # notify left to billing.messages: the customer is told their comp has ended.
         if plan_refresh(
             user=user,
             source=PlanChange.Source.RECONCILE,
             reason=f"staff override expired; now: {why}",
-            notify=False,
         ):
             changed += 1
     logger.info("Override sweep: %s users changed plan", changed)

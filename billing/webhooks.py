@@ -185,8 +185,9 @@ def on_subscription(sender: Any, event: Event, **kwargs: Any) -> None:
     # A second live subscription (raced checkouts, or made in Stripe's dashboard) is
     # undone before the plan is decided.
     duplicate_subscriptions_resolve(user=user, stripe_event_id=event.id)
-    plan_refresh(user=user, source=PlanChange.Source.SUBSCRIPTION, stripe_event_id=event.id)
+    # Before the plan: a change's message quotes Stripe's next charge (billing.messages).
     next_charge_refresh(user=user, subscription_id=subscription["id"])
+    plan_refresh(user=user, source=PlanChange.Source.SUBSCRIPTION, stripe_event_id=event.id)
 
 
 def _dunning_invoice_sync(subscription_id: str) -> None:
@@ -215,9 +216,9 @@ def on_invoice(sender: Any, event: Event, **kwargs: Any) -> None:
         # the subscription past_due on a renewal whose own events have not come yet:
         # _subscription_sync reads that renewal's invoice too.)
         _subscription_sync(subscription_id)
-    plan_refresh(user=user, source=PlanChange.Source.INVOICE, stripe_event_id=event.id)
-    if subscription_id:
+        # Before the plan: a change's message quotes Stripe's next charge.
         next_charge_refresh(user=user, subscription_id=subscription_id)
+    plan_refresh(user=user, source=PlanChange.Source.INVOICE, stripe_event_id=event.id)
 
 
 @djstripe_receiver("charge.refunded")

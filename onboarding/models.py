@@ -33,6 +33,12 @@ class OnboardingMessage(models.Model):
         TRIAL_ENDING = "trial_ending", "Trial ending"
         DUPLICATE_SUBSCRIPTION = "duplicate_subscription", "Second subscription cancelled"
         BANK_DEBIT_FAILED = "bank_debit_failed", "Bank debit failed"
+        SUBSCRIPTION_RESUMED = "subscription_resumed", "Cancellation undone"
+        UPGRADE_DECLINED = "upgrade_declined", "Upgrade payment declined"
+        PLAN_UPGRADED = "plan_upgraded", "Plan upgraded"
+        PLAN_DOWNGRADED = "plan_downgraded", "Plan downgraded"
+        COMP_GRANTED = "comp_granted", "Complimentary plan granted"
+        COMP_ENDED = "comp_ended", "Complimentary plan ended"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"

@@ -31,10 +31,25 @@ SUBJECTS: dict[str, str] = {
     Template.TRIAL_ENDING: "Your SmartFlow trial ends on {trial_ends_on}",
     Template.DUPLICATE_SUBSCRIPTION: "You were subscribed twice: we cancelled the second",
     Template.BANK_DEBIT_FAILED: "Your SmartFlow bank debit did not go through",
+    Template.SUBSCRIPTION_RESUMED: "Your SmartFlow cancellation is undone",
+    Template.UPGRADE_DECLINED: "Your SmartFlow upgrade did not go through",
+    Template.PLAN_UPGRADED: "You're now on SmartFlow {plan_name}",
+    Template.PLAN_DOWNGRADED: "Your SmartFlow plan changed to {plan_name}",
+    Template.COMP_GRANTED: "Complimentary SmartFlow {plan_name}",
+    Template.COMP_ENDED: "Your complimentary SmartFlow {old_plan_name} has ended",
 }
 
-# The moments worth a text message to customers who opted in: money they must act on.
-SMS_TEMPLATES = frozenset({Template.PAYMENT_FAILED, Template.PAYMENT_ACTION_REQUIRED})
+# The moments worth a text message to customers who opted in: money they must act on,
+# and the plan changes that used to be welcomed with one (an upgrade, a comp).
+SMS_TEMPLATES = frozenset(
+    {
+        Template.PAYMENT_FAILED,
+        Template.PAYMENT_ACTION_REQUIRED,
+        Template.UPGRADE_DECLINED,
+        Template.PLAN_UPGRADED,
+        Template.COMP_GRANTED,
+    }
+)
 
 
 def _absolute(path: str) -> str:
@@ -86,6 +101,17 @@ def notice_context(message: OnboardingMessage) -> dict[str, Any]:
         "amount": amount("amount"),
         "per": "year" if facts.get("interval") == "year" else "month",
         "reason": facts.get("reason", ""),
+        # A change of plan (billing.messages) and a resumed subscription.
+        "to_plan_name": Plan(facts["to_plan"]).label if facts.get("to_plan") else "",
+        "from_on": day("from"),
+        "until_on": day("until"),
+        "ended_on": day("ended_at"),
+        "expires_on": day("expires_at"),
+        "renews_on": day("renews_at"),
+        "next_amount": amount("next_amount"),
+        "next_charge_on": day("next_charge_at"),
+        "oneoff": bool(facts.get("oneoff")),
+        "charged_nothing": facts.get("amount_paid") == 0,
         "hosted_invoice_url": facts.get("hosted_invoice_url", ""),
         "billing_url": billing_url(),
         "dashboard_url": _absolute(reverse("accounts:dashboard")),
@@ -105,10 +131,16 @@ def notice_email_render(message: OnboardingMessage) -> Email:
 
 
 def notice_sms_render(message: OnboardingMessage, *, opt_out_notice: bool = False) -> str:
-    """The SMS for a payment the customer must act on; with `opt_out_notice` it ends by
+    """The SMS of a notice (SMS_TEMPLATES); with `opt_out_notice` it ends by
     saying how to opt out (the first SMS to a number)."""
     context = notice_context(message) | {"opt_out_notice": opt_out_notice}
     return render_to_string(f"onboarding/{message.template}_sms.txt", context).strip()
+
+
+# A change between two plans: the summary names both.
+_CHANGE_TEMPLATES = frozenset(
+    {Template.PLAN_UPGRADED, Template.PLAN_DOWNGRADED, Template.COMP_GRANTED}
+)
 
 
 def message_summary(message: OnboardingMessage) -> str:
@@ -129,7 +161,9 @@ def message_summary(message: OnboardingMessage) -> str:
     ):
         if words[key]:
             parts.append(f"{words[key]} {label}")
-    if words["old_plan_name"]:
+    if message.template in _CHANGE_TEMPLATES:
+        parts.append(f"{words['old_plan_name']} to {message.get_plan_display()}")
+    elif words["old_plan_name"]:
         parts.append(
             f"{words['old_plan_name']} ended"
             + (f" ({facts['reason']})" if facts.get("reason") else "")
@@ -143,6 +177,16 @@ def message_summary(message: OnboardingMessage) -> str:
         parts.append(f"next retry {words['next_attempt_on']}")
     if words["ends_on"]:
         parts.append(f"ends {words['ends_on']}")
+    if words["from_on"]:
+        parts.append(f"from {words['from_on']}")
+    if words["until_on"]:
+        parts.append(f"until {words['until_on']}")
+    if words["next_amount"]:
+        parts.append(f"next {words['next_amount']} on {words['next_charge_on']}")
+    if words["renews_on"]:
+        parts.append(
+            f"renews {words['renews_on']}" + (f" for {words['amount']}" if words["amount"] else "")
+        )
     if words["trial_ends_on"]:
         parts.append(f"trial ends {words['trial_ends_on']}, then {words['amount']}/{words['per']}")
     return ", ".join(parts)

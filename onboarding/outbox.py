@@ -1,8 +1,9 @@
 """The customer-messages outbox: queue each message with what caused it, send it later.
 
-What is queued: the welcome (an activation, billing's plan_changed), "your plan has
-ended" (plan_changed to Starter), and billing's notices (billing.signals.customer_notice:
-a failed or unauthenticated payment, a recovery, a cancellation, a refund).
+What is queued: the one message billing decided for a change of plan (plan_changed,
+billing.messages: the welcome, an upgrade, a downgrade, a comp, "your plan has ended"),
+and billing's notices (billing.signals.customer_notice: a failed or unauthenticated
+payment, a recovery, a cancellation or its undoing, a refund).
 
 Queueing writes an OnboardingMessage row and its django-tasks task in the caller's
 transaction: if that rolls back, neither exists; once it commits, the worker
@@ -55,7 +56,7 @@ from django_tasks import TaskResultStatus, task
 from django_tasks_db.models import DBTaskResult
 
 from accounts.models import User
-from billing.models import PlanChange, PlanOverride
+from billing.models import PlanChange
 from billing.notices import notice_stale_reason
 from onboarding import mail, sms
 from onboarding.errors import ProviderError
@@ -107,14 +108,11 @@ def onboarding_welcome_enqueue(
     Pass `plan_change` (the trigger defaults to it, the plan to its new plan) or `plan`
     and `trigger`. Writes rows and tasks only, in the caller's transaction. Safe to call
     twice: a message that exists for (user, channel, trigger) is returned, not queued
-    again. An SMS the user cannot receive is recorded as skipped with the reason. A staff
-    comp that expires says until when it runs (`context["until"]`).
+    again. An SMS the user cannot receive is recorded as skipped with the reason.
     """
     if plan_change is not None:
         plan = plan or plan_change.new_plan
         trigger = trigger or f"plan_change:{plan_change.pk}"
-        if context is None:
-            context = _comp_context(plan_change)
     if not plan or not trigger:
         raise ValueError("Pass plan_change, or plan and trigger.")
     return _enqueue(
@@ -126,20 +124,6 @@ def onboarding_welcome_enqueue(
         plan_change=plan_change,
         context=context or {},
     )
-
-
-def _comp_context(plan_change: PlanChange) -> dict[str, Any]:
-    if plan_change.source != PlanChange.Source.STAFF:
-        return {}
-    override = (
-        PlanOverride.objects.filter(PlanOverride.active_q(), user_id=plan_change.user_id)
-        .filter(plan=plan_change.new_plan)
-        .order_by("-created_at")
-        .first()
-    )
-    if override is None or override.expires_at is None:
-        return {}
-    return {"until": int(override.expires_at.timestamp())}
 
 
 def customer_notice_enqueue(
@@ -167,6 +151,37 @@ def customer_notice_enqueue(
         channels=channels,
         context=context,
         stripe_event_id=stripe_event_id,
+    )
+
+
+def plan_message_enqueue(
+    *, plan_change: PlanChange, kind: str, key: str, context: dict[str, Any]
+) -> list[OnboardingMessage]:
+    """Queue the one message billing decided for `plan_change`
+    (billing.messages.plan_change_message); return the rows. Once per change: the
+    welcome and "ended" keep their triggers, the others are "<kind>:plan_change:<pk>"."""
+    if kind == Template.WELCOME:
+        return onboarding_welcome_enqueue(
+            user=plan_change.user, plan_change=plan_change, context=context
+        )
+    if kind == Template.PLAN_ENDED:
+        return plan_ended_enqueue(plan_change=plan_change, reason=context.get("reason", ""))
+    if kind not in Template.values:
+        logger.error(
+            "Plan message %r for user %s has no template; not sent", kind, plan_change.user_id
+        )
+        return []
+    template = Template(kind)
+    channels = [Channel.EMAIL, Channel.SMS] if template in SMS_TEMPLATES else [Channel.EMAIL]
+    return _enqueue(
+        user=plan_change.user,
+        template=template,
+        plan=plan_change.new_plan,
+        trigger=_trigger(f"{kind}:{key}"),
+        channels=channels,
+        plan_change=plan_change,
+        context=context,
+        stripe_event_id=plan_change.stripe_event_id,
     )
 
 
@@ -371,11 +386,24 @@ def onboarding_message_send(message_id: int, attempt: int) -> str:
     return _outcome_record(message, provider_id=provider_id)
 
 
+# The messages of a change of plan: true while the plan is still the one they announce.
+_PLAN_TEMPLATES = frozenset(
+    {
+        Template.WELCOME,
+        Template.PLAN_ENDED,
+        Template.PLAN_UPGRADED,
+        Template.PLAN_DOWNGRADED,
+        Template.COMP_GRANTED,
+        Template.COMP_ENDED,
+    }
+)
+
+
 def _skip_reason(message: OnboardingMessage) -> str:
     user = message.user
     # A refund or a further change before sending makes a welcome or "ended" wrong; the
     # newer change has its own message.
-    if message.template in (Template.WELCOME, Template.PLAN_ENDED) and user.plan != message.plan:
+    if message.template in _PLAN_TEMPLATES and user.plan != message.plan:
         return f"the plan is now {user.get_plan_display()}, not {message.get_plan_display()}"
     # A payment failure paid meanwhile, a cancellation undone: no longer true.
     if stale := notice_stale_reason(kind=message.template, context=message.context or {}):

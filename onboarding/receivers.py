@@ -9,15 +9,13 @@ from typing import Any
 from anymail.signals import AnymailTrackingEvent, EventType
 
 from accounts.models import User
+from billing.messages import plan_change_message
 from billing.models import PlanChange
-from billing.notices import plan_end_reason
-from billing.plans import Plan
 from onboarding.models import OnboardingMessage
 from onboarding.outbox import (
     customer_notice_enqueue,
     message_status_advance,
-    onboarding_welcome_enqueue,
-    plan_ended_enqueue,
+    plan_message_enqueue,
 )
 
 logger = logging.getLogger(__name__)
@@ -33,30 +31,15 @@ _TRACKED: dict[str, str] = {
 }
 
 
-# A paid plan that drops to Starter for these reasons has ended for the customer; a
-# staff revoke is explained by staff, and a refund by its own message. Checkout counts:
-# a late checkout.session.completed can be the event that recomputes the plan after the
-# subscription ended (its grace ran out, or Stripe gave up).
-_ENDING_SOURCES = {
-    PlanChange.Source.CHECKOUT,
-    PlanChange.Source.SUBSCRIPTION,
-    PlanChange.Source.INVOICE,
-}
-
-
-def plan_changed_receive(*, plan_change: PlanChange, notify: bool, **kwargs: Any) -> None:
-    """Queue the welcome for an activation billing asks us to announce, and "your plan
-    has ended" when a subscription's end takes a paid plan back to Starter.
+def plan_changed_receive(*, plan_change: PlanChange, notify: bool | None, **kwargs: Any) -> None:
+    """Queue the one message billing decides for the change (billing.messages), if any.
 
     Runs inside billing's transaction: database writes only (see outbox)."""
-    if notify:
-        onboarding_welcome_enqueue(user=plan_change.user, plan_change=plan_change)
-    elif (
-        plan_change.new_plan == Plan.STARTER
-        and plan_change.old_plan != Plan.STARTER
-        and plan_change.source in _ENDING_SOURCES
-    ):
-        plan_ended_enqueue(plan_change=plan_change, reason=plan_end_reason(plan_change.user))
+    message = plan_change_message(plan_change=plan_change, notify=notify)
+    if message is not None:
+        plan_message_enqueue(
+            plan_change=plan_change, kind=message.kind, key=message.key, context=message.context
+        )
 
 
 def customer_notice_receive(

@@ -104,7 +104,9 @@ class OverrideGrantForm(forms.Form):
         help_text="Leave empty to keep it until it is revoked.",
     )
     notify = forms.BooleanField(
-        required=False, label="Notify the customer", help_text="Send the plan's welcome."
+        required=False,
+        label="Notify the customer",
+        help_text="Tell them it is complimentary, and until when (email; SMS if opted in).",
     )
 
     def clean_reason(self) -> str:

@@ -58,7 +58,7 @@ def test_grant_without_reason_is_refused_and_writes_nothing(customer, staff_user
     assert not PlanChange.objects.exists()
 
 
-def test_grant_with_notify_asks_for_the_welcome(customer, staff_user):
+def test_grant_with_notify_asks_to_tell_the_customer(customer, staff_user):
     sent = []
 
     def receiver(sender, plan_change, notify, **kwargs):

@@ -6,6 +6,7 @@ from django.db import transaction
 from billing.entitlements import plan_compute, plan_refresh
 from billing.models import OneOffPurchase, PlanChange, PlanOverride
 from billing.signals import plan_changed
+from onboarding.models import OnboardingMessage
 
 pytestmark = pytest.mark.django_db
 
@@ -34,7 +35,7 @@ def test_nothing_changed_writes_nothing_and_signals_nothing(customer, sent):
     assert sent == []
 
 
-def test_a_paid_upgrade_signals_notify(customer, sent):
+def test_a_paid_activation_is_signalled_and_welcomed(customer, sent):
     _buy(customer, "flowkit")
 
     change = plan_refresh(user=customer, source="checkout", stripe_event_id="evt_1")
@@ -44,17 +45,24 @@ def test_a_paid_upgrade_signals_notify(customer, sent):
         "flowkit",
         "evt_1",
     )
-    assert sent == [("flowkit", True)]
+    # notify: the caller's word (none here); billing.messages decides the welcome.
+    assert sent == [("flowkit", None)]
+    assert set(_told(customer)) == {("welcome", "flowkit")}
 
 
-def test_a_downgrade_does_not_notify(customer, sent):
+def test_a_refund_back_to_starter_is_told_by_the_refund_alone(customer, sent):
     purchase = _buy(customer, "flowkit")
     plan_refresh(user=customer, source="checkout")
     purchase.delete()
 
     plan_refresh(user=customer, source="refund")
 
-    assert sent == [("flowkit", True), ("starter", False)]
+    assert sent == [("flowkit", None), ("starter", None)]
+    assert set(_told(customer)) == {("welcome", "flowkit")}
+
+
+def _told(user) -> list[tuple[str, str]]:
+    return list(OnboardingMessage.objects.filter(user=user).values_list("template", "plan"))
 
 
 def test_the_highest_grant_wins_and_says_why(customer):

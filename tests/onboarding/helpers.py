@@ -91,7 +91,9 @@ class FakeTwilio:
         return TwilioResponse(201, json.dumps({"sid": sid, "status": "queued"}))
 
 
-def activate(user: User, plan: str, *, notify: bool = True, source: str = "checkout") -> PlanChange:
+def activate(
+    user: User, plan: str, *, notify: bool | None = True, source: str = "checkout"
+) -> PlanChange:
     """What billing does: change the plan, write the PlanChange, send plan_changed."""
     with transaction.atomic():
         old_plan = user.plan

@@ -16,6 +16,7 @@ from django.core import mail
 from django.core.management import call_command
 
 from accounts.models import User
+from billing.models import NextCharge
 from onboarding.models import OnboardingMessage
 from stripe_sandbox import actions, collection, store
 from stripe_sandbox.client import SandboxHTTPClient
@@ -255,14 +256,20 @@ def test_cancel_resume_cancel_tells_twice_and_the_end_once(client, customer):
     assert "plan has ended, as the subscription was cancelled." in ended.body
 
 
-def test_a_cancellation_undone_before_its_webhook_tells_nothing(client, customer):
+def test_a_cancellation_undone_before_its_webhook_tells_only_the_resume(client, customer):
     sub_id = _subscribe(client, customer, CARD_OK)
     _send(client)
 
     actions.subscription_cancel_at_period_end(sub_id)
     actions.subscription_cancel_at_period_end(sub_id, cancel=False)
 
-    assert _send(client) == []
+    # Never "will end" (no longer true), whatever the order: the resume, with Stripe's
+    # renewal (issue 27, defect 12).
+    [resumed] = _send(client)
+    assert resumed.subject == "Your SmartFlow cancellation is undone"
+    charge = NextCharge.objects.get(subscription_id=sub_id)  # Stripe's preview, kept
+    renews = _day(int(charge.due_at.timestamp()))
+    assert f"It renews on {renews} for £49.00." in resumed.body
 
 
 def test_each_refund_is_told_once_with_its_amount(client, customer):
@@ -301,3 +308,28 @@ def test_a_failure_paid_before_the_worker_sends_it_is_not_sent(client, customer)
     assert [m.subject for m in sent] == ["Payment received: your SmartFlow plan is active"]
     failed = OnboardingMessage.objects.get(template="payment_failed", channel="email")
     assert failed.status == "skipped" and failed.last_error == "the invoice is paid now"
+
+
+def test_an_upgrade_tells_stripes_charge_once_and_is_not_a_second_welcome(client, buyer, twilio):
+    sub_id = _subscribe(client, buyer, CARD_OK)
+    assert [m.subject for m in _send(client)] == ["Your SmartFlow plan is live"]
+    twilio.requests.clear()
+
+    page = client.get("/billing/switch/?plan=launchpack").content.decode()
+    quote = re.search(r'name="quote" value="([^"]+)"', page).group(1)
+    client.post("/billing/switch/", {"plan": "launchpack", "quote": quote})
+    sent = _send(client)
+
+    # However the upgrade's events came (shuffled, some twice): one message, the upgrade.
+    [upgraded] = sent
+    assert upgraded.subject == "You're now on SmartFlow LaunchPack"
+    invoice = next(
+        i
+        for i in store.all_of("invoice")
+        if collection._subscription_id(i) == sub_id and i["billing_reason"] == "subscription_update"
+    )
+    charged = f"£{invoice['amount_paid'] / 100:,.2f}"
+    assert invoice["amount_paid"] > 0
+    assert f"{charged} was charged for it on" in upgraded.body
+    [sms] = twilio.requests
+    assert sms["data"]["Body"].startswith(f"SmartFlow: you're now on 'LaunchPack', {charged}")

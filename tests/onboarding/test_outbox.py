@@ -148,7 +148,7 @@ def test_only_the_first_sms_to_a_number_carries_the_opt_out_line(buyer, twilio):
 
     bodies = [r["data"]["Body"] for r in twilio.requests]
     assert [b.endswith(" Reply STOP to opt out.") for b in bodies] == [True, False, False]
-    assert "'LaunchPack' plan is live" in bodies[1]
+    assert "you're now on 'LaunchPack'" in bodies[1]  # the upgrade's own SMS
 
 
 def test_messaging_service_is_used_when_configured(buyer, twilio, settings):
@@ -451,21 +451,21 @@ def test_plan_ended_is_told_when_a_subscription_takes_a_paid_plan_back_to_starte
     run_worker()
     mail.outbox.clear()
 
-    activate(buyer, Plan.STARTER, notify=False, source="subscription")
-    activate(buyer, Plan.FLOWKIT, notify=False, source="invoice")
+    activate(buyer, Plan.STARTER, notify=None, source="subscription")
+    activate(buyer, Plan.FLOWKIT, notify=None, source="invoice")
     run_worker()
     # No longer true when the worker got to it: the plan came back first.
     [ended] = OnboardingMessage.objects.filter(template="plan_ended")
     assert ended.status == Status.SKIPPED
-    activate(buyer, Plan.STARTER, notify=False, source="staff")  # a revoke: staff explain
-    activate(buyer, Plan.FLOWKIT, notify=False, source="invoice")
-    activate(buyer, Plan.STARTER, notify=False, source="refund")  # the refund email says it
+    activate(buyer, Plan.STARTER, notify=None, source="staff")  # a revoke: staff explain
+    activate(buyer, Plan.FLOWKIT, notify=None, source="invoice")
+    activate(buyer, Plan.STARTER, notify=None, source="refund")  # the refund email says it
     run_worker()
     assert mail.outbox == []
     assert OnboardingMessage.objects.filter(template="plan_ended").count() == 1
 
-    activate(buyer, Plan.LAUNCHPACK, notify=False, source="subscription")
-    activate(buyer, Plan.STARTER, notify=False, source="invoice")
+    activate(buyer, Plan.LAUNCHPACK, notify=None, source="subscription")
+    activate(buyer, Plan.STARTER, notify=None, source="invoice")
     run_worker()
     [sent] = mail.outbox
     assert sent.subject == "Your SmartFlow plan has ended"
@@ -480,7 +480,7 @@ def test_a_notice_of_a_kind_without_a_message_is_logged_not_raised(buyer, caplog
     assert "'dispute_opened'" in caplog.text and "has no message" in caplog.text
 
 
-def test_a_comp_with_an_expiry_is_welcomed_with_its_end_date(buyer, staff_user):
+def test_a_comp_with_an_expiry_is_told_with_its_end_date(buyer, staff_user):
     from datetime import UTC, datetime
 
     from billing.overrides import override_grant
@@ -496,5 +496,7 @@ def test_a_comp_with_an_expiry_is_welcomed_with_its_end_date(buyer, staff_user):
     )
     run_worker()
 
-    [sent] = [m for m in mail.outbox if m.subject == "Your SmartFlow plan is live"]
-    assert "Your 'LaunchPack' plan runs until 1 March 2030." in sent.body
+    # Its own message, not the first purchase's welcome (issue 27, defect 12).
+    [sent] = mail.outbox
+    assert sent.subject == "Complimentary SmartFlow LaunchPack"
+    assert "'LaunchPack' free of charge until 1 March 2030" in sent.body

@@ -17,7 +17,7 @@ def _ended(source: str) -> bool:
     change = PlanChange.objects.create(
         user=user, old_plan="flowkit", new_plan="starter", source=source
     )
-    plan_changed_receive(plan_change=change, notify=False)
+    plan_changed_receive(plan_change=change, notify=None)
     return OnboardingMessage.objects.filter(
         user=user, template=OnboardingMessage.Template.PLAN_ENDED
     ).exists()

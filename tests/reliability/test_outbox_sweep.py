@@ -28,7 +28,8 @@ Status = OnboardingMessage.Status
 
 @pytest.fixture
 def welcome(customer: User, staff_user: User) -> OnboardingMessage:
-    """A queued welcome email with its task, as billing leaves it."""
+    """A queued customer email with its task, as billing leaves it (a comp told to the
+    customer: billing.messages)."""
     override_grant(
         user=customer,
         plan="flowkit",

@@ -105,7 +105,7 @@ def _until(condition: Callable[[], Any], what: str, seconds: float = 60) -> None
 
 
 def _welcome(user: User, plan: str, staff: User) -> OnboardingMessage:
-    """A comp with "notify the customer": billing queues the welcome as for a payment."""
+    """A comp with "notify the customer": billing queues its email (and SMS) at once."""
     override_grant(
         user=user, plan=plan, reason="goodwill", expires_at=None, notify=True, actor=staff
     )
