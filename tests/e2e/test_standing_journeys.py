@@ -123,3 +123,100 @@ def test_two_tabs_paying_leave_one_subscription_and_one_charge(browser, shop):  
     second.goto(f"{shop}/billing/")
     _widths(second, "standing-two-tabs-billing")
     context.close()
+
+
+def test_a_trial_is_free_today_and_says_what_follows(page: Page, shop, settings):  # noqa: F811
+    settings.BILLING_TRIAL_DAYS = 14
+    _sign_up(page, shop, "trial@example.com")
+    page.goto(f"{shop}/pricing/")
+    flowkit = page.locator("#plan-flowkit").locator("xpath=..")
+    expect(flowkit.locator(".price-trial").first).to_contain_text("14 days free, then £49.00/month")
+    expect(flowkit.locator(".trial-due-today").first).to_contain_text("£0.00 due today")
+    _widths(page, "standing-pricing-trial")
+    page.get_by_role("button", name="Buy FlowKit monthly").click()
+    page.wait_for_url(re.compile(r".*/sandbox/checkout/cs_test_\w+/"))
+    expect(page.locator("[data-total]")).to_have_text("£0.00")
+    page.get_by_label(re.compile("card number", re.I)).fill(CARD_OK)
+    page.get_by_role("button", name=re.compile(r"^(Start|Pay|Subscribe)")).click()
+    page.wait_for_url(re.compile(r".*/billing/success/.*"))
+    expect(page.locator("main")).to_contain_text("£0.00 due today")
+    _widths(page, "standing-success-trial")
+
+    _until(
+        page,
+        shop,
+        lambda: "then £49.00/month" in (page.text_content(".standing") or ""),
+        "the trial with Stripe's first charge",
+    )
+    expect(page.locator(".standing")).to_contain_text("Free trial of FlowKit until")
+    _widths(page, "standing-dashboard-trial")
+
+
+def test_a_comped_customer_subscribes_to_keep_the_plan(page: Page, shop):  # noqa: F811
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from billing.overrides import override_grant
+
+    _sign_up(page, shop, "comped@example.com")
+    user = User.objects.get(email="comped@example.com")
+    staff = User.objects.create_superuser(email="boss@example.com", password="x" * 20)
+    until = timezone.now() + timedelta(days=10)
+    override_grant(
+        user=user, plan="flowkit", reason="Trade show", expires_at=until, notify=False, actor=staff
+    )
+    _until(page, shop, lambda: _plan(page) == "flowkit", "the comped plan")
+    expect(page.locator(".standing")).to_contain_text("Complimentary FlowKit until")
+    expect(page.locator(".standing")).to_contain_text("back to Starter")
+    _widths(page, "standing-dashboard-comp")
+
+    page.goto(f"{shop}/pricing/")
+    flowkit = page.locator("#plan-flowkit").locator("xpath=..")
+    expect(flowkit.locator(".offer-comp").first).to_contain_text("Complimentary FlowKit until")
+    _widths(page, "standing-pricing-comp")
+    page.get_by_role("button", name="Buy FlowKit monthly").click()
+    page.wait_for_url(re.compile(r".*/sandbox/checkout/cs_test_\w+/"))
+    _pay_checkout(page)
+    page.wait_for_url(re.compile(r".*/billing/success/.*"))
+
+    _until(
+        page,
+        shop,
+        lambda: "next payment £49.00/month" in (page.text_content("main") or ""),
+        "Stripe's next charge for the new subscription",
+    )
+    expect(page.locator(".standing")).to_contain_text("FlowKit through your monthly subscription")
+    _widths(page, "standing-dashboard-comp-paid")
+
+
+def test_a_pending_bacs_debit_is_shown_and_not_sold_twice(page: Page, shop):  # noqa: F811
+    _sign_up(page, shop, "bacs@example.com")
+    page.goto(f"{shop}/pricing/")
+    page.get_by_role("button", name="Buy FlowKit monthly").click()
+    page.wait_for_url(re.compile(r".*/sandbox/checkout/cs_test_\w+/"))
+    page.get_by_label("Sort code").fill("10-88-00")
+    page.get_by_label("Account number").fill("00012345")
+    page.get_by_role("button", name=re.compile(r"^Set up Direct Debit")).click()
+    page.wait_for_url(re.compile(r".*/billing/success/.*"))
+
+    _until(
+        page,
+        shop,
+        lambda: page.locator(".pending-payment").count() == 1,
+        "the pending bank debit",
+    )
+    expect(page.locator(".pending-payment")).to_contain_text(
+        "£49.00 by Bacs Direct Debit for FlowKit, processing"
+    )
+    assert _plan(page) == "starter"
+    _widths(page, "standing-dashboard-bacs")
+    page.goto(f"{shop}/pricing/")
+    assert page.get_by_role("button", name="Buy FlowKit monthly").count() == 0
+    flowkit = page.locator("#plan-flowkit").locator("xpath=..")
+    expect(flowkit.locator(".refusal").first).to_contain_text("by bank debit is processing")
+    _widths(page, "standing-pricing-bacs")
+
+    call_command("stripe_sandbox", "advance", "--days", "3", stdout=StringIO())
+    _until(page, shop, lambda: _plan(page) == "flowkit", "FlowKit once the bank confirms")
+    assert page.locator(".pending-payment").count() == 0
