@@ -23,7 +23,7 @@ import stripe
 from djstripe.models import Subscription
 
 from accounts.models import User
-from billing.models import CheckoutOpened, NextCharge
+from billing.models import CheckoutOpened, NextCharge, OneOffPurchase
 from billing.plans import Interval, Plan, highest_plan, recurring_interval
 from billing.stripe_api import api_kwargs, live_subscription
 from billing.stripe_layout import subscription_period
@@ -274,8 +274,26 @@ class Pending:
 
 
 def pending_payments(user: User) -> list[PendingPayment]:
-    """The user's checkouts paid by a bank debit still processing (CheckoutOpened)."""
-    rows = CheckoutOpened.objects.filter(user=user, payment=CheckoutOpened.Payment.PROCESSING)
+    """The user's checkouts paid by a bank debit still processing (CheckoutOpened).
+
+    A debit whose subscription is already live, or whose one-off is recorded, is not
+    shown: Stripe's events come in any order, and the subscription's may come before
+    `checkout.session.async_payment_succeeded` (the plan live beside "processing")."""
+    rows = list(CheckoutOpened.objects.filter(user=user, payment=CheckoutOpened.Payment.PROCESSING))
+    if not rows:
+        return []
+    subscription = live_subscription(user)
+    subscribed = subscription is not None and subscription.get("status") in ("active", "trialing")
+    bought = set(
+        OneOffPurchase.objects.filter(
+            checkout_session_id__in=[row.session_id for row in rows]
+        ).values_list("checkout_session_id", flat=True)
+    )
+    rows = [
+        row
+        for row in rows
+        if not (row.mode == "subscription" and subscribed) and row.session_id not in bought
+    ]
     return [
         PendingPayment(
             session_id=row.session_id,
