@@ -67,7 +67,13 @@ def _card_set(sub_id: str, card: str) -> None:
 
 def _advance(days: int, hours: int = 0) -> None:
     call_command(
-        "stripe_sandbox", "advance", "--days", str(days), "--hours", str(hours), stdout=io.StringIO()
+        "stripe_sandbox",
+        "advance",
+        "--days",
+        str(days),
+        "--hours",
+        str(hours),
+        stdout=io.StringIO(),
     )
 
 
