@@ -13,7 +13,7 @@ from pathlib import Path
 import stripe
 
 from stripe_sandbox import collection, store
-from tests.stripe_sandbox.helpers import event_types
+from tests.stripe_sandbox.helpers import checkout_create, event_types, pay
 from tests.stripe_sandbox.test_lifecycle import (
     CARD_3DS_ALWAYS,
     CARD_RENEWAL_FAILS,
@@ -97,6 +97,31 @@ def test_a_declined_renewal_fails_an_hour_after_the_invoice_and_counts_from_ther
     assert _failed_attempts(invoice.id) == [renewal + HOUR]
     assert stripe.Subscription.retrieve(sub_id).status == "past_due"
     assert report.failed == 1
+
+
+def test_the_first_invoice_after_a_trial_is_charged_an_hour_after_the_trial_ends(
+    client, prices, stripe_customer
+):
+    session = checkout_create(
+        prices["flowkit_monthly"],
+        stripe_customer.id,
+        subscription_data={"trial_period_days": 14},
+    )
+    pay(client, session.id, CARD_OK)
+    sub_id = stripe.checkout.Session.retrieve(session.id).subscription
+    trial_end = stripe.Subscription.retrieve(sub_id).trial_end
+
+    _advance_to(trial_end + HOUR - 1)
+
+    sub = stripe.Subscription.retrieve(sub_id)
+    assert sub.status == "active"  # the trial is over; its first invoice is a draft
+    draft = _latest_invoice(sub_id)
+    assert draft.status == "draft" and draft.amount_due == 4900
+
+    _advance_to(trial_end + HOUR)
+
+    invoice = stripe.Invoice.retrieve(draft.id)
+    assert invoice.status == "paid" and invoice.status_transitions.paid_at == trial_end + HOUR
 
 
 def test_the_renew_command_still_charges_at_once(client, prices, stripe_customer):
