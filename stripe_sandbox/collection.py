@@ -631,7 +631,8 @@ def _due(limit: int) -> tuple[int, str, str] | None:
 def clock_advance(seconds: int) -> ClockReport:
     """Move the clock on by `seconds`, doing on the way, in time order and at their own
     times, what falls due: trials' ends (trial_will_end three days before, then the first
-    real invoice), renewals (or period-end cancellations), retries of failed
+    real invoice), renewals (or period-end cancellations) and, an hour after each renewal
+    invoice is created, its finalization and charge ("finalize"), retries of failed
     invoices and the dunning end state, expiry of incomplete subscriptions."""
     target = store.now() + seconds
     report = ClockReport()
