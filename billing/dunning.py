@@ -174,6 +174,27 @@ def dunning_load(user_ids: Iterable[int]) -> dict[int, Dunning]:
     return found
 
 
+def awaiting_authentication_load(invoices: Iterable[Mapping[str, Any]]) -> set[str]:
+    """The open invoices, among `invoices`, whose payment waits for the customer's 3-D
+    Secure. Stripe does not retry such a payment on its schedule ("it waits to be
+    authenticated"): `next_payment_attempt` is null, yet Stripe has not given up. One
+    query, only when some open invoice has no next attempt."""
+    stopped = [
+        i for i in invoices if i.get("status") == "open" and not i.get("next_payment_attempt")
+    ]
+    if not stopped:
+        return set()
+    waiting, _ = _payments_load({c for i in stopped if (c := i.get("customer"))})
+    return {
+        i["id"]
+        for i in stopped
+        if any(
+            created >= (first_failure_at(i) or created)
+            for created in waiting.get(i.get("customer") or "", [])
+        )
+    }
+
+
 def _payments_load(
     customer_ids: set[str],
 ) -> tuple[dict[str, list[datetime]], dict[str, datetime]]:
@@ -230,11 +251,17 @@ def dunning_for(user: Any) -> Dunning | None:
 
 
 def grace_remaining(
-    *, invoice: Mapping[str, Any], now: datetime | None = None, stripe_now: datetime | None = None
+    *,
+    invoice: Mapping[str, Any],
+    now: datetime | None = None,
+    stripe_now: datetime | None = None,
+    awaiting_authentication: bool = False,
 ) -> timedelta | None:
-    """How long the plan is still kept for this failing invoice (None: not kept)."""
+    """How long the plan is still kept for this failing invoice (None: not kept).
+    `awaiting_authentication`: its payment waits for the customer's 3-D Secure, which
+    Stripe does not retry (`next_payment_attempt` null) but still collects."""
     ends = grace_ends_at(invoice)
-    if not still_retrying(invoice) or ends is None:
+    if not (still_retrying(invoice) or awaiting_authentication) or ends is None:
         return None
     left = ends - decision_now(now=now or timezone.now(), stripe_now=stripe_now)
     return left if left > timedelta(0) else None

@@ -34,6 +34,7 @@ from accounts.models import User
 from billing.disputes import disputes_load
 from billing.dunning import (
     DUNNING_STATUSES,
+    awaiting_authentication_load,
     grace_remaining,
     invoices_load,
     still_retrying,
@@ -135,6 +136,8 @@ class Facts:
     # known for the customer (billing/dunning.py).
     invoices: dict[str, dict[str, Any]] = field(default_factory=dict)
     stripe_now: datetime | None = None
+    # Those of the invoices whose payment waits for 3-D Secure (not retried by Stripe).
+    authenticating: set[str] = field(default_factory=set)
     # For the columns copied onto the user (`billing_columns`), not for the plan: each
     # subscription's creation time (in the order of `subscriptions`), the customers as
     # (created, id, livemode), and the newest PlanChange's time.
@@ -161,8 +164,14 @@ def _subscription_judge(
         invoice_id = sub.get("latest_invoice")
         invoice_id = invoice_id.get("id") if isinstance(invoice_id, dict) else invoice_id
         invoice = facts.invoices.get(invoice_id or "")
+        authenticating = bool(invoice) and invoice_id in facts.authenticating
         left = (
-            grace_remaining(invoice=invoice, now=now, stripe_now=facts.stripe_now)
+            grace_remaining(
+                invoice=invoice,
+                now=now,
+                stripe_now=facts.stripe_now,
+                awaiting_authentication=authenticating,
+            )
             if invoice
             else None
         )
@@ -170,12 +179,13 @@ def _subscription_judge(
         if left is None:
             if invoice is None:
                 lapse = "its unpaid renewal invoice is not synced yet"
-            elif not still_retrying(invoice):
+            elif not (still_retrying(invoice) or authenticating):
                 lapse = "Stripe no longer retries its unpaid renewal"
             else:
                 lapse = f"the {grace_days}-day grace after its failed renewal has ended"
             return None, [], None, f"subscription {sub.get('id')} {status}: {lapse}"
-        why_status = f"past_due, Stripe retrying, in the {grace_days}-day grace period"
+        collecting = "waiting for 3-D Secure" if authenticating else "Stripe retrying"
+        why_status = f"past_due, {collecting}, in the {grace_days}-day grace period"
     else:
         # canceled, unpaid (Stripe gave up), incomplete, incomplete_expired, paused
         return None, [], None, f"subscription {sub.get('id')} {status}"
@@ -377,7 +387,8 @@ def _subscription_data(sub_id: str, values: tuple[Any, ...] | list[Any]) -> dict
 def facts_load(user_ids: Iterable[int]) -> dict[int, Facts]:
     """Load the facts of many users in five queries, whatever their number (seven when
     some are past_due: their latest invoices, and Stripe's newest time for them; one more
-    when some have one-off purchases: their disputes)."""
+    when one of those invoices is no longer retried: whether it waits for 3-D Secure; one
+    more when some have one-off purchases: their disputes)."""
     ids = list(user_ids)
     return _facts_load(lambda field: Q(**{f"{field}__in": ids}))
 
@@ -454,11 +465,14 @@ def _facts_load(users: Callable[[str], Q], *, last_changes: bool = True) -> dict
         newest = stripe_now_load(
             _stripe_id(sub.get("customer")) for subs in past_due.values() for sub in subs
         )
+        authenticating = awaiting_authentication_load(invoices.values())
         for user_id, subs in past_due.items():
             for sub in subs:
                 invoice = invoices.get(_stripe_id(sub.get("latest_invoice")))
                 if invoice:
                     facts[user_id].invoices[invoice["id"]] = invoice
+                    if invoice["id"] in authenticating:
+                        facts[user_id].authenticating.add(invoice["id"])
                 known = newest.get(_stripe_id(sub.get("customer")))
                 before = facts[user_id].stripe_now
                 if known and (before is None or known > before):

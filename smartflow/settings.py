@@ -251,9 +251,22 @@ STRIPE_WEBHOOK_DEBUG_HEADER = env.bool("STRIPE_WEBHOOK_DEBUG_HEADER", default=Fa
 # Milliseconds the sandbox waits before answering each API request, standing in for
 # Stripe's own latency (`make bench` runs once with 300); 0 answers at once.
 STRIPE_SANDBOX_LATENCY_MS = env.int("STRIPE_SANDBOX_LATENCY_MS", default=0)
-# The sandbox's dunning, like Stripe's custom retry schedule: a failed renewal is retried
-# this many days after the previous attempt (one number per retry); after the last failed
-# retry the subscription is canceled, marked unpaid, or left past_due.
+# The sandbox's dunning. "smart" (Stripe's default, Smart Retries): up to
+# STRIPE_SANDBOX_SMART_RETRIES retries within STRIPE_SANDBOX_SMART_RETRY_DAYS of the failed
+# renewal, at times the sandbox draws from STRIPE_SANDBOX_SEED (stripe_sandbox/README.md);
+# "fixed" (Stripe's custom retry schedule): retried STRIPE_SANDBOX_RETRY_DAYS days after the
+# previous attempt, one number per retry. After the last failed retry the subscription is
+# canceled, marked unpaid, or left past_due.
+STRIPE_SANDBOX_RETRY_POLICY = env.str("STRIPE_SANDBOX_RETRY_POLICY", default="smart").lower()
+if STRIPE_SANDBOX_RETRY_POLICY not in {"smart", "fixed"}:
+    raise ImproperlyConfigured("STRIPE_SANDBOX_RETRY_POLICY must be smart or fixed.")
+STRIPE_SANDBOX_SMART_RETRIES = env.int("STRIPE_SANDBOX_SMART_RETRIES", default=8)
+STRIPE_SANDBOX_SMART_RETRY_DAYS = env.int("STRIPE_SANDBOX_SMART_RETRY_DAYS", default=14)
+# The windows of Stripe's dashboard (1, 2 or 3 weeks, 1 or 2 months); at most 8 retries.
+if not 1 <= STRIPE_SANDBOX_SMART_RETRIES <= 8:
+    raise ImproperlyConfigured("STRIPE_SANDBOX_SMART_RETRIES must be 1 to 8.")
+if STRIPE_SANDBOX_SMART_RETRY_DAYS not in {7, 14, 21, 30, 60}:
+    raise ImproperlyConfigured("STRIPE_SANDBOX_SMART_RETRY_DAYS must be 7, 14, 21, 30 or 60.")
 try:
     STRIPE_SANDBOX_RETRY_DAYS = [
         int(days) for days in env.list("STRIPE_SANDBOX_RETRY_DAYS", default=["3", "5", "7"])

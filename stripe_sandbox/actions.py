@@ -509,10 +509,17 @@ def _live_subscription(sub_id: str) -> Obj:
     return sub
 
 
-def subscription_renew(sub_id: str, *, fail: bool | None = None) -> Obj:
+def subscription_renew(
+    sub_id: str, *, fail: bool | None = None, finalize_at_once: bool = True
+) -> Obj:
     """Start the next period of `sub_id` and invoice it. The payment fails if `fail`, or
     (when None) if the subscription's card is 4000 0000 0000 0341. A subscription set to
-    cancel at period end ends instead, as Stripe ends it."""
+    cancel at period end ends instead, as Stripe ends it.
+
+    The clock (`advance`) passes `finalize_at_once=False`: the invoice is a draft for
+    Stripe's hour (`automatically_finalizes_at`), then finalized and charged
+    (collection.renewal_finalize). Called directly (the `renew`/`fail` commands), the draft
+    is finalized and charged at once, as `POST /v1/invoices/{id}/finalize` would."""
     with transaction.atomic():
         sub = _live_subscription(sub_id)
         if sub["cancel_at_period_end"]:
@@ -549,10 +556,14 @@ def subscription_renew(sub_id: str, *, fail: bool | None = None) -> Obj:
         sub["latest_invoice"] = invoice["id"]
         _subscription_save(sub)
         event_emit("customer.subscription.updated", sub, previous=changes(before, sub))
-        store.save(invoice)
-        event_emit("invoice.created", invoice)
         from stripe_sandbox import collection
 
+        if not finalize_at_once:
+            collection.renewal_schedule(invoice)
+        store.save(invoice)
+        event_emit("invoice.created", invoice)
+        if not finalize_at_once:
+            return sub
         # Paid, declined (past_due, retried on the clock) or waiting for 3-D Secure.
         collection.renewal_collect(sub, invoice, customer, decline=fail)
         return sub

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import random
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -34,6 +35,9 @@ logger = logging.getLogger(__name__)
 
 # Stripe: an incomplete subscription whose first invoice is not paid in 23 hours expires.
 INCOMPLETE_SECONDS = 23 * 3600
+# Stripe: a subscription's renewal invoice is a draft for about an hour after
+# `invoice.created`, then finalized and charged (automatic advancement).
+FINALIZE_SECONDS = 3600
 PAID, FAILED, ACTION_REQUIRED = "paid", "failed", "action_required"
 
 
@@ -108,6 +112,7 @@ def invoice_finalize(invoice: Obj) -> None:
     """Draft -> open, with the hosted page and its printable version: invoice.finalized."""
     ts = store.now()
     invoice["status"] = "open"
+    invoice["automatically_finalizes_at"] = None
     invoice["effective_at"] = ts
     invoice["status_transitions"]["finalized_at"] = ts
     invoice_urls(invoice)
@@ -222,7 +227,12 @@ def invoice_attempt(
         event_emit("invoice.payment_succeeded", invoice)
         return outcome
     if reschedule:
-        invoice["next_payment_attempt"] = _next_attempt(invoice)
+        # A payment waiting for 3-D Secure is not retried on the schedule: only the
+        # customer can complete it (Stripe: "the payment will not automatically retry
+        # based on your retry settings"; it waits to be authenticated).
+        invoice["next_payment_attempt"] = (
+            None if outcome == ACTION_REQUIRED else _next_attempt(invoice)
+        )
     store.save(invoice)
     # A payment waiting for 3-D Secure is a failed attempt too: Stripe sends
     # invoice.payment_failed for it and invoice.payment_action_required beside it.
@@ -242,15 +252,40 @@ def _three_d_secure(charge: Obj) -> None:
 
 
 def _next_attempt(invoice: Obj) -> int | None:
-    """Stripe's custom retry schedule: retry k comes RETRY_DAYS[k-1] days after the
-    previous attempt; none after the last. Only subscription invoices are retried."""
+    """When the next retry of a failed subscription invoice comes, by the account's retry
+    policy; none after the last. Only subscription invoices are retried.
+
+    - "fixed", Stripe's custom retry schedule: retry k comes RETRY_DAYS[k-1] days after
+      the previous attempt.
+    - "smart", Smart Retries (Stripe's default): SMART_RETRIES retries within
+      SMART_RETRY_DAYS of the first failed attempt (smart_retry_offsets)."""
     if invoice.get("billing_reason") == "subscription_create" or not _subscription_id(invoice):
         return None
     retries_done = invoice.get("_retries", 0)
+    if settings.STRIPE_SANDBOX_RETRY_POLICY == "smart":
+        offsets = smart_retry_offsets()
+        if retries_done >= len(offsets):
+            return None
+        first = invoice["status_transitions"]["finalized_at"] or store.now()
+        return first + offsets[retries_done]
     days = settings.STRIPE_SANDBOX_RETRY_DAYS
     if retries_done >= len(days):
         return None
     return store.now() + days[retries_done] * 86400
+
+
+def smart_retry_offsets(*, seed: int | None = None) -> list[int]:
+    """Seconds after the first failed attempt at which Smart Retries retry, as the sandbox
+    chooses them (Stripe's model picks its own times; the sandbox cannot): the window of
+    SMART_RETRY_DAYS is cut into SMART_RETRIES equal slots and retry k falls at a point of
+    slot k drawn from STRIPE_SANDBOX_SEED alone, so the same seed gives the same schedule.
+    The first retry is at least an hour after the failure, the last within the window."""
+    count = settings.STRIPE_SANDBOX_SMART_RETRIES
+    slot = settings.STRIPE_SANDBOX_SMART_RETRY_DAYS * 86400 // count
+    choices = random.Random(
+        f"{settings.STRIPE_SANDBOX_SEED if seed is None else seed}:smart-retries"
+    )
+    return [max(k * slot + choices.randint(1, slot), 3600) for k in range(count)]
 
 
 def _subscription_id(invoice: Obj) -> str | None:
@@ -264,6 +299,31 @@ def _status_set(sub: Obj, status: str) -> None:
         sub["status"] = status
         actions._subscription_save(sub)
         event_emit("customer.subscription.updated", sub, previous=changes(before, sub))
+
+
+def renewal_schedule(invoice: Obj) -> None:
+    """Leave a new renewal invoice a draft that Stripe finalizes and charges an hour later
+    (the clock's "finalize" step: renewal_finalize)."""
+    invoice["auto_advance"] = True
+    invoice["automatically_finalizes_at"] = store.now() + FINALIZE_SECONDS
+
+
+def renewal_finalize(invoice_id: str) -> str | None:
+    """The hour after `invoice.created` is over: finalize the renewal draft and charge it
+    (renewal_collect). A subscription that ended meanwhile leaves its draft alone."""
+    with transaction.atomic():
+        invoice = store.get(invoice_id, "invoice", lock=True)
+        if invoice["status"] != "draft":
+            return None
+        sub_id = _subscription_id(invoice)
+        sub = store.find(sub_id, "subscription") if sub_id else None
+        if sub is None or sub["status"] not in actions.LIVE:
+            invoice["auto_advance"] = False
+            invoice["automatically_finalizes_at"] = None
+            store.save(invoice)
+            return None
+        customer = store.get(invoice["customer"], "customer")
+        return renewal_collect(sub, invoice, customer, decline=None)
 
 
 def renewal_collect(sub: Obj, invoice: Obj, customer: Obj, *, decline: bool | None) -> str:
@@ -316,7 +376,9 @@ def invoice_retry(invoice_id: str) -> str:
         outcome = invoice_attempt(invoice, customer=customer, card=card_of(customer, sub))
         if outcome == PAID:
             _after_paid(invoice)
-        elif invoice["next_payment_attempt"] is None and sub is not None:
+        elif outcome == FAILED and invoice["next_payment_attempt"] is None and sub is not None:
+            # The last retry failed. One that met 3-D Secure is not "failed": it waits for
+            # the customer, and no further retry or end state comes from the schedule.
             _dunning_end(sub)
         return outcome
 
@@ -560,6 +622,8 @@ def _due(limit: int) -> tuple[int, str, str] | None:
     for invoice in store.all_of("invoice"):
         if invoice["status"] == "open" and invoice.get("next_payment_attempt"):
             due.append((invoice["next_payment_attempt"], "retry", invoice["id"]))
+        elif invoice["status"] == "draft" and invoice.get("automatically_finalizes_at"):
+            due.append((invoice["automatically_finalizes_at"], "finalize", invoice["id"]))
     due = [d for d in due if d[0] <= limit]
     return min(due) if due else None
 
@@ -567,7 +631,8 @@ def _due(limit: int) -> tuple[int, str, str] | None:
 def clock_advance(seconds: int) -> ClockReport:
     """Move the clock on by `seconds`, doing on the way, in time order and at their own
     times, what falls due: trials' ends (trial_will_end three days before, then the first
-    real invoice), renewals (or period-end cancellations), retries of failed
+    real invoice), renewals (or period-end cancellations) and, an hour after each renewal
+    invoice is created, its finalization and charge ("finalize"), retries of failed
     invoices and the dunning end state, expiry of incomplete subscriptions."""
     target = store.now() + seconds
     report = ClockReport()
@@ -585,13 +650,16 @@ def clock_advance(seconds: int) -> ClockReport:
 def _step(kind: str, object_id: str, report: ClockReport) -> None:
     """Do one thing that fell due, at the frozen moment it was due."""
     if kind == "period_end":
-        sub = actions.subscription_renew(object_id)
+        # The renewal invoice is created now and charged an hour later ("finalize").
+        sub = actions.subscription_renew(object_id, finalize_at_once=False)
         if sub["status"] == "canceled":
             report.canceled += 1
-        elif sub["status"] == "past_due":
-            report.failed += 1
-        else:
+    elif kind == "finalize":
+        outcome = renewal_finalize(object_id)
+        if outcome == PAID:
             report.renewed += 1
+        elif outcome is not None:
+            report.failed += 1
     elif kind == "trial_will_end":
         actions.trial_will_end(object_id)
     elif kind == "retry":

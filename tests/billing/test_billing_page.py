@@ -43,7 +43,9 @@ def subscribed(client, customer, fake_stripe, settings):
     client.post(_path(checkout["Location"]), {"card_number": "4242 4242 4242 4242"})
     _deliver(client)
     sub = Subscription.objects.get().stripe_data
-    collection.clock_advance(sub["items"]["data"][0]["current_period_end"] - store.now() + 60)
+    # The renewal is charged an hour after its invoice is created, as at Stripe.
+    renewal = sub["items"]["data"][0]["current_period_end"] + collection.FINALIZE_SECONDS
+    collection.clock_advance(renewal - store.now() + 60)
     call_command("stripe_sandbox", "refund", "--email", customer.email, stdout=StringIO())
     _deliver(client)
     return client

@@ -214,9 +214,9 @@ def test_after_a_new_card_the_banner_says_when_it_is_tried_and_offers_pay_now(
     )
     deliver()
     sub = Subscription.objects.get(customer__subscriber=customer)
-    collection.clock_advance(
-        sub.stripe_data["items"]["data"][0]["current_period_end"] - store.now() + 60
-    )
+    # The renewal is charged (and fails) an hour after its invoice is created.
+    renewal = sub.stripe_data["items"]["data"][0]["current_period_end"]
+    collection.clock_advance(renewal + collection.FINALIZE_SECONDS - store.now() + 60)
     deliver()
     assert "Update your card to pay it." in _banner(client)
 

@@ -126,6 +126,25 @@ def test_a_plan_dropped_when_stripe_stops_retrying_tells_staff_so(
     assert reason.startswith(f"subscription {sub['id']} past_due: Stripe no longer retries")
 
 
+def test_a_renewal_waiting_for_3d_secure_keeps_the_plan_in_grace_though_not_retried(
+    deliver, fake_stripe, catalog, payer, customer
+):
+    # Stripe does not retry a payment waiting for authentication (next_payment_attempt
+    # null), but it has not given up: the customer can still confirm it.
+    sub = _subscribed(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    _renewal_failed(fake_stripe, payer, sub, at=_ago(1), next_attempt=None)
+    pi = sf.payment_intent(cus=payer, amount=4900)
+    pi.update(status="requires_action", created=_ago(1))
+    fake_stripe.add(pi)
+    deliver(sf.event("payment_intent.requires_action", pi))
+
+    deliver(sf.event("customer.subscription.updated", sub))
+
+    customer.refresh_from_db()
+    assert customer.plan == "flowkit"
+    assert PlanChange.objects.latest("id").new_plan == "flowkit"  # never dropped
+
+
 def test_the_grace_is_counted_from_the_first_failure_not_the_period_start(
     deliver, fake_stripe, catalog, payer, customer
 ):

@@ -181,7 +181,9 @@ def test_a_failed_renewal_with_a_promotion_code_keeps_its_plan_in_grace(shopper,
     sub = Subscription.objects.get(customer__subscriber=customer).stripe_data
     from stripe_sandbox import collection
 
-    collection.clock_advance(sub["items"]["data"][0]["current_period_end"] - store.now() + 60)
+    # The renewal is charged (and fails) an hour after its invoice is created.
+    renewal = sub["items"]["data"][0]["current_period_end"] + collection.FINALIZE_SECONDS
+    collection.clock_advance(renewal - store.now() + 60)
     _deliver(shopper)
 
     customer.refresh_from_db()

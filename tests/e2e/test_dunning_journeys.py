@@ -100,8 +100,9 @@ def _subscription(email: str) -> dict:
 
 
 def _renew(email: str) -> None:
-    """Move the sandbox clock to just past the renewal: it is attempted then."""
-    collection.clock_advance(actions._period(_subscription(email))[1] - store.now() + 60)
+    """Move the sandbox clock to just past the renewal's charge, an hour after its invoice."""
+    renewal = actions._period(_subscription(email))[1] + collection.FINALIZE_SECONDS
+    collection.clock_advance(renewal - store.now() + 60)
 
 
 def test_a_failed_renewal_shows_the_banner_and_a_new_card_in_the_portal_recovers_it(

@@ -47,7 +47,9 @@ def _pay_checkout(page: Page, session: Any, card: str) -> None:
 
 def _renew(customer: Any) -> Any:
     sub = stripe.Subscription.list(customer=customer.id).data[0]
-    collection.clock_advance(sub["items"].data[0].current_period_end - store.now())
+    # The renewal is charged an hour after its invoice is created, as at Stripe.
+    renewal = sub["items"].data[0].current_period_end + collection.FINALIZE_SECONDS
+    collection.clock_advance(renewal - store.now())
     return stripe.Subscription.retrieve(sub.id, expand=["latest_invoice"])
 
 

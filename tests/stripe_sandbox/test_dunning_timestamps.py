@@ -11,8 +11,8 @@ from tests.stripe_sandbox.test_lifecycle import (
     CARD_RENEWAL_FAILS,
     DAY,
     _advance_to,
+    _charged_at,
     _latest_invoice,
-    _period_end,
     _subscribe,
 )
 
@@ -21,7 +21,7 @@ def test_a_failed_renewal_is_finalized_at_its_first_attempt_and_keeps_that_time(
     client, prices, stripe_customer
 ):
     sub_id = _subscribe(client, prices, stripe_customer.id, CARD_RENEWAL_FAILS)
-    renewal = _period_end(sub_id)
+    renewal = _charged_at(sub_id)  # the draft's hour is over: finalized and charged
     collection.clock_advance(renewal - store.now() + 120)
 
     invoice = _latest_invoice(sub_id)

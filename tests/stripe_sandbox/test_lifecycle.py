@@ -47,6 +47,12 @@ def _period_end(sub_id: str) -> int:
     return stripe.Subscription.retrieve(sub_id)["items"].data[0].current_period_end
 
 
+def _charged_at(sub_id: str) -> int:
+    """When the renewal at the period end is charged: an hour after its invoice is created,
+    as Stripe finalizes a subscription's draft invoice."""
+    return _period_end(sub_id) + collection.FINALIZE_SECONDS
+
+
 def _advance_to(ts: int) -> collection.ClockReport:
     return collection.clock_advance(ts - store.now())
 
@@ -66,7 +72,7 @@ def test_a_failed_renewal_is_retried_3_5_7_days_later_then_canceled(
     client, prices, stripe_customer
 ):
     sub_id = _subscribe(client, prices, stripe_customer.id, CARD_RENEWAL_FAILS)
-    renewal = _period_end(sub_id)
+    renewal = _charged_at(sub_id)
 
     _advance_to(renewal)
 
@@ -100,7 +106,7 @@ def test_a_failed_renewal_is_retried_3_5_7_days_later_then_canceled(
 
 def test_nothing_is_retried_before_its_time(client, prices, stripe_customer):
     sub_id = _subscribe(client, prices, stripe_customer.id, CARD_RENEWAL_FAILS)
-    renewal = _period_end(sub_id)
+    renewal = _charged_at(sub_id)
     _advance_to(renewal)
 
     report = _advance_to(renewal + 3 * DAY - 60)
@@ -113,7 +119,7 @@ def test_dunning_can_end_unpaid(client, prices, stripe_customer, settings):
     settings.STRIPE_SANDBOX_RETRY_DAYS = [1]
     settings.STRIPE_SANDBOX_DUNNING_END = "unpaid"
     sub_id = _subscribe(client, prices, stripe_customer.id, CARD_RENEWAL_FAILS)
-    renewal = _period_end(sub_id)
+    renewal = _charged_at(sub_id)
     _advance_to(renewal)
 
     _advance_to(renewal + DAY)
@@ -129,7 +135,7 @@ def test_dunning_can_leave_it_past_due(client, prices, stripe_customer, settings
     settings.STRIPE_SANDBOX_RETRY_DAYS = [2]
     settings.STRIPE_SANDBOX_DUNNING_END = "past_due"
     sub_id = _subscribe(client, prices, stripe_customer.id, CARD_RENEWAL_FAILS)
-    renewal = _period_end(sub_id)
+    renewal = _charged_at(sub_id)
     _advance_to(renewal)
 
     _advance_to(renewal + 2 * DAY)
@@ -143,7 +149,7 @@ def test_the_retry_after_a_card_update_in_the_portal_pays_the_invoice(
     client, prices, stripe_customer
 ):
     sub_id = _subscribe(client, prices, stripe_customer.id, CARD_RENEWAL_FAILS)
-    renewal = _period_end(sub_id)
+    renewal = _charged_at(sub_id)
     _advance_to(renewal)
     portal = stripe.billing_portal.Session.create(
         customer=stripe_customer.id, return_url="http://testserver/"
@@ -187,7 +193,7 @@ def test_a_declined_card_is_not_saved_in_the_portal(client, subscribed):
 def test_djstripe_processes_dunning_and_card_update_events(client, customer, prices):
     djstripe_customer, _ = Customer.get_or_create(subscriber=customer)
     sub_id = _subscribe(client, prices, djstripe_customer.id, CARD_RENEWAL_FAILS)
-    _advance_to(_period_end(sub_id))
+    _advance_to(_charged_at(sub_id))
     collection.customer_card_set(djstripe_customer.id, "4242424242424242")
     _advance_to(store.now() + 3 * DAY)
 
@@ -217,7 +223,7 @@ def test_every_finalized_invoice_has_a_hosted_page_and_a_printable_version(clien
 
 def test_an_open_invoice_is_paid_on_its_page_with_a_new_card(client, prices, stripe_customer):
     sub_id = _subscribe(client, prices, stripe_customer.id, CARD_RENEWAL_FAILS)
-    _advance_to(_period_end(sub_id))
+    _advance_to(_charged_at(sub_id))
     invoice = _latest_invoice(sub_id)
     page = client.get(f"/sandbox/invoice/{invoice.id}/").content.decode()
     assert "Pay with Visa ending 0341" in page and "Pay with this card" in page
@@ -248,7 +254,7 @@ def test_an_open_invoice_is_paid_on_its_page_with_a_new_card(client, prices, str
 
 def test_pay_invoice_command_pays_with_the_default_card(client, prices, stripe_customer):
     sub_id = _subscribe(client, prices, stripe_customer.id, CARD_RENEWAL_FAILS)
-    _advance_to(_period_end(sub_id))
+    _advance_to(_charged_at(sub_id))
 
     declined = _run("pay-invoice", "--email", EMAIL)
     collection.customer_card_set(stripe_customer.id, "4242424242424242")
@@ -263,7 +269,7 @@ def test_pay_invoice_command_pays_with_the_default_card(client, prices, stripe_c
 
 def test_invoice_pay_through_the_api(client, prices, stripe_customer):
     sub_id = _subscribe(client, prices, stripe_customer.id, CARD_RENEWAL_FAILS)
-    _advance_to(_period_end(sub_id))
+    _advance_to(_charged_at(sub_id))
     invoice = _latest_invoice(sub_id)
 
     with pytest.raises(stripe.CardError):
@@ -307,7 +313,7 @@ def test_a_3ds_renewal_waits_for_the_customer_on_the_hosted_invoice_page(
     sub_id = _subscribe(client, prices, stripe_customer.id, CARD_3DS_ALWAYS)
     before = event_types()
 
-    _advance_to(_period_end(sub_id))
+    _advance_to(_charged_at(sub_id))
 
     invoice = _latest_invoice(sub_id)
     assert stripe.Subscription.retrieve(sub_id).status == "past_due"
@@ -331,7 +337,7 @@ def test_a_3ds_renewal_waits_for_the_customer_on_the_hosted_invoice_page(
 
 def test_failing_authentication_on_the_invoice_page_leaves_it_open(client, prices, stripe_customer):
     sub_id = _subscribe(client, prices, stripe_customer.id, CARD_3DS_ALWAYS)
-    _advance_to(_period_end(sub_id))
+    _advance_to(_charged_at(sub_id))
     invoice = _latest_invoice(sub_id)
 
     client.post(f"/sandbox/invoice/{invoice.id}/", {"action": "authenticate_fail"})
@@ -346,7 +352,7 @@ def test_card_3155_authenticates_once_then_renewals_pay(client, prices, stripe_c
     assert "Authenticate this payment" in pay(client, session.id, CARD_3DS_ONCE).content.decode()
     sub_id = _subscribe(client, prices, stripe_customer.id, CARD_3DS_ONCE)
 
-    report = _advance_to(_period_end(sub_id))
+    report = _advance_to(_charged_at(sub_id))
 
     assert report.renewed >= 1 and report.failed == 0
     assert _latest_invoice(sub_id).status == "paid"
@@ -382,7 +388,7 @@ def test_an_undone_cancellation_renews_at_the_period_end(subscribed):
     stripe.Subscription.modify(subscribed.id, cancel_at_period_end=True)
     stripe.Subscription.modify(subscribed.id, cancel_at_period_end=False)
 
-    report = _advance_to(end)
+    report = _advance_to(end + collection.FINALIZE_SECONDS)
 
     assert report.renewed == 1
     sub = stripe.Subscription.retrieve(subscribed.id)
@@ -397,7 +403,7 @@ def test_deleting_a_customer_cancels_its_subscriptions_then_the_clock_runs_on(
 ):
     paying = _subscribe(client, prices, stripe_customer.id, "4242 4242 4242 4242")
     failing = _subscribe(client, prices, stripe_customer.id, CARD_RENEWAL_FAILS)
-    _advance_to(_period_end(failing))  # one renews, the other fails: past_due, retried later
+    _advance_to(_charged_at(failing))  # one renews, the other fails: past_due, retried later
     assert stripe.Subscription.retrieve(failing).status == "past_due"
     before = event_types()
 
@@ -519,7 +525,7 @@ def test_advance_takes_hours_and_refuses_nothing_to_do(subscribed):
 
 def test_a_canceled_subscription_s_open_invoice_is_not_retried(client, prices, stripe_customer):
     sub_id = _subscribe(client, prices, stripe_customer.id, CARD_RENEWAL_FAILS)
-    renewal = _period_end(sub_id)
+    renewal = _charged_at(sub_id)
     _advance_to(renewal)
     invoice = _latest_invoice(sub_id)
     stripe.Subscription.delete(sub_id)

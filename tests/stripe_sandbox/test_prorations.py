@@ -65,8 +65,16 @@ def _card_set(sub_id: str, card: str) -> None:
     store.save(sub)
 
 
-def _advance(days: int) -> None:
-    call_command("stripe_sandbox", "advance", "--days", str(days), stdout=io.StringIO())
+def _advance(days: int, hours: int = 0) -> None:
+    call_command(
+        "stripe_sandbox",
+        "advance",
+        "--days",
+        str(days),
+        "--hours",
+        str(hours),
+        stdout=io.StringIO(),
+    )
 
 
 def _amounts(lines: Any) -> list[int]:
@@ -91,7 +99,7 @@ def test_create_prorations_leaves_pending_items_that_the_renewal_bills(flowkit, 
     assert credit.description == "Unused time on SmartFlow Flowkit after 16 Apr 2027"
     assert credit.pricing.price_details.price == prices["flowkit_monthly"].id
 
-    _advance(15)  # 1 May: the renewal
+    _advance(15, hours=1)  # 1 May: the renewal, charged an hour after its invoice
 
     renewal = stripe.Invoice.retrieve(stripe.Subscription.retrieve(flowkit.id).latest_invoice)
     assert renewal.billing_reason == "subscription_cycle" and renewal.status == "paid"
