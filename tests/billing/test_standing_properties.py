@@ -46,6 +46,10 @@ A failing example prints its steps (the machine's rules with their arguments) an
 delivery seed (`note`); Hypothesis prints how to reproduce it. Runs only on PostgreSQL
 (the app's row locks and JSON queries are production's there); on SQLite it is skipped.
 
+`test_the_sequences_that_broke_the_standing` replays, on every run, the shortest
+sequences found that broke the standing on main (SEQUENCES): a bounded random run seldom
+reaches the dunning end or a comp.
+
 Bounded in `make test` (the default profile: a few examples of a few steps); at length:
 
     HYPOTHESIS_PROFILE=long DATABASE_URL=postgres://... .venv/bin/pytest \
@@ -71,8 +75,10 @@ from django.db import connection, transaction
 from django.test import Client, override_settings
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
-from hypothesis import HealthCheck, note, settings
+from hypothesis import HealthCheck, settings
+from hypothesis import note as hypothesis_note
 from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
@@ -121,7 +127,7 @@ STRICT = bool(os.environ.get("STANDING_STRICT"))
 
 PROFILES: dict[str, dict[str, Any]] = {
     # `make test`: bounded (a slow shared machine runs it twice, SQLite and PostgreSQL).
-    "default": {"max_examples": 5, "stateful_step_count": 6, "derandomize": True},
+    "default": {"max_examples": 4, "stateful_step_count": 6, "derandomize": True},
     # The documented long run: many more, longer and random sequences.
     "long": {"max_examples": 200, "stateful_step_count": 25, "derandomize": False},
 }
@@ -146,6 +152,15 @@ WORKER_TASKS = ("plan_grace_recheck", "overrides_sweep", "onboarding_message_sen
 
 class InvariantBroken(AssertionError):
     pass
+
+
+def note(text: str) -> None:
+    """Hypothesis's `note` (printed with a failing example), or print outside a
+    Hypothesis run (the replayed sequences below; pytest shows it with a failure)."""
+    try:
+        hypothesis_note(text)
+    except InvalidArgument:
+        print(text)
 
 
 def _path(url: str) -> str:
@@ -676,19 +691,86 @@ class StandingMachine(RuleBasedStateMachine):
             self._fail("plan_ended_beside_welcome", f"'plan ended' and a welcome together: {names}")
 
 
-def test_the_standing_tells_what_stripe_charges() -> None:
+def _postgresql_only() -> None:
     if connection.vendor != "postgresql":
         pytest.skip(
             "PostgreSQL only: the standing's queries and row locks are production's there; "
             "run with DATABASE_URL=postgres://..."
         )
+
+
+def _catalog() -> None:
+    call_command("stripe_catalog", stdout=StringIO())
+    call_command(
+        "stripe_sandbox", "coupon", "--code", CODE, "--percent-off", "20", stdout=StringIO()
+    )
+    deliver_pending(transport=app_transport(Client()))
+
+
+# The shortest sequences found that broke the standing on main (the first purchase, then
+# the steps), replayed on every run: random examples seldom reach them in a bounded run.
+# While KNOWN_OPEN lists a break, the replay only notes it.
+FIRST = {"tax": False, "trial": False, "seed": 1212, "plan": "flowkit", "code": False}
+SEQUENCES: dict[str, tuple[dict[str, Any], list[tuple[Any, ...]]]] = {
+    # Defects 3, 21: "plan ended" beside the last "payment failed" (retry promised).
+    "0341 renewal to the dunning end": (
+        {"card": "0341", "interval": "monthly"},
+        [("advance", 31), ("advance", 8)],
+    ),
+    # Defects 10, 19, 20: a 3-D Secure renewal never confirmed: the plan kept past the
+    # grace end, "plan ended" beside "please confirm", then the customer pays the
+    # invoice the billing page still links: £49 for nothing.
+    "3184 renewal never confirmed, then paid": (
+        {"card": "3184", "interval": "monthly"},
+        [
+            ("advance", 31),
+            ("advance", 3),
+            ("advance", 3),
+            ("advance", 1),
+            ("advance", 9),
+            ("pay_open_invoice",),
+        ],
+    ),
+    # Defects 9, 12: a one-off above the subscription: two messages for one purchase.
+    "one-off beside a subscription": (
+        {"card": "4242", "interval": "monthly"},
+        [("one_off", "launchpack", "4242"), ("advance", 31)],
+    ),
+    # Defect 6: comped LaunchPack for 5 days, refused as "You already have LaunchPack".
+    "comp of a higher plan": (
+        {"card": "4242", "interval": "monthly"},
+        [("comp", "launchpack", 5), ("upgrade", "launchpack", "monthly"), ("advance", 8)],
+    ),
+    # Defect 7: a Bacs debit processing, the same plan on sale again.
+    "pending Bacs debit": (
+        {"card": "4242", "interval": "monthly"},
+        [("bacs", "launchpack", "oneoff", "00012345"), ("advance", 1), ("advance", 3)],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(SEQUENCES))
+def test_the_sequences_that_broke_the_standing(name: str) -> None:
+    _postgresql_only()
+    first, steps = SEQUENCES[name]
+    with override_settings(SITE_URL="http://testserver"):
+        _catalog()
+        machine = StandingMachine()
+        try:
+            machine.setup(**FIRST, **first)
+            machine.standing_holds()
+            for rule_name, *args in steps:
+                getattr(machine, rule_name)(*args)
+                machine.standing_holds()
+        finally:
+            machine.teardown()
+
+
+def test_the_standing_tells_what_stripe_charges() -> None:
+    _postgresql_only()
     # The catalogue and the promotion code once; each example rolls back to here.
     with override_settings(SITE_URL="http://testserver"):
-        call_command("stripe_catalog", stdout=StringIO())
-        call_command(
-            "stripe_sandbox", "coupon", "--code", CODE, "--percent-off", "20", stdout=StringIO()
-        )
-        deliver_pending(transport=app_transport(Client()))
+        _catalog()
         _run(StandingMachine)
 
 
