@@ -43,7 +43,9 @@ Invariants, checked after every step (each a function below, named for what it c
   amounts equal to the invoice's.
 
 A failing example prints its steps (the machine's rules with their arguments) and the
-delivery seed (`note`); Hypothesis prints how to reproduce it. Runs only on PostgreSQL
+delivery seed (`note`); Hypothesis prints how to reproduce it (the bounded run is
+derandomized: it fails the same way every time; the long run prints a
+`@reproduce_failure` blob, and `--hypothesis-seed=N` replays a whole run). Runs only on PostgreSQL
 (the app's row locks and JSON queries are production's there); on SQLite it is skipped.
 
 `test_the_sequences_that_broke_the_standing` replays, on every run, the shortest
@@ -128,8 +130,14 @@ STRICT = bool(os.environ.get("STANDING_STRICT"))
 PROFILES: dict[str, dict[str, Any]] = {
     # `make test`: bounded (a slow shared machine runs it twice, SQLite and PostgreSQL).
     "default": {"max_examples": 4, "stateful_step_count": 6, "derandomize": True},
-    # The documented long run: many more, longer and random sequences.
-    "long": {"max_examples": 200, "stateful_step_count": 25, "derandomize": False},
+    # The documented long run: many more, longer and random sequences (about an hour on
+    # two cores); a failure prints the @reproduce_failure blob that replays it.
+    "long": {
+        "max_examples": 100,
+        "stateful_step_count": 20,
+        "derandomize": False,
+        "print_blob": True,
+    },
 }
 PROFILE = PROFILES[os.environ.get("HYPOTHESIS_PROFILE", "default")]
 
