@@ -130,8 +130,8 @@ STRICT = bool(os.environ.get("STANDING_STRICT"))
 PROFILES: dict[str, dict[str, Any]] = {
     # `make test`: bounded (a slow shared machine runs it twice, SQLite and PostgreSQL).
     "default": {"max_examples": 4, "stateful_step_count": 6, "derandomize": True},
-    # The documented long run: many more, longer and random sequences (about an hour on
-    # two cores); a failure prints the @reproduce_failure blob that replays it.
+    # The documented long run: many more, longer and random sequences (a quarter of an
+    # hour on two cores); a failure prints the @reproduce_failure blob that replays it.
     "long": {
         "max_examples": 100,
         "stateful_step_count": 20,
