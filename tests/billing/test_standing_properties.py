@@ -107,6 +107,9 @@ pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 # Invariant name -> the issue-27 defects that make it fail on main today. Checked, but a
 # failure is only noted while listed here; empty it as the fixes land.
+# How long Stripe leaves a renewal invoice as a draft before it charges it.
+DRAFT_HOUR = 3600
+
 KNOWN_OPEN: dict[str, tuple[int, ...]] = {
     # 0341 or 3184 renewal, clock past the grace end: "plan ended" and the last attempt's
     # "payment failed" / "please confirm" (promising a retry) are sent together.
@@ -114,16 +117,12 @@ KNOWN_OPEN: dict[str, tuple[int, ...]] = {
     # 3184 renewal never confirmed, clock past the dunning end, the customer pays the
     # invoice the billing page still links: £49 taken, plan stays Starter.
     "charge_buys_nothing": (19,),
-    # A comped customer is refused the plan of a comp that ends.
-    "comped_plan_not_for_sale": (6,),
     # 3184 renewal unconfirmed, the clock a day at a time: the plan is kept a day past
     # the grace end (dropped only by the next retry's event).
     "plan_not_the_decision": (20,),
     # A one-off above a live subscription: "cancellation scheduled" and the welcome,
     # two messages for one purchase.
     "several_messages_for_one_action": (9, 12),
-    # A Bacs debit processing, and the same plan offered (and sold) again.
-    "pending_payment_sold_again": (7,),
 }
 STRICT = bool(os.environ.get("STANDING_STRICT"))
 
@@ -551,7 +550,9 @@ class StandingMachine(RuleBasedStateMachine):
     def next_charge_is_what_stripe_charges(self) -> None:
         now = store.now()
         for sub_id, (amount, due_at) in self._before.items():
-            if _ts(due_at) > now:
+            # Stripe creates the renewal invoice at the due date as a draft and charges it
+            # about an hour later (the sandbox likewise): judged once that hour is past.
+            if _ts(due_at) + DRAFT_HOUR > now:
                 continue
             renewals = [
                 i
