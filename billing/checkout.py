@@ -40,6 +40,7 @@ from billing.plans import RECURRING, Interval, Plan, plan_rank, price_plan, recu
 from billing.portal import configuration_id as portal_configuration_id
 from billing.standing import next_charge_values
 from billing.stripe_api import (
+    ENDED_BY_ONEOFF,
     api_kwargs,
     customer_for,
     invoice_waits_for_authentication,
@@ -300,7 +301,14 @@ def _subscriptions_end_after_oneoff(*, session_id: str, user: User) -> None:
                 SubscriptionSchedule.sync_from_stripe_data(
                     schedule, api_key=djstripe_settings.STRIPE_SECRET_KEY
                 )
-        updated = stripe.Subscription.modify(data["id"], cancel_at_period_end=True, **api_kwargs())
+        # The metadata says why, so that the cancellation is told in the one-off's own
+        # message (billing/messages.py), not in a second one (billing/notices.py).
+        updated = stripe.Subscription.modify(
+            data["id"],
+            cancel_at_period_end=True,
+            metadata={ENDED_BY_ONEOFF: session_id},
+            **api_kwargs(),
+        )
         Subscription.sync_from_stripe_data(updated, api_key=djstripe_settings.STRIPE_SECRET_KEY)
         logger.info(
             "Subscription %s of user %s ends at period end: one-off %s bought",

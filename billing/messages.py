@@ -149,6 +149,11 @@ def _upgraded(plan_change: PlanChange, key: str) -> PlanMessage | None:
             "from": _ts(purchase.paid_at),
             "oneoff": True,
         }
+        if sub and sold and plan_rank(sold.plan) <= plan_rank(purchase.plan):
+            # The subscription it replaces stops at the end of the period paid for
+            # (billing.checkout._subscriptions_end_after_oneoff): said here, in the one
+            # message of this purchase, not in a second "cancellation scheduled".
+            context["subscription_ends_at"] = subscription_period(sub)[1]
     elif invoice and invoice.get("status") == "paid":
         # Stripe's amount, VAT and discounts included (a trial's upgrade: 0).
         context["amount_paid"] = int(invoice.get("amount_paid") or 0)

@@ -23,7 +23,11 @@ from accounts.models import User
 from billing.entitlements import DUNNING_STATUSES, LIVE_STATUSES, subscription_sells
 from billing.signals import Notice, customer_notice
 from billing.standing import next_charge_for
-from billing.stripe_api import api_kwargs, invoice_asked_for_authentication
+from billing.stripe_api import (
+    ENDED_BY_ONEOFF,
+    api_kwargs,
+    invoice_asked_for_authentication,
+)
 from billing.stripe_layout import invoice_subscription_id, subscription_period
 
 logger = logging.getLogger(__name__)
@@ -192,6 +196,8 @@ def subscription_updated_notify(*, user: User, event: Event) -> None:
     sub = _subscription_current(payload["id"])
     if sub is None or not _cancel_scheduled(sub) or sub.get("status") not in LIVE_STATUSES:
         return _skip(event, "the cancellation is no longer scheduled")
+    if (sub.get("metadata") or {}).get(ENDED_BY_ONEOFF):
+        return _skip(event, "a one-off replaces the subscription: its own message says so")
     context = {"subscription_id": sub["id"], "ends_at": _ends_at(sub)}
     _notify(
         user=user, kind=Notice.CANCELLATION_SCHEDULED, key=event.id, event=event, context=context

@@ -18,6 +18,10 @@ from djstripe.settings import djstripe_settings
 from accounts.models import User
 from billing.plans import lookup_key
 
+# The metadata key set on a subscription that a one-off replaces (its Checkout Session's
+# id): its cancellation at the period end is the one-off's news, not a second message.
+ENDED_BY_ONEOFF = "ended_by_oneoff"
+
 logger = logging.getLogger(__name__)
 
 # Stripe's error base class: anything the API or the network raised.

@@ -97,6 +97,7 @@ def notice_context(message: OnboardingMessage) -> dict[str, Any]:
         "part": part,  # of the payment this refund gives back: whole, the rest, part
         "next_attempt_on": day("next_payment_attempt"),
         "ends_on": day("ends_at"),
+        "subscription_ends_on": day("subscription_ends_at"),
         "trial_ends_on": day("trial_end"),
         "amount": amount("amount"),
         "per": "year" if facts.get("interval") == "year" else "month",

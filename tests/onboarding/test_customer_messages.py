@@ -339,3 +339,23 @@ def test_an_upgrade_tells_stripes_charge_once_and_is_not_a_second_welcome(client
     assert f"{charged} was charged for it on" in upgraded.body
     [sms] = twilio.requests
     assert sms["data"]["Body"].startswith(f"SmartFlow: you're now on 'LaunchPack', {charged}")
+
+
+def test_a_oneoff_above_the_subscription_is_one_message_saying_when_it_stops(client, customer):
+    # It sent "You're now on LaunchPack" and "Your plan will end on …" for one purchase.
+    sub_id = _subscribe(client, customer, CARD_OK)
+    _send(client)
+    response = client.post("/billing/checkout/", {"plan": "launchpack", "interval": "oneoff"})
+    session_id = response["Location"].rstrip("/").split("/")[-1]
+    actions.checkout_pay(session_id=session_id, card_number=CARD_OK)
+
+    sent = _send(client) + _send(client)  # the cancellation's own events come after
+
+    assert [m.subject for m in sent] == ["You're now on SmartFlow LaunchPack"]
+    sub = stripe.Subscription.retrieve(sub_id)
+    assert sub.cancel_at_period_end
+    ends = _day(sub["items"]["data"][0]["current_period_end"])
+    assert "You paid £2,970.00 once" in sent[0].body
+    assert f"subscription stops at the end of the period you have paid for, on {ends}" in (
+        sent[0].body
+    )
