@@ -120,9 +120,6 @@ KNOWN_OPEN: dict[str, tuple[int, ...]] = {
     # 3184 renewal unconfirmed, the clock a day at a time: the plan is kept a day past
     # the grace end (dropped only by the next retry's event).
     "plan_not_the_decision": (20,),
-    # A one-off above a live subscription: "cancellation scheduled" and the welcome,
-    # two messages for one purchase.
-    "several_messages_for_one_action": (9, 12),
 }
 STRICT = bool(os.environ.get("STANDING_STRICT"))
 
