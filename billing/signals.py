@@ -31,6 +31,7 @@ class Notice(StrEnum):
     REFUND = "refund"
     TRIAL_ENDING = "trial_ending"
     DUPLICATE_SUBSCRIPTION = "duplicate_subscription"
+    PAID_AFTER_END_REFUNDED = "paid_after_end_refunded"
 
 
 # Billing's second domain signal: something happened to the customer's money or plan that

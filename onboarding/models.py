@@ -32,6 +32,10 @@ class OnboardingMessage(models.Model):
         REFUND = "refund", "Refund"
         TRIAL_ENDING = "trial_ending", "Trial ending"
         DUPLICATE_SUBSCRIPTION = "duplicate_subscription", "Second subscription cancelled"
+        PAID_AFTER_END_REFUNDED = (
+            "paid_after_end_refunded",
+            "Payment after the plan ended, refunded",
+        )
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"

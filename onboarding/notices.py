@@ -30,6 +30,7 @@ SUBJECTS: dict[str, str] = {
     Template.REFUND: "Your SmartFlow refund",
     Template.TRIAL_ENDING: "Your SmartFlow trial ends on {trial_ends_on}",
     Template.DUPLICATE_SUBSCRIPTION: "You were subscribed twice: we cancelled the second",
+    Template.PAID_AFTER_END_REFUNDED: "We refunded a payment for a plan that had ended",
 }
 
 # The moments worth a text message to customers who opted in: money they must act on.
@@ -77,6 +78,10 @@ def notice_context(message: OnboardingMessage) -> dict[str, Any]:
         "charge_amount": amount("charge_amount"),
         "part": part,  # of the payment this refund gives back: whole, the rest, part
         "next_attempt_on": day("next_payment_attempt"),
+        "plan_ends_on": day("plan_ends_at"),  # a failed renewal's grace end
+        "ended_on": day("ended_at"),  # the plan ended (plan_ended)
+        "amount_unpaid": amount("amount_unpaid"),
+        "collection_over": bool(facts.get("collection_over")),
         "ends_on": day("ends_at"),
         "trial_ends_on": day("trial_end"),
         "amount": amount("amount"),
