@@ -73,8 +73,12 @@ def test_a_failed_renewal_is_told_once_per_attempt(
         "attempt_count": 2,
         "amount_due": 4900,
         "currency": "gbp",
-        "next_payment_attempt": NEXT_TRY + 5 * 86400,
+        # Stripe's retry on day 8 comes after the grace (7 days) has cut the plan: the
+        # message promises no retry then, and says when the features stop.
+        "next_payment_attempt": None,
         "hosted_invoice_url": "https://invoice.stripe.test/i/abc",
+        "plan_ends_at": sf.NOW + 7 * 86400,
+        "renewal": True,
     }
 
 
