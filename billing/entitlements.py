@@ -347,9 +347,10 @@ def _subscription_data(sub_id: str, values: tuple[Any, ...] | list[Any]) -> dict
 
 
 def facts_load(user_ids: Iterable[int]) -> dict[int, Facts]:
-    """Load the facts of many users in five queries, whatever their number (seven when
-    some are past_due: their renewal invoices, and Stripe's newest time for them; one more
-    when some have one-off purchases: their disputes)."""
+    """Load the facts of many users in five queries, whatever their number (eight when
+    some are past_due: their renewal invoices, and Stripe's newest time for them, their
+    events' and their test clocks', nine when some are on a test clock; one more when some
+    have one-off purchases: their disputes)."""
     ids = list(user_ids)
     return _facts_load(lambda field: Q(**{f"{field}__in": ids}))
 
