@@ -26,9 +26,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
 from django.conf import settings
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 from djstripe.models import (
+    Customer,
     Event,
     Invoice,
     PaymentIntent,
@@ -36,6 +37,7 @@ from djstripe.models import (
     Subscription,
 )
 
+from billing.stripe_layout import invoice_subscription_id
 from billing.templatetags.billing import money
 
 FAILED: Final = "failed"
@@ -75,9 +77,18 @@ def decision_now(*, now: datetime, stripe_now: datetime | None) -> datetime:
     return max(now, stripe_now) if stripe_now else now
 
 
-def stripe_now_load(customer_ids: Iterable[str]) -> dict[str, datetime]:
+TEST_CLOCK_READY = "test_helpers.test_clock.ready"
+
+
+def stripe_now_load(
+    customer_ids: Iterable[str], *, clocks: Mapping[str, str] | None = None
+) -> dict[str, datetime]:
     """The newest Stripe time known per customer: the `created` of their newest stored
-    event. One query; callers ask only for customers in dunning (few)."""
+    event, or, for a customer on a test clock (`customer.test_clock`, test mode only),
+    the `frozen_time` of that clock's newest `test_helpers.test_clock.ready` event, if
+    later. `clocks`: each customer's test clock, when the caller has read them (else one
+    more query). One query, two when some customers are on a test clock; callers ask
+    only for customers in dunning (few)."""
     ids = [c for c in customer_ids if c]
     if not ids:
         return {}
@@ -86,15 +97,68 @@ def stripe_now_load(customer_ids: Iterable[str]) -> dict[str, datetime]:
         .values("data__object__customer")
         .annotate(latest=Max("created"))
     )
-    return {row["data__object__customer"]: row["latest"] for row in rows if row["latest"]}
+    found = {row["data__object__customer"]: row["latest"] for row in rows if row["latest"]}
+    if clocks is None:
+        clocks = dict(
+            Customer.objects.filter(
+                id__in=ids, livemode=False, stripe_data__test_clock__isnull=False
+            ).values_list("id", "stripe_data__test_clock")
+        )
+    clocks = {c: clock for c, clock in clocks.items() if isinstance(clock, str) and clock}
+    if clocks:
+        frozen: dict[str, datetime] = {}
+        ready = Event.objects.filter(
+            type=TEST_CLOCK_READY, data__object__id__in=sorted(set(clocks.values()))
+        ).values_list("data__object__id", "data__object__frozen_time")
+        for clock, when in ready:
+            at = _ts(when)
+            if at and (clock not in frozen or at > frozen[clock]):
+                frozen[clock] = at
+        for customer_id, clock in clocks.items():
+            at = frozen.get(clock)
+            if at and (customer_id not in found or at > found[customer_id]):
+                found[customer_id] = at
+    return found
 
 
-def invoices_load(invoice_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """Synced invoices by id, in one query."""
-    ids = [i for i in invoice_ids if i]
-    if not ids:
+# The billing reasons of the invoices that renew a subscription: the one dunning is about.
+RENEWAL_REASONS = frozenset({"subscription_cycle", "subscription_threshold"})
+
+
+def renewal_invoices_load(
+    subscriptions: Iterable[Mapping[str, Any]],
+) -> dict[str, dict[str, Any]]:
+    """The invoice each past_due subscription's dunning is about, by subscription id, in
+    one query: its oldest open renewal invoice, else its latest invoice. Not simply the
+    latest: an unpaid upgrade (or any other invoice) made after the failed renewal becomes
+    the subscription's `latest_invoice`, but the grace runs from the renewal's failure."""
+    subs = {_id(sub.get("id")): _id(sub.get("latest_invoice")) for sub in subscriptions}
+    subs = {sub_id: latest for sub_id, latest in subs.items() if sub_id}
+    if not subs:
         return {}
-    return dict(Invoice.objects.filter(id__in=ids).values_list("id", "stripe_data"))
+    ids = sorted(subs)
+    of_subs = Q(stripe_data__parent__subscription_details__subscription__in=ids) | Q(
+        stripe_data__subscription__in=ids  # the layout before API version 2025-03-31
+    )
+    rows = Invoice.objects.filter(
+        Q(id__in=[latest for latest in subs.values() if latest])
+        | (Q(stripe_data__status="open") & of_subs)
+    ).values_list("id", "stripe_data")
+    invoices = dict(rows)
+    found: dict[str, dict[str, Any]] = {}
+    for invoice in sorted(invoices.values(), key=lambda i: int(i.get("created") or 0)):
+        sub_id = invoice_subscription_id(invoice)
+        if (
+            sub_id in subs
+            and sub_id not in found
+            and invoice.get("status") == "open"
+            and invoice.get("billing_reason") in RENEWAL_REASONS
+        ):
+            found[sub_id] = invoice
+    for sub_id, latest in subs.items():
+        if sub_id not in found and latest in invoices:
+            found[sub_id] = invoices[latest]
+    return found
 
 
 @dataclass(frozen=True)
@@ -115,10 +179,28 @@ class Dunning:
     # The customer has set a new default card since the last failed attempt: the next
     # retry uses it, or they can pay now with it. ("Update your card" would be stale.)
     card_updated: bool = False
+    # Whether the subscription still holds its plan (billing/entitlements.py's rule: in
+    # the grace and Stripe still retrying). Once not, the plan is lost: the customer is
+    # told that, and not asked to pay for it.
+    plan_kept: bool = True
 
     @property
     def amount_display(self) -> str:
         return money(self.amount, self.currency)
+
+    @property
+    def access_ends_at(self) -> datetime | None:
+        """When the plan's features stop unless the renewal is paid: the grace's end."""
+        return self.grace_ends_at
+
+    @property
+    def retry_before_access_ends(self) -> datetime | None:
+        """Stripe's next attempt, if it comes while the plan is still kept (a retry after
+        the features stop is no promise worth making: the plan is gone by then)."""
+        at, ends = self.next_attempt_at, self.grace_ends_at
+        if at is None or (ends is not None and at >= ends):
+            return None
+        return at
 
     @property
     def needs_authentication(self) -> bool:
@@ -127,7 +209,7 @@ class Dunning:
 
 def dunning_load(user_ids: Iterable[int]) -> dict[int, Dunning]:
     """The dunning state of many users: one query for those not in dunning (nearly
-    everyone), at most four for those who are, whatever their number."""
+    everyone), at most six for those who are, whatever their number."""
     ids = list(user_ids)
     rows = list(
         Subscription.objects.filter(
@@ -138,23 +220,27 @@ def dunning_load(user_ids: Iterable[int]) -> dict[int, Dunning]:
             "customer_id",
             # The card Stripe's retries use (the customer's invoice default).
             "customer__stripe_data__invoice_settings__default_payment_method",
+            "customer__stripe_data__test_clock",
         )
     )
     if not rows:
         return {}
-    subs = [(user_id, sub) for user_id, sub, _, _ in rows]
-    default_cards = {c: pm for _, _, c, pm in rows if isinstance(pm, str) and pm}
-    invoices = invoices_load(_id(sub.get("latest_invoice")) for _, sub in subs)
-    open_invoices = {k: v for k, v in invoices.items() if v.get("status") == "open"}
+    subs = [(user_id, sub) for user_id, sub, _, _, _ in rows]
+    default_cards = {c: pm for _, _, c, pm, _ in rows if isinstance(pm, str) and pm}
+    clocks = {c: clock for _, _, c, _, clock in rows if isinstance(clock, str) and clock}
+    renewals = renewal_invoices_load(sub for _, sub in subs)
+    open_invoices = {k: v for k, v in renewals.items() if v.get("status") == "open"}
     customers = {c for invoice in open_invoices.values() if (c := invoice.get("customer"))}
     waiting, failed = _payments_load(customers)
     updated = _card_updated_since_failure(default_cards, failed)
+    stripe_now = stripe_now_load(customers, clocks=clocks)
     found: dict[int, Dunning] = {}
     for user_id, sub in subs:
-        invoice = open_invoices.get(_id(sub.get("latest_invoice")))
+        invoice = open_invoices.get(_id(sub.get("id")))
         if invoice is None or user_id in found:
             continue
         first = first_failure_at(invoice)
+        left = grace_remaining(invoice=invoice, stripe_now=stripe_now.get(invoice["customer"]))
         since = waiting.get(invoice["customer"], [])
         authenticate = any(created >= (first or created) for created in since)
         found[user_id] = Dunning(
@@ -170,6 +256,7 @@ def dunning_load(user_ids: Iterable[int]) -> dict[int, Dunning]:
             grace_ends_at=grace_ends_at(invoice),
             hosted_invoice_url=invoice.get("hosted_invoice_url") or "",
             card_updated=invoice["customer"] in updated,
+            plan_kept=left is not None,
         )
     return found
 

@@ -36,7 +36,7 @@ from billing.dunning import (
     DUNNING_STATUSES,
     awaiting_authentication_load,
     grace_remaining,
-    invoices_load,
+    renewal_invoices_load,
     still_retrying,
     stripe_now_load,
 )
@@ -132,8 +132,9 @@ class Facts:
     subscriptions: list[dict[str, Any]] = field(default_factory=list)
     oneoffs: list[OneOffPurchase] = field(default_factory=list)
     overrides: list[PlanOverride] = field(default_factory=list)
-    # The latest invoices of past_due subscriptions, by id, and the newest Stripe time
-    # known for the customer (billing/dunning.py).
+    # The invoice each past_due subscription's dunning is about (its open renewal, else
+    # its latest invoice), by subscription id, and the newest Stripe time known for the
+    # customer (billing/dunning.py).
     invoices: dict[str, dict[str, Any]] = field(default_factory=dict)
     stripe_now: datetime | None = None
     # Those of the invoices whose payment waits for 3-D Secure (not retried by Stripe).
@@ -161,10 +162,10 @@ def _subscription_judge(
         # its first failed attempt, both read from Stripe's invoice; "now" is the later of
         # our clock and Stripe's newest time for this customer (billing/dunning.py says
         # why). A subscription whose invoice is not synced yet is not given the benefit.
-        invoice_id = sub.get("latest_invoice")
-        invoice_id = invoice_id.get("id") if isinstance(invoice_id, dict) else invoice_id
-        invoice = facts.invoices.get(invoice_id or "")
-        authenticating = bool(invoice) and invoice_id in facts.authenticating
+        # The renewal's invoice, whatever else is open: an unpaid upgrade made since
+        # becomes the latest invoice but moves no grace (billing/dunning.py).
+        invoice = facts.invoices.get(sub.get("id") or "")
+        authenticating = invoice is not None and invoice["id"] in facts.authenticating
         left = (
             grace_remaining(
                 invoice=invoice,
@@ -385,10 +386,11 @@ def _subscription_data(sub_id: str, values: tuple[Any, ...] | list[Any]) -> dict
 
 
 def facts_load(user_ids: Iterable[int]) -> dict[int, Facts]:
-    """Load the facts of many users in five queries, whatever their number (seven when
-    some are past_due: their latest invoices, and Stripe's newest time for them; one more
-    when one of those invoices is no longer retried: whether it waits for 3-D Secure; one
-    more when some have one-off purchases: their disputes)."""
+    """Load the facts of many users in five queries, whatever their number (eight when
+    some are past_due: their renewal invoices, and Stripe's newest time for them, their
+    events' and their test clocks', nine when some are on a test clock; one more when one
+    of those invoices is no longer retried: whether it waits for 3-D Secure; one more when
+    some have one-off purchases: their disputes)."""
     ids = list(user_ids)
     return _facts_load(lambda field: Q(**{f"{field}__in": ids}))
 
@@ -459,18 +461,16 @@ def _facts_load(users: Callable[[str], Q], *, last_changes: bool = True) -> dict
         if data.get("status") in DUNNING_STATUSES:
             past_due[user_id].append(data)
     if past_due:
-        invoices = invoices_load(
-            _stripe_id(sub.get("latest_invoice")) for subs in past_due.values() for sub in subs
-        )
+        invoices = renewal_invoices_load(sub for subs in past_due.values() for sub in subs)
         newest = stripe_now_load(
             _stripe_id(sub.get("customer")) for subs in past_due.values() for sub in subs
         )
         authenticating = awaiting_authentication_load(invoices.values())
         for user_id, subs in past_due.items():
             for sub in subs:
-                invoice = invoices.get(_stripe_id(sub.get("latest_invoice")))
+                invoice = invoices.get(sub["id"])
                 if invoice:
-                    facts[user_id].invoices[invoice["id"]] = invoice
+                    facts[user_id].invoices[sub["id"]] = invoice
                     if invoice["id"] in authenticating:
                         facts[user_id].authenticating.add(invoice["id"])
                 known = newest.get(_stripe_id(sub.get("customer")))

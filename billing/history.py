@@ -21,9 +21,11 @@ from billing.models import OneOffPurchase
 INVOICE_STATUS_WORDS = {
     "paid": "Paid",
     "open": "Due",
-    "void": "Void",
-    "uncollectible": "Uncollectible",
+    "void": "Void, not owed",
+    "uncollectible": "Written off, not owed",
 }
+# Invoices that are owed no more.
+_CLOSED = frozenset({"void", "uncollectible"})
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,9 @@ def _invoice_row(data: Mapping[str, Any]) -> InvoiceRow:
         amount=int(data.get("total") or 0),
         currency=data.get("currency") or "",
         status=data.get("status") or "",
-        hosted_url=data.get("hosted_invoice_url") or "",
+        # The hosted page of a closed invoice still takes a card (an uncollectible one at
+        # Stripe): never linked, it is owed no more (billing/dunning_end.py).
+        hosted_url="" if data.get("status") in _CLOSED else data.get("hosted_invoice_url") or "",
         pdf_url=data.get("invoice_pdf") or "",
         discount=sum(int(d.get("amount") or 0) for d in data.get("total_discount_amounts") or []),
         tax=sum(int(t.get("amount") or 0) for t in taxes),

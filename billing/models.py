@@ -196,6 +196,7 @@ class BillingAlert(models.Model):
             "duplicate_subscription",
             "Second live subscription for one customer",
         )
+        PAID_AFTER_END = "paid_after_end", "Invoice paid after its subscription ended"
 
     kind = models.CharField(max_length=30, choices=Kind.choices)
     stripe_id = models.CharField(max_length=255)

@@ -14,12 +14,20 @@ must then tell nobody anything. What is told goes out as `billing.signals.custom
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 import stripe
 from djstripe.models import Event, Invoice, Subscription
 
 from accounts.models import User
+from billing.dunning import (
+    RENEWAL_REASONS,
+    grace_ends_at,
+    renewal_invoices_load,
+    still_retrying,
+)
+from billing.dunning_end import ENDED_STATUSES, PAID_AFTER_END_REFUND_KEY
 from billing.entitlements import DUNNING_STATUSES, LIVE_STATUSES, subscription_sells
 from billing.signals import Notice, customer_notice
 from billing.standing import next_charge_for
@@ -88,8 +96,8 @@ def invoice_trouble_notify(*, user: User, event: Event) -> None:
     if int(invoice.get("attempt_count") or 0) > attempt:
         return _skip(event, f"attempt {attempt} is not the latest; the later one is told")
     sub = _subscription_current(subscription_id)
-    if sub is not None and sub.get("status") not in _BILLING_STATUSES:
-        return _skip(event, f"the subscription is {sub.get('status')}")
+    if sub is not None and sub.get("status") not in _BILLING_STATUSES - {"unpaid"}:
+        return _skip(event, f"the subscription is {sub.get('status')}: the plan has ended")
     if (sub or {}).get("status") == "incomplete" and invoice.get("billing_reason") == (
         "subscription_create"
     ):
@@ -103,14 +111,32 @@ def invoice_trouble_notify(*, user: User, event: Event) -> None:
         or invoice_asked_for_authentication(invoice)
         else Notice.PAYMENT_FAILED
     )
+    renewal = invoice.get("billing_reason") in RENEWAL_REASONS
+    retrying = still_retrying(invoice)
+    if renewal and not retrying and (kind == Notice.PAYMENT_FAILED or attempt > 1):
+        # Stripe's last attempt: the plan ends with it, and "your plan has ended" (from
+        # the plan change) is the one message; never also "payment failed".
+        return _skip(event, "Stripe no longer retries the renewal: the plan-ended message tells")
+    ends = grace_ends_at(invoice) if renewal else None
+    if ends is not None and event.created >= ends:
+        return _skip(event, "an attempt after the grace ended: the plan has ended already")
+    next_attempt = invoice.get("next_payment_attempt")
+    # A retry is promised only while it can still keep the plan (the grace) or the
+    # change it pays for (a pending upgrade lapses when its update expires).
+    until = ends or _pending_update_expires(sub)
+    if next_attempt and until and _ts(next_attempt) >= until:
+        next_attempt = None
     context = {
         "invoice_id": invoice["id"],
         "subscription_id": subscription_id,
         "attempt_count": attempt,
         "amount_due": invoice.get("amount_remaining") or invoice["amount_due"],
         "currency": invoice.get("currency") or "",
-        "next_payment_attempt": invoice.get("next_payment_attempt"),
+        "next_payment_attempt": next_attempt,
         "hosted_invoice_url": invoice.get("hosted_invoice_url") or "",
+        # When the plan's features stop unless this is paid (a renewal's grace end).
+        "plan_ends_at": int(ends.timestamp()) if ends else None,
+        "renewal": renewal,
     }
     if kind == Notice.PAYMENT_FAILED and (pending := _upgrade_pending(invoice, sub)):
         # A declined upgrade (pending_if_incomplete): nothing changed, and no retry can
@@ -136,6 +162,15 @@ def _upgrade_pending(invoice: dict[str, Any], sub: dict[str, Any] | None) -> dic
         "to_plan": sold.plan.value if sold else "",
         "expires_at": pending.get("expires_at"),
     }
+
+
+def _ts(value: Any) -> datetime:
+    return datetime.fromtimestamp(int(value), tz=UTC)
+
+
+def _pending_update_expires(sub: dict[str, Any] | None) -> datetime | None:
+    expires = ((sub or {}).get("pending_update") or {}).get("expires_at")
+    return _ts(expires) if expires else None
 
 
 def invoice_paid_notify(*, user: User, event: Event) -> None:
@@ -265,7 +300,11 @@ def charge_refunded_notify(*, user: User, event: Event) -> None:
     if amount <= 0:
         return _skip(event, "no amount refunded by this event")
     if _duplicate_refund(payload):
-        return _skip(event, "a second subscription's refund: its own message says so")
+        return _skip(
+            event,
+            "a refund whose own message says so (a second subscription's, "
+            "or a payment made after the plan ended)",
+        )
     user.refresh_from_db(fields=["plan"])
     context = {
         "charge_id": payload["id"],
@@ -287,8 +326,10 @@ def _duplicate_refund(charge: dict[str, Any]) -> bool:
     if not intent_id:
         return False
     refunds = stripe.Refund.list(payment_intent=intent_id, limit=10, **api_kwargs())
+    # (And a refund of a payment made after the plan ended: billing/dunning_end.py.)
     return any(
-        (refund.to_dict().get("metadata") or {}).get(DUPLICATE_REFUND_KEY)
+        (metadata := refund.to_dict().get("metadata") or {}).get(DUPLICATE_REFUND_KEY)
+        or metadata.get(PAID_AFTER_END_REFUND_KEY)
         for refund in refunds.data
     )
 
@@ -347,6 +388,39 @@ def plan_end_reason(user: User) -> str:
     return "cancelled" if status == "canceled" else ""
 
 
+def plan_end_details(user: User) -> dict[str, Any]:
+    """What "your plan has ended" says of a plan that ended for a failed payment, from the
+    synced rows: the day it ended on Stripe's clock (when Stripe ended the subscription,
+    else the grace's end) and the renewal left unpaid. Empty when it was not a failed
+    payment (plan_end_reason)."""
+    sub = (
+        Subscription.objects.filter(customer__subscriber=user)
+        .order_by("-created")
+        .values_list("stripe_data", flat=True)
+        .first()
+    )
+    if not sub or plan_end_reason(user) != "payment_failed":
+        return {}
+    invoice = renewal_invoices_load([sub]).get(sub.get("id") or "")
+    if invoice is None or invoice.get("billing_reason") not in RENEWAL_REASONS:
+        invoice = None
+    grace_end = grace_ends_at(invoice) if invoice else None
+    ended = sub.get("ended_at") or (int(grace_end.timestamp()) if grace_end else None)
+    # Stripe gave up (the subscription ended, or it no longer retries): nothing more is
+    # taken. Else a late retry may still pay it, and the plan comes back.
+    details: dict[str, Any] = {
+        "ended_at": ended,
+        "collection_over": sub.get("status") in ("canceled", "unpaid")
+        or not still_retrying(invoice),
+    }
+    if invoice is not None:
+        details["amount_unpaid"] = int(
+            invoice.get("amount_remaining") or invoice.get("amount_due") or 0
+        )
+        details["currency"] = invoice.get("currency") or ""
+    return details
+
+
 def notice_stale_reason(*, kind: str, context: dict[str, Any]) -> str:
     """Why a queued notice is no longer true and must not be sent, or "".
 
@@ -364,6 +438,10 @@ def notice_stale_reason(*, kind: str, context: dict[str, Any]) -> str:
             context.get("attempt_count") or 0
         ):
             return "a later payment attempt replaced this one"
+        sub = _subscription_current(context.get("subscription_id", ""))
+        if sub and (sub.get("status") in ENDED_STATUSES or sub.get("status") == "unpaid"):
+            # Its invoices are voided: no link to pay for a plan that has ended.
+            return f"the subscription is {sub.get('status')}: the plan has ended"
     if kind == Notice.TRIAL_ENDING:
         sub = _subscription_current(context.get("subscription_id", ""))
         if sub and not _trial_ending(sub):

@@ -43,6 +43,7 @@ class Notice(StrEnum):
     PLAN_DOWNGRADED = "plan_downgraded"
     COMP_GRANTED = "comp_granted"
     COMP_ENDED = "comp_ended"
+    PAID_AFTER_END_REFUNDED = "paid_after_end_refunded"
 
 
 # Billing's second domain signal: something happened to the customer's money or plan that

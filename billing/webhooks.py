@@ -40,6 +40,8 @@ from billing.disputes import (
     dispute_payment_intent,
     purchase_dispute_apply,
 )
+from billing.dunning import DUNNING_STATUSES, TEST_CLOCK_READY
+from billing.dunning_end import paid_after_end_refund, unpaid_invoices_close
 from billing.duplicates import duplicate_subscriptions_resolve
 from billing.entitlements import plan_refresh
 from billing.models import BillingAlert, OneOffPurchase, PlanChange
@@ -188,6 +190,8 @@ def on_subscription(sender: Any, event: Event, **kwargs: Any) -> None:
     # Before the plan: a change's message quotes Stripe's next charge (billing.messages).
     next_charge_refresh(user=user, subscription_id=subscription["id"])
     plan_refresh(user=user, source=PlanChange.Source.SUBSCRIPTION, stripe_event_id=event.id)
+    # Ended unpaid (dunning gave up): its open invoices can no longer be paid.
+    unpaid_invoices_close(subscription_id=subscription["id"])
 
 
 def _dunning_invoice_sync(subscription_id: str) -> None:
@@ -219,6 +223,12 @@ def on_invoice(sender: Any, event: Event, **kwargs: Any) -> None:
         # Before the plan: a change's message quotes Stripe's next charge.
         next_charge_refresh(user=user, subscription_id=subscription_id)
     plan_refresh(user=user, source=PlanChange.Source.INVOICE, stripe_event_id=event.id)
+    if subscription_id:
+        unpaid_invoices_close(subscription_id=subscription_id)
+        if event.type == "invoice.paid":
+            # Paid after its subscription ended (a hosted page left open, an
+            # uncollectible invoice): it buys nothing, so it is given back.
+            paid_after_end_refund(user=user, invoice_id=invoice["id"], stripe_event_id=event.id)
 
 
 @djstripe_receiver("charge.refunded")
@@ -237,6 +247,32 @@ def on_charge_refunded(sender: Any, event: Event, **kwargs: Any) -> None:
         # Only a full refund takes the plan away; a partial one is goodwill.
         OneOffPurchase.objects.filter(pk=purchase.pk).update(refunded_at=timezone.now())
     plan_refresh(user=user, source=PlanChange.Source.REFUND, stripe_event_id=event.id)
+
+
+@djstripe_receiver(TEST_CLOCK_READY)
+def on_test_clock_ready(sender: Any, event: Event, **kwargs: Any) -> None:
+    """A test clock finished advancing (test mode: Stripe's test clocks, the sandbox's
+    `advance`): decide again the plan of every customer on it whose renewal is failing,
+    at the clock's time (billing/dunning.py reads the stored event as Stripe's "now"), so
+    a grace that ended on the way drops the plan then, as it would at the real time."""
+    clock = event.data["object"]
+    user_ids = (
+        Subscription.objects.filter(
+            livemode=False,
+            stripe_data__status__in=sorted(DUNNING_STATUSES),
+            customer__stripe_data__test_clock=clock["id"],
+            customer__subscriber__isnull=False,
+        )
+        .values_list("customer__subscriber_id", flat=True)
+        .distinct()
+    )
+    for user in User.objects.filter(pk__in=list(user_ids)).order_by("pk"):
+        # Source INVOICE: the unpaid renewal ends the plan, as at the grace's end.
+        plan_refresh(
+            user=user,
+            source=PlanChange.Source.INVOICE,
+            stripe_event_id=event.id,
+        )
 
 
 # --- Telling the customer (billing.notices) ----------------------------------------------

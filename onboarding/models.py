@@ -39,6 +39,10 @@ class OnboardingMessage(models.Model):
         PLAN_DOWNGRADED = "plan_downgraded", "Plan downgraded"
         COMP_GRANTED = "comp_granted", "Complimentary plan granted"
         COMP_ENDED = "comp_ended", "Complimentary plan ended"
+        PAID_AFTER_END_REFUNDED = (
+            "paid_after_end_refunded",
+            "Payment after the plan ended, refunded",
+        )
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"

@@ -37,6 +37,7 @@ SUBJECTS: dict[str, str] = {
     Template.PLAN_DOWNGRADED: "Your SmartFlow plan changed to {plan_name}",
     Template.COMP_GRANTED: "Complimentary SmartFlow {plan_name}",
     Template.COMP_ENDED: "Your complimentary SmartFlow {old_plan_name} has ended",
+    Template.PAID_AFTER_END_REFUNDED: "We refunded a payment for a plan that had ended",
 }
 
 # The moments worth a text message to customers who opted in: money they must act on,
@@ -96,6 +97,10 @@ def notice_context(message: OnboardingMessage) -> dict[str, Any]:
         "charge_amount": amount("charge_amount"),
         "part": part,  # of the payment this refund gives back: whole, the rest, part
         "next_attempt_on": day("next_payment_attempt"),
+        "plan_ends_on": day("plan_ends_at"),  # a failed renewal's grace end
+        "ended_on": day("ended_at"),  # the plan ended (plan_ended)
+        "amount_unpaid": amount("amount_unpaid"),
+        "collection_over": bool(facts.get("collection_over")),
         "ends_on": day("ends_at"),
         "subscription_ends_on": day("subscription_ends_at"),
         "trial_ends_on": day("trial_end"),
@@ -106,7 +111,6 @@ def notice_context(message: OnboardingMessage) -> dict[str, Any]:
         "to_plan_name": Plan(facts["to_plan"]).label if facts.get("to_plan") else "",
         "from_on": day("from"),
         "until_on": day("until"),
-        "ended_on": day("ended_at"),
         "expires_on": day("expires_at"),
         "renews_on": day("renews_at"),
         "next_amount": amount("next_amount"),

@@ -57,7 +57,7 @@ from django_tasks_db.models import DBTaskResult
 
 from accounts.models import User
 from billing.models import PlanChange
-from billing.notices import notice_stale_reason
+from billing.notices import notice_stale_reason, plan_end_details
 from onboarding import mail, sms
 from onboarding.errors import ProviderError
 from onboarding.models import OnboardingMessage
@@ -195,7 +195,12 @@ def plan_ended_enqueue(*, plan_change: PlanChange, reason: str) -> list[Onboardi
         trigger=f"plan_ended:plan_change:{plan_change.pk}",
         channels=[Channel.EMAIL],
         plan_change=plan_change,
-        context={"old_plan": plan_change.old_plan, "reason": reason},
+        # The day it ended and what was left unpaid, when a failed payment ended it.
+        context={
+            "old_plan": plan_change.old_plan,
+            "reason": reason,
+            **plan_end_details(plan_change.user),
+        },
         stripe_event_id=plan_change.stripe_event_id,
     )
 

@@ -297,6 +297,12 @@ STRIPE_SANDBOX_SEED = int(_seed) if _seed else secrets.randbelow(1_000_000)
 # Billing is on when something answers Stripe's API: a real key or the sandbox.
 BILLING_ENABLED = STRIPE_SANDBOX or _has_stripe_key
 BILLING_PAST_DUE_GRACE_DAYS = env.int("BILLING_PAST_DUE_GRACE_DAYS", default=7)
+# What becomes of the open invoices of a subscription that ended unpaid (billing/
+# dunning_end.py): void, or uncollectible as the Stripe account's "if all retries for a
+# payment fail" invoice setting says.
+BILLING_UNPAID_INVOICES = env.str("BILLING_UNPAID_INVOICES", default="void")
+if BILLING_UNPAID_INVOICES not in {"void", "uncollectible"}:
+    raise ImproperlyConfigured("BILLING_UNPAID_INVOICES must be void or uncollectible.")
 BILLING_CURRENCY = env.str("BILLING_CURRENCY", default="gbp").lower()
 # Free trial days of a customer's first subscription, through Checkout (0: no trials).
 BILLING_TRIAL_DAYS = env.int("BILLING_TRIAL_DAYS", default=0)

@@ -587,6 +587,9 @@ def subscription_cancel(
         sub["cancellation_details"] = {"comment": None, "feedback": feedback, "reason": reason}
         _subscription_save(sub)
         event_emit("customer.subscription.deleted", sub)
+        from stripe_sandbox import collection
+
+        collection.collection_stop(sub["id"])
         return sub
 
 

@@ -407,7 +407,8 @@ def invoice_pay(
         invoice = store.get(invoice_id, "invoice", lock=True)
         if invoice["status"] == "paid":
             raise StripeError("Invoice is already paid", code="invoice_already_paid")
-        if invoice["status"] != "open":
+        # Stripe takes a payment for an uncollectible invoice too (a bad debt paid late).
+        if invoice["status"] not in ("open", "uncollectible"):
             raise StripeError(
                 f"You can only pay an open invoice; this one is {invoice['status']}.",
                 code="invoice_not_open",
@@ -438,6 +439,56 @@ def invoice_pay(
         if outcome == PAID:
             _after_paid(invoice)
         return outcome
+
+
+def invoice_void(invoice_id: str) -> Obj:
+    """POST /v1/invoices/{id}/void: an open or uncollectible invoice is closed for good
+    (status void, never payable again): invoice.voided."""
+    with transaction.atomic():
+        invoice = store.get(invoice_id, "invoice", lock=True)
+        if invoice["status"] not in ("open", "uncollectible"):
+            raise StripeError(
+                f"You can only void an open or uncollectible invoice; this one is "
+                f"{invoice['status']}.",
+                code="invoice_not_open",
+            )
+        invoice.update(status="void", next_payment_attempt=None, auto_advance=False)
+        invoice["status_transitions"]["voided_at"] = store.now()
+        store.save(invoice)
+        event_emit("invoice.voided", invoice)
+        return invoice
+
+
+def invoice_mark_uncollectible(invoice_id: str) -> Obj:
+    """POST /v1/invoices/{id}/mark_uncollectible: an open invoice is written off (no more
+    automatic attempts; Stripe still takes a payment for it): invoice.marked_uncollectible."""
+    with transaction.atomic():
+        invoice = store.get(invoice_id, "invoice", lock=True)
+        if invoice["status"] != "open":
+            raise StripeError(
+                f"You can only mark an open invoice uncollectible; this one is "
+                f"{invoice['status']}.",
+                code="invoice_not_open",
+            )
+        invoice.update(status="uncollectible", next_payment_attempt=None, auto_advance=False)
+        invoice["status_transitions"]["marked_uncollectible_at"] = store.now()
+        store.save(invoice)
+        event_emit("invoice.marked_uncollectible", invoice)
+        return invoice
+
+
+def collection_stop(sub_id: str) -> None:
+    """A subscription was cancelled: Stripe stops the automatic collection of its open
+    invoices (no more retries), but leaves them open, and payable on their hosted page."""
+    for invoice in store.all_of("invoice"):
+        if invoice["status"] != "open" or _subscription_id(invoice) != sub_id:
+            continue
+        if not invoice.get("next_payment_attempt") and not invoice.get("auto_advance"):
+            continue
+        before = copy.deepcopy(invoice)
+        invoice.update(next_payment_attempt=None, auto_advance=False)
+        store.save(invoice)
+        event_emit("invoice.updated", invoice, previous=changes(before, invoice))
 
 
 def invoice_open_of(customer_id: str) -> Obj:
@@ -644,7 +695,33 @@ def clock_advance(seconds: int) -> ClockReport:
         with store.clock_at(when):
             _step(kind, object_id, report)
     store.clock_set(target)
+    test_clock_ready()
     return report
+
+
+# The sandbox has one clock, which every customer is on (their `test_clock`).
+TEST_CLOCK_ID = "clock_sandbox"
+
+
+def test_clock_ready() -> Obj:
+    """`test_helpers.test_clock.ready`, as Stripe sends it once a test clock has finished
+    advancing: the clock object with its new `frozen_time`. The app rechecks what
+    depends on Stripe's time (a grace ending) when it comes."""
+    ts = store.now()
+    clock = {
+        "id": TEST_CLOCK_ID,
+        "object": "test_helpers.test_clock",
+        "created": ts,
+        "deletes_after": ts + 30 * 86400,
+        "frozen_time": ts,
+        "livemode": False,
+        "name": "Stripe sandbox",
+        "status": "ready",
+        "status_details": {},
+    }
+    with store.clock_at(ts):
+        event_emit("test_helpers.test_clock.ready", clock)
+    return clock
 
 
 def _step(kind: str, object_id: str, report: ClockReport) -> None:

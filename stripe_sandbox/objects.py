@@ -158,7 +158,8 @@ def customer(params: Obj) -> Obj:
         "preferred_locales": [],
         "shipping": None,
         "tax_exempt": "none",
-        "test_clock": None,
+        # Every sandbox customer is on the sandbox's one clock (collection.TEST_CLOCK_ID).
+        "test_clock": "clock_sandbox",
     }
 
 

@@ -40,6 +40,16 @@ def invoice_pay(params: Obj, id: str) -> Obj:
     return store.get(id, "invoice")
 
 
+@route("POST", f"/invoices/{ID}/void")
+def invoice_void(params: Obj, id: str) -> Obj:
+    return collection.invoice_void(id)
+
+
+@route("POST", f"/invoices/{ID}/mark_uncollectible")
+def invoice_mark_uncollectible(params: Obj, id: str) -> Obj:
+    return collection.invoice_mark_uncollectible(id)
+
+
 @route("GET", f"/payment_methods/{ID}")
 def payment_method_retrieve(params: Obj, id: str) -> Obj:
     return store.get(id, "payment_method")

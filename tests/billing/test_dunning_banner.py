@@ -58,7 +58,12 @@ def test_a_failed_renewal_shows_what_happened_the_amount_the_retry_and_update_ca
     banner = _banner(client)
 
     assert "Your payment of £49.00 failed." in banner
-    assert "We will try again on 4 January 2031." in banner
+    # The grace ends 7 days after the failure; Stripe's retry (2031) comes after it, so
+    # it is no promise worth making (issue 27, defect 3).
+    ends = datetime.fromtimestamp(failing["invoice"]["status_transitions"]["finalized_at"], UTC)
+    ends += timedelta(days=7)
+    assert f"Your plan's features stop on {ends:%-d %B %Y} unless it is paid." in banner
+    assert "try again" not in banner
     assert 'action="/billing/portal/"' in banner and 'name="csrfmiddlewaretoken"' in banner
     assert ">Update card</button>" in banner
     assert "Confirm payment" not in banner
@@ -126,7 +131,8 @@ def test_no_stripe_call_and_few_queries(
     before = len(fake_stripe.calls)
 
     assert _banner(client)
-    with django_assert_max_num_queries(3):
+    # (The fourth: Stripe's newest time for the customer, to know whether the plan is kept.)
+    with django_assert_max_num_queries(4):
         assert dunning_for(customer) is not None
 
     assert len(fake_stripe.calls) == before
@@ -230,3 +236,32 @@ def test_after_a_new_card_the_banner_says_when_it_is_tried_and_offers_pay_now(
     assert f"Thank you for your new card. We will try it on {retry}, or you can pay now" in banner
     assert "Update your card" not in banner
     assert f'href="{overdue.hosted_invoice_url}">Pay now</a>' in banner
+
+
+def test_a_retry_before_the_grace_end_is_promised(client, deliver, fake_stripe, customer, failing):
+    invoice, sub = failing["invoice"], failing["sub"]
+    invoice["next_payment_attempt"] = _at(2)
+    fake_stripe.add(invoice)
+    deliver(sf.event("customer.subscription.updated", sub))
+    client.force_login(customer)
+
+    on = datetime.fromtimestamp(_at(2), UTC)
+    assert f"We will try again on {on:%-d %B %Y}." in _banner(client)
+
+
+def test_once_the_plan_is_lost_the_banner_asks_for_no_money(
+    client, deliver, fake_stripe, customer, failing
+):
+    # Issue 27, defect 3: past the grace the banner kept asking for £49 for a lost plan.
+    invoice, sub = failing["invoice"], failing["sub"]
+    invoice["status_transitions"]["finalized_at"] = _at(-8)
+    fake_stripe.add(invoice)
+    deliver(sf.event("customer.subscription.updated", sub))
+    client.force_login(customer)
+
+    banner = _banner(client)
+    customer.refresh_from_db()
+
+    assert customer.plan == "starter"
+    assert "Your plan ended on" in banner and "the renewal payment was not paid" in banner
+    assert "£49.00" not in banner and "Update card" not in banner and "Pay now" not in banner

@@ -302,3 +302,38 @@ def test_a_late_event_of_an_older_invoice_does_not_end_a_plan_in_grace(
     customer.refresh_from_db()
     assert customer.plan == "flowkit"
     assert not PlanChange.objects.filter(user=customer, new_plan="starter").exists()
+
+
+def test_an_unpaid_upgrade_after_a_failed_renewal_moves_no_grace(
+    deliver, fake_stripe, catalog, payer, customer
+):
+    # Issue 27, defect 4: the unpaid upgrade invoice became the subscription's latest
+    # invoice, so grace was judged by it (no retries: plan dropped) and staff's "Customers
+    # in dunning" lost the customer. Grace is judged by the renewal, whatever else is open.
+    from billing.dunning import dunning_load
+
+    sub = _subscribed(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    renewal = _renewal_failed(fake_stripe, payer, sub, at=_ago(2), next_attempt=_ago(-1))
+    deliver(_event_at("invoice.payment_failed", renewal, _ago(2)))
+    upgrade = sf.invoice(cus=payer, sub=sub, status="open")
+    upgrade.update(
+        created=_ago(0.1),
+        amount_due=5000,
+        amount_remaining=5000,
+        attempted=True,
+        attempt_count=1,
+        next_payment_attempt=None,
+        billing_reason="subscription_update",
+        status_transitions={"finalized_at": _ago(0.1), "paid_at": None, "voided_at": None},
+    )
+    fake_stripe.add(upgrade)
+    sub.update(latest_invoice=upgrade["id"])
+    deliver(_event_at("invoice.payment_failed", upgrade, _ago(0.1)))
+    updated = sf.event("customer.subscription.updated", sub)
+    assert_processed(deliver(updated), updated)
+
+    customer.refresh_from_db()
+    found = dunning_load([customer.pk]).get(customer.pk)
+    assert customer.plan == "flowkit"  # the renewal's grace runs for 5 more days
+    assert found is not None and found.invoice_id == renewal["id"]
+    assert found.amount == 4900 and found.plan_kept

@@ -73,8 +73,12 @@ def test_a_failed_renewal_is_told_once_per_attempt(
         "attempt_count": 2,
         "amount_due": 4900,
         "currency": "gbp",
-        "next_payment_attempt": NEXT_TRY + 5 * 86400,
+        # Stripe's retry on day 8 comes after the grace (7 days) has cut the plan: the
+        # message promises no retry then, and says when the features stop.
+        "next_payment_attempt": None,
         "hosted_invoice_url": "https://invoice.stripe.test/i/abc",
+        "plan_ends_at": sf.NOW + 7 * 86400,
+        "renewal": True,
     }
 
 
@@ -305,3 +309,35 @@ def test_each_refund_event_is_told_with_the_amount_it_refunded(
         "full": True,
         "plan_after": "starter",
     }
+
+
+def test_the_last_failed_attempt_is_told_by_the_plan_ending_not_as_a_failure(
+    deliver, fake_stripe, payer, subscribed, notices
+):
+    # Issue 27, defect 3: Stripe's last retry (no next attempt) sent "payment failed"
+    # beside "your plan has ended", or not, depending on which event came first.
+    invoice = _failed_invoice(fake_stripe, payer, subscribed, attempt=4)
+    invoice["next_payment_attempt"] = None
+
+    deliver(sf.event("invoice.payment_failed", invoice))
+
+    assert notices == []
+
+
+def test_a_declined_upgrade_promises_no_retry_after_the_upgrade_lapses(
+    deliver, fake_stripe, catalog, payer, notices
+):
+    # Issue 27, defect 21: the upgrade's invoice is retried on day 3 by Stripe, but the
+    # pending update it pays for expires after 23 hours: no "we will try again" then.
+    sub = sf.subscription(cus=payer, prc=catalog["flowkit_monthly"])
+    sub["pending_update"] = {"expires_at": sf.NOW + 23 * 3600}
+    fake_stripe.add(sub)
+    invoice = _failed_invoice(fake_stripe, payer, sub, amount_due=5000)
+    invoice["billing_reason"] = "subscription_update"
+
+    deliver(sf.event("invoice.payment_failed", invoice))
+
+    [told] = notices
+    assert told["kind"] == Notice.PAYMENT_FAILED
+    assert told["context"]["next_payment_attempt"] is None
+    assert told["context"]["plan_ends_at"] is None

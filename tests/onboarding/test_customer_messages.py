@@ -104,6 +104,8 @@ def test_failed_renewal_tells_each_attempt_then_payment_received(client, buyer, 
     assert failed.to == [buyer.email] and failed.reply_to == [settings.SUPPORT_EMAIL]
     assert failed.from_email == settings.DEFAULT_FROM_EMAIL
     assert "We could not take your payment of £49.00" in failed.body
+    grace_end = invoice["status_transitions"]["finalized_at"] + 7 * DAY
+    assert f"Your plan's features stop on {_day(grace_end)} unless it is paid" in failed.body
     assert f"We will try again on {_day(invoice['next_payment_attempt'])}." in failed.body
     assert f"Update your card: {SITE_URL}/" in failed.body
     assert invoice["hosted_invoice_url"] in failed.body
@@ -115,9 +117,10 @@ def test_failed_renewal_tells_each_attempt_then_payment_received(client, buyer, 
     actions.clock_advance(days=3)  # the first retry fails too: one more message
     sent = _send(client)
     assert [m.subject for m in sent] == ["Your SmartFlow payment failed"]
-    assert f"We will try again on {_day(_open_invoice(sub_id)['next_payment_attempt'])}." in (
-        sent[0].body
-    )
+    # Stripe's next retry (day 8) comes after the plan is cut (day 7): not promised.
+    assert _open_invoice(sub_id)["next_payment_attempt"] > grace_end
+    assert f"Your plan's features stop on {_day(grace_end)} unless it is paid" in sent[0].body
+    assert "try again" not in sent[0].body
     assert len(twilio.requests) == 2
 
     customer_id = stripe.Subscription.retrieve(sub_id).customer
@@ -159,7 +162,7 @@ def test_stripe_giving_up_ends_the_plan_with_one_message(client, customer, setti
     # A grace longer than Stripe's retries (3 + 5 + 7 days), so that what ends the plan is
     # Stripe giving up, not the grace (billing/dunning.py).
     settings.BILLING_PAST_DUE_GRACE_DAYS = 30
-    _subscribe(client, customer, CARD_RENEWAL_FAILS)
+    sub_id = _subscribe(client, customer, CARD_RENEWAL_FAILS)
     _send(client)
 
     # The renewal and the first two retries fail, each told as its webhooks arrive.
@@ -172,9 +175,12 @@ def test_stripe_giving_up_ends_the_plan_with_one_message(client, customer, setti
     customer.refresh_from_db()
     assert customer.plan == "starter"
     ended = _only(sent, "Your SmartFlow plan has ended")
-    assert "Your SmartFlow 'FlowKit' plan has ended because we could not take the payment." in (
-        ended.body
+    ended_on = _day(stripe.Subscription.retrieve(sub_id).ended_at)
+    assert (
+        f"Your SmartFlow 'FlowKit' plan ended on {ended_on} because the renewal payment of "
+        "£49.00 was not paid." in ended.body
     )
+    assert "Nothing more will be taken for the old plan." in ended.body
     assert "Your account is now on the free 'Starter' plan." in ended.body
     assert f"{SITE_URL}/pricing/" in ended.body
     # Its last failure arrives with the subscription already cancelled: "ended" says it.
