@@ -18,14 +18,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import stripe
+from django.utils import timezone
 from djstripe.models import Event, Invoice, Subscription
 
 from accounts.models import User
 from billing.dunning import (
     RENEWAL_REASONS,
+    decision_now,
     grace_ends_at,
     renewal_invoices_load,
     still_retrying,
+    stripe_now_load,
 )
 from billing.dunning_end import ENDED_STATUSES, PAID_AFTER_END_REFUND_KEY
 from billing.entitlements import DUNNING_STATUSES, LIVE_STATUSES, subscription_sells
@@ -442,6 +445,14 @@ def notice_stale_reason(*, kind: str, context: dict[str, Any]) -> str:
         if sub and (sub.get("status") in ENDED_STATUSES or sub.get("status") == "unpaid"):
             # Its invoices are voided: no link to pay for a plan that has ended.
             return f"the subscription is {sub.get('status')}: the plan has ended"
+        if invoice and (ends_at := context.get("plan_ends_at")):
+            # The grace ran out before the worker got to it (a clock that moved days at
+            # once, a backlog): "your plan ends on" is past, and the plan-ended message
+            # tells what happened instead.
+            customer = invoice.get("customer") or ""
+            stripe_now = stripe_now_load([customer]).get(customer)
+            if decision_now(now=timezone.now(), stripe_now=stripe_now) >= _ts(ends_at):
+                return "the grace ended before it was sent: the plan-ended message tells"
     if kind == Notice.TRIAL_ENDING:
         sub = _subscription_current(context.get("subscription_id", ""))
         if sub and not _trial_ending(sub):

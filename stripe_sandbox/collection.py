@@ -233,6 +233,11 @@ def invoice_attempt(
         invoice["next_payment_attempt"] = (
             None if outcome == ACTION_REQUIRED else _next_attempt(invoice)
         )
+        if outcome == ACTION_REQUIRED and _subscription_id(invoice):
+            # Unconfirmed by the end of the retry window, the account's dunning end state
+            # applies as after a last failed retry (Stripe's setting for payments that
+            # need confirmation; kept private: not part of Stripe's invoice).
+            invoice["_confirm_by"] = _retry_window_end(invoice)
     store.save(invoice)
     # A payment waiting for 3-D Secure is a failed attempt too: Stripe sends
     # invoice.payment_failed for it and invoice.payment_action_required beside it.
@@ -272,6 +277,15 @@ def _next_attempt(invoice: Obj) -> int | None:
     if retries_done >= len(days):
         return None
     return store.now() + days[retries_done] * 86400
+
+
+def _retry_window_end(invoice: Obj) -> int:
+    """When the retry policy's window closes for an invoice first attempted at its
+    `finalized_at`: the last fixed retry's day, or the end of Smart Retries' window."""
+    first = invoice["status_transitions"].get("finalized_at") or store.now()
+    if settings.STRIPE_SANDBOX_RETRY_POLICY == "smart":
+        return first + settings.STRIPE_SANDBOX_SMART_RETRY_DAYS * 86400
+    return first + sum(settings.STRIPE_SANDBOX_RETRY_DAYS) * 86400
 
 
 def smart_retry_offsets(*, seed: int | None = None) -> list[int]:
@@ -381,6 +395,21 @@ def invoice_retry(invoice_id: str) -> str:
             # the customer, and no further retry or end state comes from the schedule.
             _dunning_end(sub)
         return outcome
+
+
+def confirmation_expire(invoice_id: str) -> bool:
+    """A renewal left waiting for 3-D Secure to the end of the retry window: the dunning
+    end state, as after a last failed retry. True when that cancelled the subscription."""
+    with transaction.atomic():
+        invoice = store.get(invoice_id, "invoice", lock=True)
+        invoice.pop("_confirm_by", None)
+        store.save(invoice)
+        sub_id = _subscription_id(invoice)
+        sub = store.find(sub_id, "subscription") if sub_id else None
+        if invoice["status"] != "open" or sub is None:
+            return False
+        _dunning_end(sub)
+        return store.get(sub["id"], "subscription")["status"] == "canceled"
 
 
 def _dunning_end(sub: Obj) -> None:
@@ -675,6 +704,8 @@ def _due(limit: int) -> tuple[int, str, str] | None:
             due.append((invoice["next_payment_attempt"], "retry", invoice["id"]))
         elif invoice["status"] == "draft" and invoice.get("automatically_finalizes_at"):
             due.append((invoice["automatically_finalizes_at"], "finalize", invoice["id"]))
+        elif invoice["status"] == "open" and invoice.get("_confirm_by"):
+            due.append((invoice["_confirm_by"], "confirm_expired", invoice["id"]))
     due = [d for d in due if d[0] <= limit]
     return min(due) if due else None
 
@@ -739,6 +770,9 @@ def _step(kind: str, object_id: str, report: ClockReport) -> None:
             report.failed += 1
     elif kind == "trial_will_end":
         actions.trial_will_end(object_id)
+    elif kind == "confirm_expired":
+        if confirmation_expire(object_id):
+            report.canceled += 1
     elif kind == "retry":
         report.retried += 1
         if invoice_retry(object_id) == PAID:

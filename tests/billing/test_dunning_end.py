@@ -54,8 +54,14 @@ def _subscribe(client: Any, card: str) -> dict[str, Any]:
     return Subscription.objects.get(customer__subscriber__isnull=False).stripe_data
 
 
+# Stripe (and the sandbox) leave a renewal invoice a draft for an hour after the period
+# ends, then attempt it: the grace counts from that attempt.
+DRAFT_HOUR = 3600
+
+
 def _renewal(sub: dict[str, Any]) -> int:
-    return int(sub["items"]["data"][0]["current_period_end"])
+    """When the renewal is first attempted: the period's end and the draft hour."""
+    return int(sub["items"]["data"][0]["current_period_end"]) + DRAFT_HOUR
 
 
 def _advance_to(client: Any, when: int) -> None:

@@ -31,8 +31,9 @@ def test_a_paid_higher_oneoff_cancels_the_subscription_at_period_end_once(
     client.force_login(customer)
     assert client.get(f"/billing/success/?session_id={session['id']}").status_code == 200
 
+    # Marked as the one-off's doing: its own message tells the cancellation.
     assert fake_stripe.calls_to("POST", f"/v1/subscriptions/{sub['id']}") == [
-        {"cancel_at_period_end": "true"}
+        {"cancel_at_period_end": "true", "metadata[ended_by_oneoff]": session["id"]}
     ]
     stored = fake_stripe.objects[sub["id"]]
     assert (stored["status"], stored["cancel_at_period_end"]) == ("active", True)

@@ -30,9 +30,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _events_since(count: int) -> list[tuple[str, int]]:
-    """(type, created) of the events emitted after the first `count`, in order."""
+    """(type, created) of the events emitted after the first `count`, in order; without
+    the test clock's `test_helpers.test_clock.ready`, which ends every advance."""
     events = reversed(stripe.Event.list(limit=100).data)
-    return [(e.type, e.created) for e in list(events)[count:]]
+    kept = [(e.type, e.created) for e in events if e.type != "test_helpers.test_clock.ready"]
+    return kept[count:]
 
 
 def _failed_attempts(invoice_id: str) -> list[int]:
@@ -250,14 +252,32 @@ def test_a_renewal_waiting_for_3ds_is_not_retried_and_waits_for_the_customer(
     types = [t for t, created in _events_since(0) if created == first]
     assert "invoice.payment_failed" in types and "invoice.payment_action_required" in types
 
-    report = _advance_to(first + 20 * DAY - 2 * HOUR)
+    # Within Smart Retries' window (14 days): waiting, not retried, still payable.
+    report = _advance_to(first + 14 * DAY - 2 * HOUR)
 
     assert report.retried == 0
     assert _failed_attempts(invoice.id) == [first]
-    # Waiting for authentication is not a failed collection: no dunning end state.
     assert stripe.Subscription.retrieve(sub_id).status == "past_due"
     client.post(f"/sandbox/invoice/{invoice.id}/", {"action": "authenticate_approve"})
     assert stripe.Invoice.retrieve(invoice.id).status == "paid"
+
+
+def test_a_renewal_never_confirmed_ends_as_a_failed_one_when_the_window_closes(
+    client, prices, stripe_customer, settings
+):
+    # Kinder than Stripe before: the subscription stayed past_due for good.
+    settings.STRIPE_SANDBOX_RETRY_POLICY = "smart"
+    settings.STRIPE_SANDBOX_DUNNING_END = "cancel"
+    sub_id = _subscribe(client, prices, stripe_customer.id, CARD_3DS_ALWAYS)
+    first = _period_end(sub_id) + HOUR
+    _advance_to(first)
+
+    report = _advance_to(first + 14 * DAY + HOUR)
+
+    sub = stripe.Subscription.retrieve(sub_id)
+    assert report.retried == 0 and report.canceled == 1
+    assert sub.status == "canceled" and sub.cancellation_details.reason == "payment_failed"
+    assert sub.ended_at == first + 14 * DAY
 
 
 def test_a_retry_that_meets_3ds_ends_the_schedule(client, prices, stripe_customer, settings):
@@ -268,7 +288,8 @@ def test_a_retry_that_meets_3ds_ends_the_schedule(client, prices, stripe_custome
     _advance_to(first)
     collection.customer_card_set(stripe_customer.id, collection.card_check(CARD_3DS_ALWAYS))
 
-    _advance_to(first + 20 * DAY - 2 * HOUR)
+    # Before the schedule's window (3 + 5 + 7 days) closes: no retry, still waiting.
+    _advance_to(first + 15 * DAY - 2 * HOUR)
 
     invoice = _latest_invoice(sub_id)
     assert invoice.attempt_count == 2 and invoice.next_payment_attempt is None
