@@ -240,9 +240,15 @@ def dunning_load(user_ids: Iterable[int]) -> dict[int, Dunning]:
         if invoice is None or user_id in found:
             continue
         first = first_failure_at(invoice)
-        left = grace_remaining(invoice=invoice, stripe_now=stripe_now.get(invoice["customer"]))
         since = waiting.get(invoice["customer"], [])
         authenticate = any(created >= (first or created) for created in since)
+        # A renewal waiting for 3-D Secure is not retried, yet keeps the plan in the
+        # grace, as plan_decide keeps it (billing/entitlements.py).
+        left = grace_remaining(
+            invoice=invoice,
+            stripe_now=stripe_now.get(invoice["customer"]),
+            awaiting_authentication=authenticate,
+        )
         found[user_id] = Dunning(
             user_id=user_id,
             kind=ACTION_REQUIRED if authenticate else FAILED,

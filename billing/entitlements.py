@@ -35,6 +35,7 @@ from billing.disputes import disputes_load
 from billing.dunning import (
     DUNNING_STATUSES,
     awaiting_authentication_load,
+    decision_now,
     grace_remaining,
     renewal_invoices_load,
     still_retrying,
@@ -219,7 +220,12 @@ def plan_decide(*, facts: Facts, current: str, now: datetime | None = None) -> D
                 replace(
                     grant,
                     kind="grace" if left is not None else kind,
-                    ends_at=now + left if left is not None else None,
+                    # On Stripe's clock, as the grace is counted (the sandbox's runs ahead).
+                    ends_at=(
+                        decision_now(now=now, stripe_now=facts.stripe_now) + left
+                        if left is not None
+                        else None
+                    ),
                 )
             )
         if grant and left is not None:
