@@ -221,7 +221,7 @@ def retried_invoice_sync(subscription: Mapping[str, Any]) -> None:
         return
     invoice = stripe.Invoice.retrieve(latest_id, expand=_INVOICE_EXPAND, **api_kwargs())
     Invoice.sync_from_stripe_data(invoice, api_key=djstripe_settings.STRIPE_SECRET_KEY)
-    if invoice.get("status") == "open" and not invoice.get("next_payment_attempt"):
+    if invoice.status == "open" and not invoice.next_payment_attempt:
         # Not retried: Stripe gave up, or the payment waits for 3-D Secure, which keeps
         # the plan in the grace (billing.dunning.awaiting_authentication_load reads the
         # synced PaymentIntents: their own events may come later).
@@ -231,7 +231,7 @@ def retried_invoice_sync(subscription: Mapping[str, Any]) -> None:
 def _invoice_payment_intents_sync(invoice_id: str) -> None:
     payments = stripe.InvoicePayment.list(invoice=invoice_id, **api_kwargs())
     for payment in payments.auto_paging_iter():
-        intent = (payment.get("payment") or {}).get("payment_intent")
+        intent = (payment.to_dict().get("payment") or {}).get("payment_intent")
         intent_id = intent if isinstance(intent, str) else (intent or {}).get("id")
         if intent_id:
             PaymentIntent.sync_from_stripe_data(
