@@ -19,6 +19,7 @@ from tests.e2e.test_dunning_journeys import (
     CARD_OK,
     CARD_RENEWAL_FAILS,
     _banner,
+    _mail_arrives,
     _plan,
     _renew,
     _sign_up,
@@ -220,3 +221,32 @@ def test_a_pending_bacs_debit_is_shown_and_not_sold_twice(page: Page, shop):  # 
     call_command("stripe_sandbox", "advance", "--days", "3", stdout=StringIO())
     _until(page, shop, lambda: _plan(page) == "flowkit", "FlowKit once the bank confirms")
     assert page.locator(".pending-payment").count() == 0
+
+
+def test_dunning_to_its_end_asks_for_no_money_for_a_lost_plan(page: Page, shop, mailoutbox):  # noqa: F811
+    from stripe_sandbox import collection
+
+    email = "lapsed@example.com"
+    _subscribe(page, shop, email, CARD_RENEWAL_FAILS)
+    _renew(email)
+    _until(page, shop, lambda: _banner(page).count() == 1, "the failed-payment banner")
+    expect(_banner(page)).to_contain_text("£49.00")
+    _widths(page, "standing-dunning-banner")
+
+    # Past the 7-day grace, then past Stripe's last retry (3 + 5 + 7 days): it gives up.
+    collection.clock_advance(16 * 86400)
+
+    _until(page, shop, lambda: _plan(page) == "starter", "the plan back on Starter")
+
+    def voided_on_the_billing_page() -> bool:
+        page.goto(f"{shop}/billing/")
+        return "Void, not owed" in (page.text_content("main") or "")
+
+    _until(page, shop, voided_on_the_billing_page, "the unpaid renewal voided")
+    assert page.get_by_role("link", name=re.compile("Pay")).count() == 0
+    _widths(page, "standing-dunning-end-billing")
+    page.goto(f"{shop}/")
+    assert "£49.00" not in (page.text_content("body") or "")  # no money asked for a lost plan
+    _widths(page, "standing-dunning-end-dashboard")
+    ended = _mail_arrives(mailoutbox, email, "Your SmartFlow plan has ended")  # exactly one
+    assert "£49.00" in ended.body  # the renewal that was not paid
