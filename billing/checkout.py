@@ -43,6 +43,7 @@ from billing.stripe_api import (
     ENDED_BY_ONEOFF,
     api_kwargs,
     customer_for,
+    invoice_payment_intent_ids,
     invoice_waits_for_authentication,
     price_find,
 )
@@ -229,15 +230,11 @@ def retried_invoice_sync(subscription: Mapping[str, Any]) -> None:
 
 
 def _invoice_payment_intents_sync(invoice_id: str) -> None:
-    payments = stripe.InvoicePayment.list(invoice=invoice_id, **api_kwargs())
-    for payment in payments.auto_paging_iter():
-        intent = (payment.to_dict().get("payment") or {}).get("payment_intent")
-        intent_id = intent if isinstance(intent, str) else (intent or {}).get("id")
-        if intent_id:
-            PaymentIntent.sync_from_stripe_data(
-                stripe.PaymentIntent.retrieve(intent_id, **api_kwargs()),
-                api_key=djstripe_settings.STRIPE_SECRET_KEY,
-            )
+    for intent_id in invoice_payment_intent_ids(invoice_id):
+        PaymentIntent.sync_from_stripe_data(
+            stripe.PaymentIntent.retrieve(intent_id, **api_kwargs()),
+            api_key=djstripe_settings.STRIPE_SECRET_KEY,
+        )
 
 
 def _invoice_id(session: Mapping[str, Any]) -> str:

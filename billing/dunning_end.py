@@ -28,7 +28,7 @@ from djstripe.settings import djstripe_settings
 from accounts.models import User
 from billing.models import BillingAlert
 from billing.signals import Notice, customer_notice
-from billing.stripe_api import api_kwargs
+from billing.stripe_api import api_kwargs, invoice_payments_refund
 from billing.stripe_layout import invoice_subscription_id
 
 logger = logging.getLogger(__name__)
@@ -106,27 +106,12 @@ def paid_after_end_refund(*, user: User, invoice_id: str, stripe_event_id: str) 
     invoice = stripe.Invoice.retrieve(invoice_id, **api_kwargs()).to_dict()
     if invoice.get("status") != "paid" or not invoice.get("amount_paid"):
         return 0
-    refunded, currency = 0, invoice.get("currency") or ""
-    payments = stripe.InvoicePayment.list(invoice=invoice_id, status="paid", **api_kwargs())
-    for payment in payments.auto_paging_iter():
-        intent = payment["payment"].get("payment_intent")
-        intent_id = intent if isinstance(intent, str) else (intent or {}).get("id")
-        if not intent_id:
-            continue
-        try:
-            refund = stripe.Refund.create(
-                payment_intent=intent_id,
-                metadata={PAID_AFTER_END_REFUND_KEY: subscription_id, "invoice": invoice_id},
-                idempotency_key=f"paid-after-end-refund:{intent_id}",
-                **api_kwargs(),
-            )
-        except stripe.InvalidRequestError as exc:
-            if exc.code != "charge_already_refunded":
-                raise
-            logger.info("Payment %s of invoice %s refunded already", intent_id, invoice_id)
-            continue
-        refunded += int(refund["amount"])
-        currency = refund["currency"] or currency
+    refunded, currency = invoice_payments_refund(
+        invoice_id,
+        key="paid-after-end-refund",
+        metadata={PAID_AFTER_END_REFUND_KEY: subscription_id, "invoice": invoice_id},
+    )
+    currency = currency or invoice.get("currency") or ""
     if not refunded:
         return 0
     logger.warning(

@@ -27,7 +27,7 @@ from accounts.models import User
 from billing.entitlements import PLAN_STATUSES, subscription_sells
 from billing.models import BillingAlert
 from billing.notices import DUPLICATE_REFUND_KEY, duplicate_subscription_notify
-from billing.stripe_api import api_kwargs
+from billing.stripe_api import api_kwargs, invoice_payments_refund
 from billing.templatetags.billing import money
 
 logger = logging.getLogger(__name__)
@@ -150,26 +150,12 @@ def _payments_refund(subscription_id: str) -> tuple[int, str]:
     for invoice in invoices.auto_paging_iter():
         if not invoice["amount_paid"]:
             continue  # a trial's £0 invoice: no payment
-        payments = stripe.InvoicePayment.list(invoice=invoice["id"], status="paid", **api_kwargs())
-        for payment in payments.auto_paging_iter():
-            intent = payment["payment"].get("payment_intent")
-            intent_id = intent if isinstance(intent, str) else (intent or {}).get("id")
-            if not intent_id:
-                continue
-            try:
-                refund = stripe.Refund.create(
-                    payment_intent=intent_id,
-                    reason="duplicate",
-                    metadata={DUPLICATE_REFUND_KEY: subscription_id},
-                    idempotency_key=f"duplicate-subscription-refund:{intent_id}",
-                    **api_kwargs(),
-                )
-            except stripe.InvalidRequestError as exc:
-                if exc.code != "charge_already_refunded":
-                    raise
-                # Refunded already (by staff, or a retry after the key expired).
-                logger.info("Payment %s of %s refunded already", intent_id, subscription_id)
-                continue
-            total += refund["amount"]
-            currency = refund["currency"]
+        amount, paid_in = invoice_payments_refund(
+            invoice["id"],
+            key="duplicate-subscription-refund",
+            metadata={DUPLICATE_REFUND_KEY: subscription_id},
+            reason="duplicate",
+        )
+        total += amount
+        currency = paid_in or currency
     return total, currency

@@ -127,3 +127,43 @@ def invoice_asked_for_authentication(invoice: dict[str, Any]) -> bool:
         return False
     code = (intent.get("last_payment_error") or {}).get("code")
     return intent["status"] == "requires_action" or code in _AUTHENTICATION_CODES
+
+
+def invoice_payment_intent_ids(invoice_id: str, *, status: str | None = None) -> list[str]:
+    """The PaymentIntents that paid (or tried to pay) an invoice: on this API version an
+    invoice names them only through its payments (`GET /v1/invoice_payments`)."""
+    params: dict[str, Any] = {"invoice": invoice_id, **({"status": status} if status else {})}
+    ids = []
+    for payment in stripe.InvoicePayment.list(**params, **api_kwargs()).auto_paging_iter():
+        intent = (payment.to_dict().get("payment") or {}).get("payment_intent")
+        intent_id = intent if isinstance(intent, str) else (intent or {}).get("id")
+        if intent_id:
+            ids.append(intent_id)
+    return ids
+
+
+def invoice_payments_refund(
+    invoice_id: str, *, key: str, metadata: dict[str, str], reason: str | None = None
+) -> tuple[int, str]:
+    """Refund in full each paid payment of the invoice, idempotently (`key` names the
+    cause in the idempotency key); return the amount this call refunded and its currency.
+    A payment refunded already (by staff, or a retry after the key expired) is skipped."""
+    total, currency = 0, ""
+    for intent_id in invoice_payment_intent_ids(invoice_id, status="paid"):
+        params: dict[str, Any] = {
+            "payment_intent": intent_id,
+            "metadata": metadata,
+            "idempotency_key": f"{key}:{intent_id}",
+            **({"reason": reason} if reason else {}),
+            **api_kwargs(),
+        }
+        try:
+            refund = stripe.Refund.create(**params)
+        except stripe.InvalidRequestError as exc:
+            if exc.code != "charge_already_refunded":
+                raise
+            logger.info("Payment %s of invoice %s refunded already", intent_id, invoice_id)
+            continue
+        total += int(refund["amount"])
+        currency = refund["currency"] or currency
+    return total, currency
