@@ -136,6 +136,11 @@ INSTALLED_APPS = [
     "anymail",
     # Login rate limiting (Back-office, below).
     "axes",
+    # Sign-up, login, email verification and change, password reset, rate limits
+    # (django-allauth's account app), and staff two-factor login (its mfa app): Accounts.
+    "allauth",
+    "allauth.account",
+    "allauth.mfa",
 ]
 
 MIDDLEWARE = [
@@ -148,6 +153,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
     # Last, as django-axes requires (Back-office, below).
     "axes.middleware.AxesMiddleware",
 ]
@@ -206,6 +212,14 @@ AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "accounts:dashboard"
 LOGOUT_REDIRECT_URL = "accounts:login"
+# django-allauth (its apps: "Applications" above; its pages: /account/..., smartflow/urls.py).
+# Customers log in with their email address; there is no username.
+ACCOUNT_USER_MODEL_USERNAME_FIELD = None
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+ACCOUNT_UNIQUE_EMAIL = True
+# Two-factor login for staff: TOTP apps with recovery codes (no WebAuthn keys).
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 PHONENUMBER_DEFAULT_REGION = env.str("PHONENUMBER_DEFAULT_REGION", default="GB")
 PHONENUMBER_DB_FORMAT = "E164"
 
@@ -433,6 +447,8 @@ ADMIN_URL = env.str("ADMIN_URL", default="admin").strip("/")
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
+    # Logs in by email address for allauth's views (Accounts, above).
+    "allauth.account.auth_backends.AuthenticationBackend",
 ]
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]

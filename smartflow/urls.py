@@ -16,6 +16,8 @@ urlpatterns = [
     # dj-stripe's webhook endpoint: /stripe/webhook/<uuid>/
     path("stripe/", include((djstripe_urlpatterns, "djstripe"), namespace="djstripe")),
     path("onboarding/", include("onboarding.urls")),
+    # django-allauth's pages (email addresses, verification, two-factor login).
+    path("account/", include("allauth.urls")),
     path("", include("billing.urls")),
     path("", include("accounts.urls")),
 ]
