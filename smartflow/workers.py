@@ -7,7 +7,8 @@ a worker killed mid-task (deploy, OOM, a lost machine) leaves it RUNNING for eve
 from its own thread so that a long task does not stop it) and, at start and every
 RECOVER_SECONDS, puts back in the queue the RUNNING tasks whose worker's heartbeat is
 older than STALE_SECONDS (or, for a worker that never had one, such as a plain
-`db_worker`, tasks started more than UNKNOWN_WORKER_SECONDS ago).
+`db_worker`, tasks started more than UNKNOWN_WORKER_SECONDS ago). A dead worker's
+heartbeat row is removed once none of its tasks is left RUNNING.
 
 Running a task again is safe for every task the project enqueues, each for its own reason:
 - `onboarding.outbox.onboarding_message_send`: sends only if it moves the message's
@@ -101,6 +102,19 @@ def orphans_requeue(*, now: datetime | None = None) -> list[str]:
                 worker_id or "?",
             )
             requeued.append(str(task_result.pk))
+    # A dead worker's heartbeat goes once none of its tasks is left RUNNING (all queued
+    # again, or claimed afresh meanwhile): the admin and /healthz list live workers only.
+    # Conditional on the time, so that a worker that beat meanwhile keeps its row.
+    still_running = {
+        ids[-1]
+        for ids in DBTaskResult.objects.filter(status=TaskResultStatus.RUNNING).values_list(
+            "worker_ids", flat=True
+        )
+        if ids
+    }
+    WorkerHeartbeat.objects.filter(last_seen_at__lt=stale).exclude(
+        worker_id__in=still_running
+    ).delete()
     return requeued
 
 
