@@ -198,14 +198,19 @@ def _url(name: str, query: str = "") -> str | None:
 
 
 def _background_work() -> dict[str, Any]:
-    """The task backlog and each running worker's heartbeat (smartflow/workers.py)."""
+    """The task backlog, each running worker's heartbeat (smartflow/workers.py) and the
+    last retention purge (smartflow/retention.py)."""
     from django.utils import timezone
 
+    from smartflow.models import RetentionRun
     from smartflow.workers import STALE_SECONDS, queue_state
 
     state = queue_state()
     now = timezone.now()
     return {
+        "retention": RetentionRun.objects.filter(finished_at__isnull=False)
+        .order_by("-finished_at")
+        .first(),
         "backlog": state.backlog,
         "running": state.running,
         "oldest_age": _age(state.oldest_age.total_seconds()) if state.oldest_age else None,

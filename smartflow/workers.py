@@ -8,7 +8,8 @@ from its own thread so that a long task does not stop it) and, at start and ever
 RECOVER_SECONDS, puts back in the queue the RUNNING tasks whose worker's heartbeat is
 older than STALE_SECONDS (or, for a worker that never had one, such as a plain
 `db_worker`, tasks started more than UNKNOWN_WORKER_SECONDS ago). A dead worker's
-heartbeat row is removed once none of its tasks is left RUNNING.
+heartbeat row is removed once none of its tasks is left RUNNING. The same round queues
+the retention purge when it is due (smartflow/retention.py).
 
 Running a task again is safe for every task the project enqueues, each for its own reason:
 - `onboarding.outbox.onboarding_message_send`: sends only if it moves the message's
@@ -122,10 +123,12 @@ def recover(*, now: datetime | None = None) -> list[str]:
     """Everything a worker does about dead workers, once."""
     from billing.webhook_queue import failed_tasks_requeue
     from onboarding.outbox import onboarding_outbox_sweep
+    from smartflow.retention import retention_enqueue_if_due
 
     requeued = orphans_requeue(now=now)
     failed_tasks_requeue(now=now)
     onboarding_outbox_sweep()
+    retention_enqueue_if_due(now=now)
     return requeued
 
 
