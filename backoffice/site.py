@@ -29,7 +29,7 @@ from django.contrib.admin.views.main import (  # type: ignore[attr-defined]  # i
 )
 from django.core.exceptions import ValidationError
 from django.db import DataError, router, transaction
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
@@ -198,14 +198,19 @@ def _url(name: str, query: str = "") -> str | None:
 
 
 def _background_work() -> dict[str, Any]:
-    """The task backlog and each running worker's heartbeat (smartflow/workers.py)."""
+    """The task backlog, each running worker's heartbeat (smartflow/workers.py) and the
+    last retention purge (smartflow/retention.py)."""
     from django.utils import timezone
 
+    from smartflow.models import RetentionRun
     from smartflow.workers import STALE_SECONDS, queue_state
 
     state = queue_state()
     now = timezone.now()
     return {
+        "retention": RetentionRun.objects.filter(finished_at__isnull=False)
+        .order_by("-finished_at")
+        .first(),
         "backlog": state.backlog,
         "running": state.running,
         "oldest_age": _age(state.oldest_age.total_seconds()) if state.oldest_age else None,
@@ -299,10 +304,21 @@ def panel_data(request: HttpRequest) -> dict[str, Any]:
     if user.has_perm("billing.view_planchange"):
         panel["plan_changes"] = list(PlanChange.objects.select_related("user", "actor")[:RECENT])
     if user.has_perm("onboarding.view_onboardingmessage"):
-        failed_messages = OnboardingMessage.objects.filter(status=OnboardingMessage.Status.FAILED)
-        panel["failed_messages"] = failed_messages.count()
+        # Waiting for a retry: queued with a next attempt planned after a transient
+        # failure (onboarding/outbox.py); many of them means a provider is struggling.
+        retrying = Q(status=OnboardingMessage.Status.QUEUED, next_attempt_at__isnull=False)
+        counts = OnboardingMessage.objects.aggregate(
+            failed=Count("pk", filter=Q(status=OnboardingMessage.Status.FAILED)),
+            retrying=Count("pk", filter=retrying),
+        )
+        panel["failed_messages"] = counts["failed"]
         panel["failed_messages_url"] = _url(
             "admin:onboarding_onboardingmessage_changelist", "?status__exact=failed"
+        )
+        panel["retrying_messages"] = counts["retrying"]
+        panel["retrying_messages_url"] = _url(
+            "admin:onboarding_onboardingmessage_changelist",
+            "?status__exact=queued&next_attempt_at__isnull=False",
         )
     if user.has_perm("billing.view_webhookdelivery"):
         # Our deliveries that failed or gave up, not dj-stripe's unprocessed triggers:

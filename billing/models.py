@@ -254,6 +254,8 @@ class WebhookDelivery(models.Model):
     last_error = models.TextField(blank=True)
     # Set by "process again" in the admin: run the handlers even if the event is stored.
     reprocess = models.BooleanField(default=False)
+    # When retention blanked the stored body (smartflow/retention.py); the row stays.
+    body_purged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-received_at"]

@@ -485,6 +485,11 @@ def _event_process(delivery: WebhookDelivery, *, reprocess: bool) -> None:
     if trigger is None:
         raise PermanentFailure("The delivery's body is gone (its WebhookEventTrigger was deleted).")
     stored = Event.objects.filter(id=delivery.event_id).first() if reprocess else None
+    if stored is None and delivery.body_purged_at is not None:
+        raise PermanentFailure(
+            f"The delivery's body was removed on {delivery.body_purged_at:%Y-%m-%d} (retention, "
+            "RETENTION_WEBHOOK_BODY_DAYS) and dj-stripe has no stored event to run again."
+        )
     if stored is not None:
         # "Process again" of a stored event: dj-stripe's handlers re-read the object from
         # Stripe and sync it; ours then decide again. Both are safe to run twice.

@@ -97,6 +97,9 @@ class OnboardingMessage(models.Model):
     last_attempt_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     status_changed_at = models.DateTimeField(default=timezone.now)
+    # When retention removed the words (`context`) of this sent message; the row, its
+    # status and recipient stay as the record that it was sent (smartflow/retention.py).
+    body_purged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

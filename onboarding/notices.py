@@ -151,6 +151,8 @@ _CHANGE_TEMPLATES = frozenset(
 def message_summary(message: OnboardingMessage) -> str:
     """One line for staff: what the message said, e.g. "£49.00 due, invoice in_123,
     next retry 4 December 2026" (the admin's list and the user's page)."""
+    if message.body_purged_at is not None:
+        return f"(words removed by retention on {message.body_purged_at:%Y-%m-%d})"
     facts = message.context or {}
     if message.template == Template.WELCOME:
         until = facts.get("until")

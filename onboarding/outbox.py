@@ -267,6 +267,8 @@ class ResendReport:
     """What one staff "send again" queued or skipped, and what the admin tells staff."""
 
     sent: list[OnboardingMessage] = field(default_factory=list)
+    # Originals whose words retention removed: there is nothing left to send again.
+    purged: list[OnboardingMessage] = field(default_factory=list)
 
     def notices(self) -> list[tuple[int, str]]:
         """(django.contrib.messages level, text) for the member of staff who clicked."""
@@ -276,6 +278,14 @@ class ResendReport:
             (WARNING, f"Not sent to {m.user}: {m.last_error}.")
             for m in self.sent
             if m.status == Status.SKIPPED
+        ]
+        notices += [
+            (
+                WARNING,
+                f"Not sent again to {m.user}: message #{m.pk}'s words were removed on "
+                f"{m.body_purged_at:%Y-%m-%d} (retention).",
+            )
+            for m in self.purged
         ]
         return notices
 
@@ -310,6 +320,9 @@ def onboarding_resend(
             )
             report.sent += sent
         for original in originals:
+            if original.body_purged_at is not None:
+                report.purged.append(original)
+                continue
             again = _message_again(original)
             _history_write(
                 actor=actor,

@@ -23,3 +23,27 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"worker {self.worker_id} ({self.hostname}:{self.pid})"
+
+
+class RetentionRun(models.Model):
+    """One purge of personal data kept past its period (smartflow/retention.py): when it
+    ran and how many rows of each kind it removed or blanked. Shown on the admin index.
+
+    One row per window of RETENTION_EVERY_HOURS: the unique window is what lets only one
+    of several workers queue the purge of that window."""
+
+    window_start = models.DateTimeField(unique=True)
+    queued_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # {kind: rows}, e.g. {"tasks": 120, "webhook_bodies": 40, ...}
+    purged = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-window_start"]
+
+    def __str__(self) -> str:
+        return f"retention run of {self.window_start:%Y-%m-%d %H:%M}: {self.total} rows"
+
+    @property
+    def total(self) -> int:
+        return sum(self.purged.values())

@@ -363,6 +363,33 @@ if not 0 < WORKER_HEARTBEAT_SECONDS * 2 <= WORKER_STALE_SECONDS or WORKER_RECOVE
         "and WORKER_RECOVER_SECONDS > 0."
     )
 
+# --- Retention (personal data kept only as long as needed) -----------------------------
+# The worker purges, in batches, once every RETENTION_EVERY_HOURS (smartflow/retention.py;
+# the periods and why each is what it is: docs/operations.md, "Retention"):
+# finished task rows after RETENTION_TASK_DAYS, the bodies of processed Stripe webhooks
+# after RETENTION_WEBHOOK_BODY_DAYS (Stripe keeps an event 30 days), django-axes' login
+# records after RETENTION_LOGIN_RECORD_DAYS, and the words of sent customer messages after
+# RETENTION_MESSAGE_BODY_DAYS (the fact that each was sent stays).
+RETENTION_EVERY_HOURS = env.int("RETENTION_EVERY_HOURS", default=24)
+RETENTION_TASK_DAYS = env.int("RETENTION_TASK_DAYS", default=14)
+RETENTION_WEBHOOK_BODY_DAYS = env.int("RETENTION_WEBHOOK_BODY_DAYS", default=30)
+RETENTION_LOGIN_RECORD_DAYS = env.int("RETENTION_LOGIN_RECORD_DAYS", default=90)
+RETENTION_MESSAGE_BODY_DAYS = env.int("RETENTION_MESSAGE_BODY_DAYS", default=180)
+if (
+    RETENTION_EVERY_HOURS < 1
+    or min(RETENTION_WEBHOOK_BODY_DAYS, RETENTION_LOGIN_RECORD_DAYS, RETENTION_MESSAGE_BODY_DAYS)
+    < 1
+):
+    raise ImproperlyConfigured(
+        "RETENTION_EVERY_HOURS and every RETENTION_*_DAYS must be at least 1."
+    )
+# A webhook task that failed outright is queued again for three days (billing/
+# webhook_queue.py, failed_tasks_requeue): its row must outlive that.
+if RETENTION_TASK_DAYS < 3:
+    raise ImproperlyConfigured(
+        "RETENTION_TASK_DAYS must be at least 3: failed webhook tasks are retried for 3 days."
+    )
+
 # --- Onboarding (email through django-anymail, SMS through Twilio) ----------------------
 # Email: ANYMAIL_ESP names an anymail backend (sendgrid, postmark, mailgun, amazon_ses,
 # brevo, resend, ...) and then wins over EMAIL_BACKEND; unset, EMAIL_BACKEND (above)

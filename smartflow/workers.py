@@ -7,7 +7,9 @@ a worker killed mid-task (deploy, OOM, a lost machine) leaves it RUNNING for eve
 from its own thread so that a long task does not stop it) and, at start and every
 RECOVER_SECONDS, puts back in the queue the RUNNING tasks whose worker's heartbeat is
 older than STALE_SECONDS (or, for a worker that never had one, such as a plain
-`db_worker`, tasks started more than UNKNOWN_WORKER_SECONDS ago).
+`db_worker`, tasks started more than UNKNOWN_WORKER_SECONDS ago). A dead worker's
+heartbeat row is removed once none of its tasks is left RUNNING. The same round queues
+the retention purge when it is due (smartflow/retention.py).
 
 Running a task again is safe for every task the project enqueues, each for its own reason:
 - `onboarding.outbox.onboarding_message_send`: sends only if it moves the message's
@@ -101,6 +103,19 @@ def orphans_requeue(*, now: datetime | None = None) -> list[str]:
                 worker_id or "?",
             )
             requeued.append(str(task_result.pk))
+    # A dead worker's heartbeat goes once none of its tasks is left RUNNING (all queued
+    # again, or claimed afresh meanwhile): the admin and /healthz list live workers only.
+    # Conditional on the time, so that a worker that beat meanwhile keeps its row.
+    still_running = {
+        ids[-1]
+        for ids in DBTaskResult.objects.filter(status=TaskResultStatus.RUNNING).values_list(
+            "worker_ids", flat=True
+        )
+        if ids
+    }
+    WorkerHeartbeat.objects.filter(last_seen_at__lt=stale).exclude(
+        worker_id__in=still_running
+    ).delete()
     return requeued
 
 
@@ -108,10 +123,12 @@ def recover(*, now: datetime | None = None) -> list[str]:
     """Everything a worker does about dead workers, once."""
     from billing.webhook_queue import failed_tasks_requeue
     from onboarding.outbox import onboarding_outbox_sweep
+    from smartflow.retention import retention_enqueue_if_due
 
     requeued = orphans_requeue(now=now)
     failed_tasks_requeue(now=now)
     onboarding_outbox_sweep()
+    retention_enqueue_if_due(now=now)
     return requeued
 
 

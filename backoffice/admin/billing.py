@@ -165,6 +165,11 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
     @admin.display(description="body (as Stripe sent it)")
     def body(self, obj: WebhookDelivery) -> str:  # safe HTML
         raw = obj.trigger.body if obj.trigger else ""
+        if obj.body_purged_at is not None:
+            return (
+                f"— removed on {obj.body_purged_at:%Y-%m-%d} by retention "
+                "(RETENTION_WEBHOOK_BODY_DAYS after receipt, once processed)"
+            )
         if not raw:
             return "— (the stored body is gone)"
         with suppress(ValueError):  # not JSON: shown as stored

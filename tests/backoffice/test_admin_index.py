@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
 from accounts.models import User
 from backoffice.site import mrr_by_currency
@@ -25,10 +27,15 @@ def test_the_index_shows_users_per_plan_mrr_and_what_needs_attention(
         user=customer, channel="email", template="welcome", plan="flowkit", trigger="t",
         status="failed",
     )  # fmt: skip
+    OnboardingMessage.objects.create(
+        user=customer, channel="sms", template="welcome", plan="flowkit", trigger="t",
+        attempts=1, next_attempt_at=timezone.now() + timedelta(minutes=2),
+    )  # fmt: skip
     client.force_login(staff_user)
 
-    # 20, and three for the Stripe webhook backlog (Background work).
-    with django_assert_max_num_queries(23):
+    # 20, three for the Stripe webhook backlog and one for the last retention run
+    # (Background work).
+    with django_assert_max_num_queries(24):
         response = client.get("/admin/")
 
     panel = response.context["backoffice"]
@@ -39,6 +46,7 @@ def test_the_index_shows_users_per_plan_mrr_and_what_needs_attention(
     ]
     assert panel["mrr"] == ["£49.00"]
     assert panel["failed_messages"] == 1
+    assert panel["retrying_messages"] == 1  # queued, its next attempt planned
     body = response.content.decode()
     assert "£49.00" in body and "Users per plan" in body
     assert "price_odd" in body and "KeyError" in body
@@ -134,3 +142,22 @@ def test_billing_admins_see_the_workers_heartbeats(client, billing_admin):
     panel = client.get("/admin/").context["backoffice"]
 
     assert panel["work"]["workers"] == []  # none running: the page says so
+
+
+def test_the_messages_waiting_for_a_retry_link_lists_exactly_them(client, staff_user, customer):
+    def message(trigger: str, **fields):
+        return OnboardingMessage.objects.create(
+            user=customer, channel="email", template="welcome", plan="flowkit",
+            trigger=trigger, **fields,
+        )  # fmt: skip
+
+    retrying = message("retry", attempts=1, next_attempt_at=timezone.now())
+    message("first", attempts=0)  # not sent yet: not a retry
+    message("failed", status="failed", attempts=5)
+    client.force_login(staff_user)
+
+    panel = client.get("/admin/").context["backoffice"]
+    listed = client.get(panel["retrying_messages_url"])
+
+    assert panel["retrying_messages"] == 1
+    assert [m.pk for m in listed.context["cl"].result_list] == [retrying.pk]

@@ -42,3 +42,23 @@ def test_a_resend_asks_sms_consent_afresh(buyer, staff_user):
         ("sms", Status.SKIPPED),
     ]
     assert all("opted in" in m.last_error for m in report.sent if m.channel == "sms")
+
+
+def test_a_message_whose_words_retention_removed_is_not_sent_again(buyer, staff_user):
+    from django.contrib.messages import WARNING
+    from django.utils import timezone
+
+    activate(buyer, Plan.FLOWKIT)
+    email = OnboardingMessage.objects.get(channel="email")
+    OnboardingMessage.objects.filter(pk=email.pk).update(
+        status=Status.SENT, sent_at=timezone.now(), context={}, body_purged_at=timezone.now()
+    )
+    email.refresh_from_db()
+
+    report = onboarding_resend(actor=staff_user, originals=[email])
+
+    assert report.sent == []
+    assert OnboardingMessage.objects.filter(channel="email").count() == 1
+    [_, (level, text)] = report.notices()
+    assert level == WARNING
+    assert f"message #{email.pk}'s words were removed" in text

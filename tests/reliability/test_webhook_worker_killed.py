@@ -111,7 +111,8 @@ def test_a_worker_killed_mid_webhook_leaves_it_to_the_next_which_processes_it_on
         60,
     )
     [delivery_id] = task.args_kwargs["args"]
-    assert WorkerHeartbeat.objects.get(worker_id="doomed").stopped_at is None  # no goodbye
+    beat = WorkerHeartbeat.objects.get(worker_id="doomed")
+    assert beat.stopped_at is None  # no goodbye
     # Nothing of the killed run is left: its transaction died with it.
     assert WebhookDelivery.objects.get(pk=delivery_id).state == WebhookDelivery.State.PENDING
     assert DBTaskResult.objects.get(pk=task.pk).status == TaskResultStatus.RUNNING
@@ -133,8 +134,9 @@ def test_a_worker_killed_mid_webhook_leaves_it_to_the_next_which_processes_it_on
     assert task.worker_ids == ["doomed", "heir"]  # run again, by the heir
     log = workers.log(heir)
     assert f"Task {task.pk} ({task.task_path}) was claimed by worker doomed" in log
-    # Queued again only once the dead worker's heartbeat was older than STALE_SECONDS.
-    beat = WorkerHeartbeat.objects.get(worker_id="doomed")
+    # Queued again only once the dead worker's heartbeat was older than STALE_SECONDS;
+    # then its heartbeat row went, its work being queued again.
+    assert not WorkerHeartbeat.objects.filter(worker_id="doomed").exists()
     assert (
         task.started_at is not None and (task.started_at - beat.last_seen_at).total_seconds() >= 3
     )

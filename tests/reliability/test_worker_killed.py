@@ -224,3 +224,5 @@ def test_a_killed_workers_claimed_task_is_run_again_by_the_next_worker(workers, 
     assert task.status == "SUCCESSFUL" and task.worker_ids == ["doomed", "heir"]
     assert "was claimed by worker doomed, which stopped: queued again" in workers.log(second)
     assert WorkerHeartbeat.objects.get(worker_id="heir").stopped_at is not None
+    # The dead worker's heartbeat went once its task was queued again.
+    assert not WorkerHeartbeat.objects.filter(worker_id="doomed").exists()

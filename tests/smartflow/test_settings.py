@@ -109,3 +109,13 @@ def test_startup_with_a_worker_stale_time_within_two_heartbeats_fails():
     assert (
         _start(DEBUG="true", WORKER_HEARTBEAT_SECONDS="1", WORKER_STALE_SECONDS="2").returncode == 0
     )
+
+
+def test_startup_with_task_rows_kept_less_than_the_webhook_retry_window_fails():
+    # A failed webhook task is queued again for three days: its row must outlive that.
+    result = _start(DEBUG="true", RETENTION_TASK_DAYS="2")
+
+    assert result.returncode != 0
+    assert "RETENTION_TASK_DAYS must be at least 3" in result.stderr
+    assert _start(DEBUG="true", RETENTION_WEBHOOK_BODY_DAYS="0").returncode != 0
+    assert _start(DEBUG="true", RETENTION_TASK_DAYS="3").returncode == 0

@@ -41,6 +41,28 @@ def test_a_task_of_a_worker_whose_heartbeat_stopped_is_queued_again():
     assert DBTaskResult.objects.ready().filter(pk=task.pk).exists()
 
 
+def test_a_dead_workers_heartbeat_goes_once_its_work_is_queued_again(monkeypatch):
+    _beat("dead", timedelta(minutes=3))
+    _beat("idle-dead", timedelta(minutes=3))  # died holding nothing
+    _beat("racing", timedelta(minutes=3))
+    _beat("alive", timedelta(seconds=20))
+    task = _claimed("dead")
+    racing = _claimed("racing")
+    real_filter = DBTaskResult.objects.filter
+
+    def racing_started_again_first(*args, **kwargs):
+        # Between the read and the update this one's start moves: it stays RUNNING under
+        # its dead worker's name, for the next round, and so does that worker's row.
+        if kwargs.get("pk") == racing.pk and "started_at" in kwargs:
+            DBTaskResult.objects.filter(pk=racing.pk).update(started_at=timezone.now())
+        return real_filter(*args, **kwargs)
+
+    monkeypatch.setattr(DBTaskResult.objects, "filter", racing_started_again_first)
+    assert workers.orphans_requeue() == [str(task.pk)]
+
+    assert set(WorkerHeartbeat.objects.values_list("worker_id", flat=True)) == {"alive", "racing"}
+
+
 def test_a_task_of_a_live_worker_is_left_alone():
     _beat("alive", timedelta(seconds=20))
     task = _claimed("alive", started_ago=timedelta(hours=1))

@@ -13,8 +13,9 @@ class Command(BaseCommand):
     help = (
         "Run background tasks (django-tasks-db's worker) with a heartbeat. At start and "
         "every minute it queues again the tasks claimed by workers whose heartbeat "
-        "stopped (smartflow/workers.py), and runs the onboarding outbox sweep. Run as many "
-        "as you like, on any machine that reaches the database."
+        "stopped (smartflow/workers.py), runs the onboarding outbox sweep, and queues the "
+        "retention purge once every RETENTION_EVERY_HOURS (smartflow/retention.py). Run as "
+        "many as you like, on any machine that reaches the database."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
