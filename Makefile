@@ -1,7 +1,8 @@
 # The project's verbs: run, test, lint, bench. Each sets up what it needs first and
 # skips what is already done.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
-VENV := .venv
+# Another Python gets a venv of its own, e.g. `make test-fast PYTHON=python3.13 VENV=.venv-3.13`.
+VENV ?= .venv
 PY := $(VENV)/bin/python
 # The PostgreSQL run of `make test` uses a fresh test database on this server.
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/smartflow
@@ -11,7 +12,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .PHONY: run test test-sqlite test-postgres lint typecheck format install install-dev static bench
-.PHONY: test-fast browsers precommit python-version
+.PHONY: test-fast browsers precommit python-version lock
 
 # Before anything else: an unsupported Python stops here, in one line, not in a traceback
 # from some dependency (pyproject.toml's requires-python).
@@ -22,14 +23,36 @@ $(PY): | python-version
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -q --upgrade pip
 
-# Stamp files: reinstall only when a requirements file changed.
+# Stamp files: reinstall only when a requirements file changed. --require-hashes: every
+# file pip downloads must be the one `make lock` hashed (a changed or substituted release
+# on the index stops the install).
 $(VENV)/.installed: requirements.txt | $(PY)
-	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	$(PY) -m pip install --disable-pip-version-check -q --require-hashes -r requirements.txt
 	touch $@
 
 $(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
-	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+	$(PY) -m pip install --disable-pip-version-check -q --require-hashes -r requirements-dev.txt
 	touch $@
+
+# requirements*.txt from requirements*.in: every dependency pinned, with the hashes of all
+# the files PyPI has for it (every platform and Python), for Python 3.11 and up. Versions
+# already in a .txt are kept; after adding a package to a .in file, run `make lock`, then
+# `make install-dev`. To move one package up: `make lock LOCK_ARGS="--upgrade-package X"`.
+# uv (pinned and hashed in requirements-lock.txt) runs from a venv of its own, .venv-lock.
+LOCK_VENV := .venv-lock
+UV_COMPILE = $(LOCK_VENV)/bin/uv pip compile --quiet --generate-hashes --universal \
+	--python-version 3.11 --custom-compile-command "make lock" $(LOCK_ARGS)
+
+$(LOCK_VENV)/.installed: requirements-lock.txt | python-version
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --disable-pip-version-check -q --require-hashes \
+	  -r requirements-lock.txt
+	touch $@
+
+lock: $(LOCK_VENV)/.installed
+	$(UV_COMPILE) requirements.in -o requirements.txt
+	$(UV_COMPILE) requirements-dev.in -o requirements-dev.txt
+	$(UV_COMPILE) requirements-lock.in -o requirements-lock.txt
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
 from django.core import checks
+from django.db import DatabaseError
 
 
 @checks.register(checks.Tags.security, deploy=True)
@@ -42,5 +44,77 @@ def webhook_debug_header_off_in_deployment(**kwargs: Any) -> list[checks.CheckMe
             hint="Unset STRIPE_WEBHOOK_DEBUG_HEADER; it is for Stripe CLI forwarding on a "
             "development machine only.",
             id="billing.W001",
+        )
+    ]
+
+
+# What a secret key of each mode starts with: a standard (sk_) or a restricted (rk_) key.
+_KEY_PREFIXES = {True: ("sk_live_", "rk_live_"), False: ("sk_test_", "rk_test_")}
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def stripe_key_in_deployment(**kwargs: Any) -> list[checks.CheckMessage]:
+    """A deployment talks to Stripe: without the key of its mode billing is off (no
+    checkout, no webhook processing), which suits a development machine, never a site."""
+    if settings.STRIPE_SANDBOX:
+        return []  # billing.E001 says what is wrong
+    live = settings.STRIPE_LIVE_MODE
+    name = "STRIPE_LIVE_SECRET_KEY" if live else "STRIPE_TEST_SECRET_KEY"
+    key = settings.STRIPE_LIVE_SECRET_KEY if live else settings.STRIPE_TEST_SECRET_KEY
+    if key.startswith(_KEY_PREFIXES[live]):
+        return []
+    mode = "live" if live else "test"
+    problem = (
+        f"is not a {mode}-mode secret key: Stripe refuses it, or it works on the other "
+        "mode's customers and payments"
+        if key
+        else "is not set: billing is off, so nobody can pay and Stripe's webhooks are not processed"
+    )
+    return [
+        checks.Error(
+            f"{name} {problem} (STRIPE_LIVE_MODE is {'on' if live else 'off'}).",
+            hint=f"Set {name} to the {mode}-mode secret key from Stripe's dashboard "
+            f"({' or '.join(p + '...' for p in _KEY_PREFIXES[live])}); a live site also "
+            "sets STRIPE_LIVE_MODE=true (docs/deploy.md).",
+            id="billing.E002",
+        )
+    ]
+
+
+@checks.register(checks.Tags.security, checks.Tags.database, deploy=True)
+def webhook_secret_in_deployment(
+    databases: Sequence[str] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """Stripe's events reach the app only through an enabled endpoint with its signing
+    secret (stored by `billing_webhook --secret`): without one every webhook is refused
+    and no payment changes a plan. The secret is in the database, so this runs with
+    `check --deploy --database default` only, as Django runs every database check."""
+    if not databases or "default" not in databases:
+        return []
+    from djstripe.models import WebhookEndpoint
+
+    try:
+        signed = WebhookEndpoint.objects.filter(
+            status="enabled", secret__startswith="whsec_", livemode=settings.STRIPE_LIVE_MODE
+        ).exists()
+    except DatabaseError as exc:
+        return [
+            checks.Error(
+                f"The Stripe webhook endpoint could not be read: {exc}",
+                hint="Run `manage.py migrate` first.",
+                id="billing.E003",
+            )
+        ]
+    if signed:
+        return []
+    mode = "live" if settings.STRIPE_LIVE_MODE else "test"
+    return [
+        checks.Error(
+            f"No enabled {mode}-mode Stripe webhook endpoint has a signing secret: every "
+            "webhook is refused, so no payment, renewal or cancellation reaches the app.",
+            hint="Add the endpoint in Stripe's dashboard (Developers, Webhooks) and run "
+            "`manage.py billing_webhook --secret whsec_...` with its signing secret "
+            "(docs/deploy.md).",
+            id="billing.E003",
         )
     ]

@@ -467,6 +467,9 @@ ONBOARDING_RETRY_SECONDS = env.int("ONBOARDING_RETRY_SECONDS", default=60)
 # (owned by the back-office work; see backoffice/)
 # Path of the Django admin, without slashes; move it off /admin/ to dodge scanners.
 ADMIN_URL = env.str("ADMIN_URL", default="admin").strip("/")
+# Staff must log in with a second factor (the staff two-factor login, issue 28); on unless
+# DEBUG. `check --deploy` fails while it is off with DEBUG off (smartflow.E001).
+STAFF_2FA_REQUIRED = env.bool("STAFF_2FA_REQUIRED", default=not DEBUG)
 
 # Login rate limiting (django-axes) for the customer login and the admin alike: after
 # AXES_FAILURE_LIMIT failures for one username from one IP, that pair is locked out for

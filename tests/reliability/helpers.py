@@ -46,8 +46,15 @@ def together(count: int, action: Callable[[int], T], *, timeout: float = 180) ->
     return results
 
 
-def post_signed(url: str, event: dict[str, Any], *, secret: str = sf.SECRET) -> int:
-    """Deliver `event` over real HTTP as Stripe does (its own connection, signed body)."""
+def post_signed(
+    url: str,
+    event: dict[str, Any],
+    *,
+    secret: str = sf.SECRET,
+    headers: dict[str, str] | None = None,
+) -> int:
+    """Deliver `event` over real HTTP as Stripe does (its own connection, signed body);
+    `headers` adds what a proxy in front of the app would (X-Forwarded-Proto, Host)."""
     body = json.dumps(event).encode()
     response = requests.post(
         url,
@@ -55,8 +62,10 @@ def post_signed(url: str, event: dict[str, Any], *, secret: str = sf.SECRET) -> 
         headers={
             "Content-Type": "application/json",
             "Stripe-Signature": sf.signature(body, secret),
+            **(headers or {}),
         },
         timeout=120,
+        allow_redirects=False,
     )
     return response.status_code
 

@@ -3,7 +3,9 @@
 tests/smartflow/test_settings.py covers start-up (the secret key); the HTTP path of a
 forged `X-Djstripe-Webhook-Secret` header with DEBUG off is in
 tests/billing/test_webhook_signature.py. Here: Django's deployment checks pass with the
-variables README's Production section lists, and in a process configured that way the
+settings docs/deploy.md documents (deploy/env.example) and with the variables README's
+Production section lists, and fail with an error when a secret, email or staff
+two-factor is missing; and in a process configured that way the
 header cannot validate a forged event, while with DEBUG on dj-stripe itself would accept
 it: so the webhook guard refuses the header unless STRIPE_WEBHOOK_DEBUG_HEADER is on
 (tests/billing/test_webhook_signature.py, DEBUG on and off).
@@ -19,12 +21,16 @@ import sys
 import pytest
 from django.conf import settings
 
+from tests.deploy_env import documented_env
+
 PRODUCTION = {
     "DEBUG": "false",
     "SECRET_KEY": "prod-like-" + "k3y-9f8e7d6c5b4a" * 4,
     "ALLOWED_HOSTS": "app.smartflowsystems.com",
     "CSRF_TRUSTED_ORIGINS": "https://app.smartflowsystems.com",
     "SECURE_PROXY_SSL_HEADER": "HTTP_X_FORWARDED_PROTO,https",
+    # Test mode: these tests also turn the sandbox on, which refuses a live key.
+    "STRIPE_TEST_SECRET_KEY": "sk_test_" + "prodlike" * 3,
 }
 
 
@@ -47,6 +53,54 @@ def test_deploy_checks_pass_with_production_settings():
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+def _documented(**changed: str) -> dict[str, str]:
+    # Every PRODUCTION variable replaced; no database to read (a check that would read one
+    # skips a database without tables).
+    return {**dict.fromkeys(PRODUCTION, ""), **documented_env(DATABASE_URL="sqlite://", **changed)}
+
+
+def test_deploy_checks_pass_with_the_documented_settings():
+    result = _run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], **_documented())
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("missing", "error"),
+    [
+        ({"SECRET_KEY": ""}, "SECRET_KEY is missing or weak"),
+        ({"SECRET_KEY": "django-insecure-" + "x1y2z3" * 10}, "SECRET_KEY is missing or weak"),
+        ({"STRIPE_LIVE_SECRET_KEY": ""}, "billing.E002"),
+        ({"STRIPE_LIVE_SECRET_KEY": "sk_test_" + "t" * 24}, "billing.E002"),
+        (
+            {"ANYMAIL_ESP": "", "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend"},
+            "onboarding.E001",
+        ),
+        (
+            {"ANYMAIL_ESP": "", "EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"},
+            "onboarding.E001",
+        ),
+        ({"STAFF_2FA_REQUIRED": "false"}, "smartflow.E001"),
+    ],
+    ids=[
+        "no-secret-key",
+        "insecure-secret-key",
+        "no-stripe-key",
+        "test-key-in-live-mode",
+        "locmem-email",
+        "console-email",
+        "no-staff-2fa",
+    ],
+)
+def test_deploy_checks_fail_with_an_error_when_a_setting_is_missing(missing, error):
+    # Errors, not warnings: the default --fail-level (ERROR) fails.
+    result = _run(["manage.py", "check", "--deploy"], **_documented(**missing))
+
+    assert result.returncode != 0
+    assert error in result.stderr + result.stdout
 
 
 @pytest.mark.parametrize(
@@ -108,13 +162,17 @@ _SECURITY = (
 
 
 def test_a_copied_env_example_with_a_secret_key_is_a_secure_production_configuration(tmp_path):
-    # `cp .env.example .env`, SECRET_KEY filled in, nothing else: the app starts with DEBUG
-    # off and every HTTPS protection on, and the deployment checks pass.
+    # `cp .env.example .env`, SECRET_KEY and a Stripe key filled in, nothing else: the app
+    # starts with DEBUG off and every HTTPS protection on, and the deployment checks pass.
     example = (settings.BASE_DIR / ".env.example").read_text()
     key = "copied-" + "s3cr3t-9f8e7d6c5b4a" * 4
     assert "\nSECRET_KEY=\n" in example
     dotenv = tmp_path / ".env"
-    dotenv.write_text(example.replace("\nSECRET_KEY=\n", f"\nSECRET_KEY={key}\n"))
+    dotenv.write_text(
+        example.replace("\nSECRET_KEY=\n", f"\nSECRET_KEY={key}\n").replace(
+            "\n#STRIPE_TEST_SECRET_KEY=\n", "\nSTRIPE_TEST_SECRET_KEY=sk_test_copied123\n"
+        )
+    )
     # Only the file: none of PRODUCTION's variables.
     base = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
     env = {**base, "ENV_FILE": str(dotenv), "DJANGO_SETTINGS_MODULE": "smartflow.settings"}
