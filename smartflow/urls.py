@@ -16,6 +16,7 @@ urlpatterns = [
     # dj-stripe's webhook endpoint: /stripe/webhook/<uuid>/
     path("stripe/", include((djstripe_urlpatterns, "djstripe"), namespace="djstripe")),
     path("onboarding/", include("onboarding.urls")),
+    path("", include("privacy.urls")),
     path("", include("billing.urls")),
     path("", include("accounts.urls")),
 ]
