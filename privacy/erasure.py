@@ -36,7 +36,7 @@ from django.utils import timezone
 from djstripe.models import Customer, Event, Subscription, WebhookEventTrigger
 from djstripe.settings import djstripe_settings
 
-from accounts.models import User
+from accounts.models import ERASED_EMAIL_DOMAIN, User
 from billing import stripe_api
 from billing.entitlements import plan_refresh
 from billing.models import PlanChange, PlanOverride
@@ -45,7 +45,6 @@ from privacy.models import Erasure
 logger = logging.getLogger(__name__)
 
 REDACTED = "[erased]"
-ERASED_EMAIL_DOMAIN = "erased.invalid"  # .invalid never resolves (RFC 2606)
 
 # Rows that point at the user and are kept, with personal details removed: the plan
 # ledger and the payment records (HMRC: 6 years), the Stripe customer row that links

@@ -14,6 +14,7 @@ from djstripe.models import Charge, Customer, Invoice
 from accounts.models import User
 from billing.models import PlanChange
 from onboarding.models import OnboardingMessage
+from onboarding.outbox import onboarding_welcome_enqueue
 from privacy.erasure import account_erase
 from privacy.models import Erasure
 from privacy.tasks import erasure_webhooks_sweep
@@ -160,3 +161,13 @@ def test_a_staff_account_is_not_deleted_from_the_profile(client, staff_user):
     assert "closed by a superuser in the admin" in response.content.decode()
     assert staff_user.is_active
     assert not Erasure.objects.exists()
+
+
+def test_nothing_is_sent_to_an_erased_account(subscriber):
+    account_erase(user=subscriber)
+    subscriber.refresh_from_db()
+
+    queued = onboarding_welcome_enqueue(user=subscriber, plan="flowkit", trigger="late:1")
+
+    assert queued == []
+    assert not OnboardingMessage.objects.filter(user=subscriber).exists()
