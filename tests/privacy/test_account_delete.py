@@ -12,7 +12,7 @@ from django_tasks_db.models import DBTaskResult
 from djstripe.models import Charge, Customer, Invoice
 
 from accounts.models import User
-from billing.models import PlanChange
+from billing.models import PlanChange, WebhookDelivery
 from onboarding.models import OnboardingMessage
 from onboarding.outbox import onboarding_welcome_enqueue
 from privacy.erasure import account_erase
@@ -92,6 +92,8 @@ def test_deleting_the_account_leaves_nothing_personal_but_what_is_documented(
     assert any(f"cancelled subscription {sub.id}" in step for step in erasure.steps)
     assert any(f"deleted customer {customer_id}" in step for step in erasure.steps)
     assert sweeps.count() == 2
+    # Stripe's late events about the deleted customer were processed without error.
+    assert set(WebhookDelivery.objects.values_list("state", flat=True)) == {"processed"}
 
 
 class _StripeDown:
