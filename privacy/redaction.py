@@ -187,10 +187,9 @@ def rows_scrub(rows: Iterable[Any], identifiers: list[str]) -> int:
 
 def everywhere_scrub(searchable: list[str], identifiers: list[str]) -> int:
     """The net under the targeted redaction (privacy.erasure): every text and JSON
-    column of every table of ours that still mentions `searchable` (the address and
-    phone number) (a staff note, a task's error, a
-    stored event of a checkout made before the account existed). Slow on a big
-    database, and an erasure is rare."""
+    column of every table of ours that still mentions any of `searchable` (the address,
+    the phone number), such as a staff note, a task's error or the event of a checkout
+    paid before the account existed. Slow on a big database; an erasure is rare."""
     if not searchable:
         return 0
     count = 0

@@ -145,10 +145,11 @@ def test_erasing_again_is_safe_and_changes_nothing(subscriber):
 def test_a_customer_with_no_stripe_customer_is_erased_too(client, customer):
     client.force_login(customer)
 
-    response = client.post("/profile/delete/", {"password": PASSWORD})
+    response = client.post("/profile/delete/", {"password": PASSWORD}, follow=True)
 
     customer.refresh_from_db()
-    assert response.status_code == 302
+    assert response.redirect_chain == [("/", 302)]
+    assert "Your account and your personal data have been deleted." in (response.content.decode())
     assert customer.email == f"erased-{customer.pk}@erased.invalid"
     assert Erasure.objects.get().stripe_customer_ids == []
 
