@@ -11,6 +11,10 @@ from phonenumber_field.modelfields import PhoneNumberField
 
 from billing.plans import Plan, plan_allows
 
+# An erased account's address is a placeholder in this domain (privacy.erasure): .invalid
+# never resolves (RFC 2606), and nothing is sent to it (onboarding.outbox).
+ERASED_EMAIL_DOMAIN = "erased.invalid"
+
 
 def normalize_email(email: str) -> str:
     """The one stored form of an address: trimmed and lower-cased.
@@ -121,6 +125,11 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def __str__(self) -> str:
         return self.email
+
+    @property
+    def is_erased(self) -> bool:
+        """Whether the account's personal data was erased (privacy.erasure)."""
+        return self.email.endswith(f"@{ERASED_EMAIL_DOMAIN}")
 
     def has_feature(self, name: str) -> bool:
         """Whether the user's plan includes feature `name` (KeyError if unknown)."""

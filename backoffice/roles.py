@@ -33,6 +33,9 @@ BILLING_ADMIN = SUPPORT + [
     ("billing", "change_billingalert"),
     ("billing", "view_webhookdelivery"),
     ("billing", "process_again"),
+    # Erase a customer's personal data (docs/personal-data.md), and the erasure log.
+    ("privacy", "erase_personal_data"),
+    ("privacy", "view_erasure"),
     # The workers' heartbeats under "Background work" on the index.
     ("smartflow", "view_workerheartbeat"),
 ]

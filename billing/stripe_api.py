@@ -167,3 +167,42 @@ def invoice_payments_refund(
         total += int(refund["amount"])
         currency = refund["currency"] or currency
     return total, currency
+
+
+# Subscription statuses that are over at Stripe: nothing left to cancel.
+_ENDED_STATUSES = frozenset({"canceled", "incomplete_expired"})
+
+
+def customer_subscriptions_cancel_now(customer_id: str) -> list[stripe.Subscription]:
+    """Cancel every subscription of the customer that has not ended, at once and with no
+    new charge (no final invoice, no proration); return them as Stripe answered.
+
+    Safe to repeat: Stripe is asked which subscriptions are still on, and an ended one
+    is left alone. A customer Stripe does not know (deleted already) has none."""
+    try:
+        found = stripe.Subscription.list(customer=customer_id, status="all", **api_kwargs())
+    except stripe.InvalidRequestError as exc:
+        if exc.code == "resource_missing":
+            return []
+        raise
+    cancelled = []
+    for sub in found.auto_paging_iter():
+        if sub["status"] in _ENDED_STATUSES:
+            continue
+        done = stripe.Subscription.cancel(
+            sub["id"], invoice_now=False, prorate=False, **api_kwargs()
+        )
+        cancelled.append(done)
+    return cancelled
+
+
+def customer_delete(customer_id: str) -> bool:
+    """Delete the customer at Stripe (its invoices and payments stay there, as Stripe
+    keeps a deleted customer's history); False when it was deleted already."""
+    try:
+        stripe.Customer.delete(customer_id, **api_kwargs())
+    except stripe.InvalidRequestError as exc:
+        if exc.code == "resource_missing":
+            return False
+        raise
+    return True

@@ -223,6 +223,9 @@ def _enqueue(
     plan_change: PlanChange | None = None,
     stripe_event_id: str = "",
 ) -> list[OnboardingMessage]:
+    if user.is_erased:
+        # Stripe's late events about an erased account (privacy.erasure) tell no one.
+        return []
     messages = []
     with transaction.atomic():
         for channel in channels:

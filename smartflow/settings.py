@@ -125,6 +125,8 @@ INSTALLED_APPS = [
     "accounts",
     "billing",
     "onboarding",
+    # Personal data: "download my data" and "delete my account" (docs/personal-data.md).
+    "privacy",
     # The admin: its site, the staff pages and the staff roles.
     "backoffice",
     # Project-wide management commands (run_banner).

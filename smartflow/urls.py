@@ -18,6 +18,7 @@ urlpatterns = [
     path("onboarding/", include("onboarding.urls")),
     # django-allauth's pages (email addresses, verification, two-factor login).
     path("account/", include("allauth.urls")),
+    path("", include("privacy.urls")),
     path("", include("billing.urls")),
     path("", include("accounts.urls")),
 ]

@@ -4,4 +4,4 @@ billing first: it imports dj-stripe's admin so that its own dj-stripe classes re
 dj-stripe's registrations; users then declares the user page with its inlines.
 """
 
-from backoffice.admin import billing, messages, users  # noqa: F401
+from backoffice.admin import billing, messages, privacy, users  # noqa: F401

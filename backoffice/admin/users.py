@@ -44,6 +44,8 @@ from billing.overrides import (
 from billing.plans import Plan
 from billing.resync import billing_resync
 from billing.timeline import payment_timeline
+from privacy.erasure import ErasureIncomplete, account_erase
+from privacy.models import Erasure
 
 logger = logging.getLogger(__name__)
 
@@ -214,7 +216,7 @@ class UserAdmin(DjangoUserAdmin):
         ),
     )
     inlines = [PlanOverrideInline, PlanChangeInline, OnboardingMessageInline]
-    actions = ["resync_from_stripe", "onboarding_resend", "export_csv"]
+    actions = ["resync_from_stripe", "onboarding_resend", "export_csv", "erase_personal_data"]
 
     # --- Queries ---------------------------------------------------------------------
 
@@ -318,6 +320,9 @@ class UserAdmin(DjangoUserAdmin):
     def has_resend_onboarding_permission(self, request: HttpRequest) -> bool:
         return resend_permission(request)
 
+    def has_erase_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("privacy.erase_personal_data")
+
     # --- Actions ---------------------------------------------------------------------
 
     @admin.action(description="Resync selected users from Stripe", permissions=["resync"])
@@ -364,6 +369,21 @@ class UserAdmin(DjangoUserAdmin):
             )
         return response
 
+    @admin.action(description="Erase personal data (one user, confirmed)…", permissions=["erase"])
+    def erase_personal_data(
+        self, request: HttpRequest, queryset: QuerySet[User]
+    ) -> HttpResponse | None:
+        # One person at a time, on a page that says what will happen: never in bulk.
+        if queryset.count() != 1:
+            self.message_user(
+                request,
+                "Select exactly one user to erase: each erasure is confirmed.",
+                messages.ERROR,
+            )
+            return None
+        user = queryset.get()
+        return HttpResponseRedirect(reverse("admin:accounts_user_erase", args=[user.pk]))
+
     # --- Views: grant and revoke -----------------------------------------------------
 
     def get_urls(self) -> list[URLPattern]:
@@ -378,6 +398,11 @@ class UserAdmin(DjangoUserAdmin):
                 "<path:object_id>/override/<int:override_id>/revoke/",
                 wrap(self.override_revoke_view),
                 name="accounts_user_override_revoke",
+            ),
+            path(
+                "<path:object_id>/erase/",
+                wrap(self.erase_view),
+                name="accounts_user_erase",
             ),
             *super().get_urls(),
         ]
@@ -395,6 +420,9 @@ class UserAdmin(DjangoUserAdmin):
             "can_grant_override": self.has_grant_override_permission(request)
             and (user is None or override_allowed(actor=signed_in_user(request), user=user)),
             "payment_timeline": payment_timeline(user) if user is not None else [],
+            "can_erase": user is not None
+            and self.has_erase_permission(request)
+            and _erase_allowed(actor=signed_in_user(request), user=user),
         }
         return super().change_view(request, object_id, form_url, extra_context)
 
@@ -479,6 +507,42 @@ class UserAdmin(DjangoUserAdmin):
             original=user,
             override=override,
         )
+
+    def erase_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        if not self.has_erase_permission(request):
+            raise PermissionDenied
+        user = self._user_or_404(request, object_id)
+        if not _erase_allowed(actor=signed_in_user(request), user=user):
+            raise PermissionDenied("Only a superuser can erase a staff account, never their own.")
+        erasure = Erasure.objects.filter(user=user).first()
+        if request.method == "POST" and request.POST.get("confirm") == "yes":
+            try:
+                erasure = account_erase(user=user, actor=signed_in_user(request))
+            except ErasureIncomplete as exc:
+                self.log_change(request, user, f"Erasure stopped: {exc}"[:500])
+                self.message_user(
+                    request,
+                    f"Stripe did not answer, so nothing here was erased yet ({exc}). "
+                    "Run it again: it carries on from where it stopped.",
+                    messages.ERROR,
+                )
+            else:
+                user.refresh_from_db()
+                self.log_change(request, user, "Erased the personal data (privacy.Erasure)")
+                self.message_user(request, f"Erased: the account is now {user}.")
+            return HttpResponseRedirect(reverse("admin:accounts_user_change", args=[user.pk]))
+        return self._page(
+            request,
+            "erase.html",
+            title=f"Erase the personal data of {user}?",
+            original=user,
+            erasure=erasure,
+        )
+
+
+def _erase_allowed(*, actor: User, user: User) -> bool:
+    # A staff account is erased by a superuser, and nobody erases themselves here.
+    return actor.pk != user.pk and (actor.is_superuser or not user.is_staff)
 
 
 # What each staff action writes to the user's History (Django's LogEntry), beside the

@@ -34,9 +34,14 @@ def customer_create(params: Obj) -> Obj:
     return actions.customer_create(params)
 
 
+# The stored type of what is left of a deleted customer: Stripe's `deleted_customer`.
+DELETED = "deleted_customer"
+
+
 @route("GET", f"/customers/{ID}")
 def customer_retrieve(params: Obj, id: str) -> Obj:
-    return store.get(id, "customer")
+    """As Stripe: a deleted customer can still be retrieved, as its id and `deleted`."""
+    return store.find(id, DELETED) or store.get(id, "customer")
 
 
 @route("POST", f"/customers/{ID}")
@@ -61,6 +66,13 @@ def customer_delete(params: Obj, id: str) -> Obj:
             if sub["customer"] == id and sub["status"] in actions.LIVE:
                 actions.subscription_cancel(sub["id"])
         StripeObject.objects.filter(pk=id).delete()
+        # Anything else is refused as for an unknown id; its invoices and payments stay.
+        StripeObject.objects.create(
+            pk=id,
+            type=DELETED,
+            data={"id": id, "object": "customer", "deleted": True},
+            created=customer["created"],
+        )
         event_emit("customer.deleted", customer)
     return {"id": id, "object": "customer", "deleted": True}
 
