@@ -30,7 +30,9 @@ VERIFY = "mfa_reauthenticate"
 
 # What a staff session without its second factor may still open: enrolment, the code
 # prompt, the recovery codes it is shown once enrolled, the password prompt allauth asks
-# before enrolment, the email verification allauth may ask before it, and logging out.
+# before enrolment, the link that confirms an address (allauth enrols no account with an
+# unconfirmed one), and logging out. Not the email page: a password alone must not
+# change the address an account signs in with.
 ALLOWED_VIEWS = frozenset(
     {
         "mfa_index",
@@ -39,7 +41,6 @@ ALLOWED_VIEWS = frozenset(
         "mfa_view_recovery_codes",
         "mfa_download_recovery_codes",
         "account_reauthenticate",
-        "account_email",
         "account_email_verification_sent",
         "account_confirm_email",
         "account_logout",
