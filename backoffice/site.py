@@ -30,10 +30,12 @@ from django.contrib.admin.views.main import (  # type: ignore[attr-defined]  # i
 from django.core.exceptions import ValidationError
 from django.db import DataError, router, transaction
 from django.db.models import Count, Q
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
+from django.utils.http import urlencode
 
+from backoffice.staff_2fa import missing_step, step_redirect
 from billing.entitlements import LIVE_STATUSES
 from billing.plans import Plan
 from onboarding.models import OnboardingMessage
@@ -448,6 +450,27 @@ class SmartFlowAdminSite(admin.AdminSite):
             if app["app_label"] == "djstripe":
                 app["name"] = STRIPE_DATA
         return sorted(apps, key=lambda app: app["app_label"] == "djstripe")
+
+    def has_permission(self, request: HttpRequest) -> bool:
+        # Behind Staff2FAMiddleware already; here too so that no admin view (ours, or a
+        # third party's wrapped in admin_view) can answer a session without its factor.
+        return super().has_permission(request) and missing_step(request) is None
+
+    def login(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        # With 2FA required, staff sign in on allauth's login page, whose login stages
+        # ask for the TOTP code (allauth's docs, "Admin": secure_admin_login, which goes
+        # to LOGIN_URL, the customers' page, rather than to allauth's). Without it, the
+        # admin's own form, as before.
+        if not settings.STAFF_2FA_REQUIRED:
+            return super().login(request, extra_context)
+        if request.user.is_authenticated and (step := missing_step(request)):
+            return step_redirect(request, step)
+        if request.user.is_authenticated:
+            return super().login(request, extra_context)
+        back = request.GET.get("next") or reverse("admin:index")
+        return HttpResponseRedirect(f"{reverse('account_login')}?{urlencode({'next': back})}")
 
     def index(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None

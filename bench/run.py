@@ -286,18 +286,36 @@ def measure(env: dict[str, str], job: str, *, tracemalloc: bool = False) -> dict
 # --- In-process helpers (after django.setup()) ------------------------------------------
 
 
-def session_cookie(email: str) -> str:
-    """A signed-in session for `email`, stored in the database the server reads."""
-    from django.conf import settings
+def signed_in_client(email: str) -> Any:
+    """A test client signed in as `email`, as after a real login: staff with their second
+    factor passed (backoffice/staff_2fa.py), which production settings require."""
+    from allauth.account.internal.flows.login import (
+        _AUTHENTICATION_METHODS_USER_SESSION_KEY,
+        AUTHENTICATION_METHODS_SESSION_KEY,
+    )
     from django.test import Client
 
     from accounts.models import User
 
+    user = User.objects.get(email=email)
     client = Client()
     # The backend a real login ends with (axes only guards authenticate()).
-    client.force_login(
-        User.objects.get(email=email), backend="django.contrib.auth.backends.ModelBackend"
-    )
+    client.force_login(user, backend="django.contrib.auth.backends.ModelBackend")
+    session = client.session
+    session[AUTHENTICATION_METHODS_SESSION_KEY] = [
+        {"method": "password", "at": time.time()},
+        {"method": "mfa", "at": time.time(), "type": "totp"},
+    ]
+    session[_AUTHENTICATION_METHODS_USER_SESSION_KEY] = str(user.pk)
+    session.save()
+    return client
+
+
+def session_cookie(email: str) -> str:
+    """A signed-in session for `email`, stored in the database the server reads."""
+    from django.conf import settings
+
+    client = signed_in_client(email)
     return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
 
 
@@ -325,15 +343,9 @@ def queries_per_page(email: str, paths: list[str]) -> dict[str, PageQueries]:
     """SQL statements each page costs, counted in-process through Django's test client,
     and where the slowest one spends its time."""
     from django.db import connection, transaction
-    from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
-    from accounts.models import User
-
-    client = Client()
-    client.force_login(
-        User.objects.get(email=email), backend="django.contrib.auth.backends.ModelBackend"
-    )
+    client = signed_in_client(email)
     pages: dict[str, PageQueries] = {}
     for path in paths:
         client.get(path)  # warm: the first request of a process loads templates and caches

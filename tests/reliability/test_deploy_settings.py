@@ -83,7 +83,7 @@ def test_deploy_checks_pass_with_the_documented_settings():
             {"ANYMAIL_ESP": "", "EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"},
             "onboarding.E001",
         ),
-        ({"STAFF_2FA_REQUIRED": "false"}, "smartflow.E001"),
+        ({"STAFF_2FA_REQUIRED": "false"}, "backoffice.E001"),
     ],
     ids=[
         "no-secret-key",
