@@ -211,6 +211,13 @@ DATABASE_PREPARED_STATEMENTS = env.bool("DATABASE_PREPARED_STATEMENTS", default=
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# The cache holds the rate limits (sign-up, login, reset, checkout) and the TOTP codes
+# already used: it must be one for every web process and machine, or each gunicorn worker
+# would count and remember on its own. The database's (its table comes with `migrate`,
+# smartflow/migrations/0003_cache_table.py) needs no other service; CACHE_URL (e.g.
+# redis://127.0.0.1:6379/1) moves it to Redis where there is one.
+CACHES = {"default": env.cache_url("CACHE_URL", default="dbcache://smartflow_cache")}
+
 # --- Accounts ---------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "accounts:login"
