@@ -5,9 +5,11 @@ not even imported and nothing is sent.
 What reaches Sentry: unhandled exceptions in requests and management commands (the
 Django integration), and every log record at ERROR (its logging integration, on by
 default): a failed task, an email provider refusing, a new billing alert
-(billing/alerts.py). No personal data is collected: no user identity, cookies, request
-bodies, query strings or local variables (sentry-sdk's `data_collection`, which replaced
-`send_default_pii`); the exception, its stack and the URL path are enough to act on."""
+(billing/alerts.py). Nothing personal is collected automatically: no user identity,
+cookies, request bodies, query strings, SQL parameters or local variables (sentry-sdk's
+`data_collection`, which replaced `send_default_pii`); the exception, its stack and the
+URL path are enough to act on. Log messages go as written: a billing alert's text names
+the customer's email, as the email to ADMINS does."""
 
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ def sentry_configure(
             "http_bodies": [],
             "url_query_params": {"mode": "off"},
             "stack_frame_variables": False,
+            # SQL breadcrumbs keep the statements, not their values (emails, session keys).
+            "database_query_data": False,
         },
         integrations=[DjangoIntegration()],
         transport=transport,

@@ -558,7 +558,7 @@ ADMINS = _admins(env.str("ADMINS", default=""))
 SERVER_EMAIL = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
 EMAIL_SUBJECT_PREFIX = env.str("EMAIL_SUBJECT_PREFIX", default="[SmartFlow] ")
 # Errors, and log records at ERROR, to Sentry (sentry-sdk with its Django integration)
-# when set. No personal data is sent (smartflow/sentry.py); SENTRY_TRACES_SAMPLE_RATE
+# when set; what it collects: smartflow/sentry.py. SENTRY_TRACES_SAMPLE_RATE
 # above 0 also sends that share of requests as performance traces.
 SENTRY_DSN = env.str("SENTRY_DSN", default="")
 SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default="development" if DEBUG else "production")

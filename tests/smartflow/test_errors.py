@@ -128,7 +128,9 @@ def test_a_server_error_reaches_sentry_without_personal_data(
     assert event["exception"]["values"][-1]["value"] == "the boom view always fails"
     assert event["transaction"].endswith("boom/")  # the view's URL pattern
     assert event["environment"] == "test"
+    # Nor in the SQL breadcrumbs' parameters, which also hold session keys.
     assert "user" not in event and customer.email not in repr(event)
+    assert "db.params" not in repr(event)
     assert "cookies" not in event.get("request", {})
 
 
