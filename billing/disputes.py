@@ -22,6 +22,7 @@ from django.db.models.fields.json import KT
 from django.utils import timezone
 from djstripe.models import Charge, Dispute
 
+from billing.alerts import alert_record
 from billing.models import BillingAlert, OneOffPurchase
 from billing.stripe_api import api_kwargs
 from billing.templatetags.billing import money
@@ -125,10 +126,11 @@ def dispute_alert_record(
         + (f"; evidence due by {due:%Y-%m-%d}" if due and status in OPEN_STATUSES else "")
         + "."
     )
-    alert, created = BillingAlert.objects.get_or_create(
+    alert, created = alert_record(
         kind=BillingAlert.Kind.DISPUTE,
         stripe_id=dispute["id"],
-        defaults={"detail": detail, "stripe_event_id": stripe_event_id},
+        detail=detail,
+        stripe_event_id=stripe_event_id,
     )
     if not created and alert.detail != detail:
         BillingAlert.objects.filter(pk=alert.pk).update(

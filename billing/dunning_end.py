@@ -26,6 +26,7 @@ from djstripe.models import Invoice, Subscription
 from djstripe.settings import djstripe_settings
 
 from accounts.models import User
+from billing.alerts import alert_record
 from billing.models import BillingAlert
 from billing.signals import Notice, customer_notice
 from billing.stripe_api import api_kwargs, invoice_payments_refund
@@ -121,16 +122,14 @@ def paid_after_end_refund(*, user: User, invoice_id: str, stripe_event_id: str) 
         sub.get("status"),
         refunded,
     )
-    alert, created = BillingAlert.objects.get_or_create(
+    alert, created = alert_record(
         kind=BillingAlert.Kind.PAID_AFTER_END,
         stripe_id=invoice_id,
-        defaults={
-            "detail": (
-                f"{user.email} paid invoice {invoice_id} after subscription "
-                f"{subscription_id} had ended; the payment was refunded in full."
-            ),
-            "stripe_event_id": stripe_event_id,
-        },
+        detail=(
+            f"{user.email} paid invoice {invoice_id} after subscription "
+            f"{subscription_id} had ended; the payment was refunded in full."
+        ),
+        stripe_event_id=stripe_event_id,
     )
     if not created:
         BillingAlert.objects.filter(pk=alert.pk).update(

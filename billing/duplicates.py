@@ -24,6 +24,7 @@ from djstripe.models import Subscription
 from djstripe.settings import djstripe_settings
 
 from accounts.models import User
+from billing.alerts import alert_record
 from billing.entitlements import PLAN_STATUSES, subscription_sells
 from billing.models import BillingAlert
 from billing.notices import DUPLICATE_REFUND_KEY, duplicate_subscription_notify
@@ -74,13 +75,11 @@ def duplicates_find() -> dict[int, list[str]]:
 def duplicate_alert_record(
     *, user: User, kept: str, newer: str, detail: str, stripe_event_id: str = ""
 ) -> None:
-    alert, created = BillingAlert.objects.get_or_create(
+    alert, created = alert_record(
         kind=BillingAlert.Kind.DUPLICATE_SUBSCRIPTION,
         stripe_id=newer,
-        defaults={
-            "detail": f"{user.email}: {newer} beside {kept}. {detail}",
-            "stripe_event_id": stripe_event_id,
-        },
+        detail=f"{user.email}: {newer} beside {kept}. {detail}",
+        stripe_event_id=stripe_event_id,
     )
     if not created and detail not in alert.detail:
         alert.detail = f"{user.email}: {newer} beside {kept}. {detail}"

@@ -31,6 +31,7 @@ from django.utils import timezone
 from djstripe.models import Customer, Subscription
 
 from accounts.models import User
+from billing.alerts import alert_record
 from billing.disputes import disputes_load
 from billing.dunning import (
     DUNNING_STATUSES,
@@ -596,13 +597,11 @@ def plan_compute(user: User, *, now: datetime | None = None) -> Decision:
 def unknown_prices_record(prices: list[str], *, stripe_event_id: str) -> None:
     for price_id in prices:
         logger.warning("Price %s sells no known plan; plan left unchanged", price_id)
-        alert, created = BillingAlert.objects.get_or_create(
+        alert, created = alert_record(
             kind=BillingAlert.Kind.UNKNOWN_PRICE,
             stripe_id=price_id,
-            defaults={
-                "detail": "A subscription uses a price that maps to no plan.",
-                "stripe_event_id": stripe_event_id,
-            },
+            detail="A subscription uses a price that maps to no plan.",
+            stripe_event_id=stripe_event_id,
         )
         if not created:
             BillingAlert.objects.filter(pk=alert.pk).update(

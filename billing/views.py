@@ -9,15 +9,24 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_not_required, login_required
 from django.db import transaction
 from django.db.models import F
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseForbidden,
+    JsonResponse,
+)
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
+from djstripe.enums import WebhookEndpointStatus
 from djstripe.models import WebhookEndpoint
 
 from accounts.http import AuthenticatedHttpRequest
+from billing.alerts import alert_record
 from billing.checkout import (
     checkout_fulfil,
     checkout_session_create,
@@ -302,23 +311,48 @@ def _livemode_refused(
         "live" if endpoint.livemode else "test",
         endpoint.id,
     )
-    alert, created = BillingAlert.objects.get_or_create(
+    alert, created = alert_record(
         kind=BillingAlert.Kind.LIVEMODE_MISMATCH,
         stripe_id=event_id,
-        defaults={
-            "detail": (
-                f"A {mode}-mode event ({event.get('type', '?')}) was signed for the "
-                f"{'live' if endpoint.livemode else 'test'} endpoint {endpoint.id}: refused "
-                "(400). A replayed payload, or an endpoint registered in the wrong mode."
-            ),
-            "stripe_event_id": event_id,
-        },
+        detail=(
+            f"A {mode}-mode event ({event.get('type', '?')}) was signed for the "
+            f"{'live' if endpoint.livemode else 'test'} endpoint {endpoint.id}: refused "
+            "(400). A replayed payload, or an endpoint registered in the wrong mode."
+        ),
+        stripe_event_id=event_id,
     )
     if not created:
         BillingAlert.objects.filter(pk=alert.pk).update(
             seen_count=F("seen_count") + 1, last_seen_at=timezone.now()
         )
     return True
+
+
+def _webhook_body(request: HttpRequest) -> str | HttpResponse:
+    """The webhook's body as text, or the answer that refuses it: 413 when it declares
+    more than STRIPE_WEBHOOK_MAX_BYTES (nothing of it read: under WSGI the body is read
+    only as far as Content-Length says, so the declared length bounds what is read),
+    400 when it does not decode (Stripe's is UTF-8)."""
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    limit = settings.STRIPE_WEBHOOK_MAX_BYTES
+    if declared > limit:
+        logger.warning(
+            "Stripe webhook %s: body of %s bytes is over STRIPE_WEBHOOK_MAX_BYTES (%s); refused",
+            request.path,
+            declared,
+            limit,
+        )
+        return HttpResponse(
+            f"The body is over {limit} bytes.", status=413, content_type="text/plain"
+        )
+    try:
+        return request.body.decode(request.encoding or "utf-8")
+    except UnicodeDecodeError:
+        logger.warning("Stripe webhook %s: body does not decode; refused", request.path)
+        return HttpResponseBadRequest("The body is not UTF-8 text.")
 
 
 @csrf_exempt
@@ -330,11 +364,13 @@ def stripe_webhook(request: HttpRequest, uuid: UUID) -> HttpResponse:
     queue, answer 200 (billing/webhook_queue.py). No Stripe call and no business logic
     here, so Stripe's latency never sets our acknowledgement time.
 
-    Replaces dj-stripe's view, which processes in the request. The body is stored
-    (dj-stripe's WebhookEventTrigger) only once the signature verified, so unsigned
-    requests cost nothing but the endpoint's lookup. Refused with 400: no or a bad
-    signature, a body that is not a JSON object or not an event, an event of the other
-    mode than the endpoint. An unknown endpoint is a 404.
+    Replaces dj-stripe's view, which processes in the request. The body is read only
+    up to STRIPE_WEBHOOK_MAX_BYTES (413 past it, from Content-Length, before reading),
+    parsed only once the signature verified, and stored (dj-stripe's
+    WebhookEventTrigger) only then, so unsigned requests cost nothing but the endpoint's
+    lookup and one HMAC. Refused with 400: no or a bad signature, a body that is not
+    UTF-8, not a JSON object or not an event, an event of the other mode than the
+    endpoint. An unknown endpoint is a 404; a disabled one (its status) a 403.
 
     dj-stripe's view parsed the body catching only ValueError and compared signatures
     catching only SignatureVerificationError, so a deeply nested body (RecursionError), a
@@ -361,15 +397,19 @@ def stripe_webhook(request: HttpRequest, uuid: UUID) -> HttpResponse:
     endpoint = endpoint_load(uuid)
     if endpoint is None:
         raise Http404("No such webhook endpoint.")
-    body = ""
-    try:
-        body = request.body.decode(request.encoding or "utf-8")
-        event = json.loads(body)
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-        event = None
-    if not isinstance(event, dict) or "\x00" in body:
-        logger.warning("Stripe webhook %s: body is not a JSON object; refused", request.path)
-        return HttpResponseBadRequest("The body is not a JSON object.")
+    if endpoint.status != WebhookEndpointStatus.enabled:
+        # Stripe retries a refused event for three days: enabling the endpoint again
+        # within them loses nothing.
+        logger.warning(
+            "Stripe webhook %s: endpoint %s is %s; event refused",
+            request.path,
+            endpoint.id,
+            endpoint.status or "without a status",
+        )
+        return HttpResponseForbidden("This webhook endpoint is disabled.")
+    body = _webhook_body(request)
+    if isinstance(body, HttpResponse):
+        return body
     debug_secret = request.headers.get("X-Djstripe-Webhook-Secret", "")
     if debug_secret and settings.DEBUG:
         # Stripe CLI forwarding, as dj-stripe allows it: only with
@@ -378,6 +418,13 @@ def stripe_webhook(request: HttpRequest, uuid: UUID) -> HttpResponse:
     if not signature_valid(endpoint, body, signature):
         logger.warning("Stripe webhook %s: signature does not verify; refused", request.path)
         return HttpResponseBadRequest("The signature does not verify.")
+    try:
+        event = json.loads(body)
+    except (ValueError, RecursionError):
+        event = None
+    if not isinstance(event, dict) or "\x00" in body:
+        logger.warning("Stripe webhook %s: body is not a JSON object; refused", request.path)
+        return HttpResponseBadRequest("The body is not a JSON object.")
     if not isinstance(event.get("id"), str) or "livemode" not in event:
         logger.warning("Stripe webhook %s: signed body is not an event; refused", request.path)
         return HttpResponseBadRequest("The body is not a Stripe event.")

@@ -45,7 +45,7 @@ import stripe
 from django.conf import settings
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.backends.utils import CursorDebugWrapper
-from django.db.models import F, Min, Model
+from django.db.models import F, Min, Model, Q
 from django.db.models.signals import post_save, pre_save
 from django.http import HttpRequest
 from django.utils import timezone
@@ -57,6 +57,7 @@ from djstripe.models import Event, WebhookEndpoint, WebhookEventTrigger
 from djstripe.models.webhooks import get_remote_ip
 from djstripe.settings import djstripe_settings
 
+from billing.alerts import alert_record
 from billing.models import BillingAlert, WebhookDelivery, WebhookSecretPrevious
 from billing.stripe_cache import account_cache
 
@@ -114,6 +115,7 @@ ENDPOINT_FIELDS = (
     "djstripe_tolerance",
     "djstripe_owner_account",
     "djstripe_uuid",
+    "status",
 )
 
 
@@ -581,10 +583,11 @@ def _alert(delivery: WebhookDelivery, *, permanent: bool) -> None:
         f'{delivery.last_error} Fix the cause, then use "Process again" on the webhook '
         "delivery."
     )
-    alert, created = BillingAlert.objects.get_or_create(
+    alert, created = alert_record(
         kind=BillingAlert.Kind.WEBHOOK_FAILED,
         stripe_id=delivery.event_id,
-        defaults={"detail": detail, "stripe_event_id": delivery.event_id},
+        detail=detail,
+        stripe_event_id=delivery.event_id,
     )
     if not created:
         BillingAlert.objects.filter(pk=alert.pk).update(
@@ -652,6 +655,29 @@ def backlog() -> tuple[int, datetime | None]:
     pending = WebhookDelivery.objects.filter(state=WebhookDelivery.State.PENDING)
     stats = pending.aggregate(oldest=Min("received_at"))
     return pending.count(), stats["oldest"]
+
+
+def oldest_due(*, now: datetime | None = None) -> datetime | None:
+    """Since when the longest-waiting due delivery has been due: its planned retry's
+    time, else when it was received or queued again ("process again" restarts its
+    RETRY_FOR window); None when none is due. For /healthz/ready (smartflow/health.py)."""
+    now = now or timezone.now()
+    first_try = Q(next_attempt_at__isnull=True)
+    found = (
+        WebhookDelivery.objects.filter(state=WebhookDelivery.State.PENDING)
+        .exclude(next_attempt_at__gt=now)
+        .aggregate(
+            retry=Min("next_attempt_at"),
+            queued=Min("retry_until", filter=first_try),
+            received=Min("received_at", filter=first_try & Q(retry_until__isnull=True)),
+        )
+    )
+    since = [
+        found["retry"],
+        found["queued"] and found["queued"] - RETRY_FOR,
+        found["received"],
+    ]
+    return min((at for at in since if at is not None), default=None)
 
 
 def process_due(*, limit: int | None = None) -> int:

@@ -27,6 +27,7 @@ from djstripe.models import (
 from djstripe.settings import djstripe_settings
 
 from accounts.models import User, normalize_email
+from billing.alerts import alert_record
 from billing.checkout import (
     _subscription_sync,
     checkout_fulfil,
@@ -128,10 +129,11 @@ def _charge_purchase_and_user(charge: dict[str, Any]) -> tuple[OneOffPurchase | 
 
 def _no_user(event: Event, stripe_id: str) -> None:
     logger.warning("Event %s (%s): no user for %s; nothing to do", event.id, event.type, stripe_id)
-    BillingAlert.objects.get_or_create(
+    alert_record(
         kind=BillingAlert.Kind.NO_USER,
         stripe_id=stripe_id,
-        defaults={"detail": f"{event.type} for an unknown customer", "stripe_event_id": event.id},
+        detail=f"{event.type} for an unknown customer",
+        stripe_event_id=event.id,
     )
 
 

@@ -33,3 +33,20 @@ def email_delivered_in_deployment(**kwargs: Any) -> list[checks.CheckMessage]:
             id="onboarding.E001",
         )
     ]
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def errors_reach_people(**kwargs: Any) -> list[checks.CheckMessage]:
+    """With DEBUG off, server errors and billing alerts are emailed to ADMINS: with
+    nobody there they reach only the log (and Sentry, if SENTRY_DSN is set)."""
+    if settings.DEBUG or settings.ADMINS:
+        return []
+    return [
+        checks.Warning(
+            "ADMINS is empty: server errors and billing alerts are emailed to nobody"
+            + (" (Sentry still gets them)." if settings.SENTRY_DSN else "."),
+            hint="Set ADMINS, e.g. ADMINS=Ops <ops@example.com>, and SENTRY_DSN for "
+            "Sentry (docs/operations.md).",
+            id="onboarding.W001",
+        )
+    ]

@@ -263,7 +263,6 @@ EMAIL_BACKEND = env.str(
 )
 EMAIL_BACKEND_ALLOW_CONSOLE = env.bool("EMAIL_BACKEND_ALLOW_CONSOLE", default=False)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="no-reply@smartflowsystems.com")
-SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # Reply-To of every customer email: where "reply to this email" reaches a person. Unset
 # (or empty), support@smartflowsystems.com: never the no-reply sender.
 SUPPORT_EMAIL = env.str("SUPPORT_EMAIL", default="") or "support@smartflowsystems.com"
@@ -598,6 +597,60 @@ CONTENT_SECURITY_POLICY = {
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 
+# --- Operations: errors and alerts, health checks, the webhook endpoint -----------------
+# (docs/operations.md)
+# Who is emailed server errors (500s) and each new billing alert, through EMAIL_BACKEND
+# (anymail when ANYMAIL_ESP is set): `Ops <ops@example.com>, Jo <jo@example.com>`. Empty:
+# nobody (onboarding.W001 says so in `check --deploy`).
+
+
+def _admins(raw: str) -> list[tuple[str, str]]:
+    from email.utils import getaddresses
+
+    admins = []
+    for name, address in getaddresses([raw]) if raw.strip() else []:
+        if "@" not in address or any(c.isspace() for c in address):
+            raise ImproperlyConfigured(
+                f"ADMINS: {address or raw!r} is not an email address; use "
+                "`Name <address>` entries separated by commas."
+            )
+        admins.append((name or address, address))
+    return admins
+
+
+ADMINS = _admins(env.str("ADMINS", default=""))
+# The sender of those emails (Django's name for it).
+SERVER_EMAIL = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
+EMAIL_SUBJECT_PREFIX = env.str("EMAIL_SUBJECT_PREFIX", default="[SmartFlow] ")
+# Errors, and log records at ERROR, to Sentry (sentry-sdk with its Django integration)
+# when set; what it collects: smartflow/sentry.py. SENTRY_TRACES_SAMPLE_RATE
+# above 0 also sends that share of requests as performance traces.
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default="development" if DEBUG else "production")
+SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0)
+if not 0 <= SENTRY_TRACES_SAMPLE_RATE <= 1:
+    raise ImproperlyConfigured("SENTRY_TRACES_SAMPLE_RATE must be between 0 and 1.")
+if SENTRY_DSN:
+    from smartflow.sentry import sentry_configure
+
+    sentry_configure(
+        dsn=SENTRY_DSN,
+        environment=SENTRY_ENVIRONMENT,
+        traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE,
+    )
+# /healthz and /healthz/ready (smartflow/health.py) tell anyone only "ok" or not; the
+# details (workers, hosts, backlogs) need a staff login or `Authorization: Bearer
+# <HEALTHZ_TOKEN>`. Empty: no token, staff only.
+HEALTHZ_TOKEN = env.str("HEALTHZ_TOKEN", default="")
+# /healthz/ready says "degraded" (503) when the oldest due task or due webhook delivery
+# has waited longer than this, or when no worker's heartbeat is live.
+HEALTHZ_BACKLOG_MAX_SECONDS = env.int("HEALTHZ_BACKLOG_MAX_SECONDS", default=300)
+# The Stripe webhook refuses a larger body with 413 before reading it (billing/views.py).
+# Stripe documents no maximum; its events embed lists cut at 10 items (`has_more`), so
+# they stay within tens of KB. mozilla/fxa refused real Stripe events at 52 KB and
+# settled on 1 MB (github.com/mozilla/fxa/issues/8861, pull 8873): 1 MiB, as theirs.
+STRIPE_WEBHOOK_MAX_BYTES = env.int("STRIPE_WEBHOOK_MAX_BYTES", default=1024 * 1024)
+
 # --- Logging ----------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING: dict[str, Any] = {
@@ -606,16 +659,30 @@ LOGGING: dict[str, Any] = {
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
     },
+    "filters": {
+        "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
+    },
     "handlers": {
         "stdout": {
             "class": "logging.StreamHandler",
             "stream": "ext://sys.stdout",
             "formatter": "plain",
         },
+        # To ADMINS (none: nothing sent), as Django's own default logging does, with
+        # DEBUG off. Errors and Operations, above.
+        "mail_admins": {
+            "class": "django.utils.log.AdminEmailHandler",
+            "level": "ERROR",
+            "filters": ["require_debug_false"],
+        },
     },
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
     "loggers": {
         "django": {"handlers": ["stdout"], "level": LOG_LEVEL, "propagate": False},
+        # Server errors (500s), with the request, to ADMINS; to stdout through "django".
+        "django.request": {"handlers": ["mail_admins"], "propagate": True},
+        # A new billing alert (billing/alerts.py), once per alert.
+        "billing.alerts": {"handlers": ["stdout", "mail_admins"], "propagate": False},
         # django-axes announces its version at INFO in every process that starts.
         "axes": {"handlers": ["stdout"], "level": "WARNING", "propagate": False},
     },

@@ -5,13 +5,14 @@ from django.contrib import admin
 from django.urls import include, path
 
 from billing.urls import djstripe_urlpatterns
-from smartflow.health import healthz
+from smartflow.health import healthz, healthz_ready
 
 # A 403 under the admin is an admin page (backoffice/views.py).
 handler403 = "backoffice.views.permission_denied"
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("healthz/ready", healthz_ready, name="healthz_ready"),
     path(f"{settings.ADMIN_URL}/", admin.site.urls),
     # dj-stripe's webhook endpoint: /stripe/webhook/<uuid>/
     path("stripe/", include((djstripe_urlpatterns, "djstripe"), namespace="djstripe")),

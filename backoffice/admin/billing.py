@@ -25,7 +25,15 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 from djstripe.admin import admin as djstripe_admin  # noqa: F401  (registers dj-stripe's first)
-from djstripe.models import APIKey, Invoice, WebhookEndpoint
+from djstripe.models import (
+    Account,
+    APIKey,
+    Customer,
+    Invoice,
+    PromotionCode,
+    Session,
+    WebhookEndpoint,
+)
 
 from backoffice.admin.base import ReadOnlyAdmin
 from billing.models import (
@@ -288,14 +296,42 @@ class _SuperuserOnly(_DjStripeReadOnly):
         return request.user.is_superuser
 
 
+# dj-stripe's own search fields of these four name columns its models no longer have
+# (the values live in `stripe_data` now), so any search of these lists was a 500: the
+# same searches on the JSON (a key lookup with icontains, as the invoice list's).
+_SEARCH_FIELDS: dict[type[Any], tuple[str, ...]] = {
+    Account: (
+        "id",
+        "stripe_data__email",
+        "stripe_data__business_profile__name",
+        "stripe_data__settings__dashboard__display_name",
+    ),
+    Customer: (
+        "id",
+        "email",
+        "subscriber__email",
+        "stripe_data__name",
+        "stripe_data__description",
+    ),
+    PromotionCode: ("id", "stripe_data__code"),
+    Session: (
+        "id",
+        "customer__id",
+        "stripe_data__customer_email",
+        "stripe_data__customer_details__email",
+    ),
+}
+
+
 def _djstripe_admins_restrict() -> None:
     for model in apps.get_app_config("djstripe").get_models():
         if not admin.site.is_registered(model):
             continue
         original = type(admin.site.get_model_admin(model))
         mixin = _SuperuserOnly if model in (APIKey, WebhookEndpoint) else _DjStripeReadOnly
+        fixes = {"search_fields": _SEARCH_FIELDS[model]} if model in _SEARCH_FIELDS else {}
         admin.site.unregister(model)
-        admin.site.register(model, type(original.__name__, (mixin, original), {}))
+        admin.site.register(model, type(original.__name__, (mixin, original), fixes))
 
 
 _djstripe_admins_restrict()

@@ -31,6 +31,7 @@ PRODUCTION = {
     "SECURE_PROXY_SSL_HEADER": "HTTP_X_FORWARDED_PROTO,https",
     # Test mode: these tests also turn the sandbox on, which refuses a live key.
     "STRIPE_TEST_SECRET_KEY": "sk_test_" + "prodlike" * 3,
+    "ADMINS": "Ops <ops@smartflowsystems.com>",
 }
 
 
@@ -115,6 +116,13 @@ def test_deploy_checks_fail_when_a_protection_is_off(weakened, warning):
     assert warning in result.stderr + result.stdout
 
 
+def test_deploy_checks_warn_when_nobody_gets_the_errors():
+    result = _run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], ADMINS="")
+
+    assert result.returncode != 0
+    assert "onboarding.W001" in result.stderr + result.stdout
+
+
 def test_deploy_checks_fail_with_the_sandbox_on():
     # DEBUG off and STRIPE_SANDBOX=1: any plan for test card 4242.
     result = _run(["manage.py", "check", "--deploy"], STRIPE_SANDBOX="1")
@@ -162,15 +170,18 @@ _SECURITY = (
 
 
 def test_a_copied_env_example_with_a_secret_key_is_a_secure_production_configuration(tmp_path):
-    # `cp .env.example .env`, SECRET_KEY and a Stripe key filled in, nothing else: the app
-    # starts with DEBUG off and every HTTPS protection on, and the deployment checks pass.
+    # `cp .env.example .env`, SECRET_KEY, a Stripe key and ADMINS filled in, nothing else:
+    # the app starts with DEBUG off and every HTTPS protection on, and the deployment checks
+    # pass.
     example = (settings.BASE_DIR / ".env.example").read_text()
     key = "copied-" + "s3cr3t-9f8e7d6c5b4a" * 4
-    assert "\nSECRET_KEY=\n" in example
+    assert "\nSECRET_KEY=\n" in example and "\nADMINS=\n" in example
     dotenv = tmp_path / ".env"
     dotenv.write_text(
         example.replace("\nSECRET_KEY=\n", f"\nSECRET_KEY={key}\n").replace(
             "\n#STRIPE_TEST_SECRET_KEY=\n", "\nSTRIPE_TEST_SECRET_KEY=sk_test_copied123\n"
+        ).replace(
+            "\nADMINS=\n", "\nADMINS=Ops <ops@smartflowsystems.com>\n"
         )
     )
     # Only the file: none of PRODUCTION's variables.
