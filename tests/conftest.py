@@ -317,4 +317,5 @@ def buyer(db: Any) -> User:
         PASSWORD,
         phone="+447700900123",
         sms_opt_in=True,
+        phone_confirmed="+447700900123",  # its code entered (accounts/phone.py)
     )
