@@ -12,8 +12,10 @@ from django.contrib.auth.forms import BaseUserCreationForm
 from django.db import IntegrityError, transaction
 
 from accounts.models import User, normalize_email
+from accounts.phone import sms_available
 
 EMAIL_TAKEN = "An account with this email already exists. Log in or reset your password."
+SMS_UNAVAILABLE = "SMS is not available on this site at the moment, so we cannot text you."
 
 
 def _is_fixed_line(number: phonenumbers.PhoneNumber | str | None) -> bool:
@@ -25,11 +27,19 @@ def _is_fixed_line(number: phonenumbers.PhoneNumber | str | None) -> bool:
 
 
 class _PhoneConsentMixin(forms.BaseForm):
-    """SMS consent only means something with a number to send to."""
+    """SMS consent only means something with a number to send to, and on a site that can
+    send SMS (accounts/phone.py); it counts once the number is confirmed by code."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not sms_available() and "sms_opt_in" in self.fields:
+            self.fields["sms_opt_in"].help_text = SMS_UNAVAILABLE
 
     def clean(self) -> dict[str, Any]:
         super().clean()
         cleaned = self.cleaned_data
+        if cleaned.get("sms_opt_in") and not sms_available():
+            self.add_error("sms_opt_in", f"{SMS_UNAVAILABLE} Untick SMS to save.")
         # A number typed but invalid already has its error; this one is for no number.
         phone_invalid = "phone" in self.errors
         if cleaned.get("sms_opt_in") and not cleaned.get("phone") and not phone_invalid:
@@ -93,6 +103,18 @@ class ProfileForm(_PhoneConsentMixin, forms.ModelForm):
         fields = ("phone", "sms_opt_in")
         labels = SignupForm.Meta.labels
         help_texts = SignupForm.Meta.help_texts
+
+
+class PhoneCodeForm(forms.Form):
+    """The code we texted, to confirm the number on the account (accounts/phone.py)."""
+
+    code = forms.CharField(
+        label="Code",
+        max_length=12,
+        widget=forms.TextInput(
+            attrs={"inputmode": "numeric", "autocomplete": "one-time-code", "size": 8}
+        ),
+    )
 
 
 class PasswordResetForm(auth_forms.PasswordResetForm):

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
 from django.db import models
@@ -73,6 +74,13 @@ class User(AbstractBaseUser, PermissionsMixin):
         default=False,
         help_text="The customer agreed to receive SMS from SmartFlow.",
     )
+    # The number the customer proved is theirs by entering the code we texted to it
+    # (accounts/phone.py). SMS goes only to a confirmed number: a new number on the
+    # account is not confirmed until its own code is entered.
+    phone_confirmed = PhoneNumberField("confirmed mobile number", blank=True, editable=False)
+    phone_confirmed_at = models.DateTimeField(
+        "number confirmed", null=True, blank=True, editable=False
+    )
     is_staff = models.BooleanField(
         "staff status", default=False, help_text="Can log into the admin site."
     )
@@ -131,6 +139,17 @@ class User(AbstractBaseUser, PermissionsMixin):
         """Whether the account's personal data was erased (privacy.erasure)."""
         return self.email.endswith(f"@{ERASED_EMAIL_DOMAIN}")
 
+    @property
+    def phone_is_confirmed(self) -> bool:
+        """Whether the number on the account is the one the customer confirmed by code."""
+        return bool(self.phone) and self.phone == self.phone_confirmed
+
+    @property
+    def phone_awaits_confirmation(self) -> bool:
+        """A number with SMS consent that no code has confirmed yet: no SMS goes to it,
+        and the dashboard and profile ask for the code (accounts/phone.py)."""
+        return bool(self.phone) and self.sms_opt_in and not self.phone_is_confirmed
+
     def has_feature(self, name: str) -> bool:
         """Whether the user's plan includes feature `name` (KeyError if unknown)."""
         return plan_allows(self.plan, name)
@@ -138,3 +157,30 @@ class User(AbstractBaseUser, PermissionsMixin):
     def clean(self) -> None:
         super().clean()
         self.email = normalize_email(self.email)
+
+
+class PhoneCode(models.Model):
+    """The code texted to confirm a user's mobile number (accounts/phone.py): kept only as
+    a keyed hash, for CODE_LIFETIME, and refused after MAX_ATTEMPTS wrong entries.
+
+    Written when the customer asks for a code (`requested_at`, the number) and filled in
+    when the worker texts it (`code_hash`, `expires_at`): the code itself exists only in
+    the SMS."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="phone_code",
+    )
+    phone = PhoneNumberField(help_text="The number the code is for.")
+    code_hash = models.CharField(max_length=128, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Wrong codes entered.")
+    requested_at = models.DateTimeField(default=timezone.now)
+    # Codes asked for since `window_started_at`: a day's allowance (accounts/phone.py).
+    window_started_at = models.DateTimeField(default=timezone.now)
+    sends_in_window = models.PositiveSmallIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"Code for {self.user_id}"

@@ -12,6 +12,8 @@ urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("signup/", views.signup, name="signup"),
     path("profile/", views.profile, name="profile"),
+    path("profile/phone/code/", views.phone_code_send, name="phone_code_send"),
+    path("profile/phone/confirm/", views.phone_code_confirm, name="phone_code_confirm"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     # Django's LogoutView accepts POST only.
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),

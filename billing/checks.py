@@ -118,3 +118,28 @@ def webhook_secret_in_deployment(
             id="billing.E003",
         )
     ]
+
+
+@checks.register()
+def billing_rate_limits_valid(**kwargs: Any) -> list[checks.CheckMessage]:
+    """BILLING_RATE_LIMITS parses, so that no checkout fails on a typo in it."""
+    from allauth.core.internal.ratelimit import parse_rates
+
+    errors: list[checks.CheckMessage] = []
+    for action in ("checkout", "preview"):
+        value = settings.BILLING_RATE_LIMITS.get(action)
+        try:
+            rates = parse_rates(value)
+            valid = isinstance(value, str) and all(rate.per in ("user", "ip") for rate in rates)
+        except ValueError:
+            valid = False
+        if not valid:
+            errors.append(
+                checks.Error(
+                    f"BILLING_RATE_LIMITS[{action!r}] is {value!r}, not a list of rates.",
+                    hint='Write rates as "<amount>/<period>/<user or ip>", comma-separated, '
+                    'e.g. "10/m/user,60/h/ip" (periods: s, m, h, d).',
+                    id="billing.E004",
+                )
+            )
+    return errors

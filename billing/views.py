@@ -63,6 +63,7 @@ from billing.plans import (
     recurring_interval,
 )
 from billing.portal import PortalNotConfigured
+from billing.ratelimit import billing_rate_limited
 from billing.standing import trial_for
 from billing.stripe_api import PriceMissing, StripeError, live_subscription, price_find
 from billing.webhook_queue import acknowledge, endpoint_load, signature_valid
@@ -100,6 +101,7 @@ def _choice(request: HttpRequest) -> tuple[str, str] | None:
 
 @login_required
 @require_POST
+@billing_rate_limited(POST="checkout")
 def checkout(request: AuthenticatedHttpRequest) -> HttpResponse:
     choice = _choice(request)
     if choice is None:
@@ -130,6 +132,7 @@ def checkout(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "HEAD", "POST"])
+@billing_rate_limited(POST="checkout", GET="preview")
 def switch(request: AuthenticatedHttpRequest) -> HttpResponse:
     if not settings.BILLING_ENABLED:  # a subscription synced before billing was turned off
         return _problem(request, "Payments are not set up on this site yet.", 503)
@@ -199,6 +202,7 @@ def _switch_confirmed(
 
 @login_required
 @require_safe
+@billing_rate_limited(GET="preview")
 def switch_waiting(request: AuthenticatedHttpRequest) -> HttpResponse:
     """An upgrade that waits for its payment: what happened and what to do."""
     if not settings.BILLING_ENABLED:
@@ -220,6 +224,7 @@ def switch_waiting(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 @login_required
 @require_safe
+@billing_rate_limited(GET="preview")
 def success(request: AuthenticatedHttpRequest) -> HttpResponse:
     # Checked before any Stripe call: with billing off there is no key, and stripe-python
     # would still go out to api.stripe.com (and retry) before failing.
@@ -257,6 +262,7 @@ def success(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
+@billing_rate_limited(POST="checkout")
 def portal(request: AuthenticatedHttpRequest) -> HttpResponse:
     if not settings.BILLING_ENABLED:
         return _problem(request, "Payments are not set up on this site yet.", 503)
@@ -475,6 +481,7 @@ def _lost_features(plan: str | None, target: str) -> list[str]:
 
 @login_required
 @require_http_methods(["GET", "HEAD", "POST"])
+@billing_rate_limited(POST="checkout", GET="preview")
 def downgrade(request: AuthenticatedHttpRequest) -> HttpResponse:
     """`/billing/downgrade/?plan=flowkit`: confirm, then move to a lower paid plan at the
     end of the paid period (a Subscription Schedule)."""
@@ -505,6 +512,7 @@ def downgrade(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
+@billing_rate_limited(POST="checkout")
 def downgrade_undo(request: AuthenticatedHttpRequest) -> HttpResponse:
     """`/billing/downgrade/cancel/`: keep the current plan (the schedule is released)."""
     outlook = _period_end_guard(request)
@@ -521,6 +529,7 @@ def downgrade_undo(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "HEAD", "POST"])
+@billing_rate_limited(POST="checkout")
 def cancel(request: AuthenticatedHttpRequest) -> HttpResponse:
     """`/billing/cancel/`: confirm (the date, what is lost), then cancel at the period end."""
     outlook = _period_end_guard(request)
@@ -542,6 +551,7 @@ def cancel(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
+@billing_rate_limited(POST="checkout")
 def resume(request: AuthenticatedHttpRequest) -> HttpResponse:
     """`/billing/resume/`: undo a cancellation at the period end."""
     outlook = _period_end_guard(request)

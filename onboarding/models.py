@@ -43,6 +43,7 @@ class OnboardingMessage(models.Model):
             "paid_after_end_refunded",
             "Payment after the plan ended, refunded",
         )
+        PHONE_CODE = "phone_code", "Mobile number confirmation code"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"

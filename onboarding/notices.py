@@ -14,6 +14,7 @@ from django.conf import settings
 from django.template.loader import render_to_string
 from django.urls import Resolver404, resolve, reverse
 
+from accounts.phone import CODE_LIFETIME
 from billing.plans import Plan
 from billing.templatetags.billing import money
 from onboarding.models import OnboardingMessage
@@ -142,6 +143,13 @@ def notice_sms_render(message: OnboardingMessage, *, opt_out_notice: bool = Fals
     return render_to_string(f"onboarding/{message.template}_sms.txt", context).strip()
 
 
+def phone_code_sms_render(*, code: str, opt_out_notice: bool = False) -> str:
+    """The SMS carrying a code that confirms a mobile number (accounts/phone.py)."""
+    minutes = int(CODE_LIFETIME.total_seconds() // 60)
+    context = {"code": code, "minutes": minutes, "opt_out_notice": opt_out_notice}
+    return render_to_string("onboarding/phone_code_sms.txt", context).strip()
+
+
 # A change between two plans: the summary names both.
 _CHANGE_TEMPLATES = frozenset(
     {Template.PLAN_UPGRADED, Template.PLAN_DOWNGRADED, Template.COMP_GRANTED}
@@ -154,6 +162,8 @@ def message_summary(message: OnboardingMessage) -> str:
     if message.body_purged_at is not None:
         return f"(words removed by retention on {message.body_purged_at:%Y-%m-%d})"
     facts = message.context or {}
+    if message.template == Template.PHONE_CODE:
+        return f"code for {facts.get('phone', '')}"  # the code itself is never kept
     if message.template == Template.WELCOME:
         until = facts.get("until")
         return f"{message.get_plan_display()}" + (

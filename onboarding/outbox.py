@@ -55,13 +55,19 @@ from django.utils import timezone
 from django_tasks import TaskResultStatus, task
 from django_tasks_db.models import DBTaskResult
 
-from accounts.models import User
+from accounts.models import PhoneCode, User
+from accounts.phone import phone_code_issue, phone_codes_logged, sms_missing_settings
 from billing.models import PlanChange
 from billing.notices import notice_stale_reason, plan_end_details
 from onboarding import mail, sms
 from onboarding.errors import ProviderError
 from onboarding.models import OnboardingMessage
-from onboarding.notices import SMS_TEMPLATES, notice_email_render, notice_sms_render
+from onboarding.notices import (
+    SMS_TEMPLATES,
+    notice_email_render,
+    notice_sms_render,
+    phone_code_sms_render,
+)
 from onboarding.welcome import welcome_email_render, welcome_sms_render
 
 logger = logging.getLogger(__name__)
@@ -85,12 +91,17 @@ _RANK: dict[str, int] = {
 }
 
 
-def sms_skip_reason(user: User) -> str:
-    """Why `user` gets no SMS, or "" when they can get one."""
+def sms_skip_reason(user: User, *, confirming: bool = False) -> str:
+    """Why `user` gets no SMS, or "" when they can get one: a number, consent, and the
+    number confirmed by code (accounts/phone.py), except for the code that `confirming` it."""
     if not user.phone:
         return "no mobile number on the account"
     if not user.sms_opt_in:
         return "the customer has not opted in to SMS (or opted out)"
+    if confirming and user.phone_is_confirmed:
+        return "the mobile number is already confirmed"
+    if not confirming and not user.phone_is_confirmed:
+        return "the mobile number is not confirmed yet (no code entered)"
     return ""
 
 
@@ -205,6 +216,19 @@ def plan_ended_enqueue(*, plan_change: PlanChange, reason: str) -> list[Onboardi
     )
 
 
+def phone_code_enqueue(*, user: User, phone_code: PhoneCode) -> list[OnboardingMessage]:
+    """Queue the SMS that carries a confirmation code (accounts.phone.phone_code_requested);
+    the worker makes the code as it sends (phone_code_issue), so no row holds it."""
+    return _enqueue(
+        user=user,
+        template=Template.PHONE_CODE,
+        plan=user.plan,
+        trigger=_trigger(f"phone_code:{phone_code.requested_at.isoformat()}"),
+        channels=[Channel.SMS],
+        context={"phone": str(phone_code.phone)},
+    )
+
+
 def _trigger(value: str) -> str:
     # Stripe ids are short, but the column is 100 characters: a longer key stays unique.
     if len(value) <= 100:
@@ -229,7 +253,11 @@ def _enqueue(
     messages = []
     with transaction.atomic():
         for channel in channels:
-            skip = sms_skip_reason(user) if channel == Channel.SMS else ""
+            skip = (
+                sms_skip_reason(user, confirming=template == Template.PHONE_CODE)
+                if channel == Channel.SMS
+                else ""
+            )
             message, created = OnboardingMessage.objects.get_or_create(
                 user=user,
                 channel=channel,
@@ -430,9 +458,12 @@ def _skip_reason(message: OnboardingMessage) -> str:
     if stale := notice_stale_reason(kind=message.template, context=message.context or {}):
         return stale
     if message.channel == Channel.SMS:
-        if missing := sms.sms_missing_settings():
+        confirming = message.template == Template.PHONE_CODE
+        if (missing := sms_missing_settings()) and not (confirming and phone_codes_logged()):
             return f"SMS is not configured (set {', '.join(missing)})"
-        return sms_skip_reason(user)
+        if confirming and str(user.phone) != (message.context or {}).get("phone"):
+            return "the mobile number changed after the code was asked for"
+        return sms_skip_reason(user, confirming=confirming)
     return ""
 
 
@@ -459,11 +490,21 @@ def _deliver(message: OnboardingMessage) -> str:
         )
     message.recipient = str(user.phone)
     opt_out_notice = _first_sms_to(message)
-    body = (
-        welcome_sms_render(plan=message.plan, opt_out_notice=opt_out_notice)
-        if welcome
-        else notice_sms_render(message, opt_out_notice=opt_out_notice)
-    )
+    if message.template == Template.PHONE_CODE:
+        code = phone_code_issue(user=user, phone=message.recipient)
+        if code is None:
+            raise ProviderError("the number no longer waits for a code; not sent")
+        body = phone_code_sms_render(code=code, opt_out_notice=opt_out_notice)
+        if phone_codes_logged():
+            # DEBUG with Twilio not set up: the code goes to the log for `make run`.
+            logger.warning(
+                "SMS is not configured (DEBUG): the code for %s is %s", message.recipient, code
+            )
+            return ""
+    elif welcome:
+        body = welcome_sms_render(plan=message.plan, opt_out_notice=opt_out_notice)
+    else:
+        body = notice_sms_render(message, opt_out_notice=opt_out_notice)
     message.segments = sms.sms_segments(body)
     callback = f"{settings.SITE_URL}{reverse('onboarding:twilio_status')}"
     return sms.sms_send(to=message.recipient, body=body, status_callback=callback)

@@ -1,5 +1,6 @@
 """Signal receivers, connected in OnboardingConfig.ready(): billing's plan_changed and
-customer_notice, and anymail's tracking (delivery events from the email provider's webhooks)."""
+customer_notice, accounts' phone_code_requested, and anymail's tracking (delivery events
+from the email provider's webhooks)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ from typing import Any
 
 from anymail.signals import AnymailTrackingEvent, EventType
 
-from accounts.models import User
+from accounts.models import PhoneCode, User
 from billing.messages import plan_change_message
 from billing.models import PlanChange
 from onboarding.models import OnboardingMessage
 from onboarding.outbox import (
     customer_notice_enqueue,
     message_status_advance,
+    phone_code_enqueue,
     plan_message_enqueue,
 )
 
@@ -57,6 +59,13 @@ def customer_notice_receive(
     customer_notice_enqueue(
         user=user, kind=kind, key=key, stripe_event_id=stripe_event_id, context=context
     )
+
+
+def phone_code_receive(*, user: User, phone_code: PhoneCode, **kwargs: Any) -> None:
+    """Queue the SMS with the code that confirms a number (accounts/phone.py).
+
+    Runs inside accounts' transaction: database writes only (see outbox)."""
+    phone_code_enqueue(user=user, phone_code=phone_code)
 
 
 def email_tracking_receive(*, event: AnymailTrackingEvent, esp_name: str, **kwargs: Any) -> None:

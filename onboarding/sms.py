@@ -1,7 +1,8 @@
 """SMS through Twilio: one function to send, one error type, and segment counting.
 
 On only when TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and a sender (TWILIO_PHONE_NUMBER or
-TWILIO_MESSAGING_SERVICE_SID) are set; the client is built per send, never at import.
+TWILIO_MESSAGING_SERVICE_SID) are set (accounts.phone.sms_missing_settings, where SMS
+consent is given or refused); the client is built per send, never at import.
 """
 
 from __future__ import annotations
@@ -47,16 +48,6 @@ class SmsError(ProviderError):
     @property
     def opted_out(self) -> bool:
         return self.code == OPTED_OUT
-
-
-def sms_missing_settings() -> list[str]:
-    """The Twilio settings still to set; empty when SMS is on."""
-    missing = [
-        name for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN") if not getattr(settings, name)
-    ]
-    if not (settings.TWILIO_PHONE_NUMBER or settings.TWILIO_MESSAGING_SERVICE_SID):
-        missing.append("TWILIO_PHONE_NUMBER or TWILIO_MESSAGING_SERVICE_SID")
-    return missing
 
 
 def sms_segments(text: str) -> int:

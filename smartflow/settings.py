@@ -339,6 +339,17 @@ BILLING_UNPAID_INVOICES = env.str("BILLING_UNPAID_INVOICES", default="void")
 if BILLING_UNPAID_INVOICES not in {"void", "uncollectible"}:
     raise ImproperlyConfigured("BILLING_UNPAID_INVOICES must be void or uncollectible.")
 BILLING_CURRENCY = env.str("BILLING_CURRENCY", default="gbp").lower()
+# How often one customer (user) and one address (ip) may ask for something that calls
+# Stripe (billing/ratelimit.py): "checkout" counts each checkout, switch, downgrade,
+# cancellation, resumption and portal opening; "preview" each page that reads Stripe
+# (an upgrade's price, a payment being confirmed: the success page reloads every 3 s).
+# django-allauth's rate format: "<amount>/<period s|m|h|d>/<user|ip>", comma-separated.
+# BILLING_RATE_LIMITS='{"checkout": "5/m/user"}' replaces only the actions it names.
+BILLING_RATE_LIMITS: dict[str, str] = {
+    "checkout": "10/m/user,30/h/user,60/h/ip",
+    "preview": "40/m/user,600/h/user",
+    **env.json("BILLING_RATE_LIMITS", default={}),
+}
 # Free trial days of a customer's first subscription, through Checkout (0: no trials).
 BILLING_TRIAL_DAYS = env.int("BILLING_TRIAL_DAYS", default=0)
 if not 0 <= BILLING_TRIAL_DAYS <= 730:  # Stripe's limit for trial_period_days

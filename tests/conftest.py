@@ -73,6 +73,15 @@ def static_files_without_manifest() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(autouse=True)
+def rate_limits_fresh() -> None:
+    """Each test starts with no attempt counted: the rate limits (billing/ratelimit.py)
+    keep their counts in Django's cache, which outlives a test in its process."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 TESTS = Path(__file__).resolve().parent
 # Fixtures that make a test take seconds: a live server thread, or real task workers.
 SLOW_FIXTURES = {"live_server", "task_worker"}
@@ -308,4 +317,5 @@ def buyer(db: Any) -> User:
         PASSWORD,
         phone="+447700900123",
         sms_opt_in=True,
+        phone_confirmed="+447700900123",  # its code entered (accounts/phone.py)
     )

@@ -184,6 +184,9 @@ class UserAdmin(DjangoUserAdmin):
         "date_joined",
         "last_login",
         "updated_at",
+        # Set only by the customer entering the code texted to them (accounts/phone.py).
+        "phone_confirmed",
+        "phone_confirmed_at",
     )
     fieldsets = (
         (None, {"fields": ("email", "password")}),
@@ -199,7 +202,7 @@ class UserAdmin(DjangoUserAdmin):
                 )
             },
         ),
-        ("Contact", {"fields": ("phone", "sms_opt_in")}),
+        ("Contact", {"fields": ("phone", "sms_opt_in", "phone_confirmed", "phone_confirmed_at")}),
         (
             "Permissions",
             {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")},

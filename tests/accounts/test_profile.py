@@ -5,7 +5,7 @@ import pytest
 pytestmark = pytest.mark.django_db
 
 
-def test_profile_updates_phone_and_consent(client, customer):
+def test_profile_updates_phone_and_consent(client, customer, twilio):
     client.force_login(customer)
 
     response = client.post("/profile/", {"phone": "+44 7400 123456", "sms_opt_in": "on"})
@@ -45,7 +45,7 @@ def test_profile_needs_login(client):
     assert client.get("/profile/")["Location"] == "/login/?next=/profile/"
 
 
-def test_profile_with_an_invalid_phone_and_sms_ticked_gets_one_error(client, customer):
+def test_profile_with_an_invalid_phone_and_sms_ticked_gets_one_error(client, customer, twilio):
     client.force_login(customer)
 
     response = client.post("/profile/", {"phone": "not a number", "sms_opt_in": "on"})

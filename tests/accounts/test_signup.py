@@ -49,7 +49,7 @@ def test_invalid_phone_is_refused(client):
     assert not User.objects.exists()
 
 
-def test_phone_is_stored_in_e164(client):
+def test_phone_is_stored_in_e164(client, twilio):
     _signup(client, phone="07911 123456", sms_opt_in="on")
 
     user = User.objects.get()
@@ -57,7 +57,7 @@ def test_phone_is_stored_in_e164(client):
     assert user.sms_opt_in is True
 
 
-def test_an_invalid_phone_with_sms_ticked_gets_one_error_under_the_phone(client):
+def test_an_invalid_phone_with_sms_ticked_gets_one_error_under_the_phone(client, twilio):
     response = _signup(client, phone="12345", sms_opt_in="on")
 
     errors = response.context["form"].errors
@@ -90,7 +90,7 @@ def test_sms_consent_defaults_off(client):
     assert User.objects.get().sms_opt_in is False
 
 
-def test_sms_consent_without_phone_is_refused(client):
+def test_sms_consent_without_phone_is_refused(client, twilio):
     response = _signup(client, sms_opt_in="on")
 
     assert response.status_code == 200

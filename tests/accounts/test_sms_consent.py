@@ -20,7 +20,7 @@ def _signup(client, **fields):
     return client.post("/signup/", data | fields)
 
 
-def test_signup_refuses_sms_consent_for_a_landline_under_the_phone_field(client):
+def test_signup_refuses_sms_consent_for_a_landline_under_the_phone_field(client, twilio):
     response = _signup(client, phone=LANDLINE, sms_opt_in="on")
 
     assert response.status_code == 200
@@ -33,14 +33,18 @@ def test_signup_refuses_sms_consent_for_a_landline_under_the_phone_field(client)
 @pytest.mark.parametrize(
     ("phone", "opt_in"), [(LANDLINE, ""), (MOBILE, "on"), (US_NUMBER, "on")], ids=str
 )
-def test_signup_accepts_a_landline_without_consent_and_mobiles_with_it(client, phone, opt_in):
+def test_signup_accepts_a_landline_without_consent_and_mobiles_with_it(
+    client, twilio, phone, opt_in
+):
     response = _signup(client, phone=phone, sms_opt_in=opt_in)
 
     assert response.status_code == 302
     assert User.objects.get().sms_opt_in is bool(opt_in)
 
 
-def test_profile_refuses_sms_consent_for_a_landline_and_keeps_the_old_number(client, customer):
+def test_profile_refuses_sms_consent_for_a_landline_and_keeps_the_old_number(
+    client, customer, twilio
+):
     customer.phone, customer.sms_opt_in = MOBILE, True
     customer.save()
     client.force_login(customer)

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def texting_customer(customer):
     """The paying customer, with a mobile number and SMS consent."""
-    customer.phone = "+447700900123"
+    customer.phone = customer.phone_confirmed = "+447700900123"
     customer.sms_opt_in = True
     customer.save()
     return customer

@@ -142,7 +142,9 @@ def test_only_the_first_sms_to_a_number_carries_the_opt_out_line(buyer, twilio):
     activate(buyer, Plan.LAUNCHPACK)
     run_worker()
     # Another account with the same number: still not the number's first SMS.
-    other = User.objects.create_user("other@example.com", phone=buyer.phone, sms_opt_in=True)
+    other = User.objects.create_user(
+        "other@example.com", phone=buyer.phone, sms_opt_in=True, phone_confirmed=buyer.phone
+    )
     activate(other, Plan.FLOWKIT)
     run_worker()
 
