@@ -74,11 +74,21 @@ def static_files_without_manifest() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def rate_limits_fresh() -> None:
-    """Each test starts with no attempt counted: the rate limits (billing/ratelimit.py)
-    keep their counts in Django's cache, which outlives a test in its process."""
+def rate_limits_fresh(request: pytest.FixtureRequest) -> None:
+    """Each test starts with no attempt counted. The rate limits (billing/ratelimit.py,
+    allauth's) keep their counts in the cache, which is the database's (CACHES): a test in
+    a transaction rolls its counts back with it, but a transactional one (a live server,
+    real workers) leaves them in the table for the next, so those start by emptying it."""
+    marker = request.node.get_closest_marker("django_db")
+    names = set(request.fixturenames)
+    if not (
+        {"transactional_db", "live_server"} & names
+        or (marker is not None and marker.kwargs.get("transaction"))
+    ):
+        return
     from django.core.cache import cache
 
+    request.getfixturevalue("transactional_db")
     cache.clear()
 
 
