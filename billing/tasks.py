@@ -11,6 +11,7 @@ from django_tasks import task
 from accounts.models import User
 from billing.entitlements import plan_compute, plan_refresh
 from billing.models import PlanChange, PlanOverride
+from billing.stripe_api import customer_email_update
 
 logger = logging.getLogger(__name__)
 
@@ -77,3 +78,15 @@ def webhook_process(delivery_id: int) -> str:
     from billing.webhook_queue import delivery_process
 
     return delivery_process(delivery_id)
+
+
+@task()
+def stripe_customer_email_sync(user_id: int) -> int:
+    """Give the user's Stripe customers (this mode's) the user's email, after a confirmed
+    change of address (accounts/receivers.py): receipts and Stripe's own emails go to the
+    new address. Safe to run any number of times; a Stripe error fails the task, which
+    the admin's Background work shows. Returns the number of customers updated."""
+    user = User.objects.filter(pk=user_id).first()
+    if user is None:
+        return 0
+    return customer_email_update(user=user)

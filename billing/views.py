@@ -29,7 +29,7 @@ from billing.checkout import (
     switch_pending,
     switch_preview,
 )
-from billing.decorators import plan_required
+from billing.decorators import email_verified_required, plan_required
 from billing.entitlements import subscription_sells
 from billing.history import billing_history
 from billing.models import BillingAlert
@@ -90,6 +90,7 @@ def _choice(request: HttpRequest) -> tuple[str, str] | None:
 
 
 @login_required
+@email_verified_required
 @require_POST
 def checkout(request: AuthenticatedHttpRequest) -> HttpResponse:
     choice = _choice(request)
@@ -120,6 +121,7 @@ def checkout(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 
 @login_required
+@email_verified_required
 @require_http_methods(["GET", "HEAD", "POST"])
 def switch(request: AuthenticatedHttpRequest) -> HttpResponse:
     if not settings.BILLING_ENABLED:  # a subscription synced before billing was turned off

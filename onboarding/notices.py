@@ -152,6 +152,9 @@ def message_summary(message: OnboardingMessage) -> str:
     """One line for staff: what the message said, e.g. "£49.00 due, invoice in_123,
     next retry 4 December 2026" (the admin's list and the user's page)."""
     facts = message.context or {}
+    if message.template == Template.ACCOUNT:
+        # The subject only: the text holds one-time links.
+        return str(facts.get("subject", ""))
     if message.template == Template.WELCOME:
         until = facts.get("until")
         return f"{message.get_plan_display()}" + (

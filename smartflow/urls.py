@@ -16,8 +16,11 @@ urlpatterns = [
     # dj-stripe's webhook endpoint: /stripe/webhook/<uuid>/
     path("stripe/", include((djstripe_urlpatterns, "djstripe"), namespace="djstripe")),
     path("onboarding/", include("onboarding.urls")),
-    # django-allauth's pages (email addresses, verification, two-factor login).
-    path("account/", include("allauth.urls")),
+    # django-allauth's account pages at the paths customers know: /signup/, /login/,
+    # /logout/, /password/reset/, /password/change/, /email/, /confirm-email/<key>/.
+    path("", include("allauth.account.urls")),
+    # Its two-factor pages (staff).
+    path("account/2fa/", include("allauth.mfa.urls")),
     path("", include("billing.urls")),
     path("", include("accounts.urls")),
 ]
