@@ -56,9 +56,13 @@ class SignupForm(_PhoneConsentMixin, allauth_forms.SignupForm):
     )
     sms_opt_in = forms.BooleanField(label=_PHONE_LABELS["sms_opt_in"], required=False)
 
+    field_order = ["email", "password1", "password2", "phone", "sms_opt_in"]
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # The words the sign-up page has always used.
         self.fields["email"].label = "Email address"
+        self.fields["password2"].label = "Password confirmation"
 
     def custom_signup(self, request: HttpRequest, user: User) -> None:
         user.phone = self.cleaned_data.get("phone") or ""
