@@ -1,10 +1,9 @@
 """How django-allauth (sign-up, login, email confirmation and change, password reset)
 fits SmartFlow: settings.ACCOUNT_ADAPTER.
 
-- Every email it sends is queued in the outbox (onboarding.outbox.account_email_enqueue)
-  and sent by the worker, like every other customer email: a request never waits for the
-  provider (a known and an unknown address answer alike), and a provider outage retries
-  instead of losing the email.
+- Every email it sends is queued in the outbox and sent by the worker, like every other
+  customer email: settings.ACCOUNT_ADAPTER is onboarding.account_mail's subclass of this
+  one (the outbox is onboarding's, which accounts does not import).
 - Links in those emails start with SITE_URL, never the request's Host header (the
   client's to choose: a link to the wrong host would hand it the token).
 - Addresses are normalised the one way accounts.models.normalize_email does, and
@@ -23,14 +22,13 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.http import HttpRequest
-from django.template.loader import render_to_string
 from django.urls import reverse
 
-from accounts.models import User, email_lookalike_error, normalize_email
+from accounts.models import email_lookalike_error, normalize_email
 from accounts.ratelimit import client_ip
 
 # Context values allauth fills with absolute links built from the request.
-_LINK_KEYS = ("activate_url", "password_reset_url", "signup_url")
+LINK_KEYS = ("activate_url", "password_reset_url", "signup_url")
 
 
 def site_url(path: str) -> str:
@@ -66,31 +64,3 @@ class AccountAdapter(DefaultAccountAdapter):
         super().send_notification_mail(
             template_prefix, user, {"user": user, **(context or {})}, email
         )
-
-    def send_mail(self, template_prefix: str, email: str, context: dict[str, Any]) -> None:
-        """Render the email now (its links and codes are only known here) and queue it."""
-        from onboarding.outbox import account_email_enqueue
-
-        ctx = {"email": email, "site_url": settings.SITE_URL, **context}
-        for key in _LINK_KEYS:
-            if ctx.get(key):
-                ctx[key] = site_url(ctx[key])
-        ctx.pop("request", None)
-        subject = " ".join(
-            render_to_string(f"{template_prefix}_subject.txt", ctx).splitlines()
-        ).strip()
-        text = render_to_string(f"{template_prefix}_message.txt", ctx).strip()
-        account_email_enqueue(
-            to=email,
-            user=_recipient_user(email, ctx.get("user")),
-            kind=template_prefix.rsplit("/", 1)[-1],
-            subject=self.format_email_subject(subject),
-            text=text,
-        )
-
-
-def _recipient_user(email: str, user: AbstractBaseUser | None) -> User | None:
-    # The account the email is about; an unknown address has none.
-    if isinstance(user, User):
-        return user
-    return User.objects.filter(email=normalize_email(email)).first()

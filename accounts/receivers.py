@@ -1,22 +1,15 @@
-"""Receivers of django-allauth's signals (connected in AccountsConfig.ready)."""
+"""Receivers of django-allauth's signals (connected in AccountsConfig.ready); a changed
+address reaching Stripe is billing's (billing/tasks.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from allauth.account.models import EmailAddress
-from allauth.account.signals import email_changed, password_reset
+from allauth.account.signals import password_reset
 from django.dispatch import receiver
 
 from accounts.models import User
-
-
-@receiver(email_changed)
-def on_email_changed(sender: Any, user: User, **kwargs: Any) -> None:
-    """A confirmed change of address: Stripe's customer follows (by the worker)."""
-    from billing.tasks import stripe_customer_email_sync  # billing imports accounts
-
-    stripe_customer_email_sync.enqueue(user.pk)
 
 
 @receiver(password_reset)

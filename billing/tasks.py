@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any
 
+from allauth.account.signals import email_changed
+from django.dispatch import receiver
 from django.utils import timezone
 from django_tasks import task
 
@@ -90,3 +93,10 @@ def stripe_customer_email_sync(user_id: int) -> int:
     if user is None:
         return 0
     return customer_email_update(user=user)
+
+
+@receiver(email_changed)
+def on_email_changed(sender: Any, user: User, **kwargs: Any) -> None:
+    """allauth's confirmed change of address (connected in BillingConfig.ready): the
+    Stripe customer follows, by the worker."""
+    stripe_customer_email_sync.enqueue(user.pk)

@@ -222,9 +222,10 @@ ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
 ACCOUNT_UNIQUE_EMAIL = True
 # allauth's sign-up form with the optional mobile number and SMS consent (accounts/forms.py).
 ACCOUNT_FORMS = {"signup": "accounts.forms.SignupForm"}
-# Emails go through the outbox, addresses are normalised, links use SITE_URL, the client
-# address is accounts.ratelimit.client_ip's (accounts/adapter.py).
-ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
+# Emails go through the outbox (onboarding/account_mail.py); addresses are normalised,
+# links use SITE_URL, the client address is accounts.ratelimit.client_ip's
+# (accounts/adapter.py).
+ACCOUNT_ADAPTER = "onboarding.account_mail.AccountAdapter"
 # "mandatory": a new account logs in once its address is confirmed (the link in the email
 # signs it in). Only then can signup answer a new and a taken address alike ("check your
 # email"); "optional" would sign the new one in and so tell them apart. Payment checks the
