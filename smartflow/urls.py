@@ -16,11 +16,12 @@ urlpatterns = [
     # dj-stripe's webhook endpoint: /stripe/webhook/<uuid>/
     path("stripe/", include((djstripe_urlpatterns, "djstripe"), namespace="djstripe")),
     path("onboarding/", include("onboarding.urls")),
-    # django-allauth's account pages at the paths customers know: /signup/, /login/,
-    # /logout/, /password/reset/, /password/change/, /email/, /confirm-email/<key>/.
+    # django-allauth's pages (email addresses, verification, two-factor login).
+    path("account/", include("allauth.urls")),
+    # Its account pages at the paths customers know, too: /signup/, /login/, /logout/,
+    # /password/reset/, /password/change/, /email/, /confirm-email/<key>/. After the line
+    # above, so that links and redirects name these (Django reverses to the last match).
     path("", include("allauth.account.urls")),
-    # Its two-factor pages (staff).
-    path("account/2fa/", include("allauth.mfa.urls")),
     path("", include("billing.urls")),
     path("", include("accounts.urls")),
 ]
