@@ -10,7 +10,7 @@ class AccountsConfig(AppConfig):
     def ready(self) -> None:
         from allauth.account.signals import user_signed_up
 
-        from accounts import receivers
+        from accounts import receivers  # (also connects allauth's signals by decorator)
 
         user_signed_up.connect(
             receivers.user_signed_up_receive, dispatch_uid="accounts_phone_code_at_signup"

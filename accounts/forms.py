@@ -1,20 +1,17 @@
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit
 
 import phonenumbers
+from allauth.account import forms as allauth_forms
 from django import forms
-from django.conf import settings
-from django.contrib.auth import forms as auth_forms
-from django.contrib.auth.forms import BaseUserCreationForm
 from django.db import IntegrityError, transaction
+from django.http import HttpRequest, HttpResponse
+from phonenumber_field.formfields import PhoneNumberField
 
-from accounts.models import User, normalize_email
+from accounts.models import User
 from accounts.phone import sms_available
 
-EMAIL_TAKEN = "An account with this email already exists. Log in or reset your password."
 SMS_UNAVAILABLE = "SMS is not available on this site at the moment, so we cannot text you."
 
 
@@ -53,46 +50,47 @@ class _PhoneConsentMixin(forms.BaseForm):
         return cleaned
 
 
-class SignupForm(_PhoneConsentMixin, BaseUserCreationForm):
-    class Meta:
-        model = User
-        fields = ("email", "phone", "sms_opt_in")
-        labels = {
-            "phone": "Mobile number (optional)",
-            "sms_opt_in": "Send me SMS about my account (you can turn this off at any time)",
-        }
-        help_texts = {
-            "phone": "We only text you if you tick the box below.",
-            "sms_opt_in": "",
-        }
+_PHONE_LABELS = {
+    "phone": "Mobile number (optional)",
+    "sms_opt_in": "Send me SMS about my account (you can turn this off at any time)",
+}
+_PHONE_HELP = {"phone": "We only text you if you tick the box below.", "sms_opt_in": ""}
 
-    def validate_password_for_user(
-        self, user: User, password_field_name: str = "password1"
-    ) -> None:
-        # Django puts strength errors under the confirmation; they are about the password.
-        # django-stubs 6.1.2 leaves SetPasswordMixin (which has it) out of the bases.
-        super().validate_password_for_user(  # type: ignore[misc]
-            user, password_field_name=password_field_name
-        )
 
-    def clean_email(self) -> str:
-        email = normalize_email(self.cleaned_data["email"])
-        if User.objects.filter(email=email).exists():
-            raise forms.ValidationError(EMAIL_TAKEN)
-        return email
+class SignupForm(_PhoneConsentMixin, allauth_forms.SignupForm):
+    """allauth's sign-up (email, password twice) with the optional mobile number and SMS
+    consent. An address that has an account already gets an email instead, and the page
+    says the same as for a new one (ACCOUNT_PREVENT_ENUMERATION)."""
 
-    def account_create(self) -> User | None:
-        """Save the new account, or return None with the "already exists" error on the
-        form when a simultaneous signup took the address after `clean_email` looked."""
+    phone = PhoneNumberField(
+        label=_PHONE_LABELS["phone"], help_text=_PHONE_HELP["phone"], required=False
+    )
+    sms_opt_in = forms.BooleanField(label=_PHONE_LABELS["sms_opt_in"], required=False)
+
+    field_order = ["email", "password1", "password2", "phone", "sms_opt_in"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The words the sign-up page has always used.
+        self.fields["email"].label = "Email address"
+        self.fields["password2"].label = "Password confirmation"
+
+    def custom_signup(self, request: HttpRequest, user: User) -> None:
+        user.phone = self.cleaned_data.get("phone") or ""
+        user.sms_opt_in = bool(self.cleaned_data.get("sms_opt_in"))
+        user.save(update_fields=["phone", "sms_opt_in"])
+
+    def try_save(self, request: HttpRequest) -> tuple[User | None, HttpResponse | None]:
         try:
             with transaction.atomic():
-                return self.save()
+                return super().try_save(request)
         except IntegrityError:
-            # The unique constraints on the address caught what the check could not see.
-            if not User.objects.filter(email__iexact=self.cleaned_data["email"]).exists():
+            # A simultaneous sign-up took the address after clean_email looked: answer as
+            # for any taken address (the owner is told by email).
+            if not User.objects.filter(email=self.cleaned_data["email"]).exists():
                 raise
-            self.add_error("email", EMAIL_TAKEN)
-            return None
+            self.account_already_exists = True
+            return super().try_save(request)
 
 
 class ProfileForm(_PhoneConsentMixin, forms.ModelForm):
@@ -101,8 +99,8 @@ class ProfileForm(_PhoneConsentMixin, forms.ModelForm):
     class Meta:
         model = User
         fields = ("phone", "sms_opt_in")
-        labels = SignupForm.Meta.labels
-        help_texts = SignupForm.Meta.help_texts
+        labels = _PHONE_LABELS
+        help_texts = _PHONE_HELP
 
 
 class PhoneCodeForm(forms.Form):
@@ -115,31 +113,3 @@ class PhoneCodeForm(forms.Form):
             attrs={"inputmode": "numeric", "autocomplete": "one-time-code", "size": 8}
         ),
     )
-
-
-class PasswordResetForm(auth_forms.PasswordResetForm):
-    """Django's "forgot password" form, with two differences.
-
-    The link is built from SITE_URL, never from the request: the Host header is the
-    client's to choose (any allowed host, any port), and a link to the wrong place
-    hands the reset token to whoever runs it. And accounts without a usable password
-    get the email too: payers the webhook created and staff added without one set
-    their first password this way. The answer is the same whether or not an account
-    exists (PasswordResetView redirects to "sent" either way).
-    """
-
-    def get_users(self, email: str) -> Iterable[User]:
-        # Django skips unusable passwords; is_active still counts. Addresses are stored
-        # normalised, so an exact match is the only one (no Unicode case-folding
-        # lookalikes reach someone else's account).
-        return User.objects.filter(email=normalize_email(email), is_active=True)
-
-    def save(self, **kwargs: Any) -> None:  # type: ignore[override]
-        site = urlsplit(settings.SITE_URL)
-        kwargs["domain_override"] = site.netloc
-        kwargs["use_https"] = site.scheme == "https"
-        kwargs["extra_email_context"] = {
-            **(kwargs.get("extra_email_context") or {}),
-            "site_url": settings.SITE_URL,
-        }
-        super().save(**kwargs)

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import unicodedata
 from typing import Any, ClassVar
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -18,12 +20,31 @@ ERASED_EMAIL_DOMAIN = "erased.invalid"
 
 
 def normalize_email(email: str) -> str:
-    """The one stored form of an address: trimmed and lower-cased.
+    """The one stored form of an address: trimmed, NFKC-normalised and case-folded.
 
-    Lower-casing the local part too means `Ann@x.com` and `ann@x.com` are one account,
-    which is what customers expect even though RFC 5321 allows otherwise.
+    NFKC turns compatibility look-alikes into the letters they stand for (fullwidth
+    "ａ" into "a", the long "ſ" into "s"), and case-folding means `Ann@x.com` and
+    `ann@x.com` are one account, which is what customers expect even though RFC 5321
+    allows otherwise. Letters that merely look like ASCII ones (the dotless "ı", Cyrillic
+    "а") survive both: `email_lookalike_error` refuses them where an address is chosen.
     """
-    return email.strip().lower()
+    return unicodedata.normalize("NFKC", email.strip()).casefold()
+
+
+def email_lookalike_error(email: str) -> str:
+    """Why `email` (normalised) cannot be an account's address, or "" when it can.
+
+    Only ASCII addresses are accepted: a non-ASCII letter in an address is far more often
+    a look-alike of an ASCII one (an "admın@" beside "admin@") than a customer's real
+    address, and staff reading a list cannot tell the two apart.
+    """
+    if email.isascii():
+        return ""
+    return (
+        "Enter the address with plain letters (a-z, 0-9): addresses with accented or "
+        "non-Latin characters are not accepted. For an internationalised domain, use its "
+        "xn-- form."
+    )
 
 
 class UserManager(BaseUserManager["User"]):
@@ -150,6 +171,15 @@ class User(AbstractBaseUser, PermissionsMixin):
         and the dashboard and profile ask for the code (accounts/phone.py)."""
         return bool(self.phone) and self.sms_opt_in and not self.phone_is_confirmed
 
+    @property
+    def email_verified(self) -> bool:
+        """Whether the account's address is confirmed (allauth's EmailAddress): by its
+        link, a password reset from its link, or before confirmations existed (accounts
+        migration 0006)."""
+        from allauth.account.models import EmailAddress  # allauth's models need ours
+
+        return EmailAddress.objects.filter(user=self, email=self.email, verified=True).exists()
+
     def has_feature(self, name: str) -> bool:
         """Whether the user's plan includes feature `name` (KeyError if unknown)."""
         return plan_allows(self.plan, name)
@@ -157,6 +187,8 @@ class User(AbstractBaseUser, PermissionsMixin):
     def clean(self) -> None:
         super().clean()
         self.email = normalize_email(self.email)
+        if error := email_lookalike_error(self.email):
+            raise ValidationError({"email": error})
 
 
 class PhoneCode(models.Model):

@@ -9,13 +9,25 @@ from django.http import HttpRequest
 
 from accounts.models import normalize_email
 
+# AccessAttempt.username's length: a longer name is cut, not a 500 on PostgreSQL.
+_USERNAME_MAX = 255
+
 
 def axes_username(request: HttpRequest, credentials: dict[str, Any] | None) -> str:
-    """The username an attempt is counted under: the address as the login matches it."""
-    username = (credentials or {}).get("username")
+    """The username an attempt is counted under: the address as the login matches it.
+
+    allauth's login authenticates with `email=` and posts the field "login"; the admin's
+    login uses `username=` and "username" (AXES_USERNAME_FORM_FIELD and the fields below
+    cover both). Cut to what django-axes can store: two over-long names sharing their first
+    255 characters share a lockout, which only ever locks out more.
+    """
+    credentials = credentials or {}
+    username = credentials.get("username") or credentials.get("email")
     if username is None:
-        username = request.POST.get(settings.AXES_USERNAME_FORM_FIELD, "")
-    return normalize_email(str(username or ""))
+        username = request.POST.get(settings.AXES_USERNAME_FORM_FIELD) or request.POST.get(
+            "username", ""
+        )
+    return normalize_email(str(username or ""))[:_USERNAME_MAX]
 
 
 def client_ip(request: HttpRequest) -> str | None:

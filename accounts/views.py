@@ -3,14 +3,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from accounts.forms import PhoneCodeForm, ProfileForm, SignupForm
+from accounts.forms import PhoneCodeForm, ProfileForm
 from accounts.http import AuthenticatedHttpRequest
 from accounts.models import User
 from accounts.phone import (
@@ -21,28 +19,6 @@ from accounts.phone import (
     sms_available,
 )
 from billing.plans import FEATURE_LABELS, FEATURES, PLAN_INFO
-
-
-def _safe_next(request: HttpRequest) -> str | None:
-    target = request.POST.get("next") or request.GET.get("next")
-    if target and url_has_allowed_host_and_scheme(
-        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return target
-    return None
-
-
-def signup(request: HttpRequest) -> HttpResponse:
-    if request.user.is_authenticated:
-        return redirect("accounts:dashboard")
-    form = SignupForm(request.POST or None)
-    if request.method == "POST" and form.is_valid() and (user := form.account_create()):
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        messages.success(request, "Welcome to SmartFlow! Your account is ready.")
-        if user.phone_awaits_confirmation:
-            phone_code_send_told(request, user)
-        return redirect(_safe_next(request) or "accounts:dashboard")
-    return render(request, "accounts/signup.html", {"form": form, "next": _safe_next(request)})
 
 
 def dashboard(request: HttpRequest) -> HttpResponse:

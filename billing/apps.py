@@ -9,5 +9,5 @@ class BillingConfig(AppConfig):
 
     def ready(self) -> None:
         # Registers the system checks and connects the Stripe webhook receivers
-        # (dj-stripe's signals).
-        from billing import checks, webhooks  # noqa: F401
+        # (dj-stripe's signals) and the receiver of allauth's email changes (tasks).
+        from billing import checks, tasks, webhooks  # noqa: F401

@@ -69,3 +69,20 @@ def plan_required(
         return wrapped
 
     return decorator
+
+
+def email_verified_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Let a payment view run only for a confirmed address (User.email_verified): Stripe's
+    receipts, the plan and account recovery all go to it. Others get 403 with a page
+    saying so and a button that sends the confirmation email again. Put it under
+    @login_required."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if is_authenticated(request) and not request.user.email_verified:
+            if _wants_json(request):
+                return JsonResponse({"error": "email_unverified"}, status=403)
+            return render(request, "billing/email_unverified.html", status=403)
+        return view(request, *args, **kwargs)
+
+    return wrapped

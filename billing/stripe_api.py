@@ -76,6 +76,21 @@ def customer_for(user: User) -> Customer:
     return customer
 
 
+def customer_email_update(*, user: User) -> int:
+    """Set `user`'s email on each of their Stripe customers in the current mode that has
+    another one; return how many changed. Raises StripeError."""
+    changed = 0
+    customers = Customer.objects.filter(
+        subscriber=user, livemode=djstripe_settings.STRIPE_LIVE_MODE
+    ).exclude(email=user.email)
+    for customer in customers:
+        updated = stripe.Customer.modify(customer.id, email=user.email, **api_kwargs())
+        Customer.sync_from_stripe_data(updated)
+        changed += 1
+        logger.info("Stripe customer %s of user %s: email updated", customer.id, user.pk)
+    return changed
+
+
 def live_subscription(user: User) -> dict[str, Any] | None:
     """The user's subscription that still bills (active, trialing or past_due), if any."""
     from djstripe.models import Subscription

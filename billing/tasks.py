@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any
 
+from allauth.account.signals import email_changed
+from django.dispatch import receiver
 from django.utils import timezone
 from django_tasks import task
 
 from accounts.models import User
 from billing.entitlements import plan_compute, plan_refresh
 from billing.models import PlanChange, PlanOverride
+from billing.stripe_api import customer_email_update
 
 logger = logging.getLogger(__name__)
 
@@ -77,3 +81,22 @@ def webhook_process(delivery_id: int) -> str:
     from billing.webhook_queue import delivery_process
 
     return delivery_process(delivery_id)
+
+
+@task()
+def stripe_customer_email_sync(user_id: int) -> int:
+    """Give the user's Stripe customers (this mode's) the user's email, after a confirmed
+    change of address (accounts/receivers.py): receipts and Stripe's own emails go to the
+    new address. Safe to run any number of times; a Stripe error fails the task, which
+    the admin's Background work shows. Returns the number of customers updated."""
+    user = User.objects.filter(pk=user_id).first()
+    if user is None:
+        return 0
+    return customer_email_update(user=user)
+
+
+@receiver(email_changed)
+def on_email_changed(sender: Any, user: User, **kwargs: Any) -> None:
+    """allauth's confirmed change of address (connected in BillingConfig.ready): the
+    Stripe customer follows, by the worker."""
+    stripe_customer_email_sync.enqueue(user.pk)

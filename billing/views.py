@@ -38,7 +38,7 @@ from billing.checkout import (
     switch_pending,
     switch_preview,
 )
-from billing.decorators import plan_required
+from billing.decorators import email_verified_required, plan_required
 from billing.entitlements import subscription_sells
 from billing.history import billing_history
 from billing.models import BillingAlert
@@ -100,6 +100,7 @@ def _choice(request: HttpRequest) -> tuple[str, str] | None:
 
 
 @login_required
+@email_verified_required
 @require_POST
 @billing_rate_limited(POST="checkout")
 def checkout(request: AuthenticatedHttpRequest) -> HttpResponse:
@@ -131,6 +132,7 @@ def checkout(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 
 @login_required
+@email_verified_required
 @require_http_methods(["GET", "HEAD", "POST"])
 @billing_rate_limited(POST="checkout", GET="preview")
 def switch(request: AuthenticatedHttpRequest) -> HttpResponse:

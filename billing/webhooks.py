@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 import stripe
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.utils import timezone
 from djstripe.event_handlers import djstripe_receiver
 from djstripe.models import (
@@ -65,8 +66,13 @@ def _user_find(
     *, customer_id: str | None, metadata: dict[str, Any] | None, email: str | None, create: bool
 ) -> User | None:
     """The customer's subscriber, else the user named in metadata, else the one with the
-    customer's email; with `create`, a payer with no account gets one (no password yet:
-    the onboarding email carries a set-password link)."""
+    customer's email if that address is confirmed; with `create`, a payer with no such
+    account gets one (no password yet: the onboarding email carries a set-password link).
+
+    An unconfirmed account with the payer's email is never simply handed the payment:
+    whoever signed it up never proved the address, and may have pre-registered someone
+    else's to collect their plan. With `create` it is reclaimed for the address instead
+    (`_unconfirmed_reclaim`); without, nobody is found."""
     customer = (
         Customer.objects.select_related("subscriber").filter(id=customer_id).first()
         if customer_id
@@ -82,9 +88,11 @@ def _user_find(
     email = email or (customer.email if customer else "")
     if user is None and email:
         user = User.objects.filter(email=normalize_email(email)).first()
-    if user is None and email and create:
-        user = User.objects.create_user(email)
-        logger.info("Created an account for payer %s (customer %s)", user.pk, customer_id)
+        if user is not None and not user.email_verified:
+            user = _unconfirmed_reclaim(user, customer_id=customer_id) if create else None
+        elif user is None and create:
+            user = User.objects.create_user(email)
+            logger.info("Created an account for payer %s (customer %s)", user.pk, customer_id)
     if (
         user
         and customer
@@ -92,6 +100,35 @@ def _user_find(
     ):
         # Link once, so later events find the user by the customer.
         Customer.objects.filter(pk=customer.pk, subscriber__isnull=True).update(subscriber=user)
+    return user
+
+
+def _unconfirmed_reclaim(user: User, *, customer_id: str | None) -> User:
+    """Give a payer the unconfirmed account that has their email, as if the webhook had
+    made it: its password (sessions with it) and mobile number go, since whoever set them
+    never proved the address, and the welcome email's set-password link lets only the
+    address's owner in (the address is confirmed when they use it). Staff see why on
+    the user's History."""
+    user.set_unusable_password()
+    user.phone = ""
+    user.sms_opt_in = False
+    user.save(update_fields=["password", "phone", "sms_opt_in", "updated_at"])
+    LogEntry.objects.log_actions(
+        user_id=user.pk,
+        queryset=[user],
+        action_flag=CHANGE,
+        change_message=(
+            f"Paid for at Stripe checkout (customer {customer_id or 'unknown'}) while the "
+            "address was unconfirmed: password and mobile number cleared; the owner of "
+            "the address sets a password from the welcome email."
+        ),
+        single_object=True,
+    )
+    logger.warning(
+        "Payer's email matched unconfirmed account %s (customer %s): reclaimed for the address",
+        user.pk,
+        customer_id,
+    )
     return user
 
 

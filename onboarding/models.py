@@ -44,6 +44,9 @@ class OnboardingMessage(models.Model):
             "Payment after the plan ended, refunded",
         )
         PHONE_CODE = "phone_code", "Mobile number confirmation code"
+        # django-allauth's: confirm an address, reset a password, "already exists",
+        # notices of a change (accounts/adapter.py). Rendered when queued.
+        ACCOUNT = "account", "Account email (confirmation, password reset, notices)"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -55,8 +58,14 @@ class OnboardingMessage(models.Model):
         UNDELIVERED = "undelivered", "Undelivered"
         COMPLAINED = "complained", "Marked as spam"
 
+    # None only for an account email to an address with no account (a password reset
+    # asked for an unknown address).
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="onboarding_messages"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="onboarding_messages",
     )
     channel = models.CharField(max_length=10, choices=Channel.choices)
     template = models.CharField(max_length=30, choices=Template.choices)

@@ -164,6 +164,9 @@ def message_summary(message: OnboardingMessage) -> str:
     facts = message.context or {}
     if message.template == Template.PHONE_CODE:
         return f"code for {facts.get('phone', '')}"  # the code itself is never kept
+    if message.template == Template.ACCOUNT:
+        # The subject only: the text holds one-time links.
+        return str(facts.get("subject", ""))
     if message.template == Template.WELCOME:
         until = facts.get("until")
         return f"{message.get_plan_display()}" + (

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -52,6 +53,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import linebreaks, urlize
 from django_tasks import TaskResultStatus, task
 from django_tasks_db.models import DBTaskResult
 
@@ -59,6 +61,7 @@ from accounts.models import PhoneCode, User
 from accounts.phone import phone_code_issue, phone_codes_logged, sms_missing_settings
 from billing.models import PlanChange
 from billing.notices import notice_stale_reason, plan_end_details
+from billing.plans import Plan
 from onboarding import mail, sms
 from onboarding.errors import ProviderError
 from onboarding.models import OnboardingMessage
@@ -229,6 +232,29 @@ def phone_code_enqueue(*, user: User, phone_code: PhoneCode) -> list[OnboardingM
     )
 
 
+def account_email_enqueue(
+    *, to: str, user: User | None, kind: str, subject: str, text: str
+) -> OnboardingMessage:
+    """Queue one of django-allauth's emails (accounts/adapter.py), rendered: a
+    confirmation link, a password reset, "you already have an account", a notice of a
+    change. `to` may differ from the user's address (a new address to confirm, the old
+    one told of a change) and may have no account at all (`user` None: a reset asked for
+    an unknown address). The text holds one-time links, so staff see only the subject
+    (message_summary) and cannot send it again."""
+    with transaction.atomic():
+        message = OnboardingMessage.objects.create(
+            user=user,
+            channel=Channel.EMAIL,
+            template=Template.ACCOUNT,
+            plan=user.plan if user else Plan.STARTER,
+            trigger=f"account:{kind}:{uuid.uuid4().hex}",
+            context={"kind": kind, "subject": subject, "text": text},
+            recipient=to,
+        )
+        onboarding_message_send.enqueue(message.pk, 1)
+    return message
+
+
 def _trigger(value: str) -> str:
     # Stripe ids are short, but the column is 100 characters: a longer key stays unique.
     if len(value) <= 100:
@@ -300,6 +326,7 @@ class ResendReport:
     sent: list[OnboardingMessage] = field(default_factory=list)
     # Originals whose words retention removed: there is nothing left to send again.
     purged: list[OnboardingMessage] = field(default_factory=list)
+    refused: list[OnboardingMessage] = field(default_factory=list)
 
     def notices(self) -> list[tuple[int, str]]:
         """(django.contrib.messages level, text) for the member of staff who clicked."""
@@ -318,6 +345,14 @@ class ResendReport:
             )
             for m in self.purged
         ]
+        if self.refused:
+            notices.append(
+                (
+                    WARNING,
+                    f"{len(self.refused)} account email(s) not sent again: their links are "
+                    "one-time; the customer asks for a new one.",
+                )
+            )
         return notices
 
 
@@ -354,6 +389,11 @@ def onboarding_resend(
             if original.body_purged_at is not None:
                 report.purged.append(original)
                 continue
+            if original.template == Template.ACCOUNT:
+                # One-time links, perhaps to an address that is no longer the account's:
+                # the customer asks for a new one.
+                report.refused.append(original)
+                continue
             again = _message_again(original)
             _history_write(
                 actor=actor,
@@ -367,11 +407,14 @@ def onboarding_resend(
 def _message_again(message: OnboardingMessage) -> OnboardingMessage:
     # "<trigger>#resend-<n>": the original's trigger stays readable, each resend is unique.
     base = message.trigger.split("#resend-")[0]
+    user = message.user
+    if user is None:  # only account emails have none, and they are never sent again
+        raise ValueError(f"Message {message.pk} has no user to send it to again.")
     previous = OnboardingMessage.objects.filter(
-        user=message.user, channel=message.channel, trigger__startswith=f"{base}#resend-"
+        user=user, channel=message.channel, trigger__startswith=f"{base}#resend-"
     ).count()
     [again] = _enqueue(
-        user=message.user,
+        user=user,
         template=message.template,
         plan=message.plan,
         trigger=_trigger(f"{base}#resend-{previous + 1}"),
@@ -450,6 +493,9 @@ _PLAN_TEMPLATES = frozenset(
 
 def _skip_reason(message: OnboardingMessage) -> str:
     user = message.user
+    if message.template == Template.ACCOUNT or user is None:
+        # Asked for by the person a moment ago; always true.
+        return ""
     # A refund or a further change before sending makes a welcome or "ended" wrong; the
     # newer change has its own message.
     if message.template in _PLAN_TEMPLATES and user.plan != message.plan:
@@ -469,6 +515,18 @@ def _skip_reason(message: OnboardingMessage) -> str:
 
 def _deliver(message: OnboardingMessage) -> str:
     user = message.user
+    if message.template == Template.ACCOUNT or user is None:
+        facts = message.context or {}
+        text = str(facts.get("text", ""))
+        return mail.email_send(
+            to=message.recipient,
+            subject=str(facts.get("subject", "")),
+            text=text,
+            html=linebreaks(urlize(text, autoescape=True), autoescape=False),
+            reply_to=settings.SUPPORT_EMAIL,
+            metadata={"onboarding_message": str(message.pk)},
+            tags=[f"account-{facts.get('kind', 'email')}"],
+        )
     welcome = message.template == Template.WELCOME
     if message.channel == Channel.EMAIL:
         email = (
@@ -547,7 +605,7 @@ def _outcome_record(
         else:
             message.last_error = error.reason
             status = Status.FAILED
-        if isinstance(error, sms.SmsError) and error.opted_out:
+        if isinstance(error, sms.SmsError) and error.opted_out and message.user_id:
             User.objects.filter(pk=message.user_id).update(sms_opt_in=False)
         message.status = status
         message.status_changed_at = now

@@ -9,12 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from allauth.account import app_settings as allauth_settings
+from allauth.account.utils import user_pk_to_url_str
 from django.conf import settings
-from django.contrib.auth.tokens import default_token_generator
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils.encoding import force_bytes
-from django.utils.http import urlsafe_base64_encode
 
 from accounts.models import User
 from billing.outlook import long_date
@@ -61,13 +60,12 @@ def date_long(timestamp: int) -> str:
 
 
 def set_password_url(user: User) -> str:
-    """A one-time link to choose a password (Django's password-reset token)."""
+    """A one-time link to choose a password: allauth's password-reset link, which also
+    confirms the address (accounts/receivers.py)."""
+    token = allauth_settings.PASSWORD_RESET_TOKEN_GENERATOR().make_token(user)
     path = reverse(
-        "accounts:password_reset_confirm",
-        kwargs={
-            "uidb64": urlsafe_base64_encode(force_bytes(user.pk)),
-            "token": default_token_generator.make_token(user),
-        },
+        "account_reset_password_from_key",
+        kwargs={"uidb36": user_pk_to_url_str(user), "key": token},
     )
     return _absolute(path)
 

@@ -220,15 +220,55 @@ CACHES = {"default": env.cache_url("CACHE_URL", default="dbcache://smartflow_cac
 
 # --- Accounts ---------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
-LOGIN_URL = "accounts:login"
+LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "accounts:dashboard"
-LOGOUT_REDIRECT_URL = "accounts:login"
-# django-allauth (its apps: "Applications" above; its pages: /account/..., smartflow/urls.py).
+LOGOUT_REDIRECT_URL = "account_login"
+# django-allauth (its apps: "Applications" above). Its account pages answer at the paths
+# customers know (/signup/, /login/, /logout/, /password/reset/, /password/change/, /email/),
+# its two-factor pages under /account/2fa/ (smartflow/urls.py).
 # Customers log in with their email address; there is no username.
 ACCOUNT_USER_MODEL_USERNAME_FIELD = None
 ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
 ACCOUNT_UNIQUE_EMAIL = True
+# allauth's sign-up form with the optional mobile number and SMS consent (accounts/forms.py).
+ACCOUNT_FORMS = {"signup": "accounts.forms.SignupForm"}
+# Emails go through the outbox (onboarding/account_mail.py); addresses are normalised,
+# links use SITE_URL, the client address is accounts.ratelimit.client_ip's
+# (accounts/adapter.py).
+ACCOUNT_ADAPTER = "onboarding.account_mail.AccountAdapter"
+# "mandatory": a new account logs in once its address is confirmed (the link in the email
+# signs it in). Only then can signup answer a new and a taken address alike ("check your
+# email"); "optional" would sign the new one in and so tell them apart. Payment checks the
+# address too (billing/decorators.py), for sessions older than this rule.
+ACCOUNT_EMAIL_VERIFICATION = "mandatory"
+ACCOUNT_CONFIRM_EMAIL_ON_GET = False
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
+# Signup and password reset say the same whether or not an address has an account: the
+# owner of a taken address gets an email instead; unknown addresses get one saying so.
+ACCOUNT_PREVENT_ENUMERATION = True
+ACCOUNT_EMAIL_UNKNOWN_ACCOUNTS = True
+# Changing the email replaces the address once the new one is confirmed; the old address
+# is told (email_changed), as are password changes and resets.
+ACCOUNT_CHANGE_EMAIL = True
+ACCOUNT_EMAIL_NOTIFICATIONS = True
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "SmartFlow: "
+# Sessions last as long as Django's SESSION_COOKIE_AGE, as before (no "remember me" box).
+ACCOUNT_SESSION_REMEMBER = True
+# Throttles, per address ("ip", behind AXES_IPWARE_PROXY_COUNT proxies, see
+# accounts.ratelimit.client_ip), per account ("user") and per email typed ("key"); over
+# a limit the page is templates/429.html. They count in Django's cache (CACHES).
+ACCOUNT_RATE_LIMITS = {
+    "signup": "10/h/ip",
+    "login": "30/m/ip",
+    "login_failed": "10/m/ip,5/5m/key",
+    "reset_password": "20/h/ip,5/h/key",
+    "reset_password_from_key": "20/m/ip",
+    "confirm_email": "1/3m/key",
+    "manage_email": "10/h/user,20/h/ip",
+    "change_password": "5/m/user",
+    "reauthenticate": "10/m/user",
+}
 # Two-factor login for staff: TOTP apps with recovery codes (no WebAuthn keys).
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 # Every staff account and superuser signs in with a TOTP code (or a recovery code) before
@@ -528,8 +568,9 @@ def _duration(value: str) -> timedelta:
 
 AXES_COOLOFF_TIME = _duration(env.str("AXES_COOLOFF_TIME", default="1h"))
 AXES_RESET_ON_SUCCESS = True
-# Both login forms post the email address in the field "username".
-AXES_USERNAME_FORM_FIELD = "username"
+# The customer login (allauth's) posts the email address in "login", the admin's in
+# "username": accounts.ratelimit.axes_username reads both.
+AXES_USERNAME_FORM_FIELD = "login"
 # Count "Ann@X.com" and "ann@x.com" as one account, as the login itself does.
 AXES_USERNAME_CALLABLE = "accounts.ratelimit.axes_username"
 # Number of reverse proxies in front of the app (0: clients connect directly). The client

@@ -20,6 +20,10 @@ urlpatterns = [
     # django-allauth's pages (email addresses, verification, two-factor login).
     path("account/", include("allauth.urls")),
     path("", include("privacy.urls")),
+    # Its account pages at the paths customers know, too: /signup/, /login/, /logout/,
+    # /password/reset/, /password/change/, /email/, /confirm-email/<key>/. After the line
+    # above, so that links and redirects name these (Django reverses to the last match).
+    path("", include("allauth.account.urls")),
     path("", include("billing.urls")),
     path("", include("accounts.urls")),
 ]

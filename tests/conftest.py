@@ -25,7 +25,7 @@ from twilio.http.http_client import TwilioHttpClient
 from accounts.models import User
 from billing.webhook_queue import process_due
 from tests.billing import stripe_fakes as sf
-from tests.helpers import DELIVERY_SEED, PASSWORD
+from tests.helpers import DELIVERY_SEED, PASSWORD, email_confirmed
 from tests.onboarding import helpers as onb
 
 
@@ -144,18 +144,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> pytes
 
 @pytest.fixture
 def customer(db) -> User:
-    return User.objects.create_user("customer@example.com", PASSWORD)
+    """A signed-up customer whose address is confirmed."""
+    return email_confirmed(User.objects.create_user("customer@example.com", PASSWORD))
 
 
 @pytest.fixture
 def staff_user(db) -> User:
-    return User.objects.create_superuser("staff@smartflowsystems.com", PASSWORD)
+    return email_confirmed(User.objects.create_superuser("staff@smartflowsystems.com", PASSWORD))
 
 
 @pytest.fixture
 def outsider(db) -> User:
     """A signed-up user with no business in the back-office."""
-    return User.objects.create_user("outsider@example.com", PASSWORD)
+    return email_confirmed(User.objects.create_user("outsider@example.com", PASSWORD))
 
 
 @pytest.fixture
@@ -322,10 +323,12 @@ def twilio(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[onb.FakeT
 @pytest.fixture
 def buyer(db: Any) -> User:
     """A customer with a password, a mobile number and SMS consent."""
-    return User.objects.create_user(
-        "buyer@example.com",
-        PASSWORD,
-        phone="+447700900123",
-        sms_opt_in=True,
-        phone_confirmed="+447700900123",  # its code entered (accounts/phone.py)
+    return email_confirmed(
+        User.objects.create_user(
+            "buyer@example.com",
+            PASSWORD,
+            phone="+447700900123",
+            sms_opt_in=True,
+            phone_confirmed="+447700900123",  # its code entered (accounts/phone.py)
+        )
     )

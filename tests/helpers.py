@@ -4,6 +4,10 @@ from a folder's helpers.py), never from a conftest."""
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from accounts.models import User
 
 PASSWORD = "correct-horse-battery-staple-42"
 
@@ -11,3 +15,13 @@ PASSWORD = "correct-horse-battery-staple-42"
 # delivery (tests/e2e, tests/reliability): fixed, so that a failure can be replayed;
 # STRIPE_SANDBOX_SEED=N tries another (a failing test prints the one it ran with).
 DELIVERY_SEED = int(os.environ.get("STRIPE_SANDBOX_SEED") or 1212)
+
+
+def email_confirmed(user: User) -> User:
+    """`user` with their address confirmed, as allauth records it after the link."""
+    from allauth.account.models import EmailAddress
+
+    EmailAddress.objects.update_or_create(
+        user=user, email=user.email, defaults={"primary": True, "verified": True}
+    )
+    return user

@@ -14,7 +14,9 @@ pytestmark = pytest.mark.django_db
 
 
 def _login(client, email: str, password: str, *, ip: str = "198.51.100.7", url: str = "/login/"):
-    return client.post(url, {"username": email, "password": password}, REMOTE_ADDR=ip)
+    # allauth's customer login posts the address as "login", the admin's as "username".
+    field = "login" if url == "/login/" else "username"
+    return client.post(url, {field: email, "password": password}, REMOTE_ADDR=ip)
 
 
 @override_settings(AXES_FAILURE_LIMIT=3)
@@ -85,3 +87,14 @@ def test_client_ip_behind_the_configured_number_of_proxies(rf, count, forwarded,
 )
 def test_cool_off_is_read_in_hours_or_minutes(value, expected):
     assert _duration(value) == expected
+
+
+@pytest.mark.parametrize("url", ["/login/", "/admin/login/"])
+def test_a_login_name_over_255_characters_is_refused_as_a_failed_login(client, url):
+    """django-axes stores at most 255 characters of a username: a longer one is counted
+    under its first 255 (on PostgreSQL it was a 500), and the login fails as any other."""
+    response = _login(client, "a" * 300 + "@example.com", "wrong", url=url)
+
+    assert response.status_code == 200
+    assert "/admin/" not in response.get("Location", "")
+    assert client.get("/profile/").status_code == 302

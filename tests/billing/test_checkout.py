@@ -5,6 +5,7 @@ from io import StringIO
 
 import pytest
 import stripe
+from allauth.account.models import EmailAddress
 from django.core.management import call_command
 
 from billing.models import PlanChange
@@ -93,6 +94,39 @@ def test_a_second_checkout_expires_the_first_open_subscription_session(
 
     assert first["mode"] == "subscription"
     assert fake_stripe.objects[first_id]["status"] == "expired"
+
+
+@pytest.mark.parametrize(
+    ("url", "data"),
+    [
+        ("/billing/checkout/", {"plan": "flowkit", "interval": "monthly"}),
+        ("/billing/checkout/", {"plan": "launchpack", "interval": "oneoff"}),
+        ("/billing/switch/", {"plan": "flowkit", "interval": "monthly"}),
+    ],
+)
+def test_an_unconfirmed_address_cannot_pay_and_is_told_how_to_confirm(
+    client, customer, fake_stripe, catalog, url, data
+):
+    EmailAddress.objects.filter(user=customer).update(verified=False)
+    client.force_login(customer)
+
+    response = client.post(url, data)
+
+    assert response.status_code == 403
+    body = response.content.decode()
+    assert "Confirm your email address first" in body
+    assert 'name="action_send"' in body  # sends the link again
+    assert fake_stripe.calls_to("POST", "/v1/checkout/sessions") == []
+    assert not PlanChange.objects.exists()
+
+
+def test_the_pricing_page_says_why_an_unconfirmed_customer_cannot_pay(client, customer):
+    client.force_login(customer)
+    assert "Confirm your email address first" not in client.get("/pricing/").content.decode()
+
+    EmailAddress.objects.filter(user=customer).update(verified=False)
+
+    assert "Confirm your email address first" in client.get("/pricing/").content.decode()
 
 
 def test_checkout_needs_login_and_post(client, customer):

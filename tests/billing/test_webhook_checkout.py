@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.admin.models import LogEntry
 from djstripe.models import Charge
 
 from accounts.models import User
 from billing.models import OneOffPurchase, PlanChange
 from tests.billing import stripe_fakes as sf
 from tests.billing.webhooks import assert_processed
+from tests.helpers import PASSWORD, email_confirmed
 
 pytestmark = pytest.mark.django_db
 
@@ -157,6 +159,59 @@ def test_a_payer_without_an_account_gets_one(deliver, fake_stripe, catalog):
     user = User.objects.get(email="new.buyer@example.com")
     assert user.plan == "flowkit"
     assert not user.has_usable_password()
+
+
+def test_a_pre_registered_unconfirmed_account_does_not_collect_the_owners_payment(
+    deliver, fake_stripe, catalog, client
+):
+    """Someone signs up with the victim's address (never confirming it); the victim then
+    pays at checkout without an account of theirs. The sign-up's password stops working
+    and its mobile number goes; the plan is the address's owner's, reached through the
+    welcome email's set-password link."""
+    squatter = User.objects.create_user(
+        "victim@example.com", PASSWORD, phone="+447911123456", sms_opt_in=True
+    )
+    victim = sf.customer(email="Victim@Example.com")
+    fake_stripe.add(victim)
+    session, _pi, _ch = _oneoff_session(fake_stripe, victim, catalog["flowkit_oneoff"], None)
+
+    assert deliver(sf.event("checkout.session.completed", session)).status_code == 200
+
+    account = User.objects.get(email="victim@example.com")
+    assert account.pk == squatter.pk  # one row per address
+    assert account.plan == "flowkit"
+    assert not account.has_usable_password()
+    assert (str(account.phone), account.sms_opt_in) == ("", False)
+    login = client.post("/login/", {"login": "victim@example.com", "password": PASSWORD})
+    assert login.status_code == 200  # refused: the form again
+    assert "unconfirmed" in LogEntry.objects.get(object_id=str(account.pk)).change_message
+
+
+def test_a_confirmed_account_with_the_payers_email_gets_the_payment(deliver, fake_stripe, catalog):
+    owner = email_confirmed(User.objects.create_user("owner@example.com", PASSWORD))
+    payer = sf.customer(email="owner@example.com")
+    fake_stripe.add(payer)
+    session, _pi, _ch = _oneoff_session(fake_stripe, payer, catalog["flowkit_oneoff"], None)
+
+    deliver(sf.event("checkout.session.completed", session))
+
+    owner.refresh_from_db()
+    assert owner.plan == "flowkit"
+    assert owner.check_password(PASSWORD)
+
+
+def test_the_payers_email_is_matched_in_its_normalised_form(deliver, fake_stripe, catalog):
+    owner = email_confirmed(User.objects.create_user("owner@example.com", PASSWORD))
+    # Fullwidth letters normalise to the real address (NFKC): that is the owner's.
+    payer = sf.customer(email="ＯＷＮＥＲ@example.com")
+    fake_stripe.add(payer)
+    session, _pi, _ch = _oneoff_session(fake_stripe, payer, catalog["flowkit_oneoff"], None)
+
+    deliver(sf.event("checkout.session.completed", session))
+
+    owner.refresh_from_db()
+    assert owner.plan == "flowkit"
+    assert User.objects.count() == 1
 
 
 def test_invoice_paid_and_failed_follow_the_subscription(

@@ -39,3 +39,31 @@ def assert_fits(page: Page, width: int) -> None:
         width,
     )
     assert offenders == [], f"buttons out of reach at {width}px: {offenders}"
+
+
+def sign_up(page: Page, site: str, email: str, password: str) -> None:
+    """Sign up at `site` as a newcomer does, then open the confirmation link of the email
+    queued for them (read from the outbox: no worker needed) and confirm: signed in, on
+    the dashboard."""
+    page.goto(f"{site}/signup/")
+    page.get_by_label("Email address").fill(email)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_label("Password confirmation").fill(password)
+    page.get_by_role("button", name="Sign up").click()
+    page.get_by_role("heading", name="Confirm your email address").wait_for()
+    page.goto(f"{site}{confirmation_path(email)}")
+    page.get_by_role("button", name="Confirm").click()
+    page.wait_for_url(f"{site}/")
+
+
+def confirmation_path(email: str) -> str:
+    """The path of the newest confirmation link queued for `email`."""
+    from onboarding.models import OnboardingMessage
+
+    message = (
+        OnboardingMessage.objects.filter(template="account", recipient=email)
+        .filter(context__kind__startswith="email_confirmation")
+        .latest("pk")
+    )
+    [path] = re.findall(r"https?://[^/\s]+(/confirm-email/\S+)", message.context["text"])
+    return path

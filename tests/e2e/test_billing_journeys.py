@@ -14,7 +14,7 @@ from playwright.sync_api import Page, expect
 from accounts.models import User
 from billing.models import PlanChange
 from stripe_sandbox import actions, collection, store
-from tests.e2e.helpers import assert_fits, shot
+from tests.e2e.helpers import assert_fits, shot, sign_up
 from tests.helpers import PASSWORD
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -32,12 +32,7 @@ def shop(live_server, settings, task_worker):
 
 
 def _sign_up(page: Page, site: str, email: str) -> None:
-    page.goto(f"{site}/signup/")
-    page.get_by_label("Email address").fill(email)
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_label("Password confirmation").fill(PASSWORD)
-    page.get_by_role("button", name="Sign up").click()
-    page.wait_for_url(f"{site}/")
+    sign_up(page, site, email, PASSWORD)  # and confirm the address
 
 
 def _buy(page: Page, site: str, plan_label: str, *, monthly: bool, card: str) -> None:

@@ -17,7 +17,7 @@ from playwright.sync_api import Page, expect
 
 from accounts.models import User
 from stripe_sandbox import actions, collection, store
-from tests.e2e.helpers import assert_fits, shot
+from tests.e2e.helpers import assert_fits, shot, sign_up
 from tests.helpers import PASSWORD
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -36,12 +36,7 @@ def shop(live_server, settings, task_worker):
 
 
 def _sign_up(page: Page, site: str, email: str) -> None:
-    page.goto(f"{site}/signup/")
-    page.get_by_label("Email address").fill(email)
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_label("Password confirmation").fill(PASSWORD)
-    page.get_by_role("button", name="Sign up").click()
-    page.wait_for_url(f"{site}/")
+    sign_up(page, site, email, PASSWORD)  # and confirm the address
 
 
 def _subscribe(page: Page, site: str, email: str, card: str) -> None:

@@ -180,12 +180,30 @@ def _readme_block(heading_step: str) -> str:
     return block.group(1).replace("\\\n", " ").strip()
 
 
-def _sign_up(page: Page, site: str, address: str) -> None:
+def _sign_up(page: Page, site: str, address: str, make_run: MakeRun) -> None:
     page.goto(f"{site}/signup/")
     page.get_by_label("Email address").fill(address)
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_label("Password confirmation").fill(PASSWORD)
     page.get_by_role("button", name="Sign up").click()
+    _confirm_email(page, site, address, make_run)
+
+
+def _confirm_email(page: Page, site: str, address: str, make_run: MakeRun) -> None:
+    """Open the confirmation link make run printed for `address`, confirm: signed in."""
+    expect(page.get_by_role("heading", name="Confirm your email address")).to_be_visible()
+
+    def sent() -> list[Message]:
+        return [
+            m
+            for m in make_run.emails("SmartFlow: Confirm your email address")
+            if address in m["To"]
+        ]
+
+    _wait(lambda: bool(sent()), f"the confirmation email to {address}")
+    [link] = re.findall(rf"{re.escape(site)}/confirm-email/\S+", _text(sent()[-1]))
+    page.goto(link)
+    page.get_by_role("button", name="Confirm").click()
     page.wait_for_url(f"{site}/")
 
 
@@ -222,7 +240,7 @@ def test_the_readme_tour_works_step_by_step(page: Page, make_run: MakeRun):
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_label("Password confirmation").fill(PASSWORD)
     page.get_by_role("button", name="Sign up").click()
-    page.wait_for_url(f"{site}/")
+    _confirm_email(page, site, customer, make_run)
     assert page.locator(".plan-name").get_attribute("data-plan") == "starter"
     expect(page.locator('[data-feature="ai_concierge"]').get_by_text("Locked")).to_be_visible()
 
@@ -290,7 +308,7 @@ def test_a_3d_secure_renewal_email_link_opens_on_make_runs_port(new_page, make_r
     # renewal there; its email's link must reach the server on this port, not :8000.
     site = make_run.url
     page = new_page()
-    _sign_up(page, site, "secure@example.com")
+    _sign_up(page, site, "secure@example.com", make_run)
     page.goto(f"{site}/pricing/")
     page.get_by_role("button", name="Buy FlowKit monthly").click()
     page.get_by_label(re.compile("card number", re.I)).fill(CARD_3DS)

@@ -3,19 +3,24 @@ from __future__ import annotations
 import pytest
 
 from accounts.models import User
-from tests.e2e.helpers import assert_fits, shot
+from onboarding.models import OnboardingMessage
+from tests.e2e.helpers import assert_fits, confirmation_path, shot
 from tests.helpers import PASSWORD
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_newcomer_signs_up_and_sees_the_starter_dashboard(page, live_server):
+def test_newcomer_signs_up_confirms_and_sees_the_starter_dashboard(page, live_server):
     page.goto(f"{live_server.url}/signup/")
     page.get_by_label("Email address").fill("newcomer@example.com")
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_label("Password confirmation").fill(PASSWORD)
     page.get_by_role("button", name="Sign up").click()
 
+    page.get_by_role("heading", name="Confirm your email address").wait_for()
+    shot(page, "signup-confirm-email")
+    page.goto(f"{live_server.url}{confirmation_path('newcomer@example.com')}")
+    page.get_by_role("button", name="Confirm").click()
     page.wait_for_url(f"{live_server.url}/")
     assert "Starter" in page.locator(".plan-name").inner_text()
     assert page.locator('[data-feature="ai_concierge"]').get_attribute("data-allowed") == "false"
@@ -25,12 +30,17 @@ def test_newcomer_signs_up_and_sees_the_starter_dashboard(page, live_server):
         assert_fits(page, width)
 
 
-def test_a_duplicate_email_shows_the_error_in_the_form(page, live_server, customer):
+def test_a_taken_email_is_answered_like_a_new_one_and_its_owner_is_told(
+    page, live_server, customer
+):
     page.goto(f"{live_server.url}/signup/")
     page.get_by_label("Email address").fill("CUSTOMER@example.com")
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_label("Password confirmation").fill(PASSWORD)
     page.get_by_role("button", name="Sign up").click()
 
-    assert page.get_by_role("alert").first.is_visible()
-    assert "already exists" in page.content()
+    page.get_by_role("heading", name="Confirm your email address").wait_for()
+    assert "already exists" not in page.content()
+    [told] = OnboardingMessage.objects.filter(template="account", recipient=customer.email)
+    assert told.context["kind"] == "account_already_exists"
+    assert User.objects.count() == 1

@@ -25,7 +25,7 @@ from accounts.models import User
 from backoffice.roles import roles_sync
 from billing.models import PlanOverride
 from tests.e2e.helpers import assert_fits, shot
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, email_confirmed
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -69,7 +69,7 @@ def test_support_comps_launchpack_and_the_customers_dashboard_unlocks(
 ):
     site = live_server.url
     admin = f"{site}/{settings.ADMIN_URL}"
-    customer = User.objects.create_user("pat@example.com", PASSWORD)
+    customer = email_confirmed(User.objects.create_user("pat@example.com", PASSWORD))
     secret = generate_totp_secret()
     TOTP.activate(support_agent, secret)
 

@@ -178,11 +178,9 @@ def test_a_copied_env_example_with_a_secret_key_is_a_secure_production_configura
     assert "\nSECRET_KEY=\n" in example and "\nADMINS=\n" in example
     dotenv = tmp_path / ".env"
     dotenv.write_text(
-        example.replace("\nSECRET_KEY=\n", f"\nSECRET_KEY={key}\n").replace(
-            "\n#STRIPE_TEST_SECRET_KEY=\n", "\nSTRIPE_TEST_SECRET_KEY=sk_test_copied123\n"
-        ).replace(
-            "\nADMINS=\n", "\nADMINS=Ops <ops@smartflowsystems.com>\n"
-        )
+        example.replace("\nSECRET_KEY=\n", f"\nSECRET_KEY={key}\n")
+        .replace("\n#STRIPE_TEST_SECRET_KEY=\n", "\nSTRIPE_TEST_SECRET_KEY=sk_test_copied123\n")
+        .replace("\nADMINS=\n", "\nADMINS=Ops <ops@smartflowsystems.com>\n")
     )
     # Only the file: none of PRODUCTION's variables.
     base = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}

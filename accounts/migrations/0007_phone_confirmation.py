@@ -13,7 +13,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accounts', '0005_user_billing_columns_backfill'),
+        ('accounts', '0006_email_addresses'),
     ]
 
     operations = [
