@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from accounts.models import PhoneCode, User
 from onboarding.models import OnboardingMessage
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, email_confirmed
 from tests.onboarding.helpers import run_worker
 
 # The worker runs in-process and closes the connection between tasks: real commits.
@@ -180,4 +180,6 @@ def test_signup_with_a_mobile_and_consent_texts_a_code(client, twilio):
     assert sms["data"]["To"] == MOBILE
     user = User.objects.get()
     assert not user.phone_is_confirmed
-    assert 'id="confirm-phone"' in client.get("/").content.decode()  # the dashboard asks
+    # Once the address is confirmed and they are in, the dashboard asks for the code.
+    client.force_login(email_confirmed(user))
+    assert 'id="confirm-phone"' in client.get("/").content.decode()

@@ -72,7 +72,7 @@ def test_staff_sign_in_asks_for_the_app_code_before_the_admin(client, staff_user
     prompt = client.get(after_password["Location"])
     after_code = client.post(after_password["Location"], {"code": _code(secret)})
 
-    assert to_allauth["Location"] == "/account/login/?next=%2Fadmin%2F"
+    assert to_allauth["Location"] == "/login/?next=%2Fadmin%2F"
     assert after_password.status_code == 302
     assert after_password["Location"] == "/account/2fa/authenticate/"
     assert still_out.status_code == 302  # the password alone signed nobody in
@@ -104,7 +104,7 @@ def test_a_recovery_code_signs_in_once_for_a_lost_phone(client, staff_user):
     _sign_in(client, staff_user.email)
     signed_in = client.post("/account/2fa/authenticate/", {"code": code})
     admin_page = client.get("/admin/accounts/user/")
-    client.post("/account/logout/")
+    client.post("/logout/")
     _sign_in(client, staff_user.email)
     reused = client.post("/account/2fa/authenticate/", {"code": code})
 
@@ -135,7 +135,7 @@ def test_staff_without_an_app_set_one_up_and_see_recovery_codes_first(client, st
 
     assert sent.status_code == 302
     assert sent["Location"] == ENROL
-    assert to_password["Location"].startswith("/account/reauthenticate/")
+    assert to_password["Location"].startswith("/reauthenticate/")
     assert form.status_code == 200
     assert "<svg" in form.content.decode()  # the QR code, inline (CSP: no data: images)
     assert blocked_meanwhile["Location"] == ENROL
@@ -215,7 +215,7 @@ def test_the_admin_site_itself_refuses_a_session_without_its_second_factor(clien
 
 @required
 def test_a_customer_is_never_asked_for_a_second_factor(client, customer):
-    signed_in = client.post("/account/login/", {"login": customer.email, "password": PASSWORD})
+    signed_in = client.post("/login/", {"login": customer.email, "password": PASSWORD})
 
     assert signed_in.status_code == 302
     assert "2fa" not in signed_in["Location"]
@@ -241,7 +241,7 @@ def test_staff_cannot_switch_their_own_app_off(client, staff_user):
     secret = _with_app(staff_user)
     _sign_in(client, staff_user.email)
     client.post("/account/2fa/authenticate/", {"code": _code(secret)})
-    client.post(f"/account/reauthenticate/?next={ENROL}", {"password": PASSWORD})
+    client.post(f"/reauthenticate/?next={ENROL}", {"password": PASSWORD})
 
     response = client.post("/account/2fa/totp/deactivate/")
 

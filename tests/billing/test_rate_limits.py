@@ -9,7 +9,7 @@ from django.core import checks
 
 from accounts.models import User
 from tests.billing import stripe_fakes as sf
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, email_confirmed
 
 pytestmark = pytest.mark.django_db
 
@@ -30,7 +30,7 @@ def test_the_eleventh_checkout_in_a_minute_answers_429_and_calls_stripe_for_noth
     response = client.post("/billing/checkout/", FLOWKIT)
 
     assert response.status_code == 429
-    assert "Too many attempts" in response.content.decode()
+    assert "Too many requests" in response.content.decode()
     assert "nothing was charged" in response.content.decode()
     assert len(fake_stripe.calls) == calls_before
     sessions = [o for o in fake_stripe.objects.values() if o["object"] == "checkout.session"]
@@ -40,7 +40,7 @@ def test_the_eleventh_checkout_in_a_minute_answers_429_and_calls_stripe_for_noth
 def test_another_account_is_not_held_back_by_the_first(client, customer, fake_stripe, catalog):
     client.force_login(customer)
     _checkouts(client, 11)
-    other = User.objects.create_user("other@example.com", PASSWORD)
+    other = email_confirmed(User.objects.create_user("other@example.com", PASSWORD))
     client.force_login(other)
 
     assert client.post("/billing/checkout/", FLOWKIT).status_code == 303
@@ -58,7 +58,8 @@ def test_one_address_is_limited_across_accounts(client, settings, fake_stripe, c
     settings.BILLING_RATE_LIMITS = {**settings.BILLING_RATE_LIMITS, "checkout": "3/h/ip"}
     statuses = []
     for n in range(4):
-        client.force_login(User.objects.create_user(f"user{n}@example.com", PASSWORD))
+        user = email_confirmed(User.objects.create_user(f"user{n}@example.com", PASSWORD))
+        client.force_login(user)
         statuses += _checkouts(client, 1)
 
     assert statuses == [303, 303, 303, 429]
@@ -68,7 +69,7 @@ def test_the_address_is_the_one_behind_our_proxies(client, settings, fake_stripe
     # One proxy: the client is the last X-Forwarded-For entry, whatever it wrote before.
     settings.AXES_IPWARE_PROXY_COUNT = 1
     settings.BILLING_RATE_LIMITS = {**settings.BILLING_RATE_LIMITS, "checkout": "1/h/ip"}
-    client.force_login(User.objects.create_user("a@example.com", PASSWORD))
+    client.force_login(email_confirmed(User.objects.create_user("a@example.com", PASSWORD)))
 
     first = client.post("/billing/checkout/", FLOWKIT, HTTP_X_FORWARDED_FOR="1.1.1.1, 203.0.113.5")
     forged = client.post("/billing/checkout/", FLOWKIT, HTTP_X_FORWARDED_FOR="9.9.9.9, 203.0.113.5")

@@ -8,6 +8,7 @@ from django.core.management import call_command
 
 from accounts.models import User
 from stripe_sandbox.client import SandboxHTTPClient
+from tests.helpers import email_confirmed
 from tests.privacy.helpers import NAME, PASSWORD, PHONE, deliver_events
 
 
@@ -31,7 +32,9 @@ def subscriber(client, db) -> User:
     """A customer who subscribed to FlowKit through the app's own checkout and the
     sandbox's page, with a mobile number and SMS consent, whose Stripe customer has a
     name, phone and address; every webhook delivered and processed."""
-    user = User.objects.create_user("ada@example.com", PASSWORD, phone=PHONE, sms_opt_in=True)
+    user = email_confirmed(
+        User.objects.create_user("ada@example.com", PASSWORD, phone=PHONE, sms_opt_in=True)
+    )
     call_command("stripe_catalog", stdout=StringIO())
     client.force_login(user)
     checkout = client.post("/billing/checkout/", {"plan": "flowkit", "interval": "monthly"})
