@@ -209,7 +209,14 @@ def _message(message: OnboardingMessage, user: User) -> dict[str, Any]:
 def _message_words(message: OnboardingMessage, user: User) -> tuple[str, str]:
     """What the message says, rendered again from its stored facts (SmartFlow keeps no
     copy of the text: it is rendered when sent, onboarding/outbox.py)."""
-    welcome = message.template == OnboardingMessage.Template.WELCOME
+    Template = OnboardingMessage.Template
+    if message.body_purged_at is not None or message.template == Template.PHONE_CODE:
+        # Words removed by retention; a phone code is never kept anywhere.
+        return "", ""
+    if message.template == Template.ACCOUNT:
+        # Stored rendered, with one-time links (confirm, reset): the subject only.
+        return str((message.context or {}).get("subject", "")), ""
+    welcome = message.template == Template.WELCOME
     if message.channel == OnboardingMessage.Channel.SMS:
         if welcome:
             return "", welcome_sms_render(plan=message.plan)

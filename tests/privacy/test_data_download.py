@@ -74,3 +74,25 @@ def test_the_file_holds_no_one_elses_data(client, subscriber):
     assert data["profile"]["email"] == "grace@example.com"
     assert "ada@example.com" not in text
     assert data["invoices"] == data["payments"] == data["plan_history"] == []
+
+
+def test_account_emails_give_their_subject_and_no_one_time_link(client, customer):
+    from onboarding.outbox import account_email_enqueue
+
+    link = "https://app.example.com/confirm-email/one-time-key/"
+    account_email_enqueue(
+        to=customer.email,
+        user=customer,
+        kind="email_confirmation",
+        subject="SmartFlow: Please confirm your email address",
+        text=f"Open {link} to confirm.",
+    )
+    client.force_login(customer)
+
+    response = client.post("/profile/data/")
+
+    assert response.status_code == 200
+    body = response.content.decode()
+    [message] = json.loads(body)["messages"]
+    assert message["subject"] == "SmartFlow: Please confirm your email address"
+    assert "one-time-key" not in body
