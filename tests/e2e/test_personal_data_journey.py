@@ -7,7 +7,7 @@ import pytest
 
 from accounts.models import User
 from privacy.models import Erasure
-from tests.e2e.helpers import assert_fits, shot
+from tests.e2e.helpers import assert_fits, shot, sign_up
 from tests.helpers import PASSWORD
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -15,12 +15,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def test_a_customer_downloads_their_data_then_deletes_their_account(page, live_server):
     site = live_server.url
-    page.goto(f"{site}/signup/")
-    page.get_by_label("Email address").fill("leaving@example.com")
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_label("Password confirmation").fill(PASSWORD)
-    page.get_by_role("button", name="Sign up").click()
-    page.wait_for_url(f"{site}/")
+    sign_up(page, site, "leaving@example.com", PASSWORD)
 
     page.goto(f"{site}/profile/")
     for width in (375, 1280):

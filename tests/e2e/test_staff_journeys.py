@@ -35,7 +35,7 @@ def support_agent(transactional_db) -> User:
     """A staff member in the Support group (not a superuser)."""
     # Transactional tests flush the groups the data migration made; make them again.
     roles_sync()
-    agent = User.objects.create_user("agent@example.com", PASSWORD, is_staff=True)
+    agent = email_confirmed(User.objects.create_user("agent@example.com", PASSWORD, is_staff=True))
     agent.groups.add(Group.objects.get(name="Support"))
     return agent
 
@@ -138,10 +138,10 @@ def test_first_admin_sign_in_sets_up_the_authenticator_app(
 
     # The admin sends staff to the site's sign-in page; the password alone opens nothing.
     page.goto(f"{site}/{settings.ADMIN_URL}/")
-    page.wait_for_url(re.compile(r".*/account/login/\?next=.*"))
+    page.wait_for_url(re.compile(r".*/login/\?next=.*"))
     assert_fits(page, width)
     _log_in(page, site, support_agent.email, path=page.url.removeprefix(site))
-    page.wait_for_url(re.compile(r".*/account/reauthenticate/.*"))
+    page.wait_for_url(re.compile(r".*/reauthenticate/.*"))
     expect(page.get_by_text("set up an authenticator app to continue")).to_be_visible()
 
     # allauth asks for the password again before an authenticator is added.

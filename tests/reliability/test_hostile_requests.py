@@ -348,9 +348,11 @@ def attacks(draw: st.DrawFn, victim: Victim, target: str | None = None) -> Attac
 # What each endpoint may answer a request nobody signed (and OPTIONS: Django's default
 # 200; HEAD: anymail's 200, which some ESPs use to check that a webhook URL exists).
 REFUSALS: dict[str, set[int]] = {
-    "stripe": {400, 404, 405},
-    # 429: the signed-in victim's eleventh checkout in a minute (billing/ratelimit.py).
-    "checkout": {302, 400, 405, 429},
+    # 413: a body over STRIPE_WEBHOOK_MAX_BYTES, refused before it is read.
+    "stripe": {400, 404, 405, 413},
+    # 403: the signed-in victim has not confirmed their address yet (billing/decorators.py);
+    # 429: their eleventh checkout in a minute (billing/ratelimit.py).
+    "checkout": {302, 400, 403, 405, 429},
     "feature": {200, 302, 401, 402, 404, 405},
     "twilio_status": {400, 403, 405},
     "twilio_inbound": {400, 403, 405},

@@ -20,7 +20,7 @@ from stripe_sandbox import actions
 from stripe_sandbox.client import SandboxHTTPClient
 from stripe_sandbox.delivery import deliver_pending
 from stripe_sandbox.models import Delivery
-from tests.helpers import DELIVERY_SEED, PASSWORD
+from tests.helpers import DELIVERY_SEED, PASSWORD, email_confirmed
 from tests.sandbox_app import app_transport
 
 pytestmark = pytest.mark.django_db
@@ -50,7 +50,7 @@ def _deliver(client, user: User) -> str:
 @pytest.mark.parametrize("offset", range(4))
 def test_a_customers_life_under_unordered_duplicated_delivery(client, settings, offset):
     settings.STRIPE_SANDBOX_SEED = DELIVERY_SEED + offset
-    user = User.objects.create_user("life@example.com", PASSWORD)
+    user = email_confirmed(User.objects.create_user("life@example.com", PASSWORD))
     _run("stripe_catalog")
     client.force_login(user)
     plans = []
