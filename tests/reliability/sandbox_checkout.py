@@ -15,7 +15,7 @@ from django.core.management import call_command
 from accounts.models import User
 from stripe_sandbox.client import SandboxHTTPClient
 from stripe_sandbox.delivery import client_transport, deliver_pending
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, email_confirmed
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def buyer_checkout(client: Any, email: str, plan: str) -> User:
     """`email` signs up and pays a monthly `plan` at the sandbox's Checkout; every event
     that caused is delivered (signed, over the app's webhook view) and acknowledged, and
     left for the workers."""
-    user = User.objects.create_user(email, PASSWORD)
+    user = email_confirmed(User.objects.create_user(email, PASSWORD))  # payment needs it
     client.force_login(user)
     checkout = client.post("/billing/checkout/", {"plan": plan, "interval": "monthly"})
     assert checkout.status_code in (302, 303), checkout
