@@ -144,6 +144,7 @@ precommit: $(VENV)/.installed-dev
 	$(VENV)/bin/pre-commit run --all-files
 
 # Throughput and data-volume figures, each beside its ceiling on the same server, from a
-# fresh bench database; writes bench/RESULTS.md (bench/README.md). Not part of `make test`.
+# fresh bench database; writes devtools/bench/RESULTS.md (devtools/bench/README.md). Not
+# part of `make test`.
 bench: $(VENV)/.installed-dev static
-	$(PY) bench/run.py --database-url $(BENCH_DATABASE_URL) $(BENCH_ARGS)
+	$(PY) devtools/bench/run.py --database-url $(BENCH_DATABASE_URL) $(BENCH_ARGS)

@@ -6,7 +6,7 @@ create, and the Account row) for every object and nested object it syncs (the in
 its subscription, its customer...), and its event handlers ask the Account for its
 secret key (`Account.get_default_api_key`, an APIKey query) for each object they sync:
 about a dozen statements and savepoints per event, the same answers each time (the
-bench's *Per event* table, bench/RESULTS.md). Within one event the answers cannot change
+bench's *Per event* table, devtools/bench/RESULTS.md). Within one event the answers cannot change
 unless an APIKey or Account row is written, so `account_cache()` remembers them for the
 block, and forgets everything as soon as such a row is saved or deleted in this process.
 Outside the block dj-stripe behaves as shipped: no process-wide cache that another

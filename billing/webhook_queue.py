@@ -339,7 +339,7 @@ def _store_postgresql(
     trigger, its delivery and django-tasks-db's task row, or (a concurrent request stored
     the same event id first: IntegrityError) nothing at all.
 
-    Why not `task.enqueue()`: in the bench's profile (bench/report.py, note W1) the
+    Why not `task.enqueue()`: in the bench's profile (devtools/bench/report.py, note W1) the
     enqueue's `create()` was the largest single cost of the acknowledgement, and it needs
     the transaction's BEGIN and COMMIT round trips besides. The row is built as the
     backend builds it (`DatabaseBackend._task_to_db_task`: the same fields, its id

@@ -20,7 +20,7 @@ from privacy.models import Erasure
 REDACTED = "[erased]"
 
 # Not ours (app names): the offline Stripe sandbox stands in for Stripe's own storage.
-NOT_OUR_DATA = frozenset({"stripe_sandbox"})
+NOT_OUR_DATA = frozenset({"devtools.stripe_sandbox"})
 
 # The fields of Stripe's objects that hold a person's details, by object type.
 STRIPE_PERSONAL_FIELDS: dict[str, frozenset[str]] = {

@@ -83,7 +83,7 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 # --- Stripe or its sandbox -------------------------------------------------------------
-# Decided before the applications: the offline Stripe sandbox (stripe_sandbox) is an app,
+# Decided before the applications: the offline Stripe sandbox (devtools/stripe_sandbox) is an app,
 # installed only when on. It stands in for Stripe's API when no key is configured. Unset,
 # it is on only for local use (DEBUG on, no secret key); with DEBUG off it must be asked
 # for explicitly, and it never runs beside a live key.
@@ -133,7 +133,7 @@ INSTALLED_APPS = [
     "smartflow",
     # Installed only when on: its pages, API, clock, deliveries and command (and its
     # tables) do not exist on a site that talks to real Stripe.
-    *(["stripe_sandbox"] if STRIPE_SANDBOX else []),
+    *(["devtools.stripe_sandbox"] if STRIPE_SANDBOX else []),
     # Email through the ESP named by ANYMAIL_ESP (Onboarding, below).
     "anymail",
     # Login rate limiting (Back-office, below).
@@ -178,7 +178,7 @@ TEMPLATES: list[dict[str, Any]] = [
                 # The failed-payment banner on every page (billing/dunning.py).
                 "billing.context_processors.dunning",
                 # With the sandbox, every page says "Sandbox: no real payments".
-                *(["stripe_sandbox.context_processors.sandbox"] if STRIPE_SANDBOX else []),
+                *(["devtools.stripe_sandbox.context_processors.sandbox"] if STRIPE_SANDBOX else []),
             ],
         },
     },
@@ -328,7 +328,7 @@ STRIPE_WEBHOOK_DEBUG_HEADER = env.bool("STRIPE_WEBHOOK_DEBUG_HEADER", default=Fa
 STRIPE_SANDBOX_LATENCY_MS = env.int("STRIPE_SANDBOX_LATENCY_MS", default=0)
 # The sandbox's dunning. "smart" (Stripe's default, Smart Retries): up to
 # STRIPE_SANDBOX_SMART_RETRIES retries within STRIPE_SANDBOX_SMART_RETRY_DAYS of the failed
-# renewal, at times the sandbox draws from STRIPE_SANDBOX_SEED (stripe_sandbox/README.md);
+# renewal, at times the sandbox draws from STRIPE_SANDBOX_SEED (devtools/stripe_sandbox/README.md);
 # "fixed" (Stripe's custom retry schedule): retried STRIPE_SANDBOX_RETRY_DAYS days after the
 # previous attempt, one number per retry. After the last failed retry the subscription is
 # canceled, marked unpaid, or left past_due.
@@ -580,7 +580,7 @@ AXES_CLIENT_IP_CALLABLE = "accounts.ratelimit.client_ip"
 AXES_LOCKOUT_TEMPLATE = "axes/lockout.html"
 
 # --- Benchmark ---------------------------------------------------------------------------
-# Mounts /bench/... (bench/urls.py): the ceiling views `make bench` measures the app
+# Mounts /bench/... (devtools/bench/urls.py): the ceiling views `make bench` measures the app
 # against. Off unless asked for; nothing in production needs them.
 BENCH_VIEWS = env.bool("BENCH_VIEWS", default=False)
 
@@ -742,5 +742,5 @@ LOGGING: dict[str, Any] = {
 if STRIPE_SANDBOX:
     # stripe-python logs every request at INFO with its api.stripe.com URL, which reads
     # as if real Stripe were being called; the sandbox logs its own short line instead
-    # (stripe_sandbox/client.py).
+    # (devtools/stripe_sandbox/client.py).
     LOGGING["loggers"]["stripe"] = {"handlers": ["stdout"], "level": "WARNING", "propagate": False}

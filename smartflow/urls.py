@@ -28,9 +28,11 @@ urlpatterns = [
     path("", include("accounts.urls")),
 ]
 
+# The dev tools (devtools/README.md), each mounted only when its setting is on: with both
+# off, as in production, nothing under devtools/ is imported.
 if settings.STRIPE_SANDBOX:
-    urlpatterns.insert(0, path("sandbox/", include("stripe_sandbox.urls")))
+    urlpatterns.insert(0, path("sandbox/", include("devtools.stripe_sandbox.urls")))
 
 if settings.BENCH_VIEWS:
-    # Ceiling views for `make bench` only (see bench/README.md).
-    urlpatterns.insert(0, path("bench/", include("bench.urls")))
+    # Ceiling views for `make bench` only (see devtools/bench/README.md).
+    urlpatterns.insert(0, path("bench/", include("devtools.bench.urls")))

@@ -16,7 +16,7 @@ Running a task again is safe for every task the project enqueues, each for its o
   `attempts` from n-1 to n under the row lock, so of two runs one sends; an attempt that
   started and never recorded its outcome is not repeated (the outbox sweep, also run
   here, marks it "outcome unknown" for staff).
-- `stripe_sandbox.delivery.delivery_run`: a webhook delivered twice is what Stripe does
+- `devtools.stripe_sandbox.delivery.delivery_run`: a webhook delivered twice is what Stripe does
   too; the app stores and processes an event id once (one WebhookDelivery per event id).
 - `billing.tasks.webhook_process`: processes its WebhookDelivery in one transaction that
   also marks it processed, under the customer's advisory lock and the delivery's row

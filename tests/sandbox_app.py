@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from billing.webhook_queue import process_due
-from stripe_sandbox.delivery import Transport, client_transport
+from devtools.stripe_sandbox.delivery import Transport, client_transport
 
 
 def app_transport(client: Any) -> Transport:

@@ -19,7 +19,7 @@ from djstripe.models import (
     Subscription,
 )
 
-from stripe_sandbox.disputes import dispute_open
+from devtools.stripe_sandbox.disputes import dispute_open
 
 pytestmark = pytest.mark.django_db
 

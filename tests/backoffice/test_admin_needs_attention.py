@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from stripe_sandbox.disputes import _dispute
+from devtools.stripe_sandbox.disputes import _dispute
 from tests.billing import stripe_fakes as sf
 from tests.billing.test_dunning_banner import failing  # noqa: F401
 

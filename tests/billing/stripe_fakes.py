@@ -288,14 +288,14 @@ class FakeStripe(stripe.HTTPClient):
     every call recorded in `calls`, objects stored with `add` (so a test can put Stripe
     in exactly the state it describes, e.g. a past_due subscription), and `fail` to make
     Stripe answer 500. The sandbox answers everything else, so the suite has one model
-    of Stripe (stripe_sandbox/)."""
+    of Stripe (devtools/stripe_sandbox/)."""
 
     name = "fake-stripe"
 
     def __init__(self) -> None:
         # Imported here: the builders above serve processes without the sandbox installed
         # (the production-settings tests sign events with them).
-        from stripe_sandbox.client import SandboxHTTPClient
+        from devtools.stripe_sandbox.client import SandboxHTTPClient
 
         super().__init__()
         self._sandbox = SandboxHTTPClient()
@@ -310,7 +310,7 @@ class FakeStripe(stripe.HTTPClient):
         pass
 
     def add(self, *objs: dict[str, Any]) -> None:
-        from stripe_sandbox import store
+        from devtools.stripe_sandbox import store
 
         for obj in objs:
             store.save(copy.deepcopy(obj))
@@ -337,7 +337,7 @@ class FakeStripe(stripe.HTTPClient):
             self._pull()
 
     def _push(self) -> None:
-        from stripe_sandbox import store
+        from devtools.stripe_sandbox import store
 
         for obj, stored in self._added.values():
             if obj != stored:
@@ -345,7 +345,7 @@ class FakeStripe(stripe.HTTPClient):
                 self._added[obj["id"]] = (obj, copy.deepcopy(obj))
 
     def _pull(self) -> None:
-        from stripe_sandbox import store
+        from devtools.stripe_sandbox import store
 
         for object_id, (obj, stored) in list(self._added.items()):
             current = store.find(object_id)
@@ -363,7 +363,7 @@ class _StoredObjects:
         self.fake = fake
 
     def __getitem__(self, object_id: str) -> dict[str, Any]:
-        from stripe_sandbox import store
+        from devtools.stripe_sandbox import store
 
         if object_id not in self.fake._added:
             obj = store.find(object_id)
@@ -376,6 +376,6 @@ class _StoredObjects:
         self.fake.add({**obj, "id": object_id})
 
     def values(self) -> list[dict[str, Any]]:
-        from stripe_sandbox.models import StripeObject
+        from devtools.stripe_sandbox.models import StripeObject
 
         return [row.data for row in StripeObject.objects.order_by("pk")]

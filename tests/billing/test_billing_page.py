@@ -12,8 +12,8 @@ from django.core.management import call_command
 from djstripe.models import Subscription
 
 from billing.models import OneOffPurchase
-from stripe_sandbox import collection, store
-from stripe_sandbox.delivery import deliver_pending
+from devtools.stripe_sandbox import collection, store
+from devtools.stripe_sandbox.delivery import deliver_pending
 from tests.sandbox_app import app_transport
 
 pytestmark = pytest.mark.django_db

@@ -8,7 +8,7 @@ import copy
 import pytest
 
 from billing.models import BillingAlert, OneOffPurchase, PlanChange
-from stripe_sandbox.disputes import _dispute
+from devtools.stripe_sandbox.disputes import _dispute
 from tests.billing import stripe_fakes as sf
 from tests.billing.test_webhook_checkout import _oneoff_session
 

@@ -203,8 +203,8 @@ def test_after_a_new_card_the_banner_says_when_it_is_tried_and_offers_pay_now(
     from django.core.management import call_command
     from djstripe.models import Subscription
 
-    from stripe_sandbox import collection, store
-    from stripe_sandbox.delivery import deliver_pending
+    from devtools.stripe_sandbox import collection, store
+    from devtools.stripe_sandbox.delivery import deliver_pending
     from tests.sandbox_app import app_transport
 
     def deliver() -> None:

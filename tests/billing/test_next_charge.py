@@ -14,9 +14,9 @@ from django.core.management import call_command
 from djstripe.models import Subscription
 
 from billing.models import NextCharge
+from devtools.stripe_sandbox import actions, store
+from devtools.stripe_sandbox.delivery import deliver_pending
 from onboarding.welcome import welcome_email_render
-from stripe_sandbox import actions, store
-from stripe_sandbox.delivery import deliver_pending
 from tests.sandbox_app import app_transport
 
 pytestmark = pytest.mark.django_db
@@ -179,7 +179,7 @@ def test_a_failed_renewal_with_a_promotion_code_keeps_its_plan_in_grace(shopper,
     shopper.post(_path(started["Location"]), form)  # pays now, fails at renewal
     _deliver(shopper)
     sub = Subscription.objects.get(customer__subscriber=customer).stripe_data
-    from stripe_sandbox import collection
+    from devtools.stripe_sandbox import collection
 
     # The renewal is charged (and fails) an hour after its invoice is created.
     renewal = sub["items"]["data"][0]["current_period_end"] + collection.FINALIZE_SECONDS

@@ -13,8 +13,8 @@ import pytest
 from django.core.management import call_command
 from djstripe.models import Subscription
 
-from stripe_sandbox import actions, collection, store
-from stripe_sandbox.delivery import deliver_pending
+from devtools.stripe_sandbox import actions, collection, store
+from devtools.stripe_sandbox.delivery import deliver_pending
 from tests.sandbox_app import app_transport
 
 pytestmark = pytest.mark.django_db
@@ -53,7 +53,7 @@ def _stripe_calls(client: Any, caplog: pytest.LogCaptureFixture) -> dict[str, li
     made: dict[str, list[str]] = {}
     for page in PAGES:
         caplog.clear()
-        with caplog.at_level(logging.INFO, logger="stripe_sandbox.client"):
+        with caplog.at_level(logging.INFO, logger="devtools.stripe_sandbox.client"):
             response = client.get(page)
         assert response.status_code in (200, 409), page  # 409: cancel when nothing to cancel
         made[page] = [r.getMessage() for r in caplog.records if "Stripe sandbox: " in r.message]

@@ -96,9 +96,9 @@ from billing.offers import Refusal, choices_for, holdings_of
 from billing.overrides import override_grant, override_revoke
 from billing.plans import PLAN_INFO, Plan, plan_rank
 from billing.templatetags.billing import money
+from devtools.stripe_sandbox import store
+from devtools.stripe_sandbox.delivery import deliver_pending
 from onboarding.models import OnboardingMessage
-from stripe_sandbox import store
-from stripe_sandbox.delivery import deliver_pending
 from tests.helpers import PASSWORD
 from tests.sandbox_app import app_transport
 

@@ -264,7 +264,7 @@ def test_the_quote_follows_stripes_clock_not_ours(
     # The sandbox's clock (a Stripe test clock likewise) is ten days on from ours: the
     # upgrade is prorated to Stripe's now, quoted and charged alike. The wall clock used
     # to quote the start of the period: five days more of LaunchPack than were left.
-    from stripe_sandbox import collection
+    from devtools.stripe_sandbox import collection
 
     sub = _subscribe(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
     start, end = (
@@ -272,7 +272,7 @@ def test_the_quote_follows_stripes_clock_not_ours(
         sub["items"]["data"][0]["current_period_end"],
     )
     collection.clock_advance(10 * 86400)
-    from stripe_sandbox import store
+    from devtools.stripe_sandbox import store
 
     left = end - store.now()
 

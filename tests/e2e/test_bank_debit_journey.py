@@ -14,7 +14,7 @@ from django.core.management import call_command
 from playwright.sync_api import Page, expect
 
 from accounts.models import User
-from stripe_sandbox.models import Delivery
+from devtools.stripe_sandbox.models import Delivery
 from tests.e2e.helpers import shot
 from tests.e2e.test_billing_journeys import _sign_up, _wait_plan
 

@@ -13,7 +13,7 @@ from playwright.sync_api import Page, expect
 
 from accounts.models import User
 from billing.models import PlanChange
-from stripe_sandbox import actions, collection, store
+from devtools.stripe_sandbox import actions, collection, store
 from tests.e2e.helpers import assert_fits, shot, sign_up
 from tests.helpers import PASSWORD
 

@@ -16,7 +16,7 @@ from djstripe.models import Customer
 from playwright.sync_api import Page, expect
 
 from accounts.models import User
-from stripe_sandbox import actions, collection, store
+from devtools.stripe_sandbox import actions, collection, store
 from tests.e2e.helpers import assert_fits, shot, sign_up
 from tests.helpers import PASSWORD
 

@@ -14,7 +14,7 @@ from playwright.sync_api import Page, expect
 
 from accounts.models import User
 from billing.models import PlanChange
-from stripe_sandbox import collection, store
+from devtools.stripe_sandbox import collection, store
 from tests.e2e.helpers import assert_fits, shot
 from tests.e2e.test_billing_journeys import CARD_OK, _buy, _sign_up, _wait_plan, shop  # noqa: F401
 

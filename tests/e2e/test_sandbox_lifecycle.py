@@ -11,7 +11,7 @@ import pytest
 import stripe
 from playwright.sync_api import Page, expect
 
-from stripe_sandbox import collection, store
+from devtools.stripe_sandbox import collection, store
 from tests.e2e.helpers import assert_fits, shot
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -224,7 +224,7 @@ def test_a_pending_bacs_debit_is_shown_and_not_sold_twice(page: Page, shop):  # 
 
 
 def test_dunning_to_its_end_asks_for_no_money_for_a_lost_plan(page: Page, shop, mailoutbox):  # noqa: F811
-    from stripe_sandbox import collection
+    from devtools.stripe_sandbox import collection
 
     email = "lapsed@example.com"
     _subscribe(page, shop, email, CARD_RENEWAL_FAILS)

@@ -17,11 +17,11 @@ from django.core.management import call_command
 
 from accounts.models import User
 from billing.models import NextCharge
+from devtools.stripe_sandbox import actions, collection, store
+from devtools.stripe_sandbox.client import SandboxHTTPClient
+from devtools.stripe_sandbox.delivery import deliver_pending
+from devtools.stripe_sandbox.models import Delivery
 from onboarding.models import OnboardingMessage
-from stripe_sandbox import actions, collection, store
-from stripe_sandbox.client import SandboxHTTPClient
-from stripe_sandbox.delivery import deliver_pending
-from stripe_sandbox.models import Delivery
 from tests.onboarding.helpers import SITE_URL, run_worker
 from tests.sandbox_app import app_transport
 

@@ -7,7 +7,7 @@ import stripe
 from django.core.management import call_command
 
 from accounts.models import User
-from stripe_sandbox.client import SandboxHTTPClient
+from devtools.stripe_sandbox.client import SandboxHTTPClient
 from tests.helpers import email_confirmed
 from tests.privacy.helpers import NAME, PASSWORD, PHONE, deliver_events
 

@@ -9,7 +9,7 @@ from typing import Any
 from django.apps import apps
 from django.db import models
 
-from stripe_sandbox.delivery import deliver_pending
+from devtools.stripe_sandbox.delivery import deliver_pending
 from tests.sandbox_app import app_transport
 
 PHONE = "+447700900461"
@@ -34,7 +34,7 @@ def rows_mentioning(*needles: str) -> list[str]:
     wanted = [n.casefold() for n in needles if n]
     found = []
     for model in apps.get_models():
-        if model._meta.app_config.name == "stripe_sandbox":
+        if model._meta.app_config.name == "devtools.stripe_sandbox":
             continue
         fields = [
             f

@@ -1,4 +1,4 @@
-"""Customers who bought a plan at the Stripe sandbox (stripe_sandbox/), their events
+"""Customers who bought a plan at the Stripe sandbox (devtools/stripe_sandbox/), their events
 acknowledged by the app and not yet processed: work for the workers of the reliability
 tests, whose processing re-reads everything from the sandbox as it would from Stripe."""
 
@@ -13,8 +13,8 @@ import stripe
 from django.core.management import call_command
 
 from accounts.models import User
-from stripe_sandbox.client import SandboxHTTPClient
-from stripe_sandbox.delivery import client_transport, deliver_pending
+from devtools.stripe_sandbox.client import SandboxHTTPClient
+from devtools.stripe_sandbox.delivery import client_transport, deliver_pending
 from tests.helpers import PASSWORD, email_confirmed
 
 

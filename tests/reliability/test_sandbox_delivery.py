@@ -16,10 +16,10 @@ from django.core.management import call_command
 from djstripe.models import WebhookEventTrigger
 
 from accounts.models import User
-from stripe_sandbox import actions
-from stripe_sandbox.client import SandboxHTTPClient
-from stripe_sandbox.delivery import deliver_pending
-from stripe_sandbox.models import Delivery
+from devtools.stripe_sandbox import actions
+from devtools.stripe_sandbox.client import SandboxHTTPClient
+from devtools.stripe_sandbox.delivery import deliver_pending
+from devtools.stripe_sandbox.models import Delivery
 from tests.helpers import DELIVERY_SEED, PASSWORD, email_confirmed
 from tests.sandbox_app import app_transport
 

@@ -85,8 +85,8 @@ def test_in_sandbox_mode_stripe_python_logs_only_warnings_and_the_sandbox_one_li
 @pytest.mark.django_db
 def test_the_banner_waits_until_the_sandboxs_pending_webhooks_are_delivered(monkeypatch):
     # Otherwise the worker's lines for the catalogue's webhooks scroll the banner away.
+    from devtools.stripe_sandbox.models import Delivery
     from smartflow.management.commands import run_banner
-    from stripe_sandbox.models import Delivery
 
     pending = Delivery.objects.create(event_id="evt_banner", endpoint_id="we_banner")
     naps: list[float] = []

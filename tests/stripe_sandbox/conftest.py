@@ -6,7 +6,7 @@ import pytest
 import stripe
 
 from accounts.models import User
-from stripe_sandbox.client import SandboxHTTPClient
+from devtools.stripe_sandbox.client import SandboxHTTPClient
 from tests.stripe_sandbox.helpers import checkout_create, pay
 
 

@@ -27,8 +27,8 @@ def checkout_create(
 def event_types() -> list[str]:
     """Types of the events emitted so far, in emission order; without the test clock's
     `test_helpers.test_clock.ready`, which ends every advance of the clock."""
-    from stripe_sandbox import store
-    from stripe_sandbox.models import Delivery
+    from devtools.stripe_sandbox import store
+    from devtools.stripe_sandbox.models import Delivery
 
     ids = list(Delivery.objects.order_by("id").values_list("event_id", flat=True))
     types = [store.find(i, "event")["type"] for i in dict.fromkeys(ids)]

@@ -13,8 +13,8 @@ import stripe
 from django.core.management import call_command
 
 from billing.stripe_api import live_subscription
-from stripe_sandbox import store
-from stripe_sandbox.delivery import deliver_pending
+from devtools.stripe_sandbox import store
+from devtools.stripe_sandbox.delivery import deliver_pending
 from tests.sandbox_app import app_transport
 
 CARD_OK = "4242 4242 4242 4242"

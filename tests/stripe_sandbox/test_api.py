@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import stripe
 
-from stripe_sandbox.client import form_decode
+from devtools.stripe_sandbox.client import form_decode
 from tests.stripe_sandbox.helpers import checkout_create, pay
 
 

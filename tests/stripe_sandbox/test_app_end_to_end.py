@@ -7,8 +7,8 @@ from io import StringIO
 
 from django.core.management import call_command
 
-from stripe_sandbox import actions
-from stripe_sandbox.delivery import deliver_pending
+from devtools.stripe_sandbox import actions
+from devtools.stripe_sandbox.delivery import deliver_pending
 from tests.sandbox_app import app_transport
 
 

@@ -13,8 +13,8 @@ from djstripe.models import Subscription
 
 from backoffice.site import mrr_by_currency, subscription_discounts
 from billing.models import OneOffPurchase
-from stripe_sandbox import actions
-from stripe_sandbox.delivery import deliver_pending
+from devtools.stripe_sandbox import actions
+from devtools.stripe_sandbox.delivery import deliver_pending
 from tests.sandbox_app import app_transport
 
 CARD = "4242 4242 4242 4242"

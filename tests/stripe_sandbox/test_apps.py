@@ -10,7 +10,7 @@ import stripe
 from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
 
-from stripe_sandbox.client import SandboxHTTPClient, sandbox_install
+from devtools.stripe_sandbox.client import SandboxHTTPClient, sandbox_install
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,7 +82,7 @@ def test_billing_never_imports_the_sandbox():
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom):
                 names = [node.module or ""]
-            if any(n == "stripe_sandbox" or n.startswith("stripe_sandbox.") for n in names):
+            if any(n == "devtools" or n.startswith("devtools.") for n in names):
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert offenders == []
 
@@ -91,7 +91,7 @@ def test_the_sandbox_is_installed_only_when_on():
     code = (
         "import django; django.setup()\n"
         "from django.apps import apps\n"
-        "print('RESULT', apps.is_installed('stripe_sandbox'))"
+        "print('RESULT', apps.is_installed('devtools.stripe_sandbox'))"
     )
     found = {}
     for value in ("true", "false"):

@@ -10,7 +10,7 @@ import pytest
 import stripe
 from django.core.management import call_command
 
-from stripe_sandbox.delivery import deliver_pending
+from devtools.stripe_sandbox.delivery import deliver_pending
 from tests.sandbox_app import app_transport
 from tests.stripe_sandbox.helpers import checkout_create, event_types
 

@@ -6,7 +6,7 @@ import pytest
 import stripe
 from django.test import Client
 
-from stripe_sandbox import store
+from devtools.stripe_sandbox import store
 from tests.stripe_sandbox.helpers import checkout_create, event_types, pay
 
 SUBSCRIPTION_EVENTS = [

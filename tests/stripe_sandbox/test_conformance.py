@@ -24,11 +24,11 @@ from urllib.parse import urlsplit
 import pytest
 import stripe
 
-from stripe_sandbox import actions, objects, store
-from stripe_sandbox.api.router import ROUTES
-from stripe_sandbox.client import SandboxHTTPClient, form_decode
-from stripe_sandbox.models import StripeObject
-from stripe_sandbox.objects import ACCOUNT_ID
+from devtools.stripe_sandbox import actions, objects, store
+from devtools.stripe_sandbox.api.router import ROUTES
+from devtools.stripe_sandbox.client import SandboxHTTPClient, form_decode
+from devtools.stripe_sandbox.models import StripeObject
+from devtools.stripe_sandbox.objects import ACCOUNT_ID
 from tests.stripe_sandbox.helpers import checkout_create, pay
 from tests.stripe_sandbox.stripe_schema import (
     Violation,
@@ -420,7 +420,7 @@ def _lifecycle_scenario(client: Any) -> None:
     )
 
     # Disputes: one won, one lost.
-    from stripe_sandbox import disputes
+    from devtools.stripe_sandbox import disputes
 
     for email, outcome in (("dee@example.com", "won"), ("fay@example.com", "lost")):
         customer_id = stripe.Customer.list(email=email).data[0].id

@@ -12,9 +12,9 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 from djstripe.models import Subscription, WebhookEventTrigger
 
-from stripe_sandbox.delivery import MAX_ATTEMPTS, deliver_pending, delivery_run
-from stripe_sandbox.events import endpoint_ensure, event_emit
-from stripe_sandbox.models import Delivery
+from devtools.stripe_sandbox.delivery import MAX_ATTEMPTS, deliver_pending, delivery_run
+from devtools.stripe_sandbox.events import endpoint_ensure, event_emit
+from devtools.stripe_sandbox.models import Delivery
 from tests.stripe_sandbox.helpers import checkout_create, pay
 
 
@@ -70,7 +70,7 @@ def test_delivery_task_is_queued_with_the_change_and_not_without_it(db):
     assert not DBTaskResult.objects.filter(task_path__endswith="delivery_run").exists()
 
     event_emit("customer.created", {"id": "cus_y", "object": "customer"})
-    queued = DBTaskResult.objects.get(task_path="stripe_sandbox.delivery.delivery_run")
+    queued = DBTaskResult.objects.get(task_path="devtools.stripe_sandbox.delivery.delivery_run")
     assert queued.args_kwargs["args"] == [Delivery.objects.get().pk, 1]
 
 
@@ -87,7 +87,7 @@ def test_refused_delivery_is_retried_with_growing_backoff_then_given_up(stripe_c
     assert row.state == Delivery.State.FAILED and row.attempts == MAX_ATTEMPTS
     assert row.last_status == 500
     assert delays[:4] == [10, 40, 160, 640]
-    tasks = DBTaskResult.objects.filter(task_path="stripe_sandbox.delivery.delivery_run")
+    tasks = DBTaskResult.objects.filter(task_path="devtools.stripe_sandbox.delivery.delivery_run")
     assert sorted(t.args_kwargs["args"][1] for t in tasks) == list(range(1, MAX_ATTEMPTS + 1))
     second = next(t for t in tasks if t.args_kwargs["args"][1] == 2)
     assert timedelta(seconds=5) < second.run_after - second.enqueued_at < timedelta(seconds=11)

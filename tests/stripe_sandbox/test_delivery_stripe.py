@@ -13,8 +13,8 @@ import pytest
 from django.core.management import call_command
 from django_tasks_db.models import DBTaskResult
 
-from stripe_sandbox import store
-from stripe_sandbox.delivery import (
+from devtools.stripe_sandbox import store
+from devtools.stripe_sandbox.delivery import (
     STRIPE_RETRY_FIRST,
     WINDOW,
     clock_now,
@@ -22,8 +22,8 @@ from stripe_sandbox.delivery import (
     delivery_plan,
     delivery_run,
 )
-from stripe_sandbox.events import endpoint_ensure, event_emit
-from stripe_sandbox.models import Delivery
+from devtools.stripe_sandbox.events import endpoint_ensure, event_emit
+from devtools.stripe_sandbox.models import Delivery
 
 
 class Recorder:
@@ -76,7 +76,9 @@ def test_deliveries_are_delayed_reordered_and_some_duplicated(stripe_mode):
         assert row.next_attempt_at > row.created_at - timedelta(seconds=1)  # not early
     waits = [
         t.run_after - t.enqueued_at
-        for t in DBTaskResult.objects.filter(task_path="stripe_sandbox.delivery.delivery_run")
+        for t in DBTaskResult.objects.filter(
+            task_path="devtools.stripe_sandbox.delivery.delivery_run"
+        )
     ]
     assert all(-timedelta(seconds=1) < w <= 2 * WINDOW + timedelta(seconds=1) for w in waits)
     assert any(w > timedelta(milliseconds=100) for w in waits)

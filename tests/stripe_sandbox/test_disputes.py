@@ -10,7 +10,7 @@ import stripe
 from django.core.management import CommandError, call_command
 from djstripe.models import Dispute, WebhookEventTrigger
 
-from stripe_sandbox.delivery import deliver_pending
+from devtools.stripe_sandbox.delivery import deliver_pending
 from tests.sandbox_app import app_transport
 from tests.stripe_sandbox.helpers import event_types
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 import stripe
 from djstripe.models import Charge, Customer, Event, Invoice, Subscription, WebhookEventTrigger
 
-from stripe_sandbox.delivery import deliver_pending
-from stripe_sandbox.events import endpoint_ensure
-from stripe_sandbox.models import Delivery
+from devtools.stripe_sandbox.delivery import deliver_pending
+from devtools.stripe_sandbox.events import endpoint_ensure
+from devtools.stripe_sandbox.models import Delivery
 from tests.sandbox_app import app_transport
 from tests.stripe_sandbox.helpers import checkout_create
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import stripe
 
-from stripe_sandbox import store
+from devtools.stripe_sandbox import store
 from tests.stripe_sandbox.test_prorations import (  # noqa: F401 (fixtures)
     HALFWAY,
     _card_set,

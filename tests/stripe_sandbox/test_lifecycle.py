@@ -12,9 +12,9 @@ import stripe
 from django.core.management import call_command
 from djstripe.models import Customer, WebhookEventTrigger
 
-from stripe_sandbox import collection, store
-from stripe_sandbox.delivery import deliver_pending
-from stripe_sandbox.models import Delivery
+from devtools.stripe_sandbox import collection, store
+from devtools.stripe_sandbox.delivery import deliver_pending
+from devtools.stripe_sandbox.models import Delivery
 from tests.sandbox_app import app_transport
 from tests.stripe_sandbox.helpers import checkout_create, event_types, pay
 

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 import stripe
 
-from stripe_sandbox import store
+from devtools.stripe_sandbox import store
 from tests.stripe_sandbox.helpers import event_types
 
 RETURN_URL = "http://testserver/dashboard/"

@@ -10,7 +10,7 @@ import pytest
 import stripe
 from django.core.management import call_command
 
-from stripe_sandbox import actions, store
+from devtools.stripe_sandbox import actions, store
 from tests.stripe_sandbox.helpers import checkout_create, event_types
 
 DAY = 86400

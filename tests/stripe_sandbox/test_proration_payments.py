@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import stripe
 
-from stripe_sandbox import collection, store
+from devtools.stripe_sandbox import collection, store
 from tests.stripe_sandbox.test_prorations import (  # noqa: F401 (fixtures)
     HALFWAY,
     _card_set,

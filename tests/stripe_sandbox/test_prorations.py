@@ -19,10 +19,10 @@ import stripe
 from django.core.management import call_command
 from djstripe.models import Customer, InvoiceItem, WebhookEventTrigger
 
-from stripe_sandbox import store
-from stripe_sandbox.delivery import deliver_pending
-from stripe_sandbox.events import endpoint_ensure
-from stripe_sandbox.objects import CARD_DECLINED, CARD_OK
+from devtools.stripe_sandbox import store
+from devtools.stripe_sandbox.delivery import deliver_pending
+from devtools.stripe_sandbox.events import endpoint_ensure
+from devtools.stripe_sandbox.objects import CARD_DECLINED, CARD_OK
 from tests.sandbox_app import app_transport
 from tests.stripe_sandbox.helpers import checkout_create, pay
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import stripe
 
-from stripe_sandbox import collection, store
+from devtools.stripe_sandbox import collection, store
 from tests.stripe_sandbox.helpers import checkout_create, event_types, pay
 from tests.stripe_sandbox.test_lifecycle import (
     CARD_3DS_ALWAYS,

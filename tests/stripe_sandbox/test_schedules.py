@@ -14,7 +14,7 @@ import pytest
 import stripe
 from django.core.management import call_command
 
-from stripe_sandbox import store
+from devtools.stripe_sandbox import store
 from tests.stripe_sandbox.helpers import checkout_create, pay
 from tests.stripe_sandbox.stripe_schema import validate
 

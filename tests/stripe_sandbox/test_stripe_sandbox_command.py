@@ -9,9 +9,9 @@ import stripe
 from django.core.management import CommandError, call_command
 from djstripe.models import Charge, Customer, Subscription, WebhookEventTrigger
 
-from stripe_sandbox import delivery, store
-from stripe_sandbox.delivery import deliver_pending
-from stripe_sandbox.models import Delivery
+from devtools.stripe_sandbox import delivery, store
+from devtools.stripe_sandbox.delivery import deliver_pending
+from devtools.stripe_sandbox.models import Delivery
 from tests.sandbox_app import app_transport
 from tests.stripe_sandbox.helpers import checkout_create, event_types, pay
 

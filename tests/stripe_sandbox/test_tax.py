@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import stripe
 
-from stripe_sandbox import actions, store, tax
+from devtools.stripe_sandbox import actions, store, tax
 from tests.stripe_sandbox.helpers import checkout_create
 
 # --- The arithmetic ---------------------------------------------------------------------

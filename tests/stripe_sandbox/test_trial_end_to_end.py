@@ -12,9 +12,9 @@ import stripe
 from django.core.management import call_command
 from djstripe.models import Subscription
 
+from devtools.stripe_sandbox.delivery import deliver_pending
 from onboarding.models import OnboardingMessage
 from onboarding.notices import notice_email_render
-from stripe_sandbox.delivery import deliver_pending
 from tests.sandbox_app import app_transport
 
 CARD_OK = "4242 4242 4242 4242"

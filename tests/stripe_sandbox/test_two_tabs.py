@@ -16,9 +16,9 @@ from djstripe.models import Subscription
 
 from billing.models import BillingAlert
 from billing.stripe_api import customer_for
+from devtools.stripe_sandbox.delivery import deliver_pending
 from onboarding.models import OnboardingMessage
 from onboarding.notices import notice_email_render
-from stripe_sandbox.delivery import deliver_pending
 from tests.sandbox_app import app_transport
 from tests.stripe_sandbox.helpers import pay
 

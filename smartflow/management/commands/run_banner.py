@@ -25,14 +25,14 @@ def banner_lines() -> list[str]:
     url = settings.SITE_URL + "/"
     lines = [f"SmartFlow is running: open {url}", ""]
     if settings.STRIPE_SANDBOX:
-        from stripe_sandbox.objects import CARD_NOTES, card_display
+        from devtools.stripe_sandbox.objects import CARD_NOTES, card_display
 
         lines += [
             "Payments: the offline Stripe sandbox. Nothing leaves this machine and no real",
             "money moves. Test cards for its checkout page:",
             *(f"  {card_display(number):<21} {note}" for number, note in CARD_NOTES),
         ]
-        from stripe_sandbox.bank_debits import ACCOUNT_NOTES
+        from devtools.stripe_sandbox.bank_debits import ACCOUNT_NOTES
 
         lines += [
             "Bacs Direct Debit on the same page, sort code 10-88-00 (answered 3 days later",
@@ -99,7 +99,7 @@ class Command(BaseCommand):
         # whose log lines would bury the banner: print it once they are delivered.
         if not settings.STRIPE_SANDBOX:
             return
-        from stripe_sandbox.models import Delivery
+        from devtools.stripe_sandbox.models import Delivery
 
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:

@@ -1,0 +1,1 @@
+"""Tools for developing SmartFlow, not part of the product (devtools/README.md)."""

@@ -1,0 +1,38 @@
+"""The sandbox's Stripe API for events and webhook endpoints."""
+
+from __future__ import annotations
+
+from devtools.stripe_sandbox import store
+from devtools.stripe_sandbox.api.params import (
+    list_param,
+)
+from devtools.stripe_sandbox.api.router import ID, route
+from devtools.stripe_sandbox.store import Obj
+
+
+@route("GET", f"/events/{ID}")
+def event_retrieve(params: Obj, id: str) -> Obj:
+    return store.get(id, "event")
+
+
+@route("GET", "/events")
+def event_list(params: Obj) -> Obj:
+    types = list_param(params, "types") or ([params["type"]] if params.get("type") else [])
+
+    def matches(event: Obj) -> bool:
+        return not types or any(
+            event["type"] == t or (t.endswith("*") and event["type"].startswith(t[:-1]))
+            for t in types
+        )
+
+    return store.paginate(store.select("event", matches), params, "/v1/events")
+
+
+@route("GET", f"/webhook_endpoints/{ID}")
+def webhook_endpoint_retrieve(params: Obj, id: str) -> Obj:
+    return store.get(id, "webhook_endpoint")
+
+
+@route("GET", "/webhook_endpoints")
+def webhook_endpoint_list(params: Obj) -> Obj:
+    return store.paginate(store.all_of("webhook_endpoint"), params, "/v1/webhook_endpoints")

@@ -1,0 +1,269 @@
+"""Persistence of sandbox Stripe objects: ids, clock, lookup, lists and expansion."""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import copy
+import secrets
+import string
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from devtools.stripe_sandbox.models import SandboxClock, StripeObject
+
+Obj = dict[str, Any]
+
+_ALPHABET = string.ascii_letters + string.digits
+# Stripe's id lengths, roughly: what people see in the dashboard.
+_ID_LENGTH = {"cus": 14, "prod": 14, "si": 14, "cs_test": 58, "bps": 24, "acct": 16, "we": 24}
+
+
+class StripeError(Exception):
+    """An error answered the way Stripe answers it: status plus `{"error": {...}}`."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 400,
+        type: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.type = type
+        self.code = code
+        self.param = param
+
+    def body(self) -> Obj:
+        error: Obj = {"type": self.type, "message": self.message}
+        if self.code:
+            error["code"] = self.code
+        if self.param:
+            error["param"] = self.param
+        return {"error": error}
+
+
+def missing(
+    kind: str, object_id: str, *, param: str | None = None, status: int = 404
+) -> StripeError:
+    return StripeError(
+        f"No such {kind}: '{object_id}'",
+        status=status,
+        code="resource_missing",
+        param=param or "id",
+    )
+
+
+def new_id(prefix: str) -> str:
+    length = _ID_LENGTH.get(prefix, 24)
+    return f"{prefix}_" + "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+# --- Clock ------------------------------------------------------------------------------
+
+
+def clock_offset() -> int:
+    clock = SandboxClock.objects.filter(pk=1).first()
+    return clock.offset_seconds if clock else 0
+
+
+# While the clock runs through what fell due, each step happens at its own moment.
+_frozen: contextvars.ContextVar[int | None] = contextvars.ContextVar("sandbox_now", default=None)
+
+
+def now() -> int:
+    """The sandbox's unix time: real time plus the offset of `stripe_sandbox advance`."""
+    frozen = _frozen.get()
+    return frozen if frozen is not None else int(time.time()) + clock_offset()
+
+
+@contextlib.contextmanager
+def clock_at(ts: int) -> Iterator[int]:
+    """Within the block, `now()` is `ts` (the clock moved there first)."""
+    moment = max(ts, now())
+    clock_set(moment)
+    token = _frozen.set(moment)
+    try:
+        yield moment
+    finally:
+        _frozen.reset(token)
+
+
+def clock_advance(seconds: int) -> int:
+    clock, _ = SandboxClock.objects.get_or_create(pk=1)
+    clock.offset_seconds += seconds
+    clock.save(update_fields=["offset_seconds"])
+    return clock.offset_seconds
+
+
+def clock_set(ts: int) -> int:
+    """Move the clock on to unix time `ts` (never back); returns the sandbox's time."""
+    if ts > now():
+        clock_advance(ts - now())
+    return now()
+
+
+def month_add(ts: int, interval: str = "month", count: int = 1) -> int:
+    """`ts` moved on by `count` intervals, calendar-aware like Stripe's billing cycles."""
+    moment = datetime.fromtimestamp(ts, tz=UTC)
+    if interval == "day":
+        return ts + 86400 * count
+    if interval == "week":
+        return ts + 7 * 86400 * count
+    months = count * (12 if interval == "year" else 1)
+    month_index = moment.month - 1 + months
+    year, month = moment.year + month_index // 12, month_index % 12 + 1
+    # Stripe keeps the anchor day and clamps to the month's end (31 Jan -> 28 Feb).
+    for day in range(moment.day, 27, -1):
+        try:
+            return int(moment.replace(year=year, month=month, day=day).timestamp())
+        except ValueError:
+            continue
+    return int(moment.replace(year=year, month=month, day=min(moment.day, 28)).timestamp())
+
+
+# --- Objects ----------------------------------------------------------------------------
+
+
+def find(object_id: str, type: str | None = None) -> Obj | None:
+    row = StripeObject.objects.filter(pk=object_id).first()
+    if row is None or (type and row.type != type):
+        return None
+    return row.data
+
+
+def get(object_id: str, type: str, *, kind: str | None = None, lock: bool = False) -> Obj:
+    """The stored object, or Stripe's 404 `resource_missing`."""
+    rows = StripeObject.objects.filter(pk=object_id, type=type)
+    if lock:
+        rows = rows.select_for_update()
+    row = rows.first()
+    if row is None:
+        raise missing(kind or type.split(".")[-1].replace("_", " "), object_id)
+    return row.data
+
+
+def save(obj: Obj) -> Obj:
+    StripeObject.objects.update_or_create(
+        pk=obj["id"],
+        defaults={"type": obj["object"], "data": obj, "created": obj.get("created") or now()},
+    )
+    return obj
+
+
+def all_of(type: str) -> list[Obj]:
+    ordering = StripeObject._meta.ordering or ()
+    return [row.data for row in StripeObject.objects.filter(type=type).order_by(*ordering)]
+
+
+def render(obj: Any) -> Any:
+    """A copy fit to send out: the sandbox's private keys dropped."""
+    if isinstance(obj, dict):
+        return {k: render(v) for k, v in obj.items() if not k.startswith("_")}
+    if isinstance(obj, list):
+        return [render(v) for v in obj]
+    return copy.deepcopy(obj)
+
+
+def list_envelope(data: list[Obj], url: str, *, has_more: bool = False) -> Obj:
+    return {"object": "list", "data": data, "has_more": has_more, "url": url}
+
+
+def _created_matches(obj: Obj, created: Any) -> bool:
+    if not isinstance(created, dict):
+        return created in (None, "") or int(obj.get("created", 0)) == int(created)
+    value = int(obj.get("created", 0))
+    checks = {"gt": value.__gt__, "gte": value.__ge__, "lt": value.__lt__, "lte": value.__le__}
+    return all(checks[op](int(bound)) for op, bound in created.items() if op in checks)
+
+
+def paginate(items: list[Obj], params: Obj, url: str) -> Obj:
+    """Stripe's list envelope: newest first, `limit` (1-100), `starting_after`/`ending_before`."""
+    try:
+        limit = int(params.get("limit") or 10)
+    except ValueError as exc:
+        raise StripeError("Invalid integer: limit", param="limit") from exc
+    if not 1 <= limit <= 100:
+        raise StripeError("This value must be between 1 and 100.", param="limit")
+    if "created" in params:
+        items = [obj for obj in items if _created_matches(obj, params["created"])]
+    ids = [obj["id"] for obj in items]
+    if after := params.get("starting_after"):
+        if after not in ids:
+            raise missing("object", after, param="starting_after", status=400)
+        items = items[ids.index(after) + 1 :]
+        page = items[:limit]
+    elif before := params.get("ending_before"):
+        if before not in ids:
+            raise missing("object", before, param="ending_before", status=400)
+        items = items[: ids.index(before)]
+        page = items[-limit:]
+    else:
+        page = items[:limit]
+    return list_envelope(copy.deepcopy(page), url, has_more=len(items) > len(page))
+
+
+def select(type: str, predicate: Callable[[Obj], bool] | None = None) -> list[Obj]:
+    return [obj for obj in all_of(type) if predicate is None or predicate(obj)]
+
+
+# --- Expansion --------------------------------------------------------------------------
+
+# Fields Stripe includes only on request, computed from the sandbox's private keys.
+Virtual = Callable[[Obj], Any]
+VIRTUAL_FIELDS: dict[tuple[str, str], Virtual] = {}
+
+
+def virtual(type: str, field: str) -> Callable[[Virtual], Virtual]:
+    def register(fn: Virtual) -> Virtual:
+        VIRTUAL_FIELDS[(type, field)] = fn
+        return fn
+
+    return register
+
+
+def _expand_one(value: Any) -> Any:
+    if isinstance(value, str) and (stored := find(value)) is not None:
+        return copy.deepcopy(stored)
+    return value
+
+
+def _expand_path(value: Any, parts: list[str], key: str = "") -> Any:
+    if not parts:
+        return value
+    if isinstance(value, list):
+        return [_expand_path(item, parts, key) for item in value]
+    if not isinstance(value, dict):
+        return value
+    head, rest = parts[0], parts[1:]
+    # Virtual fields are keyed by the object's type, or by the field's name for hashes
+    # that have no type (checkout.session.total_details.breakdown).
+    compute = VIRTUAL_FIELDS.get((value.get("object") or key, head))
+    if head not in value and compute:
+        value[head] = compute(value)
+    if head not in value:
+        return value
+    child = value[head]
+    child = [_expand_one(c) for c in child] if isinstance(child, list) else _expand_one(child)
+    value[head] = _expand_path(child, rest, head)
+    return value
+
+
+def expand(obj: Obj, paths: Iterable[str]) -> Obj:
+    """A rendered copy of `obj` with each dotted path in `paths` whose value is a stored
+    object's id replaced by that object, the way Stripe's `expand[]` does (lists are
+    walked through; fields Stripe includes only on request are computed)."""
+    obj = copy.deepcopy(obj)
+    for path in sorted(set(paths), key=lambda p: p.count(".")):
+        _expand_path(obj, path.split("."))
+    return render(obj)
+
+
+def ts_datetime(ts: int | None) -> datetime | None:
+    return datetime.fromtimestamp(ts, tz=UTC) if ts else None

@@ -1,2 +1,0 @@
-"""An offline stand-in for Stripe's API, installed as stripe-python's HTTP client when
-settings.STRIPE_SANDBOX is on. See stripe_sandbox/README.md."""
