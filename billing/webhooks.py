@@ -14,20 +14,16 @@ import logging
 from typing import Any
 
 import stripe
-from django.contrib.admin.models import CHANGE, LogEntry
 from django.utils import timezone
 from djstripe.event_handlers import djstripe_receiver
 from djstripe.models import (
     Charge,
-    Customer,
     Event,
-    PaymentIntent,
     Session,
     Subscription,
 )
-from djstripe.settings import djstripe_settings
 
-from accounts.models import User, normalize_email
+from accounts.models import User
 from billing.alerts import alert_record
 from billing.checkout import (
     _subscription_sync,
@@ -55,113 +51,18 @@ from billing.notices import (
     subscription_updated_notify,
     trial_will_end_notify,
 )
+from billing.payers import (
+    charge_purchase_and_user,
+    dispute_purchase_and_user,
+    invoice_user,
+    subscription_user,
+    user_find,
+)
 from billing.standing import next_charge_refresh
 from billing.stripe_api import api_kwargs
 from billing.stripe_layout import invoice_subscription_id
 
 logger = logging.getLogger(__name__)
-
-
-def _user_find(
-    *, customer_id: str | None, metadata: dict[str, Any] | None, email: str | None, create: bool
-) -> User | None:
-    """The customer's subscriber, else the user named in metadata, else the one with the
-    customer's email if that address is confirmed; with `create`, a payer with no such
-    account gets one (no password yet: the onboarding email carries a set-password link).
-
-    An unconfirmed account with the payer's email is never simply handed the payment:
-    whoever signed it up never proved the address, and may have pre-registered someone
-    else's to collect their plan. With `create` it is reclaimed for the address instead
-    (`_unconfirmed_reclaim`); without, nobody is found."""
-    customer = (
-        Customer.objects.select_related("subscriber").filter(id=customer_id).first()
-        if customer_id
-        else None
-    )
-    if customer and customer.subscriber:
-        return customer.subscriber
-    metadata = metadata or {}
-    user_id = str(
-        metadata.get("app_user_id") or metadata.get(djstripe_settings.SUBSCRIBER_CUSTOMER_KEY) or ""
-    )
-    user = User.objects.filter(pk=int(user_id)).first() if user_id.isdigit() else None
-    email = email or (customer.email if customer else "")
-    if user is None and email:
-        user = User.objects.filter(email=normalize_email(email)).first()
-        if user is not None and not user.email_verified:
-            user = _unconfirmed_reclaim(user, customer_id=customer_id) if create else None
-        elif user is None and create:
-            user = User.objects.create_user(email)
-            logger.info("Created an account for payer %s (customer %s)", user.pk, customer_id)
-    if (
-        user
-        and customer
-        and not Customer.objects.filter(subscriber=user, livemode=customer.livemode).exists()
-    ):
-        # Link once, so later events find the user by the customer.
-        Customer.objects.filter(pk=customer.pk, subscriber__isnull=True).update(subscriber=user)
-    return user
-
-
-def _unconfirmed_reclaim(user: User, *, customer_id: str | None) -> User:
-    """Give a payer the unconfirmed account that has their email, as if the webhook had
-    made it: its password (sessions with it) and mobile number go, since whoever set them
-    never proved the address, and the welcome email's set-password link lets only the
-    address's owner in (the address is confirmed when they use it). Staff see why on
-    the user's History."""
-    user.set_unusable_password()
-    user.phone = ""
-    user.sms_opt_in = False
-    user.save(update_fields=["password", "phone", "sms_opt_in", "updated_at"])
-    LogEntry.objects.log_actions(
-        user_id=user.pk,
-        queryset=[user],
-        action_flag=CHANGE,
-        change_message=(
-            f"Paid for at Stripe checkout (customer {customer_id or 'unknown'}) while the "
-            "address was unconfirmed: password and mobile number cleared; the owner of "
-            "the address sets a password from the welcome email."
-        ),
-        single_object=True,
-    )
-    logger.warning(
-        "Payer's email matched unconfirmed account %s (customer %s): reclaimed for the address",
-        user.pk,
-        customer_id,
-    )
-    return user
-
-
-def _subscription_user(subscription: dict[str, Any]) -> User | None:
-    return _user_find(
-        customer_id=_id(subscription.get("customer")),
-        metadata=subscription.get("metadata"),
-        email=None,
-        create=False,
-    )
-
-
-def _invoice_user(invoice: dict[str, Any]) -> User | None:
-    return _user_find(
-        customer_id=_id(invoice.get("customer")), metadata=None, email=None, create=False
-    )
-
-
-def _charge_purchase_and_user(charge: dict[str, Any]) -> tuple[OneOffPurchase | None, User | None]:
-    """The one-off a charge paid for, if any, and whose it is (else the customer's user)."""
-    payment_intent = _id(charge.get("payment_intent"))
-    purchase = (
-        OneOffPurchase.objects.select_related("user")
-        .filter(payment_intent_id=payment_intent)
-        .first()
-        if payment_intent
-        else None
-    )
-    if purchase:
-        return purchase, purchase.user
-    return None, _user_find(
-        customer_id=_id(charge.get("customer")), metadata=None, email=None, create=False
-    )
 
 
 def _no_user(event: Event, stripe_id: str) -> None:
@@ -189,7 +90,7 @@ def on_checkout_session(sender: Any, event: Event, **kwargs: Any) -> None:
     payload = event.data["object"]
     synced = Session.objects.filter(id=payload["id"]).values_list("stripe_data", flat=True).first()
     session = synced or payload
-    user = _user_find(
+    user = user_find(
         customer_id=_id(session.get("customer")),
         metadata=session.get("metadata"),
         email=(session.get("customer_details") or {}).get("email"),
@@ -219,7 +120,7 @@ def on_subscription(sender: Any, event: Event, **kwargs: Any) -> None:
     # dj-stripe has already re-read the subscription from Stripe, so its row is current
     # even when this event is older than one already processed.
     subscription = event.data["object"]
-    user = _subscription_user(subscription)
+    user = subscription_user(subscription)
     if user is None:
         return _no_user(event, subscription["id"])
     _dunning_invoice_sync(subscription["id"])
@@ -248,7 +149,7 @@ def _dunning_invoice_sync(subscription_id: str) -> None:
 @djstripe_receiver(["invoice.paid", "invoice.payment_failed"])
 def on_invoice(sender: Any, event: Event, **kwargs: Any) -> None:
     invoice = event.data["object"]
-    user = _invoice_user(invoice)
+    user = invoice_user(invoice)
     if user is None:
         return _no_user(event, invoice["id"])
     subscription_id = invoice_subscription_id(invoice)
@@ -279,7 +180,7 @@ def on_charge_refunded(sender: Any, event: Event, **kwargs: Any) -> None:
         Charge.objects.filter(id=payload["id"]).values_list("stripe_data", flat=True).first()
         or stripe.Charge.retrieve(payload["id"], **api_kwargs()).to_dict()
     )
-    purchase, user = _charge_purchase_and_user(charge)
+    purchase, user = charge_purchase_and_user(charge)
     if user is None:
         return _no_user(event, charge["id"])
     if purchase and charge.get("refunded") and purchase.refunded_at is None:
@@ -323,7 +224,7 @@ def on_test_clock_ready(sender: Any, event: Event, **kwargs: Any) -> None:
 @djstripe_receiver(["invoice.payment_failed", "invoice.payment_action_required"])
 def on_invoice_trouble_notice(sender: Any, event: Event, **kwargs: Any) -> None:
     invoice = event.data["object"]
-    user = _invoice_user(invoice)
+    user = invoice_user(invoice)
     if user is None:
         return _no_user(event, invoice["id"])
     invoice_trouble_notify(user=user, event=event)
@@ -332,7 +233,7 @@ def on_invoice_trouble_notice(sender: Any, event: Event, **kwargs: Any) -> None:
 @djstripe_receiver("invoice.paid")
 def on_invoice_paid_notice(sender: Any, event: Event, **kwargs: Any) -> None:
     invoice = event.data["object"]
-    user = _invoice_user(invoice)
+    user = invoice_user(invoice)
     if user is not None:  # on_invoice has recorded the unknown customer
         invoice_paid_notify(user=user, event=event)
 
@@ -340,7 +241,7 @@ def on_invoice_paid_notice(sender: Any, event: Event, **kwargs: Any) -> None:
 @djstripe_receiver("customer.subscription.updated")
 def on_subscription_notice(sender: Any, event: Event, **kwargs: Any) -> None:
     subscription = event.data["object"]
-    user = _subscription_user(subscription)
+    user = subscription_user(subscription)
     if user is not None:  # on_subscription has recorded the unknown customer
         subscription_updated_notify(user=user, event=event)
 
@@ -348,7 +249,7 @@ def on_subscription_notice(sender: Any, event: Event, **kwargs: Any) -> None:
 @djstripe_receiver("customer.subscription.trial_will_end")
 def on_trial_will_end_notice(sender: Any, event: Event, **kwargs: Any) -> None:
     subscription = event.data["object"]
-    user = _subscription_user(subscription)
+    user = subscription_user(subscription)
     if user is None:
         return _no_user(event, subscription["id"])
     # dj-stripe has re-read the subscription: the notice reads that copy.
@@ -358,7 +259,7 @@ def on_trial_will_end_notice(sender: Any, event: Event, **kwargs: Any) -> None:
 @djstripe_receiver("charge.refunded")
 def on_charge_refunded_notice(sender: Any, event: Event, **kwargs: Any) -> None:
     charge = event.data["object"]
-    user = _charge_purchase_and_user(charge)[1]
+    user = charge_purchase_and_user(charge)[1]
     if user is not None:  # on_charge_refunded has recorded the unknown customer
         charge_refunded_notify(user=user, event=event)
 
@@ -375,22 +276,7 @@ def on_charge_dispute(sender: Any, event: Event, **kwargs: Any) -> None:
     if payload.get("object") != "dispute":
         return
     dispute = dispute_current(payload["id"])
-    payment_intent = dispute_payment_intent(dispute)
-    purchase = (
-        OneOffPurchase.objects.select_related("user")
-        .filter(payment_intent_id=payment_intent)
-        .first()
-        if payment_intent
-        else None
-    )
-    user = purchase.user if purchase else None
-    if user is None and payment_intent:
-        customer_id = _id(
-            PaymentIntent.objects.filter(id=payment_intent)
-            .values_list("stripe_data__customer", flat=True)
-            .first()
-        )
-        user = _user_find(customer_id=customer_id, metadata=None, email=None, create=False)
+    purchase, user = dispute_purchase_and_user(dispute_payment_intent(dispute))
     dispute_alert_record(
         dispute,
         who=user.email if user else "an unknown customer",
