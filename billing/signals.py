@@ -47,7 +47,7 @@ class Notice(StrEnum):
 
 
 # Billing's second domain signal: something happened to the customer's money or plan that
-# they must be told about. Sent by billing.notices from the Stripe webhook receivers,
+# they must be told about. Sent by billing.notices from the Stripe event handlers,
 # inside dj-stripe's transaction, after the synced state confirmed the event is still
 # true (a late or reordered event sends nothing). Receivers: database writes only, as for
 # plan_changed. A change of plan is told from plan_changed (billing.messages), not here.
