@@ -488,14 +488,15 @@ def report_write(r: dict[str, Any], path: Path) -> None:
 
 
 def _server(r: dict[str, Any]) -> str:
-    """The server line: what the README tells operators to run, as the bench ran it."""
+    """The server line: what docs/operations.md tells operators to run, as the bench ran it."""
     nice = r.get("worker_nice")
     return (
         f"gunicorn with {r['gunicorn_workers']} sync workers ({r['machine']['cores']} cores: "
-        "2 per core, as the README's *Running at scale* says), DEBUG off, one "
+        "2 per core, as docs/operations.md's *Running at scale* says), DEBUG off, one "
         "`manage.py worker` beside it (the renewal storm: as many as the run says)"
         + (
-            f" at CPU priority `nice -n {nice}`, as the README advises for a machine that runs both"
+            f" at CPU priority `nice -n {nice}`, as docs/operations.md advises for a machine"
+            " that runs both"
             if nice
             else ""
         )

@@ -2,7 +2,7 @@
 
     .venv/bin/python devtools/bench/run.py [--database-url URL] [--out devtools/bench/RESULTS.md]
 
-PostgreSQL, gunicorn (2 sync workers per core, as the README tells operators), the task worker
+PostgreSQL, gunicorn (2 sync workers per core, as docs/operations.md tells operators), the worker
 (`manage.py worker`, under `nice -n 10`) and the Stripe sandbox standing in for Stripe, DEBUG off.
 The database (default smartflow_bench) is dropped and created afresh; the dev and test
 databases are refused. Logs and working files go to devtools/bench/out/ (git-ignored). The load
@@ -59,7 +59,7 @@ SLOW_STRIPE_MS = 300
 # the bench runs what they are told to run, for the ceilings and the figures alike.
 # (BENCH_GUNICORN_WORKERS and BENCH_WORKER_NICE override both, to measure the difference.)
 GUNICORN_WORKERS = int(os.environ.get("BENCH_GUNICORN_WORKERS") or 2 * (os.cpu_count() or 1))
-# The README's advice for a machine that runs web and worker together: the worker at a
+# docs/operations.md's advice for a machine that runs web and worker together: the worker at a
 # lower CPU priority, so that Stripe's acknowledgements (timed by Stripe, retried when
 # late) come before the processing (queued anyway). The bench's machine is one such.
 WORKER_NICE = int(os.environ.get("BENCH_WORKER_NICE") or 10)

@@ -101,22 +101,22 @@ def test_unknown_esp_fails_at_startup_with_a_clear_message():
     assert "ANYMAIL_ESP='sendgird' is not an anymail backend" in result.stderr
 
 
-def test_every_provider_the_readme_lists_is_a_backend_of_the_pinned_anymail():
-    # The README's provider table names each ESP by its ANYMAIL_ESP value; each must be a
-    # backend module of the installed django-anymail, so the table cannot promise one
-    # that a release has dropped.
+def test_every_provider_the_docs_list_is_a_backend_of_the_pinned_anymail():
+    # docs/configuration.md's provider table names each ESP by its ANYMAIL_ESP value; each
+    # must be a backend module of the installed django-anymail, so the table cannot
+    # promise one that a release has dropped.
     import importlib.util
     import re
 
-    readme = (ROOT / "README.md").read_text()
-    table = readme[readme.index("| provider | `ANYMAIL_ESP` |") :].split("\n\n", 1)[0]
+    page = (ROOT / "docs" / "configuration.md").read_text()
+    table = page[page.index("| provider | `ANYMAIL_ESP` |") :].split("\n\n", 1)[0]
     rows = [line.split("|")[1:-1] for line in table.splitlines()[2:]]
     named = {m.group(1) for _, esp, _ in rows if (m := re.fullmatch(r" `([a-z_]+)` ", esp))}
 
     assert len(named) == len(rows) - 1  # every row but SMTP names its module
     assert {"sendgrid", "brevo", "mailgun", "postmark", "amazon_ses", "mailtrap"} <= named
     missing = [n for n in sorted(named) if not importlib.util.find_spec(f"anymail.backends.{n}")]
-    assert missing == [], f"the README lists providers anymail does not have: {missing}"
+    assert missing == [], f"the docs list providers anymail does not have: {missing}"
 
 
 def _support_email(**env: str) -> str:

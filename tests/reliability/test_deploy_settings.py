@@ -3,9 +3,9 @@
 tests/smartflow/test_settings.py covers start-up (the secret key); the HTTP path of a
 forged `X-Djstripe-Webhook-Secret` header with DEBUG off is in
 tests/billing/test_webhook_signature.py. Here: Django's deployment checks pass with the
-settings docs/deploy.md documents (deploy/env.example) and with the variables README's
-Production section lists, and fail with an error when a secret, email or staff
-two-factor is missing; and in a process configured that way the
+settings docs/deploy.md documents (deploy/env.example) and with the variables
+docs/configuration.md says production needs, and fail with an error when a secret, email
+or staff two-factor is missing; and in a process configured that way the
 header cannot validate a forged event, while with DEBUG on dj-stripe itself would accept
 it: so the webhook guard refuses the header unless STRIPE_WEBHOOK_DEBUG_HEADER is on
 (tests/billing/test_webhook_signature.py, DEBUG on and off).
@@ -259,6 +259,6 @@ def test_with_production_settings_the_debug_header_cannot_forge_an_event():
 
 
 def test_with_debug_on_the_header_would_forge_one():
-    # Why DEBUG must stay off anywhere reachable (README, Real Stripe), and why the
-    # webhook guard refuses the header before dj-stripe sees it.
+    # Why DEBUG must stay off anywhere reachable (docs/operations.md, Connecting Stripe),
+    # and why the webhook guard refuses the header before dj-stripe sees it.
     assert _forged_event_accepted(DEBUG="true") == {"debug": True, "valid": True}

@@ -30,7 +30,7 @@ EVENT_TYPES = (
     "invoice.paid",
     "checkout.session.completed",
 )
-# A subscription entitles to its plan when it is live (README, Billing).
+# A subscription entitles to its plan when it is live (docs/billing-rules.md).
 LIVE = {"active", "trialing"}
 
 
