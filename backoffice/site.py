@@ -353,7 +353,7 @@ def dunning_rows() -> tuple[list[dict[str, Any]], int]:
 
     from accounts.models import User
     from billing.dunning import DUNNING_STATUSES, dunning_load
-    from billing.templatetags.billing import money
+    from billing.money import money
 
     candidates = Subscription.objects.filter(
         livemode=settings.STRIPE_LIVE_MODE,
@@ -386,7 +386,7 @@ def open_disputes() -> tuple[list[dict[str, Any]], int]:
     from djstripe.models import Dispute
 
     from billing.disputes import OPEN_STATUSES
-    from billing.templatetags.billing import money
+    from billing.money import money
 
     disputes = Dispute.objects.filter(
         livemode=settings.STRIPE_LIVE_MODE, stripe_data__status__in=sorted(OPEN_STATUSES)

@@ -37,8 +37,8 @@ from djstripe.models import (
     Subscription,
 )
 
+from billing.money import money
 from billing.stripe_layout import invoice_subscription_id
-from billing.templatetags.billing import money
 
 FAILED: Final = "failed"
 ACTION_REQUIRED: Final = "action_required"

@@ -30,6 +30,7 @@ from djstripe.models import Subscription
 
 from accounts.models import User
 from billing.models import CheckoutOpened, OneOffPurchase, PlanOverride
+from billing.money import money
 from billing.plans import (
     PLAN_INFO,
     RECURRING,
@@ -244,9 +245,6 @@ def _not_while_processing(held: Holdings, plan: Plan, interval: Interval) -> Non
         if plan_rank(plan) <= plan_rank(pending_plan) or (
             mode == "subscription" and interval in RECURRING
         ):
-            # Here, not at the top: billing.templatetags imports this module.
-            from billing.templatetags.billing import money
-
             paid = f"{money(amount, currency)} " if amount is not None else ""
             raise NotAnUpgrade(
                 f"Your {paid}payment for {pending_plan.label} by bank debit is processing "
