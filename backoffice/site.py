@@ -36,8 +36,8 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.http import urlencode
 
 from backoffice.staff_2fa import missing_step, step_redirect
-from billing.entitlements import LIVE_STATUSES
 from billing.plans import Plan
+from billing.subscriptions import DUNNING_STATUSES, LIVE_STATUSES
 from onboarding.models import OnboardingMessage
 
 RECENT = 10
@@ -352,7 +352,7 @@ def dunning_rows() -> tuple[list[dict[str, Any]], int]:
     from djstripe.models import Subscription
 
     from accounts.models import User
-    from billing.dunning import DUNNING_STATUSES, dunning_load
+    from billing.dunning import dunning_load
     from billing.money import money
 
     candidates = Subscription.objects.filter(

@@ -28,12 +28,7 @@ from stripe.params import (
 
 from accounts.models import User
 from billing.duplicates import duplicate_subscriptions_resolve
-from billing.entitlements import (
-    PLAN_STATUSES,
-    plan_refresh,
-    subscription_sells,
-    unknown_prices_record,
-)
+from billing.entitlements import plan_refresh, unknown_prices_record
 from billing.models import CheckoutOpened, OneOffPurchase, PlanChange
 from billing.offers import Kind, NotAnUpgrade, holdings_of, offer_check, trial_days
 from billing.plans import RECURRING, Interval, Plan, plan_rank, price_plan, recurring_interval
@@ -47,6 +42,7 @@ from billing.stripe_api import (
     invoice_waits_for_authentication,
     price_find,
 )
+from billing.subscriptions import PLAN_STATUSES, subscription_sells
 
 logger = logging.getLogger(__name__)
 

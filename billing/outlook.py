@@ -24,6 +24,7 @@ from billing.plans import Interval, Plan, price_plan, recurring_interval
 from billing.standing import next_charge_for
 from billing.stripe_api import live_subscription
 from billing.stripe_layout import subscription_period
+from billing.subscriptions import subscription_sells
 
 Kind = Literal["renews", "cancels", "changes", "trial"]
 
@@ -147,10 +148,6 @@ def subscription_outlook(
     """The outlook of one subscription (its `stripe_data`), given its schedule's and the
     prices the schedule names, and the amount of Stripe's preview of its next invoice.
     Pure: reads nothing, writes nothing."""
-    # Here, not at the top: billing.entitlements imports this module (through
-    # billing.templatetags).
-    from billing.entitlements import subscription_sells
-
     items = (subscription.get("items") or {}).get("data") or []
     sold = subscription_sells(dict(subscription))
     # The interval the plan's item bills at (an add-on's may differ); with no plan item,

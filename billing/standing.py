@@ -23,10 +23,12 @@ import stripe
 from djstripe.models import Subscription
 
 from accounts.models import User
+from billing.entitlements import plan_compute
 from billing.models import CheckoutOpened, NextCharge, OneOffPurchase
 from billing.plans import Interval, Plan, highest_plan, recurring_interval
 from billing.stripe_api import api_kwargs, live_subscription
 from billing.stripe_layout import subscription_period
+from billing.subscriptions import subscription_sells
 
 logger = logging.getLogger(__name__)
 
@@ -183,10 +185,6 @@ def access_for(user: User, *, now: datetime | None = None) -> Access:
     """Why `user` has the plan they have, until when, and what follows: from the plan
     decision's winning grant (billing.entitlements), the live subscription's trial end
     or cancellation date, and the grants that outlast it."""
-    # Here, not at the top: billing.entitlements imports this module's importers
-    # (billing.dunning -> billing.templatetags -> billing.outlook -> here).
-    from billing.entitlements import plan_compute, subscription_sells
-
     decision = plan_compute(user, now=now)
     if not decision.grants:
         return Access(plan=decision.plan, why="free")

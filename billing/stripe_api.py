@@ -17,6 +17,7 @@ from djstripe.settings import djstripe_settings
 
 from accounts.models import User
 from billing.plans import lookup_key
+from billing.subscriptions import ENDED_STATUSES, PLAN_STATUSES
 
 # The metadata key set on a subscription that a one-off replaces (its Checkout Session's
 # id): its cancellation at the period end is the one-off's news, not a second message.
@@ -94,9 +95,6 @@ def customer_email_update(*, user: User) -> int:
 def live_subscription(user: User) -> dict[str, Any] | None:
     """The user's subscription that still bills (active, trialing or past_due), if any."""
     from djstripe.models import Subscription
-
-    # Here, not at the top: billing.entitlements imports this module (billing.disputes).
-    from billing.entitlements import PLAN_STATUSES
 
     data = (
         Subscription.objects.filter(
@@ -184,10 +182,6 @@ def invoice_payments_refund(
     return total, currency
 
 
-# Subscription statuses that are over at Stripe: nothing left to cancel.
-_ENDED_STATUSES = frozenset({"canceled", "incomplete_expired"})
-
-
 def customer_subscriptions_cancel_now(customer_id: str) -> list[stripe.Subscription]:
     """Cancel every subscription of the customer that has not ended, at once and with no
     new charge (no final invoice, no proration); return them as Stripe answered.
@@ -202,7 +196,7 @@ def customer_subscriptions_cancel_now(customer_id: str) -> list[stripe.Subscript
         raise
     cancelled = []
     for sub in found.auto_paging_iter():
-        if sub["status"] in _ENDED_STATUSES:
+        if sub["status"] in ENDED_STATUSES:
             continue
         done = stripe.Subscription.cancel(
             sub["id"], invoice_now=False, prorate=False, **api_kwargs()

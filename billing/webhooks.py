@@ -42,7 +42,7 @@ from billing.disputes import (
     dispute_payment_intent,
     purchase_dispute_apply,
 )
-from billing.dunning import DUNNING_STATUSES, TEST_CLOCK_READY
+from billing.dunning import TEST_CLOCK_READY
 from billing.dunning_end import paid_after_end_refund, unpaid_invoices_close
 from billing.duplicates import duplicate_subscriptions_resolve
 from billing.entitlements import plan_refresh
@@ -58,6 +58,7 @@ from billing.notices import (
 from billing.standing import next_charge_refresh
 from billing.stripe_api import api_kwargs
 from billing.stripe_layout import invoice_subscription_id
+from billing.subscriptions import DUNNING_STATUSES
 
 logger = logging.getLogger(__name__)
 
