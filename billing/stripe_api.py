@@ -64,17 +64,11 @@ def price_find(plan: str, interval: str) -> Price:
     return Price.sync_from_stripe_data(found.data[0])
 
 
-def customer_for(user: User) -> Customer:
-    """The user's dj-stripe Customer, created in Stripe on first use."""
-    customer, created = Customer.get_or_create(subscriber=user)
-    if created:
-        # The user's copied Stripe customer id (the admin's column and search) has one
-        # writer, plan_refresh; the plan itself does not change here.
-        from billing.entitlements import plan_refresh  # imports this module (disputes)
-        from billing.models import PlanChange
-
-        plan_refresh(user=user, source=PlanChange.Source.RECONCILE, notify=False)
-    return customer
+def customer_get_or_create(user: User) -> tuple[Customer, bool]:
+    """The user's dj-stripe Customer, created in Stripe on first use, and whether it was
+    created now. A gateway: it writes nothing of the user (billing.checkout.customer_for
+    copies a new customer onto the user)."""
+    return Customer.get_or_create(subscriber=user)
 
 
 def customer_email_update(*, user: User) -> int:
