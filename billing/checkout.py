@@ -36,7 +36,7 @@ from accounts.models import User
 from billing.duplicates import duplicate_subscriptions_resolve
 from billing.entitlements import plan_refresh, unknown_prices_record
 from billing.models import CheckoutOpened, OneOffPurchase, PlanChange
-from billing.standing import next_charge_values
+from billing.next_charge import next_charge_values
 from billing.offers import Kind, NotAnUpgrade, holdings_of, offer_check, trial_days
 from billing.plans import RECURRING, Interval, Plan, plan_rank, price_plan, recurring_interval
 from billing.portal import configuration_id as portal_configuration_id

@@ -31,8 +31,8 @@ from billing.dunning import (
     stripe_now_load,
 )
 from billing.dunning_end import PAID_AFTER_END_REFUND_KEY
+from billing.next_charge import next_charge_for
 from billing.signals import Notice, customer_notice
-from billing.standing import next_charge_for
 from billing.stripe_api import (
     ENDED_BY_ONEOFF,
     api_kwargs,

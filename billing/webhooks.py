@@ -47,6 +47,7 @@ from billing.dunning_end import paid_after_end_refund, unpaid_invoices_close
 from billing.duplicates import duplicate_subscriptions_resolve
 from billing.entitlements import plan_refresh
 from billing.models import BillingAlert, OneOffPurchase, PlanChange
+from billing.next_charge import next_charge_refresh
 from billing.notices import (
     bank_debit_failed_notify,
     charge_refunded_notify,
@@ -55,7 +56,6 @@ from billing.notices import (
     subscription_updated_notify,
     trial_will_end_notify,
 )
-from billing.standing import next_charge_refresh
 from billing.stripe_api import api_kwargs
 from billing.stripe_layout import invoice_subscription_id
 from billing.subscriptions import DUNNING_STATUSES
