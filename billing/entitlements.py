@@ -45,6 +45,7 @@ from billing.models import BillingAlert, OneOffPurchase, PlanChange, PlanOverrid
 from billing.plans import Plan, plan_rank
 from billing.signals import plan_changed
 from billing.subscriptions import DUNNING_STATUSES, LIVE_STATUSES, items_sold
+from billing.tasks import plan_grace_recheck
 
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
@@ -756,8 +757,6 @@ def _refresh_locked(
 def _grace_end_schedule(*, user_id: int, delay: timedelta) -> None:
     """Decide again when the failed-payment grace runs out, so the plan drops then even
     if no webhook comes. Enqueued in this transaction (the task row rolls back with it)."""
-    from billing.tasks import plan_grace_recheck  # billing.tasks imports this module
-
     # A second past the end, so that the recheck is not a hair early.
     run_after = timezone.now() + delay + timedelta(seconds=1)
     plan_grace_recheck.using(run_after=run_after).enqueue(user_id)
