@@ -127,6 +127,7 @@ test-postgres: $(VENV)/.installed-dev static
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 # mypy with django-stubs (pyproject.toml [tool.mypy]); its plugin loads the settings,
 # which need DEBUG on (or a real SECRET_KEY) like any management command.

@@ -36,8 +36,8 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.http import urlencode
 
 from backoffice.staff_2fa import missing_step, step_redirect
-from billing.entitlements import LIVE_STATUSES
 from billing.plans import Plan
+from billing.subscriptions import DUNNING_STATUSES, LIVE_STATUSES
 from onboarding.models import OnboardingMessage
 
 RECENT = 10
@@ -352,8 +352,8 @@ def dunning_rows() -> tuple[list[dict[str, Any]], int]:
     from djstripe.models import Subscription
 
     from accounts.models import User
-    from billing.dunning import DUNNING_STATUSES, dunning_load
-    from billing.templatetags.billing import money
+    from billing.dunning import dunning_load
+    from billing.money import money
 
     candidates = Subscription.objects.filter(
         livemode=settings.STRIPE_LIVE_MODE,
@@ -386,7 +386,7 @@ def open_disputes() -> tuple[list[dict[str, Any]], int]:
     from djstripe.models import Dispute
 
     from billing.disputes import OPEN_STATUSES
-    from billing.templatetags.billing import money
+    from billing.money import money
 
     disputes = Dispute.objects.filter(
         livemode=settings.STRIPE_LIVE_MODE, stripe_data__status__in=sorted(OPEN_STATUSES)

@@ -19,7 +19,13 @@ from django.core import signing
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
-from djstripe.models import Invoice, PaymentIntent, Subscription, SubscriptionSchedule
+from djstripe.models import (
+    Customer,
+    Invoice,
+    PaymentIntent,
+    Subscription,
+    SubscriptionSchedule,
+)
 from djstripe.settings import djstripe_settings
 from stripe.params import (
     InvoiceCreatePreviewParamsSubscriptionDetails,
@@ -28,29 +34,35 @@ from stripe.params import (
 
 from accounts.models import User
 from billing.duplicates import duplicate_subscriptions_resolve
-from billing.entitlements import (
-    PLAN_STATUSES,
-    plan_refresh,
-    subscription_sells,
-    unknown_prices_record,
-)
+from billing.entitlements import plan_refresh, unknown_prices_record
 from billing.models import CheckoutOpened, OneOffPurchase, PlanChange
+from billing.next_charge import next_charge_values
 from billing.offers import Kind, NotAnUpgrade, holdings_of, offer_check, trial_days
 from billing.plans import RECURRING, Interval, Plan, plan_rank, price_plan, recurring_interval
 from billing.portal import configuration_id as portal_configuration_id
-from billing.standing import next_charge_values
 from billing.stripe_api import (
     ENDED_BY_ONEOFF,
     api_kwargs,
-    customer_for,
+    customer_get_or_create,
     invoice_payment_intent_ids,
     invoice_waits_for_authentication,
     price_find,
 )
+from billing.subscriptions import PLAN_STATUSES, subscription_sells
 
 logger = logging.getLogger(__name__)
 
 PAID = {"paid", "no_payment_required"}
+
+
+def customer_for(user: User) -> Customer:
+    """The user's dj-stripe Customer, created in Stripe on first use. A new one is
+    copied onto the user at once (the admin's column and search): those columns have
+    one writer, plan_refresh; the plan itself does not change here."""
+    customer, created = customer_get_or_create(user)
+    if created:
+        plan_refresh(user=user, source=PlanChange.Source.RECONCILE, notify=False)
+    return customer
 
 
 def checkout_session_create(*, user: User, plan: str, interval: str) -> stripe.checkout.Session:

@@ -24,8 +24,8 @@ from djstripe.models import Charge, Dispute
 
 from billing.alerts import alert_record
 from billing.models import BillingAlert, OneOffPurchase
+from billing.money import money
 from billing.stripe_api import api_kwargs
-from billing.templatetags.billing import money
 
 logger = logging.getLogger(__name__)
 

@@ -37,14 +37,12 @@ from djstripe.models import (
     Subscription,
 )
 
+from billing.money import money
 from billing.stripe_layout import invoice_subscription_id
-from billing.templatetags.billing import money
+from billing.subscriptions import DUNNING_STATUSES
 
 FAILED: Final = "failed"
 ACTION_REQUIRED: Final = "action_required"
-# Statuses in which Stripe is still collecting a renewal (retrying, or waiting for the
-# customer): `unpaid` and `canceled` are Stripe giving up.
-DUNNING_STATUSES = frozenset({"past_due"})
 
 
 def _ts(value: Any) -> datetime | None:

@@ -31,14 +31,13 @@ from billing.models import BillingAlert
 from billing.signals import Notice, customer_notice
 from billing.stripe_api import api_kwargs, invoice_payments_refund
 from billing.stripe_layout import invoice_subscription_id
+from billing.subscriptions import ENDED_STATUSES
 
 logger = logging.getLogger(__name__)
 
 # The metadata key of a refund made here (the ended subscription's id): the refund's own
 # charge.refunded is then not told again as a plain refund (billing/notices.py).
 PAID_AFTER_END_REFUND_KEY = "paid_after_subscription_ended"
-# Statuses of a subscription that has ended: a payment for it buys nothing.
-ENDED_STATUSES = frozenset({"canceled", "incomplete_expired"})
 # dj-stripe's invoice sync wants the discounts as objects (billing/checkout.py).
 _INVOICE_EXPAND = ["discounts", "lines.data.discounts"]
 

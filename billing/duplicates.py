@@ -25,11 +25,11 @@ from djstripe.settings import djstripe_settings
 
 from accounts.models import User
 from billing.alerts import alert_record
-from billing.entitlements import PLAN_STATUSES, subscription_sells
 from billing.models import BillingAlert
+from billing.money import money
 from billing.notices import DUPLICATE_REFUND_KEY, duplicate_subscription_notify
 from billing.stripe_api import api_kwargs, invoice_payments_refund
-from billing.templatetags.billing import money
+from billing.subscriptions import PLAN_STATUSES, subscription_sells
 
 logger = logging.getLogger(__name__)
 

@@ -34,7 +34,6 @@ from accounts.models import User
 from billing.alerts import alert_record
 from billing.disputes import disputes_load
 from billing.dunning import (
-    DUNNING_STATUSES,
     awaiting_authentication_load,
     decision_now,
     grace_remaining,
@@ -43,59 +42,16 @@ from billing.dunning import (
     stripe_now_load,
 )
 from billing.models import BillingAlert, OneOffPurchase, PlanChange, PlanOverride
-from billing.plans import Interval, Plan, plan_rank, price_plan
+from billing.plans import Plan, plan_rank
 from billing.signals import plan_changed
+from billing.subscriptions import DUNNING_STATUSES, LIVE_STATUSES, items_sold
+from billing.tasks import plan_grace_recheck
 
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
     from django.db.models.sql.compiler import SQLCompiler
 
 logger = logging.getLogger(__name__)
-
-# The subscription statuses that grant the plan: these at once, and DUNNING_STATUSES
-# (past_due: Stripe still retrying the renewal, billing/dunning.py) within the grace.
-LIVE_STATUSES = frozenset({"active", "trialing"})
-# Every status in which a subscription may still hold its plan, and still bills: the one
-# a customer switches or cancels, never a second one beside it.
-PLAN_STATUSES = LIVE_STATUSES | DUNNING_STATUSES
-
-
-class Sold(NamedTuple):
-    """What a subscription sells: a plan, at an interval, through one of its items."""
-
-    plan: Plan
-    interval: Interval
-    item: dict[str, Any]
-
-
-def _items_sold(sub: dict[str, Any]) -> tuple[list[Sold], list[str]]:
-    """What each of the subscription's items sells, and the prices that sell no plan
-    (an add-on, a tax line, a price from before our catalogue)."""
-    sold: list[Sold] = []
-    unknown: list[str] = []
-    for item in (sub.get("items") or {}).get("data") or []:
-        price = item.get("price") or {}
-        if isinstance(price, str):
-            price = {"id": price}
-        found = price_plan(price_id=price.get("id", ""), lookup_key=price.get("lookup_key"))
-        if found is None:
-            unknown.append(price.get("id", "?"))
-        else:
-            sold.append(Sold(found[0], found[1], item))
-    return sold, unknown
-
-
-def subscription_sells(sub: dict[str, Any]) -> Sold | None:
-    """The highest plan a subscription (its Stripe JSON) sells among all its items, with
-    the interval and the item selling it; None when no item sells a plan we know.
-
-    Whatever its status: whether the plan counts is `plan_decide`'s business. Every item
-    is read, never only the first: Stripe keeps items in the order they were added, so
-    an add-on or a tax item may come before the plan.
-    """
-    sold, _unknown = _items_sold(sub)
-    # Ties (two items on one plan) go to the first.
-    return max(sold, key=lambda s: plan_rank(s.plan)) if sold else None
 
 
 @dataclass(frozen=True)
@@ -193,7 +149,7 @@ def _subscription_judge(
         # canceled, unpaid (Stripe gave up), incomplete, incomplete_expired, paused
         return None, [], None, f"subscription {sub.get('id')} {status}"
 
-    sold, unknown = _items_sold(sub)
+    sold, unknown = items_sold(sub)
     if not sold:
         return None, unknown, None, f"subscription {sub.get('id')} sells no known plan"
     best = max((s.plan for s in sold), key=plan_rank)
@@ -357,7 +313,7 @@ class _ItemPricesPg(_StripeDataKeyPg):
 def _subscription_keys() -> dict[str, Any]:
     """The expressions that read `_SUBSCRIPTION_KEYS`; on PostgreSQL cut down in SQL
     (the items as their prices' ids and lookup keys: `_subscription_data` puts them back
-    in the shape `_items_sold` reads)."""
+    in the shape `items_sold` reads)."""
     if connection.vendor != "postgresql":
         return _SUBSCRIPTION_KEYS
     return {
@@ -801,8 +757,6 @@ def _refresh_locked(
 def _grace_end_schedule(*, user_id: int, delay: timedelta) -> None:
     """Decide again when the failed-payment grace runs out, so the plan drops then even
     if no webhook comes. Enqueued in this transaction (the task row rolls back with it)."""
-    from billing.tasks import plan_grace_recheck  # billing.tasks imports this module
-
     # A second past the end, so that the recheck is not a hair early.
     run_after = timezone.now() + delay + timedelta(seconds=1)
     plan_grace_recheck.using(run_after=run_after).enqueue(user_id)

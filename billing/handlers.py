@@ -38,11 +38,11 @@ from billing.disputes import (
     dispute_payment_intent,
     purchase_dispute_apply,
 )
-from billing.dunning import DUNNING_STATUSES
 from billing.dunning_end import paid_after_end_refund, unpaid_invoices_close
 from billing.duplicates import duplicate_subscriptions_resolve
 from billing.entitlements import plan_refresh
 from billing.models import BillingAlert, OneOffPurchase, PlanChange
+from billing.next_charge import next_charge_refresh
 from billing.notices import (
     bank_debit_failed_notify,
     charge_refunded_notify,
@@ -58,9 +58,9 @@ from billing.payers import (
     subscription_user,
     user_find,
 )
-from billing.standing import next_charge_refresh
 from billing.stripe_api import api_kwargs
 from billing.stripe_layout import invoice_subscription_id
+from billing.subscriptions import DUNNING_STATUSES
 
 logger = logging.getLogger(__name__)
 

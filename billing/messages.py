@@ -33,14 +33,14 @@ import stripe
 from django.utils import timezone
 from djstripe.models import Invoice
 
-from billing.entitlements import subscription_sells
 from billing.models import OneOffPurchase, PlanChange, PlanOverride
+from billing.next_charge import next_charge_for
 from billing.notices import plan_end_reason
 from billing.plans import Plan, plan_rank
 from billing.signals import Notice
-from billing.standing import next_charge_for
 from billing.stripe_api import api_kwargs, live_subscription
 from billing.stripe_layout import subscription_period
+from billing.subscriptions import subscription_sells
 
 Source = PlanChange.Source
 

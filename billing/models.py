@@ -289,7 +289,7 @@ class NextCharge(models.Model):
     """Stripe's own preview of a subscription's next invoice (`Invoice.create_preview`):
     what the customer will be charged and when, tax and discounts included.
 
-    Fetched by the worker whenever the subscription syncs (billing/standing.py), never in
+    Fetched by the worker whenever the subscription syncs (billing/next_charge.py), never in
     a page request, so a page that shows it makes no Stripe call. No row: the
     subscription will not charge again (it cancels, or has ended), or the preview has not
     been fetched yet.

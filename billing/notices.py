@@ -30,21 +30,24 @@ from billing.dunning import (
     still_retrying,
     stripe_now_load,
 )
-from billing.dunning_end import ENDED_STATUSES, PAID_AFTER_END_REFUND_KEY
-from billing.entitlements import DUNNING_STATUSES, LIVE_STATUSES, subscription_sells
+from billing.dunning_end import PAID_AFTER_END_REFUND_KEY
+from billing.next_charge import next_charge_for
 from billing.signals import Notice, customer_notice
-from billing.standing import next_charge_for
 from billing.stripe_api import (
     ENDED_BY_ONEOFF,
     api_kwargs,
     invoice_asked_for_authentication,
 )
 from billing.stripe_layout import invoice_subscription_id, subscription_period
+from billing.subscriptions import (
+    ENDED_STATUSES,
+    LIVE_STATUSES,
+    STILL_BILLING_STATUSES,
+    subscription_sells,
+)
 
 logger = logging.getLogger(__name__)
 
-# Statuses of a subscription that still bills: a failed payment can still be fixed.
-_BILLING_STATUSES = LIVE_STATUSES | DUNNING_STATUSES | {"unpaid", "incomplete"}
 _TROUBLE_EVENTS = ["invoice.payment_failed", "invoice.payment_action_required"]
 # The metadata key of a refund billing.duplicates made (the cancelled subscription's id).
 DUPLICATE_REFUND_KEY = "duplicate_subscription"
@@ -99,7 +102,7 @@ def invoice_trouble_notify(*, user: User, event: Event) -> None:
     if int(invoice.get("attempt_count") or 0) > attempt:
         return _skip(event, f"attempt {attempt} is not the latest; the later one is told")
     sub = _subscription_current(subscription_id)
-    if sub is not None and sub.get("status") not in _BILLING_STATUSES - {"unpaid"}:
+    if sub is not None and sub.get("status") not in STILL_BILLING_STATUSES - {"unpaid"}:
         return _skip(event, f"the subscription is {sub.get('status')}: the plan has ended")
     if (sub or {}).get("status") == "incomplete" and invoice.get("billing_reason") == (
         "subscription_create"

@@ -29,7 +29,9 @@ from django.urls import reverse
 from djstripe.models import Subscription
 
 from accounts.models import User
+from billing.dunning import dunning_for
 from billing.models import CheckoutOpened, OneOffPurchase, PlanOverride
+from billing.money import money
 from billing.plans import (
     PLAN_INFO,
     RECURRING,
@@ -41,6 +43,7 @@ from billing.plans import (
 )
 from billing.stripe_api import live_subscription
 from billing.stripe_layout import subscription_period
+from billing.subscriptions import DUNNING_STATUSES, subscription_sells
 
 
 class Kind(StrEnum):
@@ -116,12 +119,8 @@ class Holdings:
 
 
 def _subscription_holding(subscription: dict[str, Any]) -> tuple[Plan | None, Interval | None]:
-    """The plan a subscription sells (billing.entitlements.subscription_sells) and the
+    """The plan a subscription sells (billing.subscriptions.subscription_sells) and the
     interval its plan's item bills at, monthly or annual (None: none we sell)."""
-    # Here, not at the top: billing.entitlements imports this module (through
-    # billing.templatetags).
-    from billing.entitlements import subscription_sells
-
     sold = subscription_sells(subscription)
     if sold is None:
         return None, None
@@ -244,9 +243,6 @@ def _not_while_processing(held: Holdings, plan: Plan, interval: Interval) -> Non
         if plan_rank(plan) <= plan_rank(pending_plan) or (
             mode == "subscription" and interval in RECURRING
         ):
-            # Here, not at the top: billing.templatetags imports this module.
-            from billing.templatetags.billing import money
-
             paid = f"{money(amount, currency)} " if amount is not None else ""
             raise NotAnUpgrade(
                 f"Your {paid}payment for {pending_plan.label} by bank debit is processing "
@@ -289,9 +285,6 @@ def _not_while_overdue(user: User, held: Holdings) -> None:
     # An upgrade while a renewal is unpaid would charge the upgrade's invoice on top, hide
     # the overdue one behind it and end the grace the renewal has; a one-off would leave
     # the overdue renewal to be retried for a plan it replaces: settle it first.
-    # (Here, not at the top: billing.dunning imports this module through the template tags.)
-    from billing.dunning import DUNNING_STATUSES, dunning_for
-
     if (held.subscription or {}).get("status") not in DUNNING_STATUSES:
         return
     overdue = dunning_for(user)
@@ -341,8 +334,6 @@ def choices_for(user: User) -> dict[tuple[str, str], Offer | Refusal]:
 
 def _refusal_action(held: Holdings) -> tuple[str, str] | None:
     """A renewal overdue: the billing page, whose banner pays it, is the way on."""
-    from billing.dunning import DUNNING_STATUSES  # see refusal_reason
-
     if (held.subscription or {}).get("status") in DUNNING_STATUSES:
         return ("Pay the overdue renewal", reverse("billing:account"))
     return None
@@ -355,10 +346,6 @@ def refusal_reason(*, held: Holdings, plan: Plan, interval: Interval) -> str | N
     """What the customer holds that stops them buying `plan` (`interval`), in their words,
     from what they hold rather than from their plan's rank alone; None where offer_check's
     own refusal already says it (a trial running, a paid year to finish)."""
-    # Here, not at the top: billing.dunning imports this module (through
-    # billing.templatetags), as billing.entitlements does.
-    from billing.dunning import DUNNING_STATUSES
-
     sub_plan, sub_interval = held.subscription_plan, held.subscription_interval
     status = (held.subscription or {}).get("status")
     if (

@@ -4,7 +4,7 @@ One rule, read by the dashboard and the billing page alike: a subscription set t
 at the period end "Cancels on <date>"; one on a free trial "Trial ends on <date>" (then
 its price); one whose schedule moves it to another price at the period end "Changes to
 <Plan> on <date>"; otherwise it renews on the period end, monthly or yearly. The amount of
-the next payment is Stripe's own preview of the next invoice (billing/standing.py: tax
+the next payment is Stripe's own preview of the next invoice (billing/next_charge.py: tax
 and discounts as Stripe will apply them), never the items' prices added up. Read from
 dj-stripe's synced rows (`stripe_data`) and the kept preview, never from Stripe, so a page
 that shows it makes no Stripe call.
@@ -20,10 +20,11 @@ from typing import Any, Literal
 from djstripe.models import Price, SubscriptionSchedule
 
 from accounts.models import User
+from billing.next_charge import next_charge_for
 from billing.plans import Interval, Plan, price_plan, recurring_interval
-from billing.standing import next_charge_for
 from billing.stripe_api import live_subscription
 from billing.stripe_layout import subscription_period
+from billing.subscriptions import subscription_sells
 
 Kind = Literal["renews", "cancels", "changes", "trial"]
 
@@ -147,10 +148,6 @@ def subscription_outlook(
     """The outlook of one subscription (its `stripe_data`), given its schedule's and the
     prices the schedule names, and the amount of Stripe's preview of its next invoice.
     Pure: reads nothing, writes nothing."""
-    # Here, not at the top: billing.entitlements imports this module (through
-    # billing.templatetags).
-    from billing.entitlements import subscription_sells
-
     items = (subscription.get("items") or {}).get("data") or []
     sold = subscription_sells(dict(subscription))
     # The interval the plan's item bills at (an add-on's may differ); with no plan item,

@@ -25,11 +25,11 @@ from djstripe.models import Subscription, SubscriptionSchedule
 from djstripe.settings import djstripe_settings
 
 from accounts.models import User
-from billing.entitlements import LIVE_STATUSES
 from billing.offers import Timing, change_timing
 from billing.outlook import Outlook
 from billing.plans import RECURRING, Interval, Plan
 from billing.stripe_api import api_kwargs, price_find
+from billing.subscriptions import LIVE_STATUSES
 
 logger = logging.getLogger(__name__)
 

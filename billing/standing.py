@@ -1,14 +1,12 @@
 """A customer's account standing: what SmartFlow tells them about their money.
 
-Every amount and date a page or message shows comes from Stripe's own numbers, kept here,
-never from prices added up in a view or a template. So far: the next charge, Stripe's
-preview of the subscription's next invoice (`Invoice.create_preview`), with tax and
-discounts as Stripe will apply them, fetched when the subscription syncs (in the worker,
-never in a page request) and kept as a `NextCharge` row; a free trial under way (when
-it ends, what is charged then); the access (`access_for`: the plan, why the customer has
-it and until when, and what they keep after), read from the plan decision itself
-(billing.entitlements.plan_decide), never a second plan rule; and what is pending
-(`pending_for`: a bank debit processing, a change or a cancellation at the period end).
+Every amount and date a page or message shows comes from Stripe's own numbers, kept
+(the next charge: billing/next_charge.py), never from prices added up in a view or a
+template. So far: a free trial under way (when it ends, what is charged then); the
+access (`access_for`: the plan, why the customer has it and until when, and what they
+keep after), read from the plan decision itself (billing.entitlements.plan_decide),
+never a second plan rule; and what is pending (`pending_for`: a bank debit processing,
+a change or a cancellation at the period end, from billing/outlook.py).
 """
 
 from __future__ import annotations
@@ -19,94 +17,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import stripe
-from djstripe.models import Subscription
-
 from accounts.models import User
-from billing.models import CheckoutOpened, NextCharge, OneOffPurchase
+from billing.entitlements import plan_compute
+from billing.models import CheckoutOpened, OneOffPurchase
+from billing.next_charge import next_charge_for
+from billing.outlook import outlook_for
 from billing.plans import Interval, Plan, highest_plan, recurring_interval
-from billing.stripe_api import api_kwargs, live_subscription
+from billing.stripe_api import live_subscription
 from billing.stripe_layout import subscription_period
+from billing.subscriptions import subscription_sells
 
 logger = logging.getLogger(__name__)
-
-# Statuses whose subscription Stripe will invoice again. (past_due: the next renewal; the
-# overdue invoice itself is owed now, not next.)
-CHARGING_STATUSES = frozenset({"active", "trialing", "past_due"})
-
-
-def _charges_again(subscription: Mapping[str, Any]) -> bool:
-    if subscription.get("status") not in CHARGING_STATUSES:
-        return False
-    if subscription.get("cancel_at_period_end"):
-        return False
-    cancel_at = subscription.get("cancel_at")
-    period_end = subscription_period(subscription)[1]
-    return not (cancel_at and period_end and int(cancel_at) <= int(period_end))
 
 
 def _ts(value: Any) -> datetime:
     return datetime.fromtimestamp(int(value), tz=UTC)
-
-
-def next_charge_values(preview: Mapping[str, Any]) -> dict[str, Any]:
-    """A NextCharge's fields from Stripe's invoice preview (the 2025+ shape: `total_taxes`,
-    `total_discount_amounts`; `next_payment_attempt`, else the period's end)."""
-    taxes = preview.get("total_taxes") or []
-    lines = (preview.get("lines") or {}).get("data") or []
-    return {
-        "amount_due": int(preview["amount_due"]),
-        "subtotal": int(preview.get("subtotal") or 0),
-        "discount": sum(
-            int(d.get("amount") or 0) for d in preview.get("total_discount_amounts") or []
-        ),
-        "tax": sum(int(t.get("amount") or 0) for t in taxes),
-        "tax_inclusive": any(t.get("tax_behavior") == "inclusive" for t in taxes),
-        "currency": preview.get("currency") or "",
-        "due_at": _ts(preview.get("next_payment_attempt") or preview["period_end"]),
-        "lines": [
-            {"description": line.get("description") or "", "amount": int(line.get("amount") or 0)}
-            for line in lines
-        ],
-    }
-
-
-def next_charge_refresh(*, user: User, subscription_id: str) -> NextCharge | None:
-    """Ask Stripe what the subscription will charge next and keep the answer; forget it
-    when the subscription will not charge again. Called by the webhook receivers after
-    dj-stripe has synced the subscription. A Stripe error raises: the worker retries."""
-    synced = (
-        Subscription.objects.filter(id=subscription_id)
-        .values_list("stripe_data", flat=True)
-        .first()
-    )
-    if not synced or not _charges_again(synced):
-        NextCharge.objects.filter(subscription_id=subscription_id).delete()
-        return None
-    try:
-        preview = stripe.Invoice.create_preview(
-            customer=synced["customer"]
-            if isinstance(synced["customer"], str)
-            else synced["customer"]["id"],
-            subscription=subscription_id,
-            **api_kwargs(),
-        )
-    except stripe.InvalidRequestError as exc:
-        if exc.code != "invoice_upcoming_none":
-            raise
-        NextCharge.objects.filter(subscription_id=subscription_id).delete()
-        return None
-    charge, _ = NextCharge.objects.update_or_create(
-        subscription_id=subscription_id,
-        defaults={"user": user, **next_charge_values(preview.to_dict())},
-    )
-    return charge
-
-
-def next_charge_for(subscription_id: str) -> NextCharge | None:
-    """The kept preview of the subscription's next invoice: a page reads this, never
-    Stripe."""
-    return NextCharge.objects.filter(subscription_id=subscription_id).first()
 
 
 @dataclass(frozen=True)
@@ -183,10 +108,6 @@ def access_for(user: User, *, now: datetime | None = None) -> Access:
     """Why `user` has the plan they have, until when, and what follows: from the plan
     decision's winning grant (billing.entitlements), the live subscription's trial end
     or cancellation date, and the grants that outlast it."""
-    # Here, not at the top: billing.entitlements imports this module's importers
-    # (billing.dunning -> billing.templatetags -> billing.outlook -> here).
-    from billing.entitlements import plan_compute, subscription_sells
-
     decision = plan_compute(user, now=now)
     if not decision.grants:
         return Access(plan=decision.plan, why="free")
@@ -312,9 +233,6 @@ def pending_for(user: User) -> Pending:
     """What is pending for `user`, from the synced rows and the app's own: no Stripe
     call. The change and cancellation are the subscription's outlook's
     (billing/outlook.py), so the billing page and the dashboard say the same."""
-    # Here, not at the top: billing.outlook imports this module (next_charge_for).
-    from billing.outlook import outlook_for
-
     outlook = outlook_for(user)
     change = outlook if outlook is not None and outlook.kind == "changes" else None
     cancels = outlook.on if outlook is not None and outlook.kind == "cancels" else None

@@ -17,6 +17,7 @@ from djstripe.settings import djstripe_settings
 
 from accounts.models import User
 from billing.plans import lookup_key
+from billing.subscriptions import ENDED_STATUSES, PLAN_STATUSES
 
 # The metadata key set on a subscription that a one-off replaces (its Checkout Session's
 # id): its cancellation at the period end is the one-off's news, not a second message.
@@ -63,17 +64,11 @@ def price_find(plan: str, interval: str) -> Price:
     return Price.sync_from_stripe_data(found.data[0])
 
 
-def customer_for(user: User) -> Customer:
-    """The user's dj-stripe Customer, created in Stripe on first use."""
-    customer, created = Customer.get_or_create(subscriber=user)
-    if created:
-        # The user's copied Stripe customer id (the admin's column and search) has one
-        # writer, plan_refresh; the plan itself does not change here.
-        from billing.entitlements import plan_refresh  # imports this module (disputes)
-        from billing.models import PlanChange
-
-        plan_refresh(user=user, source=PlanChange.Source.RECONCILE, notify=False)
-    return customer
+def customer_get_or_create(user: User) -> tuple[Customer, bool]:
+    """The user's dj-stripe Customer, created in Stripe on first use, and whether it was
+    created now. A gateway: it writes nothing of the user (billing.checkout.customer_for
+    copies a new customer onto the user)."""
+    return Customer.get_or_create(subscriber=user)
 
 
 def customer_email_update(*, user: User) -> int:
@@ -94,9 +89,6 @@ def customer_email_update(*, user: User) -> int:
 def live_subscription(user: User) -> dict[str, Any] | None:
     """The user's subscription that still bills (active, trialing or past_due), if any."""
     from djstripe.models import Subscription
-
-    # Here, not at the top: billing.entitlements imports this module (billing.disputes).
-    from billing.entitlements import PLAN_STATUSES
 
     data = (
         Subscription.objects.filter(
@@ -184,10 +176,6 @@ def invoice_payments_refund(
     return total, currency
 
 
-# Subscription statuses that are over at Stripe: nothing left to cancel.
-_ENDED_STATUSES = frozenset({"canceled", "incomplete_expired"})
-
-
 def customer_subscriptions_cancel_now(customer_id: str) -> list[stripe.Subscription]:
     """Cancel every subscription of the customer that has not ended, at once and with no
     new charge (no final invoice, no proration); return them as Stripe answered.
@@ -202,7 +190,7 @@ def customer_subscriptions_cancel_now(customer_id: str) -> list[stripe.Subscript
         raise
     cancelled = []
     for sub in found.auto_paging_iter():
-        if sub["status"] in _ENDED_STATUSES:
+        if sub["status"] in ENDED_STATUSES:
             continue
         done = stripe.Subscription.cancel(
             sub["id"], invoice_now=False, prorate=False, **api_kwargs()

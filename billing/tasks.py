@@ -1,4 +1,9 @@
-"""Background tasks of billing (django-tasks, run by `manage.py worker`)."""
+"""Background tasks of billing (django-tasks, run by `manage.py worker`).
+
+Each task imports the service it runs inside its body (as the HackSoft Django
+styleguide does): the services import this module at their top to enqueue, so this one
+imports only models at its own.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +17,7 @@ from django.utils import timezone
 from django_tasks import task
 
 from accounts.models import User
-from billing.entitlements import plan_compute, plan_refresh
 from billing.models import PlanChange, PlanOverride
-from billing.stripe_api import customer_email_update
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +34,8 @@ def overrides_sweep() -> int:
     Safe to run any number of times (plan_refresh writes only on a change). Returns the
     number of users whose plan changed.
     """
+    from billing.entitlements import plan_compute, plan_refresh
+
     now = timezone.now()
     user_ids = (
         PlanOverride.objects.filter(
@@ -59,6 +64,8 @@ def plan_grace_recheck(user_id: int) -> bool:
     (enqueued by plan_refresh for that moment), so the plan drops then even when no
     webhook arrives. Safe to run any number of times, early or late: plan_refresh decides
     from the facts and writes only on a change. Returns whether the plan changed."""
+    from billing.entitlements import plan_compute, plan_refresh
+
     user = User.objects.filter(pk=user_id).first()
     if user is None:
         return False
@@ -89,6 +96,8 @@ def stripe_customer_email_sync(user_id: int) -> int:
     change of address (accounts/receivers.py): receipts and Stripe's own emails go to the
     new address. Safe to run any number of times; a Stripe error fails the task, which
     the admin's Background work shows. Returns the number of customers updated."""
+    from billing.stripe_api import customer_email_update
+
     user = User.objects.filter(pk=user_id).first()
     if user is None:
         return 0

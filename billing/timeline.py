@@ -7,7 +7,7 @@ history.
 
 Read from what dj-stripe has synced (each row's `stripe_data`) and OneOffPurchase, never
 from Stripe, so the page costs a few queries and shows what the app acted on. Amounts are
-formatted in their currency (billing.templatetags.billing.money), never minor units.
+formatted in their currency (billing.money), never minor units.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from djstripe.models import (
 
 from accounts.models import User
 from billing.models import OneOffPurchase
+from billing.money import money
 from billing.plans import price_plan
-from billing.templatetags.billing import money
 
 LIMIT = 200  # per kind: a page for staff, not an export
 

@@ -39,7 +39,6 @@ from billing.checkout import (
     switch_preview,
 )
 from billing.decorators import email_verified_required, plan_required
-from billing.entitlements import subscription_sells
 from billing.history import billing_history
 from billing.models import BillingAlert
 from billing.offers import Kind, NotAnUpgrade, offer_check
@@ -66,6 +65,7 @@ from billing.portal import PortalNotConfigured
 from billing.ratelimit import billing_rate_limited
 from billing.standing import trial_for
 from billing.stripe_api import PriceMissing, StripeError, live_subscription, price_find
+from billing.subscriptions import subscription_sells
 from billing.webhook_queue import acknowledge, endpoint_load, signature_valid
 
 logger = logging.getLogger(__name__)

@@ -60,6 +60,7 @@ from djstripe.settings import djstripe_settings
 from billing.alerts import alert_record
 from billing.models import BillingAlert, WebhookDelivery, WebhookSecretPrevious
 from billing.stripe_cache import account_cache
+from billing.tasks import webhook_process
 
 logger = logging.getLogger(__name__)
 
@@ -172,8 +173,6 @@ def acknowledge(
     On PostgreSQL with django-tasks-db (production, the bench) this is ONE statement, run
     as its own transaction: no BEGIN or COMMIT round trip, no ORM (`_store_postgresql`).
     Elsewhere (SQLite, another task backend) the ORM's way in one transaction."""
-    from billing.tasks import webhook_process
-
     event_id = str(event["id"])[:255]
     now = timezone.now()
     body = request.body.decode(request.encoding or "utf-8")
@@ -522,8 +521,6 @@ def retry_delay(attempts: int) -> timedelta:
 
 
 def _failed(delivery_id: int, exc: Exception) -> str:
-    from billing.tasks import webhook_process
-
     now = timezone.now()
     error = f"{type(exc).__name__}: {exc}"[:2000]
     lock_timeout = isinstance(exc, OperationalError) and "lock timeout" in str(exc)
@@ -605,8 +602,6 @@ def process_again(deliveries: Iterable[WebhookDelivery]) -> int:
     """Queue deliveries to be processed (again) now: failed ones, those that gave up,
     pending ones waiting for a retry, and processed ones (their handlers run again, which
     re-reads Stripe). Returns how many were queued."""
-    from billing.tasks import webhook_process
-
     queued = 0
     with transaction.atomic():
         for delivery in deliveries:

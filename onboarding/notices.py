@@ -15,8 +15,8 @@ from django.template.loader import render_to_string
 from django.urls import Resolver404, resolve, reverse
 
 from accounts.phone import CODE_LIFETIME
+from billing.money import money
 from billing.plans import Plan
-from billing.templatetags.billing import money
 from onboarding.models import OnboardingMessage
 from onboarding.welcome import Email, date_long
 

@@ -16,10 +16,10 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 
 from accounts.models import User
+from billing.money import money
 from billing.outlook import long_date
 from billing.plans import FEATURE_LABELS, FEATURES, PLAN_INFO, Plan, plan_allows
 from billing.standing import trial_for
-from billing.templatetags.billing import money
 
 SUBJECT = "Your SmartFlow plan is live"
 

@@ -43,7 +43,7 @@ from billing.models import (
     PlanOverride,
     WebhookDelivery,
 )
-from billing.templatetags.billing import money
+from billing.money import money
 from billing.webhook_queue import process_again
 
 

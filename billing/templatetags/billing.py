@@ -7,6 +7,7 @@ from django.conf import settings
 from typing_extensions import TypeIs
 
 from accounts.models import User
+from billing.money import money
 from billing.offers import choices_for, trial_days
 from billing.outlook import long_date as _long_date
 from billing.outlook import outlook_for
@@ -18,13 +19,6 @@ from billing.standing import access_for, pending_for
 
 register = template.Library()
 
-_SYMBOLS = {"gbp": "£", "usd": "$", "eur": "€"}
-# Stripe's zero-decimal currencies: amounts are whole units, not hundredths.
-_ZERO_DECIMAL = frozenset(
-    {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga"}
-    | {"pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"}
-)
-
 
 @register.filter
 def has_feature(user, name: str) -> bool:
@@ -32,18 +26,8 @@ def has_feature(user, name: str) -> bool:
     return bool(getattr(user, "is_authenticated", False)) and plan_allows(user.plan, name)
 
 
-@register.filter
-def money(amount: int | None, currency: str) -> str:
-    """Minor units to a price: 4900, "gbp" -> "£49.00"; 4950, "chf" -> "49.50 CHF";
-    4900, "jpy" -> "4,900 JPY"."""
-    if amount is None:
-        return ""
-    if amount < 0:  # a credit: "−£24.50", not "£-24.50"
-        return "\u2212" + money(-amount, currency)
-    zero_decimal = (currency or "").lower() in _ZERO_DECIMAL
-    value = f"{amount:,}" if zero_decimal else f"{amount / 100:,.2f}"
-    symbol = _SYMBOLS.get((currency or "").lower())
-    return f"{symbol}{value}" if symbol else f"{value} {currency.upper()}"
+# `{{ amount|money:currency }}` (billing/money.py).
+register.filter("money", money)
 
 
 @register.simple_tag

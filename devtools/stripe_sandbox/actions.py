@@ -10,30 +10,30 @@ from __future__ import annotations
 
 import copy
 import logging
-import re
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.db import transaction
 
-from devtools.stripe_sandbox import objects, store
+from devtools.stripe_sandbox import (
+    checkout_pricing,
+    delivery,
+    invoices,
+    objects,
+    schedules,
+    store,
+    tax,
+)
 from devtools.stripe_sandbox.events import changes, event_emit
+from devtools.stripe_sandbox.invoices import PaymentError, product_name
 from devtools.stripe_sandbox.models import StripeObject
-from devtools.stripe_sandbox.objects import CARD_DECLINED, CARD_OK
+from devtools.stripe_sandbox.objects import CARD_DECLINED, CARD_OK, format_amount
 from devtools.stripe_sandbox.store import Obj, StripeError
 
 logger = logging.getLogger(__name__)
 
 RENEWAL_RETRY_SECONDS = 3 * 86400
-
-
-class PaymentError(Exception):
-    """A payment the sandbox checkout page refuses, with the message to show."""
-
-
-def card_normalize(card_number: str) -> str:
-    return re.sub(r"[\s-]", "", card_number or "")
 
 
 def success_url(session: Obj) -> str:
@@ -59,89 +59,6 @@ def customer_by_email(email: str) -> Obj:
 # --- Payments and invoices --------------------------------------------------------------
 
 
-def _payment(
-    *,
-    customer_id: str | None,
-    amount: int,
-    currency: str,
-    card: str,
-    succeed: bool,
-    description: str,
-    metadata: dict[str, str] | None = None,
-    payment_method: str | None = None,
-) -> tuple[Obj, Obj]:
-    """A PaymentIntent and its charge, saved; the caller emits their events in order."""
-    pi = objects.payment_intent(
-        amount=amount,
-        currency=currency,
-        customer_id=customer_id,
-        metadata=metadata or {},
-        description=description,
-    )
-    charge = objects.charge(pi=pi, card=card, succeeded=succeed)
-    if payment_method:
-        pi["payment_method"] = charge["payment_method"] = payment_method
-    pi["latest_charge"] = charge["id"]
-    if succeed:
-        pi["status"] = "succeeded"
-        pi["amount_received"] = amount
-    else:
-        pi["last_payment_error"] = {
-            "type": "card_error",
-            "code": "card_declined",
-            "decline_code": "generic_decline",
-            "charge": charge["id"],
-            "message": "Your card was declined.",
-        }
-    store.save(pi)
-    store.save(charge)
-    return pi, charge
-
-
-def _emit_payment(pi: Obj, charge: Obj) -> None:
-    if charge["status"] == "succeeded":
-        event_emit("charge.succeeded", charge)
-        event_emit("payment_intent.succeeded", pi)
-    else:
-        event_emit("charge.failed", charge)
-        event_emit("payment_intent.payment_failed", pi)
-
-
-def _item_line(invoice: Obj, sub: Obj, item: Obj, period: tuple[int, int]) -> Obj:
-    price = item["price"]
-    each = format_amount(price["unit_amount"], price["currency"])
-    return objects.invoice_line(
-        invoice_id=invoice["id"],
-        price_obj=price,
-        quantity=item["quantity"],
-        amount=price["unit_amount"] * item["quantity"],
-        period=period,
-        subscription_id=sub["id"],
-        subscription_item_id=item["id"],
-        description=(
-            f"{item['quantity']} × {product_name(price)} "
-            f"(at {each} / {price['recurring']['interval']})"
-        ),
-    )
-
-
-def product_name(price: Obj) -> str:
-    product = price["product"]
-    if isinstance(product, str):
-        product = store.find(product, "product") or {}
-    return product.get("name") or price["id"]
-
-
-def _invoice_totals(invoice: Obj) -> None:
-    from devtools.stripe_sandbox import tax
-
-    # The subscription's discount and automatic tax, if any (devtools/stripe_sandbox/tax.py).
-    total = tax.invoice_apply(invoice).total
-    invoice["amount_due"] = invoice["amount_remaining"] = max(total, 0)
-    invoice["starting_balance"] = 0
-    invoice["ending_balance"] = 0 if total >= 0 else total
-
-
 def _invoice_collect(
     invoice: Obj,
     *,
@@ -158,7 +75,7 @@ def _invoice_collect(
     collection.invoice_finalize(invoice)
     payment = None
     if invoice["amount_due"] > 0:
-        payment = _payment(
+        payment = invoices.payment_create(
             customer_id=customer["id"],
             amount=invoice["amount_due"],
             currency=invoice["currency"],
@@ -169,7 +86,7 @@ def _invoice_collect(
         )
         # What the includable invoice.confirmation_secret reads.
         invoice["_payment_intent"] = payment[0]["id"]
-        _emit_payment(*payment)
+        invoices.payment_emit(*payment)
     invoice["attempted"] = True
     invoice["attempt_count"] += 1
     if payment is None or succeed:
@@ -186,33 +103,6 @@ def _invoice_collect(
         store.save(invoice)
         event_emit("invoice.payment_failed", invoice)
     return payment
-
-
-def _invoice_new(customer: Obj, sub: Obj, *, reason: str, period: tuple[int, int]) -> Obj:
-    invoice = objects.invoice(
-        customer_obj=customer,
-        currency=sub["currency"],
-        subscription_obj=sub,
-        billing_reason=reason,
-        period=period,
-    )
-    store.save(customer)
-    return invoice
-
-
-def _subscription_save(sub: Obj) -> Obj:
-    # Items are retrievable on their own too (GET /v1/subscription_items/si_...).
-    for item in sub["items"]["data"]:
-        store.save(item)
-    return store.save(sub)
-
-
-def _period(sub: Obj) -> tuple[int, int]:
-    items = sub["items"]["data"]
-    return (
-        min(i["current_period_start"] for i in items),
-        max(i["current_period_end"] for i in items),
-    )
 
 
 # --- Checkout ---------------------------------------------------------------------------
@@ -258,8 +148,6 @@ def checkout_pay(
             raise PaymentError("This checkout session has expired. Start again from the site.")
         if card == CARD_DECLINED:
             raise PaymentError("Your card was declined. (Test card 4000 0000 0000 0002.)")
-        from devtools.stripe_sandbox import checkout_pricing
-
         if checkout_pricing.address_required(session) and not country:
             raise PaymentError("Enter the country of your billing address.")
         found = checkout_pricing.quote(session, promotion_code=promotion_code, country=country)
@@ -282,7 +170,7 @@ def checkout_pay(
             discount = checkout_pricing.discount_for(session, found, customer)
             checkout_pricing.quote_apply(session, found, discount=discount)
         if session["mode"] != "subscription" and not found.free:
-            pi, charge = _payment(
+            pi, charge = invoices.payment_create(
                 customer_id=customer["id"],
                 amount=session["amount_total"],
                 currency=session["currency"],
@@ -293,7 +181,7 @@ def checkout_pay(
                 ),
                 metadata=session.get("_payment_intent_metadata", {}),
             )
-            _emit_payment(pi, charge)
+            invoices.payment_emit(pi, charge)
             session["payment_intent"] = pi["id"]
         if (session.get("invoice_creation") or {}).get("enabled"):
             taxed = bool(session["automatic_tax"]["enabled"])
@@ -326,8 +214,6 @@ def checkout_pay(
 
 
 def _checkout_subscription(session: Obj, customer: Obj, card: str, found: Any) -> tuple[Obj, Obj]:
-    from devtools.stripe_sandbox import checkout_pricing
-
     sub = objects.subscription(
         customer_id=customer["id"],
         currency=session["currency"],
@@ -355,15 +241,15 @@ def _checkout_subscription(session: Obj, customer: Obj, card: str, found: Any) -
     trial_days = session.get("_trial_period_days")
     if trial_days:
         trial_start(sub, days=trial_days)
-    _subscription_save(sub)
+    invoices.subscription_save(sub)
     event_emit("customer.subscription.created", sub)
 
-    period = _period(sub)
-    invoice = _invoice_new(customer, sub, reason="subscription_create", period=period)
+    period = invoices.items_period(sub)
+    invoice = invoices.invoice_new(customer, sub, reason="subscription_create", period=period)
     invoice["lines"]["data"] = [
         _trial_line(invoice, sub, item, period)
         if trial_days
-        else _item_line(invoice, sub, item, period)
+        else invoices.item_line(invoice, sub, item, period)
         for item in sub["items"]["data"]
     ]
     # One-time prices bought with the subscription are charged once, on its first invoice.
@@ -381,11 +267,11 @@ def _checkout_subscription(session: Obj, customer: Obj, card: str, found: Any) -
                     description=f"{li['quantity']} × {product_name(li['price'])}",
                 )
             )
-    _invoice_totals(invoice)
+    invoices.invoice_totals(invoice)
     store.save(invoice)
     event_emit("invoice.created", invoice)
     sub["latest_invoice"] = invoice["id"]
-    _subscription_save(sub)
+    invoices.subscription_save(sub)
     _invoice_collect(
         invoice,
         customer=customer,
@@ -405,7 +291,7 @@ def checkout_invoice(
     and tax (so its total is what was charged), `invoice_data`'s metadata, description
     and footer; invoice.created, invoice.finalized, invoice.paid,
     invoice.payment_succeeded. The caller sets the session's `invoice`."""
-    from devtools.stripe_sandbox import collection, tax
+    from devtools.stripe_sandbox import collection
 
     now = store.now()
     invoice = objects.invoice(
@@ -468,7 +354,7 @@ def trial_start(sub: Obj, *, days: int) -> None:
 
 def _trial_line(invoice: Obj, sub: Obj, item: Obj, period: tuple[int, int]) -> Obj:
     """The first invoice of a trial bills the trial itself, at £0 (as Stripe does)."""
-    line = _item_line(invoice, sub, item, period)
+    line = invoices.item_line(invoice, sub, item, period)
     line["amount"] = 0
     line["description"] = f"Trial period for {product_name(item['price'])}"
     for key in ("subtotal", "total"):
@@ -530,11 +416,9 @@ def subscription_renew(
             return canceled
         customer = store.get(sub["customer"], "customer")
         before = copy.deepcopy(sub)
-        from devtools.stripe_sandbox import schedules
-
         # A schedule's next phase starts here: its prices are the ones this renewal bills.
         if schedules.phase_transition(sub) == "cancel":
-            _subscription_save(sub)
+            invoices.subscription_save(sub)
             return subscription_cancel(sub_id)
         for item in sub["items"]["data"]:
             recurring = item["price"]["recurring"]
@@ -546,15 +430,15 @@ def subscription_renew(
             # The trial is over: the subscription is active and its first real invoice
             # is charged now (a declined card makes it past_due, into dunning).
             sub["status"] = "active"
-        period = _period(sub)
-        invoice = _invoice_new(customer, sub, reason="subscription_cycle", period=period)
+        period = invoices.items_period(sub)
+        invoice = invoices.invoice_new(customer, sub, reason="subscription_cycle", period=period)
         invoice["lines"]["data"] = [
-            _item_line(invoice, sub, item, period) for item in sub["items"]["data"]
+            invoices.item_line(invoice, sub, item, period) for item in sub["items"]["data"]
         ]
         pending_items_bill(invoice, sub)  # pending prorations go on the renewal (issue 12, #4)
-        _invoice_totals(invoice)
+        invoices.invoice_totals(invoice)
         sub["latest_invoice"] = invoice["id"]
-        _subscription_save(sub)
+        invoices.subscription_save(sub)
         event_emit("customer.subscription.updated", sub, previous=changes(before, sub))
         from devtools.stripe_sandbox import collection
 
@@ -578,19 +462,28 @@ def subscription_cancel(
         sub = _live_subscription(sub_id)
         ts = store.now()
         if sub.get("schedule"):
-            from devtools.stripe_sandbox import schedules
-
             schedules.schedule_canceled(store.get(sub["schedule"], "subscription_schedule"))
         sub["status"] = "canceled"
         sub["canceled_at"] = sub.get("canceled_at") or ts
         sub["ended_at"] = ts
         sub["cancellation_details"] = {"comment": None, "feedback": feedback, "reason": reason}
-        _subscription_save(sub)
+        invoices.subscription_save(sub)
         event_emit("customer.subscription.deleted", sub)
         from devtools.stripe_sandbox import collection
 
         collection.collection_stop(sub["id"])
         return sub
+
+
+def schedule_cancel(schedule_id: str) -> Obj:
+    """POST /v1/subscription_schedules/{id}/cancel: the schedule and its subscription end
+    now."""
+    with transaction.atomic():
+        schedule = schedules.live_schedule(schedule_id)
+        sub_id = schedule["subscription"]
+        schedules.schedule_canceled(schedule)
+        subscription_cancel(sub_id)
+        return store.get(schedule_id, "subscription_schedule")
 
 
 def subscription_cancel_at_period_end(
@@ -602,7 +495,7 @@ def subscription_cancel_at_period_end(
         sub = _live_subscription(sub_id)
         before = copy.deepcopy(sub)
         sub["cancel_at_period_end"] = cancel
-        sub["cancel_at"] = _period(sub)[1] if cancel else None
+        sub["cancel_at"] = invoices.items_period(sub)[1] if cancel else None
         sub["canceled_at"] = store.now() if cancel else None
         sub["cancellation_details"] = {
             "comment": None,
@@ -610,7 +503,7 @@ def subscription_cancel_at_period_end(
             "reason": "cancellation_requested" if cancel else None,
         }
         if changes(before, sub):
-            _subscription_save(sub)
+            invoices.subscription_save(sub)
             event_emit("customer.subscription.updated", sub, previous=changes(before, sub))
         return sub
 
@@ -626,13 +519,11 @@ def subscription_update(sub_id: str, params: Obj) -> Obj:
         if "description" in params:
             sub["description"] = params["description"] or None
         if sub.get("schedule") and ("cancel_at_period_end" in params or "cancel_at" in params):
-            from devtools.stripe_sandbox import schedules
-
             raise schedules.managed_error(sub)
         if "cancel_at_period_end" in params:
             cancel = str(params["cancel_at_period_end"]).lower() == "true"
             sub["cancel_at_period_end"] = cancel
-            sub["cancel_at"] = _period(sub)[1] if cancel else None
+            sub["cancel_at"] = invoices.items_period(sub)[1] if cancel else None
             sub["canceled_at"] = store.now() if cancel else None
         proration = _proration_behavior(params.get("proration_behavior"))
         payment_behavior = params.get("payment_behavior") or "allow_incomplete"
@@ -650,7 +541,7 @@ def subscription_update(sub_id: str, params: Obj) -> Obj:
         if reset:
             cycle_reset(sub)
         if changes(before, sub):
-            _subscription_save(sub)
+            invoices.subscription_save(sub)
             event_emit("customer.subscription.updated", sub, previous=changes(before, sub))
         for ii in prorations:
             store.save(ii)
@@ -783,7 +674,7 @@ def _proration_date(sub: Obj, value: Any, *, param: str) -> int:
         ts = int(value)
     except (TypeError, ValueError) as exc:
         raise StripeError(f"Invalid integer: {value}", param=param) from exc
-    start, end = _period(sub)
+    start, end = invoices.items_period(sub)
     if not start <= ts <= end:
         raise StripeError(
             "The proration date must be within the subscription's current period.", param=param
@@ -915,13 +806,13 @@ def _proration_invoice(
     now for `items` (else the subscription's)."""
     customer = store.get(sub["customer"], "customer")
     ts = store.now()
-    invoice = _invoice_new(customer, sub, reason=reason, period=(ts, ts))
+    invoice = invoices.invoice_new(customer, sub, reason=reason, period=(ts, ts))
     pending_items_bill(invoice, sub)
     if new_period:
         billed = sub["items"]["data"] if items is None else items
         period = (ts, max(i["current_period_end"] for i in billed))
-        invoice["lines"]["data"] += [_item_line(invoice, sub, i, period) for i in billed]
-    _invoice_totals(invoice)
+        invoice["lines"]["data"] += [invoices.item_line(invoice, sub, i, period) for i in billed]
+    invoices.invoice_totals(invoice)
     store.save(invoice)
     event_emit("invoice.created", invoice)
     # A plan change is paid now, off-session, with the card on file, as any payment after
@@ -940,7 +831,7 @@ def _proration_invoice(
     sub["latest_invoice"] = invoice["id"]
     if past_due_on_failure and invoice["status"] == "open" and sub["status"] == "active":
         sub["status"] = "past_due"
-    _subscription_save(sub)
+    invoices.subscription_save(sub)
     if sub["status"] != before["status"]:
         event_emit("customer.subscription.updated", sub, previous=changes(before, sub))
     return invoice
@@ -962,10 +853,10 @@ def _update_if_paid(sub: Obj, before: Obj, changed: Changed, *, ts: int) -> Obj:
         sub["items"]["data"] = new_items
         if reset:
             sub["billing_cycle_anchor"] = new_items[0]["current_period_start"]
-        _subscription_save(sub)
+        invoices.subscription_save(sub)
         event_emit("customer.subscription.updated", sub, previous=changes(before, sub))
         return sub
-    end = _period(sub)[1]
+    end = invoices.items_period(sub)[1]
     sub["pending_update"] = {
         "billing_cycle_anchor": new_items[0]["current_period_start"] if reset else None,
         "expires_at": min(store.now() + PENDING_UPDATE_SECONDS, end, sub.get("trial_end") or end),
@@ -973,7 +864,7 @@ def _update_if_paid(sub: Obj, before: Obj, changed: Changed, *, ts: int) -> Obj:
         "trial_end": None,
         "trial_from_plan": None,
     }
-    _subscription_save(sub)
+    invoices.subscription_save(sub)
     event_emit("customer.subscription.updated", sub, previous=changes(before, sub))
     return sub
 
@@ -995,7 +886,7 @@ def pending_update_settle(invoice: Obj) -> Obj | None:
     sub["pending_update"] = None
     if sub["status"] == "past_due":
         sub["status"] = "active"
-    _subscription_save(sub)
+    invoices.subscription_save(sub)
     event_emit("customer.subscription.updated", sub, previous=changes(before, sub))
     event_emit("customer.subscription.pending_update_applied", sub)
     return sub
@@ -1021,7 +912,7 @@ def pending_updates_expire() -> int:
                 event_emit("invoice.voided", invoice)
             before = copy.deepcopy(sub)
             sub["pending_update"] = None
-            _subscription_save(sub)
+            invoices.subscription_save(sub)
             event_emit("customer.subscription.updated", sub, previous=changes(before, sub))
             event_emit("customer.subscription.pending_update_expired", sub)
             expired += 1
@@ -1106,10 +997,8 @@ def invoice_preview(params: Obj) -> Obj:
             period=(ts, ts),
         )
     else:
-        start, end = _period(sub)
+        start, end = invoices.items_period(sub)
         if not details.get("items"):
-            from devtools.stripe_sandbox import schedules
-
             # The renewal bills what a schedule puts in place at the period's end.
             schedules.next_phase_apply(sub, at=end)
         for item in sub["items"]["data"]:
@@ -1132,20 +1021,20 @@ def invoice_preview(params: Obj) -> Obj:
     for ii in previewed:
         invoice["lines"]["data"].append(_invoice_item_line(invoice, ii))
     if reset:
-        period = _period(sub)
+        period = invoices.items_period(sub)
         for item in sub["items"]["data"]:
-            invoice["lines"]["data"].append(_item_line(invoice, sub, item, period))
+            invoice["lines"]["data"].append(invoices.item_line(invoice, sub, item, period))
     if proration != "always_invoice":
-        period = _period(sub)
+        period = invoices.items_period(sub)
         for item in sub["items"]["data"]:
-            invoice["lines"]["data"].append(_item_line(invoice, sub, item, period))
+            invoice["lines"]["data"].append(invoices.item_line(invoice, sub, item, period))
         invoice["created"] = invoice["period_end"]
         invoice["next_payment_attempt"] = invoice["period_end"]
     for line in invoice["lines"]["data"]:
         line["invoice"] = invoice["id"]
     # (Older API versions' upcoming invoice carried subscription_proration_date; this
-    # version's Invoice has no such field: tests/stripe_sandbox/test_conformance.py.)
-    _invoice_totals(invoice)
+    # version's Invoice has no such field: tests/devtools/stripe_sandbox/test_conformance.py.)
+    invoices.invoice_totals(invoice)
     return invoice
 
 
@@ -1219,7 +1108,7 @@ def refund_create(
 def clock_advance(*, days: int = 0, hours: int = 0) -> Any:
     """Move the sandbox clock on; what falls due on the way happens at its own time
     (renewals, period-end cancellations, retries, expiries: collection.clock_advance)."""
-    from devtools.stripe_sandbox import bank_debits, collection, delivery
+    from devtools.stripe_sandbox import bank_debits, collection
 
     report = collection.clock_advance(days * 86400 + hours * 3600)
     # Pending updates (payment_behavior=pending_if_incomplete) 23 hours old lapse.
@@ -1227,19 +1116,3 @@ def clock_advance(*, days: int = 0, hours: int = 0) -> Any:
     report.settled = bank_debits.settle_due()  # bank debits three days old
     report.retries = delivery.retries_due()  # webhook retries now due
     return report
-
-
-# --- Display ----------------------------------------------------------------------------
-
-_SYMBOLS = {"gbp": "£", "usd": "$", "eur": "€"}
-_ZERO_DECIMAL = {"jpy", "krw", "vnd", "clp", "isk", "huf"}
-
-
-def format_amount(amount: int, currency: str) -> str:
-    """12.5 GBP in pence -> "£12.50", the way the checkout page shows it."""
-    currency = (currency or "").lower()
-    value = f"{amount:,}" if currency in _ZERO_DECIMAL else f"{amount / 100:,.2f}"
-    sign, value = ("-", value[1:]) if value.startswith("-") else ("", value)
-    if symbol := _SYMBOLS.get(currency):
-        return f"{sign}{symbol}{value}"
-    return f"{sign}{value} {currency.upper()}"

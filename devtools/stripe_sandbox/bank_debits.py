@@ -19,7 +19,7 @@ import re
 
 from django.db import transaction
 
-from devtools.stripe_sandbox import actions, objects, store
+from devtools.stripe_sandbox import actions, invoices, objects, store
 from devtools.stripe_sandbox.events import changes, event_emit
 from devtools.stripe_sandbox.store import Obj
 
@@ -86,7 +86,7 @@ def checkout_pay_bank_debit(*, session_id: str, sort_code: str, account_number: 
     """Pay checkout session `session_id` by Bacs Direct Debit; returns the success URL."""
     sort_code, account = _digits(sort_code), _digits(account_number)
     if sort_code != SORT_CODE or account not in {ACCOUNT_SUCCEEDS, ACCOUNT_FAILS}:
-        raise actions.PaymentError(
+        raise invoices.PaymentError(
             "The sandbox accepts only its test bank account: sort code 10-88-00 with "
             f"account {ACCOUNT_SUCCEEDS} (succeeds) or {ACCOUNT_FAILS} (fails)."
         )
@@ -95,11 +95,11 @@ def checkout_pay_bank_debit(*, session_id: str, sort_code: str, account_number: 
         if session["status"] == "complete":
             return actions.success_url(session)
         if session["status"] != "open" or store.now() > session["expires_at"]:
-            raise actions.PaymentError(
+            raise invoices.PaymentError(
                 "This checkout session has expired. Start again from the site."
             )
         if session["currency"] != "gbp":
-            raise actions.PaymentError("Bacs Direct Debit takes payments in GBP only.")
+            raise invoices.PaymentError("Bacs Direct Debit takes payments in GBP only.")
         customer = store.find(session["customer"], "customer") if session["customer"] else None
         if customer is None:
             customer = actions.customer_create({"email": session.get("customer_email")})
@@ -122,7 +122,7 @@ def checkout_pay_bank_debit(*, session_id: str, sort_code: str, account_number: 
                 account=account,
                 metadata=session.get("_payment_intent_metadata", {}),
                 description=", ".join(
-                    actions.product_name(li["price"]) for li in session.get("_line_items", [])
+                    invoices.product_name(li["price"]) for li in session.get("_line_items", [])
                 ),
             )
             session["payment_intent"] = pi["id"]
@@ -152,7 +152,7 @@ def _subscription_start(session: Obj, customer: Obj, account: str) -> tuple[Obj,
         customer_id=customer["id"],
         currency=session["currency"],
         metadata=session.get("_subscription_metadata", {}),
-        card=actions.CARD_OK,  # renewals are collected as with the card that pays
+        card=objects.CARD_OK,  # renewals are collected as with the card that pays
     )
     sub["status"] = "incomplete"
     sub["payment_settings"]["payment_method_types"] = ["bacs_debit"]
@@ -166,18 +166,18 @@ def _subscription_start(session: Obj, customer: Obj, account: str) -> tuple[Obj,
                     start=sub["created"],
                 )
             )
-    actions._subscription_save(sub)
+    invoices.subscription_save(sub)
     event_emit("customer.subscription.created", sub)
-    period = actions._period(sub)
-    invoice = actions._invoice_new(customer, sub, reason="subscription_create", period=period)
+    period = invoices.items_period(sub)
+    invoice = invoices.invoice_new(customer, sub, reason="subscription_create", period=period)
     invoice["lines"]["data"] = [
-        actions._item_line(invoice, sub, item, period) for item in sub["items"]["data"]
+        invoices.item_line(invoice, sub, item, period) for item in sub["items"]["data"]
     ]
-    actions._invoice_totals(invoice)
+    invoices.invoice_totals(invoice)
     store.save(invoice)
     event_emit("invoice.created", invoice)
     sub["latest_invoice"] = invoice["id"]
-    actions._subscription_save(sub)
+    invoices.subscription_save(sub)
     ts = store.now()
     invoice["status"] = "open"
     invoice["effective_at"] = ts
@@ -295,5 +295,5 @@ def _invoice_settle(debit: Obj, succeeds: bool) -> None:
     if sub["status"] == "incomplete":
         before = copy.deepcopy(sub)
         sub["status"] = "active"
-        actions._subscription_save(sub)
+        invoices.subscription_save(sub)
         event_emit("customer.subscription.updated", sub, previous=changes(before, sub))

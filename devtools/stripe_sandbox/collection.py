@@ -4,8 +4,8 @@ paying an open invoice (hosted page, `POST /v1/invoices/{id}/pay`, the command),
 customer's card, subscriptions created outside Checkout (`incomplete` and
 `incomplete_expired`), and the clock that makes all of it happen in time order.
 
-The payment engine of `actions.py` (`_payment`, `_emit_payment`, the invoice builders)
-is reused; what is new lives here.
+The payments and invoice builders are invoices.py's, shared with actions.py; what is
+new lives here.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import transaction
 
-from devtools.stripe_sandbox import actions, objects, store
+from devtools.stripe_sandbox import actions, invoices, objects, store
 from devtools.stripe_sandbox.events import changes, event_emit
 from devtools.stripe_sandbox.objects import (
     CARD_3DS_ALWAYS,
@@ -41,7 +41,7 @@ FINALIZE_SECONDS = 3600
 PAID, FAILED, ACTION_REQUIRED = "paid", "failed", "action_required"
 
 
-class AuthenticationRequired(actions.PaymentError):
+class AuthenticationRequired(invoices.PaymentError):
     """The card needs 3-D Secure: the page shows its authentication step."""
 
 
@@ -50,10 +50,10 @@ class AuthenticationRequired(actions.PaymentError):
 
 def card_check(card_number: str) -> str:
     """The normalized test card, or PaymentError listing the test cards."""
-    card = actions.card_normalize(card_number)
+    card = invoices.card_normalize(card_number)
     if card not in CARDS:
         listed = ", ".join(f"{objects.card_display(n)} ({note})" for n, note in objects.CARD_NOTES)
-        raise actions.PaymentError(f"The sandbox accepts only its test cards: {listed}.")
+        raise invoices.PaymentError(f"The sandbox accepts only its test cards: {listed}.")
     return card
 
 
@@ -186,7 +186,7 @@ def invoice_attempt(
         )
         store.save(confirm)
         store.save(charge)
-        actions._emit_payment(confirm, charge)
+        invoices.payment_emit(confirm, charge)
         outcome = PAID
     elif card is None:
         outcome = FAILED
@@ -196,7 +196,7 @@ def invoice_attempt(
         outcome = ACTION_REQUIRED
     else:
         declines = card_declines(card) if decline is None else decline
-        pi, charge = actions._payment(
+        pi, charge = invoices.payment_create(
             customer_id=customer["id"],
             amount=invoice["amount_due"],
             currency=invoice["currency"],
@@ -207,7 +207,7 @@ def invoice_attempt(
         if authenticated:
             _three_d_secure(charge)
             store.save(charge)
-        actions._emit_payment(pi, charge)
+        invoices.payment_emit(pi, charge)
         invoice["_payment_intent"] = pi["id"]
         outcome = FAILED if declines else PAID
     if outcome == ACTION_REQUIRED:
@@ -311,7 +311,7 @@ def _status_set(sub: Obj, status: str) -> None:
     if sub["status"] != status:
         before = copy.deepcopy(sub)
         sub["status"] = status
-        actions._subscription_save(sub)
+        invoices.subscription_save(sub)
         event_emit("customer.subscription.updated", sub, previous=changes(before, sub))
 
 
@@ -604,18 +604,18 @@ def subscription_create(params: Obj) -> Obj:
                 price_obj=price, subscription_id=sub["id"], quantity=quantity, start=sub["created"]
             )
         )
-    actions._subscription_save(sub)
+    invoices.subscription_save(sub)
     event_emit("customer.subscription.created", sub)
-    period = actions._period(sub)
-    invoice = actions._invoice_new(customer, sub, reason="subscription_create", period=period)
+    period = invoices.items_period(sub)
+    invoice = invoices.invoice_new(customer, sub, reason="subscription_create", period=period)
     invoice["lines"]["data"] = [
-        actions._item_line(invoice, sub, item, period) for item in sub["items"]["data"]
+        invoices.item_line(invoice, sub, item, period) for item in sub["items"]["data"]
     ]
-    actions._invoice_totals(invoice)
+    invoices.invoice_totals(invoice)
     store.save(invoice)
     event_emit("invoice.created", invoice)
     sub["latest_invoice"] = invoice["id"]
-    actions._subscription_save(sub)
+    invoices.subscription_save(sub)
     invoice_finalize(invoice)
     if behavior == "default_incomplete" and invoice["amount_due"] > 0:
         return sub  # waits for the first invoice to be paid (hosted page or /pay)
@@ -661,7 +661,7 @@ def incomplete_expire(sub_id: str) -> Obj:
             event_emit("invoice.voided", invoice)
         sub["status"] = "incomplete_expired"
         sub["ended_at"] = ts
-        actions._subscription_save(sub)
+        invoices.subscription_save(sub)
         event_emit("customer.subscription.deleted", sub)
         return sub
 
@@ -693,7 +693,7 @@ def _due(limit: int) -> tuple[int, str, str] | None:
     due: list[tuple[int, str, str]] = []
     for sub in store.all_of("subscription"):
         if sub["status"] in actions.LIVE:
-            due.append((actions._period(sub)[1], "period_end", sub["id"]))
+            due.append((invoices.items_period(sub)[1], "period_end", sub["id"]))
         if sub["status"] == "trialing" and sub.get("_trial_will_end_sent") != sub["trial_end"]:
             warn_at = max(sub["trial_end"] - actions.TRIAL_WILL_END_SECONDS, sub["trial_start"])
             due.append((warn_at, "trial_will_end", sub["id"]))

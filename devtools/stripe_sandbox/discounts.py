@@ -268,12 +268,10 @@ def amount_off(coupon: Obj, amount: int) -> int:
 
 def coupon_describe(coupon: Obj) -> str:
     """ "20% off for 3 months", "£5.00 off once": what the pages say of a coupon."""
-    from devtools.stripe_sandbox.actions import format_amount
-
     if coupon.get("percent_off"):
         what = f"{Decimal(str(coupon['percent_off'])).normalize():f}% off"
     else:
-        what = f"{format_amount(coupon['amount_off'], coupon['currency'])} off"
+        what = f"{objects.format_amount(coupon['amount_off'], coupon['currency'])} off"
     if coupon["duration"] == "repeating":
         months = coupon["duration_in_months"]
         return f"{what} for {months} month{'s' if months != 1 else ''}"

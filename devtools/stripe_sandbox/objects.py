@@ -776,3 +776,19 @@ def payment_method(*, card: str, customer_id: str | None) -> Obj:
         "type": "card",
         "_card": card,
     }
+
+
+# --- Display ----------------------------------------------------------------------------
+
+_SYMBOLS = {"gbp": "£", "usd": "$", "eur": "€"}
+_ZERO_DECIMAL = {"jpy", "krw", "vnd", "clp", "isk", "huf"}
+
+
+def format_amount(amount: int, currency: str) -> str:
+    """12.5 GBP in pence -> "£12.50", the way the checkout page shows it."""
+    currency = (currency or "").lower()
+    value = f"{amount:,}" if currency in _ZERO_DECIMAL else f"{amount / 100:,.2f}"
+    sign, value = ("-", value[1:]) if value.startswith("-") else ("", value)
+    if symbol := _SYMBOLS.get(currency):
+        return f"{sign}{symbol}{value}"
+    return f"{sign}{value} {currency.upper()}"

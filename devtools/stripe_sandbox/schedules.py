@@ -135,7 +135,7 @@ def _current_phase_set(schedule: Obj) -> None:
     )
 
 
-def _live_schedule(schedule_id: str) -> Obj:
+def live_schedule(schedule_id: str) -> Obj:
     schedule = store.get(schedule_id, "subscription_schedule", lock=True)
     if schedule["status"] not in {"active", "not_started"}:
         raise StripeError(
@@ -276,7 +276,7 @@ def schedule_update(schedule_id: str, params: Obj) -> Obj:
     """POST /v1/subscription_schedules/{id}: `phases`, `end_behavior`, `metadata`,
     `proration_behavior` (changes only future phases here, so nothing is prorated)."""
     with transaction.atomic():
-        schedule = _live_schedule(schedule_id)
+        schedule = live_schedule(schedule_id)
         before = copy.deepcopy(schedule)
         sub = store.get(schedule["subscription"], "subscription")
         if "end_behavior" in params:
@@ -300,7 +300,7 @@ def schedule_release(schedule_id: str) -> Obj:
     """POST /v1/subscription_schedules/{id}/release: the subscription stays as it is,
     no longer managed."""
     with transaction.atomic():
-        schedule = _live_schedule(schedule_id)
+        schedule = live_schedule(schedule_id)
         return _let_go(schedule, status="released", event="subscription_schedule.released")
 
 
@@ -321,19 +321,6 @@ def _let_go(schedule: Obj, *, status: str, event: str) -> Obj:
     if sub.get("schedule") == schedule["id"]:
         _subscription_set(sub, None)
     return schedule
-
-
-def schedule_cancel(schedule_id: str) -> Obj:
-    """POST /v1/subscription_schedules/{id}/cancel: the schedule and its subscription end
-    now."""
-    from devtools.stripe_sandbox import actions
-
-    with transaction.atomic():
-        schedule = _live_schedule(schedule_id)
-        sub_id = schedule["subscription"]
-        schedule_canceled(schedule)
-        actions.subscription_cancel(sub_id)
-        return store.get(schedule_id, "subscription_schedule")
 
 
 def schedule_canceled(schedule: Obj) -> None:

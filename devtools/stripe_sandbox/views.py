@@ -20,6 +20,7 @@ from devtools.stripe_sandbox import (
     checkout_pricing,
     collection,
     discounts,
+    invoices,
     objects,
     portal_configurations,
     store,
@@ -44,9 +45,9 @@ def _stored_or_404(object_id: str, type: str) -> Obj:
 def _line_view(price: Obj, quantity: int) -> dict[str, Any]:
     recurring = price.get("recurring")
     return {
-        "name": actions.product_name(price),
+        "name": invoices.product_name(price),
         "quantity": quantity,
-        "amount": actions.format_amount(price["unit_amount"] * quantity, price["currency"]),
+        "amount": objects.format_amount(price["unit_amount"] * quantity, price["currency"]),
         "interval": f"per {recurring['interval']}" if recurring else "one-off",
     }
 
@@ -72,7 +73,7 @@ def _checkout_context(
     session: Obj, form: CardForm, extras: CheckoutExtrasForm, found: checkout_pricing.Quote
 ) -> dict[str, Any]:
     def money(amount: int) -> str:
-        return actions.format_amount(amount, session["currency"])
+        return objects.format_amount(amount, session["currency"])
 
     totals = found.totals
     taxed = bool(session["automatic_tax"]["enabled"])
@@ -143,7 +144,7 @@ def checkout(request: HttpRequest, session_id: str) -> HttpResponse:
             authenticate = True  # 3-D Secure: the bank's step, then pay or not
         except discounts.PromotionRefused as exc:
             extras.add_error("promotion_code", str(exc))
-        except actions.PaymentError as exc:
+        except invoices.PaymentError as exc:
             if "billing address" in str(exc):
                 extras.add_error("country", str(exc))
             else:
@@ -178,7 +179,7 @@ def checkout_bank_debit(request: HttpRequest, session_id: str) -> HttpResponse:
                     account_number=form.cleaned_data["account_number"],
                 )
             )
-        except actions.PaymentError as exc:
+        except invoices.PaymentError as exc:
             form.add_error("account_number", str(exc))
     extras = _extras_form()
     context = {
@@ -236,7 +237,7 @@ def _cancel_credit(sub: Obj, config: Obj) -> str:
         for ii in actions._proration_items(sub, unused, ts=store.now())
         if ii["amount"] < 0
     )
-    return actions.format_amount(credit, sub["currency"]) if credit else ""
+    return objects.format_amount(credit, sub["currency"]) if credit else ""
 
 
 class PortalRefused(Exception):
@@ -271,7 +272,7 @@ def _switch_preview(sub: Obj, price_id: str, config: Obj) -> dict[str, Any]:
         "price_id": price_id,
         "line": _line_view(price, item["quantity"]),
         "charged_now": proration == "always_invoice",
-        "amount": actions.format_amount(preview["amount_due"], preview["currency"]),
+        "amount": objects.format_amount(preview["amount_due"], preview["currency"]),
         "next_date": store.ts_datetime(item["current_period_end"]),
     }
 
@@ -327,11 +328,11 @@ def _card_update(request: HttpRequest, portal_session: Obj) -> bool:
     form = CardForm(request.POST)
     try:
         if not form.is_valid():
-            raise actions.PaymentError("Enter a card number.")
+            raise invoices.PaymentError("Enter a card number.")
         card = collection.card_check(form.cleaned_data["card_number"])
         if card == objects.CARD_DECLINED:
-            raise actions.PaymentError("Your card was declined.")
-    except actions.PaymentError as exc:
+            raise invoices.PaymentError("Your card was declined.")
+    except invoices.PaymentError as exc:
         messages.error(request, str(exc))
         return False
     collection.customer_card_set(portal_session["customer"], card)
@@ -418,7 +419,7 @@ REASON_LABELS = {
 
 def _invoice_view(invoice: Obj) -> dict[str, Any]:
     def money(amount: int) -> str:
-        return actions.format_amount(amount, invoice["currency"])
+        return objects.format_amount(amount, invoice["currency"])
 
     pi = store.find(invoice.get("_payment_intent") or "", "payment_intent") or {}
     return {
@@ -483,7 +484,7 @@ def _invoice_act(request: HttpRequest, invoice: Obj) -> None:
     if action == "pay_card":
         form = CardForm(request.POST)
         if not form.is_valid():
-            raise actions.PaymentError("Enter a card number.")
+            raise invoices.PaymentError("Enter a card number.")
         card = collection.card_check(form.cleaned_data["card_number"])
     outcome = collection.invoice_pay(
         invoice["id"],
@@ -506,7 +507,7 @@ def invoice(request: HttpRequest, invoice_id: str) -> HttpResponse:
     if request.method == "POST":
         try:
             _invoice_act(request, stored)
-        except (actions.PaymentError, StripeError) as exc:
+        except (invoices.PaymentError, StripeError) as exc:
             messages.error(request, getattr(exc, "message", str(exc)))
         return redirect(request.path)
     customer = store.find(stored["customer"], "customer") or {}

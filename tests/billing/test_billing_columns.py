@@ -16,10 +16,11 @@ from django.utils import timezone
 from djstripe.models import Customer
 
 from accounts.models import User
+from billing.checkout import customer_for
 from billing.entitlements import BILLING_FIELDS, billing_columns, facts_load
 from billing.models import PlanChange
 from billing.overrides import override_grant, override_revoke
-from billing.stripe_api import customer_for
+from billing.stripe_api import customer_get_or_create
 from tests.billing import stripe_fakes as sf
 
 pytestmark = pytest.mark.django_db
@@ -97,6 +98,15 @@ def test_a_new_stripe_customer_is_copied_at_once(fake_stripe, customer):
     status, customer_id, livemode, last_change = _columns(customer)
     assert (status, customer_id, livemode, last_change) == ("", created.id, False, None)
     assert not PlanChange.objects.exists()  # no plan changed
+
+
+def test_the_stripe_gateway_leaves_the_users_columns_to_its_caller(fake_stripe, customer):
+    """billing.stripe_api only talks to Stripe: copying onto the user is plan_refresh's,
+    called by billing.checkout.customer_for."""
+    created, new = customer_get_or_create(customer)
+
+    assert new and created.subscriber_id == customer.pk
+    assert _columns(customer) == ("", "", None, None)
 
 
 def test_a_comp_and_its_revoke_date_the_last_change(customer, staff_user):

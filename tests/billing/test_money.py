@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from billing.templatetags.billing import money
+from billing.money import money
 
 
 @pytest.mark.parametrize(
@@ -18,3 +18,13 @@ from billing.templatetags.billing import money
 )
 def test_amounts_in_minor_units_are_shown_in_their_currency(amount, currency, shown):
     assert money(amount, currency) == shown
+
+
+def test_the_template_filter_is_the_same_function():
+    """`{{ amount|money:currency }}` in a template formats as billing.money does."""
+    from django.template import Context, Template
+
+    shown = Template("{% load billing %}{{ amount|money:'gbp' }}").render(
+        Context({"amount": -2450})
+    )
+    assert shown == money(-2450, "gbp") == "\u2212£24.50"

@@ -1,5 +1,5 @@
 """The next payment a customer is shown is Stripe's own preview of the next invoice
-(billing/standing.py), tax and discounts included, fetched by the worker when the
+(billing/next_charge.py), tax and discounts included, fetched by the worker when the
 subscription syncs: never the items' prices added up, never a Stripe call in a page."""
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import pytest
 from django.core.management import call_command
 from djstripe.models import Subscription
 
-from devtools.stripe_sandbox import actions, collection, store
+from devtools.stripe_sandbox import collection, invoices, store
 from devtools.stripe_sandbox.delivery import deliver_pending
 from tests.sandbox_app import app_transport
 
@@ -69,7 +69,8 @@ def test_no_page_asks_stripe_while_subscribed(shopper, caplog):
 def test_no_page_asks_stripe_while_a_renewal_is_overdue(shopper, customer, caplog):
     _subscribe(shopper, CARD_RENEWAL_FAILS)
     sub = Subscription.objects.get(customer__subscriber=customer).stripe_data
-    collection.clock_advance(actions._period(store.get(sub["id"], "subscription"))[1] - store.now())
+    period_end = invoices.items_period(store.get(sub["id"], "subscription"))[1]
+    collection.clock_advance(period_end - store.now())
     collection.clock_advance(2 * 3600)  # past the renewal's finalization and attempt
     _deliver(shopper)
     assert Subscription.objects.get(id=sub["id"]).stripe_data["status"] == "past_due"

@@ -13,10 +13,10 @@ import stripe
 from django.utils import timezone
 
 from billing.models import NextCharge, PlanChange, PlanOverride
+from billing.money import money
 from billing.overrides import override_grant, override_revoke
 from billing.stripe_api import api_kwargs
 from billing.tasks import overrides_sweep
-from billing.templatetags.billing import money
 from onboarding.models import OnboardingMessage
 from onboarding.notices import notice_email_render, notice_sms_render
 from onboarding.outbox import _skip_reason

@@ -19,7 +19,6 @@ from djstripe.models import Subscription
 
 from accounts.models import User
 from billing.entitlements import (
-    _items_sold,
     _stripe_id,
     facts_load,
     facts_load_between,
@@ -28,6 +27,7 @@ from billing.entitlements import (
     plans_refresh,
 )
 from billing.models import PlanChange
+from billing.subscriptions import items_sold
 from tests.billing import stripe_fakes as sf
 
 pytestmark = pytest.mark.django_db
@@ -40,7 +40,7 @@ def _run(*args: str) -> str:
 
 
 def _sold(sub: dict[str, Any]) -> tuple[list[tuple[str, str]], list[str]]:
-    sold, unknown = _items_sold(sub)
+    sold, unknown = items_sold(sub)
     return [(s.plan, s.interval) for s in sold], unknown
 
 

@@ -92,10 +92,10 @@ from hypothesis.stateful import (
 from accounts.models import User
 from billing.entitlements import facts_load, plan_decide
 from billing.models import NextCharge, PlanOverride
+from billing.money import money
 from billing.offers import Refusal, choices_for, holdings_of
 from billing.overrides import override_grant, override_revoke
 from billing.plans import PLAN_INFO, Plan, plan_rank
-from billing.templatetags.billing import money
 from devtools.stripe_sandbox import store
 from devtools.stripe_sandbox.delivery import deliver_pending
 from onboarding.models import OnboardingMessage

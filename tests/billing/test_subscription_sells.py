@@ -1,13 +1,13 @@
 """Which plan a subscription sells: every item read, the highest plan wins, whatever the
-order Stripe lists the items in (billing.entitlements.subscription_sells)."""
+order Stripe lists the items in (billing.subscriptions.subscription_sells)."""
 
 from __future__ import annotations
 
 import copy
 
-from billing.entitlements import subscription_sells
 from billing.outlook import subscription_outlook
 from billing.plans import Interval, Plan
+from billing.subscriptions import subscription_sells
 from tests.billing import stripe_fakes as sf
 
 

@@ -188,7 +188,7 @@ def test_a_failure_to_queue_stores_nothing_so_stripe_retries(client, deliver, cr
         def enqueue(self, *args: object) -> None:
             raise RuntimeError("task table unavailable")
 
-    monkeypatch.setattr("billing.tasks.webhook_process", Broken())
+    monkeypatch.setattr("billing.webhook_queue.webhook_process", Broken())
     client.raise_request_exception = False
 
     assert deliver(created, process=False).status_code == 500

@@ -13,7 +13,7 @@ from playwright.sync_api import Page, expect
 
 from accounts.models import User
 from billing.models import PlanChange
-from devtools.stripe_sandbox import actions, collection, store
+from devtools.stripe_sandbox import collection, invoices, store
 from tests.e2e.helpers import assert_fits, shot, sign_up
 from tests.helpers import PASSWORD
 
@@ -122,7 +122,7 @@ def test_cancelling_in_the_portal_returns_to_starter_at_the_period_end(page, sho
     assert sub["cancel_at_period_end"] is True
     assert sub["cancellation_details"]["feedback"] == "too_expensive"
     _wait_plan(page, shop, "flowkit", seconds=2)
-    collection.clock_advance(actions._period(sub)[1] - store.now() + 60)
+    collection.clock_advance(invoices.items_period(sub)[1] - store.now() + 60)
 
     _wait_plan(page, shop, "starter")
     # Which event records the change depends on delivery order (a late checkout event

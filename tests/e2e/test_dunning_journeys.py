@@ -16,7 +16,7 @@ from djstripe.models import Customer
 from playwright.sync_api import Page, expect
 
 from accounts.models import User
-from devtools.stripe_sandbox import actions, collection, store
+from devtools.stripe_sandbox import collection, invoices, store
 from tests.e2e.helpers import assert_fits, shot, sign_up
 from tests.helpers import PASSWORD
 
@@ -96,7 +96,7 @@ def _subscription(email: str) -> dict:
 
 def _renew(email: str) -> None:
     """Move the sandbox clock to just past the renewal's charge, an hour after its invoice."""
-    renewal = actions._period(_subscription(email))[1] + collection.FINALIZE_SECONDS
+    renewal = invoices.items_period(_subscription(email))[1] + collection.FINALIZE_SECONDS
     collection.clock_advance(renewal - store.now() + 60)
 
 

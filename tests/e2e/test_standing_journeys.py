@@ -13,7 +13,8 @@ from django.core.management import call_command
 from playwright.sync_api import Page, expect
 
 from accounts.models import User
-from billing.stripe_api import api_kwargs, customer_for
+from billing.checkout import customer_for
+from billing.stripe_api import api_kwargs
 from tests.e2e.helpers import assert_fits, shot
 from tests.e2e.test_dunning_journeys import (
     CARD_OK,

@@ -14,8 +14,8 @@ import stripe
 from django.core.management import call_command
 from djstripe.models import Subscription
 
+from billing.checkout import customer_for
 from billing.models import BillingAlert
-from billing.stripe_api import customer_for
 from devtools.stripe_sandbox.delivery import deliver_pending
 from onboarding.models import OnboardingMessage
 from onboarding.notices import notice_email_render

@@ -7,7 +7,7 @@ import re
 
 from django.conf import settings
 
-from devtools.stripe_sandbox import actions, objects, store
+from devtools.stripe_sandbox import invoices, objects, store
 from devtools.stripe_sandbox.api.params import (
     as_bool,
     field_equals,
@@ -60,7 +60,7 @@ def _line_items(params: Obj, mode: str) -> list[Obj]:
                 "amount_tax": 0,
                 "amount_total": price["unit_amount"] * quantity,
                 "currency": price["currency"],
-                "description": actions.product_name(price),
+                "description": invoices.product_name(price),
                 "metadata": {},
                 "price": price,
                 "quantity": quantity,

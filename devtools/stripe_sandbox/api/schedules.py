@@ -1,8 +1,9 @@
-"""The sandbox's Stripe API for subscription schedules (devtools/stripe_sandbox/schedules.py)."""
+"""The sandbox's Stripe API for subscription schedules (devtools/stripe_sandbox/schedules.py; their
+cancellation, which ends the subscription, is a workflow of actions.py)."""
 
 from __future__ import annotations
 
-from devtools.stripe_sandbox import schedules, store
+from devtools.stripe_sandbox import actions, schedules, store
 from devtools.stripe_sandbox.api.params import field_equals, filtered
 from devtools.stripe_sandbox.api.router import ID, route
 from devtools.stripe_sandbox.store import Obj
@@ -30,7 +31,7 @@ def schedule_release(params: Obj, id: str) -> Obj:
 
 @route("POST", f"/subscription_schedules/{ID}/cancel")
 def schedule_cancel(params: Obj, id: str) -> Obj:
-    return schedules.schedule_cancel(id)
+    return actions.schedule_cancel(id)
 
 
 @route("GET", "/subscription_schedules")

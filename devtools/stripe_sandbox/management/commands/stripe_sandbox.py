@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from devtools.stripe_sandbox import actions, collection, disputes, store
+from devtools.stripe_sandbox import actions, collection, disputes, objects, store
 from devtools.stripe_sandbox.delivery import deliver_pending
 from devtools.stripe_sandbox.store import StripeError
 
@@ -117,7 +117,7 @@ class Command(BaseCommand):
         if charge["refunded"]:
             return f"Charge {charge['id']} of {email} is refunded already: nothing to do."
         refund = actions.refund_create(charge_id=charge["id"])
-        amount = actions.format_amount(refund["amount"], refund["currency"])
+        amount = objects.format_amount(refund["amount"], refund["currency"])
         return f"Refunded {amount} of charge {charge['id']} ({email}): {refund['id']}."
 
     def _delete(self, *, email: str, **_: Any) -> str:
@@ -151,7 +151,7 @@ class Command(BaseCommand):
             invoice = collection.invoice_open_of(customer["id"])
         except StripeError:
             return f"{email} has no open invoice: nothing to pay."
-        amount = actions.format_amount(invoice["amount_remaining"], invoice["currency"])
+        amount = objects.format_amount(invoice["amount_remaining"], invoice["currency"])
         # The customer's saved card, off-session: 3184 still asks for 3-D Secure.
         outcome = collection.invoice_pay(invoice["id"], on_session=False)
         if outcome == collection.PAID:
@@ -194,7 +194,7 @@ class Command(BaseCommand):
         charge = charges[0]
         if close is None:
             dispute, new = disputes.dispute_open(charge["id"])
-            amount = actions.format_amount(dispute["amount"], dispute["currency"])
+            amount = objects.format_amount(dispute["amount"], dispute["currency"])
             if not new:
                 return f"Charge {charge['id']} of {email} is disputed already: {dispute['id']}."
             return (
