@@ -23,6 +23,7 @@ from djstripe.models import Event, Invoice, Subscription
 
 from accounts.models import User
 from billing.dunning import (
+    DUNNING_STATUSES,
     RENEWAL_REASONS,
     decision_now,
     grace_ends_at,
@@ -31,7 +32,7 @@ from billing.dunning import (
     stripe_now_load,
 )
 from billing.dunning_end import ENDED_STATUSES, PAID_AFTER_END_REFUND_KEY
-from billing.entitlements import DUNNING_STATUSES, LIVE_STATUSES, subscription_sells
+from billing.entitlements import LIVE_STATUSES, subscription_sells
 from billing.signals import Notice, customer_notice
 from billing.standing import next_charge_for
 from billing.stripe_api import (
@@ -58,11 +59,12 @@ def _invoice_current(invoice_id: str) -> dict[str, Any]:
 def _subscription_current(subscription_id: str) -> dict[str, Any] | None:
     if not subscription_id:
         return None
-    return (
+    data: dict[str, Any] | None = (
         Subscription.objects.filter(id=subscription_id)
         .values_list("stripe_data", flat=True)
         .first()
     )
+    return data
 
 
 def _notify(*, user: User, kind: Notice, key: str, event: Event, context: dict[str, Any]) -> None:

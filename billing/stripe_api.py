@@ -98,7 +98,7 @@ def live_subscription(user: User) -> dict[str, Any] | None:
     # Here, not at the top: billing.entitlements imports this module (billing.disputes).
     from billing.entitlements import PLAN_STATUSES
 
-    data = (
+    data: dict[str, Any] | None = (
         Subscription.objects.filter(
             customer__subscriber=user,
             stripe_data__status__in=sorted(PLAN_STATUSES),
