@@ -37,7 +37,8 @@ def card_normalize(card_number: str) -> str:
 
 
 def success_url(session: Obj) -> str:
-    return session["success_url"].replace("{CHECKOUT_SESSION_ID}", session["id"])
+    url: str = session["success_url"]
+    return url.replace("{CHECKOUT_SESSION_ID}", session["id"])
 
 
 # --- Customers --------------------------------------------------------------------------
@@ -129,7 +130,8 @@ def product_name(price: Obj) -> str:
     product = price["product"]
     if isinstance(product, str):
         product = store.find(product, "product") or {}
-    return product.get("name") or price["id"]
+    name: str = product.get("name") or price["id"]
+    return name
 
 
 def _invoice_totals(invoice: Obj) -> None:

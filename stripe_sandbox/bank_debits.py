@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import logging
 import re
+from typing import Any
 
 from django.db import transaction
 
@@ -53,7 +54,9 @@ def _bacs_details(charge: Obj, account: str) -> None:
     }
 
 
-def _processing_payment(*, customer: Obj, amount: int, currency: str, account: str, **kw) -> Obj:
+def _processing_payment(
+    *, customer: Obj, amount: int, currency: str, account: str, **kw: Any
+) -> Obj:
     """A PaymentIntent `processing` with a `pending` charge (charge.pending,
     payment_intent.processing); returns the payment intent."""
     pi = objects.payment_intent(
@@ -152,7 +155,7 @@ def _subscription_start(session: Obj, customer: Obj, account: str) -> tuple[Obj,
         customer_id=customer["id"],
         currency=session["currency"],
         metadata=session.get("_subscription_metadata", {}),
-        card=actions.CARD_OK,  # renewals are collected as with the card that pays
+        card=objects.CARD_OK,  # renewals are collected as with the card that pays
     )
     sub["status"] = "incomplete"
     sub["payment_settings"]["payment_method_types"] = ["bacs_debit"]
