@@ -62,7 +62,8 @@ def test_with_no_admins_an_alert_is_only_recorded(
     with django_capture_on_commit_callbacks(execute=True):
         unknown_prices_record(["price_orphan"], stripe_event_id="evt_1")
 
-    assert BillingAlert.objects.exists() and mailoutbox == []
+    assert BillingAlert.objects.exists()
+    assert mailoutbox == []
 
 
 def test_an_alert_raised_by_the_webhook_endpoint_is_emailed_once(

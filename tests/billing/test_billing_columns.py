@@ -87,7 +87,8 @@ def test_a_cancelled_subscription_says_canceled_and_dates_the_downgrade(
 
     status, _, _, last_change = _columns(customer)
     downgrade = PlanChange.objects.filter(user=customer).latest("id")
-    assert customer.plan == "starter" and downgrade.new_plan == "starter"
+    assert customer.plan == "starter"
+    assert downgrade.new_plan == "starter"
     assert (status, last_change) == ("canceled", downgrade.created_at)
 
 
