@@ -86,7 +86,7 @@ def sandbox_made(client, fake_stripe, settings, customer) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    "model, key",
+    ("model", "key"),
     [
         (Invoice, "invoice"),
         (Subscription, "subscription"),

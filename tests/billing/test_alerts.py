@@ -38,7 +38,7 @@ def test_an_alert_rolled_back_is_not_announced_until_it_sticks(
     mailoutbox, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        with pytest.raises(RuntimeError), transaction.atomic():
+        with pytest.raises(RuntimeError), transaction.atomic():  # noqa: PT012 (the raise is the failure that rolls the block back)
             unknown_prices_record(["price_orphan"], stripe_event_id="evt_1")
             raise RuntimeError("the worker's attempt failed after the alert")
         assert not BillingAlert.objects.exists()

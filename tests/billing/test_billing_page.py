@@ -61,7 +61,7 @@ def test_the_billing_page_makes_no_stripe_call(subscribed, fake_stripe):
 
 
 def test_the_billing_page_lists_every_invoice_with_its_links(subscribed):
-    invoices = [i for i in store.all_of("invoice")]
+    invoices = list(store.all_of("invoice"))
 
     page = subscribed.get("/billing/").content.decode()
 

@@ -140,7 +140,7 @@ def test_a_launchpack_subscriber_is_offered_nothing(
 
 
 @pytest.mark.parametrize(
-    "plan, interval",
+    ("plan", "interval"),
     [("starter", "monthly"), ("starter", "oneoff")],
 )
 def test_posting_a_starter_checkout_is_409(signed_in, fake_stripe, catalog, plan, interval):
@@ -152,7 +152,7 @@ def test_posting_a_starter_checkout_is_409(signed_in, fake_stripe, catalog, plan
 
 
 @pytest.mark.parametrize(
-    "plan, interval",
+    ("plan", "interval"),
     [("flowkit", "monthly"), ("flowkit", "oneoff"), ("starter", "monthly")],
 )
 def test_a_oneoff_owner_posting_a_plan_they_have_gets_409(
@@ -191,7 +191,7 @@ def test_a_oneoff_owner_may_buy_a_higher_plan(signed_in, fake_stripe, catalog, c
 
 
 @pytest.mark.parametrize(
-    "plan, interval",
+    ("plan", "interval"),
     [("flowkit", "monthly"), ("flowkit", "oneoff"), ("launchpack", "oneoff")],
 )
 def test_a_launchpack_subscriber_posting_anything_gets_409(

@@ -77,7 +77,7 @@ def test_oneoff_checkout_grants_the_plan_for_good_and_a_refund_takes_it_back(
 
 
 def test_a_partial_refund_keeps_the_plan(deliver, fake_stripe, catalog, payer, customer):
-    session, pi, ch = _oneoff_session(fake_stripe, payer, catalog["flowkit_oneoff"], customer.pk)
+    session, _pi, ch = _oneoff_session(fake_stripe, payer, catalog["flowkit_oneoff"], customer.pk)
     deliver(sf.event("checkout.session.completed", session))
 
     ch.update(amount_refunded=1000)

@@ -59,7 +59,7 @@ def test_the_banner_waits_for_the_server_to_answer(live_server):
 
 
 def test_the_banner_gives_up_on_a_server_that_never_answers():
-    with pytest.raises(CommandError, match="No web server answered on 127.0.0.1:9"):
+    with pytest.raises(CommandError, match=r"No web server answered on 127\.0\.0\.1:9"):
         _banner("--wait", "127.0.0.1:9", "--timeout", "1")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import stripe
@@ -184,7 +185,7 @@ def test_smart_retries_try_8_times_within_2_weeks_at_times_drawn_from_the_seed(
     assert attempts == [first] + [first + offset for offset in offsets]
     assert len(attempts) == 9
     assert attempts[-1] <= first + 14 * DAY
-    assert all(b - a >= HOUR for a, b in zip(attempts, attempts[1:], strict=False))
+    assert all(b - a >= HOUR for a, b in pairwise(attempts))
     invoice = stripe.Invoice.retrieve(invoice.id)
     assert invoice.attempt_count == 9
     assert invoice.next_payment_attempt is None

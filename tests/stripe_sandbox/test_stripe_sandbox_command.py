@@ -193,7 +193,7 @@ def test_deliver_sends_pending_events_over_http(monkeypatch, stripe_customer):
 
 
 def test_unknown_email_is_a_clear_error(db):
-    with pytest.raises(CommandError, match="nobody@example.com"):
+    with pytest.raises(CommandError, match=r"nobody@example\.com"):
         _run("renew", "--email", "nobody@example.com")
 
 
