@@ -42,7 +42,8 @@ class AccountAdapter(DefaultAccountAdapter):
         email = normalize_email(email)
         if error := email_lookalike_error(email):
             raise forms.ValidationError(error)
-        return super().clean_email(email)
+        cleaned: str = super().clean_email(email)
+        return cleaned
 
     def get_client_ip(self, request: HttpRequest) -> str:
         return client_ip(request) or super().get_client_ip(request)

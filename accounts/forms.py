@@ -67,7 +67,7 @@ class SignupForm(_PhoneConsentMixin, allauth_forms.SignupForm):
     )
     sms_opt_in = forms.BooleanField(label=_PHONE_LABELS["sms_opt_in"], required=False)
 
-    field_order = ["email", "password1", "password2", "phone", "sms_opt_in"]
+    field_order = ("email", "password1", "password2", "phone", "sms_opt_in")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -83,17 +83,19 @@ class SignupForm(_PhoneConsentMixin, allauth_forms.SignupForm):
     def try_save(self, request: HttpRequest) -> tuple[User | None, HttpResponse | None]:
         try:
             with transaction.atomic():
-                return super().try_save(request)
+                saved: tuple[User | None, HttpResponse | None] = super().try_save(request)
+                return saved
         except IntegrityError:
             # A simultaneous sign-up took the address after clean_email looked: answer as
             # for any taken address (the owner is told by email).
             if not User.objects.filter(email=self.cleaned_data["email"]).exists():
                 raise
             self.account_already_exists = True
-            return super().try_save(request)
+            saved = super().try_save(request)
+            return saved
 
 
-class ProfileForm(_PhoneConsentMixin, forms.ModelForm):
+class ProfileForm(_PhoneConsentMixin, forms.ModelForm[User]):
     """What a customer may change about themselves. Deliberately not `plan`."""
 
     class Meta:

@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
+from django_stubs_ext import StrOrPromise
 from phonenumber_field.modelfields import PhoneNumberField
 
 from billing.plans import Plan, plan_allows
@@ -23,10 +24,11 @@ def normalize_email(email: str) -> str:
     """The one stored form of an address: trimmed, NFKC-normalised and case-folded.
 
     NFKC turns compatibility look-alikes into the letters they stand for (fullwidth
-    "ａ" into "a", the long "ſ" into "s"), and case-folding means `Ann@x.com` and
-    `ann@x.com` are one account, which is what customers expect even though RFC 5321
-    allows otherwise. Letters that merely look like ASCII ones (the dotless "ı", Cyrillic
-    "а") survive both: `email_lookalike_error` refuses them where an address is chosen.
+    a, U+FF41, into "a"; the long s, U+017F, into "s"), and case-folding means `Ann@x.com`
+    and `ann@x.com` are one account, which is what customers expect even though RFC 5321
+    allows otherwise. Letters that merely look like ASCII ones (the dotless i, U+0131,
+    Cyrillic a, U+0430) survive both: `email_lookalike_error` refuses them where an
+    address is chosen.
     """
     return unicodedata.normalize("NFKC", email.strip()).casefold()
 
@@ -35,7 +37,7 @@ def email_lookalike_error(email: str) -> str:
     """Why `email` (normalised) cannot be an account's address, or "" when it can.
 
     Only ASCII addresses are accepted: a non-ASCII letter in an address is far more often
-    a look-alike of an ASCII one (an "admın@" beside "admin@") than a customer's real
+    a look-alike of an ASCII one ("adm\u0131n@" beside "admin@") than a customer's real
     address, and staff reading a list cannot tell the two apart.
     """
     if email.isascii():
@@ -138,15 +140,15 @@ class User(AbstractBaseUser, PermissionsMixin):
     REQUIRED_FIELDS: ClassVar[list[str]] = []
 
     class Meta:
-        ordering = ["-date_joined"]
+        ordering: ClassVar[list[str]] = ["-date_joined"]
         # Back-office abilities beyond Django's add/change/delete/view (see
         # backoffice/admin/users.py).
-        permissions = [
+        permissions: ClassVar[list[tuple[str, StrOrPromise]]] = [
             ("resync_billing", "Can resync a user's billing from Stripe"),
             ("export_users", "Can export users to CSV"),
             ("resend_onboarding", "Can send the onboarding messages again"),
         ]
-        constraints = [
+        constraints: ClassVar[list[models.BaseConstraint]] = [
             # Belt and braces under normalize_email: no two rows differ only in case,
             # even if a row is written without going through the manager.
             models.UniqueConstraint(Lower("email"), name="accounts_user_email_ci_unique"),
@@ -178,7 +180,9 @@ class User(AbstractBaseUser, PermissionsMixin):
         migration 0006)."""
         from allauth.account.models import EmailAddress  # allauth's models need ours
 
-        return EmailAddress.objects.filter(user=self, email=self.email, verified=True).exists()
+        return bool(
+            EmailAddress.objects.filter(user=self, email=self.email, verified=True).exists()
+        )
 
     def has_feature(self, name: str) -> bool:
         """Whether the user's plan includes feature `name` (KeyError if unknown)."""

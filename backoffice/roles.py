@@ -25,7 +25,8 @@ SUPPORT = [
     ("onboarding", "view_onboardingmessage"),
 ]
 
-BILLING_ADMIN = SUPPORT + [
+BILLING_ADMIN = [
+    *SUPPORT,
     ("accounts", "resync_billing"),
     ("accounts", "export_users"),
     ("billing", "view_oneoffpurchase"),

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from contextlib import nullcontext
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib import admin, messages
@@ -58,7 +58,14 @@ _SYMBOLS = {"gbp": "£", "usd": "$", "eur": "€"}
 _NOT_FILTERS = {SEARCH_VAR, ORDER_VAR, IS_POPUP_VAR, TO_FIELD_VAR, IS_FACETS_VAR}
 
 
-class ChangeListFallback:
+if TYPE_CHECKING:
+    # What the mixin is put in front of (AdminSite.register, below).
+    _ModelAdmin = admin.ModelAdmin[Any]
+else:
+    _ModelAdmin = object
+
+
+class ChangeListFallback(_ModelAdmin):
     """A change list whose filter values cannot be applied shows the list without its
     filters and a message saying so, never a 500.
 
@@ -69,14 +76,14 @@ class ChangeListFallback:
     """
 
     def get_changelist_instance(self, request: HttpRequest) -> ChangeList:
-        using = router.db_for_read(self.model)  # type: ignore[attr-defined]
+        using = router.db_for_read(self.model)
         # Inside a transaction, a savepoint keeps it usable after a value the database
         # refuses (DataError). Outside one, as requests run here, a refused query spoils
         # nothing, and on SQLite a BEGIN would take the write lock for a read.
         in_transaction = transaction.get_connection(using).in_atomic_block
         try:
             with transaction.atomic(using=using) if in_transaction else nullcontext():
-                return super().get_changelist_instance(request)  # type: ignore[misc]
+                return super().get_changelist_instance(request)
         except (IncorrectLookupParameters, ValidationError, ValueError, OverflowError, DataError):
             dropped = sorted(k for k in request.GET if k not in _NOT_FILTERS)
             if not dropped:
@@ -90,7 +97,7 @@ class ChangeListFallback:
             f"These filters could not be applied (a value out of range or malformed), so "
             f"the list is shown without them: {', '.join(dropped)[:200]}.",
         )
-        return super().get_changelist_instance(request)  # type: ignore[misc]
+        return super().get_changelist_instance(request)
 
 
 def mrr_by_currency(

@@ -108,6 +108,7 @@ def staff_2fa_reset(*, user: AbstractBaseUser) -> int:
     """Remove all of `user`'s authenticators (app and recovery codes): for a lost device.
     Their next sign-in is by password, then straight to enrolling a new app. Returns how
     many were removed; running it twice removes nothing the second time."""
+    removed: int
     removed, _ = Authenticator.objects.filter(user_id=user.pk).delete()
     return removed
 
@@ -125,5 +126,5 @@ class StaffMFAAdapter(DefaultMFAAdapter):
     def build_totp_svg(self, url: str) -> str:
         # Inline in the page (templates/mfa/totp/activate_form.html) rather than a data:
         # image, which the Content-Security-Policy (img-src 'self') refuses.
-        svg = super().build_totp_svg(url)
+        svg: str = super().build_totp_svg(url)
         return svg[svg.index("<svg") :]

@@ -538,7 +538,8 @@ def value_rows(rows: QuerySet[Any, Any]) -> list[tuple[Any, ...]]:
         # reconcile_plans in its profile.
         cursor.cursor.adapters.register_loader("timestamptz", loader)
         cursor.execute(sql, params)
-        return cursor.fetchall()
+        fetched: list[tuple[Any, ...]] = cursor.fetchall()
+        return fetched
 
 
 def _stripe_id(value: Any) -> str:

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import ClassVar
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django_stubs_ext import StrOrPromise
 
 from billing.plans import Plan
 
@@ -44,8 +46,8 @@ class PlanChange(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
-        ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["user", "-created_at"])]
+        ordering: ClassVar[list[str]] = ["-created_at", "-id"]
+        indexes: ClassVar[list[models.Index]] = [models.Index(fields=["user", "-created_at"])]
 
     def __str__(self) -> str:
         return f"{self.user}: {self.old_plan} -> {self.new_plan} ({self.source})"
@@ -73,9 +75,9 @@ class PlanOverride(models.Model):
     )
 
     class Meta:
-        ordering = ["-created_at"]
+        ordering: ClassVar[list[str]] = ["-created_at"]
         # Staff grant and revoke through billing.overrides, never by editing rows.
-        permissions = [
+        permissions: ClassVar[list[tuple[str, StrOrPromise]]] = [
             ("grant_override", "Can grant a plan override (comp)"),
             ("revoke_override", "Can revoke a plan override (comp)"),
         ]
@@ -116,7 +118,7 @@ class OneOffPurchase(models.Model):
     disputed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["-paid_at"]
+        ordering: ClassVar[list[str]] = ["-paid_at"]
 
     # Dispute statuses under which the purchase still counts (Stripe's: won, an inquiry
     # closed without a chargeback, a chargeback prevented); any other is open or lost.
@@ -175,8 +177,10 @@ class CheckoutOpened(models.Model):
     processing_since = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["user", "status"], name="billing_checkout_user_status")]
+        ordering: ClassVar[list[str]] = ["-created_at", "-id"]
+        indexes: ClassVar[list[models.Index]] = [
+            models.Index(fields=["user", "status"], name="billing_checkout_user_status")
+        ]
 
     def __str__(self) -> str:
         return f"{self.session_id} ({self.mode}, {self.status}) for {self.user}"
@@ -208,8 +212,8 @@ class BillingAlert(models.Model):
     resolved = models.BooleanField(default=False)
 
     class Meta:
-        ordering = ["-last_seen_at"]
-        constraints = [
+        ordering: ClassVar[list[str]] = ["-last_seen_at"]
+        constraints: ClassVar[list[models.BaseConstraint]] = [
             models.UniqueConstraint(fields=["kind", "stripe_id"], name="billing_alert_once"),
         ]
 
@@ -258,15 +262,19 @@ class WebhookDelivery(models.Model):
     body_purged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["-received_at"]
+        ordering: ClassVar[list[str]] = ["-received_at"]
         verbose_name_plural = "webhook deliveries"
-        indexes = [models.Index(fields=["state", "received_at"], name="billing_delivery_backlog")]
-        constraints = [
+        indexes: ClassVar[list[models.Index]] = [
+            models.Index(fields=["state", "received_at"], name="billing_delivery_backlog")
+        ]
+        constraints: ClassVar[list[models.BaseConstraint]] = [
             models.UniqueConstraint(fields=["event_id"], name="billing_delivery_event_id_unique")
         ]
         # Made by migration 0006 first; declared here so that every database has it
         # (backoffice.roles grants it to "Billing admin").
-        permissions = [("process_again", "Can process a webhook delivery again")]
+        permissions: ClassVar[list[tuple[str, StrOrPromise]]] = [
+            ("process_again", "Can process a webhook delivery again")
+        ]
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.event_id} ({self.get_state_display()})"

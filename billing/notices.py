@@ -61,11 +61,12 @@ def _invoice_current(invoice_id: str) -> dict[str, Any]:
 def _subscription_current(subscription_id: str) -> dict[str, Any] | None:
     if not subscription_id:
         return None
-    return (
+    data: dict[str, Any] | None = (
         Subscription.objects.filter(id=subscription_id)
         .values_list("stripe_data", flat=True)
         .first()
     )
+    return data
 
 
 def _notify(*, user: User, kind: Notice, key: str, event: Event, context: dict[str, Any]) -> None:

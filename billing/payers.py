@@ -38,7 +38,8 @@ def user_find(
         else None
     )
     if customer and customer.subscriber:
-        return customer.subscriber
+        subscriber: User = customer.subscriber
+        return subscriber
     metadata = metadata or {}
     user_id = str(
         metadata.get("app_user_id") or metadata.get(djstripe_settings.SUBSCRIBER_CUSTOMER_KEY) or ""

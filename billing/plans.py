@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -124,7 +125,7 @@ def plan_allows(plan: str, feature: str) -> bool:
     return plan_includes(plan, FEATURES[feature])
 
 
-def recurring_interval(price: dict | None) -> Interval | None:
+def recurring_interval(price: dict[str, Any] | None) -> Interval | None:
     """The interval a Stripe Price (or its `recurring`) bills at: monthly, annual, or None
     for a one-time price or one we do not sell (every three months, say)."""
     recurring = (price or {}).get("recurring") or {}

@@ -69,7 +69,7 @@ def wanted_features() -> dict[str, Any]:
 
 
 def wanted_return_url() -> str:
-    return settings.SITE_URL + reverse("billing:account")
+    return f"{settings.SITE_URL}{reverse('billing:account')}"
 
 
 def _differs(config: dict[str, Any]) -> bool:

@@ -70,7 +70,8 @@ def billing_rate_limited(**actions: str) -> Callable[[View], View]:
             method = "GET" if request.method == "HEAD" else request.method
             action = actions.get(method or "")
             if action and not billing_rate_allowed(request, action=action):
-                return respond_429(request)
+                refused: HttpResponse = respond_429(request)
+                return refused
             return view(request, *args, **kwargs)
 
         return wrapped

@@ -68,7 +68,8 @@ def customer_get_or_create(user: User) -> tuple[Customer, bool]:
     """The user's dj-stripe Customer, created in Stripe on first use, and whether it was
     created now. A gateway: it writes nothing of the user (billing.checkout.customer_for
     copies a new customer onto the user)."""
-    return Customer.get_or_create(subscriber=user)
+    found: tuple[Customer, bool] = Customer.get_or_create(subscriber=user)
+    return found
 
 
 def customer_email_update(*, user: User) -> int:
@@ -90,7 +91,7 @@ def live_subscription(user: User) -> dict[str, Any] | None:
     """The user's subscription that still bills (active, trialing or past_due), if any."""
     from djstripe.models import Subscription
 
-    data = (
+    data: dict[str, Any] | None = (
         Subscription.objects.filter(
             customer__subscriber=user,
             stripe_data__status__in=sorted(PLAN_STATUSES),

@@ -15,7 +15,7 @@ process's key rotation could make stale.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -30,7 +30,7 @@ _accounts: ContextVar[dict[Any, Any] | None] = ContextVar("stripe_accounts", def
 _writes = [0]
 
 _shipped = Account.get_or_retrieve_for_api_key.__func__
-_shipped_key = Account.get_default_api_key
+_shipped_key: Callable[[Account, bool | None], str] = Account.get_default_api_key
 
 
 def _get_or_retrieve_for_api_key(cls: type[Account], api_key: str) -> Any:
@@ -55,7 +55,8 @@ def _get_default_api_key(self: Account, livemode: bool | None = None) -> str:
     key = ("secret key", self.pk, livemode)
     if key not in cache:
         cache[key] = _shipped_key(self, livemode)
-    return cache[key]
+    secret: str = cache[key]
+    return secret
 
 
 # Installed on import (billing.webhook_queue imports this module): the wrappers only

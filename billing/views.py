@@ -172,7 +172,7 @@ def switch(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 
 def _switch_confirmed(
-    request: AuthenticatedHttpRequest, subscription: dict, plan: str, interval: str
+    request: AuthenticatedHttpRequest, subscription: dict[str, Any], plan: str, interval: str
 ) -> HttpResponse:
     when = quote_read(
         request.POST.get("quote", ""),

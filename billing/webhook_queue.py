@@ -434,9 +434,10 @@ def _api_key(trigger: WebhookEventTrigger) -> str:
     account = trigger.stripe_trigger_account
     endpoint = trigger.webhook_endpoint
     livemode = bool(endpoint.livemode) if endpoint else bool(trigger.json_body.get("livemode"))
-    return (account.default_api_key if account else None) or (
+    key: str = (account.default_api_key if account else None) or (
         djstripe_settings.get_default_api_key(livemode)
     )
+    return key
 
 
 def delivery_process(delivery_id: int) -> str:
@@ -475,7 +476,7 @@ def delivery_process(delivery_id: int) -> str:
                 next_attempt_at=None,
                 reprocess=False,
             )
-    except Exception as exc:  # noqa: BLE001 - every failure is recorded and decided below
+    except Exception as exc:  # every failure is recorded and decided below
         return _failed(delivery.pk, exc)
     logger.info("Stripe event %s (%s) processed", delivery.event_id, delivery.event_type)
     return "processed"
@@ -516,7 +517,7 @@ def failure_permanent(exc: BaseException) -> bool:
 def retry_delay(attempts: int) -> timedelta:
     """Exponential backoff after the `attempts`-th failure, with jitter (±20 %) so a
     backlog retried after an outage does not come back all at once."""
-    base = min(RETRY_FIRST * (2 ** max(attempts - 1, 0)), RETRY_MAX)
+    base: timedelta = min(RETRY_FIRST * (2 ** max(attempts - 1, 0)), RETRY_MAX)
     return base * random.uniform(0.8, 1.2)
 
 

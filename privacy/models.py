@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django_stubs_ext import StrOrPromise
 
 
 class Erasure(models.Model):
@@ -44,8 +47,10 @@ class Erasure(models.Model):
     last_error = models.TextField(blank=True)
 
     class Meta:
-        ordering = ["-requested_at"]
-        permissions = [("erase_personal_data", "Can erase a customer's personal data")]
+        ordering: ClassVar[list[str]] = ["-requested_at"]
+        permissions: ClassVar[list[tuple[str, StrOrPromise]]] = [
+            ("erase_personal_data", "Can erase a customer's personal data")
+        ]
 
     def __str__(self) -> str:
         return f"Erasure of user {self.user_number} ({self.get_state_display()})"

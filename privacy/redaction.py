@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, overload
 
 from django.apps import apps
 from django.db import models
@@ -97,6 +97,10 @@ def _previous(key: str, kind: str | None) -> str | None:
     return kind if key == "previous_attributes" else None
 
 
+@overload
+def scrub(value: str, identifiers: list[str]) -> str: ...
+@overload
+def scrub(value: Any, identifiers: list[str]) -> Any: ...
 def scrub(value: Any, identifiers: list[str]) -> Any:
     """`value` (text or JSON) with every mention of `identifiers` replaced, any case."""
     if isinstance(value, str):

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
 from django.db import models
 from django.utils import timezone
 
@@ -19,7 +21,7 @@ class WorkerHeartbeat(models.Model):
     stopped_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["-last_seen_at"]
+        ordering: ClassVar[list[str]] = ["-last_seen_at"]
 
     def __str__(self) -> str:
         return f"worker {self.worker_id} ({self.hostname}:{self.pid})"
@@ -39,7 +41,7 @@ class RetentionRun(models.Model):
     purged = models.JSONField(default=dict, blank=True)
 
     class Meta:
-        ordering = ["-window_start"]
+        ordering: ClassVar[list[str]] = ["-window_start"]
 
     def __str__(self) -> str:
         return f"retention run of {self.window_start:%Y-%m-%d %H:%M}: {self.total} rows"

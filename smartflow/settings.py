@@ -15,11 +15,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import django_stubs_ext
 import environ
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from billing.plans import Interval, Plan
+
+# Django's generic classes take type arguments at run time too (`admin.ModelAdmin[User]`),
+# as mypy --strict asks for.
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 

@@ -306,7 +306,7 @@ def onboarding_settings(settings: Any) -> None:
 
 
 @pytest.fixture
-def twilio(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[onb.FakeTwilio]:
+def twilio(settings: Any, monkeypatch: pytest.MonkeyPatch) -> onb.FakeTwilio:
     """Twilio configured, its HTTP client faked."""
     settings.TWILIO_ACCOUNT_SID = onb.TWILIO_SID
     settings.TWILIO_AUTH_TOKEN = onb.TWILIO_TOKEN
@@ -317,7 +317,7 @@ def twilio(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[onb.FakeT
         return fake.request(method, url, **kwargs)
 
     monkeypatch.setattr(TwilioHttpClient, "request", request)
-    yield fake
+    return fake
 
 
 @pytest.fixture

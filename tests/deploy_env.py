@@ -17,6 +17,7 @@ def documented_env(**overrides: str) -> dict[str, str]:
     for line in ENV_EXAMPLE.read_text().splitlines():
         if line.strip() and not line.startswith("#"):
             name, sep, value = line.partition("=")
-            assert sep and name == name.strip(), f"deploy/env.example: {line!r}"
+            assert sep, f"deploy/env.example: {line!r}"
+            assert name == name.strip(), f"deploy/env.example: {line!r}"
             env[name] = value
     return {**env, "SECRET_KEY": SECRET_KEY, **overrides}

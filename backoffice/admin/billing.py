@@ -8,6 +8,7 @@ Plans are changed from the user page (backoffice/admin/users.py) through billing
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
@@ -88,7 +89,7 @@ class OneOffPurchaseAdmin(ReadOnlyAdmin):
 
 
 @admin.register(BillingAlert)
-class BillingAlertAdmin(admin.ModelAdmin):
+class BillingAlertAdmin(admin.ModelAdmin[BillingAlert]):
     list_display = ("kind", "stripe_id", "seen_count", "last_seen_at", "resolved")
     list_filter = ("resolved", "kind")
     search_fields = ("stripe_id", "stripe_event_id")
@@ -101,7 +102,7 @@ class BillingAlertAdmin(admin.ModelAdmin):
         "created_at",
         "last_seen_at",
     )
-    actions = ["resolve"]
+    actions = ("resolve",)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -156,7 +157,7 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
         "alerts",
         "body",
     )
-    actions = ["process_again_action"]
+    actions = ("process_again_action",)
 
     def has_process_again_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # A custom permission (billing/migrations/0006): "view" alone only reads.
@@ -251,7 +252,7 @@ def _process_again_message(delivery: WebhookDelivery) -> str:
 # --- dj-stripe --------------------------------------------------------------------------
 
 
-def _superuser_only(view: Any) -> Any:
+def _superuser_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not request.user.is_superuser:
             raise PermissionDenied
@@ -260,7 +261,7 @@ def _superuser_only(view: Any) -> Any:
     return wrapped
 
 
-class _DjStripeReadOnly(admin.ModelAdmin):
+class _DjStripeReadOnly(admin.ModelAdmin[Any]):
     """Mixed in before dj-stripe's own ModelAdmins: only superusers write to Stripe
     or sync from it (its actions and confirm view check nothing but is_staff)."""
 

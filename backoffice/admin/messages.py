@@ -62,7 +62,7 @@ class OnboardingMessageAdmin(ReadOnlyAdmin):
     list_select_related = ("user",)
     readonly_fields = _FIELDS
     fields = _FIELDS
-    actions = ["send_again"]
+    actions = ("send_again",)
     date_hierarchy = "created_at"
 
     # A record of what was sent, written by the outbox only; unlike the other read-only

@@ -79,13 +79,13 @@ class BillingStatusFilter(admin.SimpleListFilter):
         return queryset.filter(billing_status="" if value == "none" else value)
 
 
-class _UserChangeForm(UserChangeForm):
+class _UserChangeForm(UserChangeForm[User]):
     class Meta:
         model = User
         fields = "__all__"
 
 
-class _UserCreationForm(AdminUserCreationForm):
+class _UserCreationForm(AdminUserCreationForm[User]):
     class Meta:
         model = User
         fields = ("email",)
@@ -112,7 +112,7 @@ class OverrideGrantForm(forms.Form):
     )
 
     def clean_reason(self) -> str:
-        reason = self.cleaned_data["reason"].strip()
+        reason: str = self.cleaned_data["reason"].strip()
         if not reason:
             raise forms.ValidationError("Give a reason: it is kept in the plan history.")
         return reason
@@ -158,7 +158,7 @@ class PlanOverrideInline(ReadOnlyInline):
 
 
 @admin.register(User)
-class UserAdmin(DjangoUserAdmin):
+class UserAdmin(DjangoUserAdmin[User]):
     form = _UserChangeForm
     add_form = _UserCreationForm
     list_display = (
@@ -218,8 +218,8 @@ class UserAdmin(DjangoUserAdmin):
             },
         ),
     )
-    inlines = [PlanOverrideInline, PlanChangeInline, OnboardingMessageInline]
-    actions = ["resync_from_stripe", "onboarding_resend", "export_csv", "erase_personal_data"]
+    inlines = (PlanOverrideInline, PlanChangeInline, OnboardingMessageInline)
+    actions = ("resync_from_stripe", "onboarding_resend", "export_csv", "erase_personal_data")
 
     # --- Queries ---------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from django import template
 from django.conf import settings
@@ -21,9 +22,9 @@ register = template.Library()
 
 
 @register.filter
-def has_feature(user, name: str) -> bool:
+def has_feature(user: object, name: str) -> bool:
     """`{% if user|has_feature:"ai_concierge" %}`: the same matrix as the views."""
-    return bool(getattr(user, "is_authenticated", False)) and plan_allows(user.plan, name)
+    return _signed_in(user) and plan_allows(user.plan, name)
 
 
 # `{{ amount|money:currency }}` (billing/money.py).
@@ -57,7 +58,7 @@ def _signed_in(user: object) -> TypeIs[User]:
 
 
 @register.inclusion_tag("billing/_plan_cards.html", takes_context=True)
-def plan_cards(context: template.Context) -> dict:
+def plan_cards(context: template.Context) -> dict[str, Any]:
     """The three plans with their synced prices, monthly, yearly and once side by side,
     and, for a signed-in user, a button for each purchase that would raise their plan
     (billing.offers); sign-up buttons for visitors."""
@@ -80,14 +81,13 @@ def long_date(moment: datetime | None) -> str:
 
 
 @register.inclusion_tag("billing/_outlook.html")
-def subscription_outlook(user) -> dict:
+def subscription_outlook(user: object) -> dict[str, Any]:
     """What comes next for the user's subscription (billing/outlook.py), in one line."""
-    authenticated = bool(getattr(user, "is_authenticated", False))
-    return {"outlook": outlook_for(user) if authenticated else None}
+    return {"outlook": outlook_for(user) if _signed_in(user) else None}
 
 
 @register.inclusion_tag("billing/_standing.html")
-def account_standing(user) -> dict:
+def account_standing(user: object) -> dict[str, Any]:
     """What the customer holds, why and until when, and what is pending
     (billing/standing.py: `access_for`, `pending_for`): the dashboard and the billing
     page read this one place."""

@@ -116,8 +116,8 @@ def run_get(plan: dict[str, Any], tally: Tally) -> float:
     for _ in range(plan.get("warmup", 0)):
         request(host, port, "GET", path, None, headers)
     # Measured from here: the deadline starts after the warm-up.
-    deadline = time.perf_counter() + plan["seconds"] if "seconds" in plan else None
-    remaining = [plan.get("count", 0)]
+    deadline: float | None = time.perf_counter() + plan["seconds"] if "seconds" in plan else None
+    remaining: list[int] = [plan.get("count", 0)]
     remaining_lock = threading.Lock()
 
     def more() -> bool:

@@ -203,7 +203,8 @@ class Server:
     def _answers(self) -> bool:
         try:
             with urllib.request.urlopen(f"http://{HOST}:{self.port}/login/", timeout=2) as r:
-                return r.status == 200
+                status: int = r.status
+                return status == 200
         except (urllib.error.URLError, OSError):
             return False
 
@@ -250,7 +251,8 @@ def load(plan: dict[str, Any]) -> dict[str, Any]:
         text=True,
         check=True,
     )
-    return json.loads(done.stdout)
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
 
 
 def alternate(plans: list[dict[str, Any]], rounds: int) -> list[dict[str, Any]]:
@@ -281,7 +283,8 @@ def measure(env: dict[str, str], job: str, *, tracemalloc: bool = False) -> dict
         text=True,
         check=True,
     )
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 # --- In-process helpers (after django.setup()) ------------------------------------------
@@ -336,6 +339,7 @@ def explain(sql: str) -> dict[str, Any]:
 
     with connection.cursor() as cursor:
         cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}")
+        plan: dict[str, Any]
         (plan,) = cursor.fetchone()[0]
     return plan
 

@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import pairwise
 
 from django.contrib.auth.hashers import make_password
 from django.db import connection, transaction
@@ -215,7 +216,7 @@ def _chunk_seed(
         report.drifted += kind == "drifted"
         count = per_user + (1 if i < extra else 0)
         plans = _history(_FINAL_PLAN[kind], count)
-        for step, (old, new) in enumerate(zip(plans, plans[1:], strict=False)):
+        for step, (old, new) in enumerate(pairwise(plans)):
             at = min(user.date_joined + timedelta(days=1 + 30 * step), now)
             source = PlanChange.Source.CHECKOUT if step == 0 else PlanChange.Source.SUBSCRIPTION
             changes.append(

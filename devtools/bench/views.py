@@ -47,7 +47,7 @@ def constant_json(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"feature": "constant", "allowed": True})
 
 
-class BareUserAdmin(admin.ModelAdmin):
+class BareUserAdmin(admin.ModelAdmin[User]):
     """The plainest change list of the same users: the columns, filters and search that
     need nothing beyond the user table (no billing status, customer or last change)."""
 

@@ -37,7 +37,8 @@ RENEWAL_RETRY_SECONDS = 3 * 86400
 
 
 def success_url(session: Obj) -> str:
-    return session["success_url"].replace("{CHECKOUT_SESSION_ID}", session["id"])
+    url: str = session["success_url"]
+    return url.replace("{CHECKOUT_SESSION_ID}", session["id"])
 
 
 # --- Customers --------------------------------------------------------------------------

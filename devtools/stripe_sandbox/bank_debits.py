@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import logging
 import re
+from typing import Any
 
 from django.db import transaction
 
@@ -53,7 +54,9 @@ def _bacs_details(charge: Obj, account: str) -> None:
     }
 
 
-def _processing_payment(*, customer: Obj, amount: int, currency: str, account: str, **kw) -> Obj:
+def _processing_payment(
+    *, customer: Obj, amount: int, currency: str, account: str, **kw: Any
+) -> Obj:
     """A PaymentIntent `processing` with a `pending` charge (charge.pending,
     payment_intent.processing); returns the payment intent."""
     pi = objects.payment_intent(

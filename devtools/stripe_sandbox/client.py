@@ -42,7 +42,8 @@ def form_decode(body: str | bytes | None) -> dict[str, Any]:
                 node[part] = value
             else:
                 node = node.setdefault(part, {})
-    return _listify(root, parent="")
+    decoded: dict[str, Any] = _listify(root, parent="")
+    return decoded
 
 
 def _listify(node: Any, *, parent: str) -> Any:

@@ -102,7 +102,8 @@ def card_from_payment_method(pm_id: str, *, param: str) -> str:
     pm = store.find(pm_id, "payment_method")
     if pm is None:
         raise store.missing("payment_method", pm_id, param=param, status=400)
-    return pm["_card"]
+    card: str = pm["_card"]
+    return card
 
 
 # --- One attempt at an invoice ----------------------------------------------------------
@@ -284,7 +285,8 @@ def _retry_window_end(invoice: Obj) -> int:
     `finalized_at`: the last fixed retry's day, or the end of Smart Retries' window."""
     first = invoice["status_transitions"].get("finalized_at") or store.now()
     if settings.STRIPE_SANDBOX_RETRY_POLICY == "smart":
-        return first + settings.STRIPE_SANDBOX_SMART_RETRY_DAYS * 86400
+        smart_days: int = settings.STRIPE_SANDBOX_SMART_RETRY_DAYS
+        return first + smart_days * 86400
     return first + sum(settings.STRIPE_SANDBOX_RETRY_DAYS) * 86400
 
 
@@ -409,7 +411,8 @@ def confirmation_expire(invoice_id: str) -> bool:
         if invoice["status"] != "open" or sub is None:
             return False
         _dunning_end(sub)
-        return store.get(sub["id"], "subscription")["status"] == "canceled"
+        ended: str = store.get(sub["id"], "subscription")["status"]
+        return ended == "canceled"
 
 
 def _dunning_end(sub: Obj) -> None:

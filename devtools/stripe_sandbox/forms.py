@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django import forms
 
@@ -38,7 +38,7 @@ class PortalActionForm(forms.Form):
     """One action on a subscription; which ones a session allows is its configuration's
     business (devtools/stripe_sandbox/views.py)."""
 
-    ACTIONS = [
+    ACTIONS: ClassVar[list[tuple[str, str]]] = [
         ("cancel_now", "Cancel now"),
         ("cancel_at_period_end", "Cancel at period end"),
         ("renew", "Don't cancel"),

@@ -93,7 +93,8 @@ def product_name(price: Obj) -> str:
     product = price["product"]
     if isinstance(product, str):
         product = store.find(product, "product") or {}
-    return product.get("name") or price["id"]
+    name: str = product.get("name") or price["id"]
+    return name
 
 
 def invoice_totals(invoice: Obj) -> None:

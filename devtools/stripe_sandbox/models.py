@@ -6,6 +6,8 @@ and the checkout page, and the task worker, which delivers webhooks, share it.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from django.db import models
 from django.utils import timezone
 
@@ -26,7 +28,7 @@ class StripeObject(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["-created", "-inserted_at"]
+        ordering: ClassVar[list[str]] = ["-created", "-inserted_at"]
 
     def __str__(self) -> str:
         return self.id
@@ -60,9 +62,9 @@ class Delivery(models.Model):
     delivered_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["id"]
+        ordering: ClassVar[list[str]] = ["id"]
         verbose_name_plural = "deliveries"
-        indexes = [models.Index(fields=["state", "id"])]
+        indexes: ClassVar[list[models.Index]] = [models.Index(fields=["state", "id"])]
 
     def __str__(self) -> str:
         return f"{self.event_id} -> {self.endpoint_id} ({self.state})"

@@ -10,7 +10,7 @@ import string
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 from devtools.stripe_sandbox.models import SandboxClock, StripeObject
 
@@ -135,7 +135,8 @@ def find(object_id: str, type: str | None = None) -> Obj | None:
     row = StripeObject.objects.filter(pk=object_id).first()
     if row is None or (type and row.type != type):
         return None
-    return row.data
+    data: Obj = row.data
+    return data
 
 
 def get(object_id: str, type: str, *, kind: str | None = None, lock: bool = False) -> Obj:
@@ -146,7 +147,8 @@ def get(object_id: str, type: str, *, kind: str | None = None, lock: bool = Fals
     row = rows.first()
     if row is None:
         raise missing(kind or type.split(".")[-1].replace("_", " "), object_id)
-    return row.data
+    data: Obj = row.data
+    return data
 
 
 def save(obj: Obj) -> Obj:
@@ -162,6 +164,10 @@ def all_of(type: str) -> list[Obj]:
     return [row.data for row in StripeObject.objects.filter(type=type).order_by(*ordering)]
 
 
+@overload
+def render(obj: Obj) -> Obj: ...
+@overload
+def render(obj: Any) -> Any: ...
 def render(obj: Any) -> Any:
     """A copy fit to send out: the sandbox's private keys dropped."""
     if isinstance(obj, dict):

@@ -21,8 +21,8 @@ pytestmark = pytest.mark.django_db
     ("typed", "stored"),
     [
         (" Ann@Example.COM ", "ann@example.com"),
-        ("ａｎｎ@ｅｘａｍｐｌｅ.com", "ann@example.com"),  # fullwidth
-        ("ſam@example.com", "sam@example.com"),  # long s
+        ("ａｎｎ@ｅｘａｍｐｌｅ.com", "ann@example.com"),  # noqa: RUF001 (fullwidth, on purpose)
+        ("ſam@example.com", "sam@example.com"),  # noqa: RUF001 (long s, on purpose)
         ("STRASSE@example.com", "strasse@example.com"),
     ],
 )
@@ -33,7 +33,7 @@ def test_addresses_are_stored_in_one_form(typed, stored):
 def test_signup_stores_a_fullwidth_address_as_the_plain_one_and_finds_it_taken(client, customer):
     client.post(
         "/signup/",
-        {"email": "ＣＵＳＴＯＭＥＲ@example.com", "password1": PASSWORD, "password2": PASSWORD},
+        {"email": "ＣＵＳＴＯＭＥＲ@example.com", "password1": PASSWORD, "password2": PASSWORD},  # noqa: RUF001 (fullwidth, on purpose)
     )
 
     assert User.objects.count() == 1  # the owner is emailed instead
@@ -41,7 +41,7 @@ def test_signup_stores_a_fullwidth_address_as_the_plain_one_and_finds_it_taken(c
 
 @pytest.mark.parametrize(
     "lookalike",
-    ["customer@examp\u0131e.com", "cust\u043emer@example.com"],  # dotless ı, Cyrillic о
+    ["customer@examp\u0131e.com", "cust\u043emer@example.com"],  # dotless i, Cyrillic o
 )
 def test_signup_refuses_a_lookalike_address(client, customer, lookalike):
     response = client.post(

@@ -64,7 +64,7 @@ def test_the_stripe_customer_gets_the_new_address(client, customer, payer, fake_
 def test_a_lookalike_address_is_refused(client, customer):
     client.force_login(customer)
 
-    response = _change(client, "customer@ex\u0430mple.com")  # Cyrillic а
+    response = _change(client, "customer@ex\u0430mple.com")  # Cyrillic a
 
     assert "plain letters" in response.content.decode()
     assert emails_sent() == []

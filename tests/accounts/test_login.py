@@ -17,7 +17,7 @@ def test_login_with_email_in_any_case(client, customer):
 
 
 def test_login_with_a_lookalike_of_the_address_signs_in_nobody(client, customer):
-    # A Cyrillic "о" is not an "o": no account has that address.
+    # A Cyrillic o (U+043E) is not an "o": no account has that address.
     lookalike = customer.email.replace("o", "\u043e")
     response = client.post("/login/", {"login": lookalike, "password": PASSWORD})
 

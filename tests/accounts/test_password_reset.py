@@ -125,7 +125,7 @@ def test_resets_are_limited_per_address(client, customer):
 
 
 def test_reset_is_refused_for_a_lookalike_address(client, customer):
-    response = client.post("/password/reset/", {"email": "customer@ex\u0430mple.com"})  # Cyrillic а
+    response = client.post("/password/reset/", {"email": "customer@ex\u0430mple.com"})  # Cyrillic a
 
     assert response.status_code == 200
     assert "plain letters" in response.content.decode()

@@ -49,13 +49,16 @@ def test_a_new_number_with_consent_is_texted_a_code_kept_only_as_a_hash(
     assert sms["data"]["To"] == MOBILE
     code = _code(twilio)
     row = PhoneCode.objects.get(user=customer)
-    assert code not in row.code_hash and len(row.code_hash) == 64
+    assert code not in row.code_hash
+    assert len(row.code_hash) == 64
     message = OnboardingMessage.objects.get(user=customer, template="phone_code")
-    assert message.status == "sent" and code not in str(message.context)
+    assert message.status == "sent"
+    assert code not in str(message.context)
     page = signed_in.get("/profile/").content.decode()
     assert "Confirm your number: enter the code we sent to +44 7911 123456" in page
     customer.refresh_from_db()
-    assert not customer.phone_is_confirmed and customer.phone_confirmed_at is None
+    assert not customer.phone_is_confirmed
+    assert customer.phone_confirmed_at is None
 
 
 def test_the_right_code_confirms_the_number(signed_in, customer, twilio):
@@ -65,7 +68,8 @@ def test_the_right_code_confirms_the_number(signed_in, customer, twilio):
 
     assert response.status_code == 302
     customer.refresh_from_db()
-    assert customer.phone_is_confirmed and customer.phone_confirmed_at is not None
+    assert customer.phone_is_confirmed
+    assert customer.phone_confirmed_at is not None
     page = signed_in.get("/profile/").content.decode()
     assert "Your number +44 7911 123456 is confirmed" in page
     assert 'id="confirm-phone"' not in page
@@ -130,7 +134,8 @@ def test_changing_the_number_unconfirms_it_and_texts_the_new_one(signed_in, cust
     _set_number(signed_in, OTHER_MOBILE)
 
     customer.refresh_from_db()
-    assert str(customer.phone) == OTHER_MOBILE and not customer.phone_is_confirmed
+    assert str(customer.phone) == OTHER_MOBILE
+    assert not customer.phone_is_confirmed
     assert twilio.requests[-1]["data"]["To"] == OTHER_MOBILE
     assert 'id="confirm-phone"' in signed_in.get("/").content.decode()  # the dashboard asks
 

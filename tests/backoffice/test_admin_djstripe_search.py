@@ -26,7 +26,7 @@ def _row(model: type[Any], stripe_id: str, **stripe_data: Any) -> Any:
 
 
 @pytest.mark.parametrize(
-    "model, found, other, query",
+    ("model", "found", "other", "query"),
     [
         (
             Customer,

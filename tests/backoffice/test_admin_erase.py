@@ -81,7 +81,8 @@ def test_the_action_takes_one_user_to_the_confirmation(client, billing_admin, cu
     two = act(customer, outsider)
     one = act(customer)
 
-    assert two.status_code == 302 and two["Location"] == LIST
+    assert two.status_code == 302
+    assert two["Location"] == LIST
     assert not Erasure.objects.exists()
     assert one.status_code == 302
     assert one["Location"] == _erase_url(customer)

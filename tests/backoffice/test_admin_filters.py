@@ -67,7 +67,9 @@ def test_every_date_hierarchy_survives_impossible_dates(client, staff_user, para
         assert NOTICE in response.content.decode(), (name, query)
 
 
-@pytest.mark.parametrize("name,hierarchy,dates", CHANGELISTS, ids=[c[0] for c in CHANGELISTS])
+@pytest.mark.parametrize(
+    ("name", "hierarchy", "dates"), CHANGELISTS, ids=[c[0] for c in CHANGELISTS]
+)
 def test_every_date_filter_of_every_list_survives_malformed_values(
     client, staff_user, name, hierarchy, dates
 ):

@@ -97,7 +97,8 @@ def test_a_resync_stripe_refused_is_in_the_history_too(
 
     [(who, flag, message)] = _history(customer)
     assert (who, flag) == (billing_admin.email, CHANGE)
-    assert message.startswith("Resync from Stripe failed: ") and "unreachable" in message
+    assert message.startswith("Resync from Stripe failed: ")
+    assert "unreachable" in message
 
 
 def test_a_resend_of_the_onboarding_is_in_the_users_history(client, support_user, customer):

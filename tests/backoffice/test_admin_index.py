@@ -48,8 +48,10 @@ def test_the_index_shows_users_per_plan_mrr_and_what_needs_attention(
     assert panel["failed_messages"] == 1
     assert panel["retrying_messages"] == 1  # queued, its next attempt planned
     body = response.content.decode()
-    assert "£49.00" in body and "Users per plan" in body
-    assert "price_odd" in body and "KeyError" in body
+    assert "£49.00" in body
+    assert "Users per plan" in body
+    assert "price_odd" in body
+    assert "KeyError" in body
     assert PlanChange.objects.get().user.email in body
 
 
@@ -58,8 +60,10 @@ def test_the_panel_only_shows_what_the_member_may_view(client, support_user):
 
     panel = client.get("/admin/").context["backoffice"]
 
-    assert "plans" in panel and "plan_changes" in panel
-    assert "mrr" not in panel and "failed_webhooks" not in panel
+    assert "plans" in panel
+    assert "plan_changes" in panel
+    assert "mrr" not in panel
+    assert "failed_webhooks" not in panel
 
 
 def test_mrr_is_monthly_normalised_and_counts_quantity():
@@ -114,7 +118,8 @@ def test_staff_who_may_not_view_deliveries_see_no_webhook_backlog(client, suppor
 
     page = client.get("/admin/").content.decode()
 
-    assert "webhook-backlog" not in page and "webhook-failed" not in page
+    assert "webhook-backlog" not in page
+    assert "webhook-failed" not in page
 
 
 def test_needs_attention_counts_failed_deliveries_not_the_backlog(client, billing_admin):

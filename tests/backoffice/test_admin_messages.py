@@ -34,7 +34,8 @@ def test_messages_are_listed_with_status_attempts_and_error_and_filter_by_status
 
     assert page.status_code == 200
     body = page.content.decode()
-    assert "buyer@example.com" in body and "SMS is not configured" in body
+    assert "buyer@example.com" in body
+    assert "SMS is not configured" in body
     assert [m.channel for m in skipped.context["cl"].result_list] == ["sms"]
 
 
@@ -52,7 +53,8 @@ def test_send_again_queues_a_new_email_that_the_worker_sends(client, staff_user,
     assert "1 message(s) queued to send again." in response.content.decode()
     assert len(mail.outbox) == 2
     again = OnboardingMessage.objects.exclude(pk=first.pk).get(channel="email")
-    assert again.status == Status.SENT and again.trigger == f"{first.trigger}#resend-1"
+    assert again.status == Status.SENT
+    assert again.trigger == f"{first.trigger}#resend-1"
 
 
 def test_send_again_respects_sms_opt_out(client, staff_user, buyer, twilio):
@@ -98,7 +100,8 @@ def test_messages_show_on_the_users_admin_page(client, staff_user, buyer):
 
     assert page.status_code == 200
     body = page.content.decode()
-    assert 'id="onboarding_messages-group"' in body and "SMS is not configured" not in body
+    assert 'id="onboarding_messages-group"' in body
+    assert "SMS is not configured" not in body
     assert "Queued" in body
 
 
@@ -131,8 +134,10 @@ def test_a_payment_failed_message_shows_what_it_said(client, staff_user, buyer):
     detail = client.get(f"{CHANGELIST}{message.pk}/change/").content.decode()
 
     summary = "£49.00 due, invoice in_admin1, attempt 1, next retry 1 December 2026"
-    assert "Payment failed" in listed and summary in listed
-    assert summary in detail and "evt_admin1" in detail
+    assert "Payment failed" in listed
+    assert summary in listed
+    assert summary in detail
+    assert "evt_admin1" in detail
 
 
 def test_send_again_of_a_payment_failed_sends_the_same_words(client, staff_user, buyer):

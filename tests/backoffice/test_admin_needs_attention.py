@@ -71,4 +71,5 @@ def test_an_open_dispute_is_listed_and_a_closed_one_is_not(
 def test_support_staff_without_stripe_views_do_not_see_them(client, support_user, failing):  # noqa: F811
     client.force_login(support_user)
     panel = client.get("/admin/").context["backoffice"]
-    assert "dunning" not in panel and "disputes" not in panel
+    assert "dunning" not in panel
+    assert "disputes" not in panel

@@ -41,5 +41,5 @@ def test_a_role_naming_a_missing_permission_is_a_clear_error(monkeypatch):
 
     monkeypatch.setitem(ROLES, "Support", ([("billing", "no_such_permission")], False))
 
-    with pytest.raises(ImproperlyConfigured, match="billing.no_such_permission"):
+    with pytest.raises(ImproperlyConfigured, match=r"billing\.no_such_permission"):
         roles_sync()

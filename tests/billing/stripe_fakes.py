@@ -324,7 +324,7 @@ class FakeStripe(stripe.HTTPClient):
     def calls_to(self, method: str, prefix: str) -> list[dict[str, Any]]:
         return [p for m, path, p in self.calls if m == method and path.startswith(prefix)]
 
-    def request(self, method, url, headers, post_data=None, *, _usage=None):  # noqa: ANN001
+    def request(self, method, url, headers, post_data=None, *, _usage=None):
         parts = urlsplit(url)
         params = dict(parse_qsl(parts.query)) | dict(parse_qsl(post_data or ""))
         self.calls.append((method.upper(), parts.path, params))

@@ -38,7 +38,7 @@ def test_an_alert_rolled_back_is_not_announced_until_it_sticks(
     mailoutbox, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        with pytest.raises(RuntimeError), transaction.atomic():
+        with pytest.raises(RuntimeError), transaction.atomic():  # noqa: PT012 (the raise is the failure that rolls the block back)
             unknown_prices_record(["price_orphan"], stripe_event_id="evt_1")
             raise RuntimeError("the worker's attempt failed after the alert")
         assert not BillingAlert.objects.exists()
@@ -62,7 +62,8 @@ def test_with_no_admins_an_alert_is_only_recorded(
     with django_capture_on_commit_callbacks(execute=True):
         unknown_prices_record(["price_orphan"], stripe_event_id="evt_1")
 
-    assert BillingAlert.objects.exists() and mailoutbox == []
+    assert BillingAlert.objects.exists()
+    assert mailoutbox == []
 
 
 def test_an_alert_raised_by_the_webhook_endpoint_is_emailed_once(

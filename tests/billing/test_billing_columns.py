@@ -88,7 +88,8 @@ def test_a_cancelled_subscription_says_canceled_and_dates_the_downgrade(
 
     status, _, _, last_change = _columns(customer)
     downgrade = PlanChange.objects.filter(user=customer).latest("id")
-    assert customer.plan == "starter" and downgrade.new_plan == "starter"
+    assert customer.plan == "starter"
+    assert downgrade.new_plan == "starter"
     assert (status, last_change) == ("canceled", downgrade.created_at)
 
 
@@ -105,7 +106,8 @@ def test_the_stripe_gateway_leaves_the_users_columns_to_its_caller(fake_stripe, 
     called by billing.checkout.customer_for."""
     created, new = customer_get_or_create(customer)
 
-    assert new and created.subscriber_id == customer.pk
+    assert new
+    assert created.subscriber_id == customer.pk
     assert _columns(customer) == ("", "", None, None)
 
 

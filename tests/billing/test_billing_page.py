@@ -61,7 +61,7 @@ def test_the_billing_page_makes_no_stripe_call(subscribed, fake_stripe):
 
 
 def test_the_billing_page_lists_every_invoice_with_its_links(subscribed):
-    invoices = [i for i in store.all_of("invoice")]
+    invoices = list(store.all_of("invoice"))
 
     page = subscribed.get("/billing/").content.decode()
 
@@ -81,11 +81,13 @@ def test_the_billing_page_shows_plan_next_payment_and_card(subscribed):
 
     page = subscribed.get("/billing/").content.decode()
 
-    assert "FlowKit" in page and "Active" in page
+    assert "FlowKit" in page
+    assert "Active" in page
     assert f"Renews on {_long(period_end)}" in page
     assert "next payment £49.00" in page
     assert "Visa ending 4242, expires 12/2034" in page
-    assert 'action="/billing/portal/"' in page and "Manage billing" in page
+    assert 'action="/billing/portal/"' in page
+    assert "Manage billing" in page
 
 
 def test_the_billing_page_lists_refunds_and_one_off_purchases(subscribed, customer):
@@ -101,7 +103,8 @@ def test_the_billing_page_lists_refunds_and_one_off_purchases(subscribed, custom
 
     assert re.search(r"<strong>Refund</strong>", page)
     assert "−£49.00" in page
-    assert "LaunchPack</strong>, one-off" in page and "£990.00" in page
+    assert "LaunchPack</strong>, one-off" in page
+    assert "£990.00" in page
 
 
 def test_a_customer_sees_only_their_own_billing(subscribed, client, outsider):
@@ -109,7 +112,8 @@ def test_a_customer_sees_only_their_own_billing(subscribed, client, outsider):
 
     page = client.get("/billing/").content.decode()
 
-    assert "No invoices yet." in page and "No card on file." in page
+    assert "No invoices yet." in page
+    assert "No card on file." in page
     assert "Manage billing" in page
 
 
@@ -154,7 +158,8 @@ def test_a_one_off_buyers_card_is_read_from_the_charge(client, customer, fake_st
     page = client.get("/billing/").content.decode()
 
     assert "Visa ending 3155" in page
-    assert "FlowKit</strong>, one-off" in page and "£1,470.00" in page
+    assert "FlowKit</strong>, one-off" in page
+    assert "£1,470.00" in page
     assert fake_stripe.calls == []
 
 

@@ -165,7 +165,8 @@ def test_another_monthly_plan_switches_the_subscription_after_confirmation(
     response = signed_in.post("/billing/checkout/", {"plan": "launchpack", "interval": "monthly"})
     assert response["Location"] == "/billing/switch/?plan=launchpack"
     page = signed_in.get(response["Location"]).content.decode()
-    assert "FlowKit" in page and "LaunchPack" in page
+    assert "FlowKit" in page
+    assert "LaunchPack" in page
     quote = re.search(r'name="quote" value="([^"]+)"', page).group(1)
 
     signed_in.post("/billing/switch/", {"plan": "launchpack", "quote": quote})

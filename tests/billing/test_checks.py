@@ -91,7 +91,8 @@ def test_deploy_check_leaves_the_key_to_the_sandbox_check(settings):
 
     ids = [m.id for m in _deploy_errors()]
 
-    assert "billing.E001" in ids and "billing.E002" not in ids
+    assert "billing.E001" in ids
+    assert "billing.E002" not in ids
 
 
 @pytest.mark.django_db

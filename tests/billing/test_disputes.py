@@ -18,7 +18,9 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def bought(deliver, fake_stripe, catalog, payer, customer):
     """A paid LaunchPack one-off (£2,970.00) and its charge."""
-    session, pi, ch = _oneoff_session(fake_stripe, payer, catalog["launchpack_oneoff"], customer.pk)
+    session, _pi, ch = _oneoff_session(
+        fake_stripe, payer, catalog["launchpack_oneoff"], customer.pk
+    )
     deliver(sf.event("checkout.session.completed", session))
     customer.refresh_from_db()
     assert customer.plan == "launchpack"
@@ -136,7 +138,9 @@ def test_a_dispute_on_a_subscription_payment_alerts_staff_and_keeps_the_plan(
 def test_a_dispute_synced_before_the_purchase_was_recorded_still_stops_it(
     deliver, fake_stripe, catalog, payer, customer
 ):
-    session, pi, ch = _oneoff_session(fake_stripe, payer, catalog["launchpack_oneoff"], customer.pk)
+    session, _pi, ch = _oneoff_session(
+        fake_stripe, payer, catalog["launchpack_oneoff"], customer.pk
+    )
     dispute = _open(fake_stripe, ch)
     deliver(sf.event("charge.dispute.created", dispute))  # before checkout.session.completed
 

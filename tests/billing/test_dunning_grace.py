@@ -335,5 +335,7 @@ def test_an_unpaid_upgrade_after_a_failed_renewal_moves_no_grace(
     customer.refresh_from_db()
     found = dunning_load([customer.pk]).get(customer.pk)
     assert customer.plan == "flowkit"  # the renewal's grace runs for 5 more days
-    assert found is not None and found.invoice_id == renewal["id"]
-    assert found.amount == 4900 and found.plan_kept
+    assert found is not None
+    assert found.invoice_id == renewal["id"]
+    assert found.amount == 4900
+    assert found.plan_kept

@@ -159,7 +159,8 @@ def test_a_browser_gets_a_402_page_with_the_feature_the_plan_and_an_upgrade_butt
     assert response.status_code == 402
     assert response["Content-Type"].startswith("text/html")
     body = response.content.decode()
-    assert "<h1" in body and "AI concierge is part of LaunchPack" in body
+    assert "<h1" in body
+    assert "AI concierge is part of LaunchPack" in body
     assert "You are on FlowKit." in body
     assert '<a class="button" href="/pricing/">Upgrade to LaunchPack</a>' in body
 

@@ -76,7 +76,8 @@ def test_downgrade_schedules_the_lower_price_from_the_period_end(
 ):
     response = signed_in.post("/billing/downgrade/", {"plan": "flowkit"})
 
-    assert response.status_code == 302 and response["Location"] == "/billing/"
+    assert response.status_code == 302
+    assert response["Location"] == "/billing/"
     created = fake_stripe.calls_to("POST", "/v1/subscription_schedules")
     assert created[0] == {"from_subscription": launchpack["id"]}
     modify = created[1]
@@ -242,7 +243,8 @@ def test_billing_off_answers_503(signed_in, launchpack, settings):
 def test_the_period_end_pages_need_a_login(client, fake_stripe):
     for url in ("/billing/", "/billing/downgrade/", "/billing/cancel/"):
         response = client.get(url)
-        assert response.status_code == 302 and "/login/" in response["Location"]
+        assert response.status_code == 302
+        assert "/login/" in response["Location"]
     assert client.post("/billing/resume/").status_code == 302
     assert fake_stripe.calls == []
 

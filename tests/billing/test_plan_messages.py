@@ -60,7 +60,8 @@ def test_an_upgrade_tells_what_stripe_charged_and_is_not_welcomed_again(
 ):
     sub = _subscribe(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
     [welcome] = _emails(customer)
-    assert welcome.template == "welcome" and welcome.plan == "flowkit"
+    assert welcome.template == "welcome"
+    assert welcome.plan == "flowkit"
 
     _upgrade(signed_in)
 

@@ -78,7 +78,7 @@ def test_the_highest_grant_wins_and_says_why(customer):
 def test_a_rolled_back_refresh_leaves_no_trace(customer, sent):
     _buy(customer, "launchpack")
 
-    with pytest.raises(RuntimeError), transaction.atomic():
+    with pytest.raises(RuntimeError), transaction.atomic():  # noqa: PT012 (the raise is the failure that rolls the block back)
         plan_refresh(user=customer, source="checkout")
         raise RuntimeError("the webhook failed after the plan change")
 

@@ -225,6 +225,7 @@ def test_outside_a_transaction_batches_are_read_ahead_by_a_thread_with_the_same_
     for pk in drifted:
         assert f"{User.objects.get(pk=pk).email}: stored launchpack, computed starter" in out
     # Four batches and the empty read after them, all by the reader thread.
-    assert len(readers) == 5 and all(name.startswith("reconcile-read") for name in readers)
+    assert len(readers) == 5
+    assert all(name.startswith("reconcile-read") for name in readers)
     assert set(User.objects.values_list("plan", flat=True)) == {"starter"}
     assert "0 drifted" in _run()

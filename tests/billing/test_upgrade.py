@@ -83,7 +83,8 @@ def test_the_confirmation_page_shows_stripes_amount_due_now(
     assert f'Due now: <strong data-amount-due="{preview["amount_due"]}">{amount}</strong>' in page
     assert f"Pay {amount} and upgrade" in page
     # Stripe's lines: the credit for unused FlowKit, then LaunchPack; and each renewal after.
-    assert "Unused time on" in page and "Remaining time on" in page
+    assert "Unused time on" in page
+    assert "Remaining time on" in page
     assert "Then <strong>£99.00 a month</strong> from your next renewal" in page
 
 
@@ -97,7 +98,8 @@ def test_an_upgrade_is_charged_now_at_the_quoted_amount_and_then_applied(
 
     response = signed_in.post("/billing/switch/", {"plan": "launchpack", "quote": _quote(page)})
 
-    assert response.status_code == 302 and response["Location"] == "/"
+    assert response.status_code == 302
+    assert response["Location"] == "/"
     [params] = fake_stripe.calls_to("POST", f"/v1/subscriptions/{sub['id']}")
     assert params == {
         "items[0][id]": sub["items"]["data"][0]["id"],
@@ -131,7 +133,8 @@ def test_a_declined_upgrade_keeps_the_old_plan_and_says_update_the_card(
     waiting = signed_in.get("/billing/switch/pending/").content.decode()
     assert "You are still on <strong>FlowKit</strong>" in waiting
     assert "Your card was declined" in waiting
-    assert 'action="/billing/portal/"' in waiting and "Update your card" in waiting
+    assert 'action="/billing/portal/"' in waiting
+    assert "Update your card" in waiting
 
 
 def test_an_upgrade_needing_authentication_links_the_hosted_invoice(
@@ -207,7 +210,8 @@ def test_the_pending_page_without_a_pending_upgrade_goes_to_the_dashboard(
 
     response = signed_in.get("/billing/switch/pending/")
 
-    assert response.status_code == 302 and response["Location"] == "/"
+    assert response.status_code == 302
+    assert response["Location"] == "/"
 
 
 def test_an_add_on_listed_before_the_plan_is_left_alone_by_an_upgrade(

@@ -77,7 +77,7 @@ def test_oneoff_checkout_grants_the_plan_for_good_and_a_refund_takes_it_back(
 
 
 def test_a_partial_refund_keeps_the_plan(deliver, fake_stripe, catalog, payer, customer):
-    session, pi, ch = _oneoff_session(fake_stripe, payer, catalog["flowkit_oneoff"], customer.pk)
+    session, _pi, ch = _oneoff_session(fake_stripe, payer, catalog["flowkit_oneoff"], customer.pk)
     deliver(sf.event("checkout.session.completed", session))
 
     ch.update(amount_refunded=1000)
@@ -203,7 +203,7 @@ def test_a_confirmed_account_with_the_payers_email_gets_the_payment(deliver, fak
 def test_the_payers_email_is_matched_in_its_normalised_form(deliver, fake_stripe, catalog):
     owner = email_confirmed(User.objects.create_user("owner@example.com", PASSWORD))
     # Fullwidth letters normalise to the real address (NFKC): that is the owner's.
-    payer = sf.customer(email="ＯＷＮＥＲ@example.com")
+    payer = sf.customer(email="ＯＷＮＥＲ@example.com")  # noqa: RUF001 (fullwidth, on purpose)
     fake_stripe.add(payer)
     session, _pi, _ch = _oneoff_session(fake_stripe, payer, catalog["flowkit_oneoff"], None)
 

@@ -66,7 +66,8 @@ def test_a_failed_renewal_is_told_once_per_attempt(
         (Notice.PAYMENT_FAILED, f"{invoice['id']}:1"),
         (Notice.PAYMENT_FAILED, f"{invoice['id']}:2"),
     ]
-    assert notices[0]["user"] == customer and notices[0]["stripe_event_id"] == first["id"]
+    assert notices[0]["user"] == customer
+    assert notices[0]["stripe_event_id"] == first["id"]
     assert notices[1]["context"] == {
         "invoice_id": invoice["id"],
         "subscription_id": subscribed["id"],
@@ -222,7 +223,8 @@ def test_a_scheduled_cancellation_is_told_once_with_its_date(
     deliver(event)
 
     [notice] = notices
-    assert notice["kind"] == Notice.CANCELLATION_SCHEDULED and notice["key"] == event["id"]
+    assert notice["kind"] == Notice.CANCELLATION_SCHEDULED
+    assert notice["key"] == event["id"]
     assert notice["context"] == {
         "subscription_id": sub["id"],
         "ends_at": sub["items"]["data"][0]["current_period_end"],

@@ -48,7 +48,8 @@ def test_the_endpoint_stores_and_queues_and_calls_no_one(deliver, created, fake_
         "pending",
     )
     assert delivery.customer_key == created["data"]["object"]["customer"]
-    assert delivery.trigger.valid and delivery.trigger.body
+    assert delivery.trigger.valid
+    assert delivery.trigger.body
     assert [t.args_kwargs["args"] for t in _tasks()] == [[delivery.pk]]
     # No Stripe call, nothing processed: the plan waits for the worker.
     assert fake_stripe.calls == []
@@ -60,8 +61,10 @@ def test_the_endpoint_stores_and_queues_and_calls_no_one(deliver, created, fake_
     customer.refresh_from_db()
     assert customer.plan == "flowkit"
     delivery.refresh_from_db()
-    assert delivery.state == "processed" and delivery.processed_at is not None
-    assert delivery.trigger.processed and delivery.trigger.event_id == created["id"]
+    assert delivery.state == "processed"
+    assert delivery.processed_at is not None
+    assert delivery.trigger.processed
+    assert delivery.trigger.event_id == created["id"]
 
 
 def test_the_acknowledgement_is_a_handful_of_statements(deliver, created):
@@ -84,7 +87,8 @@ def test_on_postgresql_the_delivery_is_one_statement_after_the_endpoint(deliver,
     # The endpoint, then the duplicate check, the trigger, the delivery and the task row
     # in one statement (outside a test's transaction, its own: no BEGIN, no COMMIT).
     assert len(sql) == 2, "\n".join(sql)
-    assert "djstripe_webhookendpoint" in sql[0] and "stripe_data" not in sql[0]
+    assert "djstripe_webhookendpoint" in sql[0]
+    assert "stripe_data" not in sql[0]
     assert sql[1].startswith("WITH dup AS (UPDATE")
     assert 'INSERT INTO "django_tasks_database_dbtaskresult"' in sql[1]
 
@@ -161,12 +165,17 @@ def test_the_stored_trigger_is_what_dj_stripe_would_have_stored(deliver, created
     trigger = WebhookDelivery.objects.get().trigger
     assert trigger.json_body == created
     assert trigger.headers["Stripe-Signature"].startswith("t=")
-    assert trigger.valid and not trigger.processed and trigger.event_id is None
+    assert trigger.valid
+    assert not trigger.processed
+    assert trigger.event_id is None
     assert trigger.remote_ip == "127.0.0.1"
     assert trigger.webhook_endpoint_id == endpoint.id
     assert trigger.stripe_trigger_account_id == endpoint.djstripe_owner_account_id
-    assert trigger.djstripe_version and trigger.created >= before and trigger.updated >= before
-    assert trigger.exception == "" and trigger.traceback == ""
+    assert trigger.djstripe_version
+    assert trigger.created >= before
+    assert trigger.updated >= before
+    assert trigger.exception == ""
+    assert trigger.traceback == ""
 
 
 def test_a_duplicate_delivery_is_counted_and_processed_once(deliver, created, customer):
@@ -208,9 +217,8 @@ def test_stripe_down_is_retried_with_growing_waits_then_processed(
     first_wait = delivery.next_attempt_at - timezone.now()
     assert timedelta(seconds=3) < first_wait <= timedelta(seconds=6)
     retry = _tasks()[-1]
-    assert (
-        retry.args_kwargs["args"] == [delivery.pk] and retry.run_after == delivery.next_attempt_at
-    )
+    assert retry.args_kwargs["args"] == [delivery.pk]
+    assert retry.run_after == delivery.next_attempt_at
     # Not due yet: the queue's own task for it (or a drain) leaves it alone.
     assert delivery_process(delivery.pk) == "not due"
 
@@ -247,7 +255,8 @@ def test_an_object_deleted_at_stripe_is_an_alert_and_not_retried(deliver, catalo
     assert deliver(event).status_code == 200
 
     delivery = WebhookDelivery.objects.get()
-    assert delivery.state == "failed" and delivery.attempts == 1
+    assert delivery.state == "failed"
+    assert delivery.attempts == 1
     assert "No such" in delivery.last_error
     alert = BillingAlert.objects.get(kind=BillingAlert.Kind.WEBHOOK_FAILED)
     assert alert.stripe_event_id == event["id"]

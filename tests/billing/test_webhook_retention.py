@@ -41,7 +41,8 @@ def test_a_processed_body_past_its_period_is_blanked_and_the_delivery_kept(
     assert retention_purge()["webhook_bodies"] == 0  # once
 
     delivery = WebhookDelivery.objects.select_related("trigger").get()
-    assert delivery.trigger.body == "" and delivery.trigger.headers == {}
+    assert delivery.trigger.body == ""
+    assert delivery.trigger.headers == {}
     assert delivery.body_purged_at is not None
     assert (delivery.event_id, delivery.state) == (created["id"], "processed")
 
@@ -100,4 +101,5 @@ def test_the_admin_says_when_the_body_was_removed(admin_client, deliver, created
 
     page = admin_client.get(f"/admin/billing/webhookdelivery/{delivery.pk}/change/")
 
-    assert "removed on" in page.content.decode() and "by retention" in page.content.decode()
+    assert "removed on" in page.content.decode()
+    assert "by retention" in page.content.decode()

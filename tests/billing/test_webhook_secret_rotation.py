@@ -100,7 +100,7 @@ def test_rotation_with_no_endpoint_or_several_says_what_to_do(endpoint):
         status="enabled", api_version=sf.API_VERSION,
     )  # fmt: skip
 
-    with pytest.raises(CommandError, match="we_second, we_test.*--endpoint"):
+    with pytest.raises(CommandError, match=r"we_second, we_test.*--endpoint"):
         _rotate(NEW)
     _rotate(NEW, "--endpoint", "we_second")
 

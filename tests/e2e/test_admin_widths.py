@@ -97,7 +97,8 @@ def test_the_plan_history_fits_a_1280px_screen(live_server, page: Page, staff_us
     # The table itself fits: not merely scrolled inside its box, nor clipped by it.
     box = table.bounding_box()
     container = page.locator("#plan_changes-group fieldset").bounding_box()
-    assert box is not None and container is not None
+    assert box is not None
+    assert container is not None
     right = box["x"] + box["width"]
     assert right <= min(1280, container["x"] + container["width"]), (
         f"plan history ends at {right}px; widest: {widest}"

@@ -210,7 +210,8 @@ def test_a_3d_secure_renewal_is_confirmed_on_the_hosted_invoice_page(page, shop,
     assert banner.get_by_role("button").count() == 0  # one action: the link
     confirm = _mail_arrives(mailoutbox, email, "Please confirm your SmartFlow payment")
     link = banner.get_by_role("link", name="Confirm payment").get_attribute("href")
-    assert link and link in confirm.body  # the same hosted invoice page
+    assert link
+    assert link in confirm.body  # the same hosted invoice page
     shot(page, "dunning-banner-3ds")
     banner.get_by_role("link", name="Confirm payment").click()
     page.wait_for_url(re.compile(r".*/sandbox/invoice/in_\w+/"))
@@ -230,7 +231,8 @@ def test_the_402_page_reads_well_at_375px(page, shop):
 
     response = page.goto(f"{shop}/feature/ai_concierge/")
 
-    assert response is not None and response.status == 402
+    assert response is not None
+    assert response.status == 402
     expect(page.get_by_role("heading", name="AI concierge is part of LaunchPack")).to_be_visible()
     for width in (375, 1280):
         assert_fits(page, width)
@@ -241,4 +243,5 @@ def test_the_402_page_reads_well_at_375px(page, shop):
     json_answer = page.request.get(
         f"{shop}/feature/ai_concierge/", headers={"Accept": "application/json"}
     )
-    assert json_answer.status == 402 and json_answer.json()["required_plan"] == "launchpack"
+    assert json_answer.status == 402
+    assert json_answer.json()["required_plan"] == "launchpack"

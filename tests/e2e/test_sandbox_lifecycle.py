@@ -63,7 +63,8 @@ def test_3ds_card_is_authenticated_in_checkout_and_on_the_hosted_invoice_page(pa
     page.wait_for_url(re.compile(r".*/\?paid=cs_test_\w+"))
 
     sub = _renew(customer)
-    assert sub.status == "past_due" and sub.latest_invoice.status == "open"
+    assert sub.status == "past_due"
+    assert sub.latest_invoice.status == "open"
     page.goto(sub.latest_invoice.hosted_invoice_url)
     expect(page.get_by_role("heading", name="Authenticate this payment")).to_be_visible()
     for width in (375, 1280):

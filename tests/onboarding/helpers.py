@@ -10,7 +10,7 @@ recorder answering scripted responses. Tasks: the real django-tasks database wor
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 import requests
 from anymail.backends.test import EmailBackend as AnymailTestBackend
@@ -42,7 +42,7 @@ def http_response(status: int, body: dict[str, Any]) -> requests.Response:
 class ScriptedEmailBackend(AnymailTestBackend):
     """anymail's test backend, raising the scripted errors first (one per send)."""
 
-    script: list[BaseException] = []
+    script: ClassVar[list[BaseException]] = []
     attempts = 0
 
     def post_to_esp(self, payload: Any, message: Any) -> Any:

@@ -101,7 +101,8 @@ def test_failed_renewal_tells_each_attempt_then_payment_received(client, buyer, 
     invoice = _open_invoice(sub_id)
     failed = _only(sent, "Your SmartFlow payment failed")
     assert len(sent) == 1
-    assert failed.to == [buyer.email] and failed.reply_to == [settings.SUPPORT_EMAIL]
+    assert failed.to == [buyer.email]
+    assert failed.reply_to == [settings.SUPPORT_EMAIL]
     assert failed.from_email == settings.DEFAULT_FROM_EMAIL
     assert "We could not take your payment of £49.00" in failed.body
     grace_end = invoice["status_transitions"]["finalized_at"] + 7 * DAY
@@ -128,7 +129,8 @@ def test_failed_renewal_tells_each_attempt_then_payment_received(client, buyer, 
     actions.clock_advance(days=5)  # the next retry pays
     sent = _send(client)
     recovered = _only(sent, "Payment received: your SmartFlow plan is active")
-    assert len(sent) == 1 and len(twilio.requests) == 2  # no SMS for good news
+    assert len(sent) == 1
+    assert len(twilio.requests) == 2  # no SMS for good news
     assert "we received your payment of £49.00" in recovered.body
     assert "Your SmartFlow 'FlowKit' plan is active." in recovered.body
     assert recovered.reply_to == [settings.SUPPORT_EMAIL]
@@ -319,7 +321,8 @@ def test_a_failure_paid_before_the_worker_sends_it_is_not_sent(client, customer)
 
     assert [m.subject for m in sent] == ["Payment received: your SmartFlow plan is active"]
     failed = OnboardingMessage.objects.get(template="payment_failed", channel="email")
-    assert failed.status == "skipped" and failed.last_error == "the invoice is paid now"
+    assert failed.status == "skipped"
+    assert failed.last_error == "the invoice is paid now"
 
 
 def test_an_upgrade_tells_stripes_charge_once_and_is_not_a_second_welcome(client, buyer, twilio):

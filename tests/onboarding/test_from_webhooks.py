@@ -135,4 +135,5 @@ def test_a_plan_restored_after_a_failed_payment_is_not_welcomed_again(
     assert welcome.count() == 2  # one email, one SMS
     # The plan ended past the grace period, but was back before "ended" went out.
     [ended] = OnboardingMessage.objects.filter(template="plan_ended")
-    assert ended.status == "skipped" and "the plan is now FlowKit" in ended.last_error
+    assert ended.status == "skipped"
+    assert "the plan is now FlowKit" in ended.last_error

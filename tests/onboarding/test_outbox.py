@@ -46,7 +46,7 @@ def sms_of(user: User) -> OnboardingMessage:
 
 
 def test_plan_change_rolled_back_leaves_no_message_and_no_task(buyer):
-    with pytest.raises(RuntimeError), transaction.atomic():
+    with pytest.raises(RuntimeError), transaction.atomic():  # noqa: PT012 (the raise is the failure that rolls the block back)
         activate(buyer, Plan.FLOWKIT)
         raise RuntimeError("the webhook failed after the plan change")
 
@@ -65,7 +65,8 @@ def test_plan_change_queues_email_and_sms_with_their_tasks_and_sends_nothing_yet
         ("sms", Status.QUEUED, "flowkit", change.pk),
     }
     assert DBTaskResult.objects.filter(task_path=TASK).count() == 2
-    assert mail.outbox == [] and twilio.requests == []
+    assert mail.outbox == []
+    assert twilio.requests == []
 
 
 def test_change_not_to_be_announced_queues_nothing(buyer):
@@ -81,10 +82,12 @@ def test_worker_sends_the_welcome_email_once(buyer):
     run_worker()
 
     [sent] = mail.outbox
-    assert sent.to == ["buyer@example.com"] and sent.subject == "Your SmartFlow plan is live"
+    assert sent.to == ["buyer@example.com"]
+    assert sent.subject == "Your SmartFlow plan is live"
     assert "You're on the 'LaunchPack' plan." in sent.body
     html, mimetype = sent.alternatives[0]
-    assert mimetype == "text/html" and "AI concierge" in html
+    assert mimetype == "text/html"
+    assert "AI concierge" in html
     # Replies reach a person (SUPPORT_EMAIL), not the no-reply sender.
     assert sent.from_email == settings.DEFAULT_FROM_EMAIL
     assert sent.reply_to == [settings.SUPPORT_EMAIL]
@@ -92,10 +95,13 @@ def test_worker_sends_the_welcome_email_once(buyer):
     parsed = message_from_bytes(sent.message().as_bytes(), policy=policy.default)
     assert parsed["Reply-To"] == settings.SUPPORT_EMAIL
     text_part = next(p for p in parsed.walk() if p.get_content_type() == "text/plain")
-    assert "👋" in text_part.get_content() and "Here’s what to do next" in text_part.get_content()
+    assert "👋" in text_part.get_content()
+    assert "Here’s what to do next" in text_part.get_content()
     message = email_of(buyer)
-    assert message.status == Status.SENT and message.attempts == 1
-    assert message.provider_message_id == "0" and message.recipient == "buyer@example.com"
+    assert message.status == Status.SENT
+    assert message.attempts == 1
+    assert message.provider_message_id == "0"
+    assert message.recipient == "buyer@example.com"
     assert sent.metadata == {"onboarding_message": str(message.pk)}
 
 
@@ -131,7 +137,8 @@ def test_sms_goes_to_the_opted_in_number_with_a_status_callback(buyer, twilio):
         "StatusCallback": f"{SITE_URL}/onboarding/twilio/status/",
     }
     message = sms_of(buyer)
-    assert message.status == Status.SENT and message.provider_message_id.startswith("SM")
+    assert message.status == Status.SENT
+    assert message.provider_message_id.startswith("SM")
     assert message.segments == 2
 
 
@@ -170,7 +177,8 @@ def test_sms_without_twilio_settings_is_skipped_with_the_reason(buyer):
     run_worker()
 
     message = sms_of(buyer)
-    assert message.status == Status.SKIPPED and message.attempts == 0
+    assert message.status == Status.SKIPPED
+    assert message.attempts == 0
     assert "SMS is not configured" in message.last_error
     assert "TWILIO_ACCOUNT_SID" in message.last_error
     assert email_of(buyer).status == Status.SENT
@@ -189,7 +197,8 @@ def test_sms_needs_a_number_and_consent(db, twilio, phone, opt_in, reason):
     run_worker()
 
     message = sms_of(user)
-    assert message.status == Status.SKIPPED and reason in message.last_error
+    assert message.status == Status.SKIPPED
+    assert reason in message.last_error
     assert twilio.requests == []
     assert not DBTaskResult.objects.filter(task_path=TASK, args_kwargs__args=[message.pk, 1])
 
@@ -200,7 +209,8 @@ def test_transient_email_errors_are_retried_with_backoff_then_sent_once(buyer):
 
     run_worker()
     message = email_of(buyer)
-    assert message.status == Status.QUEUED and message.attempts == 1
+    assert message.status == Status.QUEUED
+    assert message.attempts == 1
     assert "503" in message.last_error
     [first_wait] = retries_come_due()
     run_worker()
@@ -210,7 +220,9 @@ def test_transient_email_errors_are_retried_with_backoff_then_sent_once(buyer):
     assert len(mail.outbox) == 1
     assert ScriptedEmailBackend.attempts == 3
     message = email_of(buyer)
-    assert message.status == Status.SENT and message.attempts == 3 and message.last_error == ""
+    assert message.status == Status.SENT
+    assert message.attempts == 3
+    assert message.last_error == ""
     # 60 s, then 120 s
     assert first_wait.run_after - first_wait.enqueued_at == pytest.approx(
         timedelta(seconds=60), abs=timedelta(seconds=2)
@@ -230,7 +242,8 @@ def test_transient_errors_stop_at_the_attempt_limit(buyer, settings):
     run_worker()
 
     message = email_of(buyer)
-    assert message.status == Status.FAILED and message.attempts == 2
+    assert message.status == Status.FAILED
+    assert message.attempts == 2
     assert retries_come_due() == []
 
 
@@ -251,8 +264,10 @@ def test_permanent_email_error_is_not_retried(buyer, error):
     run_worker()
 
     message = email_of(buyer)
-    assert message.status == Status.FAILED and message.attempts == 1
-    assert ScriptedEmailBackend.attempts == 1 and mail.outbox == []
+    assert message.status == Status.FAILED
+    assert message.attempts == 1
+    assert ScriptedEmailBackend.attempts == 1
+    assert mail.outbox == []
 
 
 def test_email_timeout_after_sending_is_not_repeated(buyer):
@@ -264,7 +279,8 @@ def test_email_timeout_after_sending_is_not_repeated(buyer):
     run_worker()
 
     message = email_of(buyer)
-    assert message.status == Status.FAILED and message.attempts == 1
+    assert message.status == Status.FAILED
+    assert message.attempts == 1
     assert message.last_error.startswith("The outcome is unknown")
     assert ScriptedEmailBackend.attempts == 1
 
@@ -279,7 +295,8 @@ def test_twilio_rate_limit_is_retried(buyer, twilio):
     run_worker()
 
     assert len(twilio.requests) == 2
-    assert sms_of(buyer).status == Status.SENT and sms_of(buyer).attempts == 2
+    assert sms_of(buyer).status == Status.SENT
+    assert sms_of(buyer).attempts == 2
 
 
 @pytest.mark.parametrize("code", [21211, 21614])
@@ -292,7 +309,8 @@ def test_invalid_or_landline_number_fails_at_once(buyer, twilio, code):
     run_worker()
 
     message = sms_of(buyer)
-    assert message.status == Status.FAILED and message.attempts == 1
+    assert message.status == Status.FAILED
+    assert message.attempts == 1
     assert str(code) in message.last_error
     assert len(twilio.requests) == 1
 
@@ -336,7 +354,8 @@ def test_twilio_unreachable_is_retried(buyer, twilio):
     retries_come_due()
     run_worker()
 
-    assert sms_of(buyer).status == Status.SENT and len(twilio.requests) == 2
+    assert sms_of(buyer).status == Status.SENT
+    assert len(twilio.requests) == 2
 
 
 def test_welcome_for_a_plan_left_before_sending_is_skipped(buyer):
@@ -348,7 +367,8 @@ def test_welcome_for_a_plan_left_before_sending_is_skipped(buyer):
 
     assert mail.outbox == []
     message = email_of(buyer)
-    assert message.status == Status.SKIPPED and "plan is now Starter" in message.last_error
+    assert message.status == Status.SKIPPED
+    assert "plan is now Starter" in message.last_error
 
 
 @pytest.mark.parametrize(
@@ -382,7 +402,8 @@ def test_console_backend_by_default_records_the_email_as_sent(buyer, settings, c
     run_worker()
 
     message = email_of(buyer)
-    assert message.status == Status.SENT and message.provider_message_id == ""
+    assert message.status == Status.SENT
+    assert message.provider_message_id == ""
     assert "Subject: Your SmartFlow plan is live" in capsys.readouterr().out
 
 
@@ -436,7 +457,8 @@ def test_only_payments_to_act_on_are_texted_and_only_to_opted_in_numbers(
     sms = OnboardingMessage.objects.filter(user=customer, channel="sms").first()
     assert (sms is not None) == texted
     if texted:
-        assert sms.status == Status.SKIPPED and "not opted in" in sms.last_error
+        assert sms.status == Status.SKIPPED
+        assert "not opted in" in sms.last_error
 
 
 def test_the_same_notice_twice_sends_once(buyer):
@@ -479,7 +501,8 @@ def test_a_notice_of_a_kind_without_a_message_is_logged_not_raised(buyer, caplog
     _notice(buyer, "dispute_opened")
 
     assert not OnboardingMessage.objects.exists()
-    assert "'dispute_opened'" in caplog.text and "has no message" in caplog.text
+    assert "'dispute_opened'" in caplog.text
+    assert "has no message" in caplog.text
 
 
 def test_a_comp_with_an_expiry_is_told_with_its_end_date(buyer, staff_user):

@@ -33,7 +33,8 @@ def test_the_welcome_sms_waits_for_a_confirmed_number(unconfirmed, twilio):
     run_worker()
 
     message = _sms(unconfirmed, "welcome")
-    assert message.status == Status.SKIPPED and UNCONFIRMED in message.last_error
+    assert message.status == Status.SKIPPED
+    assert UNCONFIRMED in message.last_error
     assert twilio.requests == []
 
 
@@ -47,7 +48,8 @@ def test_a_payment_notice_sms_waits_for_a_confirmed_number(unconfirmed, twilio):
     run_worker()
 
     message = _sms(unconfirmed, "payment_failed")
-    assert message.status == Status.SKIPPED and UNCONFIRMED in message.last_error
+    assert message.status == Status.SKIPPED
+    assert UNCONFIRMED in message.last_error
     assert twilio.requests == []
 
 
@@ -65,7 +67,8 @@ def test_a_number_changed_before_the_worker_sends_gets_no_code(unconfirmed, twil
     run_worker()
 
     message = _sms(unconfirmed, "phone_code")
-    assert message.status == Status.SKIPPED and "number changed" in message.last_error
+    assert message.status == Status.SKIPPED
+    assert "number changed" in message.last_error
     assert twilio.requests == []
 
 

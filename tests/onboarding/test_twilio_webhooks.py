@@ -58,7 +58,8 @@ def test_undelivered_callback_records_twilio_error_code(client, sent_sms):
     callback(client, sent_sms, "undelivered", ErrorCode="30003")
 
     sent_sms.refresh_from_db()
-    assert sent_sms.status == Status.UNDELIVERED and "30003" in sent_sms.last_error
+    assert sent_sms.status == Status.UNDELIVERED
+    assert "30003" in sent_sms.last_error
 
 
 def test_callback_with_a_changed_parameter_is_refused(client, sent_sms):
@@ -117,7 +118,8 @@ def inbound(client, body: str, phone: str = "+447700900123", **extra: str):
 def test_stop_words_opt_the_sender_out(client, buyer, twilio, word):
     response = inbound(client, word)
 
-    assert response.status_code == 200 and response["Content-Type"] == "text/xml"
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/xml"
     buyer.refresh_from_db()
     assert buyer.sms_opt_in is False
 

@@ -48,7 +48,8 @@ def test_email_text_names_the_plan_what_it_unlocks_and_the_next_steps(buyer, pla
     assert f"Your dashboard: {SITE_URL}/\n" in email.text
     assert "Need help? Reply to this email and our team will sort you." in email.text
     assert email.text.rstrip().endswith("— Team SmartFlow")
-    assert "set a password" not in email.text and "choose a password" not in email.text
+    assert "set a password" not in email.text
+    assert "choose a password" not in email.text
 
 
 def test_flowkit_email_text_lists_all_four_steps_in_the_customers_words(buyer):

@@ -31,7 +31,7 @@ def together(count: int, action: Callable[[int], T], *, timeout: float = 180) ->
         barrier.wait()
         try:
             results[index] = action(index)
-        except BaseException as exc:  # noqa: BLE001 - handed back to the test below
+        except BaseException as exc:  # handed back to the test below
             results[index] = exc
 
     threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(count)]

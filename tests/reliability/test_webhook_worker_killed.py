@@ -88,7 +88,8 @@ def test_a_worker_killed_mid_webhook_leaves_it_to_the_next_which_processes_it_on
 ):
     user = buyer_checkout(client, "killed@example.com", "flowkit")
     deliveries = set(WebhookDelivery.objects.values_list("pk", flat=True))
-    assert deliveries and not PlanChange.objects.filter(user=user).exists()
+    assert deliveries
+    assert not PlanChange.objects.filter(user=user).exists()
 
     with transaction.atomic():
         User.objects.select_for_update().get(pk=user.pk)  # processing waits here
@@ -137,9 +138,8 @@ def test_a_worker_killed_mid_webhook_leaves_it_to_the_next_which_processes_it_on
     # Queued again only once the dead worker's heartbeat was older than STALE_SECONDS;
     # then its heartbeat row went, its work being queued again.
     assert not WorkerHeartbeat.objects.filter(worker_id="doomed").exists()
-    assert (
-        task.started_at is not None and (task.started_at - beat.last_seen_at).total_seconds() >= 3
-    )
+    assert task.started_at is not None
+    assert (task.started_at - beat.last_seen_at).total_seconds() >= 3
     # Once: every delivery processed, at its first attempt, one event stored per delivery.
     rows = WebhookDelivery.objects.filter(pk__in=deliveries)
     assert {(d.state, d.attempts, d.last_error) for d in rows} == {("processed", 0, "")}

@@ -86,7 +86,8 @@ def test_a_delivery_whose_customer_is_locked_too_long_is_rescheduled_then_proces
     assert outcome == ["retry"]
     delivery.refresh_from_db()
     assert (delivery.state, delivery.attempts) == (Pending, 1)
-    assert delivery.next_attempt_at is not None and delivery.next_attempt_at > timezone.now()
+    assert delivery.next_attempt_at is not None
+    assert delivery.next_attempt_at > timezone.now()
     assert "lock timeout" in delivery.last_error
     user.refresh_from_db()
     assert user.plan == "starter"

@@ -221,7 +221,8 @@ def test_a_killed_workers_claimed_task_is_run_again_by_the_next_worker(workers, 
 
     assert Counter(ledger_read(ledger)) == Counter([str(message.pk)])  # once
     task = _send_task(message)
-    assert task.status == "SUCCESSFUL" and task.worker_ids == ["doomed", "heir"]
+    assert task.status == "SUCCESSFUL"
+    assert task.worker_ids == ["doomed", "heir"]
     assert "was claimed by worker doomed, which stopped: queued again" in workers.log(second)
     assert WorkerHeartbeat.objects.get(worker_id="heir").stopped_at is not None
     # The dead worker's heartbeat went once its task was queued again.

@@ -140,7 +140,8 @@ def test_a_webhook_backlog_does_not_make_the_web_unhealthy(client):
 
     response = _get(client, "/healthz")
 
-    assert response.status_code == 200 and response.json()["status"] == "ok"
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
 
 
 def test_healthz_costs_the_same_queries_with_one_delivery_or_many(
@@ -166,7 +167,8 @@ def test_ready_is_ok_with_a_live_worker_and_no_old_work(client):
     response = _get(client, "/healthz/ready")
 
     assert response.status_code == 200
-    assert response.json()["status"] == "ok" and response.json()["problems"] == []
+    assert response.json()["status"] == "ok"
+    assert response.json()["problems"] == []
 
 
 def test_ready_is_degraded_with_no_worker(client):

@@ -51,7 +51,8 @@ def test_every_requirement_is_pinned_exactly_with_hashes(filename):
     assert entries
     for requirement, hashes in entries:
         specifiers = list(requirement.specifier)
-        assert len(specifiers) == 1 and specifiers[0].operator == "==", f"{requirement}"
+        assert len(specifiers) == 1, f"{requirement}"
+        assert specifiers[0].operator == "==", f"{requirement}"
         assert hashes, f"{filename}: {requirement} has no --hash (run `make lock`)"
 
 

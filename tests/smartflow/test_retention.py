@@ -64,7 +64,8 @@ def test_finished_task_rows_past_their_period_are_deleted_and_the_rest_kept(sett
 
     left = set(DBTaskResult.objects.values_list("pk", flat=True))
     assert left == {recent.pk, waiting.pk}
-    assert old_success.pk not in left and old_failure.pk not in left
+    assert old_success.pk not in left
+    assert old_failure.pk not in left
 
 
 def test_login_records_past_their_period_are_deleted_but_a_lockout_in_force_stays(settings):
@@ -97,7 +98,8 @@ def test_sent_messages_past_their_period_lose_their_words_and_keep_the_record(se
     assert retention.retention_purge()["message_bodies"] == 0  # once
 
     old.refresh_from_db()
-    assert old.context == {} and old.body_purged_at is not None
+    assert old.context == {}
+    assert old.body_purged_at is not None
     # The record that it was sent stays.
     assert (old.status, old.recipient, old.template) == ("sent", customer.email, "payment_failed")
     assert old.sent_at is not None
@@ -129,7 +131,8 @@ def test_the_worker_queues_one_purge_per_window_and_the_task_records_it(customer
 
     [run] = RetentionRun.objects.all()
     [queued] = DBTaskResult.objects.filter(task_path="smartflow.retention.retention_run")
-    assert queued.status == "READY" and queued.args_kwargs["args"] == [run.pk]
+    assert queued.status == "READY"
+    assert queued.args_kwargs["args"] == [run.pk]
     assert run.finished_at is None
 
     retention.retention_run.call(run.pk)
@@ -148,7 +151,8 @@ def test_the_next_window_gets_its_own_purge(settings):
     assert retention.retention_enqueue_if_due(now=now) is None
     later = retention.retention_enqueue_if_due(now=now + DAY)
 
-    assert first is not None and later is not None
+    assert first is not None
+    assert later is not None
     assert later.window_start - first.window_start == DAY
 
 

@@ -36,7 +36,8 @@ def test_a_task_of_a_worker_whose_heartbeat_stopped_is_queued_again():
     assert workers.orphans_requeue() == [str(task.pk)]
 
     task.refresh_from_db()
-    assert task.status == "READY" and task.started_at is None
+    assert task.status == "READY"
+    assert task.started_at is None
     assert task.worker_ids == ["dead"]  # the history stays
     assert DBTaskResult.objects.ready().filter(pk=task.pk).exists()
 
@@ -102,7 +103,8 @@ def test_the_heartbeat_records_the_worker_and_its_time():
     workers.heartbeat("w1", now=first.last_seen_at + timedelta(seconds=15))
     beat = WorkerHeartbeat.objects.get(worker_id="w1")
     assert beat.last_seen_at - first.last_seen_at == timedelta(seconds=15)
-    assert beat.pid and beat.hostname
+    assert beat.pid
+    assert beat.hostname
 
 
 def test_healthz_answers_ok_with_the_backlog_and_heartbeats(client, staff_user):
@@ -114,7 +116,8 @@ def test_healthz_answers_ok_with_the_backlog_and_heartbeats(client, staff_user):
 
     assert response.status_code == 200
     body = response.json()
-    assert body["status"] == "ok" and body["backlog"] == 1
+    assert body["status"] == "ok"
+    assert body["backlog"] == 1
     assert body["oldest_task_age_seconds"] is not None
     assert [w["id"] for w in body["workers"]] == ["w1"]
     assert response["Cache-Control"].startswith("max-age=0")

@@ -61,7 +61,8 @@ def test_the_pricing_page_shows_yearly_prices_and_the_saving_without_javascript(
     assert "£490.00 per year" in page
     assert "Save £98.00 a year" in page  # 12 × £49.00 − £490.00
     assert "Save £198.00 a year" in page  # LaunchPack: 12 × £99.00 − £990.00
-    assert "£1,470.00 once" in page and "£2,970.00 once" in page  # thirty months
+    assert "£1,470.00 once" in page
+    assert "£2,970.00 once" in page  # thirty months
 
 
 def test_buying_a_year_shows_the_yearly_renewal(client, customer):
@@ -148,7 +149,8 @@ def test_a_oneoff_bought_beside_a_planned_change_ends_the_subscription(client, c
     customer.refresh_from_db()
     invoices = stripe.Invoice.list(subscription=sub_id).data
 
-    assert ending.cancel_at_period_end is True and ending.schedule is None
+    assert ending.cancel_at_period_end is True
+    assert ending.schedule is None
     assert stripe.Subscription.retrieve(sub_id).status == "canceled"
     assert [i.amount_paid for i in invoices if i.amount_paid] == [49000]
     assert customer.plan == "launchpack"

@@ -58,7 +58,8 @@ def test_customers_are_listed_by_email(stripe_customer):
     found = stripe.Customer.list(email="customer@example.com")
 
     assert [c.id for c in found.data] == [stripe_customer.id]
-    assert stripe_customer.id.startswith("cus_") and stripe_customer.livemode is False
+    assert stripe_customer.id.startswith("cus_")
+    assert stripe_customer.livemode is False
 
 
 def test_customer_update_merges_metadata_and_emits_previous_attributes(stripe_customer):
@@ -138,7 +139,8 @@ def test_lists_page_with_has_more_and_starting_after(db):
     first = stripe.Customer.list(limit=2)
     rest = stripe.Customer.list(limit=2, starting_after=first.data[-1].id)
 
-    assert first.has_more is True and rest.has_more is False
+    assert first.has_more is True
+    assert rest.has_more is False
     assert [c.id for c in first.data + rest.data] == made[::-1]
     assert [c.id for c in stripe.Customer.list(limit=1).auto_paging_iter()] == made[::-1]
 
@@ -200,8 +202,10 @@ def test_refund_by_payment_intent_refunds_the_charge(client, prices, stripe_cust
     refund = stripe.Refund.create(payment_intent=pi)
 
     charge = stripe.Charge.retrieve(refund.charge)
-    assert refund.id.startswith("re_") and refund.status == "succeeded"
-    assert charge.refunded is True and charge.amount_refunded == 147000
+    assert refund.id.startswith("re_")
+    assert refund.status == "succeeded"
+    assert charge.refunded is True
+    assert charge.amount_refunded == 147000
     assert stripe.Refund.retrieve(refund.id).amount == 147000
     assert stripe.Event.list(limit=2).data[0].type == "charge.refunded"
     with pytest.raises(stripe.InvalidRequestError):
@@ -215,7 +219,8 @@ def test_an_invoice_names_the_payment_intent_that_paid_it_as_an_invoice_payment(
     listed = stripe.InvoicePayment.list(invoice=invoice.id, status="paid").data
 
     assert [p.payment.payment_intent for p in listed] == [charge.payment_intent]
-    assert listed[0].amount_paid == invoice.amount_paid == 4900 and listed[0].is_default
+    assert listed[0].amount_paid == invoice.amount_paid == 4900
+    assert listed[0].is_default
     assert [p.id for p in invoice.payments.data] == [listed[0].id]
     assert stripe.InvoicePayment.retrieve(listed[0].id).invoice == invoice.id
     assert stripe.InvoicePayment.list(invoice=invoice.id, status="open").data == []
@@ -225,7 +230,8 @@ def test_invoices_and_charges_are_listed_by_customer(subscribed):
     invoices = stripe.Invoice.list(customer=subscribed.customer)
     charges = stripe.Charge.list(customer=subscribed.customer)
 
-    assert len(invoices.data) == 1 and invoices.data[0].status == "paid"
+    assert len(invoices.data) == 1
+    assert invoices.data[0].status == "paid"
     assert stripe.Invoice.list(subscription=subscribed.id).data[0].id == invoices.data[0].id
     assert charges.data[0].payment_intent.startswith("pi_")
     assert stripe.PaymentIntent.retrieve(charges.data[0].payment_intent).status == "succeeded"

@@ -61,13 +61,17 @@ def test_a_gb_customer_sees_20_percent_vat_on_checkout_the_invoice_and_the_billi
     customer.refresh_from_db()
     billing = _text(shopper.get("/billing/"))
 
-    assert "VAT (20%)" in quoted and "£9.80" in quoted and "Pay £58.80" in quoted
+    assert "VAT (20%)" in quoted
+    assert "£9.80" in quoted
+    assert "Pay £58.80" in quoted
     assert customer.plan == "flowkit"
-    assert "<dt>VAT</dt>" in success and 'class="paid-tax">£9.80' in success
+    assert "<dt>VAT</dt>" in success
+    assert 'class="paid-tax">£9.80' in success
     assert '£58.80 <small class="billing-tax">with £9.80 VAT</small>' in billing
     invoice_url = re.search(r'href="(http://testserver/sandbox/invoice/in_\w+/)"', billing)
     invoice = _text(shopper.get(_path(invoice_url.group(1))))
-    assert "VAT (20%)" in invoice and "£58.80" in invoice
+    assert "VAT (20%)" in invoice
+    assert "£58.80" in invoice
 
 
 def test_with_vat_on_prices_say_plus_vat_and_the_upgrade_says_the_vat_in_it(
@@ -81,13 +85,16 @@ def test_with_vat_on_prices_say_plus_vat_and_the_upgrade_says_the_vat_in_it(
     pricing = re.sub(r"<[^>]+>", "", _text(shopper.get("/pricing/")))
     switch = _text(shopper.get("/billing/switch/?plan=launchpack"))
 
-    assert "£99.00 + VAT per month" in pricing and "£2,970.00 + VAT once" in pricing
+    assert "£99.00 + VAT per month" in pricing
+    assert "£2,970.00 + VAT once" in pricing
     found = re.search(
         r'Due now: <strong data-amount-due="(\d+)">£[\d,.]+</strong> '
         r'<small class="amount-vat">incl. £([\d,.]+) VAT</small>',
         switch,
     )
-    assert found and int(found.group(1)) > 0 and float(found.group(2)) > 0
+    assert found
+    assert int(found.group(1)) > 0
+    assert float(found.group(2)) > 0
 
 
 def test_without_automatic_tax_checkout_asks_no_address_and_adds_no_vat(shopper):
@@ -95,7 +102,8 @@ def test_without_automatic_tax_checkout_asks_no_address_and_adds_no_vat(shopper)
 
     shown = _text(shopper.get(page))
 
-    assert 'name="country"' not in shown and "VAT" not in shown
+    assert 'name="country"' not in shown
+    assert "VAT" not in shown
     assert 'name="promotion_code"' in shown  # codes are always accepted
 
 
@@ -113,9 +121,11 @@ def test_a_20_percent_code_lowers_the_first_invoice_only(shopper, customer):
     _deliver(shopper)
     billing = _text(shopper.get("/billing/"))
 
-    assert "SPRING20: 20% off once" in applied and "Pay £39.20" in applied
+    assert "SPRING20: 20% off once" in applied
+    assert "Pay £39.20" in applied
     assert customer.plan == "flowkit"
-    assert "−£9.80" in success and "£39.20" in success
+    assert "−£9.80" in success
+    assert "£39.20" in success
     assert '£39.20 <small class="billing-discount">after £9.80 discount</small>' in billing
     amounts = re.findall(r'<span class="billing-amount">(£[\d.]+)', billing)
     assert amounts == ["£49.00", "£39.20"]  # newest first: the renewal is full price

@@ -40,7 +40,9 @@ def test_checkout_page_offers_the_test_bank_accounts(client, prices, stripe_cust
     page = client.get(f"/sandbox/checkout/{session.id}/").content.decode()
 
     assert "Bacs Direct Debit" in page
-    assert "10-88-00" in page and SUCCEEDS in page and FAILS in page
+    assert "10-88-00" in page
+    assert SUCCEEDS in page
+    assert FAILS in page
     assert f'action="/sandbox/checkout/{session.id}/bank-debit/"' in page
 
 
@@ -163,7 +165,8 @@ def test_make_runs_banner_lists_the_test_bank_accounts(settings):
     text = "\n".join(banner_lines())
 
     assert "sort code 10-88-00" in text
-    assert f"{SUCCEEDS}" in text and f"{FAILS}" in text
+    assert f"{SUCCEEDS}" in text
+    assert f"{FAILS}" in text
     assert "stripe_sandbox advance --days 3" in text
 
 
@@ -191,7 +194,8 @@ def test_a_subscription_debit_is_pending_until_the_bank_refuses_it_then_told_onc
     again = client.post("/billing/checkout/", {"plan": "launchpack", "interval": "monthly"})
 
     assert "by Bacs Direct Debit for FlowKit, processing: usually 3 working days" in billing
-    assert "Subscribe monthly" not in pricing and "Subscribe yearly" not in pricing
+    assert "Subscribe monthly" not in pricing
+    assert "Subscribe yearly" not in pricing
     assert again.status_code == 409
 
     _advance(3)

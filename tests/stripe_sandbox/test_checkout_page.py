@@ -52,7 +52,8 @@ def test_one_off_price_is_shown_as_one_off(client, prices, stripe_customer):
 
     page = client.get(f"/sandbox/checkout/{session.id}/").content.decode()
 
-    assert "£1,470.00" in page and "one-off" in page
+    assert "£1,470.00" in page
+    assert "one-off" in page
 
 
 def test_paying_a_subscription_creates_it_and_redirects_to_success(client, prices, stripe_customer):
@@ -71,12 +72,14 @@ def test_paying_a_subscription_creates_it_and_redirects_to_success(client, price
     assert (paid.status, paid.payment_status) == ("complete", "paid")
     assert paid.line_items.data[0].price.id == prices["flowkit_monthly"].id
     sub = paid.subscription
-    assert sub.status == "active" and sub.metadata["plan"] == "flowkit"
+    assert sub.status == "active"
+    assert sub.metadata["plan"] == "flowkit"
     item = sub["items"].data[0]
     assert item.price.id == prices["flowkit_monthly"].id
     assert 27 * 86400 <= item.current_period_end - item.current_period_start <= 31 * 86400
     invoice = stripe.Invoice.retrieve(sub.latest_invoice)
-    assert invoice.status == "paid" and invoice.amount_paid == 4900
+    assert invoice.status == "paid"
+    assert invoice.amount_paid == 4900
     assert invoice.parent.subscription_details.subscription == sub.id
     assert invoice.lines.data[0].amount == 4900
     assert _new_events(before) == SUBSCRIPTION_EVENTS
@@ -94,7 +97,8 @@ def test_paying_one_off_creates_a_succeeded_payment(client, prices, stripe_custo
     pay(client, session.id)
 
     paid = stripe.checkout.Session.retrieve(session.id, expand=["payment_intent.latest_charge"])
-    assert paid.payment_status == "paid" and paid.subscription is None
+    assert paid.payment_status == "paid"
+    assert paid.subscription is None
     assert paid.payment_intent.status == "succeeded"
     assert paid.payment_intent.metadata["plan"] == "launchpack"
     assert paid.payment_intent.latest_charge.status == "succeeded"
@@ -145,7 +149,8 @@ def test_a_one_off_with_invoice_creation_leaves_a_paid_invoice_with_its_code_and
     assert invoice.total_taxes[0].amount == 23520
     assert [line.amount for line in invoice.lines.data] == [147000]
     assert invoice.metadata["plan"] == "flowkit"
-    assert invoice.hosted_invoice_url and invoice.invoice_pdf
+    assert invoice.hosted_invoice_url
+    assert invoice.invoice_pdf
     assert _new_events(before) == [
         "charge.succeeded",
         "payment_intent.succeeded",
@@ -163,7 +168,8 @@ def test_a_one_off_without_invoice_creation_has_no_invoice(client, prices, strip
     pay(client, session.id)
 
     paid = stripe.checkout.Session.retrieve(session.id)
-    assert paid.invoice is None and paid.invoice_creation.enabled is False
+    assert paid.invoice is None
+    assert paid.invoice_creation.enabled is False
     assert store.all_of("invoice") == []
 
 
@@ -205,7 +211,8 @@ def test_declined_card_shows_the_decline_and_creates_nothing(client, prices, str
     assert response.status_code == 400
     assert "Your card was declined" in response.content.decode()
     assert stripe.checkout.Session.retrieve(session.id).status == "open"
-    assert store.all_of("subscription") == [] and store.all_of("charge") == []
+    assert store.all_of("subscription") == []
+    assert store.all_of("charge") == []
     assert event_types() == before
 
 
@@ -294,4 +301,5 @@ def test_a_trial_checkout_shows_nothing_due_today_then_the_price_after_the_trial
     assert "Total due today £0.00" in text
     assert "Then £49.00 per month after 14 days" in text
     assert "Start trial" in text
-    assert "Pay £49.00" not in text and "Total due today £49.00" not in text
+    assert "Pay £49.00" not in text
+    assert "Total due today £49.00" not in text

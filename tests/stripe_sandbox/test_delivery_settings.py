@@ -34,7 +34,7 @@ def test_by_default_delivery_is_stripes_with_a_random_seed_that_is_logged():
     result = _start()
 
     assert result.returncode == 0, result.stderr
-    line = [x for x in result.stdout.splitlines() if x.startswith("delivery ")][0]
+    line = next(x for x in result.stdout.splitlines() if x.startswith("delivery "))
     _, mode, seed = line.split()
     assert mode == "stripe"
     assert f"webhook delivery stripe, seed {seed} (STRIPE_SANDBOX_SEED={seed}" in result.stdout

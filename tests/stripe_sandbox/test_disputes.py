@@ -66,9 +66,8 @@ def test_won_dispute_goes_under_review_then_closes_and_reinstates_funds(subscrib
     summary = _run("dispute", "--email", EMAIL, "--close", "won")
 
     dispute = stripe.Dispute.list().data[0]
-    assert summary.startswith(f"Closed dispute {dispute.id} on charge ") and summary.endswith(
-        ": won."
-    )
+    assert summary.startswith(f"Closed dispute {dispute.id} on charge ")
+    assert summary.endswith(": won.")
     assert dispute.status == "won"
     assert dispute.evidence_details.has_evidence is True
     assert event_types()[len(before) :] == [
@@ -120,5 +119,6 @@ def test_dispute_events_are_processed_by_djstripe(client, subscribed):
 
     assert report.failed == 0
     triggers = WebhookEventTrigger.objects.all()
-    assert triggers and all(t.processed and not t.exception for t in triggers)
+    assert triggers
+    assert all(t.processed and not t.exception for t in triggers)
     assert Dispute.objects.get().status == "won"

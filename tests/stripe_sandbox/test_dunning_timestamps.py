@@ -27,7 +27,8 @@ def test_a_failed_renewal_is_finalized_at_its_first_attempt_and_keeps_that_time(
     invoice = _latest_invoice(sub_id)
     assert invoice.status_transitions.finalized_at == renewal
     assert invoice.effective_at == renewal
-    assert invoice.attempt_count == 1 and invoice.attempted
+    assert invoice.attempt_count == 1
+    assert invoice.attempted
     failed = stripe.Event.list(type="invoice.payment_failed", limit=1).data[0]
     assert failed.created == renewal == failed.data.object.status_transitions.finalized_at
 

@@ -78,7 +78,8 @@ def test_a_failed_renewal_is_retried_3_5_7_days_later_then_canceled(
 
     invoice = _latest_invoice(sub_id)
     assert stripe.Subscription.retrieve(sub_id).status == "past_due"
-    assert invoice.status == "open" and invoice.attempt_count == 1
+    assert invoice.status == "open"
+    assert invoice.attempt_count == 1
     assert invoice.next_payment_attempt == renewal + 3 * DAY
     attempts = [(renewal, 1)]
     when = renewal
@@ -95,10 +96,12 @@ def test_a_failed_renewal_is_retried_3_5_7_days_later_then_canceled(
             assert stripe.Subscription.retrieve(sub_id).status == "past_due"
             assert "customer.subscription.deleted" not in event_types()[len(before) :]
     invoice = stripe.Invoice.retrieve(invoice.id)
-    assert invoice.attempt_count == 4 and invoice.next_payment_attempt is None
+    assert invoice.attempt_count == 4
+    assert invoice.next_payment_attempt is None
     assert invoice.status == "open"
     sub = stripe.Subscription.retrieve(sub_id)
-    assert sub.status == "canceled" and sub.ended_at == renewal + 15 * DAY
+    assert sub.status == "canceled"
+    assert sub.ended_at == renewal + 15 * DAY
     assert sub.cancellation_details.reason == "payment_failed"
     # Stripe stops collecting the open invoice as it cancels (invoice.updated).
     assert [t for t in event_types() if t != "invoice.updated"][-1] == (
@@ -166,7 +169,8 @@ def test_the_retry_after_a_card_update_in_the_portal_pays_the_invoice(
 
     customer = stripe.Customer.retrieve(stripe_customer.id)
     pm = stripe.PaymentMethod.retrieve(customer.invoice_settings.default_payment_method)
-    assert pm.card.last4 == "4242" and pm.customer == stripe_customer.id
+    assert pm.card.last4 == "4242"
+    assert pm.customer == stripe_customer.id
     assert "Visa ending 4242" in page
     assert _latest_invoice(sub_id).status == "open"  # used by the next retry, not now
 
@@ -174,7 +178,8 @@ def test_the_retry_after_a_card_update_in_the_portal_pays_the_invoice(
 
     assert report.recovered == 1
     invoice = _latest_invoice(sub_id)
-    assert invoice.status == "paid" and invoice.attempt_count == 2
+    assert invoice.status == "paid"
+    assert invoice.attempt_count == 2
     assert stripe.Subscription.retrieve(sub_id).status == "active"
     assert "invoice.paid" in event_types()[-5:]
 
@@ -217,10 +222,13 @@ def test_every_finalized_invoice_has_a_hosted_page_and_a_printable_version(clien
     assert invoice.hosted_invoice_url == f"http://testserver/sandbox/invoice/{invoice.id}/"
     assert invoice.invoice_pdf == f"http://testserver/sandbox/invoice/{invoice.id}/pdf/"
     page = client.get(f"/sandbox/invoice/{invoice.id}/").content.decode()
-    assert invoice.number in page and "£49.00" in page and "paid" in page
+    assert invoice.number in page
+    assert "£49.00" in page
+    assert "paid" in page
     assert "Pay with" not in page  # paid: nothing to pay
     printable = client.get(f"/sandbox/invoice/{invoice.id}/pdf/").content.decode()
-    assert "@media print" in printable and invoice.number in printable
+    assert "@media print" in printable
+    assert invoice.number in printable
     assert client.get("/sandbox/invoice/in_nope/").status_code == 404
 
 
@@ -229,7 +237,8 @@ def test_an_open_invoice_is_paid_on_its_page_with_a_new_card(client, prices, str
     _advance_to(_charged_at(sub_id))
     invoice = _latest_invoice(sub_id)
     page = client.get(f"/sandbox/invoice/{invoice.id}/").content.decode()
-    assert "Pay with Visa ending 0341" in page and "Pay with this card" in page
+    assert "Pay with Visa ending 0341" in page
+    assert "Pay with this card" in page
 
     declined = client.post(
         f"/sandbox/invoice/{invoice.id}/", {"action": "pay_default"}, follow=True
@@ -264,8 +273,10 @@ def test_pay_invoice_command_pays_with_the_default_card(client, prices, stripe_c
     paid = _run("pay-invoice", "--email", EMAIL)
     again = _run("pay-invoice", "--email", EMAIL)
 
-    assert "was declined" in declined and "\n" not in declined
-    assert paid.startswith("Paid invoice") and "£49.00" in paid
+    assert "was declined" in declined
+    assert "\n" not in declined
+    assert paid.startswith("Paid invoice")
+    assert "£49.00" in paid
     assert "nothing to pay" in again
     assert stripe.Subscription.retrieve(sub_id).status == "active"
 
@@ -298,7 +309,8 @@ def test_checkout_with_a_3ds_card_asks_for_authentication_first(client, prices, 
         f"/sandbox/checkout/{session.id}/",
         {"card_number": CARD_3DS_ALWAYS, "authenticate": "fail"},
     )
-    assert failed.status_code == 400 and "unable to authenticate" in failed.content.decode()
+    assert failed.status_code == 400
+    assert "unable to authenticate" in failed.content.decode()
     assert store.all_of("subscription") == []
 
     approved = client.post(
@@ -323,9 +335,11 @@ def test_a_3ds_renewal_waits_for_the_customer_on_the_hosted_invoice_page(
     assert invoice.status == "open"
     new = event_types()[len(before) :]
     # Stripe sends both for an off-session payment waiting for 3-D Secure.
-    assert "invoice.payment_action_required" in new and "invoice.payment_failed" in new
+    assert "invoice.payment_action_required" in new
+    assert "invoice.payment_failed" in new
     pi = stripe.PaymentIntent.list(customer=stripe_customer.id).data[0]
-    assert pi.status == "requires_action" and pi.next_action.type == "use_stripe_sdk"
+    assert pi.status == "requires_action"
+    assert pi.next_action.type == "use_stripe_sdk"
     page = client.get(invoice.hosted_invoice_url.replace("http://testserver", ""))
     assert "Authenticate this payment" in page.content.decode()
 
@@ -357,7 +371,8 @@ def test_card_3155_authenticates_once_then_renewals_pay(client, prices, stripe_c
 
     report = _advance_to(_charged_at(sub_id))
 
-    assert report.renewed >= 1 and report.failed == 0
+    assert report.renewed >= 1
+    assert report.failed == 0
     assert _latest_invoice(sub_id).status == "paid"
     assert stripe.Subscription.retrieve(sub_id).status == "active"
 
@@ -369,7 +384,8 @@ def test_cancel_at_period_end_can_be_undone_then_ends_at_the_period_end(subscrib
     end = _period_end(subscribed.id)
     stripe.Subscription.modify(subscribed.id, cancel_at_period_end=True)
     undone = stripe.Subscription.modify(subscribed.id, cancel_at_period_end=False)
-    assert undone.cancel_at_period_end is False and undone.cancel_at is None
+    assert undone.cancel_at_period_end is False
+    assert undone.cancel_at is None
     again = stripe.Subscription.modify(subscribed.id, cancel_at_period_end=True)
     assert again.cancel_at == end
 
@@ -379,9 +395,11 @@ def test_cancel_at_period_end_can_be_undone_then_ends_at_the_period_end(subscrib
 
     sub = stripe.Subscription.retrieve(subscribed.id)
     assert report.canceled == 1
-    assert sub.status == "canceled" and sub.ended_at == end
+    assert sub.status == "canceled"
+    assert sub.ended_at == end
     deleted = _last_event("customer.subscription.deleted")
-    assert deleted.created == end and deleted.data.object.id == subscribed.id
+    assert deleted.created == end
+    assert deleted.data.object.id == subscribed.id
     with pytest.raises(stripe.InvalidRequestError):
         stripe.Subscription.modify(subscribed.id, cancel_at_period_end=False)
 
@@ -395,7 +413,8 @@ def test_an_undone_cancellation_renews_at_the_period_end(subscribed):
 
     assert report.renewed == 1
     sub = stripe.Subscription.retrieve(subscribed.id)
-    assert sub.status == "active" and sub["items"].data[0].current_period_start == end
+    assert sub.status == "active"
+    assert sub["items"].data[0].current_period_start == end
 
 
 # --- Deleting a customer ----------------------------------------------------------------
@@ -423,7 +442,8 @@ def test_deleting_a_customer_cancels_its_subscriptions_then_the_clock_runs_on(
     for sub_id in (paying, failing):
         sub = stripe.Subscription.retrieve(sub_id)
         # Ended at the deletion: the sandbox clock runs on in real time meanwhile.
-        assert sub.status == "canceled" and deleted_from <= sub.ended_at <= store.now()
+        assert sub.status == "canceled"
+        assert deleted_from <= sub.ended_at <= store.now()
     # The failed renewal's retries and the next renewals no longer fall due.
     report = collection.clock_advance(40 * DAY)
     assert (report.renewed, report.failed, report.recovered) == (0, 0, 0)
@@ -448,7 +468,8 @@ def test_a_declined_first_payment_is_incomplete_then_expires_23_hours_later(
 
     assert sub.status == "incomplete"
     invoice = _latest_invoice(sub.id)
-    assert invoice.status == "open" and invoice.attempt_count == 1
+    assert invoice.status == "open"
+    assert invoice.attempt_count == 1
     assert invoice.next_payment_attempt is None
     _advance_to(created + 22 * 3600)
     assert stripe.Subscription.retrieve(sub.id).status == "incomplete"
@@ -456,10 +477,13 @@ def test_a_declined_first_payment_is_incomplete_then_expires_23_hours_later(
     summary = _run("advance", "--hours", "2")
 
     sub = stripe.Subscription.retrieve(sub.id)
-    assert sub.status == "incomplete_expired" and sub.ended_at == created + 23 * 3600
+    assert sub.status == "incomplete_expired"
+    assert sub.ended_at == created + 23 * 3600
     assert stripe.Invoice.retrieve(invoice.id).status == "void"
     assert event_types()[-2:] == ["invoice.voided", "customer.subscription.deleted"]
-    assert "1 expired" in summary and "2 hour(s)" in summary and "\n" not in summary
+    assert "1 expired" in summary
+    assert "2 hour(s)" in summary
+    assert "\n" not in summary
     assert stripe.Subscription.list(customer=stripe_customer.id).data == []
 
 
@@ -487,7 +511,8 @@ def test_default_incomplete_waits_for_the_first_invoice_to_be_paid(prices, strip
     )
 
     invoice = _latest_invoice(sub.id)
-    assert sub.status == "incomplete" and invoice.attempt_count == 0
+    assert sub.status == "incomplete"
+    assert invoice.attempt_count == 0
     stripe.Invoice.pay(invoice.id, payment_method="pm_card_visa")
 
     assert stripe.Subscription.retrieve(sub.id).status == "active"
@@ -502,8 +527,10 @@ def test_error_if_incomplete_answers_402_and_keeps_nothing(prices, stripe_custom
             payment_behavior="error_if_incomplete",
         )
 
-    assert exc.value.http_status == 402 and exc.value.code == "card_declined"
-    assert store.all_of("subscription") == [] and store.all_of("invoice") == []
+    assert exc.value.http_status == 402
+    assert exc.value.code == "card_declined"
+    assert store.all_of("subscription") == []
+    assert store.all_of("invoice") == []
 
 
 def test_a_good_card_makes_an_active_subscription(prices, stripe_customer):
@@ -527,7 +554,8 @@ def test_advance_takes_hours_and_refuses_nothing_to_do(subscribed):
     summary = _run("advance", "--hours", "5")
 
     assert 5 * 3600 <= store.now() - start < 5 * 3600 + 60
-    assert summary.startswith("Sandbox clock moved 5 hour(s)") and "0 retried" in summary
+    assert summary.startswith("Sandbox clock moved 5 hour(s)")
+    assert "0 retried" in summary
     with pytest.raises(Exception, match="--days"):
         _run("advance")
 
@@ -543,7 +571,8 @@ def test_a_canceled_subscription_s_open_invoice_is_not_retried(client, prices, s
 
     assert report.recovered == 0
     invoice = stripe.Invoice.retrieve(invoice.id)
-    assert invoice.attempt_count == 1 and invoice.next_payment_attempt is None
+    assert invoice.attempt_count == 1
+    assert invoice.next_payment_attempt is None
     assert event_types()[-1] == "invoice.updated"
 
 
@@ -562,5 +591,6 @@ def test_the_checkout_page_lists_the_3ds_cards(client, prices, stripe_customer):
 
     page = client.get(f"/sandbox/checkout/{session.id}/").content.decode()
 
-    assert "4000 0027 6000 3184" in page and "3-D Secure on every payment" in page
+    assert "4000 0027 6000 3184" in page
+    assert "3-D Secure on every payment" in page
     assert "4000 0025 0000 3155" in page

@@ -51,7 +51,8 @@ def test_portal_lists_the_subscription_and_other_plans(client, subscribed):
     page = client.get(f"/sandbox/portal/{portal.id}/").content.decode()
 
     assert subscribed.id in page
-    assert "SmartFlow Flowkit" in page and "£49.00" in page
+    assert "SmartFlow Flowkit" in page
+    assert "£49.00" in page
     assert "SmartFlow Launchpack: £99.00 per month" in page
 
 
@@ -62,7 +63,8 @@ def test_cancel_now_ends_the_subscription(client, subscribed):
         f"/sandbox/portal/{portal.id}/", {"action": "cancel_now", "subscription": subscribed.id}
     )
 
-    assert response.status_code == 302 and response["Location"] == RETURN_URL
+    assert response.status_code == 302
+    assert response["Location"] == RETURN_URL
     assert stripe.Subscription.retrieve(subscribed.id).status == "canceled"
     assert event_types()[-1] == "customer.subscription.deleted"
 
@@ -77,7 +79,8 @@ def test_cancel_at_period_end_keeps_it_active_until_then(client, subscribed):
     )
 
     sub = stripe.Subscription.retrieve(subscribed.id)
-    assert sub.status == "active" and sub.cancel_at_period_end is True
+    assert sub.status == "active"
+    assert sub.cancel_at_period_end is True
     assert sub.cancel_at == sub["items"].data[0].current_period_end
     event = stripe.Event.list(type="customer.subscription.updated", limit=1).data[0]
     assert event.data.previous_attributes["cancel_at_period_end"] is False
@@ -91,7 +94,8 @@ def test_switching_plan_changes_the_price_and_invoices_the_proration(client, sub
 
     # The first click shows what is charged, and changes nothing.
     shown = client.post(f"/sandbox/portal/{portal.id}/", {"action": "switch", **switch})
-    assert shown.status_code == 200 and event_types() == before
+    assert shown.status_code == 200
+    assert event_types() == before
     client.post(f"/sandbox/portal/{portal.id}/", {"action": "switch_confirm", **switch})
 
     sub = stripe.Subscription.retrieve(subscribed.id, expand=["latest_invoice"])
@@ -99,7 +103,8 @@ def test_switching_plan_changes_the_price_and_invoices_the_proration(client, sub
     assert item.id == subscribed["items"].data[0].id
     assert item.price.id == prices["launchpack_monthly"].id
     invoice = sub.latest_invoice
-    assert invoice.billing_reason == "subscription_update" and invoice.status == "paid"
+    assert invoice.billing_reason == "subscription_update"
+    assert invoice.status == "paid"
     assert [line.amount < 0 for line in invoice.lines.data] == [True, False]
     new = event_types()[len(before) :]
     assert new[0] == "customer.subscription.updated"
@@ -143,7 +148,8 @@ def test_the_apps_configuration_offers_no_plan_switch_and_refuses_one(client, su
         },
     )
 
-    assert "Switch to" not in page and "Cancel now" not in page
+    assert "Switch to" not in page
+    assert "Cancel now" not in page
     assert "Cancel at period end" in page
     assert refused.status_code == 403
     sub = stripe.Subscription.retrieve(subscribed.id)
@@ -160,7 +166,8 @@ def test_the_apps_configuration_refuses_an_immediate_cancel(client, subscribed):
 
     assert refused.status_code == 403
     sub = stripe.Subscription.retrieve(subscribed.id)
-    assert sub.status == "active" and sub.cancel_at_period_end is False
+    assert sub.status == "active"
+    assert sub.cancel_at_period_end is False
 
 
 def test_the_cancellation_reason_is_recorded_as_stripes_feedback(client, subscribed):
@@ -172,7 +179,8 @@ def test_the_cancellation_reason_is_recorded_as_stripes_feedback(client, subscri
         {"action": "cancel_at_period_end", "subscription": subscribed.id, "reason": "unused"},
     )
 
-    assert "Why are you cancelling?" in page and "I don&#x27;t use the service enough" in page
+    assert "Why are you cancelling?" in page
+    assert "I don&#x27;t use the service enough" in page
     sub = stripe.Subscription.retrieve(subscribed.id)
     assert sub.cancellation_details.feedback == "unused"
     assert sub.cancellation_details.reason == "cancellation_requested"
@@ -187,7 +195,8 @@ def test_a_cancelled_subscription_can_be_renewed_in_the_portal(client, subscribe
     client.post(url, {"action": "renew", "subscription": subscribed.id})
 
     sub = stripe.Subscription.retrieve(subscribed.id)
-    assert sub.cancel_at_period_end is False and sub.cancel_at is None
+    assert sub.cancel_at_period_end is False
+    assert sub.cancel_at is None
 
 
 def test_a_card_update_is_refused_when_the_configuration_turns_it_off(client, subscribed):
@@ -216,7 +225,9 @@ def test_a_configuration_has_stripes_defaults_for_what_it_does_not_name(db):
         metadata={"app": "x"},
     )
 
-    assert config.id.startswith("bpc_") and config.is_default is False and config.active
+    assert config.id.startswith("bpc_")
+    assert config.is_default is False
+    assert config.active
     features = config.features
     assert features.invoice_history.enabled is True
     assert features.subscription_cancel.enabled is False
@@ -289,7 +300,8 @@ def test_a_session_without_configuration_uses_the_default_one(stripe_customer):
     portal = _portal(stripe_customer.id)
 
     default = stripe.billing_portal.Configuration.retrieve(portal.configuration)
-    assert default.is_default is True and default.id != named.id
+    assert default.is_default is True
+    assert default.id != named.id
     assert _portal(stripe_customer.id, named.id).configuration == named.id
 
 
@@ -319,4 +331,5 @@ def test_an_immediate_cancel_with_prorations_shows_the_credit_it_gives(client, s
     assert len(credits) == 1
     # Prorated to the second: the page was shown a moment before the click.
     shown = re.search(r'<strong class="sandbox-cancel-credit">£(\d+)\.(\d\d)</strong>', page)
-    assert shown and abs(int(shown[1]) * 100 + int(shown[2]) + credits[0]) <= 1
+    assert shown
+    assert abs(int(shown[1]) * 100 + int(shown[2]) + credits[0]) <= 1

@@ -53,7 +53,8 @@ def test_coupons_and_promotion_codes_have_stripes_shapes(db):
 
     assert (coupon.percent_off, coupon.amount_off, coupon.duration) == (20, None, "repeating")
     assert (coupon.duration_in_months, coupon.valid, coupon.times_redeemed) == (3, True, 0)
-    assert promo.id.startswith("promo_") and promo.promotion.coupon == coupon.id
+    assert promo.id.startswith("promo_")
+    assert promo.promotion.coupon == coupon.id
     assert (promo.code, promo.active, promo.max_redemptions) == ("SPRING20", True, 5)
     assert stripe.PromotionCode.list(code="spring20").data[0].id == promo.id
     assert stripe.Coupon.retrieve(coupon.id).id == coupon.id
@@ -94,7 +95,8 @@ def test_applying_a_code_shows_the_discounted_total(client, prices, stripe_custo
     page = response.content.decode()
     assert response.status_code == 200
     assert "SPRING20: 20% off once" in page
-    assert "−£9.80" in page and "£39.20" in page
+    assert "−£9.80" in page
+    assert "£39.20" in page
     # Applying pays nothing.
     assert stripe.checkout.Session.retrieve(session.id).status == "open"
 
@@ -165,7 +167,8 @@ def test_a_percent_code_lowers_the_session_and_only_the_first_invoice(
     assert (items.data[0].amount_discount, items.data[0].discounts[0].amount) == (980, 980)
     sub = stripe.Subscription.retrieve(done.subscription)
     discount = store.get(sub.discounts[0], "discount")
-    assert discount["promotion_code"] == promo.id and discount["subscription"] == sub.id
+    assert discount["promotion_code"] == promo.id
+    assert discount["subscription"] == sub.id
     first = stripe.Invoice.retrieve(done.invoice)
     assert (first.subtotal, first.total, first.amount_paid) == (4900, 3920, 3920)
     assert first.total_discount_amounts[0].amount == 980
@@ -222,7 +225,8 @@ def test_a_full_discount_needs_no_payment_and_the_subscription_is_active(
     invoice = stripe.Invoice.retrieve(done.invoice)
     assert (invoice.status, invoice.total, invoice.amount_paid) == ("paid", 0, 0)
     new = event_types()[len(before) :]
-    assert "charge.succeeded" not in new and "checkout.session.completed" in new
+    assert "charge.succeeded" not in new
+    assert "checkout.session.completed" in new
 
 
 def test_a_code_on_a_one_off_payment_lowers_the_charge(client, prices, stripe_customer):
@@ -245,7 +249,8 @@ def test_the_command_creates_a_coupon_and_its_code_once(client, prices, stripe_c
     call_command("stripe_sandbox", *args, "--months", "3", stdout=out)
 
     lines = out.getvalue().splitlines()
-    assert "25% off for 3 months" in lines[0] and "exists already" in lines[1]
+    assert "25% off for 3 months" in lines[0]
+    assert "exists already" in lines[1]
     promo = stripe.PromotionCode.list(code="LAUNCH").data[0]
     coupon = stripe.Coupon.retrieve(promo.promotion.coupon)
     assert (coupon.percent_off, coupon.duration_in_months) == (25, 3)

@@ -91,7 +91,9 @@ def test_create_prorations_leaves_pending_items_that_the_renewal_bills(flowkit, 
     pending = stripe.InvoiceItem.list(customer=flowkit.customer, pending=True).data
     assert sorted(ii.amount for ii in pending) == [-2450, 4950]
     for ii in pending:
-        assert ii.proration is True and ii.invoice is None and ii.discountable is False
+        assert ii.proration is True
+        assert ii.invoice is None
+        assert ii.discountable is False
         assert ii.parent.subscription_details.subscription == flowkit.id
         assert (ii.period.start, ii.period.end) == (HALFWAY, MAY_1)
         assert stripe.InvoiceItem.retrieve(ii.id).amount == ii.amount
@@ -102,7 +104,8 @@ def test_create_prorations_leaves_pending_items_that_the_renewal_bills(flowkit, 
     _advance(15, hours=1)  # 1 May: the renewal, charged an hour after its invoice
 
     renewal = stripe.Invoice.retrieve(stripe.Subscription.retrieve(flowkit.id).latest_invoice)
-    assert renewal.billing_reason == "subscription_cycle" and renewal.status == "paid"
+    assert renewal.billing_reason == "subscription_cycle"
+    assert renewal.status == "paid"
     assert _amounts(renewal.lines.data) == [-2450, 4950, 9900]
     assert renewal.amount_due == renewal.amount_paid == 12400
     prorations = [
@@ -121,7 +124,8 @@ def test_always_invoice_charges_the_proration_at_once(flowkit, prices, clock):
     updated = _to_launchpack(flowkit, prices, proration_behavior="always_invoice")
 
     invoice = stripe.Invoice.retrieve(updated.latest_invoice)
-    assert invoice.billing_reason == "subscription_update" and invoice.status == "paid"
+    assert invoice.billing_reason == "subscription_update"
+    assert invoice.status == "paid"
     assert _amounts(invoice.lines.data) == [-2450, 4950]
     assert invoice.amount_paid == 2500
     assert stripe.InvoiceItem.list(customer=flowkit.customer, pending=True).data == []
@@ -182,10 +186,13 @@ def test_preview_shows_the_cost_and_creates_nothing(flowkit, prices, clock):
         subscription=flowkit.id, subscription_details={"items": change}
     )
 
-    assert now.amount_due == 2500 and _amounts(now.lines.data) == [-2450, 4950]
+    assert now.amount_due == 2500
+    assert _amounts(now.lines.data) == [-2450, 4950]
     assert all(line.parent.subscription_item_details.proration for line in now.lines.data)
-    assert upcoming.amount_due == 12400 and _amounts(upcoming.lines.data) == [-2450, 4950, 9900]
-    assert upcoming.period_start == APRIL_1 and upcoming.next_payment_attempt == MAY_1
+    assert upcoming.amount_due == 12400
+    assert _amounts(upcoming.lines.data) == [-2450, 4950, 9900]
+    assert upcoming.period_start == APRIL_1
+    assert upcoming.next_payment_attempt == MAY_1
     sub = stripe.Subscription.retrieve(flowkit.id)
     assert sub["items"].data[0].price.id == prices["flowkit_monthly"].id
     assert stripe.InvoiceItem.list(customer=flowkit.customer).data == []
@@ -211,13 +218,15 @@ def test_pending_if_incomplete_keeps_the_old_price_until_the_invoice_is_paid(
     [pending_item] = updated.pending_update.subscription_items
     assert pending_item.price.id == prices["launchpack_monthly"].id
     invoice = stripe.Invoice.retrieve(updated.latest_invoice)
-    assert invoice.status == "open" and invoice.amount_due == 2500
+    assert invoice.status == "open"
+    assert invoice.amount_due == 2500
 
     _card_set(flowkit.id, CARD_OK)
     clock.now = HALFWAY + 3600
     paid = stripe.Invoice.pay(invoice.id)
 
-    assert paid.status == "paid" and paid.amount_paid == 2500
+    assert paid.status == "paid"
+    assert paid.amount_paid == 2500
     sub = stripe.Subscription.retrieve(flowkit.id)
     assert sub["items"].data[0].price.id == prices["launchpack_monthly"].id
     assert sub.pending_update is None
@@ -264,7 +273,9 @@ def test_cancel_now_with_invoice_now_and_prorate_bills_pending_items_and_credit(
     assert canceled.status == "canceled"
     final = stripe.Invoice.retrieve(canceled.latest_invoice)
     assert _amounts(final.lines.data) == [-3300, -2450, 4950]
-    assert final.total == -800 and final.amount_due == 0 and final.ending_balance == -800
+    assert final.total == -800
+    assert final.amount_due == 0
+    assert final.ending_balance == -800
     assert stripe.InvoiceItem.list(customer=flowkit.customer, pending=True).data == []
 
 
@@ -274,7 +285,8 @@ def test_cancel_now_without_invoice_now_leaves_the_pending_items(flowkit, prices
 
     canceled = stripe.Subscription.cancel(flowkit.id)
 
-    assert canceled.status == "canceled" and canceled.latest_invoice == flowkit.latest_invoice
+    assert canceled.status == "canceled"
+    assert canceled.latest_invoice == flowkit.latest_invoice
     pending = stripe.InvoiceItem.list(customer=flowkit.customer, pending=True).data
     assert sorted(ii.amount for ii in pending) == [-2450, 4950]
 
@@ -289,7 +301,8 @@ def test_cancel_at_period_end_collects_the_pending_prorations_then(flowkit, pric
     sub = stripe.Subscription.retrieve(flowkit.id)
     assert sub.status == "canceled"
     final = stripe.Invoice.retrieve(sub.latest_invoice)
-    assert _amounts(final.lines.data) == [-2450, 4950] and final.amount_paid == 2500
+    assert _amounts(final.lines.data) == [-2450, 4950]
+    assert final.amount_paid == 2500
     assert stripe.InvoiceItem.list(customer=flowkit.customer, pending=True).data == []
 
 

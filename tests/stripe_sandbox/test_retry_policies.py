@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import stripe
@@ -55,9 +56,12 @@ def test_a_renewal_invoice_is_a_draft_for_an_hour_then_finalized_and_charged(
     report = _advance_to(renewal + HOUR - 60)
 
     draft = _latest_invoice(sub_id)
-    assert draft.status == "draft" and draft.billing_reason == "subscription_cycle"
-    assert draft.automatically_finalizes_at == renewal + HOUR and draft.auto_advance
-    assert draft.created == renewal and draft.attempt_count == 0
+    assert draft.status == "draft"
+    assert draft.billing_reason == "subscription_cycle"
+    assert draft.automatically_finalizes_at == renewal + HOUR
+    assert draft.auto_advance
+    assert draft.created == renewal
+    assert draft.attempt_count == 0
     assert _events_since(before) == [
         ("customer.subscription.updated", renewal),
         ("invoice.created", renewal),
@@ -68,7 +72,8 @@ def test_a_renewal_invoice_is_a_draft_for_an_hour_then_finalized_and_charged(
     report = _advance_to(renewal + HOUR)
 
     invoice = stripe.Invoice.retrieve(draft.id)
-    assert invoice.status == "paid" and invoice.automatically_finalizes_at is None
+    assert invoice.status == "paid"
+    assert invoice.automatically_finalizes_at is None
     assert invoice.status_transitions.finalized_at == renewal + HOUR
     assert invoice.status_transitions.paid_at == renewal + HOUR
     assert _events_since(before) == [
@@ -93,7 +98,8 @@ def test_a_declined_renewal_fails_an_hour_after_the_invoice_and_counts_from_ther
     report = _advance_to(renewal + HOUR)
 
     invoice = _latest_invoice(sub_id)
-    assert invoice.status == "open" and invoice.attempt_count == 1
+    assert invoice.status == "open"
+    assert invoice.attempt_count == 1
     # billing/dunning.py counts the grace from the first failed attempt: finalized_at.
     assert invoice.status_transitions.finalized_at == renewal + HOUR
     assert _failed_attempts(invoice.id) == [renewal + HOUR]
@@ -118,12 +124,14 @@ def test_the_first_invoice_after_a_trial_is_charged_an_hour_after_the_trial_ends
     sub = stripe.Subscription.retrieve(sub_id)
     assert sub.status == "active"  # the trial is over; its first invoice is a draft
     draft = _latest_invoice(sub_id)
-    assert draft.status == "draft" and draft.amount_due == 4900
+    assert draft.status == "draft"
+    assert draft.amount_due == 4900
 
     _advance_to(trial_end + HOUR)
 
     invoice = stripe.Invoice.retrieve(draft.id)
-    assert invoice.status == "paid" and invoice.status_transitions.paid_at == trial_end + HOUR
+    assert invoice.status == "paid"
+    assert invoice.status_transitions.paid_at == trial_end + HOUR
 
 
 def test_the_renew_command_still_charges_at_once(client, prices, stripe_customer):
@@ -175,12 +183,15 @@ def test_smart_retries_try_8_times_within_2_weeks_at_times_drawn_from_the_seed(
 
     attempts = _failed_attempts(invoice.id)
     assert attempts == [first] + [first + offset for offset in offsets]
-    assert len(attempts) == 9 and attempts[-1] <= first + 14 * DAY
-    assert all(b - a >= HOUR for a, b in zip(attempts, attempts[1:], strict=False))
+    assert len(attempts) == 9
+    assert attempts[-1] <= first + 14 * DAY
+    assert all(b - a >= HOUR for a, b in pairwise(attempts))
     invoice = stripe.Invoice.retrieve(invoice.id)
-    assert invoice.attempt_count == 9 and invoice.next_payment_attempt is None
+    assert invoice.attempt_count == 9
+    assert invoice.next_payment_attempt is None
     sub = stripe.Subscription.retrieve(sub_id)
-    assert sub.status == "canceled" and sub.ended_at == attempts[-1]
+    assert sub.status == "canceled"
+    assert sub.ended_at == attempts[-1]
     assert sub.cancellation_details.reason == "payment_failed"
 
 
@@ -191,9 +202,12 @@ def test_the_smart_retry_schedule_is_a_function_of_the_seed(settings):
     same = collection.smart_retry_offsets(seed=5) == collection.smart_retry_offsets(seed=5)
     other = collection.smart_retry_offsets(seed=5) != collection.smart_retry_offsets(seed=6)
 
-    assert same and other
+    assert same
+    assert other
     offsets = collection.smart_retry_offsets(seed=5)
-    assert offsets == sorted(offsets) and offsets[0] >= HOUR and offsets[-1] <= 14 * DAY
+    assert offsets == sorted(offsets)
+    assert offsets[0] >= HOUR
+    assert offsets[-1] <= 14 * DAY
 
 
 def test_smart_retries_follow_the_account_settings_then_mark_unpaid(
@@ -210,9 +224,11 @@ def test_smart_retries_follow_the_account_settings_then_mark_unpaid(
 
     invoice = _latest_invoice(sub_id)
     attempts = _failed_attempts(invoice.id)
-    assert len(attempts) == 4 and attempts[-1] <= first + 7 * DAY
+    assert len(attempts) == 4
+    assert attempts[-1] <= first + 7 * DAY
     assert stripe.Subscription.retrieve(sub_id).status == "unpaid"
-    assert invoice.next_payment_attempt is None and invoice.status == "open"
+    assert invoice.next_payment_attempt is None
+    assert invoice.status == "open"
 
 
 def test_the_fixed_schedule_is_still_offered(client, prices, stripe_customer, settings):
@@ -248,9 +264,11 @@ def test_a_renewal_waiting_for_3ds_is_not_retried_and_waits_for_the_customer(
     first = _period_end(sub_id) + HOUR
     _advance_to(first)
     invoice = _latest_invoice(sub_id)
-    assert invoice.attempt_count == 1 and invoice.next_payment_attempt is None
+    assert invoice.attempt_count == 1
+    assert invoice.next_payment_attempt is None
     types = [t for t, created in _events_since(0) if created == first]
-    assert "invoice.payment_failed" in types and "invoice.payment_action_required" in types
+    assert "invoice.payment_failed" in types
+    assert "invoice.payment_action_required" in types
 
     # Within Smart Retries' window (14 days): waiting, not retried, still payable.
     report = _advance_to(first + 14 * DAY - 2 * HOUR)
@@ -275,8 +293,10 @@ def test_a_renewal_never_confirmed_ends_as_a_failed_one_when_the_window_closes(
     report = _advance_to(first + 14 * DAY + HOUR)
 
     sub = stripe.Subscription.retrieve(sub_id)
-    assert report.retried == 0 and report.canceled == 1
-    assert sub.status == "canceled" and sub.cancellation_details.reason == "payment_failed"
+    assert report.retried == 0
+    assert report.canceled == 1
+    assert sub.status == "canceled"
+    assert sub.cancellation_details.reason == "payment_failed"
     assert sub.ended_at == first + 14 * DAY
 
 
@@ -292,6 +312,7 @@ def test_a_retry_that_meets_3ds_ends_the_schedule(client, prices, stripe_custome
     _advance_to(first + 15 * DAY - 2 * HOUR)
 
     invoice = _latest_invoice(sub_id)
-    assert invoice.attempt_count == 2 and invoice.next_payment_attempt is None
+    assert invoice.attempt_count == 2
+    assert invoice.next_payment_attempt is None
     assert stripe.Subscription.retrieve(sub_id).status == "past_due"
     assert store.find(invoice.id, "invoice")["status"] == "open"

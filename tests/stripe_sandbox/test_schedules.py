@@ -70,7 +70,8 @@ def _events(kind: str) -> list[dict[str, Any]]:
 def test_from_subscription_takes_over_the_current_period(launchpack):
     schedule = stripe.SubscriptionSchedule.create(from_subscription=launchpack.id)
 
-    assert schedule.status == "active" and schedule.end_behavior == "release"
+    assert schedule.status == "active"
+    assert schedule.end_behavior == "release"
     assert (schedule.phases[0].start_date, schedule.phases[0].end_date) == (APRIL_1, MAY_1)
     assert schedule.current_phase.end_date == MAY_1
     assert stripe.Subscription.retrieve(launchpack.id).schedule == schedule.id
@@ -111,7 +112,8 @@ def test_the_schedule_completes_and_releases_after_its_last_phase(launchpack, pr
     schedule = stripe.SubscriptionSchedule.retrieve(schedule.id)
     assert (schedule.status, schedule.released_subscription) == ("completed", launchpack.id)
     sub = stripe.Subscription.retrieve(launchpack.id)
-    assert sub.schedule is None and sub.status == "active"
+    assert sub.schedule is None
+    assert sub.status == "active"
     assert sub["items"].data[0].price.id == prices["flowkit_monthly"].id
     assert _events("subscription_schedule.completed")
 

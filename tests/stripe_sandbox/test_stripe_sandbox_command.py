@@ -48,7 +48,8 @@ def test_renew_starts_the_next_paid_period(subscribed):
         "invoice.paid",
         "invoice.payment_succeeded",
     ]
-    assert summary.startswith(f"Renewed {subscribed.id}") and "\n" not in summary
+    assert summary.startswith(f"Renewed {subscribed.id}")
+    assert "\n" not in summary
 
 
 def test_fail_makes_the_subscription_past_due(subscribed):
@@ -58,7 +59,8 @@ def test_fail_makes_the_subscription_past_due(subscribed):
 
     sub = stripe.Subscription.retrieve(subscribed.id, expand=["latest_invoice"])
     assert sub.status == "past_due"
-    assert sub.latest_invoice.status == "open" and sub.latest_invoice.attempt_count == 1
+    assert sub.latest_invoice.status == "open"
+    assert sub.latest_invoice.attempt_count == 1
     new = event_types()[len(before) :]
     assert new[-4:] == [
         "charge.failed",
@@ -83,7 +85,8 @@ def test_refund_refunds_the_latest_charge_once(subscribed):
     again = _run("refund", "--email", EMAIL)
 
     charge = stripe.Charge.list(customer=subscribed.customer).data[0]
-    assert charge.refunded is True and charge.amount_refunded == 4900
+    assert charge.refunded is True
+    assert charge.amount_refunded == 4900
     assert summary.startswith("Refunded £49.00")
     assert "nothing to do" in again
     assert event_types().count("charge.refunded") == 1
@@ -190,7 +193,7 @@ def test_deliver_sends_pending_events_over_http(monkeypatch, stripe_customer):
 
 
 def test_unknown_email_is_a_clear_error(db):
-    with pytest.raises(CommandError, match="nobody@example.com"):
+    with pytest.raises(CommandError, match=r"nobody@example\.com"):
         _run("renew", "--email", "nobody@example.com")
 
 

@@ -105,7 +105,8 @@ def test_the_checkout_page_shows_the_trial_the_app_asked_for(client, customer):
 
     page = _text(client.get(_path(checkout["Location"])).content.decode())
 
-    assert "14 days free" in page and re.search(r"Total due today\s*£0\.00", page)
+    assert "14 days free" in page
+    assert re.search(r"Total due today\s*£0\.00", page)
     assert "Then £49.00 per month after 14 days" in page
 
 

@@ -126,14 +126,17 @@ def test_two_sessions_both_paid_leave_one_subscription_and_refund_the_newer(clie
     customer.refresh_from_db()
     assert [s.id for s in _live(customer_id)] == [kept]
     assert newer.status == "canceled"
-    assert len(refunds) == 1 and refunds[0].amount == newer_invoice.amount_paid == 4900
+    assert len(refunds) == 1
+    assert refunds[0].amount == newer_invoice.amount_paid == 4900
     assert customer.plan == "flowkit"
     alert = BillingAlert.objects.get(kind="duplicate_subscription")
-    assert alert.stripe_id == newer.id and customer.email in alert.detail
+    assert alert.stripe_id == newer.id
+    assert customer.email in alert.detail
     told = OnboardingMessage.objects.filter(user=customer, template="duplicate_subscription")
     assert told.count() == 1
     email = notice_email_render(told.get())
-    assert "£49.00" in email.text and "refunded" in email.text
+    assert "£49.00" in email.text
+    assert "refunded" in email.text
     # One message for this: not a second, generic "Your SmartFlow refund".
     assert not OnboardingMessage.objects.filter(user=customer, template="refund").exists()
     assert Subscription.objects.get(id=newer.id).stripe_data["status"] == "canceled"
@@ -189,7 +192,8 @@ def test_reconcile_reports_a_customer_with_two_live_subscriptions(client, custom
     call_command("reconcile_plans", "--dry-run", stdout=out, stderr=StringIO())
 
     line = next(line for line in out.getvalue().splitlines() if "live subscriptions" in line)
-    assert customer.email in line and all(sub_id in line for sub_id in made)
+    assert customer.email in line
+    assert all(sub_id in line for sub_id in made)
 
 
 def test_reconcile_raises_a_billing_alert_for_two_live_subscriptions(client, customer):
@@ -200,5 +204,6 @@ def test_reconcile_raises_a_billing_alert_for_two_live_subscriptions(client, cus
     call_command("reconcile_plans", stdout=StringIO(), stderr=StringIO())
 
     alert = BillingAlert.objects.get(kind="duplicate_subscription")
-    assert alert.stripe_id == made[1] and customer.email in alert.detail
+    assert alert.stripe_id == made[1]
+    assert customer.email in alert.detail
     assert sorted(s.id for s in _live(customer_for(customer).id)) == sorted(made)  # not undone

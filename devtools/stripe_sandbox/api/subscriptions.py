@@ -40,11 +40,12 @@ def subscription_list(params: Obj) -> Obj:
     status = params.get("status") or ""
 
     def wanted(sub: Obj) -> bool:
+        sub_status: str = sub["status"]
         if status == "all":
             return True
         if status:
-            return sub["status"] == status
-        return sub["status"] not in {"canceled", "incomplete_expired"}
+            return sub_status == status
+        return sub_status not in {"canceled", "incomplete_expired"}
 
     items = store.select(
         "subscription",
