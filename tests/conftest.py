@@ -24,6 +24,7 @@ from twilio.http.http_client import TwilioHttpClient
 
 from accounts.models import User
 from billing.webhook_queue import process_due
+from tests import builders
 from tests.billing import stripe_fakes as sf
 from tests.helpers import DELIVERY_SEED, PASSWORD, email_confirmed
 from tests.onboarding import helpers as onb
@@ -284,6 +285,41 @@ def payer(fake_stripe: sf.FakeStripe, customer: User) -> dict[str, Any]:
     cus = sf.customer(email=customer.email, metadata={"djstripe_subscriber": str(customer.pk)})
     fake_stripe.add(cus)
     return cus
+
+
+@pytest.fixture
+def subscribe(
+    fake_stripe: sf.FakeStripe,
+    catalog: dict[str, dict[str, Any]],
+    payer: dict[str, Any],
+    deliver: Callable[..., Any],
+) -> Callable[..., dict[str, Any]]:
+    """Subscribe the `customer` (their Stripe customer, `payer`) as Stripe would:
+    `subscribe("launchpack", "annual", status="past_due")` builds the subscription
+    (tests.builders.subscription, whose keywords it takes) on the catalogue's price, stores
+    it in the fake Stripe, and delivers and processes its customer.subscription.created
+    (`delivered=False`: stored only, for a test that delivers it itself). `customer`:
+    another Stripe customer, stored with it (one customer with two live subscriptions
+    has the newer cancelled and refunded: billing/duplicates.py)."""
+
+    def _subscribe(
+        plan: str = "flowkit",
+        interval: str = "monthly",
+        *,
+        customer: dict[str, Any] | None = None,
+        delivered: bool = True,
+        **details: Any,
+    ) -> dict[str, Any]:
+        if customer is not None:
+            fake_stripe.add(customer)
+        price = details.pop("price", None) or catalog[f"{plan}_{interval}"]
+        sub = builders.subscription(customer=customer or payer, price=price, **details)
+        fake_stripe.add(sub)
+        if delivered:
+            assert deliver(sf.event("customer.subscription.created", sub)).status_code == 200
+        return sub
+
+    return _subscribe
 
 
 # The outbox's fakes, for tests/onboarding (autouse there) and the back-office's messages.

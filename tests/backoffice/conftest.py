@@ -1,14 +1,10 @@
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import pytest
 from django.contrib.auth.models import Group
 
 from accounts.models import User
 from backoffice.roles import roles_sync
-from tests.billing import stripe_fakes as sf
 from tests.helpers import PASSWORD
 
 
@@ -32,22 +28,3 @@ def support_user(roles) -> User:
 @pytest.fixture
 def billing_admin(roles) -> User:
     return _member("billing@smartflowsystems.com", "Billing admin")
-
-
-@pytest.fixture
-def subscribe(deliver, fake_stripe, catalog, payer) -> Callable[..., dict[str, Any]]:
-    """Give the `customer` a subscription, delivered as Stripe would."""
-
-    def _subscribe(
-        plan: str = "flowkit", status: str = "active", cus: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        # `cus`: another Stripe customer (one customer with two live subscriptions has
-        # the newer cancelled and refunded: billing/duplicates.py).
-        if cus is not None:
-            fake_stripe.add(cus)
-        sub = sf.subscription(cus=cus or payer, prc=catalog[f"{plan}_monthly"], status=status)
-        fake_stripe.add(sub)
-        assert deliver(sf.event("customer.subscription.created", sub)).status_code == 200
-        return sub
-
-    return _subscribe

@@ -34,7 +34,7 @@ def test_mrr_leaves_out_subscriptions_set_to_cancel_and_shows_them_as_ending(
     client, staff_user, subscribe
 ):
     flowkit = subscribe("flowkit")  # £49.00 a month
-    subscribe("launchpack", cus=sf.customer(email="other@example.com"))  # £99.00 a month
+    subscribe("launchpack", customer=sf.customer(email="other@example.com"))  # £99.00 a month
     row = Subscription.objects.get(id=flowkit["id"])
     row.stripe_data = {**row.stripe_data, "cancel_at_period_end": True}
     row.save()

@@ -33,13 +33,6 @@ def _columns(user: User) -> tuple:
     return tuple(getattr(user, name) for name in BILLING_FIELDS)
 
 
-def _subscribe(deliver, fake_stripe, payer, prc, **values) -> dict:
-    sub = sf.subscription(cus=payer, prc=prc, **values)
-    fake_stripe.add(sub)
-    assert deliver(sf.event("customer.subscription.created", sub)).status_code == 200
-    return sub
-
-
 def _failing_invoice(fake_stripe, payer, sub, *, days_ago: float) -> None:
     failed = int((timezone.now() - timedelta(days=days_ago)).timestamp())
     invoice = sf.invoice(cus=payer, sub=sub, status="open")
@@ -52,10 +45,8 @@ def _failing_invoice(fake_stripe, payer, sub, *, days_ago: float) -> None:
     sub["latest_invoice"] = invoice["id"]
 
 
-def test_a_subscription_sets_status_customer_and_last_change(
-    deliver, fake_stripe, catalog, payer, customer
-):
-    _subscribe(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+def test_a_subscription_sets_status_customer_and_last_change(payer, customer, subscribe):
+    subscribe("flowkit")
 
     status, customer_id, livemode, last_change = _columns(customer)
     change = PlanChange.objects.get(user=customer)
@@ -64,9 +55,9 @@ def test_a_subscription_sets_status_customer_and_last_change(
 
 
 def test_past_due_in_its_grace_changes_the_status_but_not_the_plan(
-    deliver, fake_stripe, catalog, payer, customer
+    deliver, fake_stripe, payer, customer, subscribe
 ):
-    sub = _subscribe(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    sub = subscribe("flowkit")
     first_change = PlanChange.objects.get(user=customer).created_at
     sub["status"] = "past_due"
     _failing_invoice(fake_stripe, payer, sub, days_ago=2)
@@ -79,9 +70,9 @@ def test_past_due_in_its_grace_changes_the_status_but_not_the_plan(
 
 
 def test_a_cancelled_subscription_says_canceled_and_dates_the_downgrade(
-    deliver, fake_stripe, catalog, payer, customer
+    deliver, customer, subscribe
 ):
-    sub = _subscribe(deliver, fake_stripe, payer, catalog["launchpack_monthly"])
+    sub = subscribe("launchpack")
     sub.update(status="canceled", canceled_at=sf.NOW, ended_at=sf.NOW)
 
     deliver(sf.event("customer.subscription.deleted", sub))
@@ -132,10 +123,8 @@ def test_a_comp_and_its_revoke_date_the_last_change(customer, staff_user):
     assert _columns(customer)[3] == revoked.created_at > granted
 
 
-def test_reconcile_reports_and_repairs_drifted_columns(
-    deliver, fake_stripe, catalog, payer, customer
-):
-    _subscribe(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+def test_reconcile_reports_and_repairs_drifted_columns(customer, subscribe):
+    subscribe("flowkit")
     expected = _columns(customer)
     User.objects.filter(pk=customer.pk).update(billing_status="canceled", stripe_customer_id="")
 
@@ -153,10 +142,8 @@ def test_reconcile_reports_and_repairs_drifted_columns(
     assert PlanChange.objects.filter(source="reconcile").count() == 0  # the plan was right
 
 
-def test_the_backfill_migration_fills_what_plan_refresh_would(
-    deliver, fake_stripe, catalog, payer, customer, outsider
-):
-    _subscribe(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+def test_the_backfill_migration_fills_what_plan_refresh_would(customer, outsider, subscribe):
+    subscribe("flowkit")
     expected = {u.pk: _columns(u) for u in (customer, outsider)}
     User.objects.update(
         billing_status="",

@@ -25,13 +25,6 @@ def _ago(days: float) -> int:
     return int((timezone.now() - timedelta(days=days)).timestamp())
 
 
-def _subscribed(deliver, fake_stripe, payer, prc):
-    sub = sf.subscription(cus=payer, prc=prc)
-    fake_stripe.add(sub)
-    deliver(sf.event("customer.subscription.created", sub))
-    return sub
-
-
 def _renewal_failed(fake_stripe, payer, sub, *, at: int, next_attempt: int | None) -> dict:
     """Stripe's state after a renewal failed at `at` (Unix, Stripe's clock)."""
     invoice = sf.invoice(cus=payer, sub=sub, status="open")
@@ -61,9 +54,9 @@ def _event_at(kind: str, obj: dict, at: int) -> dict:
 
 
 def test_kept_while_stripe_retries_inside_the_grace_period(
-    deliver, fake_stripe, catalog, payer, customer
+    deliver, fake_stripe, payer, customer, subscribe
 ):
-    sub = _subscribed(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    sub = subscribe("flowkit")
     _renewal_failed(fake_stripe, payer, sub, at=_ago(6), next_attempt=_ago(-1))
 
     updated = sf.event("customer.subscription.updated", sub)
@@ -76,9 +69,9 @@ def test_kept_while_stripe_retries_inside_the_grace_period(
 
 
 def test_dropped_after_the_grace_period_though_stripe_still_retries(
-    deliver, fake_stripe, catalog, payer, customer
+    deliver, fake_stripe, payer, customer, subscribe
 ):
-    sub = _subscribed(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    sub = subscribe("flowkit")
     _renewal_failed(fake_stripe, payer, sub, at=_ago(7.01), next_attempt=_ago(-1))
 
     deliver(sf.event("customer.subscription.updated", sub))
@@ -88,9 +81,9 @@ def test_dropped_after_the_grace_period_though_stripe_still_retries(
 
 
 def test_dropped_when_stripe_no_longer_retries_even_inside_the_grace_period(
-    deliver, fake_stripe, catalog, payer, customer
+    deliver, fake_stripe, payer, customer, subscribe
 ):
-    sub = _subscribed(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    sub = subscribe("flowkit")
     _renewal_failed(fake_stripe, payer, sub, at=_ago(1), next_attempt=None)
 
     deliver(sf.event("customer.subscription.updated", sub))
@@ -100,9 +93,9 @@ def test_dropped_when_stripe_no_longer_retries_even_inside_the_grace_period(
 
 
 def test_a_plan_dropped_at_the_grace_end_tells_staff_why(
-    deliver, fake_stripe, catalog, payer, customer
+    deliver, fake_stripe, payer, customer, subscribe
 ):
-    sub = _subscribed(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    sub = subscribe("flowkit")
     _renewal_failed(fake_stripe, payer, sub, at=_ago(7.01), next_attempt=_ago(-1))
 
     deliver(sf.event("customer.subscription.updated", sub))
@@ -115,9 +108,9 @@ def test_a_plan_dropped_at_the_grace_end_tells_staff_why(
 
 
 def test_a_plan_dropped_when_stripe_stops_retrying_tells_staff_so(
-    deliver, fake_stripe, catalog, payer, customer
+    deliver, fake_stripe, payer, customer, subscribe
 ):
-    sub = _subscribed(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    sub = subscribe("flowkit")
     _renewal_failed(fake_stripe, payer, sub, at=_ago(1), next_attempt=None)
 
     deliver(sf.event("customer.subscription.updated", sub))
@@ -127,11 +120,11 @@ def test_a_plan_dropped_when_stripe_stops_retrying_tells_staff_so(
 
 
 def test_a_renewal_waiting_for_3d_secure_keeps_the_plan_in_grace_though_not_retried(
-    deliver, fake_stripe, catalog, payer, customer
+    deliver, fake_stripe, payer, customer, subscribe
 ):
     # Stripe does not retry a payment waiting for authentication (next_payment_attempt
     # null), but it has not given up: the customer can still confirm it.
-    sub = _subscribed(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    sub = subscribe("flowkit")
     _renewal_failed(fake_stripe, payer, sub, at=_ago(1), next_attempt=None)
     pi = sf.payment_intent(cus=payer, amount=4900)
     pi.update(status="requires_action", created=_ago(1))
@@ -166,9 +159,9 @@ def test_the_grace_is_counted_from_the_first_failure_not_the_period_start(
 
 @pytest.mark.parametrize("status", ["canceled", "unpaid"])
 def test_when_stripe_gives_up_the_plan_drops_to_starter(
-    deliver, fake_stripe, catalog, payer, customer, status
+    deliver, fake_stripe, payer, customer, status, subscribe
 ):
-    sub = _subscribed(deliver, fake_stripe, payer, catalog["launchpack_monthly"])
+    sub = subscribe("launchpack")
     invoice = _renewal_failed(fake_stripe, payer, sub, at=_ago(1), next_attempt=_ago(-2))
     deliver(sf.event("customer.subscription.updated", sub))
     customer.refresh_from_db()
@@ -186,13 +179,13 @@ def test_when_stripe_gives_up_the_plan_drops_to_starter(
 
 
 def test_sandbox_clock_ahead_of_ours_the_grace_ends_on_stripes_clock(
-    deliver, fake_stripe, catalog, payer, customer
+    deliver, fake_stripe, payer, customer, subscribe
 ):
     # The sandbox clock was advanced 40 days: its renewal failed "in our future", and
     # its retry 8 days later says the grace is over, though our clock says it has not
     # even started.
     failed = _ago(-40)
-    sub = _subscribed(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    sub = subscribe("flowkit")
     invoice = _renewal_failed(fake_stripe, payer, sub, at=failed, next_attempt=failed + 3 * DAY)
     deliver(_event_at("customer.subscription.updated", sub, failed))
     customer.refresh_from_db()
@@ -206,10 +199,10 @@ def test_sandbox_clock_ahead_of_ours_the_grace_ends_on_stripes_clock(
 
 
 def test_a_late_old_event_does_not_bring_back_a_grace_that_ran_out(
-    deliver, fake_stripe, catalog, payer, customer
+    deliver, fake_stripe, payer, customer, subscribe
 ):
     failed = _ago(-40)
-    sub = _subscribed(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    sub = subscribe("flowkit")
     invoice = _renewal_failed(fake_stripe, payer, sub, at=failed, next_attempt=failed + 3 * DAY)
     invoice.update(attempt_count=2, next_payment_attempt=failed + 15 * DAY)
     deliver(_event_at("invoice.payment_failed", invoice, failed + 8 * DAY))
@@ -233,10 +226,10 @@ def _rechecks(customer) -> list[DBTaskResult]:
 
 
 def test_the_plan_drops_at_the_grace_end_with_no_webhook(
-    deliver, fake_stripe, catalog, payer, customer, monkeypatch
+    deliver, fake_stripe, payer, customer, monkeypatch, subscribe
 ):
     failed = _ago(6)
-    sub = _subscribed(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    sub = subscribe("flowkit")
     _renewal_failed(fake_stripe, payer, sub, at=failed, next_attempt=_ago(-1))
     deliver(sf.event("customer.subscription.updated", sub))
     customer.refresh_from_db()
@@ -262,10 +255,10 @@ def test_the_plan_drops_at_the_grace_end_with_no_webhook(
 
 
 def test_the_recheck_is_timed_on_stripes_clock_when_it_runs_ahead(
-    deliver, fake_stripe, catalog, payer, customer
+    deliver, fake_stripe, payer, customer, subscribe
 ):
     failed = _ago(-40)
-    sub = _subscribed(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    sub = subscribe("flowkit")
     _renewal_failed(fake_stripe, payer, sub, at=failed, next_attempt=failed + 3 * DAY)
 
     deliver(_event_at("customer.subscription.updated", sub, failed + 2 * DAY))
@@ -275,22 +268,20 @@ def test_the_recheck_is_timed_on_stripes_clock_when_it_runs_ahead(
     assert abs(recheck.run_after - (timezone.now() + timedelta(days=5))) < timedelta(seconds=30)
 
 
-def test_an_active_subscription_schedules_no_recheck(
-    deliver, fake_stripe, catalog, payer, customer
-):
-    _subscribed(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+def test_an_active_subscription_schedules_no_recheck(customer, subscribe):
+    subscribe("flowkit")
 
     assert _rechecks(customer) == []
 
 
 def test_a_late_event_of_an_older_invoice_does_not_end_a_plan_in_grace(
-    deliver, fake_stripe, catalog, payer, customer
+    deliver, fake_stripe, payer, customer, subscribe
 ):
     # The first invoice's invoice.paid arrives after the renewal failed but before any
     # of the renewal's own events: the subscription it re-reads is past_due on an
     # invoice the app has not seen yet. That invoice is read too, so the plan is kept
     # (and nobody is told their plan ended).
-    sub = _subscribed(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    sub = subscribe("flowkit")
     first = sf.invoice(cus=payer, sub=sub, status="paid")
     fake_stripe.add(first)
     _renewal_failed(fake_stripe, payer, sub, at=_ago(1), next_attempt=_ago(-2))
@@ -305,14 +296,14 @@ def test_a_late_event_of_an_older_invoice_does_not_end_a_plan_in_grace(
 
 
 def test_an_unpaid_upgrade_after_a_failed_renewal_moves_no_grace(
-    deliver, fake_stripe, catalog, payer, customer
+    deliver, fake_stripe, payer, customer, subscribe
 ):
     # Issue 27, defect 4: the unpaid upgrade invoice became the subscription's latest
     # invoice, so grace was judged by it (no retries: plan dropped) and staff's "Customers
     # in dunning" lost the customer. Grace is judged by the renewal, whatever else is open.
     from billing.dunning import dunning_load
 
-    sub = _subscribed(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    sub = subscribe("flowkit")
     renewal = _renewal_failed(fake_stripe, payer, sub, at=_ago(2), next_attempt=_ago(-1))
     deliver(_event_at("invoice.payment_failed", renewal, _ago(2)))
     upgrade = sf.invoice(cus=payer, sub=sub, status="open")

@@ -50,13 +50,6 @@ def _oneoff(customer, plan: str) -> OneOffPurchase:
     return purchase
 
 
-def _subscribe(deliver, fake_stripe, payer, prc) -> dict:
-    sub = sf.subscription(cus=payer, prc=prc)
-    fake_stripe.add(sub)
-    deliver(sf.event("customer.subscription.created", sub))
-    return sub
-
-
 def test_visitors_see_starter_as_free_with_no_starter_price(client, synced):
     body = client.get("/pricing/").content.decode()
 
@@ -105,9 +98,9 @@ def test_a_oneoff_flowkit_owner_is_offered_only_launchpack(signed_in, synced, cu
 
 
 def test_a_subscriber_is_offered_a_switch_and_told_a_oneoff_ends_the_subscription(
-    signed_in, synced, deliver, fake_stripe, catalog, payer
+    signed_in, synced, subscribe
 ):
-    sub = _subscribe(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    sub = subscribe("flowkit")
 
     body = signed_in.get("/pricing/").content.decode()
 
@@ -127,10 +120,8 @@ def test_a_subscriber_is_offered_a_switch_and_told_a_oneoff_ends_the_subscriptio
     ) in body
 
 
-def test_a_launchpack_subscriber_is_offered_nothing(
-    signed_in, synced, deliver, fake_stripe, catalog, payer
-):
-    _subscribe(deliver, fake_stripe, payer, catalog["launchpack_monthly"])
+def test_a_launchpack_subscriber_is_offered_nothing(signed_in, synced, subscribe):
+    subscribe("launchpack")
 
     body = signed_in.get("/pricing/").content.decode()
 
@@ -195,9 +186,9 @@ def test_a_oneoff_owner_may_buy_a_higher_plan(signed_in, fake_stripe, catalog, c
     [("flowkit", "monthly"), ("flowkit", "oneoff"), ("launchpack", "oneoff")],
 )
 def test_a_launchpack_subscriber_posting_anything_gets_409(
-    signed_in, deliver, fake_stripe, catalog, payer, plan, interval
+    signed_in, fake_stripe, plan, interval, subscribe
 ):
-    _subscribe(deliver, fake_stripe, payer, catalog["launchpack_monthly"])
+    subscribe("launchpack")
     fake_stripe.calls.clear()
 
     response = signed_in.post("/billing/checkout/", {"plan": plan, "interval": interval})
@@ -208,9 +199,9 @@ def test_a_launchpack_subscriber_posting_anything_gets_409(
 
 @pytest.mark.parametrize("method", ["get", "post"])
 def test_switching_down_or_sideways_is_409_and_changes_nothing(
-    signed_in, deliver, fake_stripe, catalog, payer, customer, method
+    signed_in, fake_stripe, customer, method, subscribe
 ):
-    sub = _subscribe(deliver, fake_stripe, payer, catalog["launchpack_monthly"])
+    sub = subscribe("launchpack")
     fake_stripe.calls.clear()
 
     for plan in ("flowkit", "launchpack", "starter"):
@@ -268,10 +259,8 @@ def test_when_a_subscription_may_change_price(frm, to, timing):
     assert change_timing(plan=frm[0], interval=frm[1], to_plan=to[0], to_interval=to[1]) == timing
 
 
-def test_an_annual_subscriber_is_offered_the_higher_plan_yearly_only(
-    signed_in, synced, deliver, fake_stripe, catalog, payer
-):
-    _subscribe(deliver, fake_stripe, payer, catalog["flowkit_annual"])
+def test_an_annual_subscriber_is_offered_the_higher_plan_yearly_only(signed_in, synced, subscribe):
+    subscribe("flowkit", "annual")
 
     page = signed_in.get("/pricing/").content.decode()
     refused = signed_in.post("/billing/checkout/", {"plan": "launchpack", "interval": "monthly"})
@@ -310,10 +299,8 @@ def _offered_or_explained(body: str) -> dict[tuple[str, str], str]:
     return found
 
 
-def test_an_annual_subscriber_is_told_why_monthly_is_not_sold(
-    signed_in, synced, deliver, fake_stripe, catalog, payer
-):
-    _subscribe(deliver, fake_stripe, payer, catalog["flowkit_annual"])
+def test_an_annual_subscriber_is_told_why_monthly_is_not_sold(signed_in, synced, subscribe):
+    subscribe("flowkit", "annual")
 
     found = _offered_or_explained(signed_in.get("/pricing/").content.decode())
 
@@ -332,10 +319,8 @@ def test_an_annual_subscriber_is_told_why_monthly_is_not_sold(
     assert "Switch to LaunchPack yearly" in found[("launchpack", "annual")]
 
 
-def test_a_monthly_subscriber_is_not_told_they_have_the_one_off(
-    signed_in, synced, deliver, fake_stripe, catalog, payer
-):
-    _subscribe(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+def test_a_monthly_subscriber_is_not_told_they_have_the_one_off(signed_in, synced, subscribe):
+    subscribe("flowkit")
 
     found = _offered_or_explained(signed_in.get("/pricing/").content.decode())
 
@@ -478,11 +463,11 @@ def test_a_comp_for_good_is_said_to_be_complimentary(
 
 
 def test_a_subscriber_comped_higher_is_told_the_comp_beside_the_switch(
-    signed_in, synced, deliver, fake_stripe, catalog, payer, customer
+    signed_in, synced, customer, subscribe
 ):
     from billing.outlook import long_date
 
-    _subscribe(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    subscribe("flowkit")
     override = _comp(customer, "launchpack", 10)
 
     found = _offered_or_explained(signed_in.get("/pricing/").content.decode())

@@ -10,17 +10,10 @@ from tests.billing.test_webhook_checkout import _oneoff_session
 pytestmark = pytest.mark.django_db
 
 
-def _subscribe(deliver, fake_stripe, payer, prc) -> dict:
-    sub = sf.subscription(cus=payer, prc=prc)
-    fake_stripe.add(sub)
-    deliver(sf.event("customer.subscription.created", sub))
-    return sub
-
-
 def test_a_paid_higher_oneoff_cancels_the_subscription_at_period_end_once(
-    client, deliver, fake_stripe, catalog, payer, customer
+    client, deliver, fake_stripe, catalog, payer, customer, subscribe
 ):
-    sub = _subscribe(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    sub = subscribe("flowkit")
     session, _pi, _ch = _oneoff_session(
         fake_stripe, payer, catalog["launchpack_oneoff"], customer.pk
     )
@@ -42,9 +35,9 @@ def test_a_paid_higher_oneoff_cancels_the_subscription_at_period_end_once(
 
 
 def test_an_unpaid_oneoff_leaves_the_subscription_alone(
-    deliver, fake_stripe, catalog, payer, customer
+    deliver, fake_stripe, catalog, payer, customer, subscribe
 ):
-    sub = _subscribe(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    sub = subscribe("flowkit")
     session, _pi, _ch = _oneoff_session(
         fake_stripe, payer, catalog["launchpack_oneoff"], customer.pk
     )
@@ -57,10 +50,10 @@ def test_an_unpaid_oneoff_leaves_the_subscription_alone(
 
 
 def test_a_lower_oneoff_does_not_end_a_higher_subscription(
-    deliver, fake_stripe, catalog, payer, customer
+    deliver, fake_stripe, catalog, payer, customer, subscribe
 ):
     # Bought before this rule, or by staff: the subscription still sells more.
-    sub = _subscribe(deliver, fake_stripe, payer, catalog["launchpack_monthly"])
+    sub = subscribe("launchpack")
     session, _pi, _ch = _oneoff_session(fake_stripe, payer, catalog["flowkit_oneoff"], customer.pk)
 
     deliver(sf.event("checkout.session.completed", session))

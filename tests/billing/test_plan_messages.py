@@ -25,7 +25,8 @@ from tests.billing import stripe_fakes as sf
 
 pytestmark = pytest.mark.django_db
 
-HALF_A_MONTH = 15 * 86400
+# Subscriptions start half-way through their month.
+HALF_A_MONTH_AGO = sf.NOW - 15 * 86400
 CARD_FAILS_LATER = "4000000000000341"
 
 
@@ -39,16 +40,6 @@ def _emails(user) -> list[OnboardingMessage]:
     return list(OnboardingMessage.objects.filter(user=user, channel="email").order_by("pk"))
 
 
-def _subscribe(deliver, fake_stripe, payer, prc, *, card: str | None = None) -> dict:
-    sub = sf.subscription(cus=payer, prc=prc, period_start=sf.NOW - HALF_A_MONTH)
-    sub.update(cancel_at_period_end=False, cancel_at=None, canceled_at=None, schedule=None)
-    if card:
-        sub["_card"] = card
-    fake_stripe.add(sub)
-    deliver(sf.event("customer.subscription.created", sub))
-    return sub
-
-
 def _upgrade(signed_in) -> None:
     page = signed_in.get("/billing/switch/?plan=launchpack").content.decode()
     quote = re.search(r'name="quote" value="([^"]+)"', page).group(1)
@@ -56,9 +47,9 @@ def _upgrade(signed_in) -> None:
 
 
 def test_an_upgrade_tells_what_stripe_charged_and_is_not_welcomed_again(
-    signed_in, deliver, fake_stripe, catalog, payer, customer
+    signed_in, customer, subscribe
 ):
-    sub = _subscribe(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    sub = subscribe("flowkit", period_start=HALF_A_MONTH_AGO)
     [welcome] = _emails(customer)
     assert welcome.template == "welcome"
     assert welcome.plan == "flowkit"
@@ -81,9 +72,9 @@ def test_an_upgrade_tells_what_stripe_charged_and_is_not_welcomed_again(
 
 
 def test_a_declined_upgrade_promises_no_retry_and_its_payment_later_tells_once(
-    signed_in, deliver, fake_stripe, catalog, payer, customer
+    signed_in, deliver, fake_stripe, customer, subscribe
 ):
-    sub = _subscribe(deliver, fake_stripe, payer, catalog["flowkit_monthly"], card=CARD_FAILS_LATER)
+    sub = subscribe("flowkit", period_start=HALF_A_MONTH_AGO, card=CARD_FAILS_LATER)
     _upgrade(signed_in)
     stored = fake_stripe.objects[sub["id"]]
     assert stored["pending_update"] is not None
@@ -116,9 +107,9 @@ def test_a_declined_upgrade_promises_no_retry_and_its_payment_later_tells_once(
 
 
 def test_a_downgrade_taking_effect_tells_the_date_and_stripes_next_charge(
-    signed_in, deliver, fake_stripe, catalog, payer, customer
+    signed_in, deliver, fake_stripe, catalog, customer, subscribe
 ):
-    sub = _subscribe(deliver, fake_stripe, payer, catalog["launchpack_monthly"])
+    sub = subscribe("launchpack", period_start=HALF_A_MONTH_AGO)
     signed_in.post("/billing/downgrade/", {"plan": "flowkit"})
     assert [m.template for m in _emails(customer)] == ["welcome"]  # the request: no mail
 
@@ -145,9 +136,9 @@ def test_a_downgrade_taking_effect_tells_the_date_and_stripes_next_charge(
 
 
 def test_a_downgrade_whose_next_charge_is_unknown_names_no_amount(
-    signed_in, deliver, fake_stripe, catalog, payer, customer
+    signed_in, deliver, fake_stripe, catalog, customer, subscribe
 ):
-    sub = _subscribe(deliver, fake_stripe, payer, catalog["launchpack_monthly"])
+    sub = subscribe("launchpack", period_start=HALF_A_MONTH_AGO)
     stored = fake_stripe.objects[sub["id"]]
     stored["items"]["data"][0]["price"] = catalog["flowkit_monthly"]
     # Set to end: Stripe will charge nothing more, so there is no preview to quote.
@@ -160,9 +151,9 @@ def test_a_downgrade_whose_next_charge_is_unknown_names_no_amount(
 
 
 def test_resuming_a_cancellation_tells_it_is_undone_with_stripes_renewal(
-    signed_in, deliver, fake_stripe, catalog, payer, customer
+    signed_in, deliver, fake_stripe, customer, subscribe
 ):
-    sub = _subscribe(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    sub = subscribe("flowkit", period_start=HALF_A_MONTH_AGO)
     signed_in.post("/billing/cancel/")
     stored = fake_stripe.objects[sub["id"]]
     ends = stored["cancel_at"] or stored["items"]["data"][0]["current_period_end"]
@@ -198,10 +189,8 @@ def test_resuming_a_cancellation_tells_it_is_undone_with_stripes_renewal(
     assert f"It renews on {renews} for {money(charge.amount_due, charge.currency)}." in email.text
 
 
-def test_a_resume_told_then_cancelled_again_is_not_sent(
-    deliver, fake_stripe, catalog, payer, customer
-):
-    sub = _subscribe(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+def test_a_resume_told_then_cancelled_again_is_not_sent(deliver, fake_stripe, customer, subscribe):
+    sub = subscribe("flowkit", period_start=HALF_A_MONTH_AGO)
     stored = fake_stripe.objects[sub["id"]]
     deliver(
         sf.event(

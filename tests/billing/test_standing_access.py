@@ -44,14 +44,6 @@ def _comp(customer, staff_user, plan: str, days: int | None):
     )
 
 
-def _subscribe(deliver, fake_stripe, payer, prc, **values) -> dict:
-    sub = sf.subscription(cus=payer, prc=prc, status=values.pop("status", "active"))
-    sub.update(values)
-    fake_stripe.add(sub)
-    deliver(sf.event("customer.subscription.created", sub))
-    return sub
-
-
 def test_a_comp_that_ends_says_complimentary_until_when_and_back_to_starter(
     signed_in, customer, staff_user
 ):
@@ -68,9 +60,9 @@ def test_a_comp_that_ends_says_complimentary_until_when_and_back_to_starter(
 
 
 def test_a_comp_above_a_paid_plan_says_it_goes_back_to_the_paid_plan(
-    signed_in, deliver, fake_stripe, catalog, payer, customer, staff_user
+    signed_in, customer, staff_user, subscribe
 ):
-    _subscribe(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    subscribe("flowkit")
     override = _comp(customer, staff_user, "launchpack", 10)
 
     access = access_for(customer)
@@ -91,19 +83,9 @@ def test_a_comp_for_good_has_no_end(customer, staff_user):
     assert (access.why, access.until, access.after) == ("comp", None, None)
 
 
-def test_a_trial_says_until_when_and_what_is_charged_then(
-    signed_in, deliver, fake_stripe, catalog, payer, customer
-):
+def test_a_trial_says_until_when_and_what_is_charged_then(signed_in, customer, subscribe):
     ends = sf.NOW + 14 * 86400
-    _subscribe(
-        deliver,
-        fake_stripe,
-        payer,
-        catalog["flowkit_monthly"],
-        status="trialing",
-        trial_start=sf.NOW,
-        trial_end=ends,
-    )
+    subscribe("flowkit", trial_days=14)
 
     access = access_for(customer)
 
@@ -113,11 +95,9 @@ def test_a_trial_says_until_when_and_what_is_charged_then(
 
 
 def test_a_subscription_set_to_cancel_says_until_when_and_then_starter(
-    signed_in, deliver, fake_stripe, catalog, payer, customer
+    signed_in, customer, subscribe
 ):
-    sub = _subscribe(
-        deliver, fake_stripe, payer, catalog["flowkit_monthly"], cancel_at_period_end=True
-    )
+    sub = subscribe("flowkit", cancel_at_period_end=True)
 
     access = access_for(customer)
 
@@ -132,8 +112,8 @@ def test_a_subscription_set_to_cancel_says_until_when_and_then_starter(
     assert pending_for(customer).cancels_on == access.until
 
 
-def test_a_subscription_that_renews_has_no_end(deliver, fake_stripe, catalog, payer, customer):
-    _subscribe(deliver, fake_stripe, payer, catalog["flowkit_annual"])
+def test_a_subscription_that_renews_has_no_end(customer, subscribe):
+    subscribe("flowkit", "annual")
 
     access = access_for(customer)
 

@@ -1,13 +1,17 @@
 """Which plan a subscription sells: every item read, the highest plan wins, whatever the
-order Stripe lists the items in (billing.subscriptions.subscription_sells)."""
+order Stripe lists the items in (billing.subscriptions.subscription_sells). Pure: no
+database (no django_db mark)."""
 
 from __future__ import annotations
 
 import copy
 
+import pytest
+
 from billing.outlook import subscription_outlook
 from billing.plans import Interval, Plan
 from billing.subscriptions import subscription_sells
+from tests import builders
 from tests.billing import stripe_fakes as sf
 
 
@@ -66,3 +70,29 @@ def test_the_outlook_names_the_plan_and_its_interval_not_the_add_ons():
     outlook = subscription_outlook(sub)
 
     assert (outlook.plan, outlook.interval) == (Plan.LAUNCHPACK, Interval.ANNUAL)
+
+
+@pytest.mark.parametrize("interval", ["monthly", "annual", "oneoff"])
+@pytest.mark.parametrize("plan", ["starter", "flowkit", "launchpack"])
+def test_each_catalogue_price_sells_its_plan_and_interval(settings, plan, interval):
+    settings.STRIPE_PRICE_IDS = {}
+    sub = builders.subscription(plan=plan, interval=interval)
+
+    assert subscription_sells(sub)[:2] == (plan, interval)
+
+
+@pytest.mark.parametrize(
+    "lookup_key",
+    [
+        pytest.param(None, id="no-lookup-key"),
+        pytest.param("flowkit", id="plan-without-interval"),
+        pytest.param("flowkit_weekly", id="interval-we-do-not-sell"),
+        pytest.param("enterprise_monthly", id="plan-we-do-not-have"),
+        pytest.param("sms_bundle_monthly", id="an-add-on"),
+    ],
+)
+def test_a_price_outside_the_catalogue_sells_nothing(settings, lookup_key):
+    settings.STRIPE_PRICE_IDS = {}
+    sub = builders.subscription(price=builders.plan_price(lookup_key=lookup_key))
+
+    assert subscription_sells(sub) is None

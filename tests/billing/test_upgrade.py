@@ -14,7 +14,8 @@ from tests.billing import stripe_fakes as sf
 
 pytestmark = pytest.mark.django_db
 
-HALF_A_MONTH = 15 * 86400
+# Subscriptions start half-way through their month.
+HALF_A_MONTH_AGO = sf.NOW - 15 * 86400
 CARD_FAILS_LATER = "4000000000000341"
 CARD_3DS_ALWAYS = "4000002760003184"
 
@@ -23,16 +24,6 @@ CARD_3DS_ALWAYS = "4000002760003184"
 def signed_in(client, customer):
     client.force_login(customer)
     return client
-
-
-def _subscribe(deliver, fake_stripe, payer, prc, *, card: str | None = None) -> dict:
-    """A FlowKit subscription half-way through its month, paid by `card`."""
-    sub = sf.subscription(cus=payer, prc=prc, period_start=sf.NOW - HALF_A_MONTH)
-    if card:
-        sub["_card"] = card  # the sandbox's record of the subscription's card
-    fake_stripe.add(sub)
-    deliver(sf.event("customer.subscription.created", sub))
-    return sub
 
 
 def _switch_previews(fake_stripe) -> list[dict]:
@@ -47,9 +38,9 @@ def _quote(page: str) -> str:
 
 
 def test_the_confirmation_page_shows_stripes_amount_due_now(
-    signed_in, deliver, fake_stripe, catalog, payer
+    signed_in, fake_stripe, catalog, payer, subscribe
 ):
-    sub = _subscribe(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    sub = subscribe("flowkit", period_start=HALF_A_MONTH_AGO)
 
     page = signed_in.get("/billing/switch/?plan=launchpack").content.decode()
 
@@ -89,9 +80,9 @@ def test_the_confirmation_page_shows_stripes_amount_due_now(
 
 
 def test_an_upgrade_is_charged_now_at_the_quoted_amount_and_then_applied(
-    signed_in, deliver, fake_stripe, catalog, payer, customer
+    signed_in, fake_stripe, catalog, customer, subscribe
 ):
-    sub = _subscribe(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    sub = subscribe("flowkit", period_start=HALF_A_MONTH_AGO)
     page = signed_in.get("/billing/switch/?plan=launchpack").content.decode()
     quoted = int(re.search(r'data-amount-due="(\d+)"', page).group(1))
     when = signing.loads(_quote(page), salt="billing.switch.quote")[3]
@@ -117,9 +108,9 @@ def test_an_upgrade_is_charged_now_at_the_quoted_amount_and_then_applied(
 
 
 def test_a_declined_upgrade_keeps_the_old_plan_and_says_update_the_card(
-    signed_in, deliver, fake_stripe, catalog, payer, customer
+    signed_in, fake_stripe, catalog, customer, subscribe
 ):
-    sub = _subscribe(deliver, fake_stripe, payer, catalog["flowkit_monthly"], card=CARD_FAILS_LATER)
+    sub = subscribe("flowkit", period_start=HALF_A_MONTH_AGO, card=CARD_FAILS_LATER)
     page = signed_in.get("/billing/switch/?plan=launchpack").content.decode()
 
     response = signed_in.post("/billing/switch/", {"plan": "launchpack", "quote": _quote(page)})
@@ -138,9 +129,9 @@ def test_a_declined_upgrade_keeps_the_old_plan_and_says_update_the_card(
 
 
 def test_an_upgrade_needing_authentication_links_the_hosted_invoice(
-    signed_in, deliver, fake_stripe, catalog, payer, customer
+    signed_in, fake_stripe, customer, subscribe
 ):
-    sub = _subscribe(deliver, fake_stripe, payer, catalog["flowkit_monthly"], card=CARD_3DS_ALWAYS)
+    sub = subscribe("flowkit", period_start=HALF_A_MONTH_AGO, card=CARD_3DS_ALWAYS)
     page = signed_in.get("/billing/switch/?plan=launchpack").content.decode()
     signed_in.post("/billing/switch/", {"plan": "launchpack", "quote": _quote(page)})
 
@@ -168,9 +159,9 @@ def test_an_upgrade_needing_authentication_links_the_hosted_invoice(
     ids=["missing", "forged", "another-subscription", "another-salt"],
 )
 def test_a_switch_without_a_valid_quote_is_400_and_charges_nothing(
-    signed_in, deliver, fake_stripe, catalog, payer, customer, quote
+    signed_in, fake_stripe, customer, quote, subscribe
 ):
-    sub = _subscribe(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    sub = subscribe("flowkit", period_start=HALF_A_MONTH_AGO)
 
     response = signed_in.post("/billing/switch/", {"plan": "launchpack", "quote": quote})
 
@@ -181,10 +172,8 @@ def test_a_switch_without_a_valid_quote_is_400_and_charges_nothing(
     assert customer.plan == "flowkit"
 
 
-def test_a_quote_for_another_plan_cannot_be_reused(
-    signed_in, deliver, fake_stripe, catalog, payer, settings
-):
-    sub = _subscribe(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+def test_a_quote_for_another_plan_cannot_be_reused(signed_in, settings, subscribe):
+    sub = subscribe("flowkit", period_start=HALF_A_MONTH_AGO)
     token = signing.dumps([sub["id"], "flowkit", sf.NOW], salt="billing.switch.quote")
 
     response = signed_in.post("/billing/switch/", {"plan": "launchpack", "quote": token})
@@ -192,8 +181,8 @@ def test_a_quote_for_another_plan_cannot_be_reused(
     assert response.status_code == 400
 
 
-def test_an_expired_quote_is_refused(signed_in, deliver, fake_stripe, catalog, payer, monkeypatch):
-    sub = _subscribe(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+def test_an_expired_quote_is_refused(signed_in, fake_stripe, monkeypatch, subscribe):
+    sub = subscribe("flowkit", period_start=HALF_A_MONTH_AGO)
     page = signed_in.get("/billing/switch/?plan=launchpack").content.decode()
     monkeypatch.setattr("billing.checkout.QUOTE_SECONDS", -1)
 
@@ -203,10 +192,8 @@ def test_an_expired_quote_is_refused(signed_in, deliver, fake_stripe, catalog, p
     assert fake_stripe.calls_to("POST", f"/v1/subscriptions/{sub['id']}") == []
 
 
-def test_the_pending_page_without_a_pending_upgrade_goes_to_the_dashboard(
-    signed_in, deliver, fake_stripe, catalog, payer
-):
-    _subscribe(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+def test_the_pending_page_without_a_pending_upgrade_goes_to_the_dashboard(signed_in, subscribe):
+    subscribe("flowkit", period_start=HALF_A_MONTH_AGO)
 
     response = signed_in.get("/billing/switch/pending/")
 
@@ -224,7 +211,7 @@ def test_an_add_on_listed_before_the_plan_is_left_alone_by_an_upgrade(
     addon = sf.price(prod=addon_product, lookup_key="sms_bundle_monthly", amount=500)
     fake_stripe.add(addon_product)
     fake_stripe.add(addon)
-    sub = sf.subscription(cus=payer, prc=addon, period_start=sf.NOW - HALF_A_MONTH)
+    sub = sf.subscription(cus=payer, prc=addon, period_start=HALF_A_MONTH_AGO)
     plan_item = {
         **sub["items"]["data"][0],
         "id": sf.new_id("si"),
@@ -262,15 +249,13 @@ def test_a_subscription_selling_no_plan_we_know_cannot_be_switched(
     assert not _switch_previews(fake_stripe)
 
 
-def test_the_quote_follows_stripes_clock_not_ours(
-    signed_in, deliver, fake_stripe, catalog, payer, customer
-):
+def test_the_quote_follows_stripes_clock_not_ours(signed_in, customer, subscribe):
     # The sandbox's clock (a Stripe test clock likewise) is ten days on from ours: the
     # upgrade is prorated to Stripe's now, quoted and charged alike. The wall clock used
     # to quote the start of the period: five days more of LaunchPack than were left.
     from devtools.stripe_sandbox import collection
 
-    sub = _subscribe(deliver, fake_stripe, payer, catalog["flowkit_monthly"])
+    sub = subscribe("flowkit", period_start=HALF_A_MONTH_AGO)
     start, end = (
         sub["items"]["data"][0]["current_period_start"],
         sub["items"]["data"][0]["current_period_end"],

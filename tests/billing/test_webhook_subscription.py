@@ -28,16 +28,8 @@ def _failing_invoice(fake_stripe, payer, sub, *, days_ago: float) -> dict:
     return invoice
 
 
-def _subscribe(fake_stripe, payer, prc, **values):
-    sub = sf.subscription(cus=payer, prc=prc, **values)
-    fake_stripe.add(sub)
-    return sub
-
-
-def test_subscription_created_puts_the_user_on_its_plan(
-    deliver, fake_stripe, catalog, payer, customer
-):
-    sub = _subscribe(fake_stripe, payer, catalog["flowkit_monthly"])
+def test_subscription_created_puts_the_user_on_its_plan(deliver, customer, subscribe):
+    sub = subscribe("flowkit", delivered=False)
 
     response = deliver(sf.event("customer.subscription.created", sub))
 
@@ -53,12 +45,8 @@ def test_subscription_created_puts_the_user_on_its_plan(
     assert change.stripe_event_id.startswith("evt_")
 
 
-def test_the_same_event_delivered_twice_changes_the_plan_once(
-    deliver, fake_stripe, catalog, payer, customer
-):
-    event = sf.event(
-        "customer.subscription.created", _subscribe(fake_stripe, payer, catalog["flowkit_monthly"])
-    )
+def test_the_same_event_delivered_twice_changes_the_plan_once(deliver, customer, subscribe):
+    event = sf.event("customer.subscription.created", subscribe("flowkit", delivered=False))
 
     assert deliver(event).status_code == 200
     assert deliver(event).status_code == 200
@@ -66,10 +54,8 @@ def test_the_same_event_delivered_twice_changes_the_plan_once(
     assert PlanChange.objects.count() == 1
 
 
-def test_deleted_then_a_stale_updated_leaves_starter(
-    deliver, fake_stripe, catalog, payer, customer
-):
-    sub = _subscribe(fake_stripe, payer, catalog["launchpack_monthly"])
+def test_deleted_then_a_stale_updated_leaves_starter(deliver, customer, subscribe):
+    sub = subscribe("launchpack", delivered=False)
     deliver(sf.event("customer.subscription.created", sub))
     stale = sf.event("customer.subscription.updated", sub)  # snapshot while still active
     sub.update(status="canceled", canceled_at=sf.NOW, ended_at=sf.NOW)
@@ -85,10 +71,8 @@ def test_deleted_then_a_stale_updated_leaves_starter(
     ]
 
 
-def test_upgrade_through_an_update_moves_the_plan_up(
-    deliver, fake_stripe, catalog, payer, customer
-):
-    sub = _subscribe(fake_stripe, payer, catalog["flowkit_monthly"])
+def test_upgrade_through_an_update_moves_the_plan_up(deliver, catalog, customer, subscribe):
+    sub = subscribe("flowkit", delivered=False)
     deliver(sf.event("customer.subscription.created", sub))
     sub["items"]["data"][0]["price"] = catalog["launchpack_monthly"]
 
@@ -99,18 +83,18 @@ def test_upgrade_through_an_update_moves_the_plan_up(
 
 
 def test_unknown_price_leaves_the_plan_answers_200_and_is_recorded(
-    deliver, fake_stripe, catalog, payer, customer
+    deliver, fake_stripe, customer, subscribe
 ):
     deliver(
         sf.event(
             "customer.subscription.created",
-            _subscribe(fake_stripe, payer, catalog["flowkit_monthly"]),
+            subscribe("flowkit", delivered=False),
         )
     )
     stray_product = sf.product(name="Legacy")
     stray = sf.price(prod=stray_product, lookup_key="legacy_gold")
     fake_stripe.add(stray_product, stray)
-    sub = _subscribe(fake_stripe, payer, stray)
+    sub = subscribe(price=stray, delivered=False)
 
     response = deliver(sf.event("customer.subscription.created", sub))
 
@@ -122,9 +106,9 @@ def test_unknown_price_leaves_the_plan_answers_200_and_is_recorded(
 
 
 def test_past_due_inside_the_grace_period_keeps_the_plan(
-    deliver, fake_stripe, catalog, payer, customer
+    deliver, fake_stripe, payer, customer, subscribe
 ):
-    sub = _subscribe(fake_stripe, payer, catalog["flowkit_monthly"])
+    sub = subscribe("flowkit", delivered=False)
     deliver(sf.event("customer.subscription.created", sub))
     sub["status"] = "past_due"
     _failing_invoice(fake_stripe, payer, sub, days_ago=6)
@@ -139,9 +123,9 @@ def test_past_due_inside_the_grace_period_keeps_the_plan(
 
 
 def test_past_due_after_the_grace_period_drops_to_starter(
-    deliver, fake_stripe, catalog, payer, customer
+    deliver, fake_stripe, payer, customer, subscribe
 ):
-    sub = _subscribe(fake_stripe, payer, catalog["flowkit_monthly"])
+    sub = subscribe("flowkit", delivered=False)
     deliver(sf.event("customer.subscription.created", sub))
     sub["status"] = "past_due"
     _failing_invoice(fake_stripe, payer, sub, days_ago=8)
@@ -180,9 +164,9 @@ def _old_layout(sub, *, period_start):
 
 
 def test_past_due_in_the_old_layout_keeps_the_plan_inside_the_grace_period(
-    deliver, fake_stripe, catalog, payer, customer
+    deliver, fake_stripe, payer, customer, subscribe
 ):
-    sub = _subscribe(fake_stripe, payer, catalog["flowkit_monthly"])
+    sub = subscribe("flowkit", delivered=False)
     deliver(sf.event("customer.subscription.created", sub))
     _old_layout(sub, period_start=int((timezone.now() - timedelta(days=6)).timestamp()))
     sub["status"] = "past_due"
@@ -199,10 +183,10 @@ def test_past_due_in_the_old_layout_keeps_the_plan_inside_the_grace_period(
 
 
 def test_an_old_layout_invoice_resyncs_its_subscription(
-    deliver, fake_stripe, catalog, payer, customer
+    deliver, fake_stripe, payer, customer, subscribe
 ):
     failed_at = int((timezone.now() - timedelta(days=9)).timestamp())
-    sub = _subscribe(fake_stripe, payer, catalog["flowkit_monthly"], status="past_due")
+    sub = subscribe("flowkit", delivered=False, status="past_due")
     _old_layout(sub, period_start=failed_at)
     deliver(sf.event("customer.subscription.updated", sub))
     customer.refresh_from_db()
@@ -220,9 +204,9 @@ def test_an_old_layout_invoice_resyncs_its_subscription(
 
 
 def test_a_scheduled_downgrade_seen_first_by_its_invoice_is_a_subscription_change(
-    deliver, fake_stripe, catalog, payer, customer
+    deliver, fake_stripe, catalog, payer, customer, subscribe
 ):
-    sub = _subscribe(fake_stripe, payer, catalog["launchpack_monthly"])
+    sub = subscribe("launchpack", delivered=False)
     deliver(sf.event("customer.subscription.created", sub))
     # At the renewal the schedule moved the subscription to FlowKit; the renewal's
     # invoice.paid comes before customer.subscription.updated.
