@@ -823,3 +823,116 @@ def _errors(res: dict[str, Any]) -> str:
     parts = [f"{n}× HTTP {s}" for s, n in res["non_2xx"].items()]
     parts += [f"{n}× {e}" for e, n in res["exceptions"].items()]
     return f" (errors: {', '.join(parts)})" if parts else ""
+
+
+SPEED_WIN = 0.20  # issue 29: a piece of speed work stays only if it wins by more than this
+
+
+def speed_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, float]]:
+    """(piece, figure, plain, with the speed work, win) of `--only speed`: the win is the
+    plain figure's excess over the speed work's (time) or its shortfall (rate)."""
+    s = r["speed"]
+    rows: list[tuple[str, str, str, str, float]] = []
+    plain, prepared = s["ack"]["plain"], s["ack"]["prepared"]
+    rows.append(
+        (
+            "acknowledgement: one prepared statement, hand-built task row",
+            f"events/s, c=8, Stripe +{r['slow_stripe_ms']} ms, worker running",
+            f"{plain['per_second']:,.0f}/s",
+            f"{prepared['per_second']:,.0f}/s",
+            prepared["per_second"] / plain["per_second"] - 1,
+        )
+    )
+    rows.append(
+        (
+            "acknowledgement (the same)",
+            "p99 time to acknowledge",
+            f"{plain['ms']['p99']:.1f} ms",
+            f"{prepared['ms']['p99']:.1f} ms",
+            plain["ms"]["p99"] / prepared["ms"]["p99"] - 1,
+        )
+    )
+    cache = s["account_cache"]
+    rows.append(
+        (
+            "per-event Account cache (billing/stripe_cache.py)",
+            "worker time per event (in-process, Stripe instant)",
+            f"{cache['plain']['ms_per_event']:.1f} ms",
+            f"{cache['cached']['ms_per_event']:.1f} ms",
+            cache["plain"]["ms_per_event"] / cache["cached"]["ms_per_event"] - 1,
+        )
+    )
+    rows.append(
+        (
+            "per-event Account cache (the same)",
+            "worker statements per event",
+            f"{cache['plain']['statements_per_event']:.1f}",
+            f"{cache['cached']['statements_per_event']:.1f}",
+            cache["plain"]["statements_per_event"] / cache["cached"]["statements_per_event"] - 1,
+        )
+    )
+    rec = s["reconcile"]
+    base = rec["plain"]["seconds"]
+    for version, label in (
+        ("reader", "reconcile_plans: reader thread"),
+        ("gc_freeze", "reconcile_plans: gc.freeze()"),
+        ("both", "reconcile_plans: reader thread and gc.freeze()"),
+    ):
+        rows.append(
+            (
+                label,
+                "time of a pass finding nothing to fix (median)",
+                f"{base:.2f} s",
+                f"{rec[version]['seconds']:.2f} s",
+                base / rec[version]["seconds"] - 1,
+            )
+        )
+    return rows
+
+
+def speed_report_write(r: dict[str, Any], path: Path) -> None:
+    """`bench/run.py --only speed`: each piece of speed work against its plain version,
+    measured alternately in one run (SPEED_PLAIN switches a piece off)."""
+    m = r["machine"]
+    s = r["speed"]
+    crowd = r["data"]["crowd"]
+    lines = [
+        "# Speed work against its plain version (`bench/run.py --only speed`)",
+        "",
+        f"- **Date**: {m['date']}; commit `{m['commit']}`"
+        + (f" plus uncommitted changes to {', '.join(m['changed'])}" if m["changed"] else ""),
+        f"- **Machine**: {m['cores']} cores, load average {r['loadavg_start']:.2f} at the start",
+        f"- **Server**: {_server(r)}.",
+        f"- **Data**: {crowd['users']:,} users, {crowd['plan_changes']:,} plan changes; "
+        f"{s['rounds']} alternating rounds of each version.",
+        "",
+        "| piece | figure | plain | with it | win | kept (win > 20 %) |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for piece, figure, plain, speed, win in speed_rows(r):
+        lines.append(
+            f"| {piece} | {figure} | {plain} | {speed} | {win:+.0%} "
+            f"| {'yes' if win > SPEED_WIN else 'no'} |"
+        )
+    lines += ["", "Rounds:", ""]
+    for version, runs in s["ack_rounds"].items():
+        lines.append(
+            f"- acknowledgement, {version}: "
+            + ", ".join(f"{x['per_second']:.0f}/s p99 {x['p99']:.0f} ms" for x in runs)
+        )
+    for version, run in s["reconcile"].items():
+        lines.append(
+            f"- reconcile_plans, {version}: "
+            + ", ".join(f"{x:.2f} s" for x in run["rounds_s"])
+            + f"; {run['queries']} statements"
+        )
+    for key, label in (("plain", "plain"), ("prepared", "prepared")):
+        res = s["ack"][key]
+        lines.append(f"- acknowledgement, {label}: {res['ok']}/{res['requests']} answered 2xx")
+    problems = r.get("problems_speed") or []
+    lines.append(f"- Server and worker logs: {len(problems)} ERROR lines or tracebacks")
+    lines += [f"  - {p}" for p in problems[:10]]
+    foreign = r.get("foreign") or {}
+    for name, f in foreign.items():
+        lines.append(f"- Other work on the machine during {name}: {f['share']:.0%}")
+    path.write_text("\n".join(lines) + "\n")

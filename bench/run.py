@@ -712,12 +712,13 @@ def parser_build() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=0, help="default: a free port")
     parser.add_argument(
         "--only",
-        choices=["webhooks", "admin"],
+        choices=["webhooks", "admin", "speed"],
         default="",
         help="webhooks: only the acknowledgement figures (Stripe instant and +300 ms) and "
         "their ceilings, no crowd, storm, gating, admin or reconcile_plans; admin: only "
         "the admin change list and reconcile_plans figures over the crowd; either needs "
-        "--out other than bench/RESULTS.md",
+        "--out other than bench/RESULTS.md; speed: each piece of speed work against its "
+        "plain version (SPEED_PLAIN), alternating in one run (bench/README.md)",
     )
     return parser
 
@@ -788,8 +789,11 @@ def main() -> int:
             results["foreign"][name] = {**vars(foreign), "share": foreign.share}
 
     only_webhooks, only_admin = args.only == "webhooks", args.only == "admin"
+    only_speed = args.only == "speed"
     if only_admin:
         args.webhook_customers = args.slow_webhook_customers = 0
+    if only_speed:
+        args.webhook_customers = 0
     say("seeding new webhook customers (checkout paid in the sandbox)")
     fast_sequences = seed.webhook_customers(args.webhook_customers, tag="fast", progress=say)
     slow_sequences = seed.webhook_customers(args.slow_webhook_customers, tag="slow", progress=say)
@@ -813,6 +817,11 @@ def main() -> int:
         expires_at=None,
         notify=False,
         actor=superuser,
+    )
+    speed_sequences = (
+        seed.webhook_customers(2 * SPEED_PROFILE_CUSTOMERS, tag="cache", progress=say)
+        if only_speed
+        else []
     )
     if only_webhooks:
         args.users = args.plan_changes = 0
@@ -858,6 +867,22 @@ def main() -> int:
         "profile_renewals": [vars(p) for p in renewal_profile],
     }
     connections.close_all()
+
+    if only_speed:
+        results["speed"] = speed_measure(
+            results,
+            slow_env=slow_env,
+            fast_env=fast_env,
+            port=port,
+            secret=endpoint.secret,
+            webhook_path=webhook_path,
+            slow_sequences=slow_sequences,
+            cache_sequences=speed_sequences,
+            phase=phase,
+        )
+        from bench.report import speed_report_write
+
+        return results_write(results, "results-speed.json", speed_report_write, args.out)
 
     def webhooks(server: Server, payloads: Path, count: int, label: str) -> dict[str, Any]:
         common = {"mode": "sequences", "port": port, "secret": endpoint.secret}
@@ -1036,6 +1061,116 @@ def main() -> int:
     from bench.report import report_write
 
     return results_write(results, "results.json", report_write, args.out)
+
+
+# --- Speed work against its plain version (--only speed) --------------------------------
+
+SPEED_ROUNDS = 3  # rounds of each version, alternating
+SPEED_REPEAT = 5  # an acknowledgement round sends the slow customers' events this many times
+SPEED_PROFILE_CUSTOMERS = 6  # per version of the Account cache, alternating
+
+
+def speed_measure(
+    results: dict[str, Any],
+    *,
+    slow_env: dict[str, str],
+    fast_env: dict[str, str],
+    port: int,
+    secret: str,
+    webhook_path: str,
+    slow_sequences: list[list[str]],
+    cache_sequences: list[list[str]],
+    phase: Callable[[str], AbstractContextManager[None]],
+) -> dict[str, Any]:
+    """Each piece of speed work against its plain version (SPEED_PLAIN, smartflow/
+    settings.py), alternating round by round under the same load in this one run:
+
+    - the acknowledgement: c=8, Stripe +300 ms, the worker running (the figure of the
+      main run), gunicorn started afresh for each round with or without SPEED_PLAIN=ack;
+    - the per-event Account cache: a customer's three events processed in-process as a
+      worker does, with and without it, customer by customer (time and statements);
+    - reconcile_plans: a pass finding nothing to fix, in fresh processes, plain, with
+      the reader thread, with gc.freeze(), with both, round by round; medians."""
+    from django.db import connections
+
+    out: dict[str, Any] = {"rounds": SPEED_ROUNDS}
+    # The acknowledgement.
+    ack: dict[str, list[dict[str, Any]]] = {"plain": [], "prepared": []}
+    with phase("speed: acknowledgement"):
+        for round_ in range(SPEED_ROUNDS):
+            for version, runs in ack.items():
+                plain = "ack" if version == "plain" else ""
+                env = {**slow_env, "SPEED_PLAIN": plain}
+                tag = f"{version}{round_}"
+                payloads = OUT / f"payloads-speed-{tag}.json"
+                sequences = [
+                    sequence
+                    for k in range(SPEED_REPEAT)
+                    for sequence in events_renamed(slow_sequences, f"{tag}x{k}")
+                ]
+                payloads.write_text(json.dumps(sequences))
+                warm = OUT / f"payloads-speed-{tag}-warm.json"
+                warm.write_text(json.dumps(events_renamed(slow_sequences[:8], f"{tag}w")))
+                with serving(env, port, f"speed-{tag}") as _server:
+                    common = {"mode": "sequences", "port": port, "secret": secret}
+                    common |= {"concurrency": CONCURRENCY, "path": webhook_path}
+                    load({**common, "payloads": str(warm)})  # unmeasured: each worker warm
+                    say(f"speed: acknowledgement, {version}, round {round_ + 1}")
+                    runs.append(load({**common, "payloads": str(payloads)}))
+                tasks_drop()  # the worker's backlog: the next round starts with none
+    from bench.load import merge
+
+    out["ack"] = {version: _trim(merge(runs)) for version, runs in ack.items()}
+    out["ack_rounds"] = {
+        version: [{"per_second": r["per_second"], "p99": r["ms"]["p99"]} for r in runs]
+        for version, runs in ack.items()
+    }
+    # The per-event Account cache, in this process (Stripe instant: the sandbox's own time).
+    import django.conf
+
+    django.conf.settings.SPEED_PLAIN = []
+    cache: dict[str, list[EventProfile]] = {"plain": [], "cached": []}
+    with phase("speed: account cache"):
+        for n, sequence in enumerate(cache_sequences):
+            version = ("plain", "cached")[n % 2]
+            cache[version] += webhook_profile(
+                sequence, webhook_path, secret, cache=version == "cached"
+            )
+    out["account_cache"] = {
+        version: {
+            "events": len(profiles),
+            "ms_per_event": sum(p.ms for p in profiles) / len(profiles),
+            "statements_per_event": sum(sum(p.queries.values()) for p in profiles) / len(profiles),
+        }
+        for version, profiles in cache.items()
+        if profiles
+    }
+    connections.close_all()
+    # reconcile_plans.
+    say("speed: reconcile_plans, a dry run to warm the caches and one to fix the drift")
+    measure(fast_env, "reconcile_dry")
+    measure(fast_env, "reconcile")
+    versions = {
+        "plain": "reconcile_reader,gc_freeze",
+        "reader": "gc_freeze",
+        "gc_freeze": "reconcile_reader",
+        "both": "",
+    }
+    passes: dict[str, list[dict[str, Any]]] = {version: [] for version in versions}
+    with phase("speed: reconcile_plans"):
+        for round_ in range(SPEED_ROUNDS):
+            for version, plain in versions.items():
+                say(f"speed: reconcile_plans, {version}, round {round_ + 1}")
+                passes[version].append(measure({**fast_env, "SPEED_PLAIN": plain}, "reconcile"))
+    out["reconcile"] = {}
+    for version, measured in passes.items():
+        ordered = sorted(measured, key=lambda run: run["seconds"])
+        out["reconcile"][version] = {
+            **ordered[len(ordered) // 2],
+            "rounds_s": [run["seconds"] for run in measured],
+        }
+    results["problems_speed"] = log_problems("speed-*")
+    return out
 
 
 def results_write(

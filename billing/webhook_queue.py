@@ -124,7 +124,7 @@ def endpoint_load(uuid: UUID) -> WebhookEndpoint | None:
     reads (not stripe_data's JSON; any other field would load lazily). On PostgreSQL a
     statement prepared per connection, as the acknowledgement's own (`prepared_cursor`):
     compiling the queryset was most of the lookup's time in-process."""
-    if connection.vendor != "postgresql":
+    if connection.vendor != "postgresql" or "ack" in settings.SPEED_PLAIN:
         # djstripe_uuid is unique, so no ORDER BY (.first() would add one).
         queryset = WebhookEndpoint.objects.filter(djstripe_uuid=uuid).only(*ENDPOINT_FIELDS)
         return next(iter(queryset[:1]), None)
@@ -181,7 +181,9 @@ def acknowledge(
     # The one-statement way needs django-tasks-db's table on PostgreSQL.
     one_statement = (
         backend
-        if connection.vendor == "postgresql" and isinstance(backend, DatabaseBackend)
+        if connection.vendor == "postgresql"
+        and isinstance(backend, DatabaseBackend)
+        and "ack" not in settings.SPEED_PLAIN
         else None
     )
     for last_try in (False, True):
@@ -468,7 +470,7 @@ def delivery_process(delivery_id: int) -> str:
                 return "done already"
             # dj-stripe finds the API key's Account for every object it syncs; within
             # one event it is the same one (billing/stripe_cache.py).
-            with account_cache():
+            with account_cache() if "account_cache" not in settings.SPEED_PLAIN else nullcontext():
                 _event_process(delivery, reprocess=bool(current))
             WebhookDelivery.objects.filter(pk=delivery.pk).update(
                 state=WebhookDelivery.State.PROCESSED,

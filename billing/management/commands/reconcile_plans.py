@@ -6,6 +6,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, NamedTuple
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import connection, connections
 from django.utils import timezone
@@ -72,7 +73,11 @@ def _batches() -> Iterator[Batch]:
     one: half of a pass is waiting for PostgreSQL, which then works on the other core.
     Inside a transaction (tests) a second connection would not see its rows, so the
     batches are read one after the other there."""
-    if connection.vendor != "postgresql" or connection.in_atomic_block:
+    if (
+        connection.vendor != "postgresql"
+        or connection.in_atomic_block
+        or "reconcile_reader" in settings.SPEED_PLAIN
+    ):
         after_pk = 0
         while (batch := _batch_load(after_pk)).rows:
             yield batch
@@ -107,11 +112,14 @@ class Command(BaseCommand):
         # collector's full passes also walked the whole start-up heap (Django, dj-stripe,
         # stripe-python), a tenth of the pass's time in its profile. Frozen, they are left
         # out of collections until the job ends; the job's own objects are still collected.
-        gc.freeze()
+        freeze = "gc_freeze" not in settings.SPEED_PLAIN
+        if freeze:
+            gc.freeze()
         try:
             self._reconcile(dry_run=dry_run)
         finally:
-            gc.unfreeze()
+            if freeze:
+                gc.unfreeze()
 
     def _reconcile(self, *, dry_run: bool) -> None:
         total = User.objects.count()
