@@ -820,7 +820,7 @@ def main() -> int:
     )
     speed_sequences = (
         seed.webhook_customers(2 * SPEED_PROFILE_CUSTOMERS, tag="cache", progress=say)
-        if only_speed
+        if only_speed and not os.environ.get("SPEED_ONLY_ACK")
         else []
     )
     if only_webhooks:
@@ -1095,12 +1095,17 @@ def speed_measure(
 
     out: dict[str, Any] = {"rounds": SPEED_ROUNDS}
     # The acknowledgement.
-    ack: dict[str, list[dict[str, Any]]] = {"plain": [], "prepared": []}
+    # (The one statement unprepared: DATABASE_PREPARED_STATEMENTS off, as behind a pooler.)
+    ack_envs = {
+        "plain": {"SPEED_PLAIN": "ack"},
+        "unprepared": {"DATABASE_PREPARED_STATEMENTS": "false"},
+        "prepared": {},
+    }
+    ack: dict[str, list[dict[str, Any]]] = {version: [] for version in ack_envs}
     with phase("speed: acknowledgement"):
         for round_ in range(SPEED_ROUNDS):
             for version, runs in ack.items():
-                plain = "ack" if version == "plain" else ""
-                env = {**slow_env, "SPEED_PLAIN": plain}
+                env = {**slow_env, **ack_envs[version]}
                 tag = f"{version}{round_}"
                 payloads = OUT / f"payloads-speed-{tag}.json"
                 sequences = [
@@ -1125,6 +1130,8 @@ def speed_measure(
         version: [{"per_second": r["per_second"], "p99": r["ms"]["p99"]} for r in runs]
         for version, runs in ack.items()
     }
+    if not cache_sequences:  # (SPEED_ONLY_ACK: the acknowledgement alone)
+        return out
     # The per-event Account cache, in this process (Stripe instant: the sandbox's own time).
     import django.conf
 
