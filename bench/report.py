@@ -373,9 +373,7 @@ def _reconcile_rows(r: dict[str, Any], rows: list[Row], notes: dict[str, str]) -
         "user who has any such fact (a user with none is compared with what `plan_decide` "
         "says of no facts, asked once). The users' rows and the subscriptions' and "
         "customers' rows come straight from psycopg, with its own C parser for timestamps; "
-        "the collector leaves the start-up heap alone during the pass (`gc.freeze()`); "
-        "on PostgreSQL a second thread, with its own connection, reads the next batch "
-        "while this one is decided (its statements are counted too). "
+        "the collector leaves the start-up heap alone during the pass (`gc.freeze()`). "
         "Drifted users are fixed together once 2,000 of them are found, or at the end, "
         "through the one writer (`plans_refresh`: one lock statement, their facts read "
         "again under it, then each user's UPDATE and PlanChange), which is most of what "
@@ -690,9 +688,7 @@ def _storm(r: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _profile_table(
-    profile: list[dict[str, Any]], uncached: list[dict[str, Any]], renewals: list[dict[str, Any]]
-) -> list[str]:
+def _profile_table(profile: list[dict[str, Any]], renewals: list[dict[str, Any]]) -> list[str]:
     lines = [
         "| event | ack: statements | ack: Stripe calls | ack: time | worker: statements "
         "| dj-stripe's | ours | sandbox's | transaction control | APIKey/Account "
@@ -711,32 +707,13 @@ def _profile_table(
             f"{q.get('transaction', 0)} | {p['key_account_queries']} "
             f"| {len(p['stripe_calls'])}: {calls} | {p['ms']:.0f} ms |"
         )
-    lines += [
-        "",
-        "Before/after the per-event Account cache (billing/stripe_cache.py): the same "
-        "events of another new customer processed without it, just before.",
-        "",
-        "| event | worker statements: without / with | dj-stripe's | transaction control "
-        "| APIKey/Account |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for before, after in zip(uncached, profile, strict=False):
-        b, a = before["queries"], after["queries"]
-        lines.append(
-            f"| `{after['type']}` | {sum(b.values())} / {sum(a.values())} | "
-            f"{b.get('dj-stripe', 0)} / {a.get('dj-stripe', 0)} | "
-            f"{b.get('transaction', 0)} / {a.get('transaction', 0)} | "
-            f"{before['key_account_queries']} / {after['key_account_queries']} |"
-        )
     return lines
 
 
 def _checks(r: dict[str, Any]) -> list[str]:
     lines = ["## Per event (in-process: a new customer's events, a storm customer's renewals)", ""]
     data = r["data"]
-    lines += _profile_table(
-        data["profile"], data.get("profile_uncached", []), data.get("profile_renewals", [])
-    )
+    lines += _profile_table(data["profile"], data.get("profile_renewals", []))
     lines += [
         "",
         "The acknowledgement is the endpoint's request (Django's test client); the worker's "
@@ -881,45 +858,19 @@ def speed_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, float]]:
                 unprepared["ms"]["p99"] / prepared["ms"]["p99"] - 1,
             )
         )
-    if "account_cache" not in s:
-        return rows
-    cache = s["account_cache"]
-    rows.append(
-        (
-            "per-event Account cache (billing/stripe_cache.py)",
-            "worker time per event (in-process, Stripe instant)",
-            f"{cache['plain']['ms_per_event']:.1f} ms",
-            f"{cache['cached']['ms_per_event']:.1f} ms",
-            cache["plain"]["ms_per_event"] / cache["cached"]["ms_per_event"] - 1,
-        )
-    )
-    rows.append(
-        (
-            "per-event Account cache (the same)",
-            "worker statements per event",
-            f"{cache['plain']['statements_per_event']:.1f}",
-            f"{cache['cached']['statements_per_event']:.1f}",
-            cache["plain"]["statements_per_event"] / cache["cached"]["statements_per_event"] - 1,
-        )
-    )
     rec = s.get("reconcile")
     if not rec:
         return rows
     base = rec["plain"]["seconds"]
-    for version, label in (
-        ("reader", "reconcile_plans: reader thread"),
-        ("gc_freeze", "reconcile_plans: gc.freeze()"),
-        ("both", "reconcile_plans: reader thread and gc.freeze()"),
-    ):
-        rows.append(
-            (
-                label,
-                "time of a pass finding nothing to fix (median)",
-                f"{base:.2f} s",
-                f"{rec[version]['seconds']:.2f} s",
-                base / rec[version]["seconds"] - 1,
-            )
+    rows.append(
+        (
+            "reconcile_plans: gc.freeze()",
+            "time of a pass finding nothing to fix (median)",
+            f"{base:.2f} s",
+            f"{rec['gc_freeze']['seconds']:.2f} s",
+            base / rec["gc_freeze"]["seconds"] - 1,
         )
+    )
     return rows
 
 

@@ -381,7 +381,7 @@ class EventProfile:
     # The processing in the worker (`delivery_process`).
     queries: dict[str, int]
     # The worker's statements on dj-stripe's APIKey and Account tables: the lookups
-    # dj-stripe repeats for every object it syncs (billing/stripe_cache.py).
+    # dj-stripe repeats for every object it syncs.
     key_account_queries: int
     stripe_calls: list[str]
     ms: float
@@ -435,16 +435,10 @@ class _Attribution:
         return "django"
 
 
-def webhook_profile(
-    sequence: list[str], url_path: str, secret: str, *, cache: bool = True
-) -> list[EventProfile]:
+def webhook_profile(sequence: list[str], url_path: str, secret: str) -> list[EventProfile]:
     """Deliver one new customer's events in-process through the real endpoint (which
     acknowledges), then process each delivery as a worker does (`delivery_process`): the
-    SQL statements and Stripe API calls of each step. `cache=False` measures processing
-    without billing/stripe_cache.py's per-event Account cache (the "before")."""
-    from contextlib import nullcontext
-    from unittest import mock
-
+    SQL statements and Stripe API calls of each step."""
     from django.db import connection
     from django.test import Client
 
@@ -458,7 +452,6 @@ def webhook_profile(
     client_logger.addHandler(handler)
     client_logger.setLevel(logging.DEBUG)
     client_logger.propagate = False
-    uncached = mock.patch.object(webhook_queue, "account_cache", nullcontext)
     profiles = []
     try:
         client = Client()
@@ -483,7 +476,7 @@ def webhook_profile(
             handler.calls = []
             work = _Attribution()
             started = time.perf_counter()
-            with connection.execute_wrapper(work), nullcontext() if cache else uncached:
+            with connection.execute_wrapper(work):
                 outcome = webhook_queue.delivery_process(delivery.pk)
             ms = (time.perf_counter() - started) * 1000
             if outcome != "processed":
@@ -797,9 +790,7 @@ def main() -> int:
     say("seeding new webhook customers (checkout paid in the sandbox)")
     fast_sequences = seed.webhook_customers(args.webhook_customers, tag="fast", progress=say)
     slow_sequences = seed.webhook_customers(args.slow_webhook_customers, tag="slow", progress=say)
-    warmup_sequence, before_sequence, profile_sequence = seed.webhook_customers(
-        3, tag="profile", progress=say
-    )
+    warmup_sequence, profile_sequence = seed.webhook_customers(2, tag="profile", progress=say)
     if args.only:
         storm_sequences, renewal_sequence = [], []
     else:
@@ -818,11 +809,6 @@ def main() -> int:
         notify=False,
         actor=superuser,
     )
-    speed_sequences = (
-        seed.webhook_customers(2 * SPEED_PROFILE_CUSTOMERS, tag="cache", progress=say)
-        if only_speed and not os.environ.get("SPEED_ONLY_ACK")
-        else []
-    )
     if only_webhooks:
         args.users = args.plan_changes = 0
     say(f"seeding {args.users:,} users and {args.plan_changes:,} plan changes")
@@ -837,8 +823,6 @@ def main() -> int:
     say("profiling one customer's webhooks in-process (ack, then the worker's processing)")
     # The first requests of a process load templates and caches: one customer unmeasured.
     webhook_profile(warmup_sequence, webhook_path, endpoint.secret)
-    # Another customer without the per-event Account cache: the "before".
-    profile_uncached = webhook_profile(before_sequence, webhook_path, endpoint.secret, cache=False)
     profile = webhook_profile(profile_sequence, webhook_path, endpoint.secret)
     renewal_profile = (
         webhook_profile(renewal_sequence, webhook_path, endpoint.secret) if renewal_sequence else []
@@ -863,7 +847,6 @@ def main() -> int:
     results["data"] = {
         "crowd": vars(crowd),
         "profile": [vars(p) for p in profile],
-        "profile_uncached": [vars(p) for p in profile_uncached],
         "profile_renewals": [vars(p) for p in renewal_profile],
     }
     connections.close_all()
@@ -877,7 +860,7 @@ def main() -> int:
             secret=endpoint.secret,
             webhook_path=webhook_path,
             slow_sequences=slow_sequences,
-            cache_sequences=speed_sequences,
+            reconcile=args.users > 0,
             phase=phase,
         )
         from bench.report import speed_report_write
@@ -1067,7 +1050,6 @@ def main() -> int:
 
 SPEED_ROUNDS = 3  # rounds of each version, alternating
 SPEED_REPEAT = 5  # an acknowledgement round sends the slow customers' events this many times
-SPEED_PROFILE_CUSTOMERS = 6  # per version of the Account cache, alternating
 
 
 def speed_measure(
@@ -1079,7 +1061,7 @@ def speed_measure(
     secret: str,
     webhook_path: str,
     slow_sequences: list[list[str]],
-    cache_sequences: list[list[str]],
+    reconcile: bool,
     phase: Callable[[str], AbstractContextManager[None]],
 ) -> dict[str, Any]:
     """Each piece of speed work against its plain version (SPEED_PLAIN, smartflow/
@@ -1087,12 +1069,8 @@ def speed_measure(
 
     - the acknowledgement: c=8, Stripe +300 ms, the worker running (the figure of the
       main run), gunicorn started afresh for each round with or without SPEED_PLAIN=ack;
-    - the per-event Account cache: a customer's three events processed in-process as a
-      worker does, with and without it, customer by customer (time and statements);
-    - reconcile_plans: a pass finding nothing to fix, in fresh processes, plain, with
-      the reader thread, with gc.freeze(), with both, round by round; medians."""
-    from django.db import connections
-
+    - reconcile_plans (unless `reconcile` is off): a pass finding nothing to fix, in
+      fresh processes, with and without gc.freeze(), round by round; medians."""
     out: dict[str, Any] = {"rounds": SPEED_ROUNDS}
     # The acknowledgement.
     # (The one statement unprepared: DATABASE_PREPARED_STATEMENTS off, as behind a pooler.)
@@ -1116,7 +1094,7 @@ def speed_measure(
                 payloads.write_text(json.dumps(sequences))
                 warm = OUT / f"payloads-speed-{tag}-warm.json"
                 warm.write_text(json.dumps(events_renamed(slow_sequences[:8], f"{tag}w")))
-                with serving(env, port, f"speed-{tag}") as _server:
+                with serving(env, port, f"speed-{tag}"):
                     common = {"mode": "sequences", "port": port, "secret": secret}
                     common |= {"concurrency": CONCURRENCY, "path": webhook_path}
                     load({**common, "payloads": str(warm)})  # unmeasured: each worker warm
@@ -1130,39 +1108,13 @@ def speed_measure(
         version: [{"per_second": r["per_second"], "p99": r["ms"]["p99"]} for r in runs]
         for version, runs in ack.items()
     }
-    if not cache_sequences:  # (SPEED_ONLY_ACK: the acknowledgement alone)
+    results["problems_speed"] = log_problems("speed-*")
+    if not reconcile:
         return out
-    # The per-event Account cache, in this process (Stripe instant: the sandbox's own time).
-    import django.conf
-
-    django.conf.settings.SPEED_PLAIN = []
-    cache: dict[str, list[EventProfile]] = {"plain": [], "cached": []}
-    with phase("speed: account cache"):
-        for n, sequence in enumerate(cache_sequences):
-            version = ("plain", "cached")[n % 2]
-            cache[version] += webhook_profile(
-                sequence, webhook_path, secret, cache=version == "cached"
-            )
-    out["account_cache"] = {
-        version: {
-            "events": len(profiles),
-            "ms_per_event": sum(p.ms for p in profiles) / len(profiles),
-            "statements_per_event": sum(sum(p.queries.values()) for p in profiles) / len(profiles),
-        }
-        for version, profiles in cache.items()
-        if profiles
-    }
-    connections.close_all()
-    # reconcile_plans.
     say("speed: reconcile_plans, a dry run to warm the caches and one to fix the drift")
     measure(fast_env, "reconcile_dry")
     measure(fast_env, "reconcile")
-    versions = {
-        "plain": "reconcile_reader,gc_freeze",
-        "reader": "gc_freeze",
-        "gc_freeze": "reconcile_reader",
-        "both": "",
-    }
+    versions = {"plain": "gc_freeze", "gc_freeze": ""}
     passes: dict[str, list[dict[str, Any]]] = {version: [] for version in versions}
     with phase("speed: reconcile_plans"):
         for round_ in range(SPEED_ROUNDS):
@@ -1176,7 +1128,6 @@ def speed_measure(
             **ordered[len(ordered) // 2],
             "rounds_s": [run["seconds"] for run in measured],
         }
-    results["problems_speed"] = log_problems("speed-*")
     return out
 
 

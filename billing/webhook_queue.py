@@ -59,7 +59,6 @@ from djstripe.settings import djstripe_settings
 
 from billing.alerts import alert_record
 from billing.models import BillingAlert, WebhookDelivery, WebhookSecretPrevious
-from billing.stripe_cache import account_cache
 
 logger = logging.getLogger(__name__)
 
@@ -468,10 +467,7 @@ def delivery_process(delivery_id: int) -> str:
             )
             if current is None:
                 return "done already"
-            # dj-stripe finds the API key's Account for every object it syncs; within
-            # one event it is the same one (billing/stripe_cache.py).
-            with account_cache() if "account_cache" not in settings.SPEED_PLAIN else nullcontext():
-                _event_process(delivery, reprocess=bool(current))
+            _event_process(delivery, reprocess=bool(current))
             WebhookDelivery.objects.filter(pk=delivery.pk).update(
                 state=WebhookDelivery.State.PROCESSED,
                 processed_at=timezone.now(),
