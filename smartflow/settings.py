@@ -210,8 +210,8 @@ else:
 DATABASE_PREPARED_STATEMENTS = env.bool("DATABASE_PREPARED_STATEMENTS", default=True)
 # The bench's switch (bench/run.py, `--only speed`): pieces of speed work to turn off, so
 # each is measured against its plain version in one run: "ack" (the acknowledgement's one
-# prepared statement), "account_cache" (billing/stripe_cache.py), "reconcile_reader" and
-# "gc_freeze" (reconcile_plans). Empty in production.
+# prepared statement), "gc_freeze" (reconcile_plans; billing/speedups.py). Empty in
+# production.
 SPEED_PLAIN = env.list("SPEED_PLAIN", default=[])
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
