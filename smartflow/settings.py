@@ -205,7 +205,7 @@ else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # The webhook acknowledgement's one statement is prepared on each connection (billing/
-# webhook_queue.py). Off behind a connection pooler that cannot keep prepared statements
+# speedups.py). Off behind a connection pooler that cannot keep prepared statements
 # (PgBouncer in transaction mode before 1.21), as Django leaves its own off.
 DATABASE_PREPARED_STATEMENTS = env.bool("DATABASE_PREPARED_STATEMENTS", default=True)
 # The bench's switch (bench/run.py, `--only speed`): pieces of speed work to turn off, so
