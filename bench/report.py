@@ -481,6 +481,7 @@ def report_write(r: dict[str, Any], path: Path) -> None:
     for key in used:
         lines += [f'<a id="{key.lower()}"></a>**{key}.** {notes[key]}', ""]
     lines += _checks(r)
+    lines += _speed_section_kept(path)
     path.write_text("\n".join(lines).rstrip("\n") + "\n")
 
 
@@ -800,6 +801,19 @@ def _errors(res: dict[str, Any]) -> str:
     parts = [f"{n}× HTTP {s}" for s, n in res["non_2xx"].items()]
     parts += [f"{n}× {e}" for e, n in res["exceptions"].items()]
     return f" (errors: {', '.join(parts)})" if parts else ""
+
+
+SPEED_SECTION = "## Speed work against its plain version"
+
+
+def _speed_section_kept(path: Path) -> list[str]:
+    """The *Speed work* section of the RESULTS.md being replaced, carried over as it was:
+    it comes from `--only speed` runs, and the pieces that lost were deleted, so no later
+    run can measure them again."""
+    old = path.read_text() if path.exists() else ""
+    if SPEED_SECTION not in old:
+        return []
+    return ["", *old[old.index(SPEED_SECTION) :].rstrip("\n").splitlines()]
 
 
 SPEED_WIN = 0.20  # issue 29: a piece of speed work stays only if it wins by more than this
