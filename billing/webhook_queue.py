@@ -28,38 +28,29 @@ until they time out and come again. So:
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 import random
-import re
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-import psycopg
 import stripe
-from django.conf import settings
 from django.db import IntegrityError, OperationalError, connection, transaction
-from django.db.backends.utils import CursorDebugWrapper
-from django.db.models import F, Min, Model, Q
-from django.db.models.signals import post_save, pre_save
+from django.db.models import F, Min, Q
 from django.http import HttpRequest
 from django.utils import timezone
-from django_tasks.base import Task
-from django_tasks_db.backend import DatabaseBackend
-from django_tasks_db.compat import normalize_json, task_backends, task_enqueued
 from django_tasks_db.models import DBTaskResult
 from djstripe.models import Event, WebhookEndpoint, WebhookEventTrigger
 from djstripe.models.webhooks import get_remote_ip
 from djstripe.settings import djstripe_settings
 
+from billing import speedups
 from billing.alerts import alert_record
 from billing.models import BillingAlert, WebhookDelivery, WebhookSecretPrevious
-from billing.stripe_cache import account_cache
 from billing.tasks import webhook_process
 
 logger = logging.getLogger(__name__)
@@ -123,30 +114,12 @@ ENDPOINT_FIELDS = (
 def endpoint_load(uuid: UUID) -> WebhookEndpoint | None:
     """The endpoint of `/stripe/webhook/<uuid>/` with only the columns an acknowledgement
     reads (not stripe_data's JSON; any other field would load lazily). On PostgreSQL a
-    statement prepared per connection, as the acknowledgement's own (`prepared_cursor`):
-    compiling the queryset was most of the lookup's time in-process."""
-    if connection.vendor != "postgresql":
-        # djstripe_uuid is unique, so no ORDER BY (.first() would add one).
-        queryset = WebhookEndpoint.objects.filter(djstripe_uuid=uuid).only(*ENDPOINT_FIELDS)
-        return next(iter(queryset[:1]), None)
-    sql, names = _endpoint_sql()
-    with prepared_cursor() as cursor:
-        cursor.execute(sql, [uuid])
-        row = cursor.fetchone()
-    return None if row is None else WebhookEndpoint.from_db(connection.alias, names, row)
-
-
-@functools.cache
-def _endpoint_sql() -> tuple[str, list[str]]:
-    """The lookup's SQL and the attnames it reads, in the model's field order (as
-    `Model.from_db` takes them), the primary key included."""
-    meta = WebhookEndpoint._meta
-    fields = [f for f in meta.concrete_fields if f.primary_key or f.name in ENDPOINT_FIELDS]
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(f.column) for f in fields)
-    uuid_column = quote(meta.get_field("djstripe_uuid").column)
-    sql = f"SELECT {columns} FROM {quote(meta.db_table)} WHERE {uuid_column} = %s LIMIT 1"
-    return sql, [f.attname for f in fields]
+    prepared statement (billing/speedups.py)."""
+    if speedups.ack_prepared():
+        return speedups.endpoint_load(uuid, ENDPOINT_FIELDS)
+    # djstripe_uuid is unique, so no ORDER BY (.first() would add one).
+    queryset = WebhookEndpoint.objects.filter(djstripe_uuid=uuid).only(*ENDPOINT_FIELDS)
+    return next(iter(queryset[:1]), None)
 
 
 def customer_key(event: dict[str, Any]) -> str:
@@ -170,19 +143,13 @@ def acknowledge(
     """Store a verified delivery and queue its processing, all or nothing. A duplicate of
     a stored event id is counted and queues nothing.
 
-    On PostgreSQL with django-tasks-db (production, the bench) this is ONE statement, run
-    as its own transaction: no BEGIN or COMMIT round trip, no ORM (`_store_postgresql`).
-    Elsewhere (SQLite, another task backend) the ORM's way in one transaction."""
+    The rule's own way: the ORM's statements and `enqueue()` in one transaction. On
+    PostgreSQL with django-tasks-db (production, the bench), the same in ONE prepared
+    statement, its own transaction (billing/speedups.py, with its measured win)."""
     event_id = str(event["id"])[:255]
     now = timezone.now()
     body = request.body.decode(request.encoding or "utf-8")
-    backend = task_backends[webhook_process.backend]
-    # The one-statement way needs django-tasks-db's table on PostgreSQL.
-    one_statement = (
-        backend
-        if connection.vendor == "postgresql" and isinstance(backend, DatabaseBackend)
-        else None
-    )
+    one_statement = speedups.ack_backend(webhook_process)
     for last_try in (False, True):
         # New objects for each try: a failed one may carry the pk of a row rolled back.
         trigger = WebhookEventTrigger(
@@ -207,7 +174,7 @@ def acknowledge(
                 # Inside a caller's transaction (tests), a savepoint keeps it usable
                 # after a lost race; on its own the statement is its transaction.
                 with transaction.atomic() if connection.in_atomic_block else nullcontext():
-                    delivery_id, duplicate = _store_postgresql(
+                    delivery_id, duplicate = speedups.store(
                         trigger, delivery, now, task=webhook_process, backend=one_statement
                     )
             else:
@@ -246,158 +213,6 @@ def _store(
     delivery.trigger = trigger
     delivery.save(force_insert=True)
     return delivery.pk, False
-
-
-def _insert_values(obj: Model, *, exclude: str = "") -> tuple[str, str, str, list[Any]]:
-    """Table, column list, placeholders and values of `obj` as Model.save would insert
-    them (defaults, auto_now, each field's own conversion; the primary key unless it is
-    generated by the database), without building an INSERT query."""
-    fields, table, columns, placeholders = _insert_shape(type(obj), exclude)
-    params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
-    return table, columns, placeholders, params
-
-
-@functools.cache
-def _insert_shape(model: type[Model], exclude: str) -> tuple[list[Any], str, str, str]:
-    """What `_insert_values` writes of every `model` (the same for each row, so made
-    once: asking each field its type cost more than the statement). Each placeholder
-    casts to its column's type, without length (a cast would cut a long value where the
-    insert refuses it): the values are sent apart from the SQL (`prepared_cursor`), and
-    in an INSERT ... SELECT PostgreSQL would take an untyped one (None, a str for a uuid)
-    as text."""
-    meta = model._meta
-    fields = [f for f in meta.concrete_fields if f is not meta.auto_field and f.name != exclude]
-    # (A concrete field always has a column and a column type; the stubs allow None.)
-    columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
-    placeholders = ", ".join(
-        f"CAST(%s AS {_TYPMOD.sub('', str(f.db_type(connection)))})" for f in fields
-    )
-    return fields, connection.ops.quote_name(meta.db_table), columns, placeholders
-
-
-_TYPMOD = re.compile(r"\(.*\)")
-
-
-class _PreparedCursor(psycopg.Cursor[Any]):
-    """Binds on the server (as Django's ServerBindingCursor, a psycopg Cursor) and
-    prepares each statement it runs, once per connection: psycopg keeps a connection's
-    prepared statements and reuses them by their text."""
-
-    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
-        kwargs.setdefault("prepare", settings.DATABASE_PREPARED_STATEMENTS or None)
-        return super().execute(query, params, **kwargs)
-
-
-def prepared_cursor() -> Any:
-    """A Django cursor (execute wrappers, query log, database errors mapped to Django's)
-    over a psycopg cursor that sends the values apart from the SQL and prepares the
-    statement, so the acknowledgement's statement is parsed and planned once per
-    connection. Django binds on the client and prepares nothing by default (for
-    connection poolers: settings.DATABASE_PREPARED_STATEMENTS turns this off). For this
-    statement, planning anew took as long as running it (EXPLAIN ANALYZE: 0.25-0.35 ms
-    planning, 0.2-0.3 ms execution), and quoting the body into the SQL text cost Python
-    time besides."""
-    connection.ensure_connection()
-    connection.validate_thread_sharing()
-    raw = connection.connection
-    if settings.DATABASE_PREPARED_STATEMENTS and raw.prepare_threshold is None:
-        # Django connects with prepare_threshold None, with which psycopg prepares
-        # nothing even when asked to. A count no statement reaches keeps every other
-        # statement unprepared, as Django has it, and lets the ones asked for be.
-        raw.prepare_threshold = 2**31
-    with connection.wrap_database_errors:
-        cursor = _PreparedCursor(raw)
-    if connection.queries_logged:
-        return _PreparedDebugCursor(cursor, connection)
-    # (django-stubs types the argument as Django's wrapper; Django wraps a DB-API cursor.)
-    return connection.make_cursor(cursor)  # type: ignore[arg-type]
-
-
-class _PreparedDebugCursor(CursorDebugWrapper):
-    """Django's query log (DEBUG, tests counting queries) for `_PreparedCursor`: Django
-    reads the text of the last query from psycopg, which keeps none after running a
-    prepared statement; logged is the statement as written, with its placeholders."""
-
-    @contextmanager
-    def debug_sql(self, *args: Any, **kwargs: Any) -> Iterator[None]:
-        kwargs["use_last_executed_query"] = False
-        with super().debug_sql(*args, **kwargs):
-            yield
-
-
-def _store_postgresql(
-    trigger: WebhookEventTrigger,
-    delivery: WebhookDelivery,
-    now: datetime,
-    *,
-    task: Task[[int], Any],
-    backend: DatabaseBackend,
-) -> tuple[int, bool]:
-    """The duplicate check, both inserts and the task row in ONE statement, which is its
-    own transaction: a stored event id only counts one more delivery; a new one gets its
-    trigger, its delivery and django-tasks-db's task row, or (a concurrent request stored
-    the same event id first: IntegrityError) nothing at all.
-
-    Why not `task.enqueue()`: in the bench's profile (devtools/bench/report.py, note W1) the
-    enqueue's `create()` was the largest single cost of the acknowledgement, and it needs
-    the transaction's BEGIN and COMMIT round trips besides. The row is built as the
-    backend builds it (`DatabaseBackend._task_to_db_task`: the same fields, its id
-    function, the model's pre_save handler, which stores "no run after" as its far-future
-    date), and the
-    backend's validation and `task_enqueued` signal are kept; only the args, which hold the
-    delivery's id made by this statement, are built in SQL. A test compares the row with
-    one made by `enqueue()` (tests/billing/test_webhook_queue.py), so an upgrade of
-    django-tasks-db that changes its rows fails there."""
-    # (django-tasks-db is typed against Django 6's django.tasks; on 5.2 it runs django_tasks.)
-    backend.validate_task(task)  # type: ignore[arg-type]
-    row: DBTaskResult[..., Any] = DBTaskResult(
-        id=backend._get_id(),
-        args_kwargs=None,
-        priority=task.priority,
-        task_path=task.module_path,
-        queue_name=task.queue_name,
-        run_after=task.run_after,  # type: ignore[misc]  # None: set by pre_save, below
-        backend_name=backend.alias,
-    )
-    pre_save.send(DBTaskResult, instance=row, raw=False, using=connection.alias, update_fields=None)
-    trigger_table, trigger_columns, trigger_values, trigger_params = _insert_values(trigger)
-    # trigger_id: the id of the trigger inserted by the same statement.
-    table, delivery_columns, delivery_values, delivery_params = _insert_values(
-        delivery, exclude="trigger"
-    )
-    task_table, task_columns, task_values, task_params = _insert_values(row, exclude="args_kwargs")
-    sql = (
-        f"WITH dup AS (UPDATE {table} SET deliveries = deliveries + 1,"
-        f" last_delivered_at = %s WHERE event_id = %s RETURNING id),"
-        f" trig AS (INSERT INTO {trigger_table} ({trigger_columns})"
-        f" SELECT {trigger_values} WHERE NOT EXISTS (SELECT 1 FROM dup) RETURNING id),"
-        f" new AS (INSERT INTO {table} ({delivery_columns}, trigger_id)"
-        f" SELECT {delivery_values}, trig.id FROM trig RETURNING id),"
-        f" task AS (INSERT INTO {task_table} ({task_columns}, args_kwargs)"
-        f" SELECT {task_values},"
-        f" jsonb_build_object('args', jsonb_build_array(new.id), 'kwargs', '{{}}'::jsonb)"
-        f" FROM new RETURNING id)"
-        f" SELECT id, true FROM dup UNION ALL SELECT new.id, false FROM new, task"
-    )
-    params = [now, delivery.event_id, *trigger_params, *delivery_params, *task_params]
-    with prepared_cursor() as cursor:
-        cursor.execute(sql, params)
-        row_returned = cursor.fetchone()
-    if row_returned is None:  # cannot happen: one of dup and new has a row
-        raise AssertionError(f"Stripe event {delivery.event_id}: the store returned nothing")
-    delivery_id, duplicate = int(row_returned[0]), bool(row_returned[1])
-    if not duplicate:
-        row.args_kwargs = normalize_json({"args": [delivery_id], "kwargs": {}})
-        post_save.send(
-            DBTaskResult,
-            instance=row,
-            created=True,
-            raw=False,
-            using=connection.alias,
-            update_fields=None,
-        )
-        task_enqueued.send(type(backend), task_result=row.task_result)
-    return delivery_id, duplicate
 
 
 # --- Process ----------------------------------------------------------------------------
@@ -466,10 +281,7 @@ def delivery_process(delivery_id: int) -> str:
             )
             if current is None:
                 return "done already"
-            # dj-stripe finds the API key's Account for every object it syncs; within
-            # one event it is the same one (billing/stripe_cache.py).
-            with account_cache():
-                _event_process(delivery, reprocess=bool(current))
+            _event_process(delivery, reprocess=bool(current))
             WebhookDelivery.objects.filter(pk=delivery.pk).update(
                 state=WebhookDelivery.State.PROCESSED,
                 processed_at=timezone.now(),
@@ -626,7 +438,6 @@ def failed_tasks_requeue(*, now: datetime | None = None) -> int:
     database went away mid-way), which leaves its delivery pending with no retry
     planned. Run again, a task whose delivery is done returns "done already"."""
     from django_tasks import TaskResultStatus
-    from django_tasks_db.models import DBTaskResult
 
     now = now or timezone.now()
     requeued = DBTaskResult.objects.filter(

@@ -210,9 +210,14 @@ else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # The webhook acknowledgement's one statement is prepared on each connection (billing/
-# webhook_queue.py). Off behind a connection pooler that cannot keep prepared statements
+# speedups.py). Off behind a connection pooler that cannot keep prepared statements
 # (PgBouncer in transaction mode before 1.21), as Django leaves its own off.
 DATABASE_PREPARED_STATEMENTS = env.bool("DATABASE_PREPARED_STATEMENTS", default=True)
+# The bench's switch (devtools/bench/run.py, `--only speed`): pieces of speed work to turn off, so
+# each is measured against its plain version in one run: "ack" (the acknowledgement's one
+# prepared statement), "gc_freeze" (reconcile_plans; billing/speedups.py). Empty in
+# production.
+SPEED_PLAIN = env.list("SPEED_PLAIN", default=[])
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -21,7 +21,6 @@ import json
 import os
 import resource
 import sys
-import threading
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -95,24 +94,15 @@ def main(argv: list[str]) -> int:
 
     django.setup()
     from django.db import connection
-    from django.db.backends.signals import connection_created
 
     queries = 0
-    lock = threading.Lock()
 
     def count(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
         nonlocal queries
-        with lock:
-            queries += 1
+        queries += 1
         return execute(sql, params, many, context)
 
-    def counted(sender: Any, connection: Any, **kwargs: Any) -> None:
-        # A connection the job opens in another thread (reconcile_plans reads the next
-        # batch in one) is counted too.
-        connection.execute_wrappers.append(count)
-
     connection.ensure_connection()  # connecting is start-up, not the job
-    connection_created.connect(counted)  # (this one is counted by the wrapper below)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if traced:
         tracemalloc.start()

@@ -373,9 +373,7 @@ def _reconcile_rows(r: dict[str, Any], rows: list[Row], notes: dict[str, str]) -
         "user who has any such fact (a user with none is compared with what `plan_decide` "
         "says of no facts, asked once). The users' rows and the subscriptions' and "
         "customers' rows come straight from psycopg, with its own C parser for timestamps; "
-        "the collector leaves the start-up heap alone during the pass (`gc.freeze()`); "
-        "on PostgreSQL a second thread, with its own connection, reads the next batch "
-        "while this one is decided (its statements are counted too). "
+        "the collector leaves the start-up heap alone during the pass (`gc.freeze()`). "
         "Drifted users are fixed together once 2,000 of them are found, or at the end, "
         "through the one writer (`plans_refresh`: one lock statement, their facts read "
         "again under it, then each user's UPDATE and PlanChange), which is most of what "
@@ -484,6 +482,7 @@ def report_write(r: dict[str, Any], path: Path) -> None:
     for key in used:
         lines += [f'<a id="{key.lower()}"></a>**{key}.** {notes[key]}', ""]
     lines += _checks(r)
+    lines += _speed_section_kept(path)
     path.write_text("\n".join(lines).rstrip("\n") + "\n")
 
 
@@ -692,9 +691,7 @@ def _storm(r: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _profile_table(
-    profile: list[dict[str, Any]], uncached: list[dict[str, Any]], renewals: list[dict[str, Any]]
-) -> list[str]:
+def _profile_table(profile: list[dict[str, Any]], renewals: list[dict[str, Any]]) -> list[str]:
     lines = [
         "| event | ack: statements | ack: Stripe calls | ack: time | worker: statements "
         "| dj-stripe's | ours | sandbox's | transaction control | APIKey/Account "
@@ -713,32 +710,13 @@ def _profile_table(
             f"{q.get('transaction', 0)} | {p['key_account_queries']} "
             f"| {len(p['stripe_calls'])}: {calls} | {p['ms']:.0f} ms |"
         )
-    lines += [
-        "",
-        "Before/after the per-event Account cache (billing/stripe_cache.py): the same "
-        "events of another new customer processed without it, just before.",
-        "",
-        "| event | worker statements: without / with | dj-stripe's | transaction control "
-        "| APIKey/Account |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for before, after in zip(uncached, profile, strict=False):
-        b, a = before["queries"], after["queries"]
-        lines.append(
-            f"| `{after['type']}` | {sum(b.values())} / {sum(a.values())} | "
-            f"{b.get('dj-stripe', 0)} / {a.get('dj-stripe', 0)} | "
-            f"{b.get('transaction', 0)} / {a.get('transaction', 0)} | "
-            f"{before['key_account_queries']} / {after['key_account_queries']} |"
-        )
     return lines
 
 
 def _checks(r: dict[str, Any]) -> list[str]:
     lines = ["## Per event (in-process: a new customer's events, a storm customer's renewals)", ""]
     data = r["data"]
-    lines += _profile_table(
-        data["profile"], data.get("profile_uncached", []), data.get("profile_renewals", [])
-    )
+    lines += _profile_table(data["profile"], data.get("profile_renewals", []))
     lines += [
         "",
         "The acknowledgement is the endpoint's request (Django's test client); the worker's "
@@ -825,3 +803,139 @@ def _errors(res: dict[str, Any]) -> str:
     parts = [f"{n}× HTTP {s}" for s, n in res["non_2xx"].items()]
     parts += [f"{n}× {e}" for e, n in res["exceptions"].items()]
     return f" (errors: {', '.join(parts)})" if parts else ""
+
+
+SPEED_SECTION = "## Speed work against its plain version"
+
+
+def _speed_section_kept(path: Path) -> list[str]:
+    """The *Speed work* section of the RESULTS.md being replaced, carried over as it was:
+    it comes from `--only speed` runs, and the pieces that lost were deleted, so no later
+    run can measure them again."""
+    old = path.read_text() if path.exists() else ""
+    if SPEED_SECTION not in old:
+        return []
+    return ["", *old[old.index(SPEED_SECTION) :].rstrip("\n").splitlines()]
+
+
+SPEED_WIN = 0.20  # issue 29: a piece of speed work stays only if it wins by more than this
+
+
+def speed_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, float]]:
+    """(piece, figure, plain, with the speed work, win) of `--only speed`: the win is the
+    plain figure's excess over the speed work's (time) or its shortfall (rate)."""
+    s = r["speed"]
+    rows: list[tuple[str, str, str, str, float]] = []
+    plain, prepared = s["ack"]["plain"], s["ack"]["prepared"]
+    rows.append(
+        (
+            "acknowledgement: one prepared statement, hand-built task row",
+            f"events/s, c=8, Stripe +{r['slow_stripe_ms']} ms, worker running",
+            f"{plain['per_second']:,.0f}/s",
+            f"{prepared['per_second']:,.0f}/s",
+            prepared["per_second"] / plain["per_second"] - 1,
+        )
+    )
+    rows.append(
+        (
+            "acknowledgement (the same)",
+            "p99 time to acknowledge",
+            f"{plain['ms']['p99']:.1f} ms",
+            f"{prepared['ms']['p99']:.1f} ms",
+            plain["ms"]["p99"] / prepared["ms"]["p99"] - 1,
+        )
+    )
+    if "unprepared" in s["ack"]:
+        unprepared = s["ack"]["unprepared"]
+        rows.append(
+            (
+                "acknowledgement: one statement, not prepared",
+                f"events/s, c=8, Stripe +{r['slow_stripe_ms']} ms, worker running",
+                f"{plain['per_second']:,.0f}/s",
+                f"{unprepared['per_second']:,.0f}/s",
+                unprepared["per_second"] / plain["per_second"] - 1,
+            )
+        )
+        rows.append(
+            (
+                "acknowledgement: preparing it (against the one statement unprepared)",
+                "events/s",
+                f"{unprepared['per_second']:,.0f}/s",
+                f"{prepared['per_second']:,.0f}/s",
+                prepared["per_second"] / unprepared["per_second"] - 1,
+            )
+        )
+        rows.append(
+            (
+                "acknowledgement: preparing it (the same)",
+                "p99 time to acknowledge",
+                f"{unprepared['ms']['p99']:.1f} ms",
+                f"{prepared['ms']['p99']:.1f} ms",
+                unprepared["ms"]["p99"] / prepared["ms"]["p99"] - 1,
+            )
+        )
+    rec = s.get("reconcile")
+    if not rec:
+        return rows
+    base = rec["plain"]["seconds"]
+    rows.append(
+        (
+            "reconcile_plans: gc.freeze()",
+            "time of a pass finding nothing to fix (median)",
+            f"{base:.2f} s",
+            f"{rec['gc_freeze']['seconds']:.2f} s",
+            base / rec["gc_freeze"]["seconds"] - 1,
+        )
+    )
+    return rows
+
+
+def speed_report_write(r: dict[str, Any], path: Path) -> None:
+    """`devtools/bench/run.py --only speed`: each piece of speed work against its plain version,
+    measured alternately in one run (SPEED_PLAIN switches a piece off)."""
+    m = r["machine"]
+    s = r["speed"]
+    crowd = r["data"]["crowd"]
+    lines = [
+        "# Speed work against its plain version (`devtools/bench/run.py --only speed`)",
+        "",
+        f"- **Date**: {m['date']}; commit `{m['commit']}`"
+        + (f" plus uncommitted changes to {', '.join(m['changed'])}" if m["changed"] else ""),
+        f"- **Machine**: {m['cores']} cores, load average {r['loadavg_start']:.2f} at the start",
+        f"- **Server**: {_server(r)}.",
+        (
+            f"- **Data**: {crowd['users']:,} users, {crowd['plan_changes']:,} plan changes; "
+            if "reconcile" in s
+            else "- **Data**: the acknowledgement only; "
+        )
+        + f"{s['rounds']} alternating rounds of each version.",
+        "",
+        "| piece | figure | plain | with it | win | kept (win > 20 %) |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for piece, figure, plain, speed, win in speed_rows(r):
+        lines.append(
+            f"| {piece} | {figure} | {plain} | {speed} | {win:+.0%} "
+            f"| {'yes' if win > SPEED_WIN else 'no'} |"
+        )
+    lines += ["", "Rounds:", ""]
+    for version, runs in s["ack_rounds"].items():
+        lines.append(
+            f"- acknowledgement, {version}: "
+            + ", ".join(f"{x['per_second']:.0f}/s p99 {x['p99']:.0f} ms" for x in runs)
+        )
+    for version, run in s.get("reconcile", {}).items():
+        lines.append(
+            f"- reconcile_plans, {version}: "
+            + ", ".join(f"{x:.2f} s" for x in run["rounds_s"])
+            + f"; {run['queries']} statements"
+        )
+    for version, res in s["ack"].items():
+        lines.append(f"- acknowledgement, {version}: {res['ok']}/{res['requests']} answered 2xx")
+    problems = r.get("problems_speed") or []
+    lines.append(f"- Server and worker logs: {len(problems)} ERROR lines or tracebacks")
+    lines += [f"  - {p}" for p in problems[:10]]
+    foreign = r.get("foreign") or {}
+    for name, f in foreign.items():
+        lines.append(f"- Other work on the machine during {name}: {f['share']:.0%}")
+    path.write_text("\n".join(lines) + "\n")

@@ -386,7 +386,7 @@ class EventProfile:
     # The processing in the worker (`delivery_process`).
     queries: dict[str, int]
     # The worker's statements on dj-stripe's APIKey and Account tables: the lookups
-    # dj-stripe repeats for every object it syncs (billing/stripe_cache.py).
+    # dj-stripe repeats for every object it syncs.
     key_account_queries: int
     stripe_calls: list[str]
     ms: float
@@ -440,16 +440,10 @@ class _Attribution:
         return "django"
 
 
-def webhook_profile(
-    sequence: list[str], url_path: str, secret: str, *, cache: bool = True
-) -> list[EventProfile]:
+def webhook_profile(sequence: list[str], url_path: str, secret: str) -> list[EventProfile]:
     """Deliver one new customer's events in-process through the real endpoint (which
     acknowledges), then process each delivery as a worker does (`delivery_process`): the
-    SQL statements and Stripe API calls of each step. `cache=False` measures processing
-    without billing/stripe_cache.py's per-event Account cache (the "before")."""
-    from contextlib import nullcontext
-    from unittest import mock
-
+    SQL statements and Stripe API calls of each step."""
     from django.db import connection
     from django.test import Client
 
@@ -463,7 +457,6 @@ def webhook_profile(
     client_logger.addHandler(handler)
     client_logger.setLevel(logging.DEBUG)
     client_logger.propagate = False
-    uncached = mock.patch.object(webhook_queue, "account_cache", nullcontext)
     profiles = []
     try:
         client = Client()
@@ -488,7 +481,7 @@ def webhook_profile(
             handler.calls = []
             work = _Attribution()
             started = time.perf_counter()
-            with connection.execute_wrapper(work), nullcontext() if cache else uncached:
+            with connection.execute_wrapper(work):
                 outcome = webhook_queue.delivery_process(delivery.pk)
             ms = (time.perf_counter() - started) * 1000
             if outcome != "processed":
@@ -717,12 +710,13 @@ def parser_build() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=0, help="default: a free port")
     parser.add_argument(
         "--only",
-        choices=["webhooks", "admin"],
+        choices=["webhooks", "admin", "speed"],
         default="",
         help="webhooks: only the acknowledgement figures (Stripe instant and +300 ms) and "
         "their ceilings, no crowd, storm, gating, admin or reconcile_plans; admin: only "
         "the admin change list and reconcile_plans figures over the crowd; either needs "
-        "--out other than devtools/bench/RESULTS.md",
+        "--out other than devtools/bench/RESULTS.md; speed: each piece of speed work against its "
+        "plain version (SPEED_PLAIN), alternating in one run (devtools/bench/README.md)",
     )
     return parser
 
@@ -793,14 +787,15 @@ def main() -> int:
             results["foreign"][name] = {**vars(foreign), "share": foreign.share}
 
     only_webhooks, only_admin = args.only == "webhooks", args.only == "admin"
+    only_speed = args.only == "speed"
     if only_admin:
         args.webhook_customers = args.slow_webhook_customers = 0
+    if only_speed:
+        args.webhook_customers = 0
     say("seeding new webhook customers (checkout paid in the sandbox)")
     fast_sequences = seed.webhook_customers(args.webhook_customers, tag="fast", progress=say)
     slow_sequences = seed.webhook_customers(args.slow_webhook_customers, tag="slow", progress=say)
-    warmup_sequence, before_sequence, profile_sequence = seed.webhook_customers(
-        3, tag="profile", progress=say
-    )
+    warmup_sequence, profile_sequence = seed.webhook_customers(2, tag="profile", progress=say)
     if args.only:
         storm_sequences, renewal_sequence = [], []
     else:
@@ -833,8 +828,6 @@ def main() -> int:
     say("profiling one customer's webhooks in-process (ack, then the worker's processing)")
     # The first requests of a process load templates and caches: one customer unmeasured.
     webhook_profile(warmup_sequence, webhook_path, endpoint.secret)
-    # Another customer without the per-event Account cache: the "before".
-    profile_uncached = webhook_profile(before_sequence, webhook_path, endpoint.secret, cache=False)
     profile = webhook_profile(profile_sequence, webhook_path, endpoint.secret)
     renewal_profile = (
         webhook_profile(renewal_sequence, webhook_path, endpoint.secret) if renewal_sequence else []
@@ -859,10 +852,25 @@ def main() -> int:
     results["data"] = {
         "crowd": vars(crowd),
         "profile": [vars(p) for p in profile],
-        "profile_uncached": [vars(p) for p in profile_uncached],
         "profile_renewals": [vars(p) for p in renewal_profile],
     }
     connections.close_all()
+
+    if only_speed:
+        results["speed"] = speed_measure(
+            results,
+            slow_env=slow_env,
+            fast_env=fast_env,
+            port=port,
+            secret=endpoint.secret,
+            webhook_path=webhook_path,
+            slow_sequences=slow_sequences,
+            reconcile=args.users > 0,
+            phase=phase,
+        )
+        from devtools.bench.report import speed_report_write
+
+        return results_write(results, "results-speed.json", speed_report_write, args.out)
 
     def webhooks(server: Server, payloads: Path, count: int, label: str) -> dict[str, Any]:
         common = {"mode": "sequences", "port": port, "secret": endpoint.secret}
@@ -1041,6 +1049,91 @@ def main() -> int:
     from devtools.bench.report import report_write
 
     return results_write(results, "results.json", report_write, args.out)
+
+
+# --- Speed work against its plain version (--only speed) --------------------------------
+
+SPEED_ROUNDS = 3  # rounds of each version, alternating
+SPEED_REPEAT = 5  # an acknowledgement round sends the slow customers' events this many times
+
+
+def speed_measure(
+    results: dict[str, Any],
+    *,
+    slow_env: dict[str, str],
+    fast_env: dict[str, str],
+    port: int,
+    secret: str,
+    webhook_path: str,
+    slow_sequences: list[list[str]],
+    reconcile: bool,
+    phase: Callable[[str], AbstractContextManager[None]],
+) -> dict[str, Any]:
+    """Each piece of speed work against its plain version (SPEED_PLAIN, smartflow/
+    settings.py), alternating round by round under the same load in this one run:
+
+    - the acknowledgement: c=8, Stripe +300 ms, the worker running (the figure of the
+      main run), gunicorn started afresh for each round with or without SPEED_PLAIN=ack;
+    - reconcile_plans (unless `reconcile` is off): a pass finding nothing to fix, in
+      fresh processes, with and without gc.freeze(), round by round; medians."""
+    out: dict[str, Any] = {"rounds": SPEED_ROUNDS}
+    # The acknowledgement.
+    # (The one statement unprepared: DATABASE_PREPARED_STATEMENTS off, as behind a pooler.)
+    ack_envs = {
+        "plain": {"SPEED_PLAIN": "ack"},
+        "unprepared": {"DATABASE_PREPARED_STATEMENTS": "false"},
+        "prepared": {},
+    }
+    ack: dict[str, list[dict[str, Any]]] = {version: [] for version in ack_envs}
+    with phase("speed: acknowledgement"):
+        for round_ in range(SPEED_ROUNDS):
+            for version, runs in ack.items():
+                env = {**slow_env, **ack_envs[version]}
+                tag = f"{version}{round_}"
+                payloads = OUT / f"payloads-speed-{tag}.json"
+                sequences = [
+                    sequence
+                    for k in range(SPEED_REPEAT)
+                    for sequence in events_renamed(slow_sequences, f"{tag}x{k}")
+                ]
+                payloads.write_text(json.dumps(sequences))
+                warm = OUT / f"payloads-speed-{tag}-warm.json"
+                warm.write_text(json.dumps(events_renamed(slow_sequences[:8], f"{tag}w")))
+                with serving(env, port, f"speed-{tag}"):
+                    common = {"mode": "sequences", "port": port, "secret": secret}
+                    common |= {"concurrency": CONCURRENCY, "path": webhook_path}
+                    load({**common, "payloads": str(warm)})  # unmeasured: each worker warm
+                    say(f"speed: acknowledgement, {version}, round {round_ + 1}")
+                    runs.append(load({**common, "payloads": str(payloads)}))
+                tasks_drop()  # the worker's backlog: the next round starts with none
+    from devtools.bench.load import merge
+
+    out["ack"] = {version: _trim(merge(runs)) for version, runs in ack.items()}
+    out["ack_rounds"] = {
+        version: [{"per_second": r["per_second"], "p99": r["ms"]["p99"]} for r in runs]
+        for version, runs in ack.items()
+    }
+    results["problems_speed"] = log_problems("speed-*")
+    if not reconcile:
+        return out
+    say("speed: reconcile_plans, a dry run to warm the caches and one to fix the drift")
+    measure(fast_env, "reconcile_dry")
+    measure(fast_env, "reconcile")
+    versions = {"plain": "gc_freeze", "gc_freeze": ""}
+    passes: dict[str, list[dict[str, Any]]] = {version: [] for version in versions}
+    with phase("speed: reconcile_plans"):
+        for round_ in range(SPEED_ROUNDS):
+            for version, plain in versions.items():
+                say(f"speed: reconcile_plans, {version}, round {round_ + 1}")
+                passes[version].append(measure({**fast_env, "SPEED_PLAIN": plain}, "reconcile"))
+    out["reconcile"] = {}
+    for version, measured in passes.items():
+        ordered = sorted(measured, key=lambda run: run["seconds"])
+        out["reconcile"][version] = {
+            **ordered[len(ordered) // 2],
+            "rounds_s": [run["seconds"] for run in measured],
+        }
+    return out
 
 
 def results_write(

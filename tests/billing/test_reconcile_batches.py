@@ -195,37 +195,3 @@ def test_drift_is_pooled_across_batches_and_every_drifted_user_is_fixed(monkeypa
     calls.clear()
     assert "3 drifted, would fix 3." in _run("--dry-run")
     assert calls == []
-
-
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="the reader thread: PostgreSQL")
-@pytest.mark.django_db(transaction=True)
-def test_outside_a_transaction_batches_are_read_ahead_by_a_thread_with_the_same_result(
-    monkeypatch,
-):
-    import threading
-
-    from billing.management.commands import reconcile_plans
-
-    monkeypatch.setattr(reconcile_plans, "BATCH", 2)
-    users = [User.objects.create_user(f"ahead{i}@example.com", None) for i in range(7)]
-    drifted = [u.pk for u in users[1::2]]
-    User.objects.filter(pk__in=drifted).update(plan="launchpack")
-    readers: list[str] = []
-    real = reconcile_plans._batch_load
-
-    def load(after_pk: int) -> reconcile_plans.Batch:
-        readers.append(threading.current_thread().name)
-        return real(after_pk)
-
-    monkeypatch.setattr(reconcile_plans, "_batch_load", load)
-
-    out = _run()
-
-    assert "7 users checked, 3 drifted, fixed 3." in out
-    for pk in drifted:
-        assert f"{User.objects.get(pk=pk).email}: stored launchpack, computed starter" in out
-    # Four batches and the empty read after them, all by the reader thread.
-    assert len(readers) == 5
-    assert all(name.startswith("reconcile-read") for name in readers)
-    assert set(User.objects.values_list("plan", flat=True)) == {"starter"}
-    assert "0 drifted" in _run()

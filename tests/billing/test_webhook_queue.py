@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
 import stripe
-from django.db import connection
+from django.db import close_old_connections, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_tasks_db.compat import task_enqueued
@@ -156,6 +157,32 @@ def test_on_postgresql_the_task_row_is_the_one_django_tasks_would_have_made(deli
     # What the worker reads of it.
     assert ours.task_result.task.func is webhook_process.func
     assert ours.task_result.args == [WebhookDelivery.objects.get().pk]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="dropping a server's connections")
+@pytest.mark.django_db(transaction=True)
+def test_after_the_database_dropped_its_connections_the_next_acknowledgement_succeeds(
+    deliver, created, monkeypatch
+):
+    assert deliver(created, process=False).status_code == 200  # the connection is open
+    # Kept between requests, as production's CONN_MAX_AGE keeps it (the tests' is 0,
+    # with which every request would open a new one and never meet a dead one).
+    monkeypatch.setattr(connection, "close_at", time.monotonic() + 60)
+    backend_pid = connection.connection.info.backend_pid
+    other = connection.copy()
+    try:
+        with other.cursor() as cursor:  # a restart or failover drops every connection
+            cursor.execute("SELECT pg_terminate_backend(%s)", [backend_pid])
+    finally:
+        other.close()
+    # What a web process does as each request starts (Django's request_started signal;
+    # the test client leaves it out): with CONN_HEALTH_CHECKS, the next use checks the
+    # persistent connection and opens a new one for a dead one.
+    close_old_connections()
+
+    again = {**created, "id": f"{created['id']}_again"}
+    assert deliver(again, process=False).status_code == 200
+    assert WebhookDelivery.objects.filter(event_id=again["id"]).exists()
 
 
 def test_the_stored_trigger_is_what_dj_stripe_would_have_stored(deliver, created, endpoint):

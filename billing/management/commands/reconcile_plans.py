@@ -1,13 +1,10 @@
 from __future__ import annotations
 
-import gc
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, NamedTuple
 
 from django.core.management.base import BaseCommand
-from django.db import connection, connections
 from django.utils import timezone
 
 from accounts.models import User
@@ -26,6 +23,7 @@ from billing.entitlements import (
     value_rows,
 )
 from billing.models import PlanChange
+from billing.speedups import heap_frozen
 
 BATCH = 2000
 # What is read of every user: the copied last plan change is compared in SQL instead
@@ -67,27 +65,11 @@ def _batch_load(after_pk: int) -> Batch:
 
 
 def _batches() -> Iterator[Batch]:
-    """Every batch of users, in pk order. On PostgreSQL, outside a transaction, the next
-    batch is read by a second thread (its own connection) while the caller decides this
-    one: half of a pass is waiting for PostgreSQL, which then works on the other core.
-    Inside a transaction (tests) a second connection would not see its rows, so the
-    batches are read one after the other there."""
-    if connection.vendor != "postgresql" or connection.in_atomic_block:
-        after_pk = 0
-        while (batch := _batch_load(after_pk)).rows:
-            yield batch
-            after_pk = batch.rows[-1][0]
-        return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="reconcile-read") as reader:
-        try:
-            upcoming: Future[Batch] = reader.submit(_batch_load, 0)
-            while (batch := upcoming.result()).rows:
-                upcoming = reader.submit(_batch_load, batch.rows[-1][0])
-                yield batch
-            # (Read at most one batch ahead: two batches' facts in memory at once.)
-        finally:
-            # The reader's connection is its thread's own: closed by that thread.
-            reader.submit(connections.close_all).result()
+    """Every batch of users, in pk order."""
+    after_pk = 0
+    while (batch := _batch_load(after_pk)).rows:
+        yield batch
+        after_pk = batch.rows[-1][0]
 
 
 class Command(BaseCommand):
@@ -103,15 +85,8 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="Report, change nothing.")
 
     def handle(self, *args: Any, dry_run: bool = False, **options: Any) -> None:
-        # The pass allocates a few small objects for each of 100,000 users; each of the
-        # collector's full passes also walked the whole start-up heap (Django, dj-stripe,
-        # stripe-python), a tenth of the pass's time in its profile. Frozen, they are left
-        # out of collections until the job ends; the job's own objects are still collected.
-        gc.freeze()
-        try:
+        with heap_frozen():
             self._reconcile(dry_run=dry_run)
-        finally:
-            gc.unfreeze()
 
     def _reconcile(self, *, dry_run: bool) -> None:
         total = User.objects.count()
