@@ -27,6 +27,7 @@ from billing.webhook_queue import process_due
 from tests.billing import stripe_fakes as sf
 from tests.helpers import DELIVERY_SEED, PASSWORD, email_confirmed
 from tests.onboarding import helpers as onb
+from tests.param_ids import refuse_clock_in_id
 
 
 @pytest.fixture(scope="session")
@@ -110,6 +111,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             getattr(item, "fixturenames", ())
         ):
             item.add_marker(pytest.mark.slow)
+
+
+def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str) -> None:
+    """No test id made from a value that holds the time (tests/param_ids.py): each
+    pytest-xdist worker would name the test differently and `make test-fast` would stop."""
+    refuse_clock_in_id(val, argname)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
