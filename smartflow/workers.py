@@ -8,8 +8,9 @@ from its own thread so that a long task does not stop it) and, at start and ever
 RECOVER_SECONDS, puts back in the queue the RUNNING tasks whose worker's heartbeat is
 older than STALE_SECONDS (or, for a worker that never had one, such as a plain
 `db_worker`, tasks started more than UNKNOWN_WORKER_SECONDS ago). A dead worker's
-heartbeat row is removed once none of its tasks is left RUNNING. The same round queues
-the retention purge when it is due (smartflow/retention.py).
+heartbeat row is removed once none of its tasks is left RUNNING, and in any case once it
+is older than HEARTBEAT_KEPT. The same round queues the retention purge when it is due
+(smartflow/retention.py).
 
 Running a task again is safe for every task the project enqueues, each for its own reason:
 - `onboarding.outbox.onboarding_message_send`: sends only if it moves the message's
@@ -39,7 +40,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, connection
-from django.db.models import Min
+from django.db.models import Min, Q
 from django.utils import timezone
 from django_tasks import TaskResultStatus
 from django_tasks_db.management.commands.db_worker import Worker
@@ -58,6 +59,10 @@ STALE_SECONDS = settings.WORKER_STALE_SECONDS
 # No task of ours runs for long (a provider call has a 30-second timeout), so a task a
 # worker without a heartbeat started 15 minutes ago is not running any more.
 UNKNOWN_WORKER_SECONDS = 15 * 60
+# A heartbeat row this old is deleted even if a task still names its worker as RUNNING
+# (that task is then judged as one of a worker without heartbeat, above): no dead
+# worker's row stays for ever in the admin and /healthz.
+HEARTBEAT_KEPT = timedelta(days=1)
 
 
 def heartbeat(worker_id: str, *, now: datetime | None = None) -> None:
@@ -104,8 +109,9 @@ def orphans_requeue(*, now: datetime | None = None) -> list[str]:
             )
             requeued.append(str(task_result.pk))
     # A dead worker's heartbeat goes once none of its tasks is left RUNNING (all queued
-    # again, or claimed afresh meanwhile): the admin and /healthz list live workers only.
-    # Conditional on the time, so that a worker that beat meanwhile keeps its row.
+    # again, or claimed afresh meanwhile), or after HEARTBEAT_KEPT whatever it holds: the
+    # admin and /healthz list live workers only. Conditional on the time, so that a worker
+    # that beat meanwhile keeps its row.
     still_running = {
         ids[-1]
         for ids in DBTaskResult.objects.filter(status=TaskResultStatus.RUNNING).values_list(
@@ -113,8 +119,9 @@ def orphans_requeue(*, now: datetime | None = None) -> list[str]:
         )
         if ids
     }
-    WorkerHeartbeat.objects.filter(last_seen_at__lt=stale).exclude(
-        worker_id__in=still_running
+    WorkerHeartbeat.objects.filter(
+        Q(last_seen_at__lt=stale) & ~Q(worker_id__in=still_running)
+        | Q(last_seen_at__lt=now - HEARTBEAT_KEPT)
     ).delete()
     return requeued
 
