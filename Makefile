@@ -68,14 +68,15 @@ static: $(VENV)/.installed
 # SECRET_KEY, SITE_URL from HOST and PORT (so that the sandbox's webhooks and every link
 # reach this server) and the sandbox's delivery seed. A `manage.py` command typed in a
 # second terminal therefore behaves as the server does; delete .env to start over. The
-# worker (`manage.py worker`) queues again what a worker killed last time had claimed
-# (smartflow/workers.py). Once the server answers, run_banner prints the URL, the test
-# cards and how to make a staff login.
+# worker (`manage.py worker --reload`) restarts on code changes as runserver does, and
+# queues again what a worker killed last time had claimed (smartflow/workers.py). Once
+# the server answers, run_banner prints the URL, the test cards and how to make a staff
+# login.
 run: python-version static
 	@$(PY) -m smartflow.devenv --host $(HOST) --port $(PORT)
 	@$(PY) manage.py migrate --noinput && \
 	$(PY) manage.py stripe_catalog --sandbox-only && \
-	{ $(PY) manage.py worker & worker=$$!; \
+	{ $(PY) manage.py worker --reload & worker=$$!; \
 	  $(PY) manage.py run_banner --wait $(HOST):$(PORT) & banner=$$!; \
 	  trap 'kill $$worker $$banner 2>/dev/null' EXIT INT TERM; \
 	  $(PY) manage.py runserver $(HOST):$(PORT); }

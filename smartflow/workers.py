@@ -36,6 +36,7 @@ import socket
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -63,6 +64,8 @@ UNKNOWN_WORKER_SECONDS = 15 * 60
 # (that task is then judged as one of a worker without heartbeat, above): no dead
 # worker's row stays for ever in the admin and /healthz.
 HEARTBEAT_KEPT = timedelta(days=1)
+# `worker --reload` waits this long for the task in hand before reloading regardless.
+RELOAD_WAIT_SECONDS = 60
 
 
 def heartbeat(worker_id: str, *, now: datetime | None = None) -> None:
@@ -173,6 +176,7 @@ class HeartbeatWorker(Worker):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._stop = threading.Event()
+        self._stopped = threading.Event()  # run() has returned
         self._thread = threading.Thread(target=self._beat, name="worker-heartbeat", daemon=True)
 
     def _beat(self) -> None:
@@ -202,3 +206,12 @@ class HeartbeatWorker(Worker):
             WorkerHeartbeat.objects.filter(worker_id=self.worker_id).update(
                 stopped_at=timezone.now()
             )
+            self._stopped.set()
+
+    def stop_for_reload(self, sender: object, file_path: Path, **kwargs: Any) -> None:
+        """Django's autoreload.file_changed, under `manage.py worker --reload`: the task in
+        hand finishes and the worker stops as on SIGTERM, then the reloader starts the new
+        code (a task cut off mid-way would wait STALE_SECONDS for the next worker)."""
+        logger.info("%s changed: worker %s stops to reload", file_path, self.worker_id)
+        self.running = False
+        self._stopped.wait(RELOAD_WAIT_SECONDS)
