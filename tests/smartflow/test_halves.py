@@ -13,7 +13,7 @@ from tests.halves import TESTS, half_of
     [
         ("e2e/test_billing_journeys.py", "postgresql"),
         ("e2e/test_first_ten_minutes.py", "sqlite"),
-        ("reliability/test_event_orderings.py", "postgresql"),
+        ("reliability/test_event_orderings.py", "sqlite"),
         ("smartflow/test_deploy_units.py", "sqlite"),
         ("reliability/test_worker_killed.py", None),
         ("billing/test_checkout.py", None),
