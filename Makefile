@@ -68,22 +68,28 @@ static: $(VENV)/.installed
 # SECRET_KEY, SITE_URL from HOST and PORT (so that the sandbox's webhooks and every link
 # reach this server) and the sandbox's delivery seed. A `manage.py` command typed in a
 # second terminal therefore behaves as the server does; delete .env to start over. The
-# worker (`manage.py worker`) queues again what a worker killed last time had claimed
-# (smartflow/workers.py). Once the server answers, run_banner prints the URL, the test
-# cards and how to make a staff login.
+# worker (`manage.py worker --reload`) restarts on code changes as runserver does, and
+# queues again what a worker killed last time had claimed (smartflow/workers.py). Once
+# the server answers, run_banner prints the URL, the test cards and how to make a staff
+# login.
 run: python-version static
 	@$(PY) -m smartflow.devenv --host $(HOST) --port $(PORT)
 	@$(PY) manage.py migrate --noinput && \
 	$(PY) manage.py stripe_catalog --sandbox-only && \
-	{ $(PY) manage.py worker & worker=$$!; \
+	{ $(PY) manage.py worker --reload & worker=$$!; \
 	  $(PY) manage.py run_banner --wait $(HOST):$(PORT) & banner=$$!; \
 	  trap 'kill $$worker $$banner 2>/dev/null' EXIT INT TERM; \
 	  $(PY) manage.py runserver $(HOST):$(PORT); }
 
 # SQLite and PostgreSQL side by side (one per core), each run's output printed whole when
 # it ends; the set-up they share (venv, static files) is built once, before either starts.
+# When PostgreSQL answers, each half gets TEST_HALF: the tests that do not depend on the
+# database engine (browser journeys, the deployment) then run in one half only
+# (tests/conftest.py: ONE_HALF); otherwise the SQLite run takes them all.
+PG_UP = $(PY) -c "import socket; socket.create_connection(('127.0.0.1', 5432), 2)" 2>/dev/null
 test: python-version $(VENV)/.installed-dev static browsers
-	@$(MAKE) --no-print-directory -j2 --output-sync=target test-sqlite test-postgres
+	@if $(PG_UP); then halves=TEST_HALVES=1; else halves=; fi; \
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-sqlite test-postgres $$halves
 
 # Everything but the browser journeys and the slow suites (markers set in tests/conftest.py),
 # on SQLite: the run to repeat while working, in under two minutes. One pytest-xdist worker
@@ -110,14 +116,15 @@ browsers:
 	fi
 
 test-sqlite: $(VENV)/.installed-dev static
-	env -u DATABASE_URL $(PY) -m pytest $(PYTEST_ARGS)
+	env -u DATABASE_URL $(if $(TEST_HALVES),TEST_HALF=sqlite) $(PY) -m pytest $(PYTEST_ARGS)
 
 # Runs when PostgreSQL answers; REQUIRE_POSTGRES=1 (set by CI) turns "not reachable"
 # into a failure instead of a skip.
 test-postgres: $(VENV)/.installed-dev static
-	@if $(PY) -c "import socket; socket.create_connection(('127.0.0.1', 5432), 2)" 2>/dev/null; then \
+	@if $(PG_UP); then \
 		echo "== PostgreSQL run =="; \
-		DATABASE_URL=$(PG_TEST_URL) $(PY) -m pytest $(PYTEST_ARGS); \
+		DATABASE_URL=$(PG_TEST_URL) $(if $(TEST_HALVES),TEST_HALF=postgresql) \
+		  $(PY) -m pytest $(PYTEST_ARGS); \
 	elif [ -n "$$REQUIRE_POSTGRES" ]; then \
 		echo "PostgreSQL is not reachable on 127.0.0.1:5432 and REQUIRE_POSTGRES is set" >&2; exit 1; \
 	else \

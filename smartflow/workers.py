@@ -8,8 +8,9 @@ from its own thread so that a long task does not stop it) and, at start and ever
 RECOVER_SECONDS, puts back in the queue the RUNNING tasks whose worker's heartbeat is
 older than STALE_SECONDS (or, for a worker that never had one, such as a plain
 `db_worker`, tasks started more than UNKNOWN_WORKER_SECONDS ago). A dead worker's
-heartbeat row is removed once none of its tasks is left RUNNING. The same round queues
-the retention purge when it is due (smartflow/retention.py).
+heartbeat row is removed once none of its tasks is left RUNNING, and in any case once it
+is older than HEARTBEAT_KEPT. The same round queues the retention purge when it is due
+(smartflow/retention.py).
 
 Running a task again is safe for every task the project enqueues, each for its own reason:
 - `onboarding.outbox.onboarding_message_send`: sends only if it moves the message's
@@ -35,11 +36,12 @@ import socket
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, connection
-from django.db.models import Min
+from django.db.models import Min, Q
 from django.utils import timezone
 from django_tasks import TaskResultStatus
 from django_tasks_db.management.commands.db_worker import Worker
@@ -58,6 +60,12 @@ STALE_SECONDS = settings.WORKER_STALE_SECONDS
 # No task of ours runs for long (a provider call has a 30-second timeout), so a task a
 # worker without a heartbeat started 15 minutes ago is not running any more.
 UNKNOWN_WORKER_SECONDS = 15 * 60
+# A heartbeat row this old is deleted even if a task still names its worker as RUNNING
+# (that task is then judged as one of a worker without heartbeat, above): no dead
+# worker's row stays for ever in the admin and /healthz.
+HEARTBEAT_KEPT = timedelta(days=1)
+# `worker --reload` waits this long for the task in hand before reloading regardless.
+RELOAD_WAIT_SECONDS = 60
 
 
 def heartbeat(worker_id: str, *, now: datetime | None = None) -> None:
@@ -104,8 +112,9 @@ def orphans_requeue(*, now: datetime | None = None) -> list[str]:
             )
             requeued.append(str(task_result.pk))
     # A dead worker's heartbeat goes once none of its tasks is left RUNNING (all queued
-    # again, or claimed afresh meanwhile): the admin and /healthz list live workers only.
-    # Conditional on the time, so that a worker that beat meanwhile keeps its row.
+    # again, or claimed afresh meanwhile), or after HEARTBEAT_KEPT whatever it holds: the
+    # admin and /healthz list live workers only. Conditional on the time, so that a worker
+    # that beat meanwhile keeps its row.
     still_running = {
         ids[-1]
         for ids in DBTaskResult.objects.filter(status=TaskResultStatus.RUNNING).values_list(
@@ -113,8 +122,9 @@ def orphans_requeue(*, now: datetime | None = None) -> list[str]:
         )
         if ids
     }
-    WorkerHeartbeat.objects.filter(last_seen_at__lt=stale).exclude(
-        worker_id__in=still_running
+    WorkerHeartbeat.objects.filter(
+        Q(last_seen_at__lt=stale) & ~Q(worker_id__in=still_running)
+        | Q(last_seen_at__lt=now - HEARTBEAT_KEPT)
     ).delete()
     return requeued
 
@@ -166,6 +176,7 @@ class HeartbeatWorker(Worker):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._stop = threading.Event()
+        self._stopped = threading.Event()  # run() has returned
         self._thread = threading.Thread(target=self._beat, name="worker-heartbeat", daemon=True)
 
     def _beat(self) -> None:
@@ -195,3 +206,12 @@ class HeartbeatWorker(Worker):
             WorkerHeartbeat.objects.filter(worker_id=self.worker_id).update(
                 stopped_at=timezone.now()
             )
+            self._stopped.set()
+
+    def stop_for_reload(self, sender: object, file_path: Path, **kwargs: Any) -> None:
+        """Django's autoreload.file_changed, under `manage.py worker --reload`: the task in
+        hand finishes and the worker stops as on SIGTERM, then the reloader starts the new
+        code (a task cut off mid-way would wait STALE_SECONDS for the next worker)."""
+        logger.info("%s changed: worker %s stops to reload", file_path, self.worker_id)
+        self.running = False
+        self._stopped.wait(RELOAD_WAIT_SECONDS)

@@ -26,8 +26,10 @@ from accounts.models import User
 from billing.webhook_queue import process_due
 from tests import builders
 from tests.billing import stripe_fakes as sf
+from tests.halves import half_of
 from tests.helpers import DELIVERY_SEED, PASSWORD, email_confirmed
 from tests.onboarding import helpers as onb
+from tests.param_ids import refuse_clock_in_id
 
 
 @pytest.fixture(scope="session")
@@ -102,7 +104,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """The markers `make test-fast` leaves out (`-m "not e2e and not slow"`), set here by
     folder and fixture so that a new test in those folders is marked without a decorator:
     tests/e2e is `e2e`; tests/reliability (concurrent webhooks, killed workers, hypothesis)
-    and any test with a live server or a task worker are `slow`."""
+    and any test with a live server or a task worker are `slow`. Under `make test`, the
+    tests tests/halves.py gives to the other half are deselected."""
+    half = os.environ.get("TEST_HALF")
+    if half:
+        elsewhere = [item for item in items if half_of(Path(item.path)) not in (None, half)]
+        if elsewhere:
+            config.hook.pytest_deselected(items=elsewhere)
+            items[:] = [item for item in items if item not in elsewhere]
     for item in items:
         path = Path(item.path)
         if path.is_relative_to(TESTS / "e2e"):
@@ -111,6 +120,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             getattr(item, "fixturenames", ())
         ):
             item.add_marker(pytest.mark.slow)
+
+
+def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str) -> None:
+    """No test id made from a value that holds the time (tests/param_ids.py): each
+    pytest-xdist worker would name the test differently and `make test-fast` would stop."""
+    refuse_clock_in_id(val, argname)
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -37,15 +37,9 @@ from tests.billing import stripe_fakes as sf
 from tests.deploy_env import ROOT, documented_env
 from tests.reliability.helpers import post_signed, until
 
-pytestmark = [
-    pytest.mark.slow,
-    # It makes its own PostgreSQL database whichever the suite runs on, so `make test`
-    # runs it once, in its SQLite half, rather than twice side by side.
-    pytest.mark.skipif(
-        os.environ.get("DATABASE_URL", "").startswith("postgres"),
-        reason="runs in the SQLite run of make test (it makes its own PostgreSQL database)",
-    ),
-]
+# It makes its own PostgreSQL database whichever the suite runs on: `make test` runs it
+# once, in its SQLite half (tests/conftest.py: ONE_HALF).
+pytestmark = pytest.mark.slow
 
 DEPLOY = ROOT / "deploy"
 SERVER = "postgres://postgres@127.0.0.1:5432"

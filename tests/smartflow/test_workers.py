@@ -64,6 +64,28 @@ def test_a_dead_workers_heartbeat_goes_once_its_work_is_queued_again(monkeypatch
     assert set(WorkerHeartbeat.objects.values_list("worker_id", flat=True)) == {"alive", "racing"}
 
 
+def test_a_dead_workers_heartbeat_goes_after_a_day_whatever_its_tasks(monkeypatch):
+    _beat("dead-a-day", timedelta(hours=24, minutes=1))
+    _beat("dead-for-hours", timedelta(hours=23))
+    tasks = [_claimed("dead-a-day"), _claimed("dead-for-hours")]
+    real_filter = DBTaskResult.objects.filter
+
+    def started_again_first(*args, **kwargs):
+        # Each task's start moves between the read and the update: both stay RUNNING
+        # under their dead workers' names.
+        if "started_at" in kwargs:
+            DBTaskResult.objects.filter(pk=kwargs["pk"]).update(started_at=timezone.now())
+        return real_filter(*args, **kwargs)
+
+    monkeypatch.setattr(DBTaskResult.objects, "filter", started_again_first)
+    assert workers.orphans_requeue() == []
+
+    assert {t.status for t in DBTaskResult.objects.filter(pk__in=[t.pk for t in tasks])} == {
+        "RUNNING"
+    }
+    assert list(WorkerHeartbeat.objects.values_list("worker_id", flat=True)) == ["dead-for-hours"]
+
+
 def test_a_task_of_a_live_worker_is_left_alone():
     _beat("alive", timedelta(seconds=20))
     task = _claimed("alive", started_ago=timedelta(hours=1))

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
+from django.utils.autoreload import DJANGO_AUTORELOAD_ENV, file_changed, run_with_reloader
 from django.utils.crypto import get_random_string
 from django_tasks_db.management.commands.db_worker import valid_interval
 
@@ -33,6 +35,12 @@ class Command(BaseCommand):
             help="Seconds to wait between checks for new tasks. Default: 1",
         )
         parser.add_argument(
+            "--reload",
+            action="store_true",
+            help="Restart on code changes, as runserver does (`make run`); the task in "
+            "hand finishes first. Not for production.",
+        )
+        parser.add_argument(
             "--worker-id",
             nargs="?",
             default="",
@@ -50,5 +58,13 @@ class Command(BaseCommand):
             worker_id=options["worker_id"] or get_random_string(32),
             excluded_queue_names=[],
         )
-        worker.configure_signals()
-        worker.run()
+        if not options["reload"]:
+            worker.configure_signals()
+            worker.run()
+            return
+        # As db_worker --reload: this process watches the code and runs the worker in a
+        # child process, started again after each change; only the child handles signals.
+        if os.environ.get(DJANGO_AUTORELOAD_ENV) == "true":
+            worker.configure_signals()
+            file_changed.connect(worker.stop_for_reload, weak=False)
+        run_with_reloader(worker.run)

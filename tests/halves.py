@@ -1,0 +1,30 @@
+"""Which half of `make test` runs a test (tests/conftest.py deselects the others).
+
+`make test` runs SQLite and PostgreSQL side by side, one per core, and names each run's
+half in TEST_HALF (only when both run). What does not depend on the engine of the test
+database runs in one half only, placed to even out the two (CI's 20 minutes); a plain
+`pytest` runs everything. The longest matching path decides.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent
+ONE_HALF = {
+    # The journeys test pages and flows, not SQL; PostgreSQL is production's engine, and
+    # the two-tabs journey's locks are PostgreSQL's.
+    "e2e": "postgresql",
+    # `make run` in a copy, on its own SQLite database whatever the half.
+    "e2e/test_first_ten_minutes.py": "sqlite",
+    # One thread delivering events in every order: the plan logic, not the engine.
+    "reliability/test_event_orderings.py": "sqlite",
+    # It makes its own PostgreSQL database whatever the half.
+    "smartflow/test_deploy_units.py": "sqlite",
+}
+
+
+def half_of(path: Path) -> str | None:
+    """The half of `make test` the test file at `path` runs in; None: both."""
+    matches = [k for k in ONE_HALF if path.is_relative_to(TESTS / k)]
+    return ONE_HALF[max(matches, key=len)] if matches else None
