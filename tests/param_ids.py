@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django.core.signing import b62_decode
@@ -53,7 +53,7 @@ def clock_in(value: object, *, now: float | None = None) -> str | None:
     for match in _SIGNED_TIME.finditer(value):
         if _near(b62_decode(match.group()), now):
             return match.group()
-    today = date.fromtimestamp(now)
+    today = datetime.fromtimestamp(now, tz=UTC).date()
     for match in _ISO_DATE.finditer(value):
         try:
             day = date(*map(int, match.groups()))

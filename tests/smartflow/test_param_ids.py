@@ -5,7 +5,7 @@ collect differently named tests. No database."""
 from __future__ import annotations
 
 import time
-from datetime import date, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core import signing
@@ -25,8 +25,8 @@ NOW = int(time.time())
         str(NOW),
         f"renewal-{NOW - 3600}",
         signing.dumps(["sub_x", "launchpack", 1], salt="billing.switch.quote"),
-        date.today().isoformat(),
-        f"due {date.today() + timedelta(days=30)}",
+        datetime.now(UTC).date().isoformat(),
+        f"due {datetime.now(UTC).date() + timedelta(days=30)}",
         str(NOW).encode(),
     ],
     ids=["now", "in-3-days", "float", "ms", "str", "in-str", "signed", "today", "in-30-d", "b"],
@@ -52,7 +52,7 @@ def test_a_value_that_holds_the_time_is_found(value):
         NOW - 10 * 365 * 86400,
         signing.dumps(["sub_x"], salt="s").replace(":", ""),
         None,
-        date.today(),  # pytest names it argname+index, never by its value
+        datetime.now(UTC).date(),  # pytest names it argname+index, never by its value
     ],
     ids=[
         "empty",

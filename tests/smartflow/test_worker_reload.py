@@ -49,7 +49,8 @@ def test_reload_hands_the_worker_to_djangos_reloader(started, monkeypatch):
     call_command("worker", "--reload", "--worker-id", "w-dev")
 
     [main] = started["reloader"]
-    assert main.__func__ is HeartbeatWorker.run and main.__self__.worker_id == "w-dev"
+    assert main.__func__ is HeartbeatWorker.run
+    assert main.__self__.worker_id == "w-dev"
     # The watching parent neither runs tasks nor takes the signals its child handles.
     assert started["run"] == started["signals"] == []
     assert _reloading() == []
