@@ -8,6 +8,7 @@ class BillingConfig(AppConfig):
     verbose_name = "Billing"
 
     def ready(self) -> None:
-        # Registers the system checks and connects the Stripe webhook receivers
-        # (dj-stripe's signals) and the receiver of allauth's email changes (tasks).
+        # Registers the system checks, connects the one Stripe webhook receiver (dj-stripe's
+        # signals, billing/handlers.py's table) and the receiver of allauth's email
+        # changes (tasks).
         from billing import checks, tasks, webhooks  # noqa: F401

@@ -1,6 +1,6 @@
 """Which Stripe events the customer is told about, and whether that is still true.
 
-Called from the webhook receivers (billing/webhooks.py), inside dj-stripe's transaction,
+Called from the event handlers (billing/handlers.py), inside dj-stripe's transaction,
 after dj-stripe has re-read the event's object from Stripe and stored it. Each function
 decides from that synced copy, not from the payload alone: Stripe delivers late, twice and
 out of order, so a `invoice.payment_failed` may arrive after the invoice was paid, and

@@ -13,10 +13,10 @@ until they time out and come again. So:
   A duplicate delivery of a known event id only counts (`deliveries`). No Stripe call.
 - **Process** (`delivery_process`, in a worker): one transaction per event holding the
   customer's advisory lock (PostgreSQL), inside which dj-stripe's own machinery runs
-  (`WebhookEventTrigger.process`: re-read the object from Stripe, sync, our receivers in
-  billing/webhooks.py). The delivery is marked processed in that same transaction, so a
-  worker killed half-way leaves it pending and the task is run again (smartflow/
-  workers.py); a second run of a processed delivery does nothing.
+  (`WebhookEventTrigger.process`: re-read the object from Stripe, sync, the one handler
+  for the event type, billing/handlers.py). The delivery is marked processed in that same
+  transaction, so a worker killed half-way leaves it pending and the task is run again
+  (smartflow/workers.py); a second run of a processed delivery does nothing.
 - **Fail**: a transient failure (Stripe unreachable, 5xx, rate limited, the customer's
   lock not free within LOCK_TIMEOUT, a deadlock, any error we do not know to be
   permanent) is retried with exponential backoff for RETRY_FOR after the event was first
