@@ -10,22 +10,26 @@ from tests.helpers import PASSWORD
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+# Long enough to overflow a phone's width unless the greeting wraps (as real ones do).
+NEWCOMER = "newcomer.with.a.long.name@smartflow-bookings.example.com"
+
+
 def test_newcomer_signs_up_confirms_and_sees_the_starter_dashboard(page, live_server):
     page.goto(f"{live_server.url}/signup/")
-    page.get_by_label("Email address").fill("newcomer@example.com")
+    page.get_by_label("Email address").fill(NEWCOMER)
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_label("Password confirmation").fill(PASSWORD)
     page.get_by_role("button", name="Sign up").click()
 
     page.get_by_role("heading", name="Confirm your email address").wait_for()
     shot(page, "signup-confirm-email")
-    page.goto(f"{live_server.url}{confirmation_path('newcomer@example.com')}")
+    page.goto(f"{live_server.url}{confirmation_path(NEWCOMER)}")
     page.get_by_role("button", name="Confirm").click()
     page.wait_for_url(f"{live_server.url}/")
     assert "Starter" in page.locator(".plan-name").inner_text()
     assert page.locator('[data-feature="ai_concierge"]').get_attribute("data-allowed") == "false"
     shot(page, "dashboard-starter")
-    assert User.objects.get().email == "newcomer@example.com"
+    assert User.objects.get().email == NEWCOMER
     for width in (375, 1280):
         assert_fits(page, width)
 
