@@ -95,5 +95,7 @@ def test_a_code_change_stops_the_worker_as_sigterm_does_before_the_reload():
     # What the reloader's thread does before it restarts the process.
     worker.stop_for_reload(sender=None, file_path=Path("billing/models.py"))
 
+    # stop_for_reload returns once run() has marked its row; the thread then ends.
+    thread.join(timeout=10)
     assert not thread.is_alive()
     assert WorkerHeartbeat.objects.get(worker_id="w-reloading").stopped_at is not None
