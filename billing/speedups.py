@@ -14,6 +14,9 @@ work against its plain version*). What won less was deleted.
   events/s against plain's 17 (+160 %), p99 522 ms against 758 ms (+45 %); a second run
   47/s against 20/s (+132 %), p99 475 ms against 1,176 ms. Of that, the one statement
   unprepared made 39/s (p99 708 ms): preparing it added 19 % to the rate and 49 % to p99.
+  On a quiet machine (`make bench BENCH_ARGS="--only speed --users 0"` at d415e52): 437
+  events/s against plain's 238 (+84 %), p99 31.5 ms against 61.6 ms: the plain way
+  misses the 50 ms the acknowledgement must keep; unprepared, 367/s and 46.4 ms.
 - `heap_frozen` (reconcile_plans): see its docstring.
 """
 
