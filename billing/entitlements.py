@@ -123,6 +123,12 @@ def _subscription_judge(
         # The renewal's invoice, whatever else is open: an unpaid upgrade made since
         # becomes the latest invoice but moves no grace (billing/dunning.py).
         invoice = facts.invoices.get(sub.get("id") or "")
+        if invoice is not None and invoice.get("status") == "paid":
+            # The renewal was paid (a retry, 3-D Secure, the hosted page) after the
+            # subscription was last read past_due: Stripe makes it active, and that event
+            # can come after this one. The money is in: no grace, no drop.
+            why_status = f"{status}, its renewal invoice paid"
+            return _grant_of(sub, why_status)
         authenticating = invoice is not None and invoice["id"] in facts.authenticating
         left = (
             grace_remaining(
@@ -149,12 +155,20 @@ def _subscription_judge(
         # canceled, unpaid (Stripe gave up), incomplete, incomplete_expired, paused
         return None, [], None, f"subscription {sub.get('id')} {status}"
 
+    grant, unknown, _, why_not = _grant_of(sub, why_status)
+    return grant, unknown, left, why_not
+
+
+def _grant_of(
+    sub: dict[str, Any], why_status: str
+) -> tuple[Grant | None, list[str], timedelta | None, str]:
+    """The highest plan `sub` sells, granted for `why_status` (no grace)."""
     sold, unknown = items_sold(sub)
     if not sold:
         return None, unknown, None, f"subscription {sub.get('id')} sells no known plan"
     best = max((s.plan for s in sold), key=plan_rank)
     grant = Grant(best, f"subscription {sub.get('id')} ({why_status})", by_subscription=True)
-    return grant, unknown, left, ""
+    return grant, unknown, None, ""
 
 
 def plan_decide(*, facts: Facts, current: str, now: datetime | None = None) -> Decision:

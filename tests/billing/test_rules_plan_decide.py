@@ -67,13 +67,15 @@ def in_dunning(
     authenticating: bool = False,
     synced: bool = True,
     stripe_now: datetime | None = None,
+    paid: bool = False,
 ) -> Facts:
-    """A past_due FlowKit subscription whose renewal first failed at `failed_at`."""
+    """A past_due FlowKit subscription whose renewal first failed at `failed_at` (with
+    `paid`, paid since: its subscription not yet re-read as active)."""
     invoice = {
         "id": "in_renewal",
-        "status": "open",
+        "status": "paid" if paid else "open",
         "status_transitions": {"finalized_at": _unix(failed_at)},
-        "next_payment_attempt": _unix(NOW + 3 * DAY) if retries else None,
+        "next_payment_attempt": _unix(NOW + 3 * DAY) if retries and not paid else None,
     }
     return Facts(
         subscriptions=[sub("flowkit", "past_due", latest_invoice="in_renewal")],
@@ -345,6 +347,16 @@ def test_what_grants_the_plan(facts: Facts, plan: str, kinds: list[str], why: st
             "has ended",
             id="stripe-clock-past-the-end-dropped",
         ),
+        pytest.param(
+            # Paid (a retry, 3-D Secure, the hosted page) when the subscription was last
+            # read past_due: Stripe makes it active, and that event may come later.
+            in_dunning(failed_at=NOW - GRACE - DAY, paid=True),
+            "flowkit",
+            "subscription",
+            None,
+            "past_due, its renewal invoice paid",
+            id="renewal-paid-before-the-subscription-says-active-kept",
+        ),
     ],
 )
 def test_the_grace_of_a_failed_renewal(
@@ -360,7 +372,8 @@ def test_the_grace_of_a_failed_renewal(
     else:
         [grant] = decision.grants
         judged_at = max(NOW, facts.stripe_now or NOW)
-        assert (grant.kind, grant.ends_at) == (kind, judged_at + recheck_in)
+        ends_at = judged_at + recheck_in if recheck_in is not None else None
+        assert (grant.kind, grant.ends_at) == (kind, ends_at)
 
 
 @pytest.mark.parametrize(
