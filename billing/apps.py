@@ -11,4 +11,8 @@ class BillingConfig(AppConfig):
         # Registers the system checks, connects the one Stripe webhook receiver (dj-stripe's
         # signals, billing/handlers.py's table) and the receiver of allauth's email
         # changes (tasks).
-        from billing import checks, tasks, webhooks  # noqa: F401
+        from billing import checks, stripe_pace, tasks, webhooks  # noqa: F401
+
+        # Every Stripe request of this process keeps the deployment's rate limit (the
+        # sandbox, installed later, wraps itself the same way).
+        stripe_pace.install()

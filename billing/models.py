@@ -319,3 +319,15 @@ class NextCharge(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subscription_id}: {self.amount_due} {self.currency}, {self.due_at:%Y-%m-%d}"
+
+
+class StripePace(models.Model):
+    """The next free slot of Stripe's rate limit for the whole deployment
+    (STRIPE_RATE_LIMIT, billing/stripe_pace.py): one row, moved forward by each request
+    any process sends to Stripe, in one statement of its own."""
+
+    name = models.CharField(max_length=32, primary_key=True)
+    next_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name}: next slot {self.next_at:%H:%M:%S.%f}"

@@ -333,6 +333,15 @@ DJSTRIPE_WEBHOOK_TOLERANCE = env.int("DJSTRIPE_WEBHOOK_TOLERANCE", default=300)
 # (billing/views.py) refuses requests carrying it unless this is set explicitly.
 STRIPE_WEBHOOK_DEBUG_HEADER = env.bool("STRIPE_WEBHOOK_DEBUG_HEADER", default=False)
 
+# Requests per second that every process of this deployment together sends to Stripe
+# (billing/stripe_pace.py): Stripe allows 100 in live mode and 25 in test mode per
+# account, and answers 429 beyond. The default is half the mode's limit, leaving the rest
+# for the Dashboard, the Stripe CLI and other applications on the account; 0 turns the
+# pacing off (a 429 is still waited out and asked again).
+STRIPE_RATE_LIMIT = env.float("STRIPE_RATE_LIMIT", default=50.0 if STRIPE_LIVE_MODE else 12.5)
+if STRIPE_RATE_LIMIT < 0:
+    raise ImproperlyConfigured("STRIPE_RATE_LIMIT is requests per second: 0 (off) or more.")
+
 # Milliseconds the sandbox waits before answering each API request, standing in for
 # Stripe's own latency (`make bench` runs once with 300); 0 answers at once.
 STRIPE_SANDBOX_LATENCY_MS = env.int("STRIPE_SANDBOX_LATENCY_MS", default=0)
@@ -438,6 +447,16 @@ TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 WORKER_HEARTBEAT_SECONDS = env.float("WORKER_HEARTBEAT_SECONDS", default=15)
 WORKER_RECOVER_SECONDS = env.float("WORKER_RECOVER_SECONDS", default=60)
 WORKER_STALE_SECONDS = env.float("WORKER_STALE_SECONDS", default=120)
+# Tasks one `manage.py worker` runs at once, each in a thread with its own database
+# connection: a webhook's processing mostly waits on Stripe, so threads multiply what a
+# process gets through until Stripe's rate limit (STRIPE_RATE_LIMIT) or the CPU is the
+# bound. The default is where `make bench`'s renewal storm stopped gaining
+# (devtools/bench/RESULTS.md). SQLite lets one transaction write at a time, and an
+# event's processing holds its transaction across its Stripe calls: there the worker runs
+# one task at a time whatever this says.
+WORKER_CONCURRENCY = env.int("WORKER_CONCURRENCY", default=8)
+if WORKER_CONCURRENCY < 1:
+    raise ImproperlyConfigured("WORKER_CONCURRENCY must be 1 or more.")
 if not 0 < WORKER_HEARTBEAT_SECONDS * 2 <= WORKER_STALE_SECONDS or WORKER_RECOVER_SECONDS <= 0:
     # A stale time within two beats would take a live worker's tasks from it.
     raise ImproperlyConfigured(

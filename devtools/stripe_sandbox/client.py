@@ -17,6 +17,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from billing import stripe_pace
+
 logger = logging.getLogger(__name__)
 
 _SEGMENT = re.compile(r"\[([^\]]*)\]")
@@ -159,7 +161,8 @@ def sandbox_install() -> None:
         raise ImproperlyConfigured(
             "The Stripe sandbox refuses to run with a live Stripe key or STRIPE_LIVE_MODE on."
         )
-    stripe.default_http_client = SandboxHTTPClient()
+    # Paced like the real client (billing/stripe_pace.py): the sandbox can answer 429 too.
+    stripe_pace.install(SandboxHTTPClient())
     # A retry would only replay the same answer from the same database.
     stripe.max_network_retries = 0
     logger.info("Stripe sandbox installed: no request leaves this machine.")

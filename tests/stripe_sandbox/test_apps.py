@@ -10,6 +10,7 @@ import stripe
 from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
 
+from billing.stripe_pace import PacedHTTPClient
 from devtools.stripe_sandbox.client import SandboxHTTPClient, sandbox_install
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,7 +22,9 @@ def test_sandbox_is_installed_as_stripes_http_client(settings, monkeypatch):
 
     apps.get_app_config("sandbox").ready()
 
-    assert isinstance(stripe.default_http_client, SandboxHTTPClient)
+    # Behind the deployment's pace, as the real client is (billing/stripe_pace.py).
+    assert isinstance(stripe.default_http_client, PacedHTTPClient)
+    assert isinstance(stripe.default_http_client.inner, SandboxHTTPClient)
     assert stripe.max_network_retries == 0
 
 
@@ -55,7 +58,7 @@ def test_sandbox_off_mounts_no_pages_and_installs_no_client():
         "from django.urls import resolve, Resolver404\n"
         "try:\n    resolve('/sandbox/checkout/cs_test_x/'); mounted = 'mounted'\n"
         "except Resolver404:\n    mounted = 'unmounted'\n"
-        "print('RESULT', mounted, type(stripe.default_http_client).__name__)"
+        "print('RESULT', mounted, type(stripe.default_http_client.inner).__name__)"
     )
     env = {**os.environ, "STRIPE_SANDBOX": "false", "DJANGO_SETTINGS_MODULE": "smartflow.settings"}
 
@@ -65,7 +68,8 @@ def test_sandbox_off_mounts_no_pages_and_installs_no_client():
 
     assert result.returncode == 0, result.stderr
     result_line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT"))
-    assert result_line.split() == ["RESULT", "unmounted", "NoneType"]
+    # stripe-python's own client, paced (billing/stripe_pace.py).
+    assert result_line.split() == ["RESULT", "unmounted", "RequestsClient"]
 
 
 def test_billing_never_imports_the_sandbox():

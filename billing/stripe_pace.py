@@ -1,0 +1,221 @@
+"""Stripe's rate limit, kept by the whole deployment.
+
+Stripe allows an account 100 API requests per second in live mode and 25 in test mode,
+counted across every process that uses its key, and answers 429 beyond. Every request any
+of our processes sends to Stripe first takes the next free slot of STRIPE_RATE_LIMIT per
+second (`Pace.wait`), so adding workers (or threads in a worker) never pushes Stripe over:
+they queue for slots instead. A 429 that comes anyway (another application on the same
+account, Stripe's own lock timeouts) is waited out, after Stripe's Retry-After or a short
+backoff, and asked again here, a few times; after that stripe-python raises
+RateLimitError, which the webhook queue retries later without counting it as a failure
+(billing/webhook_queue.py).
+
+On PostgreSQL the slots are one row (StripePace) that every process moves forward in ONE
+statement on the database's clock, so that processes on several machines agree. That
+statement runs on a connection of its own in autocommit: the caller is usually inside the
+transaction that processes an event, and a row lock held until that commits would let one
+event at a time talk to Stripe. On SQLite (one machine, `make run`) a lock in the process
+keeps the pace. (No library here does this across processes without a broker; django-
+ratelimit and allauth's limiter count requests to refuse them, not to space them.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import stripe
+from django.conf import settings
+from django.db import DatabaseError, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+logger = logging.getLogger(__name__)
+
+# A 429 is asked again at most this many times in place (the caller waits meanwhile),
+# each after Stripe's Retry-After, else after RATE_LIMITED_FIRST doubling, with jitter.
+RATE_LIMITED_RETRIES = 3
+RATE_LIMITED_FIRST = 0.5  # seconds
+RETRY_AFTER_MAX = 10.0  # seconds: a longer wait goes back to the queue instead
+
+# One statement: the next slot is the later of the row's and now, and the row moves one
+# interval past it; the caller waits until its slot (a negative wait: at once).
+_RESERVE = """
+    INSERT INTO billing_stripepace (name, next_at)
+    VALUES (%(name)s, clock_timestamp() + %(interval)s * interval '1 second')
+    ON CONFLICT (name) DO UPDATE
+    SET next_at = greatest(billing_stripepace.next_at, clock_timestamp())
+        + %(interval)s * interval '1 second'
+    RETURNING extract(epoch from next_at - clock_timestamp()) - %(interval)s
+"""
+
+
+class Pace:
+    """Slots of `1 / rate` seconds for the whole deployment (or this process)."""
+
+    def __init__(self, rate: float, *, name: str = "stripe") -> None:
+        self.rate = rate
+        self.name = name
+        self._lock = threading.Lock()
+        self._next = 0.0  # process-local slots (SQLite), time.monotonic()
+        self._wrapper: BaseDatabaseWrapper | None = None
+        self._pid = 0
+        self._warned_at = 0.0
+
+    def wait(self) -> float:
+        """Take the next slot and sleep until it comes; the seconds slept."""
+        if self.rate <= 0:
+            return 0.0
+        delay = self._reserve()
+        if delay > 0:
+            time.sleep(delay)
+        return max(delay, 0.0)
+
+    def _reserve(self) -> float:
+        interval = 1 / self.rate
+        with self._lock:
+            if connections["default"].vendor == "postgresql":
+                shared = self._reserve_shared(interval)
+                if shared is not None:
+                    return shared
+            now = time.monotonic()
+            slot = max(self._next, now)
+            self._next = slot + interval
+            return slot - now
+
+    def _reserve_shared(self, interval: float) -> float | None:
+        for last_try in (False, True):
+            try:
+                with self._connection().cursor() as cursor:
+                    cursor.execute(_RESERVE, {"name": self.name, "interval": interval})
+                    row = cursor.fetchone()
+                return float(row[0]) if row else 0.0
+            except DatabaseError:
+                self._close()  # a dropped connection: once more on a new one
+                if last_try:
+                    self._warn()
+        return None
+
+    def _connection(self) -> BaseDatabaseWrapper:
+        # A wrapper of our own (not the thread's `connection`), shared by this process's
+        # threads under self._lock; made anew in a forked child.
+        if self._wrapper is None or self._pid != os.getpid():
+            self._wrapper = connections.create_connection("default")
+            self._wrapper.inc_thread_sharing()
+            self._pid = os.getpid()
+        return self._wrapper
+
+    def _close(self) -> None:
+        if self._wrapper is not None and self._pid == os.getpid():
+            with contextlib.suppress(DatabaseError):
+                self._wrapper.close()
+        self._wrapper = None
+
+    def _warn(self) -> None:
+        # The database is away: this process keeps the pace alone for now (and a 429 is
+        # still asked again), once a minute in the log.
+        if time.monotonic() - self._warned_at >= 60:
+            self._warned_at = time.monotonic()
+            logger.warning("Stripe's shared rate limit is unreachable: pacing this process alone")
+
+
+def retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """Stripe's Retry-After in seconds, if it sent one we can use."""
+    for key, value in (headers or {}).items():
+        if key.lower() == "retry-after":
+            try:
+                seconds = float(value)
+            except ValueError:
+                return None
+            return seconds if 0 <= seconds <= RETRY_AFTER_MAX else None
+    return None
+
+
+def rate_limited_delay(attempt: int, headers: Mapping[str, str] | None) -> float:
+    """How long to wait before asking again after the `attempt`-th 429."""
+    after = retry_after(headers)
+    if after is not None:
+        return after
+    delay: float = RATE_LIMITED_FIRST * 2 ** (attempt - 1) * random.uniform(0.8, 1.2)
+    return delay
+
+
+class PacedHTTPClient(stripe.HTTPClient):
+    """stripe-python's HTTP client with the pace before each request and a 429 asked
+    again; everything else is `inner`'s (the network, or the sandbox)."""
+
+    name = "paced"
+
+    def __init__(self, inner: stripe.HTTPClient, pace: Pace) -> None:
+        super().__init__()
+        self.inner = inner
+        self.pace = pace
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        post_data: Any = None,
+        *,
+        _usage: list[str] | None = None,
+    ) -> tuple[Any, int, Mapping[str, str]]:
+        return self._paced(self.inner.request, method, url, headers, post_data)
+
+    def request_stream(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        post_data: Any = None,
+        *,
+        _usage: list[str] | None = None,
+    ) -> tuple[Any, int, Mapping[str, str]]:
+        return self._paced(self.inner.request_stream, method, url, headers, post_data)
+
+    def _paced(
+        self,
+        send: Any,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        post_data: Any,
+    ) -> tuple[Any, int, Mapping[str, str]]:
+        attempt = 0
+        while True:
+            self.pace.wait()
+            response: tuple[Any, int, Mapping[str, str]] = send(method, url, headers, post_data)
+            _, status, response_headers = response
+            # Stripe refused it before doing anything: asking again is safe, even a POST.
+            if status != 429 or attempt >= RATE_LIMITED_RETRIES:
+                return response
+            attempt += 1
+            delay = rate_limited_delay(attempt, response_headers)
+            logger.info(
+                "Stripe answered 429 to %s %s: asked again in %.2f s (%s of %s)",
+                method.upper(),
+                url,
+                delay,
+                attempt,
+                RATE_LIMITED_RETRIES,
+            )
+            time.sleep(delay)
+
+    def close(self) -> None:
+        self.inner.close()  # type: ignore[no-untyped-call]  # stripe-python leaves it untyped
+
+
+def install(inner: stripe.HTTPClient | None = None) -> None:
+    """Make every stripe-python request of this process keep STRIPE_RATE_LIMIT: wrap
+    `inner` (default: stripe-python's own client) as stripe.default_http_client."""
+    if inner is None:
+        current = stripe.default_http_client
+        if isinstance(current, PacedHTTPClient):
+            return
+        inner = current or stripe.new_default_http_client()
+    stripe.default_http_client = PacedHTTPClient(inner, Pace(settings.STRIPE_RATE_LIMIT))
