@@ -17,13 +17,16 @@ until they time out and come again. So:
   for the event type, billing/handlers.py). The delivery is marked processed in that same
   transaction, so a worker killed half-way leaves it pending and the task is run again
   (smartflow/workers.py); a second run of a processed delivery does nothing.
-- **Fail**: a transient failure (Stripe unreachable, 5xx, rate limited, the customer's
-  lock not free within LOCK_TIMEOUT, a deadlock, any error we do not know to be
-  permanent) is retried with exponential backoff for RETRY_FOR after the event was first
-  received, as Stripe itself would have retried; a permanent one (`resource_missing`: the
-  object was deleted at Stripe) and a delivery that ran out of retries become a
-  BillingAlert with the event and stay for staff, who can process them again from the
-  admin (`process_again`).
+- **Fail**: a transient failure (Stripe unreachable, 5xx, the customer's lock not free
+  within LOCK_TIMEOUT, a deadlock, any error we do not know to be permanent) is retried
+  with exponential backoff for RETRY_FOR after the event was first received, as Stripe
+  itself would have retried; a permanent one (`resource_missing`: the object was deleted
+  at Stripe) and a delivery that ran out of retries become a BillingAlert with the event
+  and stay for staff, who can process them again from the admin (`process_again`).
+- **Rate limited**: Stripe's 429 is not a failure. Every Stripe request keeps the
+  deployment's pace and a 429 is asked again in place (billing/stripe_pace.py); one that
+  persists puts the event back in the queue after Stripe's Retry-After, its attempts
+  uncounted (`_rate_limited`).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from djstripe.settings import djstripe_settings
 from billing import speedups
 from billing.alerts import alert_record
 from billing.models import BillingAlert, WebhookDelivery, WebhookSecretPrevious
+from billing.stripe_pace import retry_after
 from billing.tasks import webhook_process
 
 logger = logging.getLogger(__name__)
@@ -257,7 +261,7 @@ def _api_key(trigger: WebhookEventTrigger) -> str:
 
 def delivery_process(delivery_id: int) -> str:
     """Process one delivery (the worker's task). Returns what happened: "processed",
-    "done already", "not due", "retry", "failed" or "gave up"."""
+    "done already", "not due", "retry", "rate limited", "failed" or "gave up"."""
     delivery = (
         WebhookDelivery.objects.select_related(
             "trigger__webhook_endpoint", "trigger__stripe_trigger_account"
@@ -334,6 +338,8 @@ def retry_delay(attempts: int) -> timedelta:
 
 
 def _failed(delivery_id: int, exc: Exception) -> str:
+    if isinstance(exc, stripe.RateLimitError):
+        return _rate_limited(delivery_id, exc)
     now = timezone.now()
     error = f"{type(exc).__name__}: {exc}"[:2000]
     lock_timeout = isinstance(exc, OperationalError) and "lock timeout" in str(exc)
@@ -380,6 +386,30 @@ def _failed(delivery_id: int, exc: Exception) -> str:
             exc_info=exc,
         )
     return outcome
+
+
+def _rate_limited(delivery_id: int, exc: stripe.RateLimitError) -> str:
+    """Stripe still answered 429 after the client asked again (billing/stripe_pace.py):
+    nothing is wrong with the event, so it is not a failed attempt. It goes back to the
+    queue after Stripe's Retry-After, or RETRY_FIRST, without counting."""
+    now = timezone.now()
+    wait = retry_after(exc.headers)
+    delay = timedelta(seconds=wait) if wait is not None else RETRY_FIRST * random.uniform(0.8, 1.2)
+    with transaction.atomic():
+        delivery = WebhookDelivery.objects.select_for_update().filter(pk=delivery_id).first()
+        if delivery is None or delivery.state != WebhookDelivery.State.PENDING:
+            return "done already"
+        if delivery.next_attempt_at is None or delivery.next_attempt_at <= now:
+            delivery.next_attempt_at = now + delay
+            delivery.save(update_fields=["next_attempt_at"])
+            webhook_process.using(run_after=delivery.next_attempt_at).enqueue(delivery.pk)
+    logger.info(
+        "Stripe event %s (%s): Stripe's rate limit, processed again at %s (not a failure)",
+        delivery.event_id,
+        delivery.event_type,
+        delivery.next_attempt_at,
+    )
+    return "rate limited"
 
 
 def _alert(delivery: WebhookDelivery, *, permanent: bool) -> None:
