@@ -32,11 +32,14 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
+import sys
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from django.conf import settings
@@ -171,10 +174,26 @@ def queue_state() -> QueueState:
 
 
 class HeartbeatWorker(Worker):
-    """django-tasks-db's Worker with a heartbeat thread that also recovers orphans."""
+    """django-tasks-db's Worker with a heartbeat thread that also recovers orphans, running
+    up to `concurrency` tasks at once.
 
-    def __init__(self, **kwargs: Any) -> None:
+    With a concurrency above 1 each task runs in a slot: a thread with django-tasks-db's
+    own claim-and-run loop (a Worker under this worker's id, so recovery sees one worker)
+    and its own database connection. The claim locks the task row with SKIP LOCKED, so
+    two slots never take one task; one customer's events still run one at a time under
+    its advisory lock (billing/webhook_queue.py), whichever slot or process has them.
+    """
+
+    def __init__(self, *, concurrency: int = 1, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        if concurrency > 1 and connection.vendor == "sqlite":
+            # One writer at a time, and an event's transaction spans its Stripe calls:
+            # more slots would only wait on each other's write lock.
+            logger.info("SQLite: worker %s runs one task at a time", self.worker_id)
+            concurrency = 1
+        self.concurrency = concurrency
+        self._slots = [Worker(**kwargs) for _ in range(concurrency)] if concurrency > 1 else []
+        self._slot_error: BaseException | None = None
         self._stop = threading.Event()
         self._stopped = threading.Event()  # run() has returned
         self._thread = threading.Thread(target=self._beat, name="worker-heartbeat", daemon=True)
@@ -200,13 +219,60 @@ class HeartbeatWorker(Worker):
         recover()
         self._thread.start()
         try:
-            super().run()
+            if self._slots:
+                self._slots_run()
+            else:
+                super().run()
         finally:
             self._stop.set()
             WorkerHeartbeat.objects.filter(worker_id=self.worker_id).update(
                 stopped_at=timezone.now()
             )
+            self._thread.join(timeout=5)  # it closes its connection
             self._stopped.set()
+
+    def _slots_run(self) -> None:
+        logger.info("Worker %s runs up to %s tasks at once", self.worker_id, self.concurrency)
+        # Daemon threads: a second signal ends the process with its tasks mid-way, as it
+        # would end a one-task worker (they are recovered like a killed worker's).
+        threads = [
+            threading.Thread(target=self._slot_run, args=(slot,), name=f"worker-slot-{n}")
+            for n, slot in enumerate(self._slots, 1)
+        ]
+        for thread in threads:
+            thread.daemon = True
+            thread.start()
+        while alive := [thread for thread in threads if thread.is_alive()]:
+            if not self.running:  # a signal, a reload or a slot that failed
+                for slot in self._slots:
+                    slot.running = False
+            alive[0].join(timeout=0.5)
+        if self._slot_error is not None:
+            raise self._slot_error
+
+    def _slot_run(self, slot: Worker) -> None:
+        try:
+            slot.run()
+        except BaseException as exc:  # the claim failed (database away): stop as one worker
+            logger.exception("Worker %s: a task slot stopped", self.worker_id)
+            self._slot_error = exc
+            self.running = False
+        finally:
+            connection.close()
+
+    def shutdown(self, signum: int, frame: FrameType | None) -> None:
+        if not self._slots:
+            super().shutdown(signum, frame)
+            return
+        if not self.running:
+            logger.warning("Received %s - ending the tasks in hand.", signal.strsignal(signum))
+            self.reset_signals()
+            sys.exit(1)
+        logger.warning(
+            "Received %s - stopping after the tasks in hand... (again to force)",
+            signal.strsignal(signum),
+        )
+        self.running = False
 
     def stop_for_reload(self, sender: object, file_path: Path, **kwargs: Any) -> None:
         """Django's autoreload.file_changed, under `manage.py worker --reload`: the task in

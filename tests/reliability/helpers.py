@@ -12,10 +12,11 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import requests
+from django.conf import settings
 from django.db import connection
-from django_tasks_db.management.commands.db_worker import Worker
 
 from accounts.models import User
+from smartflow.workers import HeartbeatWorker
 from tests.billing import stripe_fakes as sf
 
 T = TypeVar("T")
@@ -71,10 +72,13 @@ def post_signed(
 
 
 @contextmanager
-def workers(count: int) -> Iterator[list[Worker]]:
-    """`count` real django-tasks-db workers, each in its own thread and connection."""
+def workers(count: int, concurrency: int | None = None) -> Iterator[list[HeartbeatWorker]]:
+    """`count` real workers as `manage.py worker` runs them, each in a thread of this
+    process, each running up to `concurrency` tasks at once (default: the product's
+    WORKER_CONCURRENCY), every task slot with its own connection."""
     started = [
-        Worker(
+        HeartbeatWorker(
+            concurrency=concurrency or settings.WORKER_CONCURRENCY,
             queue_names=["*"],
             interval=0.05,
             batch=False,
@@ -87,7 +91,7 @@ def workers(count: int) -> Iterator[list[Worker]]:
         for n in range(count)
     ]
 
-    def run(worker: Worker) -> None:
+    def run(worker: HeartbeatWorker) -> None:
         try:
             worker.run()
         finally:

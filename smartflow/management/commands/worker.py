@@ -3,7 +3,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.autoreload import DJANGO_AUTORELOAD_ENV, file_changed, run_with_reloader
 from django.utils.crypto import get_random_string
 from django_tasks_db.management.commands.db_worker import valid_interval
@@ -16,8 +17,9 @@ class Command(BaseCommand):
         "Run background tasks (django-tasks-db's worker) with a heartbeat. At start and "
         "every minute it queues again the tasks claimed by workers whose heartbeat "
         "stopped (smartflow/workers.py), runs the onboarding outbox sweep, and queues the "
-        "retention purge once every RETENTION_EVERY_HOURS (smartflow/retention.py). Run as "
-        "many as you like, on any machine that reaches the database."
+        "retention purge once every RETENTION_EVERY_HOURS (smartflow/retention.py). Runs up to "
+        "WORKER_CONCURRENCY tasks at once. Run as many as you like, on any machine that "
+        "reaches the database."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -41,6 +43,13 @@ class Command(BaseCommand):
             "hand finishes first. Not for production.",
         )
         parser.add_argument(
+            "--concurrency",
+            type=int,
+            default=settings.WORKER_CONCURRENCY,
+            help="Tasks run at once, each in a thread with its own database connection "
+            "(one on SQLite). Default: WORKER_CONCURRENCY (%(default)s)",
+        )
+        parser.add_argument(
             "--worker-id",
             nargs="?",
             default="",
@@ -48,7 +57,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["concurrency"] < 1:
+            raise CommandError("--concurrency must be 1 or more.")
         worker = HeartbeatWorker(
+            concurrency=options["concurrency"],
             queue_names=options["queue_name"].split(","),
             interval=options["interval"],
             batch=False,
