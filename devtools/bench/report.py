@@ -21,6 +21,9 @@ ACK_SHARE = 0.40
 # Issue 16: each admin page within 2x of the bare list and under 300 ms; reconcile_plans
 # within 3x of the bare keyset scan.
 ADMIN_RATIO, ADMIN_MS, RECONCILE_RATIO = 2.0, 300.0, 3.0
+# Issue 30: the renewal storm drains at this rate or more with this many worker processes
+# at the default concurrency (and the acknowledgement's p99 under ACK_P99_MS meanwhile).
+STORM_EVENTS_PER_S, STORM_PROCESSES = 25.0, 2
 
 
 @dataclass
@@ -600,17 +603,19 @@ def report_admin_write(r: dict[str, Any], path: Path) -> None:
     path.write_text("\n".join(lines).rstrip("\n") + "\n")
 
 
-def _reproduce(r: dict[str, Any]) -> str:
-    """`make bench`, with BENCH_ARGS for every option this run set away from its default."""
+def _reproduce(r: dict[str, Any], *, partial: bool = False) -> str:
+    """`make bench`, with BENCH_ARGS for every option this run set away from its default
+    (a `partial` report's also with its --only and --out)."""
     from devtools.bench.run import parser_build
 
     defaults = vars(parser_build().parse_args([]))
+    left_out = ("database_url", "port") if partial else ("database_url", "out", "port", "only")
     flags = [
         f"--{name.replace('_', '-')} {value:g}"
         if isinstance(value, float)
         else f"--{name.replace('_', '-')} {value}"
         for name, value in r["args"].items()
-        if name not in ("database_url", "out", "port", "only") and defaults.get(name) != value
+        if name not in left_out and defaults.get(name) != value
     ]
     return f'make bench BENCH_ARGS="{" ".join(flags)}"' if flags else "make bench"
 
@@ -638,7 +643,7 @@ def _goal(r: dict[str, Any]) -> list[str]:
 
 
 def _storm(r: dict[str, Any]) -> list[str]:
-    """The renewal storm: one row per worker count."""
+    """The renewal storm: one row per run (worker processes × tasks at once in each)."""
     runs = r["storm"]
     if not runs:
         return []
@@ -646,38 +651,53 @@ def _storm(r: dict[str, Any]) -> list[str]:
     calls = _calls(paid) / len(paid)
     slow_s = r["slow_stripe_ms"] / 1000
     total = runs[0]["total"]
+    limit, sandbox = r["storm_stripe_rate_limit"], r["storm_sandbox_rate_limit"]
     lines = [
         "## Renewal storm",
         "",
         f"{total:,} `invoice.paid` deliveries (two renewals each of {total // 2:,} customers, "
-        "renewed by the sandbox) sent at "
-        f"c={r['storm_concurrency']}, each customer's two one after the other, while the "
-        f"sandbox answers after {r['slow_stripe_ms']} ms; the workers run from the first "
-        "delivery on, as in production. Each run has its own event ids (new to the app). "
-        "*Drain* is the first acknowledgement to the last event processed; *wait* is "
-        "each event's `processed_at - received_at`. The bound is what Stripe's latency "
-        f"alone allows: workers ÷ ({calls:.1f} Stripe calls per renewal's `invoice.paid`, "
-        f"*Per event* below, × {slow_s:.1f} s). The storm's customers paid in the sandbox "
-        "but their checkout events were never sent, so dj-stripe meets each customer and "
-        "subscription first in its first renewal.",
+        "renewed by the sandbox) sent by "
+        f"{r['storm_concurrency']} senders, each customer's two one after the other, while "
+        f"the sandbox answers after {r['slow_stripe_ms']} ms and answers 429 beyond "
+        f"{sandbox:g} requests/s (`STRIPE_SANDBOX_RATE_LIMIT`, Stripe's live limit); the "
+        f"deployment's own limit, shared by every process, is `STRIPE_RATE_LIMIT={limit:g}` "
+        "(the bench's choice: `BENCH_STRIPE_RATE_LIMIT` changes it). The workers run from "
+        "the first delivery on, as in production, each `manage.py worker` running "
+        "*concurrency* tasks at once (`WORKER_CONCURRENCY`; *default*: not set, the "
+        f"product's default, {r['storm_default_concurrency']} here). Each run has its own "
+        "event ids (new to the app). *Drain* is the first acknowledgement to the last event "
+        "processed; *wait* is each event's `processed_at - received_at`. *Stripe req/s* "
+        "counts the requests the sandbox answered other than 429 (one log line each in "
+        "the run's worker log) over the drain, and the most in any 1-second window. "
+        "*Retried* are the events whose processing failed at least once (of them, "
+        "*rate-limited*: the error names a rate limit or 429). The bound is what Stripe's "
+        "latency and the rate limit alone allow: the lesser of processes × concurrency ÷ "
+        f"({calls:.1f} Stripe calls per renewal's `invoice.paid`, *Per event* below, × "
+        f"{slow_s:.1f} s) and {limit:g} ÷ {calls:.1f}. The storm's customers paid in the "
+        "sandbox but their checkout events were never sent, so dj-stripe meets each "
+        "customer and subscription first in its first renewal.",
         "",
-        "| workers | answered 2xx | ack events/s | ack p50 / p99 | processed | drain | "
-        "events/s processed | bound | wait p50 / p99 |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| processes | concurrency each | answered 2xx | ack p50 / p99 | processed | drain "
+        "| events/s | bound | Stripe req/s mean / peak 1 s | 429 answers | retried "
+        "(rate-limited) | wait p50 / p99 |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for run in runs:
-        ack = run["ack"]
-        bound = run["workers"] / (calls * slow_s)
+        ack, stripe = run["ack"], run["stripe"]
+        bound = min(run["processes"] * run["concurrency"] / (calls * slow_s), limit / calls)
         if run["drained"]:
             drain = f"{run['span_s']:,.0f} s"
         else:
             eta = run["total"] / run["per_second"] if run["per_second"] else float("nan")
             drain = f"stopped at {run['cap_s']:.0f} s; ~{eta:,.0f} s at that rate"
+        each = f"{run['concurrency']}" + (" (default)" if run["concurrency_default"] else "")
         lines.append(
-            f"| {run['workers']} | {ack['ok']:,}/{ack['requests']:,} | "
-            f"{ack['per_second']:,.0f}/s | {ack['ms']['p50']:,.0f} / {ack['ms']['p99']:,.0f} ms "
+            f"| {run['processes']} | {each} | {ack['ok']:,}/{ack['requests']:,} | "
+            f"{ack['ms']['p50']:,.0f} / {ack['ms']['p99']:,.0f} ms "
             f"| {run['processed']:,}/{run['total']:,} | {drain} | {run['per_second']:.1f}/s "
-            f"| {bound:.1f}/s | {run['wait_s']['p50']:,.0f} / {run['wait_s']['p99']:,.0f} s |"
+            f"| {bound:.1f}/s | {stripe['mean_per_second']:.1f} / {stripe['peak_per_second']} "
+            f"| {stripe['refused_429']:,} | {run['retried']:,} ({run['rate_limited']:,}) "
+            f"| {run['wait_s']['p50']:,.0f} / {run['wait_s']['p99']:,.0f} s |"
         )
     capped = [run for run in runs if not run["drained"]]
     if capped:
@@ -688,6 +708,44 @@ def _storm(r: dict[str, Any]) -> list[str]:
             "unprocessed deliveries are left pending and their tasks dropped, and its wait "
             "times are those of the events it processed.",
         ]
+    return [*lines, "", *_goal_30(r)]
+
+
+def _goal_30(r: dict[str, Any]) -> list[str]:
+    """Issue 30's goal for the storm, met or not, judged on each run with 2 worker
+    processes at the default concurrency."""
+    lines = [
+        f"**Goal** (issue 30): with Stripe at +{r['slow_stripe_ms']} ms and the sandbox's "
+        f"rate limit at {r['storm_sandbox_rate_limit']:g}/s, the storm drains at "
+        f"≥ {STORM_EVENTS_PER_S:g} events/s with {STORM_PROCESSES} worker processes (at the "
+        "default concurrency), no 429 reaches a handler as a failure, and the "
+        f"acknowledgement's p99 stays under {ACK_P99_MS:.0f} ms during the storm:",
+        "",
+    ]
+    judged = [
+        run
+        for run in r["storm"]
+        if run["processes"] == STORM_PROCESSES and run["concurrency_default"]
+    ]
+    if not judged:
+        return [
+            *lines,
+            f"- not judged: no run with {STORM_PROCESSES} processes at the default concurrency",
+        ]
+    for run in judged:
+        rate_ok = run["per_second"] >= STORM_EVENTS_PER_S
+        # A handler that met a 429 failed with it; one that never failed met none.
+        handler_ok = run["rate_limited"] == 0
+        p99 = run["ack"]["ms"]["p99"]
+        drained = "" if run["drained"] else f" (a {run['cap_s']:.0f} s sample, not drained)"
+        lines.append(
+            f"- {run['processes']} × {run['concurrency']}: {run['per_second']:.1f} events/s"
+            f"{drained} ({'met' if rate_ok else 'missed'}); {run['rate_limited']} events "
+            f"failed on a rate limit, {run['retried']} failed at least once, the sandbox "
+            f"answered 429 {run['stripe']['refused_429']} times "
+            f"({'met' if handler_ok else 'missed'}); ack p99 {p99:.0f} ms "
+            f"({'met' if p99 < ACK_P99_MS else 'missed'})"
+        )
     return lines
 
 
@@ -748,15 +806,7 @@ def _checks(r: dict[str, Any]) -> list[str]:
             f"({s['worker_deliveries_ok']} acknowledged) and {s['onboarding_messages']} "
             "onboarding messages were queued"
         )
-    for run in r["storm"]:
-        ack = run["ack"]
-        lines.append(
-            f"- Renewal storm, {run['workers']} worker(s): {ack['ok']}/{ack['requests']} "
-            f"answered 2xx{_errors(ack)}; deliveries {run['stored']} stored, states "
-            f"{', '.join(f'{k} {v}' for k, v in sorted(run['states'].items()))}; "
-            f"{run['retried']} needed more than one attempt"
-            + ("" if run["drained"] else f"; stopped at {run['cap_s']:.0f} s (sample)")
-        )
+    lines += _checks_storm(r)
     for path, res in r["gating"].items():
         lines.append(
             f"- Gating `{path}`: {res['ok']}/{res['requests']} answered 2xx" + _errors(res)
@@ -791,6 +841,23 @@ def _checks(r: dict[str, Any]) -> list[str]:
     problems = r["problems_fast"] + r["problems_slow"] + r["problems_storm"]
     lines.append(f"- Server and worker logs: {len(problems)} ERROR lines or tracebacks")
     lines += [f"  - `{p}`" for p in problems[:10]]
+    return lines
+
+
+def _checks_storm(r: dict[str, Any]) -> list[str]:
+    lines = []
+    for run in r["storm"]:
+        ack, stripe = run["ack"], run["stripe"]
+        statuses = ", ".join(f"{n:,}× {s}" for s, n in sorted(stripe["statuses"].items()))
+        lines.append(
+            f"- Renewal storm, {run['processes']} × {run['concurrency']}: "
+            f"{ack['ok']}/{ack['requests']} answered 2xx{_errors(ack)}; deliveries "
+            f"{run['stored']} stored, states "
+            f"{', '.join(f'{k} {v}' for k, v in sorted(run['states'].items()))}; "
+            f"{run['retried']} needed more than one attempt ({run['rate_limited']} on a rate "
+            f"limit); the sandbox answered {statuses or 'nothing'}"
+            + ("" if run["drained"] else f"; stopped at {run['cap_s']:.0f} s (sample)")
+        )
     return lines
 
 
@@ -939,3 +1006,32 @@ def speed_report_write(r: dict[str, Any], path: Path) -> None:
     for name, f in foreign.items():
         lines.append(f"- Other work on the machine during {name}: {f['share']:.0%}")
     path.write_text("\n".join(lines) + "\n")
+
+
+def storm_report_write(r: dict[str, Any], path: Path) -> None:
+    """`devtools/bench/run.py --only storm`: the renewal storm alone, to try a change to the
+    workers or the Stripe pacing (never devtools/bench/RESULTS.md)."""
+    m = r["machine"]
+    lines = [
+        "# SmartFlow renewal storm only (`devtools/bench/run.py --only storm`)",
+        "",
+        f"- **Date**: {m['date']}; commit `{m['commit']}`"
+        + (f" plus uncommitted changes to {', '.join(m['changed'])}" if m["changed"] else ""),
+        f"- **Machine**: {m['cores']} cores, load average {r['loadavg_start']:.2f} at the start",
+        f"- **Server**: {_server(r)}.",
+        f"- **Reproduce**: `{_reproduce(r, partial=True)}` (this run took "
+        f"{r['elapsed_s'] / 60:.1f} min).",
+        "",
+        *_storm(r)[2:],
+        "",
+        "Checks:",
+        "",
+        *_checks_storm(r),
+    ]
+    for name, foreign in r.get("foreign", {}).items():
+        lines.append(f"- {name}: other processes took {foreign['share']:.0%} of the CPU")
+    problems = r.get("problems_storm") or []
+    lines.append(f"- Server and worker logs: {len(problems)} ERROR lines or tracebacks")
+    lines += [f"  - `{p}`" for p in problems[:10]]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines).rstrip("\n") + "\n")

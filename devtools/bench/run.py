@@ -12,9 +12,14 @@ Phases: reset and migrate; seed (crowd users with a plan history, new webhook cu
 paying in the sandbox, renewal customers for the storm); one customer's events
 acknowledged and processed in-process (statements, Stripe calls); start the server;
 webhook acknowledgement (Stripe answering at once), gating, admin; restart with the
-sandbox answering after 300 ms, acknowledgement again; the renewal storm with 4, 2 and 1
-workers; stop; then reconcile_plans and its ceiling in fresh processes. Progress goes to
-stdout; the table goes to --out.
+sandbox answering after 300 ms, acknowledgement again; the renewal storm (--storm-runs:
+2 worker processes at the product's default WORKER_CONCURRENCY, 1 at the default, 2 and 1
+running one task at a time), the sandbox also answering 429 beyond Stripe's live limit
+(100/s) while every process paces itself to STRIPE_RATE_LIMIT (90/s,
+BENCH_STRIPE_RATE_LIMIT); per run the Stripe requests per second reached (counted from
+the workers' logs), the 429s and the acknowledgement's p50/p99 meanwhile; stop; then
+reconcile_plans and its ceiling in fresh processes. Progress goes to stdout; the table
+goes to --out. `--only storm` runs the storm alone (a partial report).
 """
 
 from __future__ import annotations
@@ -55,6 +60,19 @@ STORM_CONCURRENCY = 16
 STORM_RENEWALS = 2  # invoice.paid deliveries per storm customer
 CEILING_EVENTS = 3000
 SLOW_STRIPE_MS = 300
+# Stripe's own rate limit in live mode (100 requests/s): during the renewal storm the
+# sandbox answers 429 beyond it (STRIPE_SANDBOX_RATE_LIMIT), as Stripe would. (Not in the
+# other phases: the bench's own seeding calls the sandbox in-process, unmeasured.)
+SANDBOX_RATE_LIMIT = 100
+# The deployment's own limit (STRIPE_RATE_LIMIT, billing/stripe_pace.py), shared by every
+# process, in every phase. The product's default is half of Stripe's limit for the mode;
+# the bench runs in test mode, whose half is far below a storm's need, so it states
+# a deployment with the live limit to itself that keeps a tenth of it in hand for the
+# dashboard and other clients. BENCH_STRIPE_RATE_LIMIT overrides it, to measure another.
+STRIPE_RATE_LIMIT = float(os.environ.get("BENCH_STRIPE_RATE_LIMIT") or 90)
+# The renewal storm's runs (--storm-runs): worker processes × tasks at once in each, "d"
+# for the product's default WORKER_CONCURRENCY (not set in the workers' environment).
+STORM_RUNS = "2xd,1xd,2x1,1x1"
 # devtools/bench/README.md and the README ("Running at scale") tell operators "N about 2 per core";
 # the bench runs what they are told to run, for the ceilings and the figures alike.
 # (BENCH_GUNICORN_WORKERS and BENCH_WORKER_NICE override both, to measure the difference.)
@@ -84,6 +102,8 @@ def server_env(*, database_url: str, port: int, latency_ms: int) -> dict[str, st
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("STRIPE_", "ANYMAIL_", "TWILIO_", "EMAIL_", "DJSTRIPE_"))
+        # The product's default unless a storm run sets it (Server.workers_start).
+        and k != "WORKER_CONCURRENCY"
     }
     env.update(
         {
@@ -103,6 +123,7 @@ def server_env(*, database_url: str, port: int, latency_ms: int) -> dict[str, st
             "SECURE_HSTS_SECONDS": "0",
             "STRIPE_SANDBOX": "1",
             "STRIPE_SANDBOX_LATENCY_MS": str(latency_ms),
+            "STRIPE_RATE_LIMIT": f"{STRIPE_RATE_LIMIT:g}",
             "STRIPE_TEST_SECRET_KEY": "",
             "STRIPE_LIVE_SECRET_KEY": "",
             "STRIPE_LIVE_MODE": "false",
@@ -182,13 +203,20 @@ class Server:
                 raise SystemExit("The server did not answer within 60 s.")
             time.sleep(0.2)
 
-    def workers_start(self, count: int) -> None:
+    def workers_start(
+        self, count: int, *, concurrency: int | None = None, log_name: str = ""
+    ) -> None:
+        """`count` task workers, each running `concurrency` tasks at once (None: the
+        product's default WORKER_CONCURRENCY), logging to `log_name` in OUT."""
+        env = dict(self.env)
+        if concurrency is not None:
+            env["WORKER_CONCURRENCY"] = str(concurrency)
         for n in range(count):
             command = [PY, "manage.py", "worker"]
             if WORKER_NICE:
                 command = ["nice", "-n", str(WORKER_NICE), *command]
             command += ["--worker-id", f"bench-{self.name}-{n}"]
-            self.processes.append(_spawn(command, self.env, f"worker-{self.name}.log"))
+            self.processes.append(_spawn(command, env, log_name or f"worker-{self.name}.log"))
 
     def workers_stop(self) -> None:
         """Stop the task workers (each finishes its current task), not gunicorn."""
@@ -579,12 +607,18 @@ def storm_stats(tag: str, total: int) -> dict[str, Any]:
     """What a storm run's deliveries became: states, the time from the first
     acknowledgement to the last processing, and each one's acknowledgement-to-processed
     time (WebhookDelivery.processed_at - received_at)."""
-    from django.db.models import Count
+    from django.db.models import Count, Q
 
     from billing.models import WebhookDelivery
     from devtools.bench.load import percentile
 
     runs = WebhookDelivery.objects.filter(event_id__endswith=f"_{tag}")
+    # A 429 (or the pacing) that reached a handler as a failure: its error names it.
+    rate_limited = runs.filter(
+        Q(last_error__icontains="rate limit")
+        | Q(last_error__icontains="ratelimit")
+        | Q(last_error__icontains="429")
+    ).count()
     states = dict(runs.values_list("state").annotate(n=Count("pk")).values_list("state", "n"))
     times = list(runs.values_list("received_at", "processed_at", "attempts"))
     first = min((r for r, _, _ in times), default=None)
@@ -598,7 +632,10 @@ def storm_stats(tag: str, total: int) -> dict[str, Any]:
         "states": states,
         "processed": processed,
         "retried": sum(1 for _, _, attempts in times if attempts),
+        "rate_limited": rate_limited,
         "drained": processed == total,
+        "first_received": first,
+        "last_processed": done[-1] if done else None,
         # First acknowledgement to the last event processed (so far, if not drained).
         "span_s": span,
         "per_second": processed / span if processed and span == span and span > 0 else 0.0,
@@ -608,6 +645,91 @@ def storm_stats(tag: str, total: int) -> dict[str, Any]:
             "max": waits[-1] if waits else float("nan"),
         },
     }
+
+
+# devtools/stripe_sandbox/client.py's line for each API request it answers, in
+# smartflow/settings.py's log format ("%(asctime)s %(levelname)s %(name)s: %(message)s",
+# asctime in TIME_ZONE, UTC).
+_SANDBOX_LINE = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \w+ [\w.]+: "
+    r"Stripe sandbox: [A-Z]+ \S+ -> (\d{3})"
+)
+
+
+def stripe_requests(log: Path, start: datetime | None, end: datetime | None) -> dict[str, Any]:
+    """The Stripe (sandbox) requests the storm run's workers made, from their log (one
+    line per request, whichever process made it): answered (not 429) per second over the
+    drain `start`-`end`, mean and the busiest 1-second window; 429 answers over the whole
+    run."""
+    answered: list[float] = []
+    refused = 0
+    statuses: dict[str, int] = {}
+    text = log.read_text(errors="replace") if log.exists() else ""
+    for line in text.splitlines():
+        match = _SANDBOX_LINE.match(line)
+        if not match:
+            continue
+        stamp, status = match.groups()
+        statuses[status] = statuses.get(status, 0) + 1
+        if status == "429":
+            refused += 1
+            continue
+        at = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").replace(tzinfo=UTC)
+        if start and end and start <= at <= end:
+            answered.append(at.timestamp())
+    answered.sort()
+    peak, low = 0, 0
+    for high, second in enumerate(answered):
+        while second - answered[low] >= 1.0:
+            low += 1
+        peak = max(peak, high - low + 1)
+    span = (end - start).total_seconds() if start and end else 0.0
+    return {
+        "answered": len(answered),
+        "statuses": statuses,
+        "refused_429": refused,
+        "mean_per_second": len(answered) / span if span > 0 else 0.0,
+        "peak_per_second": peak,
+    }
+
+
+def storm_runs_parse(text: str) -> list[tuple[int, int | None]]:
+    """--storm-runs "2xd,1xd,2x1,1x1": (processes, tasks at once each; None = the
+    product's default)."""
+    runs: list[tuple[int, int | None]] = []
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        processes, _, concurrency = item.strip().lower().partition("x")
+        if not processes.isdigit() or int(processes) < 1:
+            raise ValueError(f"{item!r}: processes must be a positive number")
+        if concurrency in ("d", "default"):
+            runs.append((int(processes), None))
+        elif concurrency.isdigit() and int(concurrency) >= 1:
+            runs.append((int(processes), int(concurrency)))
+        else:
+            raise ValueError(f"{item!r}: write PROCESSESxCONCURRENCY, e.g. 2x8 or 2xd")
+    if not runs:
+        raise ValueError("no run")
+    return runs
+
+
+def setting_read(env: dict[str, str], name: str, default: int) -> int:
+    """A setting as a process with `env` sees it (a worker's default WORKER_CONCURRENCY);
+    `default` while the settings have none."""
+    code = (
+        "import django; django.setup(); from django.conf import settings; "
+        f"print(getattr(settings, {name!r}, {default!r}))"
+    )
+    done = subprocess.run(
+        [PY, "-c", code],
+        cwd=ROOT,
+        env={**env, "LOG_LEVEL": "WARNING"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(done.stdout.strip().splitlines()[-1])
 
 
 def workers_ready(prefix: str, count: int, timeout: float = 90) -> None:
@@ -661,7 +783,7 @@ class Args:
     gating_seconds: float
     admin_requests: int
     storm_customers: int
-    storm_workers: str
+    storm_runs: str
     storm_sample_s: float
     storm_timeout_s: float
     port: int
@@ -693,9 +815,11 @@ def parser_build() -> argparse.ArgumentParser:
         help=f"renewal storm: customers, {STORM_RENEWALS} invoice.paid deliveries each",
     )
     parser.add_argument(
-        "--storm-workers",
-        default="4,2,1",
-        help="renewal storm: worker counts, one run each; the first runs to the end",
+        "--storm-runs",
+        default=STORM_RUNS,
+        help="renewal storm: one run per PROCESSESxCONCURRENCY, `manage.py worker` "
+        "processes × tasks at once in each (WORKER_CONCURRENCY; d: the product's default, "
+        f"not set); the first runs to the end. Default: {STORM_RUNS}",
     )
     parser.add_argument(
         "--storm-sample-s",
@@ -710,13 +834,14 @@ def parser_build() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=0, help="default: a free port")
     parser.add_argument(
         "--only",
-        choices=["webhooks", "admin", "speed"],
+        choices=["webhooks", "admin", "speed", "storm"],
         default="",
         help="webhooks: only the acknowledgement figures (Stripe instant and +300 ms) and "
         "their ceilings, no crowd, storm, gating, admin or reconcile_plans; admin: only "
         "the admin change list and reconcile_plans figures over the crowd; either needs "
         "--out other than devtools/bench/RESULTS.md; speed: each piece of speed work against its "
-        "plain version (SPEED_PLAIN), alternating in one run (devtools/bench/README.md)",
+        "plain version (SPEED_PLAIN), alternating in one run (devtools/bench/README.md); "
+        "storm: only the renewal storm (its customers seeded, no crowd or other phase)",
     )
     return parser
 
@@ -726,6 +851,10 @@ def args_parse() -> Args:
     ns = parser.parse_args()
     if ns.only and ns.out.resolve() == (HERE / "RESULTS.md").resolve():
         parser.error("--only writes a partial report: give it its own --out")
+    try:
+        storm_runs_parse(ns.storm_runs)
+    except ValueError as error:
+        parser.error(f"--storm-runs: {error}")
     return Args(**vars(ns))
 
 
@@ -787,8 +916,8 @@ def main() -> int:
             results["foreign"][name] = {**vars(foreign), "share": foreign.share}
 
     only_webhooks, only_admin = args.only == "webhooks", args.only == "admin"
-    only_speed = args.only == "speed"
-    if only_admin:
+    only_speed, only_storm = args.only == "speed", args.only == "storm"
+    if only_admin or only_storm:
         args.webhook_customers = args.slow_webhook_customers = 0
     if only_speed:
         args.webhook_customers = 0
@@ -796,7 +925,7 @@ def main() -> int:
     fast_sequences = seed.webhook_customers(args.webhook_customers, tag="fast", progress=say)
     slow_sequences = seed.webhook_customers(args.slow_webhook_customers, tag="slow", progress=say)
     warmup_sequence, profile_sequence = seed.webhook_customers(2, tag="profile", progress=say)
-    if args.only:
+    if args.only and not only_storm:
         storm_sequences, renewal_sequence = [], []
     else:
         say(f"seeding {args.storm_customers:,} storm customers, renewed {STORM_RENEWALS}×")
@@ -814,7 +943,7 @@ def main() -> int:
         notify=False,
         actor=superuser,
     )
-    if only_webhooks:
+    if only_webhooks or only_storm:
         args.users = args.plan_changes = 0
     say(f"seeding {args.users:,} users and {args.plan_changes:,} plan changes")
     crowd = seed.crowd_seed(users=args.users, plan_changes=args.plan_changes, progress=say)
@@ -840,10 +969,10 @@ def main() -> int:
     fast_file, slow_file = OUT / "payloads-fast.json", OUT / "payloads-slow.json"
     fast_file.write_text(json.dumps(fast_sequences))
     slow_file.write_text(json.dumps(slow_sequences))
-    storm_counts = [int(n) for n in args.storm_workers.split(",") if n.strip()]
+    storm_runs = storm_runs_parse(args.storm_runs) if storm_sequences else []
     storm_files = {}
-    for index, workers in enumerate(storm_counts):
-        tag = f"w{workers}r{index}"
+    for index, (processes, concurrency) in enumerate(storm_runs):
+        tag = f"p{processes}c{concurrency or 'd'}r{index}"
         storm_files[tag] = OUT / f"payloads-storm-{tag}.json"
         storm_files[tag].write_text(json.dumps(events_renamed(storm_sequences, tag)))
     storm_total = sum(len(sequence) for sequence in storm_sequences)
@@ -898,6 +1027,79 @@ def main() -> int:
         figure["drain_after_s"] = time.monotonic() - drain_started
         stats = phase_stats(since)
         return {"ceiling": ceiling, "figure": figure, "alone": alone, "stats": stats}
+
+    # The storm's workers: Stripe +300 ms and, beyond Stripe's live limit, 429.
+    storm_env = {**slow_env, "STRIPE_SANDBOX_RATE_LIMIT": str(SANDBOX_RATE_LIMIT)}
+
+    def storm_measure() -> None:
+        """The renewal storm: gunicorn alone, then each run's workers started just before
+        its deliveries are sent (as in production, they process while the
+        acknowledgements go on), stopped after it; a run has its own event ids
+        (events_renamed) and its own worker log, from which its Stripe requests are
+        counted (stripe_requests)."""
+        default = setting_read(storm_env, "WORKER_CONCURRENCY", 1)
+        results["storm_default_concurrency"] = default
+        results["storm_stripe_rate_limit"] = STRIPE_RATE_LIMIT
+        results["storm_sandbox_rate_limit"] = SANDBOX_RATE_LIMIT
+        results["storm"] = []
+        with (
+            serving(storm_env, port, "storm", workers=0) as server,
+            phase("renewal storm"),
+        ):
+            for index, (tag, path) in enumerate(storm_files.items()):
+                processes, concurrency = storm_runs[index]
+                cap = args.storm_timeout_s
+                if index and args.storm_sample_s:
+                    cap = min(cap, args.storm_sample_s)
+                each = concurrency or default
+                say(
+                    f"renewal storm, {processes} worker(s) × {each}"
+                    f"{'' if concurrency else ' (default)'} tasks at once: {storm_total} "
+                    f"invoice.paid at c={STORM_CONCURRENCY}, Stripe +{SLOW_STRIPE_MS} ms "
+                    f"(limit {cap:g} s)"
+                )
+                log_name = f"worker-storm-{tag}.log"
+                server.workers_start(processes, concurrency=concurrency, log_name=log_name)
+                # Workers up before the first delivery: their start-up (Django, a first
+                # heartbeat) is not part of the storm.
+                workers_ready("bench-storm-", processes)
+                started = time.monotonic()
+                ack = _trim(
+                    load(
+                        {"mode": "sequences", "port": port, "secret": endpoint.secret}
+                        | {"payloads": str(path), "concurrency": STORM_CONCURRENCY}
+                        | {"path": webhook_path}
+                    )
+                )
+                storm_wait(tag, storm_total, started + cap)
+                server.workers_stop()
+                run: dict[str, Any] = {
+                    "processes": processes,
+                    "concurrency": each,
+                    "concurrency_default": concurrency is None,
+                    "cap_s": cap,
+                    "timeout_s": args.storm_timeout_s,
+                }
+                run |= {"ack": ack, **storm_stats(tag, storm_total)}
+                run["stripe"] = stripe_requests(
+                    OUT / log_name, run.pop("first_received"), run.pop("last_processed")
+                )
+                run["tasks_dropped"] = tasks_drop()
+                connection.close()
+                say(
+                    f"  {run['processed']}/{storm_total} processed in {run['span_s']:.0f} s "
+                    f"({run['per_second']:.1f}/s); Stripe {run['stripe']['mean_per_second']:.1f}"
+                    f" req/s, peak {run['stripe']['peak_per_second']}/s, "
+                    f"{run['stripe']['refused_429']} × 429"
+                )
+                results["storm"].append(run)
+        results["problems_storm"] = log_problems("storm*")
+
+    if only_storm:
+        storm_measure()
+        from devtools.bench.report import storm_report_write
+
+        return results_write(results, "results-storm.json", storm_report_write, args.out)
 
     def warm(cookie: str, paths: list[str]) -> None:
         # Unmeasured requests, enough for every gunicorn worker to have served each path.
@@ -1001,48 +1203,7 @@ def main() -> int:
 
         return results_write(results, "results-webhooks.json", webhooks_report_write, args.out)
 
-    # Renewal storm: gunicorn alone, then each run's workers started just before its
-    # deliveries are sent (as in production, they process while the acknowledgements go
-    # on), stopped after it; a run has its own event ids (events_renamed).
-    results["storm"] = []
-    with serving(slow_env, port, "storm", workers=0) as server, phase("renewal storm"):
-        for index, (tag, path) in enumerate(storm_files.items()):
-            workers = storm_counts[index]
-            cap = args.storm_timeout_s
-            if index and args.storm_sample_s:
-                cap = min(cap, args.storm_sample_s)
-            say(
-                f"renewal storm, {workers} worker(s): {storm_total} invoice.paid at "
-                f"c={STORM_CONCURRENCY}, Stripe +{SLOW_STRIPE_MS} ms (limit {cap:g} s)"
-            )
-            server.workers_start(workers)
-            # Workers up before the first delivery: their start-up (Django, a first
-            # heartbeat) is not part of the storm.
-            workers_ready("bench-storm-", workers)
-            started = time.monotonic()
-            ack = _trim(
-                load(
-                    {"mode": "sequences", "port": port, "secret": endpoint.secret}
-                    | {"payloads": str(path), "concurrency": STORM_CONCURRENCY}
-                    | {"path": webhook_path}
-                )
-            )
-            storm_wait(tag, storm_total, started + cap)
-            server.workers_stop()
-            run: dict[str, Any] = {
-                "workers": workers,
-                "cap_s": cap,
-                "timeout_s": args.storm_timeout_s,
-            }
-            run |= {"ack": ack, **storm_stats(tag, storm_total)}
-            run["tasks_dropped"] = tasks_drop()
-            connection.close()
-            say(
-                f"  {run['processed']}/{storm_total} processed in {run['span_s']:.0f} s "
-                f"({run['per_second']:.1f}/s)"
-            )
-            results["storm"].append(run)
-    results["problems_storm"] = log_problems("storm")
+    storm_measure()
 
     reconcile_measure(fast_env, results, phase)
 
