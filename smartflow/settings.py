@@ -345,6 +345,34 @@ if STRIPE_RATE_LIMIT < 0:
 # Milliseconds the sandbox waits before answering each API request, standing in for
 # Stripe's own latency (`make bench` runs once with 300); 0 answers at once.
 STRIPE_SANDBOX_LATENCY_MS = env.int("STRIPE_SANDBOX_LATENCY_MS", default=0)
+
+
+def _sandbox_rate_limit(raw: str) -> float:
+    """STRIPE_SANDBOX_RATE_LIMIT as requests per second, 0.0 for off. A number is always a
+    rate, so "1" means one request a second, never "on"; the words name Stripe's limits."""
+    value = raw.strip().lower()
+    if value in {"", "off"}:
+        return 0.0
+    if value in {"on", "test"}:
+        return 25.0  # Stripe's global limit in test mode (sandboxes)
+    if value == "live":
+        return 100.0  # and in live mode
+    try:
+        rate = float(value)
+    except ValueError:
+        rate = -1.0
+    if not 0 <= rate < float("inf"):  # also refuses nan
+        raise ImproperlyConfigured(
+            "STRIPE_SANDBOX_RATE_LIMIT must be off (or 0), test or on (Stripe's test-mode "
+            "limit, 25 requests a second), live (100) or a number of requests a second, "
+            f"not {raw!r}."
+        )
+    return rate
+
+
+# Requests a second the sandbox answers, for the whole sandbox (every process); beyond it
+# it answers 429 as Stripe does (devtools/stripe_sandbox/ratelimit.py). Off by default.
+STRIPE_SANDBOX_RATE_LIMIT = _sandbox_rate_limit(env.str("STRIPE_SANDBOX_RATE_LIMIT", default=""))
 # The sandbox's dunning. "smart" (Stripe's default, Smart Retries): up to
 # STRIPE_SANDBOX_SMART_RETRIES retries within STRIPE_SANDBOX_SMART_RETRY_DAYS of the failed
 # renewal, at times the sandbox draws from STRIPE_SANDBOX_SEED (devtools/stripe_sandbox/README.md);

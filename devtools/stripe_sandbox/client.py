@@ -77,6 +77,7 @@ class SandboxHTTPClient(stripe.HTTPClient):
     ) -> tuple[str, int, Mapping[str, str]]:
         # Imported here: the API modules touch models and tasks, which app loading must
         # not (this client is installed from AppConfig.ready()).
+        from devtools.stripe_sandbox import ratelimit
         from devtools.stripe_sandbox.api import api_request
         from devtools.stripe_sandbox.store import new_id
 
@@ -86,6 +87,10 @@ class SandboxHTTPClient(stripe.HTTPClient):
         parts = urlsplit(url)
         params = form_decode(parts.query if method.lower() in ("get", "delete") else post_data)
         request_id = new_id("req")
+        # Over STRIPE_SANDBOX_RATE_LIMIT: Stripe's 429, before anything is read or written.
+        if (refused := ratelimit.refusal(request_id)) is not None:
+            logger.info("Stripe sandbox: %s %s -> 429 (rate limit)", method.upper(), parts.path)
+            return refused
         status, body = api_request(
             method, parts.path, params, dict(headers or {}), request_id=request_id
         )

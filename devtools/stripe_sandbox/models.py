@@ -82,3 +82,18 @@ class IdempotentRequest(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class RateLimitBucket(models.Model):
+    """STRIPE_SANDBOX_RATE_LIMIT's bucket on PostgreSQL, shared by every process (ratelimit.py).
+
+    Kept as GCRA's one timestamp: `tat` is when the bucket will be full again. A request is
+    let through when taking its token leaves `tat` at most one bucket (a second of the
+    rate) ahead of the database's clock.
+    """
+
+    name = models.CharField(primary_key=True, max_length=32)
+    tat = models.DateTimeField(help_text="When the bucket is full again (database clock).")
+
+    def __str__(self) -> str:
+        return f"{self.name}: full at {self.tat:%H:%M:%S.%f}"
