@@ -260,6 +260,12 @@ class WebhookDelivery(models.Model):
     reprocess = models.BooleanField(default=False)
     # When retention blanked the stored body (smartflow/retention.py); the row stays.
     body_purged_at = models.DateTimeField(null=True, blank=True)
+    # When `billing_webhooks --recover` (billing/webhook_recover.py) found the event in
+    # Stripe's Events API with no delivery here and queued it; `deliveries` is then 0
+    # until Stripe delivers it after all.
+    recovered_at = models.DateTimeField(
+        null=True, blank=True, help_text="Recovered from Stripe's Events API: never delivered."
+    )
 
     class Meta:
         ordering: ClassVar[list[str]] = ["-received_at"]
@@ -278,6 +284,26 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.event_id} ({self.get_state_display()})"
+
+
+class WebhookRecoverRun(models.Model):
+    """One daily recovery of missed Stripe events (billing/webhook_recover.py): when it
+    was queued and ran, and what it found.
+
+    One row per window of WEBHOOK_RECOVER_EVERY_HOURS: the unique window is what lets only
+    one of several workers queue the recovery of that window."""
+
+    window_start = models.DateTimeField(unique=True)
+    queued_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # {"listed": n, "already": n, "queued": n}
+    result = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["-window_start"]
+
+    def __str__(self) -> str:
+        return f"webhook recovery of {self.window_start:%Y-%m-%d %H:%M}"
 
 
 class WebhookSecretPrevious(models.Model):

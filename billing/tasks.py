@@ -91,6 +91,16 @@ def webhook_process(delivery_id: int) -> str:
 
 
 @task()
+def webhook_recover_run(run_id: int) -> dict[str, Any]:
+    """The daily recovery of Stripe events never received (billing/webhook_recover.py),
+    recorded on WebhookRecoverRun `run_id`. Safe to run again: an event id is stored once,
+    so a second run queues only what is still missing."""
+    from billing.webhook_recover import recover_run
+
+    return recover_run(run_id)
+
+
+@task()
 def stripe_customer_email_sync(user_id: int) -> int:
     """Give the user's Stripe customers (this mode's) the user's email, after a confirmed
     change of address (accounts/receivers.py): receipts and Stripe's own emails go to the

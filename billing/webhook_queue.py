@@ -32,6 +32,7 @@ until they time out and come again. So:
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import random
 from collections.abc import Iterable
@@ -217,6 +218,63 @@ def _store(
     delivery.trigger = trigger
     delivery.save(force_insert=True)
     return delivery.pk, False
+
+
+# Who stored a recovered event's trigger, where a delivered one has the request's: no
+# request, so no client address (the field is required) and this header instead.
+RECOVERED_IP = "0.0.0.0"
+RECOVERED_HEADER = "X-SmartFlow-Recovered"
+
+
+def known_event_ids(event_ids: Iterable[str]) -> set[str]:
+    """Which of `event_ids` are here already: a delivery, or dj-stripe's Event of one
+    processed before the queue existed (dj-stripe processed it in the request)."""
+    ids = list(event_ids)
+    known = set(WebhookDelivery.objects.filter(event_id__in=ids).values_list("event_id", flat=True))
+    return known | set(Event.objects.filter(id__in=ids).values_list("id", flat=True))
+
+
+def recovered_store(
+    event: dict[str, Any], *, endpoint: WebhookEndpoint, source: str, now: datetime | None = None
+) -> int | None:
+    """Store an event fetched from Stripe's Events API and never delivered here as if it
+    had been: the same trigger, delivery and task as `acknowledge`'s, all or nothing, the
+    delivery marked `recovered_at` with `deliveries` 0. None when the event id is stored
+    already (checked under the unique event_id: a delivery of the same event committed
+    meanwhile makes this insert fail, and it is left at that), else the delivery's id."""
+    now = now or timezone.now()
+    event_id = str(event["id"])[:255]
+    trigger = WebhookEventTrigger(
+        headers={RECOVERED_HEADER: source},
+        body=json.dumps(event),
+        remote_ip=RECOVERED_IP,
+        valid=True,
+        stripe_trigger_account_id=endpoint.djstripe_owner_account_id,
+        webhook_endpoint=endpoint,
+    )
+    delivery = WebhookDelivery(
+        event_id=event_id,
+        event_type=str(event.get("type") or "")[:255],
+        livemode=bool(event.get("livemode")),
+        customer_key=customer_key(event),
+        deliveries=0,
+        received_at=now,
+        last_delivered_at=now,
+        retry_until=now + RETRY_FOR,
+        recovered_at=now,
+    )
+    if known_event_ids([event_id]):
+        return None
+    try:
+        # A savepoint inside a caller's transaction; else its own transaction.
+        with transaction.atomic():
+            trigger.save(force_insert=True)
+            delivery.trigger = trigger
+            delivery.save(force_insert=True)
+            webhook_process.enqueue(delivery.pk)
+    except IntegrityError:
+        return None  # delivered (or recovered by another run) at this very moment
+    return delivery.pk
 
 
 # --- Process ----------------------------------------------------------------------------

@@ -519,6 +519,15 @@ if RETENTION_TASK_DAYS < 3:
         "RETENTION_TASK_DAYS must be at least 3: failed webhook tasks are retried for 3 days."
     )
 
+# --- Stripe events never received (billing/webhook_recover.py) ------------------------
+# Once every WEBHOOK_RECOVER_EVERY_HOURS one worker lists Stripe's events of the last two
+# periods (Events API) and queues those no webhook brought; 0 turns it off (then run
+# `manage.py billing_webhooks --recover --since 2d` by hand).
+WEBHOOK_RECOVER_EVERY_HOURS = env.int("WEBHOOK_RECOVER_EVERY_HOURS", default=24)
+if not 0 <= WEBHOOK_RECOVER_EVERY_HOURS <= 15 * 24:
+    # Looking back two periods must stay inside the 30 days Stripe keeps its events.
+    raise ImproperlyConfigured("WEBHOOK_RECOVER_EVERY_HOURS must be between 0 (off) and 360.")
+
 # --- Onboarding (email through django-anymail, SMS through Twilio) ----------------------
 # Email: ANYMAIL_ESP names an anymail backend (sendgrid, postmark, mailgun, amazon_ses,
 # brevo, resend, ...) and then wins over EMAIL_BACKEND; unset, EMAIL_BACKEND (above)

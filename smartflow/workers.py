@@ -10,7 +10,8 @@ older than STALE_SECONDS (or, for a worker that never had one, such as a plain
 `db_worker`, tasks started more than UNKNOWN_WORKER_SECONDS ago). A dead worker's
 heartbeat row is removed once none of its tasks is left RUNNING, and in any case once it
 is older than HEARTBEAT_KEPT. The same round queues the retention purge when it is due
-(smartflow/retention.py).
+(smartflow/retention.py), and the recovery of Stripe events never received
+(billing/webhook_recover.py).
 
 Running a task again is safe for every task the project enqueues, each for its own reason:
 - `onboarding.outbox.onboarding_message_send`: sends only if it moves the message's
@@ -26,6 +27,8 @@ Running a task again is safe for every task the project enqueues, each for its o
   here too (`billing.webhook_queue.failed_tasks_requeue`).
 - `billing.tasks.overrides_sweep`, `billing.tasks.plan_grace_recheck`: recompute plans
   from the facts and write only on a change.
+- `billing.tasks.webhook_recover_run`: stores an event id once (the unique event_id), so
+  a second run queues only what is still missing.
 """
 
 from __future__ import annotations
@@ -135,6 +138,7 @@ def orphans_requeue(*, now: datetime | None = None) -> list[str]:
 def recover(*, now: datetime | None = None) -> list[str]:
     """Everything a worker does about dead workers, once."""
     from billing.webhook_queue import failed_tasks_requeue
+    from billing.webhook_recover import recover_enqueue_if_due
     from onboarding.outbox import onboarding_outbox_sweep
     from smartflow.retention import retention_enqueue_if_due
 
@@ -142,6 +146,7 @@ def recover(*, now: datetime | None = None) -> list[str]:
     failed_tasks_requeue(now=now)
     onboarding_outbox_sweep()
     retention_enqueue_if_due(now=now)
+    recover_enqueue_if_due(now=now)
     return requeued
 
 

@@ -137,7 +137,8 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
         "processed_at",
         "short_error",
     )
-    list_filter = ("state", "event_type")
+    # "recovered at": not empty for events no webhook brought (billing/webhook_recover.py).
+    list_filter = ("state", "event_type", ("recovered_at", admin.EmptyFieldListFilter))
     search_fields = ("event_id", "customer_key")
     ordering = ("-received_at", "-pk")
     fields = readonly_fields = (
@@ -149,6 +150,7 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
         "deliveries",
         "attempts",
         "received_at",
+        "recovered_at",
         "last_delivered_at",
         "next_attempt_at",
         "retry_until",

@@ -7,7 +7,7 @@ from devtools.stripe_sandbox.api.params import (
     list_param,
 )
 from devtools.stripe_sandbox.api.router import ID, route
-from devtools.stripe_sandbox.store import Obj
+from devtools.stripe_sandbox.store import Obj, StripeError
 
 
 @route("GET", f"/events/{ID}")
@@ -15,14 +15,31 @@ def event_retrieve(params: Obj, id: str) -> Obj:
     return store.get(id, "event")
 
 
+# Stripe's Events API lists the last 30 days only, and its `types` filter takes at most
+# 20 names, never together with `type`.
+EVENTS_KEPT_SECONDS = 30 * 24 * 3600
+TYPES_MAX = 20
+
+
 @route("GET", "/events")
 def event_list(params: Obj) -> Obj:
-    types = list_param(params, "types") or ([params["type"]] if params.get("type") else [])
+    types = list_param(params, "types")
+    if types and params.get("type"):
+        raise StripeError("You may pass either `type` or `types`, but not both.", param="types")
+    if len(types) > TYPES_MAX:
+        raise StripeError(
+            f"Invalid array: `types` can contain at most {TYPES_MAX} items.", param="types"
+        )
+    types = types or ([params["type"]] if params.get("type") else [])
+    oldest = store.now() - EVENTS_KEPT_SECONDS
 
     def matches(event: Obj) -> bool:
-        return not types or any(
-            event["type"] == t or (t.endswith("*") and event["type"].startswith(t[:-1]))
-            for t in types
+        return int(event.get("created", 0)) >= oldest and (
+            not types
+            or any(
+                event["type"] == t or (t.endswith("*") and event["type"].startswith(t[:-1]))
+                for t in types
+            )
         )
 
     return store.paginate(store.select("event", matches), params, "/v1/events")
