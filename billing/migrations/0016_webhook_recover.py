@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0014_webhook_body_purged_at'),
+        ('billing', '0015_stripe_pace'),
     ]
 
     operations = [
