@@ -1008,13 +1008,10 @@ def speed_report_write(r: dict[str, Any], path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def storm_report_write(r: dict[str, Any], path: Path) -> None:
-    """`devtools/bench/run.py --only storm`: the renewal storm alone, to try a change to the
-    workers or the Stripe pacing (never devtools/bench/RESULTS.md)."""
+def _storm_run_lines(r: dict[str, Any]) -> list[str]:
+    """Where and when a storm-only run was measured, its table, goal and checks."""
     m = r["machine"]
     lines = [
-        "# SmartFlow renewal storm only (`devtools/bench/run.py --only storm`)",
-        "",
         f"- **Date**: {m['date']}; commit `{m['commit']}`"
         + (f" plus uncommitted changes to {', '.join(m['changed'])}" if m["changed"] else ""),
         f"- **Machine**: {m['cores']} cores, load average {r['loadavg_start']:.2f} at the start",
@@ -1033,5 +1030,46 @@ def storm_report_write(r: dict[str, Any], path: Path) -> None:
     problems = r.get("problems_storm") or []
     lines.append(f"- Server and worker logs: {len(problems)} ERROR lines or tracebacks")
     lines += [f"  - `{p}`" for p in problems[:10]]
+    return lines
+
+
+def storm_report_write(r: dict[str, Any], path: Path) -> None:
+    """`devtools/bench/run.py --only storm --out OTHER.md`: the renewal storm alone, to try
+    a change to the workers or the Stripe pacing."""
+    lines = [
+        "# SmartFlow renewal storm only (`devtools/bench/run.py --only storm`)",
+        "",
+        *_storm_run_lines(r),
+    ]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines).rstrip("\n") + "\n")
+
+
+STORM_SECTION = "## Renewal storm"
+
+
+def storm_section_write(r: dict[str, Any], path: Path) -> None:
+    """`--only storm` with RESULTS.md as --out: its *Renewal storm* section replaced by
+    this run's (with its own date, commit and checks), the rest of the page as the full
+    run left it, less that run's storm check lines (now out of date)."""
+    old = path.read_text()
+    if STORM_SECTION not in old:
+        raise SystemExit(f"{path} has no '{STORM_SECTION}' section to replace")
+    start = old.index(STORM_SECTION)
+    end = old.find("\n## ", start + len(STORM_SECTION))
+    end = len(old) if end < 0 else end + 1
+    section = [
+        STORM_SECTION,
+        "",
+        "*Measured on its own (`--only storm`), after the rest of this page; the section "
+        "says where and when.*",
+        "",
+        *_storm_run_lines(r),
+    ]
+    rest = [
+        line
+        for line in old[end:].splitlines()
+        if not line.startswith(("- Renewal storm, ", "- renewal storm: other processes"))
+    ]
+    text = old[:start] + "\n".join(section) + "\n\n" + "\n".join(rest)
+    path.write_text(text.rstrip("\n") + "\n")

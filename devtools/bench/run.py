@@ -849,7 +849,8 @@ def parser_build() -> argparse.ArgumentParser:
 def args_parse() -> Args:
     parser = parser_build()
     ns = parser.parse_args()
-    if ns.only and ns.out.resolve() == (HERE / "RESULTS.md").resolve():
+    # `--only storm` may refresh RESULTS.md's storm section in place (storm_section_write).
+    if ns.only not in ("", "storm") and ns.out.resolve() == (HERE / "RESULTS.md").resolve():
         parser.error("--only writes a partial report: give it its own --out")
     try:
         storm_runs_parse(ns.storm_runs)
@@ -1097,9 +1098,11 @@ def main() -> int:
 
     if only_storm:
         storm_measure()
-        from devtools.bench.report import storm_report_write
+        from devtools.bench.report import storm_report_write, storm_section_write
 
-        return results_write(results, "results-storm.json", storm_report_write, args.out)
+        results_main = args.out.resolve() == (HERE / "RESULTS.md").resolve()
+        write = storm_section_write if results_main else storm_report_write
+        return results_write(results, "results-storm.json", write, args.out)
 
     def warm(cookie: str, paths: list[str]) -> None:
         # Unmeasured requests, enough for every gunicorn worker to have served each path.

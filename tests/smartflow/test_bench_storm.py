@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from devtools.bench.report import _storm, storm_report_write
+from devtools.bench.report import _storm, storm_report_write, storm_section_write
 from devtools.bench.run import storm_runs_parse, stripe_requests
 
 
@@ -132,6 +132,40 @@ def test_storm_goal_missed_on_rate_a_rate_limited_failure_or_a_slow_ack() -> Non
 def test_storm_goal_not_judged_without_two_processes_at_the_default() -> None:
     lines = _storm(_results(_run(2, 4, default=False)))
     assert any(line.startswith("- not judged") for line in lines)
+
+
+def _written(out: str) -> dict[str, Any]:
+    results = _results(_run(2, 8, default=True))
+    return results | {
+        "machine": {"date": "2026-12-07 01:00 UTC", "commit": "abc", "changed": [], "cores": 2},
+        "loadavg_start": 0.5,
+        "gunicorn_workers": 4,
+        "worker_nice": 10,
+        "elapsed_s": 600.0,
+        "args": {"only": "storm", "out": out},
+        "problems_storm": [],
+    }
+
+
+def test_a_storm_only_run_replaces_the_storm_section_of_results_md_alone(tmp_path: Path) -> None:
+    out = tmp_path / "RESULTS.md"
+    out.write_text(
+        "# SmartFlow under load\n\n## Renewal storm\n\n| workers |\n| 4 | old |\n\n"
+        "## Notes\n\nkept\n\n## Checks\n\n- Renewal storm, 4 worker(s): old\n"
+        "- Gating: kept\n"
+    )
+
+    storm_section_write(_written("devtools/bench/RESULTS.md"), out)
+
+    text = out.read_text()
+    assert text.startswith("# SmartFlow under load\n\n## Renewal storm\n")
+    assert "| 2 | 8 (default) |" in text
+    assert "| 4 | old |" not in text
+    assert "- Renewal storm, 4 worker(s): old" not in text  # the old run's check
+    assert "- Renewal storm, 2 × 8:" in text  # this run's
+    assert "## Notes\n\nkept" in text
+    assert "- Gating: kept" in text
+    assert text.index("## Renewal storm") < text.index("## Notes") < text.index("## Checks")
 
 
 def test_storm_report_writes_its_partial_report(tmp_path: Path) -> None:
