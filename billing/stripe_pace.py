@@ -21,7 +21,6 @@ ratelimit and allauth's limiter count requests to refuse them, not to space them
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import random
@@ -30,10 +29,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import psycopg
 import stripe
 from django.conf import settings
-from django.db import DatabaseError, connections
-from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db import connections
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +54,58 @@ _RESERVE = """
 """
 
 
+class OwnConnection:
+    """A PostgreSQL connection of this process's own, in autocommit, for one short statement
+    at a time from any of its threads. Not the thread's Django connection: that one is often
+    inside a long transaction (an event's processing), and a row lock taken there would be
+    held until it commits. The sandbox's rate limit shares it
+    (devtools/stripe_sandbox/ratelimit.py)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._connection: psycopg.Connection[Any] | None = None
+        self._pid = 0
+
+    def execute(self, sql: str, params: Mapping[str, object]) -> list[tuple[Any, ...]]:
+        """The statement's rows; a connection that died is opened again, once, and then
+        psycopg.OperationalError is raised."""
+        with self._lock:
+            for last_try in (False, True):
+                try:
+                    with self._open().cursor() as cursor:
+                        cursor.execute(sql, params)
+                        return cursor.fetchall() if cursor.description else []
+                except psycopg.OperationalError:
+                    self._close()
+                    if last_try:
+                        raise
+        raise AssertionError("unreachable")
+
+    def _open(self) -> psycopg.Connection[Any]:
+        if self._pid != os.getpid() and self._connection is not None:
+            # Forked with the parent's connection: never use it, nor let it be collected
+            # (closing it would end the parent's session on the shared socket).
+            _inherited.append(self._connection)
+            self._connection = None
+        if self._connection is None or self._connection.closed:
+            params = connections["default"].get_connection_params()
+            self._connection = psycopg.connect(**params, autocommit=True)
+            self._pid = os.getpid()
+        return self._connection
+
+    def _close(self) -> None:
+        if self._connection is not None and self._pid == os.getpid():
+            self._connection.close()
+        self._connection = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()
+
+
+_inherited: list[psycopg.Connection[Any]] = []
+
+
 class Pace:
     """Slots of `1 / rate` seconds for the whole deployment (or this process)."""
 
@@ -63,8 +114,7 @@ class Pace:
         self.name = name
         self._lock = threading.Lock()
         self._next = 0.0  # process-local slots (SQLite), time.monotonic()
-        self._wrapper: BaseDatabaseWrapper | None = None
-        self._pid = 0
+        self._shared = OwnConnection()
         self._warned_at = 0.0
 
     def wait(self) -> float:
@@ -78,43 +128,20 @@ class Pace:
 
     def _reserve(self) -> float:
         interval = 1 / self.rate
+        if connections["default"].vendor == "postgresql":
+            try:
+                rows = self._shared.execute(_RESERVE, {"name": self.name, "interval": interval})
+                return float(rows[0][0])
+            except psycopg.Error:
+                self._warn()  # and keep the pace alone, below
         with self._lock:
-            if connections["default"].vendor == "postgresql":
-                shared = self._reserve_shared(interval)
-                if shared is not None:
-                    return shared
             now = time.monotonic()
             slot = max(self._next, now)
             self._next = slot + interval
             return slot - now
 
-    def _reserve_shared(self, interval: float) -> float | None:
-        for last_try in (False, True):
-            try:
-                with self._connection().cursor() as cursor:
-                    cursor.execute(_RESERVE, {"name": self.name, "interval": interval})
-                    row = cursor.fetchone()
-                return float(row[0]) if row else 0.0
-            except DatabaseError:
-                self._close()  # a dropped connection: once more on a new one
-                if last_try:
-                    self._warn()
-        return None
-
-    def _connection(self) -> BaseDatabaseWrapper:
-        # A wrapper of our own (not the thread's `connection`), shared by this process's
-        # threads under self._lock; made anew in a forked child.
-        if self._wrapper is None or self._pid != os.getpid():
-            self._wrapper = connections.create_connection("default")
-            self._wrapper.inc_thread_sharing()
-            self._pid = os.getpid()
-        return self._wrapper
-
-    def _close(self) -> None:
-        if self._wrapper is not None and self._pid == os.getpid():
-            with contextlib.suppress(DatabaseError):
-                self._wrapper.close()
-        self._wrapper = None
+    def close(self) -> None:
+        self._shared.close()
 
     def _warn(self) -> None:
         # The database is away: this process keeps the pace alone for now (and a 429 is

@@ -10,17 +10,15 @@ atomic statement on the database's clock; on SQLite (development) each process h
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
 
-import psycopg
 from django.conf import settings
 from django.db import connections
 
+from billing.stripe_pace import OwnConnection
 from devtools.stripe_sandbox.models import RateLimitBucket
 
 # Stripe's 429 for its global rate limiter, as stripe-python receives it. The API reference
@@ -42,7 +40,6 @@ ERROR = {
 REASON = "global-rate"
 
 _BUCKET = "global"
-_inherited: list[psycopg.Connection[Any]] = []
 
 
 def _shape(rate: float) -> tuple[int, int]:
@@ -77,15 +74,13 @@ class _LocalBucket:
 
 
 class _SharedBucket:
-    """PostgreSQL: one row for every process, on a connection of its own in autocommit.
-    Not the caller's connection: the caller is often inside transaction.atomic() for a
-    long time, and the bucket's row lock, held until that commits, would queue every
-    process behind it."""
+    """PostgreSQL: one row for every process, on a connection of its own in autocommit
+    (the deployment's Stripe pace uses the same kind). Not the caller's connection: the
+    caller is often inside transaction.atomic() for a long time, and the bucket's row lock,
+    held until that commits, would queue every process behind it."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._connection: psycopg.Connection[Any] | None = None
-        self._pid = 0
+        self._connection = OwnConnection()
         table = connections["default"].ops.quote_name(RateLimitBucket._meta.db_table)
         # The conflict's WHERE refuses without writing; RETURNING then yields no row.
         self._take = (
@@ -99,35 +94,7 @@ class _SharedBucket:
         self._reset = f"DELETE FROM {table} WHERE name = %(name)s"
 
     def _execute(self, sql: str, params: Mapping[str, object]) -> bool:
-        with self._lock:
-            for attempt in (1, 2):
-                try:
-                    with self._open().cursor() as cursor:
-                        cursor.execute(sql, params)
-                        return cursor.rowcount > 0
-                except psycopg.OperationalError:
-                    # A connection that died (database restarted) is opened again, once.
-                    self._close()
-                    if attempt == 2:
-                        raise
-        raise AssertionError("unreachable")
-
-    def _open(self) -> psycopg.Connection[Any]:
-        if self._pid != os.getpid() and self._connection is not None:
-            # Forked with the parent's connection: never use it, nor let it be collected
-            # (closing it would end the parent's session on the shared socket).
-            _inherited.append(self._connection)
-            self._connection = None
-        if self._connection is None or self._connection.closed:
-            params = connections["default"].get_connection_params()
-            self._connection = psycopg.connect(**params, autocommit=True)
-            self._pid = os.getpid()
-        return self._connection
-
-    def _close(self) -> None:
-        if self._connection is not None and self._pid == os.getpid():
-            self._connection.close()
-            self._connection = None
+        return bool(self._connection.execute(sql, params))
 
     def take(self, rate: float) -> bool:
         interval, size = _shape(rate)
@@ -144,8 +111,7 @@ class _SharedBucket:
         self._execute(self._reset, {"name": _BUCKET})
 
     def close(self) -> None:
-        with self._lock:
-            self._close()
+        self._connection.close()
 
 
 _buckets: dict[str, _LocalBucket | _SharedBucket] = {}

@@ -9,9 +9,10 @@ import json
 from datetime import timedelta
 from typing import Any
 
+import psycopg
 import pytest
 import stripe
-from django.db import DatabaseError, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
@@ -92,8 +93,8 @@ def test_two_processes_share_one_pace_through_postgresql():
     assert min(steps) > 0.08
     assert max(steps) < 0.12
     assert delays[-1] == pytest.approx(0.9, abs=0.1)
-    first._close()
-    second._close()
+    first.close()
+    second.close()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -106,16 +107,21 @@ def test_the_shared_pace_runs_outside_the_callers_transaction():
     with transaction.atomic():
         pace._reserve()
         # Seen from another connection before the caller's transaction ends.
-        with other._connection().cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM billing_stripepace WHERE name = 'test-outside'")
-            assert cursor.fetchone() == (1,)
-    pace._close()
-    other._close()
+        rows = other._shared.execute(
+            "SELECT count(*) FROM billing_stripepace WHERE name = 'test-outside'", {}
+        )
+        assert rows == [(1,)]
+    pace.close()
+    other.close()
+
+
+def _away(*args: Any) -> Any:
+    raise psycopg.OperationalError("server closed the connection unexpectedly")
 
 
 def test_on_sqlite_or_without_the_database_the_process_keeps_the_pace(monkeypatch):
     pace = Pace(20)
-    monkeypatch.setattr(pace, "_reserve_shared", lambda interval: None)  # database away
+    monkeypatch.setattr(pace._shared, "execute", _away)
     delays = [pace._reserve() for _ in range(5)]
 
     assert delays[0] <= 0.001
@@ -127,10 +133,7 @@ def test_the_database_away_paces_this_process_alone_and_says_so(monkeypatch, cap
     _postgresql()
     pace = Pace(20, name="test-away")
 
-    def broken() -> Any:
-        raise DatabaseError("server closed the connection")
-
-    monkeypatch.setattr(pace, "_connection", broken)
+    monkeypatch.setattr(pace._shared, "execute", _away)
     delays = [pace._reserve() for _ in range(3)]
 
     assert delays[-1] == pytest.approx(0.1, abs=0.02)

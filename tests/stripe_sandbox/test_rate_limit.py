@@ -125,7 +125,7 @@ def test_processes_share_one_bucket(settings, limit, postgresql):
     settings.STRIPE_SANDBOX_RATE_LIMIT = 2
     buckets = [ratelimit._SharedBucket() for _ in range(6)]
     for bucket in buckets:
-        bucket._open()  # connected before the race
+        bucket._connection._open()  # connected before the race
     start = threading.Barrier(len(buckets))
     taken: list[bool] = []
 
