@@ -965,7 +965,8 @@ def invoice_preview(params: Obj) -> Obj:
     sub_id = params.get("subscription")
     if not sub_id:
         raise StripeError("Missing required param: subscription.", param="subscription")
-    sub = copy.deepcopy(store.get(sub_id, "subscription", kind="subscription"))
+    stored_sub = store.get(sub_id, "subscription", kind="subscription")
+    sub = copy.deepcopy(stored_sub)
     for item in sub["items"]["data"]:
         # A subscription a test stored as API versions before 2025-03-31.basil laid it
         # out (the period on the subscription, none on its items): previewed as today's.
@@ -981,7 +982,8 @@ def invoice_preview(params: Obj) -> Obj:
         sub, details.get("proration_date"), param="subscription_details[proration_date]"
     )
     changed = _switch_items(sub, details.get("items") or [])
-    customer = copy.deepcopy(store.get(sub["customer"], "customer"))
+    stored_customer = store.get(sub["customer"], "customer")
+    customer = copy.deepcopy(stored_customer)
     previewed = _proration_items(sub, changed, ts=ts) if proration != "none" else []
     reset = cycle_resets(changed, sub)
     if reset:
@@ -1035,7 +1037,9 @@ def invoice_preview(params: Obj) -> Obj:
         line["invoice"] = invoice["id"]
     # (Older API versions' upcoming invoice carried subscription_proration_date; this
     # version's Invoice has no such field: tests/devtools/stripe_sandbox/test_conformance.py.)
-    invoices.invoice_totals(invoice)
+    # The discount and tax follow the subscription and customer as stored, not the
+    # preview's changed copies.
+    invoices.invoice_totals(invoice, stored=(stored_sub, stored_customer))
     return invoice
 
 
