@@ -174,7 +174,8 @@ def render(obj: Any) -> Any:
         return {k: render(v) for k, v in obj.items() if not k.startswith("_")}
     if isinstance(obj, list):
         return [render(v) for v in obj]
-    return copy.deepcopy(obj)
+    # JSON's scalars are immutable: the copy can share them.
+    return obj if isinstance(obj, str | int | float | None) else copy.deepcopy(obj)
 
 
 def list_envelope(data: list[Obj], url: str, *, has_more: bool = False) -> Obj:
@@ -265,9 +266,11 @@ def expand(obj: Obj, paths: Iterable[str]) -> Obj:
     """A rendered copy of `obj` with each dotted path in `paths` whose value is a stored
     object's id replaced by that object, the way Stripe's `expand[]` does (lists are
     walked through; fields Stripe includes only on request are computed)."""
-    obj = copy.deepcopy(obj)
-    for path in sorted(set(paths), key=lambda p: p.count(".")):
-        _expand_path(obj, path.split("."))
+    if paths := sorted(set(paths), key=lambda p: p.count(".")):
+        # Expanding writes into the object: into a copy (render copies too).
+        obj = copy.deepcopy(obj)
+        for path in paths:
+            _expand_path(obj, path.split("."))
     return render(obj)
 
 
