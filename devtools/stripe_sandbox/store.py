@@ -68,9 +68,33 @@ def new_id(prefix: str) -> str:
 # --- Clock ------------------------------------------------------------------------------
 
 
+# Within one API request the clock's offset is read once (clock_read_once): Stripe answers
+# a request at its own moment, and the offset moves only by `clock_advance`, which keeps
+# the request's reading current.
+_offset_read: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "sandbox_offset_read", default=None
+)
+
+
+@contextlib.contextmanager
+def clock_read_once() -> Iterator[None]:
+    """Within the block (one API request), `clock_offset()` reads the database once."""
+    token = _offset_read.set([])
+    try:
+        yield
+    finally:
+        _offset_read.reset(token)
+
+
 def clock_offset() -> int:
+    read = _offset_read.get()
+    if read:
+        return read[0]
     clock = SandboxClock.objects.filter(pk=1).first()
-    return clock.offset_seconds if clock else 0
+    offset = clock.offset_seconds if clock else 0
+    if read is not None:
+        read.append(offset)
+    return offset
 
 
 # While the clock runs through what fell due, each step happens at its own moment.
@@ -99,6 +123,8 @@ def clock_advance(seconds: int) -> int:
     clock, _ = SandboxClock.objects.get_or_create(pk=1)
     clock.offset_seconds += seconds
     clock.save(update_fields=["offset_seconds"])
+    if (read := _offset_read.get()) is not None:
+        read[:] = [clock.offset_seconds]
     return clock.offset_seconds
 
 
