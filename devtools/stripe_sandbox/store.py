@@ -5,12 +5,15 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import copy
+import json
 import secrets
 import string
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, overload
+
+from django.db import connection
 
 from devtools.stripe_sandbox.models import SandboxClock, StripeObject
 
@@ -157,23 +160,39 @@ def month_add(ts: int, interval: str = "month", count: int = 1) -> int:
 # --- Objects ----------------------------------------------------------------------------
 
 
-def find(object_id: str, type: str | None = None) -> Obj | None:
-    row = StripeObject.objects.filter(pk=object_id).first()
-    if row is None or (type and row.type != type):
-        return None
-    data: Obj = row.data
+_TABLE = StripeObject._meta.db_table
+
+
+def _stored(object_id: str, type: str | None, *, lock: bool = False) -> Obj | None:
+    """The data of the object stored under `object_id` (of `type`, if given), or None.
+
+    The sandbox's most frequent statement, written out: Django's query compiler costs
+    several times what the statement does (about 0.6 ms a read against 0.1 ms)."""
+    sql = f"SELECT data FROM {connection.ops.quote_name(_TABLE)} WHERE id = %s"
+    params = [object_id]
+    if type:
+        sql += " AND type = %s"
+        params.append(type)
+    if lock and connection.features.has_select_for_update:
+        sql += " FOR UPDATE"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    # The JSON's text on both databases (Django reads jsonb as text), decoded as the
+    # model's JSONField decodes it.
+    data: Obj | None = json.loads(row[0]) if row else None
     return data
+
+
+def find(object_id: str, type: str | None = None) -> Obj | None:
+    return _stored(object_id, type)
 
 
 def get(object_id: str, type: str, *, kind: str | None = None, lock: bool = False) -> Obj:
     """The stored object, or Stripe's 404 `resource_missing`."""
-    rows = StripeObject.objects.filter(pk=object_id, type=type)
-    if lock:
-        rows = rows.select_for_update()
-    row = rows.first()
-    if row is None:
+    data = _stored(object_id, type, lock=lock)
+    if data is None:
         raise missing(kind or type.split(".")[-1].replace("_", " "), object_id)
-    data: Obj = row.data
     return data
 
 
