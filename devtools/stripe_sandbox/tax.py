@@ -140,7 +140,7 @@ def invoice_apply(
     invoice: Obj,
     *,
     checkout: tuple[Obj | None, bool, str | None] | None = None,
-    stored: tuple[Obj, Obj] | None = None,
+    known: tuple[Obj, Obj] | None = None,
 ) -> Totals:
     """Set `invoice`'s totals from its lines: the subscription's discount where its
     duration covers this invoice, then the tax when the subscription has automatic tax
@@ -148,11 +148,11 @@ def invoice_apply(
 
     `checkout`: a one-off Checkout's own (discount, automatic tax, billing country), for
     the invoice it creates after payment (`invoice_creation`), which has no subscription.
-    `stored`: the invoice's subscription and customer as stored, when the caller has just
-    read them (else they are read here)."""
+    `known`: the invoice's subscription and customer, when the caller has just read them
+    (else they are read here)."""
     sub: Obj | None
-    if stored is not None:
-        sub, customer = stored
+    if known is not None:
+        sub, customer = known
     else:
         sub = _subscription_of(invoice)
         customer = store.find(invoice["customer"], "customer") or {}
