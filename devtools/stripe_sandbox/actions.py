@@ -965,7 +965,9 @@ def invoice_preview(params: Obj) -> Obj:
     sub_id = params.get("subscription")
     if not sub_id:
         raise StripeError("Missing required param: subscription.", param="subscription")
-    sub = copy.deepcopy(store.get(sub_id, "subscription", kind="subscription"))
+    # Read afresh from the store, the subscription and customer are the preview's own
+    # to change: nothing saves them.
+    sub = store.get(sub_id, "subscription", kind="subscription")
     for item in sub["items"]["data"]:
         # A subscription a test stored as API versions before 2025-03-31.basil laid it
         # out (the period on the subscription, none on its items): previewed as today's.
@@ -981,7 +983,7 @@ def invoice_preview(params: Obj) -> Obj:
         sub, details.get("proration_date"), param="subscription_details[proration_date]"
     )
     changed = _switch_items(sub, details.get("items") or [])
-    customer = copy.deepcopy(store.get(sub["customer"], "customer"))
+    customer = store.get(sub["customer"], "customer")
     previewed = _proration_items(sub, changed, ts=ts) if proration != "none" else []
     reset = cycle_resets(changed, sub)
     if reset:
@@ -1035,7 +1037,9 @@ def invoice_preview(params: Obj) -> Obj:
         line["invoice"] = invoice["id"]
     # (Older API versions' upcoming invoice carried subscription_proration_date; this
     # version's Invoice has no such field: tests/devtools/stripe_sandbox/test_conformance.py.)
-    invoices.invoice_totals(invoice)
+    # The preview changed the subscription's items and periods and the customer's invoice
+    # sequence, not what the discount and tax follow (discounts, automatic tax, address).
+    invoices.invoice_totals(invoice, known=(sub, customer))
     return invoice
 
 

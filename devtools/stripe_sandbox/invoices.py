@@ -97,9 +97,9 @@ def product_name(price: Obj) -> str:
     return name
 
 
-def invoice_totals(invoice: Obj) -> None:
+def invoice_totals(invoice: Obj, *, known: tuple[Obj, Obj] | None = None) -> None:
     # The subscription's discount and automatic tax, if any (devtools/stripe_sandbox/tax.py).
-    total = tax.invoice_apply(invoice).total
+    total = tax.invoice_apply(invoice, known=known).total
     invoice["amount_due"] = invoice["amount_remaining"] = max(total, 0)
     invoice["starting_balance"] = 0
     invoice["ending_balance"] = 0 if total >= 0 else total

@@ -5,12 +5,15 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import copy
+import json
 import secrets
 import string
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, overload
+
+from django.db import connection
 
 from devtools.stripe_sandbox.models import SandboxClock, StripeObject
 
@@ -68,9 +71,33 @@ def new_id(prefix: str) -> str:
 # --- Clock ------------------------------------------------------------------------------
 
 
+# Within one API request the clock's offset is read once (clock_read_once): Stripe answers
+# a request at its own moment, and the offset moves only by `clock_advance`, which keeps
+# the request's reading current.
+_offset_read: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "sandbox_offset_read", default=None
+)
+
+
+@contextlib.contextmanager
+def clock_read_once() -> Iterator[None]:
+    """Within the block (one API request), `clock_offset()` reads the database once."""
+    token = _offset_read.set([])
+    try:
+        yield
+    finally:
+        _offset_read.reset(token)
+
+
 def clock_offset() -> int:
+    read = _offset_read.get()
+    if read:
+        return read[0]
     clock = SandboxClock.objects.filter(pk=1).first()
-    return clock.offset_seconds if clock else 0
+    offset = clock.offset_seconds if clock else 0
+    if read is not None:
+        read.append(offset)
+    return offset
 
 
 # While the clock runs through what fell due, each step happens at its own moment.
@@ -99,6 +126,8 @@ def clock_advance(seconds: int) -> int:
     clock, _ = SandboxClock.objects.get_or_create(pk=1)
     clock.offset_seconds += seconds
     clock.save(update_fields=["offset_seconds"])
+    if (read := _offset_read.get()) is not None:
+        read[:] = [clock.offset_seconds]
     return clock.offset_seconds
 
 
@@ -131,23 +160,39 @@ def month_add(ts: int, interval: str = "month", count: int = 1) -> int:
 # --- Objects ----------------------------------------------------------------------------
 
 
-def find(object_id: str, type: str | None = None) -> Obj | None:
-    row = StripeObject.objects.filter(pk=object_id).first()
-    if row is None or (type and row.type != type):
-        return None
-    data: Obj = row.data
+_TABLE = StripeObject._meta.db_table
+
+
+def _stored(object_id: str, type: str | None, *, lock: bool = False) -> Obj | None:
+    """The data of the object stored under `object_id` (of `type`, if given), or None.
+
+    The sandbox's most frequent statement, written out: Django's query compiler costs
+    several times what the statement does (about 0.6 ms a read against 0.1 ms)."""
+    sql = f"SELECT data FROM {connection.ops.quote_name(_TABLE)} WHERE id = %s"
+    params = [object_id]
+    if type:
+        sql += " AND type = %s"
+        params.append(type)
+    if lock and connection.features.has_select_for_update:
+        sql += " FOR UPDATE"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    # The JSON's text on both databases (Django reads jsonb as text), decoded as the
+    # model's JSONField decodes it.
+    data: Obj | None = json.loads(row[0]) if row else None
     return data
+
+
+def find(object_id: str, type: str | None = None) -> Obj | None:
+    return _stored(object_id, type)
 
 
 def get(object_id: str, type: str, *, kind: str | None = None, lock: bool = False) -> Obj:
     """The stored object, or Stripe's 404 `resource_missing`."""
-    rows = StripeObject.objects.filter(pk=object_id, type=type)
-    if lock:
-        rows = rows.select_for_update()
-    row = rows.first()
-    if row is None:
+    data = _stored(object_id, type, lock=lock)
+    if data is None:
         raise missing(kind or type.split(".")[-1].replace("_", " "), object_id)
-    data: Obj = row.data
     return data
 
 
@@ -174,7 +219,8 @@ def render(obj: Any) -> Any:
         return {k: render(v) for k, v in obj.items() if not k.startswith("_")}
     if isinstance(obj, list):
         return [render(v) for v in obj]
-    return copy.deepcopy(obj)
+    # JSON's scalars are immutable: the copy can share them.
+    return obj if isinstance(obj, str | int | float | None) else copy.deepcopy(obj)
 
 
 def list_envelope(data: list[Obj], url: str, *, has_more: bool = False) -> Obj:
@@ -265,9 +311,11 @@ def expand(obj: Obj, paths: Iterable[str]) -> Obj:
     """A rendered copy of `obj` with each dotted path in `paths` whose value is a stored
     object's id replaced by that object, the way Stripe's `expand[]` does (lists are
     walked through; fields Stripe includes only on request are computed)."""
-    obj = copy.deepcopy(obj)
-    for path in sorted(set(paths), key=lambda p: p.count(".")):
-        _expand_path(obj, path.split("."))
+    if paths := sorted(set(paths), key=lambda p: p.count(".")):
+        # Expanding writes into the object: into a copy (render copies too).
+        obj = copy.deepcopy(obj)
+        for path in paths:
+            _expand_path(obj, path.split("."))
     return render(obj)
 
 

@@ -137,16 +137,25 @@ def _subscription_of(invoice: Obj) -> Obj | None:
 
 
 def invoice_apply(
-    invoice: Obj, *, checkout: tuple[Obj | None, bool, str | None] | None = None
+    invoice: Obj,
+    *,
+    checkout: tuple[Obj | None, bool, str | None] | None = None,
+    known: tuple[Obj, Obj] | None = None,
 ) -> Totals:
     """Set `invoice`'s totals from its lines: the subscription's discount where its
     duration covers this invoice, then the tax when the subscription has automatic tax
     (the customer's address decides the rate). Lines keep their pre-discount `amount`.
 
     `checkout`: a one-off Checkout's own (discount, automatic tax, billing country), for
-    the invoice it creates after payment (`invoice_creation`), which has no subscription."""
-    sub = _subscription_of(invoice)
-    customer = store.find(invoice["customer"], "customer") or {}
+    the invoice it creates after payment (`invoice_creation`), which has no subscription.
+    `known`: the invoice's subscription and customer, when the caller has just read them
+    (else they are read here)."""
+    sub: Obj | None
+    if known is not None:
+        sub, customer = known
+    else:
+        sub = _subscription_of(invoice)
+        customer = store.find(invoice["customer"], "customer") or {}
     taxed = bool(sub and (sub.get("automatic_tax") or {}).get("enabled"))
     country = (customer.get("address") or {}).get("country")
     applied = None

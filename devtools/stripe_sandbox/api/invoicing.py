@@ -9,7 +9,7 @@ from devtools.stripe_sandbox.api.router import ID, route
 from devtools.stripe_sandbox.store import Obj, StripeError
 
 
-@route("POST", "/invoices/create_preview")
+@route("POST", "/invoices/create_preview", read_only=True)
 def invoice_create_preview(params: Obj) -> Obj:
     return actions.invoice_preview(params)
 

@@ -3,12 +3,13 @@ and errors. The handlers live in one module per resource beside this one."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 from collections.abc import Callable
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 
 from devtools.stripe_sandbox import store
 from devtools.stripe_sandbox.events import current_request
@@ -20,11 +21,15 @@ logger = logging.getLogger(__name__)
 Handler = Callable[..., Obj]
 ROUTES: list[tuple[str, re.Pattern[str], Handler]] = []
 ID = r"(?P<id>[A-Za-z0-9_]+)"
+# The handlers that write nothing: every GET's, and the POSTs that only compute (previews).
+READ_ONLY: set[Handler] = set()
 
 
-def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
+def route(method: str, pattern: str, *, read_only: bool = False) -> Callable[[Handler], Handler]:
     def register(handler: Handler) -> Handler:
         ROUTES.append((method, re.compile(f"^/v1{pattern}$"), handler))
+        if read_only or method == "GET":
+            READ_ONLY.add(handler)
         return handler
 
     return register
@@ -53,7 +58,14 @@ def api_request(
         return error.status, error.body()
     token = current_request.set((request_id if method != "GET" else None, key))
     try:
-        with transaction.atomic():
+        # A handler that only reads needs no transaction of its own, nor the savepoint
+        # that would be one inside the caller's (the idempotent answer kept after it is
+        # one statement). Only a database error in it, a sandbox bug answered 500 all
+        # the same, would then also fail the caller's transaction.
+        with (
+            contextlib.nullcontext() if handler in READ_ONLY else transaction.atomic(),
+            store.clock_read_once(),
+        ):
             result = handler(params, **match.groupdict())
             expansions = [p for p in params.get("expand") or [] if isinstance(p, str)]
             status, body = 200, store.expand(result, expansions)
@@ -75,10 +87,13 @@ def api_request(
 
 
 def _remember(key: str, method: str, path: str, status: int, body: Obj) -> None:
-    try:
-        with transaction.atomic():
-            IdempotentRequest.objects.create(
+    # A concurrent request with the same key that answered first is kept (ON CONFLICT DO
+    # NOTHING: no savepoint needed to survive the clash).
+    IdempotentRequest.objects.bulk_create(
+        [
+            IdempotentRequest(
                 key=key, method=method, path=path, status=status, body=json.dumps(body)
             )
-    except IntegrityError:
-        pass  # a concurrent request with the same key answered first
+        ],
+        ignore_conflicts=True,
+    )
