@@ -54,6 +54,7 @@ from djstripe.settings import djstripe_settings
 
 from billing import speedups
 from billing.alerts import alert_record
+from billing.event_scope import event_scope
 from billing.models import BillingAlert, WebhookDelivery, WebhookSecretPrevious
 from billing.stripe_pace import retry_after
 from billing.tasks import webhook_process
@@ -343,7 +344,9 @@ def delivery_process(delivery_id: int) -> str:
             )
             if current is None:
                 return "done already"
-            _event_process(delivery, reprocess=bool(current))
+            # dj-stripe's Account and key looked up once (billing/event_scope.py).
+            with event_scope():
+                _event_process(delivery, reprocess=bool(current))
             WebhookDelivery.objects.filter(pk=delivery.pk).update(
                 state=WebhookDelivery.State.PROCESSED,
                 processed_at=timezone.now(),
