@@ -300,12 +300,21 @@ def customer_lock(key: str) -> None:
         return
     timeout_ms = int(LOCK_TIMEOUT.total_seconds() * 1000)
     with connection.cursor() as cursor:
-        cursor.execute("SELECT current_setting('lock_timeout')")
-        (previous,) = cursor.fetchone()
-        cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{timeout_ms}ms"])
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_lock_id(key)])
-        # Only this wait is bounded, not dj-stripe's own row locks after it.
-        cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous])
+        # Two statements, each subquery evaluated before the SELECT around it (OFFSET 0
+        # keeps PostgreSQL from merging them): the setting read, then bounded...
+        cursor.execute(
+            "SELECT previous, set_config('lock_timeout', %s, true) "
+            "FROM (SELECT current_setting('lock_timeout') AS previous OFFSET 0) AS read",
+            [f"{timeout_ms}ms"],
+        )
+        (previous, _) = cursor.fetchone()
+        # ...then the wait, and only this wait is bounded, not dj-stripe's own row locks
+        # after it.
+        cursor.execute(
+            "SELECT set_config('lock_timeout', %s, true) "
+            "FROM (SELECT pg_advisory_xact_lock(%s) OFFSET 0) AS locked",
+            [previous, _lock_id(key)],
+        )
 
 
 def _api_key(trigger: WebhookEventTrigger) -> str:
