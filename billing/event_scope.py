@@ -10,6 +10,12 @@ The worker opens `event_scope()` in the event's transaction, under the customer'
   time. In a scope each is asked once. Writing an APIKey or Account row (an
   `account.updated` event, the first event after a key is added) forgets the answers,
   and a lookup that wrote one is not kept: a savepoint around it may roll it back.
+- **The subscriptions fetched in the event** (`subscription_fetched`): a Subscription
+  row created in the scope. Rows are only ever made from an answer of Stripe's: when
+  dj-stripe syncs an object that names an unknown subscription (a first renewal's
+  invoice line), it GETs it, the very request billing/checkout.py's
+  `_subscription_sync` makes (Subscription has no expand_fields); our code syncs what
+  Stripe answered to a retrieve, a modify or a list.
 """
 
 from __future__ import annotations
@@ -21,13 +27,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db.models.signals import post_delete, post_save
-from djstripe.models import Account, APIKey
+from djstripe.models import Account, APIKey, Subscription
 
 
 @dataclass
 class _Scope:
     answers: dict[tuple[Any, ...], Any] = field(default_factory=dict)
     writes: int = 0  # APIKey and Account rows written in the scope
+    subscriptions_created: set[str] = field(default_factory=set)
 
 
 _scope: ContextVar[_Scope | None] = ContextVar("billing_event_scope", default=None)
@@ -40,6 +47,13 @@ def event_scope() -> Iterator[None]:
         yield
     finally:
         _scope.reset(token)
+
+
+def subscription_fetched(subscription_id: str) -> bool:
+    """Whether dj-stripe created the subscription's row in this event's scope, from its
+    own GET of the subscription."""
+    scope = _scope.get()
+    return scope is not None and subscription_id in scope.subscriptions_created
 
 
 def _remembered(key: tuple[Any, ...], lookup: Callable[[], Any]) -> Any:
@@ -83,8 +97,14 @@ def _key_or_account_written(**_: Any) -> None:
         scope.answers.clear()
 
 
+def _subscription_saved(instance: Subscription, created: bool, **_: Any) -> None:
+    if created and (scope := _scope.get()) is not None:
+        scope.subscriptions_created.add(instance.id)
+
+
 for _model in (Account, APIKey):
     post_save.connect(_key_or_account_written, sender=_model, dispatch_uid=f"scope_{_model}_save")
     post_delete.connect(
         _key_or_account_written, sender=_model, dispatch_uid=f"scope_{_model}_delete"
     )
+post_save.connect(_subscription_saved, sender=Subscription, dispatch_uid="scope_subscription")

@@ -9,7 +9,7 @@ from contextlib import nullcontext
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from djstripe.models import Account, APIKey
+from djstripe.models import Account, APIKey, Subscription
 
 from billing import event_scope, webhook_queue
 from billing.models import WebhookDelivery
@@ -91,3 +91,79 @@ def test_a_key_rotated_in_the_scope_is_read_again(invoice_paid, deliver):
 def _secret(account: Account) -> str:
     secret: str = APIKey.objects.get(djstripe_owner_account=account, type="secret").secret
     return secret
+
+
+def _line(inv: dict, sub: dict) -> dict:
+    """The renewal's line, as Stripe shows it: it names the subscription by id."""
+    item = sub["items"]["data"][0]
+    return {
+        "id": sf.new_id("il"),
+        "object": "line_item",
+        "amount": 4900,
+        "currency": "gbp",
+        "livemode": False,
+        "metadata": {},
+        "quantity": 1,
+        "subtotal": 4900,
+        "description": "1 × SmartFlow FlowKit",
+        "discountable": True,
+        "discounts": [],
+        "discount_amounts": [],
+        "taxes": [],
+        "pretax_credit_amounts": [],
+        "invoice": inv["id"],
+        "subscription": sub["id"],
+        "period": {"start": sf.NOW, "end": sf.NOW + 30 * 86400},
+        "parent": {
+            "type": "subscription_item_details",
+            "subscription_item_details": {
+                "subscription": sub["id"],
+                "subscription_item": item["id"],
+            },
+        },
+        "pricing": {"type": "price_details", "price_details": {"price": item["price"]["id"]}},
+    }
+
+
+def _subscription_gets(fake_stripe, sub: dict) -> int:
+    return len(fake_stripe.calls_to("GET", f"/v1/subscriptions/{sub['id']}"))
+
+
+def test_a_subscription_dj_stripe_fetched_in_the_event_is_not_fetched_again(
+    deliver, fake_stripe, catalog, payer, customer
+):
+    # A renewal of a subscription not synced here (made in Stripe's dashboard, say, for
+    # a known customer): dj-stripe GETs it to store the invoice's line; the handler
+    # uses that answer instead of asking Stripe again.
+    sub = sf.subscription(cus=payer, prc=catalog["flowkit_monthly"])
+    first = sf.invoice(cus=payer, sub=sub)
+    fake_stripe.add(sub, first)
+    assert deliver(sf.event("invoice.paid", first)).status_code == 200
+    Subscription.objects.filter(id=sub["id"]).delete()
+    renewal = sf.invoice(cus=payer, sub=sub)
+    renewal["lines"]["data"] = [_line(renewal, sub)]
+    fake_stripe.add(renewal)
+    before = _subscription_gets(fake_stripe, sub)
+
+    assert deliver(sf.event("invoice.paid", renewal)).status_code == 200
+
+    assert _subscription_gets(fake_stripe, sub) == before + 1
+    assert Subscription.objects.filter(id=sub["id"]).exists()
+    customer.refresh_from_db()
+    assert customer.plan == "flowkit"
+
+
+def test_a_subscription_known_before_the_event_is_fetched_again(
+    deliver, fake_stripe, catalog, payer, customer
+):
+    sub = sf.subscription(cus=payer, prc=catalog["flowkit_monthly"])
+    inv = sf.invoice(cus=payer, sub=sub)
+    fake_stripe.add(sub, inv)
+    assert deliver(sf.event("invoice.paid", inv)).status_code == 200
+    sub["status"] = "past_due"  # changed at Stripe since: the handler's GET reads it
+    before = _subscription_gets(fake_stripe, sub)
+
+    assert deliver(sf.event("invoice.paid", inv)).status_code == 200
+
+    assert _subscription_gets(fake_stripe, sub) == before + 1
+    assert Subscription.objects.get(id=sub["id"]).stripe_data["status"] == "past_due"
