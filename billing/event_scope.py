@@ -15,7 +15,9 @@ The worker opens `event_scope()` in the event's transaction, under the customer'
   dj-stripe syncs an object that names an unknown subscription (a first renewal's
   invoice line), it GETs it, the very request billing/checkout.py's
   `_subscription_sync` makes (Subscription has no expand_fields); our code syncs what
-  Stripe answered to a retrieve, a modify or a list.
+  Stripe answered to a retrieve, a modify, a cancel or a list, so a subscription we
+  change at Stripe has its row made current at once, and the row stays Stripe's latest
+  word within the event.
 """
 
 from __future__ import annotations
