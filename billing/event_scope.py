@@ -1,7 +1,8 @@
 """What one Stripe event's processing remembers, for as long as it runs and no longer.
 
 The worker opens `event_scope()` in the event's transaction, under the customer's lock
-(billing/webhook_queue.py); outside one, dj-stripe and the handlers behave as shipped.
+(billing/webhook_queue.py); outside one, dj-stripe and the handlers behave as shipped
+(as they do with SPEED_PLAIN=event_scope, for the bench's side-by-side measurement).
 
 - **dj-stripe's Account and key.** dj-stripe looks up the API key's owner Account
   (`Account.get_or_retrieve_for_api_key`: a savepoint, the APIKey row, the Account row)
@@ -28,6 +29,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.db.models.signals import post_delete, post_save
 from djstripe.models import Account, APIKey, Subscription
 
@@ -44,6 +46,9 @@ _scope: ContextVar[_Scope | None] = ContextVar("billing_event_scope", default=No
 
 @contextmanager
 def event_scope() -> Iterator[None]:
+    if "event_scope" in settings.SPEED_PLAIN:  # the bench measures it against plain
+        yield
+        return
     token = _scope.set(_Scope())
     try:
         yield

@@ -167,3 +167,13 @@ def test_a_subscription_known_before_the_event_is_fetched_again(
 
     assert _subscription_gets(fake_stripe, sub) == before + 1
     assert Subscription.objects.get(id=sub["id"]).stripe_data["status"] == "past_due"
+
+
+def test_speed_plain_turns_the_scope_off(deliver, invoice_paid, settings):
+    # The bench's plain version (SPEED_PLAIN=event_scope): dj-stripe as shipped.
+    _lookups(deliver, sf.event("invoice.paid", invoice_paid["data"]["object"]))
+    settings.SPEED_PLAIN = ["event_scope"]
+
+    lookups = _lookups(deliver, invoice_paid)
+
+    assert len(lookups) > ONCE, "\n".join(lookups)
