@@ -35,6 +35,7 @@ from stripe.params import (
 from accounts.models import User
 from billing.duplicates import duplicate_subscriptions_resolve
 from billing.entitlements import plan_refresh, unknown_prices_record
+from billing.event_scope import subscription_fetched
 from billing.models import CheckoutOpened, OneOffPurchase, PlanChange
 from billing.next_charge import next_charge_values
 from billing.offers import Kind, NotAnUpgrade, holdings_of, offer_check, trial_days
@@ -211,6 +212,20 @@ def _stripe_id(value: Any) -> str:
 def _subscription_sync(subscription_id: str) -> None:
     """Make dj-stripe's copy of a subscription current (re-read from Stripe), with the
     invoice Stripe is retrying when it is past_due (retried_invoice_sync)."""
+    if subscription_fetched(subscription_id):
+        # dj-stripe has just made this very GET and stored Stripe's answer, in this
+        # event's processing, under the customer's lock: as fresh as a read now, for a
+        # change at Stripe after it sends its own event, processed after this one and
+        # read again (billing/webhook_queue.py customer_lock). A second GET would only
+        # spend a request of Stripe's rate limit.
+        synced = (
+            Subscription.objects.filter(id=subscription_id)
+            .values_list("stripe_data", flat=True)
+            .first()
+        )
+        if synced:  # else a savepoint rolled its creation back: asked below
+            retried_invoice_sync(synced)
+            return
     data = stripe.Subscription.retrieve(subscription_id, **api_kwargs())
     Subscription.sync_from_stripe_data(data, api_key=djstripe_settings.STRIPE_SECRET_KEY)
     retried_invoice_sync(data.to_dict())

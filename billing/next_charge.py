@@ -60,7 +60,7 @@ def next_charge_values(preview: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def next_charge_refresh(*, user: User, subscription_id: str) -> NextCharge | None:
+def next_charge_refresh(*, user: User, subscription_id: str) -> None:
     """Ask Stripe what the subscription will charge next and keep the answer; forget it
     when the subscription will not charge again. Called by the webhook receivers after
     dj-stripe has synced the subscription. A Stripe error raises: the worker retries."""
@@ -71,7 +71,7 @@ def next_charge_refresh(*, user: User, subscription_id: str) -> NextCharge | Non
     )
     if not synced or not _charges_again(synced):
         NextCharge.objects.filter(subscription_id=subscription_id).delete()
-        return None
+        return
     try:
         preview = stripe.Invoice.create_preview(
             customer=synced["customer"]
@@ -84,12 +84,12 @@ def next_charge_refresh(*, user: User, subscription_id: str) -> NextCharge | Non
         if exc.code != "invoice_upcoming_none":
             raise
         NextCharge.objects.filter(subscription_id=subscription_id).delete()
-        return None
-    charge, _ = NextCharge.objects.update_or_create(
-        subscription_id=subscription_id,
-        defaults={"user": user, **next_charge_values(preview.to_dict())},
-    )
-    return charge
+        return
+    values = {"user": user, **next_charge_values(preview.to_dict())}
+    # Kept since the last event of the subscription, mostly: one UPDATE, where
+    # update_or_create takes a savepoint, a SELECT ... FOR UPDATE and then the UPDATE.
+    if not NextCharge.objects.filter(subscription_id=subscription_id).update(**values):
+        NextCharge.objects.update_or_create(subscription_id=subscription_id, defaults=values)
 
 
 def next_charge_for(subscription_id: str) -> NextCharge | None:

@@ -54,6 +54,7 @@ from djstripe.settings import djstripe_settings
 
 from billing import speedups
 from billing.alerts import alert_record
+from billing.event_scope import event_scope
 from billing.models import BillingAlert, WebhookDelivery, WebhookSecretPrevious
 from billing.stripe_pace import retry_after
 from billing.tasks import webhook_process
@@ -299,12 +300,21 @@ def customer_lock(key: str) -> None:
         return
     timeout_ms = int(LOCK_TIMEOUT.total_seconds() * 1000)
     with connection.cursor() as cursor:
-        cursor.execute("SELECT current_setting('lock_timeout')")
-        (previous,) = cursor.fetchone()
-        cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{timeout_ms}ms"])
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_lock_id(key)])
-        # Only this wait is bounded, not dj-stripe's own row locks after it.
-        cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous])
+        # Two statements, each subquery evaluated before the SELECT around it (OFFSET 0
+        # keeps PostgreSQL from merging them): the setting read, then bounded...
+        cursor.execute(
+            "SELECT previous, set_config('lock_timeout', %s, true) "
+            "FROM (SELECT current_setting('lock_timeout') AS previous OFFSET 0) AS read",
+            [f"{timeout_ms}ms"],
+        )
+        (previous, _) = cursor.fetchone()
+        # ...then the wait, and only this wait is bounded, not dj-stripe's own row locks
+        # after it.
+        cursor.execute(
+            "SELECT set_config('lock_timeout', %s, true) "
+            "FROM (SELECT pg_advisory_xact_lock(%s) OFFSET 0) AS locked",
+            [previous, _lock_id(key)],
+        )
 
 
 def _api_key(trigger: WebhookEventTrigger) -> str:
@@ -343,7 +353,9 @@ def delivery_process(delivery_id: int) -> str:
             )
             if current is None:
                 return "done already"
-            _event_process(delivery, reprocess=bool(current))
+            # dj-stripe's Account and key looked up once (billing/event_scope.py).
+            with event_scope():
+                _event_process(delivery, reprocess=bool(current))
             WebhookDelivery.objects.filter(pk=delivery.pk).update(
                 state=WebhookDelivery.State.PROCESSED,
                 processed_at=timezone.now(),

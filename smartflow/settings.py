@@ -215,7 +215,8 @@ else:
 DATABASE_PREPARED_STATEMENTS = env.bool("DATABASE_PREPARED_STATEMENTS", default=True)
 # The bench's switch (devtools/bench/run.py, `--only speed`): pieces of speed work to turn off, so
 # each is measured against its plain version in one run: "ack" (the acknowledgement's one
-# prepared statement), "gc_freeze" (reconcile_plans; billing/speedups.py). Empty in
+# prepared statement), "gc_freeze" (reconcile_plans; billing/speedups.py), "event_scope"
+# (what one webhook event's processing remembers: billing/event_scope.py). Empty in
 # production.
 SPEED_PLAIN = env.list("SPEED_PLAIN", default=[])
 

@@ -403,3 +403,26 @@ def test_a_task_that_failed_outright_is_queued_again_by_the_recovery(
     assert delivery_process(delivery.pk) == "processed"
     customer.refresh_from_db()
     assert customer.plan == "flowkit"
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="advisory locks")
+def test_the_customer_lock_bounds_its_own_wait_only():
+    def lock_timeout() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW lock_timeout")
+            (value,) = cursor.fetchone()
+        return str(value)
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('lock_timeout', '7s', true)")
+    with CaptureQueriesContext(connection) as queries:
+        webhook_queue.customer_lock("cus_bounded")
+
+    assert len(queries.captured_queries) == 2
+    assert lock_timeout() == "7s"  # as before: dj-stripe's row locks wait as they did
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+        )
+        (held,) = cursor.fetchone()
+    assert held == 1

@@ -1,0 +1,117 @@
+"""What one Stripe event's processing remembers, for as long as it runs and no longer.
+
+The worker opens `event_scope()` in the event's transaction, under the customer's lock
+(billing/webhook_queue.py); outside one, dj-stripe and the handlers behave as shipped
+(as they do with SPEED_PLAIN=event_scope, for the bench's side-by-side measurement).
+
+- **dj-stripe's Account and key.** dj-stripe looks up the API key's owner Account
+  (`Account.get_or_retrieve_for_api_key`: a savepoint, the APIKey row, the Account row)
+  for every object it syncs, and that Account's secret key (`get_default_api_key`) for
+  every object its handlers fetch: 19 of a renewal's statements, the same answers each
+  time. In a scope each is asked once. Writing an APIKey or Account row (an
+  `account.updated` event, the first event after a key is added) forgets the answers,
+  and a lookup that wrote one is not kept: a savepoint around it may roll it back.
+- **The subscriptions fetched in the event** (`subscription_fetched`): a Subscription
+  row created in the scope. Rows are only ever made from an answer of Stripe's: when
+  dj-stripe syncs an object that names an unknown subscription (a first renewal's
+  invoice line), it GETs it, the very request billing/checkout.py's
+  `_subscription_sync` makes (Subscription has no expand_fields); our code syncs what
+  Stripe answered to a retrieve, a modify, a cancel or a list, so a subscription we
+  change at Stripe has its row made current at once, and the row stays Stripe's latest
+  word within the event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db.models.signals import post_delete, post_save
+from djstripe.models import Account, APIKey, Subscription
+
+
+@dataclass
+class _Scope:
+    answers: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+    writes: int = 0  # APIKey and Account rows written in the scope
+    subscriptions_created: set[str] = field(default_factory=set)
+
+
+_scope: ContextVar[_Scope | None] = ContextVar("billing_event_scope", default=None)
+
+
+@contextmanager
+def event_scope() -> Iterator[None]:
+    if "event_scope" in settings.SPEED_PLAIN:  # the bench measures it against plain
+        yield
+        return
+    token = _scope.set(_Scope())
+    try:
+        yield
+    finally:
+        _scope.reset(token)
+
+
+def subscription_fetched(subscription_id: str) -> bool:
+    """Whether dj-stripe created the subscription's row in this event's scope, from its
+    own GET of the subscription."""
+    scope = _scope.get()
+    return scope is not None and subscription_id in scope.subscriptions_created
+
+
+def _remembered(key: tuple[Any, ...], lookup: Callable[[], Any]) -> Any:
+    scope = _scope.get()
+    if scope is None:
+        return lookup()
+    if key in scope.answers:
+        return scope.answers[key]
+    writes = scope.writes
+    answer = lookup()
+    if scope.writes == writes:
+        scope.answers[key] = answer
+    return answer
+
+
+_shipped_account = Account.get_or_retrieve_for_api_key.__func__
+_shipped_key = Account.get_default_api_key
+
+
+def _account_for_key(cls: type[Account], api_key: str) -> Any:
+    return _remembered(("account", api_key), lambda: _shipped_account(cls, api_key))
+
+
+def _secret_key(self: Account, livemode: bool | None = None) -> str:
+    if self.pk is None:  # an unsaved Account: nothing to remember it by
+        key: str = _shipped_key(self, livemode)
+    else:
+        key = _remembered(("key", self.pk, livemode), lambda: _shipped_key(self, livemode))
+    return key
+
+
+# Installed on import (billing.webhook_queue imports this module); they change nothing
+# outside a scope.
+Account.get_or_retrieve_for_api_key = classmethod(_account_for_key)
+Account.get_default_api_key = _secret_key
+
+
+def _key_or_account_written(**_: Any) -> None:
+    if (scope := _scope.get()) is not None:
+        scope.writes += 1
+        scope.answers.clear()
+
+
+def _subscription_saved(instance: Subscription, created: bool, **_: Any) -> None:
+    if created and (scope := _scope.get()) is not None:
+        scope.subscriptions_created.add(instance.id)
+
+
+for _model in (Account, APIKey):
+    post_save.connect(_key_or_account_written, sender=_model, dispatch_uid=f"scope_{_model}_save")
+    post_delete.connect(
+        _key_or_account_written, sender=_model, dispatch_uid=f"scope_{_model}_delete"
+    )
+post_save.connect(_subscription_saved, sender=Subscription, dispatch_uid="scope_subscription")

@@ -1,0 +1,179 @@
+"""What one event's processing remembers (billing/event_scope.py): dj-stripe's API key
+and Account are looked up once per event, not once per object dj-stripe syncs."""
+
+from __future__ import annotations
+
+import re
+from contextlib import nullcontext
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from djstripe.models import Account, APIKey, Subscription
+
+from billing import event_scope, webhook_queue
+from billing.models import WebhookDelivery
+from tests.billing import stripe_fakes as sf
+
+pytestmark = pytest.mark.django_db
+
+KEY_OR_ACCOUNT = re.compile(r'(?:FROM|INTO|UPDATE)\s+"djstripe_(?:apikey|account)"', re.I)
+# Once per event: the key's APIKey row and its Account (get_or_retrieve_for_api_key),
+# then that Account's secret key (get_default_api_key).
+ONCE = 3
+
+
+@pytest.fixture
+def invoice_paid(fake_stripe, catalog, payer) -> dict:
+    """invoice.paid for a FlowKit renewal: dj-stripe re-reads the invoice, then syncs the
+    subscription, its items and the customer, each with its owner Account."""
+    sub = sf.subscription(cus=payer, prc=catalog["flowkit_monthly"])
+    inv = sf.invoice(cus=payer, sub=sub)
+    fake_stripe.add(sub, inv)
+    return sf.event("invoice.paid", inv)
+
+
+def _lookups(deliver, event: dict) -> list[str]:
+    """The APIKey and Account statements of the worker's processing of `event`."""
+    assert deliver(event, process=False).status_code == 200
+    delivery = WebhookDelivery.objects.get(event_id=event["id"])
+    with CaptureQueriesContext(connection) as queries:
+        assert webhook_queue.delivery_process(delivery.pk) == "processed"
+    return [q["sql"] for q in queries.captured_queries if KEY_OR_ACCOUNT.search(q["sql"])]
+
+
+def test_an_event_looks_up_the_key_and_account_once(deliver, invoice_paid):
+    # The first event stores the APIKey and Account rows (dj-stripe asks Stripe for the
+    # key's account); the second costs what every later event costs.
+    _lookups(deliver, sf.event("invoice.paid", invoice_paid["data"]["object"]))
+
+    lookups = _lookups(deliver, invoice_paid)
+
+    assert len(lookups) <= ONCE, "\n".join(lookups)
+
+
+def test_without_the_scope_dj_stripe_repeats_them(deliver, invoice_paid, monkeypatch):
+    # The bound above is not met by chance: dj-stripe as shipped repeats the lookups for
+    # each object it syncs, and the count above sees them.
+    _lookups(deliver, sf.event("invoice.paid", invoice_paid["data"]["object"]))
+    monkeypatch.setattr(webhook_queue, "event_scope", nullcontext)
+
+    lookups = _lookups(deliver, invoice_paid)
+
+    assert len(lookups) > ONCE, "\n".join(lookups)
+
+
+def test_the_first_event_creates_the_key_and_account_once(deliver, invoice_paid):
+    # The very first event writes the rows: those lookups are not kept, yet every object
+    # ends up with the one Account.
+    assert deliver(invoice_paid).status_code == 200
+
+    assert APIKey.objects.count() == 1
+    assert Account.objects.count() == 1
+
+
+def test_a_key_rotated_in_the_scope_is_read_again(invoice_paid, deliver):
+    assert deliver(invoice_paid).status_code == 200
+    account = Account.objects.get()
+    with event_scope.event_scope():
+        assert account.get_default_api_key(False) == _secret(account)
+        APIKey.objects.filter(djstripe_owner_account=account).delete()
+        key = APIKey.objects.create(
+            secret="sk_test_" + "R" * 24,
+            livemode=False,
+            type="secret",
+            djstripe_owner_account=account,
+        )
+
+        assert account.get_default_api_key(False) == key.secret
+
+
+def _secret(account: Account) -> str:
+    secret: str = APIKey.objects.get(djstripe_owner_account=account, type="secret").secret
+    return secret
+
+
+def _line(inv: dict, sub: dict) -> dict:
+    """The renewal's line, as Stripe shows it: it names the subscription by id."""
+    item = sub["items"]["data"][0]
+    return {
+        "id": sf.new_id("il"),
+        "object": "line_item",
+        "amount": 4900,
+        "currency": "gbp",
+        "livemode": False,
+        "metadata": {},
+        "quantity": 1,
+        "subtotal": 4900,
+        "description": "1 × SmartFlow FlowKit",
+        "discountable": True,
+        "discounts": [],
+        "discount_amounts": [],
+        "taxes": [],
+        "pretax_credit_amounts": [],
+        "invoice": inv["id"],
+        "subscription": sub["id"],
+        "period": {"start": sf.NOW, "end": sf.NOW + 30 * 86400},
+        "parent": {
+            "type": "subscription_item_details",
+            "subscription_item_details": {
+                "subscription": sub["id"],
+                "subscription_item": item["id"],
+            },
+        },
+        "pricing": {"type": "price_details", "price_details": {"price": item["price"]["id"]}},
+    }
+
+
+def _subscription_gets(fake_stripe, sub: dict) -> int:
+    return len(fake_stripe.calls_to("GET", f"/v1/subscriptions/{sub['id']}"))
+
+
+def test_a_subscription_dj_stripe_fetched_in_the_event_is_not_fetched_again(
+    deliver, fake_stripe, catalog, payer, customer
+):
+    # A renewal of a subscription not synced here (made in Stripe's dashboard, say, for
+    # a known customer): dj-stripe GETs it to store the invoice's line; the handler
+    # uses that answer instead of asking Stripe again.
+    sub = sf.subscription(cus=payer, prc=catalog["flowkit_monthly"])
+    first = sf.invoice(cus=payer, sub=sub)
+    fake_stripe.add(sub, first)
+    assert deliver(sf.event("invoice.paid", first)).status_code == 200
+    Subscription.objects.filter(id=sub["id"]).delete()
+    renewal = sf.invoice(cus=payer, sub=sub)
+    renewal["lines"]["data"] = [_line(renewal, sub)]
+    fake_stripe.add(renewal)
+    before = _subscription_gets(fake_stripe, sub)
+
+    assert deliver(sf.event("invoice.paid", renewal)).status_code == 200
+
+    assert _subscription_gets(fake_stripe, sub) == before + 1
+    assert Subscription.objects.filter(id=sub["id"]).exists()
+    customer.refresh_from_db()
+    assert customer.plan == "flowkit"
+
+
+def test_a_subscription_known_before_the_event_is_fetched_again(
+    deliver, fake_stripe, catalog, payer, customer
+):
+    sub = sf.subscription(cus=payer, prc=catalog["flowkit_monthly"])
+    inv = sf.invoice(cus=payer, sub=sub)
+    fake_stripe.add(sub, inv)
+    assert deliver(sf.event("invoice.paid", inv)).status_code == 200
+    sub["status"] = "past_due"  # changed at Stripe since: the handler's GET reads it
+    before = _subscription_gets(fake_stripe, sub)
+
+    assert deliver(sf.event("invoice.paid", inv)).status_code == 200
+
+    assert _subscription_gets(fake_stripe, sub) == before + 1
+    assert Subscription.objects.get(id=sub["id"]).stripe_data["status"] == "past_due"
+
+
+def test_speed_plain_turns_the_scope_off(deliver, invoice_paid, settings):
+    # The bench's plain version (SPEED_PLAIN=event_scope): dj-stripe as shipped.
+    _lookups(deliver, sf.event("invoice.paid", invoice_paid["data"]["object"]))
+    settings.SPEED_PLAIN = ["event_scope"]
+
+    lookups = _lookups(deliver, invoice_paid)
+
+    assert len(lookups) > ONCE, "\n".join(lookups)
