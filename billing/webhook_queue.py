@@ -17,16 +17,18 @@ until they time out and come again. So:
   for the event type, billing/handlers.py). The delivery is marked processed in that same
   transaction, so a worker killed half-way leaves it pending and the task is run again
   (smartflow/workers.py); a second run of a processed delivery does nothing.
-- **Fail**: a transient failure (Stripe unreachable, 5xx, the customer's lock not free
-  within LOCK_TIMEOUT, a deadlock, any error we do not know to be permanent) is retried
+- **Fail**: a transient failure (Stripe unreachable, 5xx, a deadlock, any error we do
+  not know to be permanent) is retried
   with exponential backoff for RETRY_FOR after the event was first received, as Stripe
   itself would have retried; a permanent one (`resource_missing`: the object was deleted
   at Stripe) and a delivery that ran out of retries become a BillingAlert with the event
   and stay for staff, who can process them again from the admin (`process_again`).
-- **Rate limited**: Stripe's 429 is not a failure. Every Stripe request keeps the
+- **Not failures**: an event whose customer's lock is taken (another worker has one of
+  its events) goes back to the queue for a second (`customer_lock`, `_later`).
+  Stripe's 429 is not a failure either. Every Stripe request keeps the
   deployment's pace and a 429 is asked again in place (billing/stripe_pace.py); one that
   persists puts the event back in the queue after Stripe's Retry-After, its attempts
-  uncounted (`_rate_limited`).
+  uncounted (`_later`).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from typing import Any
 from uuid import UUID
 
 import stripe
-from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Min, Q
 from django.http import HttpRequest
 from django.utils import timezone
@@ -67,9 +69,9 @@ logger = logging.getLogger(__name__)
 RETRY_FOR = timedelta(days=3)
 RETRY_FIRST = timedelta(seconds=5)  # then 10 s, 20 s, ... doubling
 RETRY_MAX = timedelta(hours=1)  # between two attempts: 3 days is ~80 attempts
-# How long a worker waits for the customer's lock (another worker processing one of the
-# customer's events) before it gives the event back to the queue for later.
-LOCK_TIMEOUT = timedelta(seconds=10)
+# When another worker is processing one of the customer's events, the event goes back to
+# the queue for about this long (one event takes about a second: three Stripe calls).
+BUSY_WAIT = timedelta(seconds=1)
 
 
 class PermanentFailure(Exception):
@@ -285,9 +287,15 @@ def _lock_id(key: str) -> int:
     return int.from_bytes(hashlib.sha256(f"stripe:{key}".encode()).digest()[:8], "big", signed=True)
 
 
+class CustomerBusy(Exception):
+    """Another worker is processing one of the customer's events right now."""
+
+
 def customer_lock(key: str) -> None:
-    """Hold `key`'s advisory lock until the transaction ends (PostgreSQL), waiting at
-    most LOCK_TIMEOUT (then OperationalError: the event is retried later).
+    """Hold `key`'s advisory lock until the transaction ends (PostgreSQL), or raise
+    CustomerBusy at once if another transaction holds it: the event goes back to the
+    queue for a moment (`_busy`) and this worker takes another customer's, rather than
+    wait with a thread and a connection doing nothing.
 
     dj-stripe re-reads each event's object from Stripe and stores what it read. Two
     events of one customer processed side by side can read Stripe before and after a
@@ -298,23 +306,11 @@ def customer_lock(key: str) -> None:
     """
     if connection.vendor != "postgresql" or not key:
         return
-    timeout_ms = int(LOCK_TIMEOUT.total_seconds() * 1000)
     with connection.cursor() as cursor:
-        # Two statements, each subquery evaluated before the SELECT around it (OFFSET 0
-        # keeps PostgreSQL from merging them): the setting read, then bounded...
-        cursor.execute(
-            "SELECT previous, set_config('lock_timeout', %s, true) "
-            "FROM (SELECT current_setting('lock_timeout') AS previous OFFSET 0) AS read",
-            [f"{timeout_ms}ms"],
-        )
-        (previous, _) = cursor.fetchone()
-        # ...then the wait, and only this wait is bounded, not dj-stripe's own row locks
-        # after it.
-        cursor.execute(
-            "SELECT set_config('lock_timeout', %s, true) "
-            "FROM (SELECT pg_advisory_xact_lock(%s) OFFSET 0) AS locked",
-            [previous, _lock_id(key)],
-        )
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [_lock_id(key)])
+        (locked,) = cursor.fetchone()
+    if not locked:
+        raise CustomerBusy(key)
 
 
 def _api_key(trigger: WebhookEventTrigger) -> str:
@@ -329,7 +325,8 @@ def _api_key(trigger: WebhookEventTrigger) -> str:
 
 def delivery_process(delivery_id: int) -> str:
     """Process one delivery (the worker's task). Returns what happened: "processed",
-    "done already", "not due", "retry", "rate limited", "failed" or "gave up"."""
+    "done already", "not due", "customer busy", "rate limited", "retry", "failed" or
+    "gave up"."""
     delivery = (
         WebhookDelivery.objects.select_related(
             "trigger__webhook_endpoint", "trigger__stripe_trigger_account"
@@ -408,11 +405,14 @@ def retry_delay(attempts: int) -> timedelta:
 
 
 def _failed(delivery_id: int, exc: Exception) -> str:
+    if isinstance(exc, CustomerBusy):
+        return _later(delivery_id, BUSY_WAIT * random.uniform(0.8, 1.2), "customer busy")
     if isinstance(exc, stripe.RateLimitError):
-        return _rate_limited(delivery_id, exc)
+        wait = retry_after(exc.headers)
+        delay = timedelta(seconds=wait) if wait is not None else RETRY_FIRST
+        return _later(delivery_id, delay * random.uniform(1, 1.2), "rate limited")
     now = timezone.now()
     error = f"{type(exc).__name__}: {exc}"[:2000]
-    lock_timeout = isinstance(exc, OperationalError) and "lock timeout" in str(exc)
     with transaction.atomic():
         delivery = WebhookDelivery.objects.select_for_update().filter(pk=delivery_id).first()
         if delivery is None or delivery.state != WebhookDelivery.State.PENDING:
@@ -436,15 +436,14 @@ def _failed(delivery_id: int, exc: Exception) -> str:
         if outcome != "retry":
             _alert(delivery, permanent=outcome == "failed")
     if outcome == "retry":
-        log = logger.info if lock_timeout else logger.warning
-        log(
+        logger.warning(
             "Stripe event %s (%s) attempt %s failed, retried at %s: %s",
             delivery.event_id,
             delivery.event_type,
             delivery.attempts,
             delivery.next_attempt_at,
             error,
-            exc_info=not lock_timeout,
+            exc_info=True,
         )
     else:
         logger.error(
@@ -458,28 +457,30 @@ def _failed(delivery_id: int, exc: Exception) -> str:
     return outcome
 
 
-def _rate_limited(delivery_id: int, exc: stripe.RateLimitError) -> str:
-    """Stripe still answered 429 after the client asked again (billing/stripe_pace.py):
-    nothing is wrong with the event, so it is not a failed attempt. It goes back to the
-    queue after Stripe's Retry-After, or RETRY_FIRST, without counting."""
+def _later(delivery_id: int, delay: timedelta, why: str) -> str:
+    """Back to the queue after `delay`, not as a failed attempt: the customer's lock was
+    taken ("customer busy"), or Stripe still answered 429 after the client asked again
+    (billing/stripe_pace.py; "rate limited", after Stripe's Retry-After or RETRY_FIRST).
+    Nothing is wrong with the event, so its attempts are not counted and no warning is
+    logged."""
     now = timezone.now()
-    wait = retry_after(exc.headers)
-    delay = timedelta(seconds=wait) if wait is not None else RETRY_FIRST * random.uniform(0.8, 1.2)
     with transaction.atomic():
         delivery = WebhookDelivery.objects.select_for_update().filter(pk=delivery_id).first()
         if delivery is None or delivery.state != WebhookDelivery.State.PENDING:
             return "done already"
+        # Of two tasks for one delivery, the second finds the attempt planned.
         if delivery.next_attempt_at is None or delivery.next_attempt_at <= now:
             delivery.next_attempt_at = now + delay
             delivery.save(update_fields=["next_attempt_at"])
             webhook_process.using(run_after=delivery.next_attempt_at).enqueue(delivery.pk)
     logger.info(
-        "Stripe event %s (%s): Stripe's rate limit, processed again at %s (not a failure)",
+        "Stripe event %s (%s): %s, processed again at %s (not a failure)",
         delivery.event_id,
         delivery.event_type,
+        why,
         delivery.next_attempt_at,
     )
-    return "rate limited"
+    return why
 
 
 def _alert(delivery: WebhookDelivery, *, permanent: bool) -> None:
