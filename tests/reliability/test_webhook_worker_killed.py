@@ -68,6 +68,9 @@ def _waiting_for_a_lock() -> list[int]:
     """The database backends (their pids) that wait for a lock the test holds (not
     any lock: a worker's two threads can briefly wait for each other)."""
     with connection.cursor() as cursor:
+        # Read inside the test's transaction, pg_stat_activity would stay the snapshot of
+        # its first read: a worker's thread that blocked later would never show.
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
         cursor.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
             " AND pg_backend_pid() = ANY(pg_blocking_pids(pid))"
@@ -77,6 +80,7 @@ def _waiting_for_a_lock() -> list[int]:
 
 def _backend_alive(pid: int) -> bool:
     with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
         cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid])
         return cursor.fetchone()[0] > 0
 
