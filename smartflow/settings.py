@@ -479,11 +479,12 @@ WORKER_STALE_SECONDS = env.float("WORKER_STALE_SECONDS", default=120)
 # Tasks one `manage.py worker` runs at once, each in a thread with its own database
 # connection: a webhook's processing mostly waits on Stripe, so threads multiply what a
 # process gets through until Stripe's rate limit (STRIPE_RATE_LIMIT) or the CPU is the
-# bound. The default is where `make bench`'s renewal storm stopped gaining
-# (devtools/bench/RESULTS.md). SQLite lets one transaction write at a time, and an
+# bound. The default is the best of `make bench`'s renewal storm on 2 cores with 2 workers
+# (8, 16, 24, 32 tried: 16 drained fastest; more threads only fought for the CPU;
+# devtools/bench/RESULTS.md). SQLite lets one transaction write at a time, and an
 # event's processing holds its transaction across its Stripe calls: there the worker runs
 # one task at a time whatever this says.
-WORKER_CONCURRENCY = env.int("WORKER_CONCURRENCY", default=8)
+WORKER_CONCURRENCY = env.int("WORKER_CONCURRENCY", default=16)
 if WORKER_CONCURRENCY < 1:
     raise ImproperlyConfigured("WORKER_CONCURRENCY must be 1 or more.")
 if not 0 < WORKER_HEARTBEAT_SECONDS * 2 <= WORKER_STALE_SECONDS or WORKER_RECOVER_SECONDS <= 0:
