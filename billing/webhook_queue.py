@@ -154,28 +154,18 @@ def acknowledge(
     The rule's own way: the ORM's statements and `enqueue()` in one transaction. On
     PostgreSQL with django-tasks-db (production, the bench), the same in ONE prepared
     statement, its own transaction (billing/speedups.py, with its measured win)."""
-    event_id = str(event["id"])[:255]
     now = timezone.now()
     body = request.body.decode(request.encoding or "utf-8")
     one_statement = speedups.ack_backend(webhook_process)
     for last_try in (False, True):
         # New objects for each try: a failed one may carry the pk of a row rolled back.
-        trigger = WebhookEventTrigger(
+        trigger, delivery = _rows(
+            event,
+            endpoint,
+            now,
             headers=dict(request.headers),
             body=body,
             remote_ip=get_remote_ip(request),
-            valid=True,
-            stripe_trigger_account_id=endpoint.djstripe_owner_account_id,
-            webhook_endpoint=endpoint,
-        )
-        delivery = WebhookDelivery(
-            event_id=event_id,
-            event_type=str(event.get("type") or "")[:255],
-            livemode=bool(event.get("livemode")),
-            customer_key=customer_key(event),
-            received_at=now,
-            last_delivered_at=now,
-            retry_until=now + RETRY_FOR,
         )
         try:
             if one_statement is not None:
@@ -199,6 +189,39 @@ def acknowledge(
             continue
         return Acknowledged(delivery_id, duplicate)
     raise AssertionError("unreachable")
+
+
+def _rows(
+    event: dict[str, Any],
+    endpoint: WebhookEndpoint,
+    now: datetime,
+    *,
+    headers: dict[str, str],
+    body: str,
+    remote_ip: str,
+    **delivery_fields: Any,
+) -> tuple[WebhookEventTrigger, WebhookDelivery]:
+    """The two rows an event is stored as, unsaved: dj-stripe's WebhookEventTrigger with
+    the body, and our WebhookDelivery (delivered, or recovered: `delivery_fields`)."""
+    trigger = WebhookEventTrigger(
+        headers=headers,
+        body=body,
+        remote_ip=remote_ip,
+        valid=True,
+        stripe_trigger_account_id=endpoint.djstripe_owner_account_id,
+        webhook_endpoint=endpoint,
+    )
+    delivery = WebhookDelivery(
+        event_id=str(event["id"])[:255],
+        event_type=str(event.get("type") or "")[:255],
+        livemode=bool(event.get("livemode")),
+        customer_key=customer_key(event),
+        received_at=now,
+        last_delivered_at=now,
+        retry_until=now + RETRY_FOR,
+        **delivery_fields,
+    )
+    return trigger, delivery
 
 
 def _store(
@@ -246,27 +269,17 @@ def recovered_store(
     already (checked under the unique event_id: a delivery of the same event committed
     meanwhile makes this insert fail, and it is left at that), else the delivery's id."""
     now = now or timezone.now()
-    event_id = str(event["id"])[:255]
-    trigger = WebhookEventTrigger(
+    trigger, delivery = _rows(
+        event,
+        endpoint,
+        now,
         headers={RECOVERED_HEADER: source},
         body=json.dumps(event),
         remote_ip=RECOVERED_IP,
-        valid=True,
-        stripe_trigger_account_id=endpoint.djstripe_owner_account_id,
-        webhook_endpoint=endpoint,
-    )
-    delivery = WebhookDelivery(
-        event_id=event_id,
-        event_type=str(event.get("type") or "")[:255],
-        livemode=bool(event.get("livemode")),
-        customer_key=customer_key(event),
         deliveries=0,
-        received_at=now,
-        last_delivered_at=now,
-        retry_until=now + RETRY_FOR,
         recovered_at=now,
     )
-    if known_event_ids([event_id]):
+    if known_event_ids([delivery.event_id]):
         return None
     try:
         # A savepoint inside a caller's transaction; else its own transaction.
@@ -294,7 +307,7 @@ class CustomerBusy(Exception):
 def customer_lock(key: str) -> None:
     """Hold `key`'s advisory lock until the transaction ends (PostgreSQL), or raise
     CustomerBusy at once if another transaction holds it: the event goes back to the
-    queue for a moment (`_busy`) and this worker takes another customer's, rather than
+    queue for a moment (`_later`) and this worker takes another customer's, rather than
     wait with a thread and a connection doing nothing.
 
     dj-stripe re-reads each event's object from Stripe and stores what it read. Two
