@@ -153,6 +153,16 @@ def _events(since: datetime, until: datetime) -> Iterator[dict[str, Any]]:
             after = str(events[-1]["id"])
 
 
+def _span(delta: timedelta) -> str:
+    """`delta` as the log says it: "2 days", "12 hours", "90 minutes"."""
+    seconds = int(delta.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"{seconds} seconds"
+
+
 def recover(*, since: timedelta, dry_run: bool = False, now: datetime | None = None) -> Recovered:
     """Queue every event of the last `since` that we should have received and have not
     (not younger than GRACE); with `dry_run`, only say which. Safe to run any number of
@@ -191,10 +201,10 @@ def recover(*, since: timedelta, dry_run: bool = False, now: datetime | None = N
             found.already += 1
     if found.queued and not dry_run:
         logger.warning(
-            "Stripe webhooks: %s events of the last %s were never received; recovered "
+            "Stripe webhooks: %s event(s) of the last %s were never received; recovered "
             "from the Events API and queued: %s",
             found.queued,
-            since,
+            _span(since),
             ", ".join(found.queued_ids[:20]) + (" ..." if found.queued > 20 else ""),
         )
     return found

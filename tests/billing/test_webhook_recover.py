@@ -344,3 +344,18 @@ def test_the_daily_run_looks_back_to_the_last_finished_one(settings, db):
     assert webhook_recover.lookback(run, now=now) == webhook_recover.EVENTS_KEPT
     WebhookRecoverRun.objects.exclude(pk=run.pk).delete()
     assert webhook_recover.lookback(run, now=now) == 2 * day
+
+
+@pytest.mark.parametrize(
+    ("delta", "said"),
+    [
+        (timedelta(days=2), "2 days"),
+        (timedelta(days=1), "1 day"),
+        (timedelta(hours=12), "12 hours"),
+        (timedelta(minutes=90), "90 minutes"),
+        (timedelta(seconds=45), "45 seconds"),
+    ],
+)
+def test_the_log_says_the_period_in_words(delta, said):
+    # Not "2 days, 0:00:00", timedelta's own text.
+    assert webhook_recover._span(delta) == said
