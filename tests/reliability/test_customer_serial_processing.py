@@ -66,7 +66,7 @@ def test_one_customers_events_one_at_a_time_different_customers_in_parallel(
     monkeypatch.setattr(webhook_queue, "_event_process", timed)
     settings.STRIPE_SANDBOX_LATENCY_MS = 40  # Stripe's round trip, for each call
 
-    with workers(4):
+    with workers(2):  # 2 x WORKER_CONCURRENCY threads, as deployed
         until(
             lambda: not WebhookDelivery.objects.exclude(state="processed").exists(),
             "every delivery is processed",
