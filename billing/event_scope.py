@@ -19,6 +19,10 @@ The worker opens `event_scope()` in the event's transaction, under the customer'
   Stripe answered to a retrieve, a modify, a cancel or a list, so a subscription we
   change at Stripe has its row made current at once, and the row stays Stripe's latest
   word within the event.
+
+Measured against its plain version (`make bench --only storm`, 800 renewals at 2 workers ×
+16, one run each, SPEED_PLAIN=event_scope for the plain one): 17.0 → 21.3 events/s
+(+25 %), 3.5 → 3.0 Stripe calls per event.
 """
 
 from __future__ import annotations
