@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from functools import reduce
+from operator import or_
+
+from django.db.models import Q
+
 from devtools.stripe_sandbox import store
 from devtools.stripe_sandbox.api.params import (
     list_param,
 )
 from devtools.stripe_sandbox.api.router import ID, route
+from devtools.stripe_sandbox.models import StripeObject
 from devtools.stripe_sandbox.store import Obj, StripeError
 
 
@@ -31,18 +37,18 @@ def event_list(params: Obj) -> Obj:
             f"Invalid array: `types` can contain at most {TYPES_MAX} items.", param="types"
         )
     types = types or ([params["type"]] if params.get("type") else [])
-    oldest = store.now() - EVENTS_KEPT_SECONDS
-
-    def matches(event: Obj) -> bool:
-        return int(event.get("created", 0)) >= oldest and (
-            not types
-            or any(
-                event["type"] == t or (t.endswith("*") and event["type"].startswith(t[:-1]))
-                for t in types
+    rows = StripeObject.objects.filter(type="event", created__gte=store.now() - EVENTS_KEPT_SECONDS)
+    if types:
+        rows = rows.filter(
+            reduce(
+                or_,
+                (
+                    Q(data__type__startswith=t[:-1]) if t.endswith("*") else Q(data__type=t)
+                    for t in types
+                ),
             )
         )
-
-    return store.paginate(store.select("event", matches), params, "/v1/events")
+    return store.paginate_rows(rows, params, "/v1/events")
 
 
 @route("GET", f"/webhook_endpoints/{ID}")
