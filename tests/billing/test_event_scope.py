@@ -1,5 +1,7 @@
 """What one event's processing remembers (billing/event_scope.py): dj-stripe's API key
-and Account are looked up once per event, not once per object dj-stripe syncs."""
+and Account are looked up once per event, not once per object dj-stripe syncs, and a
+subscription read from Stripe in the event (with its invoice, or by dj-stripe) is not
+asked for again."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from contextlib import nullcontext
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from djstripe.models import Account, APIKey, Subscription
+from djstripe.models import Account, APIKey, Invoice, Subscription
 
 from billing import event_scope, webhook_queue
 from billing.models import WebhookDelivery
@@ -129,12 +131,41 @@ def _subscription_gets(fake_stripe, sub: dict) -> int:
     return len(fake_stripe.calls_to("GET", f"/v1/subscriptions/{sub['id']}"))
 
 
-def test_a_subscription_dj_stripe_fetched_in_the_event_is_not_fetched_again(
+def test_a_renewal_asks_stripe_for_the_invoice_with_its_subscription_and_the_preview(
+    deliver, fake_stripe, catalog, payer, customer
+):
+    # dj-stripe's GET of the invoice brings the subscription too (one request, not two);
+    # the stored invoice names it by id, as every query of ours expects (billing/dunning).
+    sub = sf.subscription(cus=payer, prc=catalog["flowkit_monthly"])
+    first = sf.invoice(cus=payer, sub=sub)
+    fake_stripe.add(sub, first)
+    assert deliver(sf.event("invoice.paid", first)).status_code == 200
+    renewal = sf.invoice(cus=payer, sub=sub)
+    renewal["lines"]["data"] = [_line(renewal, sub)]
+    fake_stripe.add(renewal)
+    before = len(fake_stripe.calls)
+
+    assert deliver(sf.event("invoice.paid", renewal)).status_code == 200
+
+    calls = [(method, path) for method, path, _ in fake_stripe.calls[before:]]
+    assert calls == [
+        ("GET", f"/v1/invoices/{renewal['id']}"),
+        ("POST", "/v1/invoices/create_preview"),
+    ]
+    [expanded] = fake_stripe.calls_to("GET", f"/v1/invoices/{renewal['id']}")
+    assert "parent.subscription_details.subscription" in expanded.values()
+    stored = Invoice.objects.get(id=renewal["id"]).stripe_data
+    assert stored["parent"]["subscription_details"]["subscription"] == sub["id"]
+    customer.refresh_from_db()
+    assert customer.plan == "flowkit"
+
+
+def test_a_subscription_unknown_here_comes_with_its_invoice(
     deliver, fake_stripe, catalog, payer, customer
 ):
     # A renewal of a subscription not synced here (made in Stripe's dashboard, say, for
-    # a known customer): dj-stripe GETs it to store the invoice's line; the handler
-    # uses that answer instead of asking Stripe again.
+    # a known customer): it is stored from the invoice's answer before dj-stripe stores
+    # the invoice's line, so neither dj-stripe nor the handler GETs it.
     sub = sf.subscription(cus=payer, prc=catalog["flowkit_monthly"])
     first = sf.invoice(cus=payer, sub=sub)
     fake_stripe.add(sub, first)
@@ -147,26 +178,50 @@ def test_a_subscription_dj_stripe_fetched_in_the_event_is_not_fetched_again(
 
     assert deliver(sf.event("invoice.paid", renewal)).status_code == 200
 
-    assert _subscription_gets(fake_stripe, sub) == before + 1
+    assert _subscription_gets(fake_stripe, sub) == before
     assert Subscription.objects.filter(id=sub["id"]).exists()
     customer.refresh_from_db()
     assert customer.plan == "flowkit"
 
 
-def test_a_subscription_known_before_the_event_is_fetched_again(
+def test_a_subscription_changed_at_stripe_is_read_again_with_the_invoice(
     deliver, fake_stripe, catalog, payer, customer
 ):
     sub = sf.subscription(cus=payer, prc=catalog["flowkit_monthly"])
     inv = sf.invoice(cus=payer, sub=sub)
     fake_stripe.add(sub, inv)
     assert deliver(sf.event("invoice.paid", inv)).status_code == 200
-    sub["status"] = "past_due"  # changed at Stripe since: the handler's GET reads it
-    before = _subscription_gets(fake_stripe, sub)
+    sub["status"] = "past_due"  # changed at Stripe since: the invoice's GET reads it
 
     assert deliver(sf.event("invoice.paid", inv)).status_code == 200
 
-    assert _subscription_gets(fake_stripe, sub) == before + 1
     assert Subscription.objects.get(id=sub["id"]).stripe_data["status"] == "past_due"
+
+
+def test_a_subscription_dj_stripe_fetched_in_the_scope_is_not_fetched_again(
+    fake_stripe, catalog, payer, customer
+):
+    # dj-stripe GETs a subscription an object names when it has no row for it (a checkout
+    # session's, say): that row is Stripe's answer of the moment, in this event's scope.
+    sub = sf.subscription(cus=payer, prc=catalog["flowkit_monthly"])
+    fake_stripe.add(sub)
+    with event_scope.event_scope():
+        assert not event_scope.subscription_fetched(sub["id"])
+        Subscription._get_or_retrieve(id=sub["id"])
+        assert event_scope.subscription_fetched(sub["id"])
+    assert not event_scope.subscription_fetched(sub["id"])
+
+
+def test_outside_a_scope_the_invoice_is_read_as_dj_stripe_ships(
+    deliver, fake_stripe, invoice_paid, settings
+):
+    settings.SPEED_PLAIN = ["event_scope"]
+    invoice_id = invoice_paid["data"]["object"]["id"]
+
+    assert deliver(invoice_paid).status_code == 200
+
+    [read] = fake_stripe.calls_to("GET", f"/v1/invoices/{invoice_id}")
+    assert "parent.subscription_details.subscription" not in read.values()
 
 
 def test_speed_plain_turns_the_scope_off(deliver, invoice_paid, settings):
