@@ -216,8 +216,8 @@ DATABASE_PREPARED_STATEMENTS = env.bool("DATABASE_PREPARED_STATEMENTS", default=
 # The bench's switch (devtools/bench/run.py, `--only speed`): pieces of speed work to turn off, so
 # each is measured against its plain version in one run: "ack" (the acknowledgement's one
 # prepared statement), "gc_freeze" (reconcile_plans; billing/speedups.py), "event_scope"
-# (what one webhook event's processing remembers: billing/event_scope.py). Empty in
-# production.
+# (what one webhook event's processing remembers: billing/event_scope.py), "invoice_expand"
+# (an invoice's subscription read with it, in the same scope). Empty in production.
 SPEED_PLAIN = env.list("SPEED_PLAIN", default=[])
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

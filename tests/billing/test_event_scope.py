@@ -212,10 +212,12 @@ def test_a_subscription_dj_stripe_fetched_in_the_scope_is_not_fetched_again(
     assert not event_scope.subscription_fetched(sub["id"])
 
 
+@pytest.mark.parametrize("plain", ["event_scope", "invoice_expand"])
 def test_outside_a_scope_the_invoice_is_read_as_dj_stripe_ships(
-    deliver, fake_stripe, invoice_paid, settings
+    deliver, fake_stripe, invoice_paid, settings, plain
 ):
-    settings.SPEED_PLAIN = ["event_scope"]
+    # No scope, or the bench's plain version of the expansion (SPEED_PLAIN).
+    settings.SPEED_PLAIN = [plain]
     invoice_id = invoice_paid["data"]["object"]["id"]
 
     assert deliver(invoice_paid).status_code == 200
