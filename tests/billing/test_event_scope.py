@@ -127,6 +127,19 @@ def _line(inv: dict, sub: dict) -> dict:
     }
 
 
+def _paid_then_renewed(deliver, fake_stripe, catalog, payer) -> tuple[dict, dict]:
+    """A FlowKit subscription whose first invoice.paid is processed, and its renewal's
+    invoice at Stripe, not delivered yet."""
+    sub = sf.subscription(cus=payer, prc=catalog["flowkit_monthly"])
+    first = sf.invoice(cus=payer, sub=sub)
+    fake_stripe.add(sub, first)
+    assert deliver(sf.event("invoice.paid", first)).status_code == 200
+    renewal = sf.invoice(cus=payer, sub=sub)
+    renewal["lines"]["data"] = [_line(renewal, sub)]
+    fake_stripe.add(renewal)
+    return sub, renewal
+
+
 def _subscription_gets(fake_stripe, sub: dict) -> int:
     return len(fake_stripe.calls_to("GET", f"/v1/subscriptions/{sub['id']}"))
 
@@ -136,13 +149,7 @@ def test_a_renewal_asks_stripe_for_the_invoice_with_its_subscription_and_the_pre
 ):
     # dj-stripe's GET of the invoice brings the subscription too (one request, not two);
     # the stored invoice names it by id, as every query of ours expects (billing/dunning).
-    sub = sf.subscription(cus=payer, prc=catalog["flowkit_monthly"])
-    first = sf.invoice(cus=payer, sub=sub)
-    fake_stripe.add(sub, first)
-    assert deliver(sf.event("invoice.paid", first)).status_code == 200
-    renewal = sf.invoice(cus=payer, sub=sub)
-    renewal["lines"]["data"] = [_line(renewal, sub)]
-    fake_stripe.add(renewal)
+    sub, renewal = _paid_then_renewed(deliver, fake_stripe, catalog, payer)
     before = len(fake_stripe.calls)
 
     assert deliver(sf.event("invoice.paid", renewal)).status_code == 200
@@ -166,14 +173,8 @@ def test_a_subscription_unknown_here_comes_with_its_invoice(
     # A renewal of a subscription not synced here (made in Stripe's dashboard, say, for
     # a known customer): it is stored from the invoice's answer before dj-stripe stores
     # the invoice's line, so neither dj-stripe nor the handler GETs it.
-    sub = sf.subscription(cus=payer, prc=catalog["flowkit_monthly"])
-    first = sf.invoice(cus=payer, sub=sub)
-    fake_stripe.add(sub, first)
-    assert deliver(sf.event("invoice.paid", first)).status_code == 200
+    sub, renewal = _paid_then_renewed(deliver, fake_stripe, catalog, payer)
     Subscription.objects.filter(id=sub["id"]).delete()
-    renewal = sf.invoice(cus=payer, sub=sub)
-    renewal["lines"]["data"] = [_line(renewal, sub)]
-    fake_stripe.add(renewal)
     before = _subscription_gets(fake_stripe, sub)
 
     assert deliver(sf.event("invoice.paid", renewal)).status_code == 200
