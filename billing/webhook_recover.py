@@ -31,12 +31,11 @@ import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import stripe
 from django.conf import settings
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 from djstripe.models import WebhookEndpoint
 
@@ -45,6 +44,7 @@ from billing.models import WebhookDelivery, WebhookRecoverRun
 from billing.stripe_api import api_kwargs
 from billing.tasks import webhook_recover_run
 from billing.webhook_queue import known_event_ids, recovered_store
+from smartflow.windows import enqueue_once, window_of
 
 logger = logging.getLogger(__name__)
 
@@ -220,8 +220,7 @@ def _every() -> timedelta:
 def window_start(now: datetime) -> datetime:
     """The start of the WEBHOOK_RECOVER_EVERY_HOURS window `now` falls in (from the
     epoch)."""
-    every = int(_every().total_seconds())
-    return datetime.fromtimestamp(now.timestamp() // every * every, tz=UTC)
+    return window_of(now, _every())
 
 
 def lookback(run: WebhookRecoverRun, *, now: datetime) -> timedelta:
@@ -266,13 +265,4 @@ def recover_enqueue_if_due(*, now: datetime | None = None) -> WebhookRecoverRun 
     if settings.WEBHOOK_RECOVER_EVERY_HOURS <= 0:
         return None
     now = now or timezone.now()
-    window = window_start(now)
-    if WebhookRecoverRun.objects.filter(window_start=window).exists():
-        return None
-    try:
-        with transaction.atomic():
-            run = WebhookRecoverRun.objects.create(window_start=window, queued_at=now)
-            webhook_recover_run.enqueue(run.pk)
-    except IntegrityError:  # another worker recorded it first
-        return None
-    return run
+    return enqueue_once(WebhookRecoverRun, webhook_recover_run, window=window_start(now), now=now)

@@ -3,8 +3,8 @@
 Every `manage.py worker` asks at start and every WORKER_RECOVER_SECONDS (with its
 recovery, smartflow/workers.py) whether this window of RETENTION_EVERY_HOURS has had its
 purge; the first to ask records a RetentionRun for the window and queues `retention_run`
-in the same transaction, so one worker among many runs it, as an ordinary task (a long
-purge never holds up a heartbeat). No cron.
+in the same transaction (smartflow/windows.py), so one worker among many runs it, as an
+ordinary task (a long purge never holds up a heartbeat). No cron.
 
 What is purged, each after its own setting (docs/operations.md, "Retention", says why
 each default is what it is):
@@ -26,16 +26,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Model, QuerySet
 from django.utils import timezone
 from django_tasks import TaskResultStatus, task
 
 from smartflow.models import RetentionRun
+from smartflow.windows import enqueue_once, window_of
 
 logger = logging.getLogger(__name__)
 
@@ -185,20 +186,10 @@ def retention_run(run_id: int) -> dict[str, int]:
 
 def window_start(now: datetime) -> datetime:
     """The start of the RETENTION_EVERY_HOURS window `now` falls in (from the epoch)."""
-    every = settings.RETENTION_EVERY_HOURS * 3600
-    return datetime.fromtimestamp(now.timestamp() // every * every, tz=UTC)
+    return window_of(now, timedelta(hours=settings.RETENTION_EVERY_HOURS))
 
 
 def retention_enqueue_if_due(*, now: datetime | None = None) -> RetentionRun | None:
     """Queue the purge of this window unless some worker has already; the new run."""
     now = now or timezone.now()
-    window = window_start(now)
-    if RetentionRun.objects.filter(window_start=window).exists():
-        return None
-    try:
-        with transaction.atomic():
-            run = RetentionRun.objects.create(window_start=window, queued_at=now)
-            retention_run.enqueue(run.pk)
-    except IntegrityError:  # another worker recorded it first
-        return None
-    return run
+    return enqueue_once(RetentionRun, retention_run, window=window_start(now), now=now)
