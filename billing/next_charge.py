@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import stripe
+from django.utils import timezone
 from djstripe.models import Subscription
 
 from accounts.models import User
@@ -85,11 +86,15 @@ def next_charge_refresh(*, user: User, subscription_id: str) -> None:
             raise
         NextCharge.objects.filter(subscription_id=subscription_id).delete()
         return
-    values = {"user": user, **next_charge_values(preview.to_dict())}
-    # Kept since the last event of the subscription, mostly: one UPDATE, where
-    # update_or_create takes a savepoint, a SELECT ... FOR UPDATE and then the UPDATE.
-    if not NextCharge.objects.filter(subscription_id=subscription_id).update(**values):
-        NextCharge.objects.update_or_create(subscription_id=subscription_id, defaults=values)
+    values = {"user": user, **next_charge_values(preview.to_dict()), "fetched_at": timezone.now()}
+    # One INSERT ... ON CONFLICT DO UPDATE, new or kept since the subscription's last event
+    # (update_or_create takes two savepoints, a SELECT ... FOR UPDATE and then the write).
+    NextCharge.objects.bulk_create(
+        [NextCharge(subscription_id=subscription_id, **values)],
+        update_conflicts=True,
+        unique_fields=["subscription_id"],
+        update_fields=list(values),
+    )
 
 
 def next_charge_for(subscription_id: str) -> NextCharge | None:

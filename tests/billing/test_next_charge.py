@@ -124,13 +124,17 @@ def test_a_subscription_set_to_cancel_has_no_next_charge(shopper, customer):
 
 def test_the_next_charge_follows_the_renewal(shopper, customer):
     _subscribe(shopper, "flowkit")
-    first_due = NextCharge.objects.get(user=customer).due_at
+    first = NextCharge.objects.get(user=customer)
     sub = Subscription.objects.get(customer__subscriber=customer)
 
     actions.subscription_renew(sub.id)
     _deliver(shopper)
 
-    assert NextCharge.objects.get(user=customer).due_at > first_due
+    # The same row, written again (one upsert per refresh), with when it was asked.
+    [renewed] = NextCharge.objects.filter(user=customer)
+    assert renewed.pk == first.pk
+    assert renewed.due_at > first.due_at
+    assert renewed.fetched_at > first.fetched_at
     assert store.now() > 0
 
 
