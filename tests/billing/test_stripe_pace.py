@@ -115,6 +115,15 @@ def test_the_shared_pace_runs_outside_the_callers_transaction():
     other.close()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_shared_pace_commits_without_waiting_for_the_disk():
+    # Its row lock is held for a statement, not for a WAL flush (billing/stripe_pace.py).
+    _postgresql()
+    pace = Pace(1000, name="test-async")
+    assert pace._shared.execute("SHOW synchronous_commit", {}) == [("off",)]
+    pace.close()
+
+
 def _away(*args: Any) -> Any:
     raise psycopg.OperationalError("server closed the connection unexpectedly")
 
