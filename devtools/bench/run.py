@@ -1047,6 +1047,16 @@ def main() -> int:
             serving(storm_env, port, "storm", workers=0) as server,
             phase("renewal storm"),
         ):
+            # A server that has been running has run today's daily jobs (smartflow/
+            # windows.py): their windows are taken here, unrun. Else the first run's workers
+            # queue the webhook recovery, which finds the seeding's events (the app never
+            # received them: their deliveries were discarded above) and queues a thousand
+            # of them in the middle of the storm.
+            from billing.webhook_recover import recover_enqueue_if_due
+            from smartflow.retention import retention_enqueue_if_due
+
+            recover_enqueue_if_due()
+            retention_enqueue_if_due()
             # A storm reaches a server that has been running, not one just started: as
             # before the other phases, every gunicorn worker first serves the path,
             # unmeasured (a cold worker's first requests took up to 0.5 s, the 1 % of a
