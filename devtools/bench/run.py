@@ -1048,7 +1048,8 @@ def main() -> int:
             phase("renewal storm"),
         ):
             # A server that has been running has run today's daily jobs (smartflow/
-            # windows.py): their windows are taken here, unrun. Else the first run's workers
+            # windows.py): their windows are taken here and their tasks dropped with the
+            # warm-up's below, never run. Else the first run's workers
             # queue the webhook recovery, which finds the seeding's events (the app never
             # received them: their deliveries were discarded above) and queues a thousand
             # of them in the middle of the storm.
