@@ -16,6 +16,9 @@ PLAN is a JSON object:
 A request's time runs from opening the connection to reading the whole response: the
 time until the sender has its acknowledgement, including any wait in the server's queue.
 Threads share one interpreter, so this process also costs CPU on the machine it measures.
+Each request slower than SLOW_SECONDS is listed (`slow`) with when it started, after the
+first (`started_unix`): whether slow acknowledgements come together (the server, or this
+process, stalled) or alone.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ from pathlib import Path
 from typing import Any
 
 TIMEOUT_SECONDS = 120
+# A request slower than this is listed with when it started (`slow` in the result): a
+# p99 says how many, the list says when, to set beside the server's and workers' logs.
+SLOW_SECONDS = 0.050
 
 
 @dataclass
@@ -46,14 +52,28 @@ class Tally:
     seconds: list[float] = field(default_factory=list)
     statuses: Counter[int] = field(default_factory=Counter)
     exceptions: Counter[str] = field(default_factory=Counter)
+    # time.monotonic() and time.time() at the first request; each slow request's
+    # (monotonic start, seconds).
+    started: tuple[float, float] | None = None
+    slow: list[tuple[float, float]] = field(default_factory=list)
 
-    def add(self, status: int | None, seconds: float, error: str = "") -> None:
+    def begin(self) -> float:
+        """A request starts: its monotonic time (the tally's first one is kept)."""
+        at = time.monotonic()
+        with self.lock:
+            if self.started is None:
+                self.started = (at, time.time())
+        return at
+
+    def add(self, status: int | None, seconds: float, error: str = "", *, at: float = 0.0) -> None:
         with self.lock:
             if status is None:
                 self.exceptions[error] += 1
             else:
                 self.statuses[status] += 1
                 self.seconds.append(seconds)
+                if seconds > SLOW_SECONDS:
+                    self.slow.append((at, seconds))
 
 
 def request(
@@ -72,12 +92,13 @@ def request(
 
 
 def measured(tally: Tally, send: Callable[[], tuple[int, float]]) -> None:
+    at = tally.begin()
     try:
         status, seconds = send()
     except (OSError, http.client.HTTPException) as exc:
         tally.add(None, 0.0, f"{type(exc).__name__}: {exc}")
     else:
-        tally.add(status, seconds)
+        tally.add(status, seconds, at=at)
 
 
 def signature(secret: str, payload: bytes, timestamp: int) -> str:
@@ -174,6 +195,15 @@ def summary(tally: Tally, wall: float) -> dict[str, Any]:
             "mean": (sum(times) / len(times) if times else math.nan) * 1000,
         },
         "samples_s": times,
+        # Unix time of the first request, and each slow request's start after it (s) and
+        # its time (ms), in the order they started.
+        "started_unix": tally.started[1] if tally.started else None,
+        "slow": [
+            [round(at - tally.started[0], 3), round(took * 1000, 1)]
+            for at, took in sorted(tally.slow)
+        ]
+        if tally.started
+        else [],
     }
 
 
