@@ -3,7 +3,7 @@
     .venv/bin/python devtools/bench/run.py [--database-url URL] [--out devtools/bench/RESULTS.md]
 
 PostgreSQL, gunicorn (2 sync workers per core, as docs/operations.md tells operators), the worker
-(`manage.py worker`, under `nice -n 19`) and the Stripe sandbox standing in for Stripe, DEBUG off.
+(`manage.py worker`, under `nice -n 10`) and the Stripe sandbox standing in for Stripe, DEBUG off.
 The database (default smartflow_bench) is dropped and created afresh; the dev and test
 databases are refused. Logs and working files go to devtools/bench/out/ (git-ignored). The load
 generator (devtools/bench/load.py) is a separate process on the same machine.
@@ -80,7 +80,7 @@ GUNICORN_WORKERS = int(os.environ.get("BENCH_GUNICORN_WORKERS") or 2 * (os.cpu_c
 # docs/operations.md's advice for a machine that runs web and worker together: the worker at a
 # lower CPU priority, so that Stripe's acknowledgements (timed by Stripe, retried when
 # late) come before the processing (queued anyway). The bench's machine is one such.
-WORKER_NICE = int(os.environ.get("BENCH_WORKER_NICE") or 19)
+WORKER_NICE = int(os.environ.get("BENCH_WORKER_NICE") or 10)
 BENCH_SECRET_KEY = "bench-only-secret-key-7c1e9a3f5b2d4e6a8c0f1b3d5e7a9c2e4f6a8b0d2c4e"
 
 _started = time.perf_counter()

@@ -229,7 +229,7 @@ def signup_data(page: str, email: str, password: str) -> dict[str, str]:
 
 def test_the_units_command_lines_serve_signups_and_process_webhooks(server: Server):
     web_unit, worker_unit = unit("smartflow-web.service"), unit("smartflow-worker@.service")
-    assert worker_unit["Nice"] == "19"
+    assert worker_unit["Nice"] == "10"
     assert web_unit["Restart"] == worker_unit["Restart"] == "on-failure"
     assert web_unit["EnvironmentFile"] == worker_unit["EnvironmentFile"] == "/etc/smartflow/env"
 
