@@ -230,10 +230,12 @@ class HeartbeatWorker(Worker):
                 super().run()
         finally:
             self._stop.set()
+            # The heartbeat thread ends first (it closes its connection): a beat still in
+            # flight clears stopped_at, and would undo the mark below.
+            self._thread.join(timeout=5)
             WorkerHeartbeat.objects.filter(worker_id=self.worker_id).update(
                 stopped_at=timezone.now()
             )
-            self._thread.join(timeout=5)  # it closes its connection
             self._stopped.set()
 
     def _slots_run(self) -> None:

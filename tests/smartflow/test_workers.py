@@ -3,6 +3,8 @@ tasks of live workers are left alone. /healthz."""
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -177,3 +179,40 @@ def test_the_admin_index_shows_the_backlog_and_each_workers_heartbeat(admin_clie
 def test_the_admin_index_says_when_no_worker_runs(admin_client):
     page = admin_client.get("/admin/").content.decode()
     assert "none running: start <code>manage.py worker</code>" in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_heartbeat_in_flight_as_the_worker_stops_does_not_undo_its_stop(monkeypatch):
+    # The heartbeat thread's beat runs just as the worker stops: it must land before the
+    # stop is marked (a beat clears stopped_at), not after.
+    beat = workers.heartbeat
+    worker = workers.HeartbeatWorker(
+        queue_names=["*"],
+        interval=0.05,
+        batch=False,
+        backend_name="default",
+        startup_delay=False,
+        max_tasks=None,
+        worker_id="w-stopping",
+        excluded_queue_names=[],
+    )
+
+    def late_beat(worker_id: str, **kwargs: object) -> None:
+        if threading.current_thread().name == "worker-heartbeat":
+            worker._stop.wait(10)  # held until the worker stops, and a little longer
+            time.sleep(0.2)
+        beat(worker_id)
+
+    monkeypatch.setattr(workers, "heartbeat", late_beat)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not WorkerHeartbeat.objects.filter(worker_id="w-stopping").exists():
+        assert time.monotonic() < deadline, "the worker never beat"
+        time.sleep(0.05)
+
+    worker.running = False  # as SIGTERM or a reload does
+    thread.join(timeout=15)
+
+    assert not thread.is_alive()
+    assert WorkerHeartbeat.objects.get(worker_id="w-stopping").stopped_at is not None
