@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from accounts.models import User
+    from smartflow.workers import HeartbeatWorker
 
 PASSWORD = "correct-horse-battery-staple-42"
 
@@ -25,3 +26,21 @@ def email_confirmed(user: User) -> User:
         user=user, email=user.email, defaults={"primary": True, "verified": True}
     )
     return user
+
+
+def heartbeat_worker(worker_id: str, *, concurrency: int = 1) -> HeartbeatWorker:
+    """A worker as `manage.py worker` makes it (all queues, no start-up delay), polling
+    every 50 ms, for a test to run in a thread."""
+    from smartflow.workers import HeartbeatWorker
+
+    return HeartbeatWorker(
+        concurrency=concurrency,
+        queue_names=["*"],
+        interval=0.05,
+        batch=False,
+        backend_name="default",
+        startup_delay=False,
+        max_tasks=None,
+        worker_id=worker_id,
+        excluded_queue_names=[],
+    )

@@ -18,6 +18,7 @@ from django.db import connection
 from accounts.models import User
 from smartflow.workers import HeartbeatWorker
 from tests.billing import stripe_fakes as sf
+from tests.helpers import heartbeat_worker
 
 T = TypeVar("T")
 
@@ -77,17 +78,7 @@ def workers(count: int, concurrency: int | None = None) -> Iterator[list[Heartbe
     process, each running up to `concurrency` tasks at once (default: the product's
     WORKER_CONCURRENCY), every task slot with its own connection."""
     started = [
-        HeartbeatWorker(
-            concurrency=concurrency or settings.WORKER_CONCURRENCY,
-            queue_names=["*"],
-            interval=0.05,
-            batch=False,
-            backend_name="default",
-            startup_delay=False,
-            max_tasks=None,
-            worker_id=f"test-worker-{n}",
-            excluded_queue_names=[],
-        )
+        heartbeat_worker(f"test-worker-{n}", concurrency=concurrency or settings.WORKER_CONCURRENCY)
         for n in range(count)
     ]
 

@@ -15,6 +15,7 @@ from django_tasks_db.models import DBTaskResult
 
 from smartflow.models import WorkerHeartbeat
 from smartflow.workers import HeartbeatWorker
+from tests.helpers import heartbeat_worker
 from tests.reliability.helpers import until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -53,17 +54,7 @@ def _postgresql() -> None:
 
 
 def _worker(concurrency: int) -> HeartbeatWorker:
-    return HeartbeatWorker(
-        concurrency=concurrency,
-        queue_names=["*"],
-        interval=0.05,
-        batch=False,
-        backend_name="default",
-        startup_delay=False,
-        max_tasks=None,
-        worker_id="test-slots",
-        excluded_queue_names=[],
-    )
+    return heartbeat_worker("test-slots", concurrency=concurrency)
 
 
 @contextmanager

@@ -17,6 +17,7 @@ from django.utils.autoreload import DJANGO_AUTORELOAD_ENV, file_changed
 from smartflow.management.commands import worker as command
 from smartflow.models import WorkerHeartbeat
 from smartflow.workers import HeartbeatWorker
+from tests.helpers import heartbeat_worker
 
 
 def _reloading() -> list[HeartbeatWorker]:
@@ -75,16 +76,7 @@ def test_without_reload_the_worker_runs_in_this_process(started):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_code_change_stops_the_worker_as_sigterm_does_before_the_reload():
-    worker = HeartbeatWorker(
-        queue_names=["*"],
-        interval=0.05,
-        batch=False,
-        backend_name="default",
-        startup_delay=False,
-        max_tasks=None,
-        worker_id="w-reloading",
-        excluded_queue_names=[],
-    )
+    worker = heartbeat_worker("w-reloading")
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

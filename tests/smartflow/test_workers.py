@@ -15,6 +15,7 @@ from django_tasks_db.models import DBTaskResult
 from billing.tasks import overrides_sweep
 from smartflow import workers
 from smartflow.models import WorkerHeartbeat
+from tests.helpers import heartbeat_worker
 
 pytestmark = pytest.mark.django_db
 
@@ -186,16 +187,7 @@ def test_a_heartbeat_in_flight_as_the_worker_stops_does_not_undo_its_stop(monkey
     # The heartbeat thread's beat runs just as the worker stops: it must land before the
     # stop is marked (a beat clears stopped_at), not after.
     beat = workers.heartbeat
-    worker = workers.HeartbeatWorker(
-        queue_names=["*"],
-        interval=0.05,
-        batch=False,
-        backend_name="default",
-        startup_delay=False,
-        max_tasks=None,
-        worker_id="w-stopping",
-        excluded_queue_names=[],
-    )
+    worker = heartbeat_worker("w-stopping")
 
     def late_beat(worker_id: str, **kwargs: object) -> None:
         if threading.current_thread().name == "worker-heartbeat":
