@@ -406,7 +406,7 @@ def test_a_task_that_failed_outright_is_queued_again_by_the_recovery(
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="advisory locks")
-def test_the_customer_lock_is_one_statement_that_never_waits():
+def test_the_customer_lock_is_one_statement_when_it_is_free():
     with CaptureQueriesContext(connection) as queries:
         webhook_queue.customer_lock("cus_held")
 

@@ -9,6 +9,7 @@ test runs on SQLite too.
 from __future__ import annotations
 
 import threading
+from contextlib import ExitStack
 from datetime import timedelta
 
 import pytest
@@ -59,11 +60,24 @@ def test_fifty_simultaneous_duplicates_are_acknowledged_and_processed_once_by_tw
     assert [m.to for m in mail.outbox] == [[customer.email]]
 
 
-def test_a_delivery_whose_customer_is_busy_goes_back_to_the_queue_uncounted_then_is_processed(
+def _process_in_thread(delivery: WebhookDelivery, outcome: list[str]) -> threading.Thread:
+    """`delivery_process` in a thread of its own (its own connection), as a worker's."""
+    worker = threading.Thread(
+        target=lambda: (
+            outcome.append(webhook_queue.delivery_process(delivery.pk)),
+            connection.close(),
+        ),
+        daemon=True,
+    )
+    worker.start()
+    return worker
+
+
+def test_a_delivery_whose_customer_is_busy_waits_for_the_lock_and_is_processed_once_freed(
     postgresql, deliver, fake_stripe, catalog
 ):
-    """Another worker holds the customer's lock: the delivery goes back to the queue for
-    about a second at once, not counted as a failed attempt, instead of waiting."""
+    """Another worker holds the customer's lock: the delivery waits for it (up to
+    LOCK_WAIT), then is processed, once, reading Stripe after the other's commit."""
     user, plan, event = checkout_event(fake_stripe, catalog, 1)
     assert deliver(event, process=False).status_code == 200
     delivery = WebhookDelivery.objects.get(event_id=event["id"])
@@ -71,16 +85,37 @@ def test_a_delivery_whose_customer_is_busy_goes_back_to_the_queue_uncounted_then
 
     with transaction.atomic():  # the test's connection stands for the other worker
         webhook_queue.customer_lock(delivery.customer_key)
-        worker = threading.Thread(
-            target=lambda: (
-                outcome.append(webhook_queue.delivery_process(delivery.pk)),
-                connection.close(),
-            ),
-            daemon=True,
-        )
-        worker.start()
+        worker = _process_in_thread(delivery, outcome)
+        worker.join(timeout=0.5)
+        assert worker.is_alive(), "the delivery did not wait for the customer's lock"
+        delivery.refresh_from_db()
+        assert delivery.state == Pending
+
+    worker.join(timeout=30)
+    assert outcome == ["processed"]
+    delivery.refresh_from_db()
+    assert (delivery.state, delivery.attempts, delivery.last_error) == ("processed", 0, "")
+    user.refresh_from_db()
+    assert user.plan == plan
+    assert PlanChange.objects.filter(user=user).count() == 1
+
+
+def test_a_delivery_whose_customer_stays_busy_goes_back_to_the_queue_uncounted_then_is_processed(
+    postgresql, deliver, fake_stripe, catalog, monkeypatch
+):
+    """The lock is still taken after LOCK_WAIT: the delivery goes back to the queue for
+    about a second, not counted as a failed attempt."""
+    monkeypatch.setattr(webhook_queue, "LOCK_WAIT", timedelta(seconds=0.3))
+    user, plan, event = checkout_event(fake_stripe, catalog, 1)
+    assert deliver(event, process=False).status_code == 200
+    delivery = WebhookDelivery.objects.get(event_id=event["id"])
+    outcome: list[str] = []
+
+    with transaction.atomic():
+        webhook_queue.customer_lock(delivery.customer_key)
+        worker = _process_in_thread(delivery, outcome)
         worker.join(timeout=30)
-        assert not worker.is_alive(), "the worker waited for the customer's lock"
+        assert not worker.is_alive(), "the delivery waited for the lock beyond LOCK_WAIT"
 
     assert outcome == ["customer busy"]
     delivery.refresh_from_db()
@@ -96,6 +131,60 @@ def test_a_delivery_whose_customer_is_busy_goes_back_to_the_queue_uncounted_then
     user.refresh_from_db()
     assert user.plan == plan
     assert PlanChange.objects.filter(user=user).count() == 1
+
+
+def test_the_wait_for_a_customer_lock_leaves_the_transactions_other_locks_their_timeout(
+    postgresql,
+):
+    """lock_timeout bounds the wait for the customer's lock only: once it is held, the
+    transaction's other lock waits (the delivery's row, the handlers') have the
+    connection's own setting again."""
+    seen: list[str] = []
+
+    def other_worker() -> None:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL lock_timeout = '7s'")
+            webhook_queue.customer_lock("cus_waited")
+            cursor.execute("SHOW lock_timeout")
+            seen.append(cursor.fetchone()[0])
+        connection.close()
+
+    with transaction.atomic():
+        webhook_queue.customer_lock("cus_waited")
+        worker = threading.Thread(target=other_worker, daemon=True)
+        worker.start()
+        worker.join(timeout=0.5)
+        assert worker.is_alive(), "it did not wait for the lock"
+    worker.join(timeout=30)
+
+    assert seen == ["7s"]
+
+
+@pytest.mark.parametrize("case", ["a thread already waits for the customer", "concurrency 1"])
+def test_a_delivery_whose_customer_is_busy_goes_back_to_the_queue_at_once_when_it_may_not_wait(
+    postgresql, deliver, fake_stripe, catalog, settings, case
+):
+    """One thread of a process waits per customer, and at most half of its threads: a
+    second event of the customer, or any with WORKER_CONCURRENCY 1, goes back to the queue
+    at once instead of taking a thread from other customers' events."""
+    _user, _plan, event = checkout_event(fake_stripe, catalog, 1)
+    assert deliver(event, process=False).status_code == 200
+    delivery = WebhookDelivery.objects.get(event_id=event["id"])
+    outcome: list[str] = []
+
+    with transaction.atomic(), ExitStack() as stack:
+        if case == "concurrency 1":
+            settings.WORKER_CONCURRENCY = 1
+        else:  # this thread stands for the one already waiting
+            assert stack.enter_context(webhook_queue._lock_waiters.waiting(delivery.customer_key))
+        webhook_queue.customer_lock(delivery.customer_key)
+        worker = _process_in_thread(delivery, outcome)
+        worker.join(timeout=2)
+        assert not worker.is_alive(), "the delivery waited for the customer's lock"
+
+    assert outcome == ["customer busy"]
+    delivery.refresh_from_db()
+    assert (delivery.state, delivery.attempts) == (Pending, 0)
 
 
 def _retries_due() -> None:
