@@ -73,6 +73,18 @@ def _process_in_thread(delivery: WebhookDelivery, outcome: list[str]) -> threadi
     return worker
 
 
+def _outcome_while_locked(delivery: WebhookDelivery, *, within: float) -> list[str]:
+    """`delivery_process`'s outcome in another thread while this one holds the customer's
+    lock (the test's connection stands for the other worker); it must come `within` s."""
+    outcome: list[str] = []
+    with transaction.atomic():
+        webhook_queue.customer_lock(delivery.customer_key)
+        worker = _process_in_thread(delivery, outcome)
+        worker.join(timeout=within)
+        assert not worker.is_alive(), f"no outcome within {within} s: it waited for the lock"
+    return outcome
+
+
 def test_a_delivery_whose_customer_is_busy_waits_for_the_lock_and_is_processed_once_freed(
     postgresql, deliver, fake_stripe, catalog
 ):
@@ -109,15 +121,8 @@ def test_a_delivery_whose_customer_stays_busy_goes_back_to_the_queue_uncounted_t
     user, plan, event = checkout_event(fake_stripe, catalog, 1)
     assert deliver(event, process=False).status_code == 200
     delivery = WebhookDelivery.objects.get(event_id=event["id"])
-    outcome: list[str] = []
 
-    with transaction.atomic():
-        webhook_queue.customer_lock(delivery.customer_key)
-        worker = _process_in_thread(delivery, outcome)
-        worker.join(timeout=30)
-        assert not worker.is_alive(), "the delivery waited for the lock beyond LOCK_WAIT"
-
-    assert outcome == ["customer busy"]
+    assert _outcome_while_locked(delivery, within=30) == ["customer busy"]
     delivery.refresh_from_db()
     assert (delivery.state, delivery.attempts, delivery.last_error) == (Pending, 0, "")
     assert delivery.next_attempt_at is not None
@@ -170,19 +175,14 @@ def test_a_delivery_whose_customer_is_busy_goes_back_to_the_queue_at_once_when_i
     _user, _plan, event = checkout_event(fake_stripe, catalog, 1)
     assert deliver(event, process=False).status_code == 200
     delivery = WebhookDelivery.objects.get(event_id=event["id"])
-    outcome: list[str] = []
 
-    with transaction.atomic(), ExitStack() as stack:
+    with ExitStack() as stack:
         if case == "concurrency 1":
             settings.WORKER_CONCURRENCY = 1
         else:  # this thread stands for the one already waiting
             assert stack.enter_context(webhook_queue._lock_waiters.waiting(delivery.customer_key))
-        webhook_queue.customer_lock(delivery.customer_key)
-        worker = _process_in_thread(delivery, outcome)
-        worker.join(timeout=2)
-        assert not worker.is_alive(), "the delivery waited for the customer's lock"
+        assert _outcome_while_locked(delivery, within=2) == ["customer busy"]
 
-    assert outcome == ["customer busy"]
     delivery.refresh_from_db()
     assert (delivery.state, delivery.attempts) == (Pending, 0)
 
