@@ -27,7 +27,7 @@ from billing.webhook_queue import process_due
 from tests import builders
 from tests.billing import stripe_fakes as sf
 from tests.halves import half_of
-from tests.helpers import DELIVERY_SEED, PASSWORD, email_confirmed
+from tests.helpers import DELIVERY_SEED, PASSWORD, WORKER_OPTIONS, email_confirmed
 from tests.onboarding import helpers as onb
 from tests.param_ids import refuse_clock_in_id
 
@@ -187,16 +187,7 @@ def task_worker(transactional_db):
     from django.db import connection
     from django_tasks_db.management.commands.db_worker import Worker
 
-    worker = Worker(
-        queue_names=["*"],
-        interval=0.05,
-        batch=False,
-        backend_name="default",
-        startup_delay=False,
-        max_tasks=None,
-        worker_id="test-worker",
-        excluded_queue_names=[],
-    )
+    worker = Worker(worker_id="test-worker", **WORKER_OPTIONS)
 
     def run() -> None:
         try:

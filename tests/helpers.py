@@ -4,7 +4,9 @@ from a folder's helpers.py), never from a conftest."""
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+import threading
+import time
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from accounts.models import User
@@ -28,19 +30,35 @@ def email_confirmed(user: User) -> User:
     return user
 
 
+# How the suite's task workers are built: as `manage.py worker` makes them (all queues,
+# no start-up delay), polling every 50 ms.
+WORKER_OPTIONS: dict[str, Any] = {
+    "queue_names": ["*"],
+    "interval": 0.05,
+    "batch": False,
+    "backend_name": "default",
+    "startup_delay": False,
+    "max_tasks": None,
+    "excluded_queue_names": [],
+}
+
+
 def heartbeat_worker(worker_id: str, *, concurrency: int = 1) -> HeartbeatWorker:
-    """A worker as `manage.py worker` makes it (all queues, no start-up delay), polling
-    every 50 ms, for a test to run in a thread."""
+    """A worker as `manage.py worker` makes it, for a test to run in a thread."""
     from smartflow.workers import HeartbeatWorker
 
-    return HeartbeatWorker(
-        concurrency=concurrency,
-        queue_names=["*"],
-        interval=0.05,
-        batch=False,
-        backend_name="default",
-        startup_delay=False,
-        max_tasks=None,
-        worker_id=worker_id,
-        excluded_queue_names=[],
-    )
+    return HeartbeatWorker(concurrency=concurrency, worker_id=worker_id, **WORKER_OPTIONS)
+
+
+def heartbeat_worker_beating(worker: HeartbeatWorker) -> threading.Thread:
+    """`worker` running in a thread of its own, returned once its first heartbeat is
+    recorded."""
+    from smartflow.models import WorkerHeartbeat
+
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not WorkerHeartbeat.objects.filter(worker_id=worker.worker_id).exists():
+        assert time.monotonic() < deadline, "the worker never beat"
+        time.sleep(0.05)
+    return thread

@@ -4,8 +4,6 @@ django-tasks-db's db_worker did; each change lets the worker stop as on SIGTERM 
 
 from __future__ import annotations
 
-import threading
-import time
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +15,7 @@ from django.utils.autoreload import DJANGO_AUTORELOAD_ENV, file_changed
 from smartflow.management.commands import worker as command
 from smartflow.models import WorkerHeartbeat
 from smartflow.workers import HeartbeatWorker
-from tests.helpers import heartbeat_worker
+from tests.helpers import heartbeat_worker, heartbeat_worker_beating
 
 
 def _reloading() -> list[HeartbeatWorker]:
@@ -77,12 +75,7 @@ def test_without_reload_the_worker_runs_in_this_process(started):
 @pytest.mark.django_db(transaction=True)
 def test_a_code_change_stops_the_worker_as_sigterm_does_before_the_reload():
     worker = heartbeat_worker("w-reloading")
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not WorkerHeartbeat.objects.filter(worker_id="w-reloading").exists():
-        assert time.monotonic() < deadline, "the worker never beat"
-        time.sleep(0.05)
+    thread = heartbeat_worker_beating(worker)
 
     # What the reloader's thread does before it restarts the process.
     worker.stop_for_reload(sender=None, file_path=Path("billing/models.py"))

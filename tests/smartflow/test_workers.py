@@ -15,7 +15,7 @@ from django_tasks_db.models import DBTaskResult
 from billing.tasks import overrides_sweep
 from smartflow import workers
 from smartflow.models import WorkerHeartbeat
-from tests.helpers import heartbeat_worker
+from tests.helpers import heartbeat_worker, heartbeat_worker_beating
 
 pytestmark = pytest.mark.django_db
 
@@ -196,12 +196,7 @@ def test_a_heartbeat_in_flight_as_the_worker_stops_does_not_undo_its_stop(monkey
         beat(worker_id)
 
     monkeypatch.setattr(workers, "heartbeat", late_beat)
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not WorkerHeartbeat.objects.filter(worker_id="w-stopping").exists():
-        assert time.monotonic() < deadline, "the worker never beat"
-        time.sleep(0.05)
+    thread = heartbeat_worker_beating(worker)
 
     worker.running = False  # as SIGTERM or a reload does
     thread.join(timeout=15)
