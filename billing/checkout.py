@@ -35,7 +35,7 @@ from stripe.params import (
 from accounts.models import User
 from billing.duplicates import duplicate_subscriptions_resolve
 from billing.entitlements import plan_refresh, unknown_prices_record
-from billing.event_scope import subscription_fetched
+from billing.event_scope import subscription_fetched, synced_data
 from billing.models import CheckoutOpened, OneOffPurchase, PlanChange
 from billing.next_charge import next_charge_values
 from billing.offers import Kind, NotAnUpgrade, holdings_of, offer_check, trial_days
@@ -218,11 +218,7 @@ def _subscription_sync(subscription_id: str) -> None:
         # change at Stripe after it sends its own event, processed after this one and
         # read again (billing/webhook_queue.py customer_lock). A second GET would only
         # spend a request of Stripe's rate limit.
-        synced = (
-            Subscription.objects.filter(id=subscription_id)
-            .values_list("stripe_data", flat=True)
-            .first()
-        )
+        synced = synced_data(Subscription, subscription_id)
         if synced:  # else a savepoint rolled its creation back: asked below
             retried_invoice_sync(synced)
             return

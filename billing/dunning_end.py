@@ -27,6 +27,7 @@ from djstripe.settings import djstripe_settings
 
 from accounts.models import User
 from billing.alerts import alert_record
+from billing.event_scope import synced_data
 from billing.models import BillingAlert
 from billing.signals import Notice, customer_notice
 from billing.stripe_api import api_kwargs, invoice_payments_refund
@@ -55,11 +56,7 @@ def unpaid_invoices_close(*, subscription_id: str) -> list[str]:
     as Stripe's synced copy says; returns their ids. Safe to run twice: only open
     invoices are closed, each with an idempotency key. A Stripe error raises (the worker
     retries the event)."""
-    sub = (
-        Subscription.objects.filter(id=subscription_id)
-        .values_list("stripe_data", flat=True)
-        .first()
-    )
+    sub = synced_data(Subscription, subscription_id)
     if not sub or not ended_unpaid(sub):
         return []
     how = settings.BILLING_UNPAID_INVOICES
@@ -92,13 +89,9 @@ def paid_after_end_refund(*, user: User, invoice_id: str, stripe_event_id: str) 
     full at once, raise a BillingAlert and tell the customer. Returns the amount refunded
     (0: nothing to do). Safe to run twice: the refund's idempotency key, the alert's
     uniqueness and the notice's key each make a repeat a no-op."""
-    synced = Invoice.objects.filter(id=invoice_id).values_list("stripe_data", flat=True).first()
+    synced = synced_data(Invoice, invoice_id)
     subscription_id = invoice_subscription_id(synced or {})
-    sub = (
-        Subscription.objects.filter(id=subscription_id)
-        .values_list("stripe_data", flat=True)
-        .first()
-    )
+    sub = synced_data(Subscription, subscription_id)
     # The synced copies first (the receiver has just re-read the subscription): nearly
     # every invoice.paid is for a live subscription and asks Stripe nothing more.
     if not sub or sub.get("status") not in ENDED_STATUSES:

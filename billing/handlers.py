@@ -41,6 +41,7 @@ from billing.disputes import (
 from billing.dunning_end import paid_after_end_refund, unpaid_invoices_close
 from billing.duplicates import duplicate_subscriptions_resolve
 from billing.entitlements import plan_refresh
+from billing.event_scope import synced_data
 from billing.models import BillingAlert, OneOffPurchase, PlanChange
 from billing.next_charge import next_charge_refresh
 from billing.notices import (
@@ -135,11 +136,7 @@ def _subscription_follow(*, user: User, subscription_id: str, event: Event) -> N
     subscription from Stripe, so its row is current even when this event is older than
     one already processed."""
     # The invoice Stripe is retrying (see checkout.retried_invoice_sync).
-    synced = (
-        Subscription.objects.filter(id=subscription_id)
-        .values_list("stripe_data", flat=True)
-        .first()
-    )
+    synced = synced_data(Subscription, subscription_id)
     if synced:
         retried_invoice_sync(synced)
     # A second live subscription (raced checkouts, or made in Stripe's dashboard) is

@@ -33,6 +33,7 @@ import stripe
 from django.utils import timezone
 from djstripe.models import Invoice
 
+from billing.event_scope import synced_data
 from billing.models import OneOffPurchase, PlanChange, PlanOverride
 from billing.next_charge import next_charge_for
 from billing.notices import plan_end_reason
@@ -112,7 +113,7 @@ def _invoice(invoice: Any) -> dict[str, Any] | None:
     invoice_id = invoice.get("id") if isinstance(invoice, dict) else invoice
     if not invoice_id:
         return None
-    synced = Invoice.objects.filter(id=invoice_id).values_list("stripe_data", flat=True).first()
+    synced = synced_data(Invoice, invoice_id)
     # In the worker: the webhook's own transaction may not have synced it yet.
     return synced or stripe.Invoice.retrieve(invoice_id, **api_kwargs()).to_dict()
 

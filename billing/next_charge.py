@@ -17,6 +17,7 @@ from django.utils import timezone
 from djstripe.models import Subscription
 
 from accounts.models import User
+from billing.event_scope import synced_data
 from billing.models import NextCharge
 from billing.stripe_api import api_kwargs
 from billing.stripe_layout import subscription_period
@@ -65,11 +66,7 @@ def next_charge_refresh(*, user: User, subscription_id: str) -> None:
     """Ask Stripe what the subscription will charge next and keep the answer; forget it
     when the subscription will not charge again. Called by the webhook receivers after
     dj-stripe has synced the subscription. A Stripe error raises: the worker retries."""
-    synced = (
-        Subscription.objects.filter(id=subscription_id)
-        .values_list("stripe_data", flat=True)
-        .first()
-    )
+    synced = synced_data(Subscription, subscription_id)
     if not synced or not _charges_again(synced):
         NextCharge.objects.filter(subscription_id=subscription_id).delete()
         return

@@ -31,6 +31,7 @@ from billing.dunning import (
     stripe_now_load,
 )
 from billing.dunning_end import PAID_AFTER_END_REFUND_KEY
+from billing.event_scope import synced_data
 from billing.next_charge import next_charge_for
 from billing.signals import Notice, customer_notice
 from billing.stripe_api import (
@@ -54,18 +55,14 @@ DUPLICATE_REFUND_KEY = "duplicate_subscription"
 
 
 def _invoice_current(invoice_id: str) -> dict[str, Any]:
-    synced = Invoice.objects.filter(id=invoice_id).values_list("stripe_data", flat=True).first()
+    synced = synced_data(Invoice, invoice_id)
     return synced or stripe.Invoice.retrieve(invoice_id, **api_kwargs()).to_dict()
 
 
 def _subscription_current(subscription_id: str) -> dict[str, Any] | None:
     if not subscription_id:
         return None
-    data: dict[str, Any] | None = (
-        Subscription.objects.filter(id=subscription_id)
-        .values_list("stripe_data", flat=True)
-        .first()
-    )
+    data: dict[str, Any] | None = synced_data(Subscription, subscription_id)
     return data
 
 

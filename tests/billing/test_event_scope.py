@@ -235,3 +235,78 @@ def test_speed_plain_turns_the_scope_off(deliver, invoice_paid, settings):
     lookups = _lookups(deliver, invoice_paid)
 
     assert len(lookups) > ONCE, "\n".join(lookups)
+
+
+# --- synced_data: a row's stripe_data read once in a scope --------------------------------
+
+SUBSCRIPTION_READ = re.compile(r'SELECT "djstripe_subscription"\."stripe_data"', re.I)
+
+
+def _subscription_reads(queries: CaptureQueriesContext) -> int:
+    return sum(1 for q in queries.captured_queries if SUBSCRIPTION_READ.search(q["sql"]))
+
+
+@pytest.fixture
+def synced_subscription(fake_stripe, catalog, payer) -> Subscription:
+    sub = sf.subscription(cus=payer, prc=catalog["flowkit_monthly"])
+    fake_stripe.add(sub)
+    return Subscription._get_or_retrieve(id=sub["id"])
+
+
+def test_an_invoice_paid_reads_its_subscription_once(deliver, invoice_paid):
+    # dj-stripe has just synced it; the handlers (next charge, dunning's end, the
+    # refund of a payment after the end) read the row it stored once, not four times.
+    assert deliver(invoice_paid, process=False).status_code == 200
+    delivery = WebhookDelivery.objects.get(event_id=invoice_paid["id"])
+
+    with CaptureQueriesContext(connection) as queries:
+        assert webhook_queue.delivery_process(delivery.pk) == "processed"
+
+    assert _subscription_reads(queries) == 1
+
+
+def test_a_row_is_read_once_in_a_scope_and_each_caller_gets_its_own_copy(
+    synced_subscription,
+):
+    sub_id = synced_subscription.id
+    with event_scope.event_scope(), CaptureQueriesContext(connection) as queries:
+        first = event_scope.synced_data(Subscription, sub_id)
+        assert first is not None
+        first["status"] = "changed by a caller"
+        second = event_scope.synced_data(Subscription, sub_id)
+
+    assert _subscription_reads(queries) == 1
+    assert second is not None
+    assert second["status"] == "active"
+
+
+def test_a_row_saved_or_deleted_in_the_scope_is_read_again(synced_subscription):
+    sub_id = synced_subscription.id
+    with event_scope.event_scope():
+        assert event_scope.synced_data(Subscription, sub_id)["status"] == "active"
+        synced_subscription.stripe_data = {**synced_subscription.stripe_data, "status": "past_due"}
+        synced_subscription.save()
+        assert event_scope.synced_data(Subscription, sub_id)["status"] == "past_due"
+        synced_subscription.delete()
+        assert event_scope.synced_data(Subscription, sub_id) is None
+
+
+def test_a_missing_row_stored_later_in_the_scope_is_found(fake_stripe, catalog, payer):
+    sub = sf.subscription(cus=payer, prc=catalog["flowkit_monthly"])
+    fake_stripe.add(sub)
+    with event_scope.event_scope():
+        assert event_scope.synced_data(Subscription, sub["id"]) is None
+        Subscription._get_or_retrieve(id=sub["id"])
+        assert event_scope.synced_data(Subscription, sub["id"]) is not None
+
+
+@pytest.mark.parametrize("scope", ["none", "plain"])
+def test_outside_a_scope_every_read_asks_the_database(synced_subscription, settings, scope):
+    # No scope (a page, a command), or the bench's plain version (SPEED_PLAIN).
+    settings.SPEED_PLAIN = ["synced_rows"]
+    context = event_scope.event_scope() if scope == "plain" else nullcontext()
+    with context, CaptureQueriesContext(connection) as queries:
+        event_scope.synced_data(Subscription, synced_subscription.id)
+        event_scope.synced_data(Subscription, synced_subscription.id)
+
+    assert _subscription_reads(queries) == 2
