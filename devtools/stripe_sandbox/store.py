@@ -228,12 +228,32 @@ def list_envelope(data: list[Obj], url: str, *, has_more: bool = False) -> Obj:
     return {"object": "list", "data": data, "has_more": has_more, "url": url}
 
 
-def _created_matches(obj: Obj, created: Any) -> bool:
-    if not isinstance(created, dict):
-        return created in (None, "") or int(obj.get("created", 0)) == int(created)
+_RANGES = ("gt", "gte", "lt", "lte")
+
+
+def _created_filter(created: Any) -> int | dict[str, int] | None:
+    """A list's `created` parameter: an exact time, ranges by operator, or None (absent).
+    A bound that is not an integer is Stripe's 400 ("Invalid integer"), naming it."""
+
+    def integer(value: Any, param: str) -> int:
+        try:
+            return int(value)
+        except (TypeError, ValueError) as exc:
+            raise StripeError(f"Invalid integer: {value}", param=param) from exc
+
+    if isinstance(created, dict):
+        return {
+            op: integer(bound, f"created[{op}]") for op, bound in created.items() if op in _RANGES
+        }
+    return None if created in (None, "") else integer(created, "created")
+
+
+def _created_matches(obj: Obj, created: int | dict[str, int] | None) -> bool:
     value = int(obj.get("created", 0))
+    if not isinstance(created, dict):
+        return created is None or value == created
     checks = {"gt": value.__gt__, "gte": value.__ge__, "lt": value.__lt__, "lte": value.__le__}
-    return all(checks[op](int(bound)) for op, bound in created.items() if op in checks)
+    return all(checks[op](bound) for op, bound in created.items())
 
 
 def _limit(params: Obj) -> int:
@@ -250,7 +270,8 @@ def paginate(items: list[Obj], params: Obj, url: str) -> Obj:
     """Stripe's list envelope: newest first, `limit` (1-100), `starting_after`/`ending_before`."""
     limit = _limit(params)
     if "created" in params:
-        items = [obj for obj in items if _created_matches(obj, params["created"])]
+        created = _created_filter(params["created"])
+        items = [obj for obj in items if _created_matches(obj, created)]
     ids = [obj["id"] for obj in items]
     if after := params.get("starting_after"):
         if after not in ids:
@@ -268,7 +289,6 @@ def paginate(items: list[Obj], params: Obj, url: str) -> Obj:
 
 
 _NEWEST_FIRST = ("-created", "-inserted_at", "-id")
-_RANGES = ("gt", "gte", "lt", "lte")
 
 
 def paginate_rows(rows: QuerySet[StripeObject], params: Obj, url: str) -> Obj:
@@ -276,12 +296,11 @@ def paginate_rows(rows: QuerySet[StripeObject], params: Obj, url: str) -> Obj:
     so a page costs one page however many objects match (the Events API over 30 days of
     a busy account, which paginate() would read and decode whole for every page)."""
     limit = _limit(params)
-    created = params.get("created")
+    created = _created_filter(params.get("created"))
     if isinstance(created, dict):
-        ranges = {op: int(bound) for op, bound in created.items() if op in _RANGES}
-        rows = rows.filter(**{f"created__{op}": bound for op, bound in ranges.items()})
-    elif created not in (None, ""):
-        rows = rows.filter(created=int(created))
+        rows = rows.filter(**{f"created__{op}": bound for op, bound in created.items()})
+    elif created is not None:
+        rows = rows.filter(created=created)
     if after := params.get("starting_after"):
         rows = rows.filter(_beyond(rows, after, "starting_after", older=True))
     elif before := params.get("ending_before"):

@@ -145,6 +145,33 @@ def test_lists_page_with_has_more_and_starting_after(db):
     assert [c.id for c in stripe.Customer.list(limit=1).auto_paging_iter()] == made[::-1]
 
 
+@pytest.mark.parametrize(
+    ("lister", "created", "param"),
+    [
+        (stripe.Event.list, {"gte": "yesterday"}, "created[gte]"),
+        (stripe.Event.list, "1.5", "created"),
+        (stripe.Customer.list, {"lt": "soon"}, "created[lt]"),
+    ],
+)
+def test_a_created_bound_that_is_not_an_integer_is_400_with_the_param(db, lister, created, param):
+    # Stripe answers 400 "Invalid integer" naming the bound (the sandbox once answered
+    # 500), for the Events API (paged in SQL) and any other list alike.
+    with pytest.raises(stripe.InvalidRequestError) as exc:
+        lister(created=created)
+
+    assert exc.value.http_status == 400
+    assert exc.value.param == param
+    assert "Invalid integer" in str(exc.value)
+
+
+def test_created_bounds_filter_a_list(db):
+    made = stripe.Customer.create(email="c@example.com")
+
+    assert [c.id for c in stripe.Customer.list(created={"gte": made.created})] == [made.id]
+    assert list(stripe.Customer.list(created={"gt": made.created})) == []
+    assert [c.id for c in stripe.Customer.list(created=made.created)] == [made.id]
+
+
 def test_idempotency_key_replays_the_first_answer(db):
     first = stripe.Customer.create(email="a@example.com", idempotency_key="key-1")
     again = stripe.Customer.create(email="a@example.com", idempotency_key="key-1")
