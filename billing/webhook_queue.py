@@ -256,6 +256,11 @@ def _store(
 # request, so no client address (the field is required) and this header instead.
 RECOVERED_IP = "0.0.0.0"
 RECOVERED_HEADER = "X-SmartFlow-Recovered"
+# A recovered event's task is claimed after the live webhooks' (priority 0, django-tasks-db
+# claims the highest first): hours of missed events found at once go through the queue
+# behind what Stripe sends now, whose customers are waiting on it (a checkout's plan).
+# Their order does not matter to the plan: dj-stripe re-reads each object from Stripe.
+RECOVERED_PRIORITY = -10
 
 
 def known_event_ids(event_ids: Iterable[str]) -> set[str]:
@@ -293,7 +298,7 @@ def recovered_store(
             trigger.save(force_insert=True)
             delivery.trigger = trigger
             delivery.save(force_insert=True)
-            webhook_process.enqueue(delivery.pk)
+            webhook_process.using(priority=RECOVERED_PRIORITY).enqueue(delivery.pk)
     except IntegrityError:
         return None  # delivered (or recovered by another run) at this very moment
     return delivery.pk

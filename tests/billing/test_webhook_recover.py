@@ -176,6 +176,29 @@ def test_a_webhook_arriving_after_the_recovery_only_counts(subscribed, client):
     )
 
 
+def test_recovered_events_are_claimed_after_the_live_ones(subscribed, client):
+    forgotten = _handled_events()[:2]
+    _forget(forgotten)
+    _run()
+    stripe.Subscription.modify(
+        Subscription.objects.get().id, cancel_at_period_end=True, **api_kwargs()
+    )
+    _deliver(client)  # a live webhook, stored after the recovery's
+
+    recovered = set(
+        WebhookDelivery.objects.filter(recovered_at__isnull=False).values_list("pk", flat=True)
+    )
+    live = WebhookDelivery.objects.latest("received_at").pk
+    ready = DBTaskResult.objects.ready().filter(task_path=PROCESS_TASK)  # in claim order
+    claimed = [t.args_kwargs["args"][0] for t in ready]
+
+    assert len(recovered) == len(forgotten)
+    assert all(claimed.index(live) < claimed.index(pk) for pk in recovered)
+    assert {t.priority for t in ready if t.args_kwargs["args"][0] in recovered} == {
+        webhook_queue.RECOVERED_PRIORITY
+    }
+
+
 def test_a_delivery_stored_meanwhile_wins_the_race(subscribed, monkeypatch):
     """Between the recovery's check and its insert a webhook of the same event commits:
     the unique event id refuses the recovery's rows, and nothing of it is left."""
