@@ -87,6 +87,11 @@ class PurchaseRow:
 @dataclass
 class History:
     card: Card | None = None
+    # Stripe names a card, or a live subscription's latest invoice, whose row its webhook
+    # has not brought yet (just after Checkout, while the worker catches up): the page
+    # says it is on its way rather than that there is none.
+    card_pending: bool = False
+    invoices_pending: bool = False
     invoices: list[InvoiceRow] = field(default_factory=list)
     purchases: list[PurchaseRow] = field(default_factory=list)
     refunds: list[RefundRow] = field(default_factory=list)
@@ -111,16 +116,24 @@ def _card(data: Mapping[str, Any] | None) -> Card | None:
     )
 
 
+def _cards_named(customer: Customer, subscriptions: list[Mapping[str, Any]]) -> list[str]:
+    """The payment methods Stripe names as the next payment's: the subscriptions' default,
+    then the customer's."""
+    candidates = [_id(s.get("default_payment_method")) for s in subscriptions]
+    settings = (customer.stripe_data or {}).get("invoice_settings") or {}
+    candidates.append(_id(settings.get("default_payment_method")))
+    return [c for c in candidates if c]
+
+
 def card_on_file(customer: Customer, subscriptions: list[Mapping[str, Any]]) -> Card | None:
     """The card the next payment uses: the subscription's default payment method, else
     the customer's (the portal's "Update card" sets it), else the card of the latest
     successful charge (Checkout's card)."""
-    candidates = [_id(s.get("default_payment_method")) for s in subscriptions]
-    settings = (customer.stripe_data or {}).get("invoice_settings") or {}
-    candidates.append(_id(settings.get("default_payment_method")))
     # The newest of them: a card updated in the portal is newer than Checkout's, and
     # becomes the default of both the customer and their subscriptions.
-    methods = PaymentMethod.objects.filter(id__in=[c for c in candidates if c]).order_by("-created")
+    methods = PaymentMethod.objects.filter(id__in=_cards_named(customer, subscriptions)).order_by(
+        "-created"
+    )
     for data in methods.values_list("stripe_data", flat=True):
         if card := _card(data.get("card")):
             return card
@@ -196,12 +209,14 @@ def billing_history(user: User) -> History:
         .values_list("stripe_data", flat=True)
     )
     history.card = card_on_file(customer, subscriptions)
+    if history.card is None and (named := set(_cards_named(customer, subscriptions))):
+        stored_methods = PaymentMethod.objects.filter(id__in=named).values_list("id", flat=True)
+        history.card_pending = bool(named - set(stored_methods))
     invoices = Invoice.objects.filter(customer=customer).order_by("-created", "-djstripe_id")
-    history.invoices = [
-        _invoice_row(data)
-        for data in invoices.values_list("stripe_data", flat=True)
-        if data.get("status") != "draft"
-    ]
+    stored = list(invoices.values_list("stripe_data", flat=True))
+    history.invoices = [_invoice_row(data) for data in stored if data.get("status") != "draft"]
+    latest = {_id(s.get("latest_invoice")) for s in subscriptions} - {""}
+    history.invoices_pending = bool(latest - {data.get("id") for data in stored})
     by_id = {row.id: row for row in history.invoices}
     history.purchases = [
         PurchaseRow(purchase=p, invoice=by_id.get(p.invoice_id)) for p in purchases

@@ -133,6 +133,52 @@ def test_navigation_and_dashboard_link_to_the_billing_page(subscribed):
     assert dashboard.count('href="/billing/"') == 2  # the navigation and the plan card
 
 
+def test_just_after_checkout_the_card_and_invoice_are_on_their_way(
+    client, customer, fake_stripe, settings
+):
+    # Back from Checkout before the worker has processed its webhooks (a queue behind a
+    # storm): the success page synced the subscription, whose card and latest invoice
+    # have no row yet. The page says they are coming, not that there are none.
+    settings.SITE_URL = "http://testserver"
+    call_command("stripe_catalog", stdout=StringIO())
+    client.force_login(customer)
+    checkout = client.post("/billing/checkout/", {"plan": "flowkit", "interval": "monthly"})
+    paid = client.post(_path(checkout["Location"]), {"card_number": "4242 4242 4242 4242"})
+    assert client.get(_path(paid["Location"])).status_code == 200  # the success page
+
+    before = client.get("/billing/").content.decode()
+    _deliver(client)
+    after = client.get("/billing/").content.decode()
+
+    assert "Your card is on its way from Stripe" in before
+    assert "No card on file" not in before
+    assert "Your latest invoice is on its way from Stripe" in before
+    assert "No invoices yet" not in before
+    assert "Visa ending 4242" in after
+    assert "on its way" not in after
+
+
+def test_a_stored_payment_method_that_is_not_a_card_is_not_on_its_way(subscribed):
+    # A Direct Debit mandate as the subscription's default: stored, and not a card. The
+    # page has no card to show and none to wait for.
+    from djstripe.models import Charge, PaymentMethod
+
+    method = PaymentMethod.objects.get(
+        id=Subscription.objects.get().stripe_data["default_payment_method"]
+    )
+    method.stripe_data = {
+        **{k: v for k, v in method.stripe_data.items() if k != "card"},
+        "type": "bacs_debit",
+    }
+    method.save()
+    Charge.objects.all().delete()  # no card from a charge either
+
+    page = subscribed.get("/billing/").content.decode()
+
+    assert "No card on file." in page
+    assert "on its way" not in page
+
+
 def test_checkouts_card_is_synced_as_a_payment_method(subscribed):
     from djstripe.models import PaymentMethod
 
