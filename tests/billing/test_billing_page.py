@@ -32,6 +32,17 @@ def _long(ts: int) -> str:
     return f"{moment.day} {moment:%B %Y}"
 
 
+def _back_from_checkout(client, customer, settings, interval: str) -> None:
+    """`customer` pays FlowKit (`interval`) with 4242 in the sandbox's Checkout and is back
+    on the success page, which fulfils it; no webhook delivered yet."""
+    settings.SITE_URL = "http://testserver"
+    call_command("stripe_catalog", stdout=StringIO())
+    client.force_login(customer)
+    checkout = client.post("/billing/checkout/", {"plan": "flowkit", "interval": interval})
+    paid = client.post(_path(checkout["Location"]), {"card_number": "4242 4242 4242 4242"})
+    assert client.get(_path(paid["Location"])).status_code == 200
+
+
 @pytest.fixture
 def subscribed(client, customer, fake_stripe, settings):
     """A FlowKit subscriber who paid in the sandbox's Checkout, renewed once, and got
@@ -139,12 +150,7 @@ def test_just_after_checkout_the_card_and_invoice_are_on_their_way(
     # Back from Checkout before the worker has processed its webhooks (a queue behind a
     # storm): the success page synced the subscription, whose card and latest invoice
     # have no row yet. The page says they are coming, not that there are none.
-    settings.SITE_URL = "http://testserver"
-    call_command("stripe_catalog", stdout=StringIO())
-    client.force_login(customer)
-    checkout = client.post("/billing/checkout/", {"plan": "flowkit", "interval": "monthly"})
-    paid = client.post(_path(checkout["Location"]), {"card_number": "4242 4242 4242 4242"})
-    assert client.get(_path(paid["Location"])).status_code == 200  # the success page
+    _back_from_checkout(client, customer, settings, "monthly")
 
     before = client.get("/billing/").content.decode()
     _deliver(client)
@@ -214,12 +220,7 @@ def test_a_one_off_purchase_has_its_paid_invoice_on_the_billing_page(
 ):
     # Checkout's `invoice_creation`: the one-off's receipt, with its number and links, in
     # the invoice list and beside the purchase, read from the synced rows.
-    settings.SITE_URL = "http://testserver"
-    call_command("stripe_catalog", stdout=StringIO())
-    client.force_login(customer)
-    checkout = client.post("/billing/checkout/", {"plan": "flowkit", "interval": "oneoff"})
-    success = client.post(_path(checkout["Location"]), {"card_number": "4242 4242 4242 4242"})
-    client.get(_path(success["Location"]))  # the success page fulfils, webhooks not yet in
+    _back_from_checkout(client, customer, settings, "oneoff")  # webhooks not yet in
     fake_stripe.calls.clear()
 
     page = client.get("/billing/").content.decode()
