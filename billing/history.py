@@ -116,35 +116,32 @@ def _card(data: Mapping[str, Any] | None) -> Card | None:
     )
 
 
-def _cards_named(customer: Customer, subscriptions: list[Mapping[str, Any]]) -> list[str]:
-    """The payment methods Stripe names as the next payment's: the subscriptions' default,
-    then the customer's."""
-    candidates = [_id(s.get("default_payment_method")) for s in subscriptions]
-    settings = (customer.stripe_data or {}).get("invoice_settings") or {}
-    candidates.append(_id(settings.get("default_payment_method")))
-    return [c for c in candidates if c]
-
-
-def card_on_file(customer: Customer, subscriptions: list[Mapping[str, Any]]) -> Card | None:
+def card_on_file(
+    customer: Customer, subscriptions: list[Mapping[str, Any]]
+) -> tuple[Card | None, bool]:
     """The card the next payment uses: the subscription's default payment method, else
     the customer's (the portal's "Update card" sets it), else the card of the latest
-    successful charge (Checkout's card)."""
+    successful charge (Checkout's card). And whether, finding none, Stripe names a
+    payment method whose row its webhook has not brought yet (it is on its way)."""
+    named = [_id(s.get("default_payment_method")) for s in subscriptions]
+    settings = (customer.stripe_data or {}).get("invoice_settings") or {}
+    named = [c for c in [*named, _id(settings.get("default_payment_method"))] if c]
     # The newest of them: a card updated in the portal is newer than Checkout's, and
     # becomes the default of both the customer and their subscriptions.
-    methods = PaymentMethod.objects.filter(id__in=_cards_named(customer, subscriptions)).order_by(
-        "-created"
-    )
-    for data in methods.values_list("stripe_data", flat=True):
+    methods = PaymentMethod.objects.filter(id__in=named).order_by("-created")
+    stored = list(methods.values_list("id", "stripe_data"))
+    for _, data in stored:
         if card := _card(data.get("card")):
-            return card
+            return card, False
     charges = Charge.objects.filter(customer=customer, stripe_data__status="succeeded").order_by(
         "-created"
     )
     for data in charges.values_list("stripe_data", flat=True)[:5]:
         details = (data.get("payment_method_details") or {}).get("card")
         if card := _card(details):
-            return card
-    return None
+            return card, False
+    # A stored method that is not a card (a Direct Debit mandate) is not waited for.
+    return None, bool(set(named) - {method_id for method_id, _ in stored})
 
 
 def _invoice_row(data: Mapping[str, Any]) -> InvoiceRow:
@@ -208,10 +205,7 @@ def billing_history(user: User) -> History:
         .order_by("-created")
         .values_list("stripe_data", flat=True)
     )
-    history.card = card_on_file(customer, subscriptions)
-    if history.card is None and (named := set(_cards_named(customer, subscriptions))):
-        stored_methods = PaymentMethod.objects.filter(id__in=named).values_list("id", flat=True)
-        history.card_pending = bool(named - set(stored_methods))
+    history.card, history.card_pending = card_on_file(customer, subscriptions)
     invoices = Invoice.objects.filter(customer=customer).order_by("-created", "-djstripe_id")
     stored = list(invoices.values_list("stripe_data", flat=True))
     history.invoices = [_invoice_row(data) for data in stored if data.get("status") != "draft"]
