@@ -671,10 +671,7 @@ def _proration_date(sub: Obj, value: Any, *, param: str) -> int:
     the current period, as Stripe requires), else now on the sandbox clock."""
     if value in (None, ""):
         return store.now()
-    try:
-        ts = int(value)
-    except (TypeError, ValueError) as exc:
-        raise StripeError(f"Invalid integer: {value}", param=param) from exc
+    ts = store.integer(value, param)
     start, end = invoices.items_period(sub)
     if not start <= ts <= end:
         raise StripeError(

@@ -95,10 +95,7 @@ def coupon_create(params: Obj) -> Obj:
 
 
 def _int(value: object, param: str, *, minimum: int = 0) -> int:
-    try:
-        number = int(str(value))
-    except (TypeError, ValueError) as exc:
-        raise StripeError(f"Invalid integer: {value}", param=param) from exc
+    number = store.integer(value, param)
     if number < minimum:
         raise StripeError(f"This value must be greater than or equal to {minimum}.", param=param)
     return number

@@ -178,10 +178,7 @@ def _check_value(value: Any, spec: Param, name: str, *, creating: bool) -> None:
         if str(value).lower() not in ("true", "false"):
             raise StripeError(f"Invalid boolean: {value}", param=name)
     elif spec.kind == "int":
-        try:
-            int(value)
-        except (TypeError, ValueError) as exc:
-            raise StripeError(f"Invalid integer: {value}", param=name) from exc
+        store.integer(value, name)
     elif spec.kind == "enum":
         if value not in spec.choices:
             raise StripeError(

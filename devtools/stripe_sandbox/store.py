@@ -231,16 +231,17 @@ def list_envelope(data: list[Obj], url: str, *, has_more: bool = False) -> Obj:
 _RANGES = ("gt", "gte", "lt", "lte")
 
 
+def integer(value: Any, param: str) -> int:
+    """A parameter that must be an integer, as Stripe reads the form-encoded text it is
+    sent ("10" but not "1.5" or "soon"): else Stripe's 400 "Invalid integer", naming it."""
+    try:
+        return int(str(value))
+    except ValueError as exc:
+        raise StripeError(f"Invalid integer: {value}", param=param) from exc
+
+
 def _created_filter(created: Any) -> int | dict[str, int] | None:
-    """A list's `created` parameter: an exact time, ranges by operator, or None (absent).
-    A bound that is not an integer is Stripe's 400 ("Invalid integer"), naming it."""
-
-    def integer(value: Any, param: str) -> int:
-        try:
-            return int(value)
-        except (TypeError, ValueError) as exc:
-            raise StripeError(f"Invalid integer: {value}", param=param) from exc
-
+    """A list's `created` parameter: an exact time, ranges by operator, or None (absent)."""
     if isinstance(created, dict):
         return {
             op: integer(bound, f"created[{op}]") for op, bound in created.items() if op in _RANGES
@@ -257,10 +258,7 @@ def _created_matches(obj: Obj, created: int | dict[str, int] | None) -> bool:
 
 
 def _limit(params: Obj) -> int:
-    try:
-        limit = int(params.get("limit") or 10)
-    except ValueError as exc:
-        raise StripeError("Invalid integer: limit", param="limit") from exc
+    limit = integer(params.get("limit") or 10, "limit")
     if not 1 <= limit <= 100:
         raise StripeError("This value must be between 1 and 100.", param="limit")
     return limit

@@ -24,10 +24,7 @@ def int_param(params: Obj, name: str, *, default: int | None = None, minimum: in
         if default is None:
             raise StripeError(f"Missing required param: {name}.", param=name)
         return default
-    try:
-        number = int(value)
-    except (TypeError, ValueError) as exc:
-        raise StripeError(f"Invalid integer: {value}", param=name) from exc
+    number = store.integer(value, name)
     if number < minimum:
         raise StripeError(f"This value must be greater than or equal to {minimum}.", param=name)
     return number
