@@ -85,7 +85,12 @@ run: python-version static
 # it ends; the set-up they share (venv, static files) is built once, before either starts.
 # When PostgreSQL answers, each half gets TEST_HALF: the tests that do not depend on the
 # database engine (browser journeys, the deployment) then run in one half only
-# (tests/conftest.py: ONE_HALF); otherwise the SQLite run takes them all.
+# (tests/conftest.py: ONE_HALF); otherwise the SQLite run takes them all. Both build their
+# test tables from the models (--no-migrations: migrating them was 45 s of each half): the
+# migrations themselves run whole where the app is set up as its users set it up, `make
+# run` on SQLite (tests/e2e/test_first_ten_minutes.py) and `migrate` on a fresh PostgreSQL
+# database (tests/smartflow/test_deploy_units.py), and .ci/checks fails when the models
+# have changes no migration holds.
 PG_UP = $(PY) -c "import socket; socket.create_connection(('127.0.0.1', 5432), 2)" 2>/dev/null
 test: python-version $(VENV)/.installed-dev static browsers
 	@if $(PG_UP); then halves=TEST_HALVES=1; else halves=; fi; \
@@ -94,7 +99,7 @@ test: python-version $(VENV)/.installed-dev static browsers
 # Everything but the browser journeys and the slow suites (markers set in tests/conftest.py),
 # on SQLite: the run to repeat while working, in under two minutes. One pytest-xdist worker
 # per core; the test databases are built from the models (--no-migrations: migrating every
-# worker's database was a third of the run). `make test` runs every migration.
+# worker's database was a third of the run), as in `make test`.
 test-fast: $(VENV)/.installed-dev static
 	env -u DATABASE_URL $(PY) -m pytest -m "not e2e and not slow" --no-migrations \
 	  -n $$(nproc) $(PYTEST_ARGS)
@@ -116,7 +121,8 @@ browsers:
 	fi
 
 test-sqlite: $(VENV)/.installed-dev static
-	env -u DATABASE_URL $(if $(TEST_HALVES),TEST_HALF=sqlite) $(PY) -m pytest $(PYTEST_ARGS)
+	env -u DATABASE_URL $(if $(TEST_HALVES),TEST_HALF=sqlite) $(PY) -m pytest --no-migrations \
+	  $(PYTEST_ARGS)
 
 # Runs when PostgreSQL answers; REQUIRE_POSTGRES=1 (set by CI) turns "not reachable"
 # into a failure instead of a skip.
@@ -124,7 +130,7 @@ test-postgres: $(VENV)/.installed-dev static
 	@if $(PG_UP); then \
 		echo "== PostgreSQL run =="; \
 		DATABASE_URL=$(PG_TEST_URL) $(if $(TEST_HALVES),TEST_HALF=postgresql) \
-		  $(PY) -m pytest $(PYTEST_ARGS); \
+		  $(PY) -m pytest --no-migrations $(PYTEST_ARGS); \
 	elif [ -n "$$REQUIRE_POSTGRES" ]; then \
 		echo "PostgreSQL is not reachable on 127.0.0.1:5432 and REQUIRE_POSTGRES is set" >&2; exit 1; \
 	else \

@@ -29,6 +29,8 @@ ONE_HALF = {
     "reliability/test_event_orderings.py": "sqlite",
     # It makes its own PostgreSQL database whatever the half.
     "smartflow/test_deploy_units.py": "sqlite",
+    # `check --deploy` in fresh interpreters on `sqlite://` whatever the half (18 s).
+    "reliability/test_deploy_settings.py": "sqlite",
 }
 
 
