@@ -102,11 +102,22 @@ def static_files_without_manifest() -> Iterator[None]:
     """Pages name static files by their source names, served by the staticfiles finders
     (Django's test client and live server): no test depends on `collectstatic` having
     written the manifest, so any test file passes right after `make install-dev`. The
-    manifest storage itself is production's and `make run`'s (collectstatic in the Makefile)."""
+    manifest storage itself is production's and `make run`'s (collectstatic in the Makefile).
+
+    STATIC_ROOT is an empty folder of this run's own: whitenoise reads the whole of
+    STATIC_ROOT each time a test client or live server builds the middleware, and a
+    `collectstatic` in the checkout meanwhile (the deployment test's, in the other half of
+    `make test`) deletes and writes each hashed file again, which failed a test in
+    another now and then (FileNotFoundError in whitenoise's scan)."""
     from django.conf import settings
 
     plain = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
-    with override_settings(STORAGES={**settings.STORAGES, "staticfiles": plain}):
+    with (
+        tempfile.TemporaryDirectory(prefix="smartflow-static-root-") as static_root,
+        override_settings(
+            STORAGES={**settings.STORAGES, "staticfiles": plain}, STATIC_ROOT=static_root
+        ),
+    ):
         yield
 
 
