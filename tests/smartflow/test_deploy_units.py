@@ -38,7 +38,7 @@ from tests.deploy_env import ROOT, documented_env
 from tests.reliability.helpers import post_signed, until
 
 # It makes its own PostgreSQL database whichever the suite runs on: `make test` runs it
-# once, in its SQLite half (tests/conftest.py: ONE_HALF).
+# once, in its PostgreSQL half (tests/halves.py: ONE_HALF).
 pytestmark = pytest.mark.slow
 
 DEPLOY = ROOT / "deploy"

@@ -11,10 +11,10 @@ from tests.halves import TESTS, half_of
 @pytest.mark.parametrize(
     ("path", "half"),
     [
-        ("e2e/test_billing_journeys.py", "postgresql"),
+        ("e2e/test_standing_journeys.py", "postgresql"),
         ("e2e/test_first_ten_minutes.py", "sqlite"),
         ("reliability/test_event_orderings.py", "sqlite"),
-        ("smartflow/test_deploy_units.py", "sqlite"),
+        ("smartflow/test_deploy_units.py", "postgresql"),
         ("reliability/test_worker_killed.py", None),
         ("billing/test_checkout.py", None),
     ],
