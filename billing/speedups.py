@@ -25,20 +25,18 @@ from __future__ import annotations
 import functools
 import gc
 import re
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 import psycopg
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection
+from django.db import connection
 from django.db.backends.utils import CursorDebugWrapper
 from django.db.models import Model
-from django.db.models.signals import post_delete, post_save, pre_save
-from django.dispatch import receiver
+from django.db.models.signals import post_save, pre_save
 from django_tasks.base import Task
 from django_tasks_db.backend import DatabaseBackend
 from django_tasks_db.compat import normalize_json, task_backends, task_enqueued
@@ -46,8 +44,6 @@ from django_tasks_db.models import DBTaskResult
 from djstripe.models import WebhookEndpoint, WebhookEventTrigger
 
 from billing.models import WebhookDelivery
-
-T = TypeVar("T")
 
 # --- The webhook acknowledgement on PostgreSQL ------------------------------------------
 
@@ -66,76 +62,14 @@ def ack_backend(task: Task[[int], Any]) -> DatabaseBackend | None:
 
 
 def endpoint_load(uuid: UUID, fields: tuple[str, ...]) -> WebhookEndpoint | None:
-    """The endpoint of `uuid` with only `fields` (and its pk), as this process read it
-    less than ENDPOINT_KEPT_SECONDS ago, else read now by a statement prepared per
-    connection: compiling the queryset was most of the lookup's time in-process (0.84 ms
-    through the ORM, 0.30 ms prepared). SPEED_PLAIN=ack_kept reads it every time."""
-    if "ack_kept" in settings.SPEED_PLAIN:
-        return _endpoint_read(uuid, fields)
-    now = time.monotonic()
-    kept = _endpoints_kept.get((uuid, fields))
-    if kept is not None and kept[0] > now:
-        return kept[1]
-    endpoint = _endpoint_read(uuid, fields)
-    # An unknown uuid is not kept: anyone can send those, as many as they like.
-    if endpoint is not None:
-        _endpoints_kept[(uuid, fields)] = (now + ENDPOINT_KEPT_SECONDS, endpoint)
-    return endpoint
-
-
-# How long a web process answers from the endpoint row it read (`endpoint_load`): each
-# acknowledgement then makes one round trip to the database instead of three (Django's
-# health check, the endpoint, the store; py-spy on gunicorn in the renewal storm: the
-# first two were 35 % of a request's time). A change made elsewhere reaches every process
-# within this time: a new secret (rolling it at Stripe keeps the old one signing
-# meanwhile; billing/webhook_queue.py also accepts the previous one), the endpoint
-# disabled. A save or delete in this process forgets at once (`_endpoints_forget`).
-ENDPOINT_KEPT_SECONDS = 5.0
-_endpoints_kept: dict[tuple[UUID, tuple[str, ...]], tuple[float, WebhookEndpoint]] = {}
-
-
-@receiver([post_save, post_delete], sender=WebhookEndpoint)
-def _endpoints_forget(**kwargs: Any) -> None:
-    _endpoints_kept.clear()
-
-
-def _endpoint_read(uuid: UUID, fields: tuple[str, ...]) -> WebhookEndpoint | None:
+    """The endpoint of `uuid` with only `fields` (and its pk), by a statement prepared
+    per connection: compiling the queryset was most of the lookup's time in-process
+    (0.84 ms through the ORM, 0.30 ms prepared)."""
     sql, names = _endpoint_sql(fields)
-    row = checked_by_use(lambda: _fetchone(sql, [uuid]))
-    return None if row is None else WebhookEndpoint.from_db(connection.alias, names, row)
-
-
-def _fetchone(sql: str, params: list[Any]) -> Any:
     with prepared_cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchone()
-
-
-def checked_by_use(statement: Callable[[], T]) -> T:
-    """Run a request's first statement as Django's health check would leave it, without
-    the check's own round trip first (CONN_HEALTH_CHECKS: a `SELECT 1` before each
-    request's first query on a connection kept from an earlier one): if the statement
-    fails and the connection turns out unusable (the database restarted, a failover),
-    once more on a new connection. Only for statements that may run twice: the
-    endpoint's read, and the store, whose duplicate check counts a delivery a first try
-    stored before its answer was lost."""
-    # (Django's own attributes for the check; django-stubs lacks them.)
-    wrapper: Any = connection
-    if (
-        wrapper.connection is None
-        or wrapper.health_check_done
-        or not wrapper.health_check_enabled
-        or "ack_kept" in settings.SPEED_PLAIN
-    ):
-        return statement()
-    wrapper.health_check_done = True
-    try:
-        return statement()
-    except (OperationalError, InterfaceError):
-        if connection.in_atomic_block or connection.is_usable():
-            raise
-        connection.close()
-        return statement()
+        cursor.execute(sql, [uuid])
+        row = cursor.fetchone()
+    return None if row is None else WebhookEndpoint.from_db(connection.alias, names, row)
 
 
 @functools.cache
@@ -288,7 +222,9 @@ def store(
         f" SELECT id, true FROM dup UNION ALL SELECT new.id, false FROM new, task"
     )
     params = [now, delivery.event_id, *trigger_params, *delivery_params, *task_params]
-    row_returned = checked_by_use(lambda: _fetchone(sql, params))
+    with prepared_cursor() as cursor:
+        cursor.execute(sql, params)
+        row_returned = cursor.fetchone()
     if row_returned is None:  # cannot happen: one of dup and new has a row
         raise AssertionError(f"Stripe event {delivery.event_id}: the store returned nothing")
     delivery_id, duplicate = int(row_returned[0]), bool(row_returned[1])

@@ -944,27 +944,6 @@ def speed_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, float]]:
                 unprepared["ms"]["p99"] / prepared["ms"]["p99"] - 1,
             )
         )
-    if "reread" in s["ack"]:
-        reread = s["ack"]["reread"]
-        rows.append(
-            (
-                "acknowledgement: the endpoint kept, no health check first "
-                "(against both in every request)",
-                "events/s",
-                f"{reread['per_second']:,.0f}/s",
-                f"{prepared['per_second']:,.0f}/s",
-                prepared["per_second"] / reread["per_second"] - 1,
-            )
-        )
-        rows.append(
-            (
-                "acknowledgement: the endpoint kept (the same)",
-                "p99 time to acknowledge",
-                f"{reread['ms']['p99']:.1f} ms",
-                f"{prepared['ms']['p99']:.1f} ms",
-                reread["ms"]["p99"] / prepared["ms"]["p99"] - 1,
-            )
-        )
     rec = s.get("reconcile")
     if not rec:
         return rows

@@ -1270,8 +1270,6 @@ def speed_measure(
     ack_envs = {
         "plain": {"SPEED_PLAIN": "ack"},
         "unprepared": {"DATABASE_PREPARED_STATEMENTS": "false"},
-        # (The endpoint read and Django's health check sent by every request.)
-        "reread": {"SPEED_PLAIN": "ack_kept"},
         "prepared": {},
     }
     ack: dict[str, list[dict[str, Any]]] = {version: [] for version in ack_envs}

@@ -185,44 +185,6 @@ def test_after_the_database_dropped_its_connections_the_next_acknowledgement_suc
     assert WebhookDelivery.objects.filter(event_id=again["id"]).exists()
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's kept endpoint")
-def test_on_postgresql_the_next_acknowledgement_reads_no_endpoint_until_it_is_saved(
-    deliver, created, endpoint
-):
-    assert deliver(created, process=False).status_code == 200
-
-    with CaptureQueriesContext(connection) as queries:
-        again = {**created, "id": f"{created['id']}_again"}
-        assert deliver(again, process=False).status_code == 200
-    sql = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
-    assert len(sql) == 1, sql
-    assert sql[0].startswith("WITH dup AS (UPDATE")
-
-    # Saved here (the admin, `billing_webhook`): the next request reads it again.
-    endpoint.status = "disabled"
-    endpoint.save()
-    third = {**created, "id": f"{created['id']}_third"}
-    assert deliver(third, process=False).status_code == 403
-
-
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's kept endpoint")
-def test_on_postgresql_an_endpoint_changed_elsewhere_is_read_again_after_the_kept_time(
-    deliver, created, endpoint, monkeypatch
-):
-    from billing import speedups
-
-    assert deliver(created, process=False).status_code == 200
-    # Another process disables it: this one has no signal of it.
-    type(endpoint).objects.filter(pk=endpoint.pk).update(status="disabled")
-    again = {**created, "id": f"{created['id']}_again"}
-    assert deliver(again, process=False).status_code == 200
-
-    later = time.monotonic() + speedups.ENDPOINT_KEPT_SECONDS
-    monkeypatch.setattr(speedups.time, "monotonic", lambda: later)
-    third = {**created, "id": f"{created['id']}_third"}
-    assert deliver(third, process=False).status_code == 403
-
-
 def test_the_stored_trigger_is_what_dj_stripe_would_have_stored(deliver, created, endpoint):
     before = timezone.now()
     assert deliver(created, process=False).status_code == 200
