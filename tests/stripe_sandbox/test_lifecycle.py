@@ -4,7 +4,10 @@ incomplete subscriptions (issue 12, behaviours 1, 2, 3, 5 and 6)."""
 
 from __future__ import annotations
 
+import itertools
+import time
 from io import StringIO
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -448,6 +451,28 @@ def test_deleting_a_customer_cancels_its_subscriptions_then_the_clock_runs_on(
     report = collection.clock_advance(40 * DAY)
     assert (report.renewed, report.failed, report.recovered) == (0, 0, 0)
     assert stripe.Invoice.retrieve(_latest_invoice(failing).id).next_payment_attempt is None
+
+
+def test_each_step_of_an_advance_happens_at_its_due_time_however_slow_the_machine(
+    client, prices, stripe_customer, monkeypatch
+):
+    first = _subscribe(client, prices, stripe_customer.id, "4242 4242 4242 4242")
+    second = _subscribe(client, prices, stripe_customer.id, "4242 4242 4242 4242")
+    charged_at = _charged_at(second)
+    assert charged_at - _charged_at(first) < 10  # subscribed seconds apart
+    # A slow machine: each reading of the real clock 10 s after the one before, so the
+    # first renewal's own work outlasts the gap between the two.
+    real = itertools.count(int(time.time()), 10)
+    monkeypatch.setattr(store, "time", SimpleNamespace(time=lambda: next(real)))
+
+    report = _advance_to(charged_at)
+
+    # Both renewals charged: the second's invoice was made at its period's end, not
+    # after the first's steps, and so fell due within the walk (as on Stripe's test
+    # clock, frozen while it advances).
+    assert report.renewed == 2
+    for sub_id in (first, second):
+        assert _latest_invoice(sub_id).status == "paid"
 
 
 # --- 6. Incomplete subscriptions --------------------------------------------------------
