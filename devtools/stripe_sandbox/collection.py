@@ -731,7 +731,7 @@ def clock_advance(seconds: int) -> ClockReport:
         # time the steps before it took: a renewal charged an hour after its invoice
         # is charged by a walk to that hour, however slow the machine.
         moment = max(moment, when)
-        with store.clock_at(moment, after_real_time=False):
+        with store.clock_at(moment):
             _step(kind, object_id, report)
     store.clock_set(target)
     test_clock_ready()

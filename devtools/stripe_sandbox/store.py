@@ -112,16 +112,15 @@ def now() -> int:
 
 
 @contextlib.contextmanager
-def clock_at(ts: int, *, after_real_time: bool = True) -> Iterator[int]:
-    """Within the block, `now()` is `ts` (the clock moved there first), or the clock's
-    present if `ts` is past. `collection.clock_advance` passes after_real_time=False:
-    each step of its walk happens at its own due time, however long the steps before it
-    took to run, as on Stripe's test clock, which stays frozen while it advances."""
-    moment = max(ts, now()) if after_real_time else ts
-    clock_set(moment)
-    token = _frozen.set(moment)
+def clock_at(ts: int) -> Iterator[int]:
+    """Within the block, `now()` is `ts`: the clock moved on there first if it is behind
+    (it never goes back). Even when the real time has passed `ts`: each step of
+    `collection.clock_advance`'s walk happens at its own due time, however long the
+    steps before it took to run, as on Stripe's test clock, frozen while it advances."""
+    clock_set(ts)
+    token = _frozen.set(ts)
     try:
-        yield moment
+        yield ts
     finally:
         _frozen.reset(token)
 
