@@ -18,6 +18,8 @@ work against its plain version*). What won less was deleted.
   events/s against plain's 238 (+84 %), p99 31.5 ms against 61.6 ms: the plain way
   misses the 50 ms the acknowledgement must keep; unprepared, 367/s and 46.4 ms.
 - `heap_frozen` (reconcile_plans): see its docstring.
+- The web process's start-up heap, frozen once at start: smartflow/wsgi.py's
+  `heap_freeze` (it serves every request, so it lives where gunicorn loads the app).
 """
 
 from __future__ import annotations

@@ -217,7 +217,9 @@ DATABASE_PREPARED_STATEMENTS = env.bool("DATABASE_PREPARED_STATEMENTS", default=
 # each is measured against its plain version in one run: "ack" (the acknowledgement's one
 # prepared statement), "gc_freeze" (reconcile_plans; billing/speedups.py), "event_scope"
 # (what one webhook event's processing remembers: billing/event_scope.py), "invoice_expand"
-# (an invoice's subscription read with it, in the same scope). Empty in production.
+# (an invoice's subscription read with it, in the same scope), "synced_rows" (the rows it
+# synced, ibid.), "web_gc_freeze" (the web process's start-up heap: smartflow/wsgi.py).
+# Empty in production.
 SPEED_PLAIN = env.list("SPEED_PLAIN", default=[])
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
