@@ -218,7 +218,8 @@ DATABASE_PREPARED_STATEMENTS = env.bool("DATABASE_PREPARED_STATEMENTS", default=
 # prepared statement), "gc_freeze" (reconcile_plans; billing/speedups.py), "event_scope"
 # (what one webhook event's processing remembers: billing/event_scope.py), "invoice_expand"
 # (an invoice's subscription read with it, in the same scope), "synced_rows" (the rows it
-# synced, ibid.), "web_gc_freeze" (the web process's start-up heap: smartflow/wsgi.py).
+# synced, ibid.), "web_gc_freeze" (the web process's start-up heap: smartflow/wsgi.py;
+# measured by the renewal storm, `--only storm`, in benches alternating with it set).
 # Empty in production.
 SPEED_PLAIN = env.list("SPEED_PLAIN", default=[])
 
